@@ -1,0 +1,150 @@
+"""Labelled image data: the bundled digits split, an ImageFolder directory, or an .npz file.
+
+Every source yields float32 NCHW tensors normalised as the default weights were trained:
+pixel/255 mapped to [-1, 1], 3 channels, square at the model's resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import DataError
+
+REPO_CALIBRATION = Path(__file__).resolve().parents[1] / "calibration"
+DIGITS_FILE = "digits.npz"
+SPLITS = {"train": 0, "calibration": 1, "eval": 2}
+EVAL_SIZE, CALIBRATION_SIZE = 360, 180
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: np.ndarray  # float32 (N, 3, R, R), normalised
+    labels: np.ndarray  # int64 (N,)
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, n: int | None) -> "Dataset":
+        if n is None or n >= len(self):
+            return self
+        return Dataset(self.images[:n], self.labels[:n], f"{self.source}[:{n}]")
+
+
+def normalise(pixels: np.ndarray) -> np.ndarray:
+    """uint8-range pixels (any float or int dtype, 0..255) -> the model's input range [-1, 1]."""
+    return (pixels.astype(np.float32) / 255.0 - 0.5) / 0.5
+
+
+def make_digits_file(path: Path) -> Path:
+    """Write the 8x8 digits with a fixed stratified train/calibration/eval split (sklearn, offline)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.uint8)
+    index = np.arange(len(labels))
+    rest, eval_idx = train_test_split(index, test_size=EVAL_SIZE, stratify=labels, random_state=0)
+    train_idx, calib_idx = train_test_split(rest, test_size=CALIBRATION_SIZE, stratify=labels[rest], random_state=0)
+    split = np.zeros(len(labels), np.uint8)
+    split[calib_idx], split[eval_idx] = SPLITS["calibration"], SPLITS["eval"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=images, labels=labels, split=split)
+    return path
+
+
+def digits_file() -> Path:
+    shipped = REPO_CALIBRATION / DIGITS_FILE
+    if shipped.exists():
+        return shipped
+    cached = Path.home() / ".cache" / "edgepack" / DIGITS_FILE
+    return cached if cached.exists() else make_digits_file(cached)
+
+
+def resize(pixels: np.ndarray, resolution: int) -> np.ndarray:
+    """Bilinear resize of (N, C, H, W) pixels to (N, C, R, R); deterministic (torch on CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    if pixels.shape[-1] == resolution and pixels.shape[-2] == resolution:
+        return pixels.astype(np.float32)
+    t = torch.from_numpy(pixels.astype(np.float32))
+    return F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False).numpy()
+
+
+def load_digits_split(split: str, resolution: int, classes: int = 10) -> Dataset:
+    """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    with np.load(digits_file()) as z:
+        keep = (z["split"] == SPLITS[split]) & (z["labels"] < classes)
+        images, labels = z["images"][keep], z["labels"][keep].astype(np.int64)
+    pixels = np.repeat(images[:, None], 3, axis=1)
+    return Dataset(normalise(resize(pixels, resolution)), labels, f"digits:{split}")
+
+
+def load_image_folder(root: Path, resolution: int) -> Dataset:
+    """ImageFolder layout: one sub-folder per class (sorted names = label order), PNG/JPEG inside."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    rgb = im.convert("RGB").resize((resolution, resolution), Image.BILINEAR)
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"cannot read image {f}: {e}; remove or re-save it as PNG/JPEG")
+            images.append(np.asarray(rgb, np.uint8).transpose(2, 0, 1))
+            labels.append(label)
+    if not images:
+        raise DataError(f"no PNG/JPEG images under {root}: use one sub-folder per class with images inside")
+    return Dataset(normalise(np.stack(images)), np.asarray(labels, np.int64), f"folder:{root}")
+
+
+def load_npz(path: Path, resolution: int) -> Dataset:
+    """An .npz with ``images`` (N,3,R,R) or (N,R,R,3), pixel range 0..255, and ``labels`` (N,)."""
+    try:
+        with np.load(path) as z:
+            images, labels = z["images"], z["labels"]
+    except KeyError:
+        raise DataError(f"{path} lacks 'images' or 'labels': save them with np.savez(path, images=..., labels=...)")
+    except Exception as e:
+        raise DataError(f"cannot read {path} as .npz ({e}): write it with numpy.savez")
+    if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
+        images = images.transpose(0, 3, 1, 2)
+    want = (3, resolution, resolution)
+    if images.ndim != 4 or tuple(images.shape[1:]) != want:
+        raise DataError(
+            f"{path}: images have shape {tuple(images.shape)}, expected (N, 3, {resolution}, {resolution}) "
+            f"or (N, {resolution}, {resolution}, 3): resize them to the model resolution or pass --resolution"
+        )
+    if len(images) == 0:
+        raise DataError(f"{path} holds no images: give at least one calibration image")
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels: give one label per image")
+    return Dataset(normalise(images), labels.astype(np.int64), f"npz:{path}")
+
+
+def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: int = 10) -> Dataset:
+    """``None`` -> bundled digits split; a directory -> ImageFolder; a file -> .npz."""
+    if spec is None or str(spec) == "digits":
+        data = load_digits_split(split, resolution, classes)
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            data = load_image_folder(path, resolution)
+        elif path.is_file():
+            data = load_npz(path, resolution)
+        else:
+            raise DataError(f"data {path} does not exist: pass an ImageFolder directory or an .npz file")
+    if len(data) == 0:
+        raise DataError(f"{data.source} is empty: give at least one image")
+    return data

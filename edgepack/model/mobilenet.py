@@ -1,0 +1,120 @@
+"""MobileNet v1 (Howard et al. 2017, arXiv 1704.04861), Table 1 as data.
+
+The body is a table of (depthwise stride, pointwise output channels) rows; every conv is
+followed by BatchNorm and ReLU, down-sampling is by stride only, the classifier is global
+average pooling then a fully connected layer with no nonlinearity.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgepack.errors import ConfigError
+
+# Table 1: first layer is a full 3x3 conv, stride 2, 32 filters.
+STEM_CHANNELS = 32
+STEM_STRIDE = 2
+# Then 13 depthwise separable blocks: (depthwise stride, pointwise output channels).
+BODY = (
+    (1, 64),
+    (2, 128), (1, 128),
+    (2, 256), (1, 256),
+    (2, 512), (1, 512), (1, 512), (1, 512), (1, 512), (1, 512),
+    (2, 1024), (1, 1024),
+)
+MIN_CHANNELS = 8  # TF-slim's min_depth
+
+
+def scaled_channels(channels: int, alpha: float) -> int:
+    """Width multiplier as the reference (TF-slim) implementation rounds it: truncate, floor 8."""
+    return max(int(channels * alpha), MIN_CHANNELS)
+
+
+def check_alpha(alpha) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha {alpha!r} is not a number: pass a width multiplier in (0, 1], e.g. --alpha 0.75")
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"alpha {alpha!r} is outside (0, 1]: pass a width multiplier such as 1.0, 0.75, 0.5 or 0.25")
+    return value
+
+
+def check_resolution(resolution) -> int:
+    try:
+        value = int(resolution)
+        if value != float(resolution):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"resolution {resolution!r} is not an integer: pass a multiple of 32 such as 224, 192, 160 or 128")
+    if value < 32 or value % 32:
+        raise ConfigError(f"resolution {value} is not a multiple of 32 from 32 up: use e.g. 224, 192, 160, 128 or 96")
+    return value
+
+
+def check_classes(num_classes) -> int:
+    try:
+        value = int(num_classes)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 2:
+        raise ConfigError(f"classes {num_classes!r} must be an integer >= 2")
+    return value
+
+
+class ConvBNReLU(nn.Sequential):
+    """conv (full or depthwise) -> BatchNorm -> ReLU, the unit every MobileNet layer is made of."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=False),
+        )
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """Depthwise 3x3 (one filter per input channel) then pointwise 1x1 that mixes channels."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__(
+            ConvBNReLU(in_ch, in_ch, 3, stride, groups=in_ch),
+            ConvBNReLU(in_ch, out_ch, 1, 1),
+        )
+
+
+class MobileNetV1(nn.Module):
+    """MobileNet v1 with width multiplier ``alpha`` and input ``resolution`` (rho = resolution/224)."""
+
+    def __init__(self, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000):
+        super().__init__()
+        self.alpha = check_alpha(alpha)
+        self.resolution = check_resolution(resolution)
+        self.num_classes = check_classes(num_classes)
+        channels = scaled_channels(STEM_CHANNELS, self.alpha)
+        layers: list[nn.Module] = [ConvBNReLU(3, channels, 3, STEM_STRIDE)]
+        for stride, out in BODY:
+            out = scaled_channels(out, self.alpha)
+            layers.append(DepthwiseSeparable(channels, out, stride))
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(channels, self.num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        return (batch, 3, self.resolution, self.resolution)

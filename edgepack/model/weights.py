@@ -1,0 +1,87 @@
+"""Default digits weights shipped in the package, and user checkpoints.
+
+Shipped weights are compact .npz files: conv/FC weights as float16 (the 16-bit rounding is what
+the accuracy claims were measured with), BatchNorm tensors and biases as float32.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgepack.errors import CheckpointError
+from edgepack.model.mobilenet import MobileNetV1, check_alpha
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+DIGITS_CLASSES = 10
+
+
+def weights_path(alpha: float) -> Path:
+    return WEIGHTS_DIR / f"mobilenet_v1_{alpha:g}_digits.npz"
+
+
+def save_compact(model: torch.nn.Module, path: Path) -> None:
+    """Store a state dict compactly: >=2-D float tensors as float16, the rest as they are."""
+    arrays = {}
+    for name, t in model.state_dict().items():
+        a = t.detach().cpu().numpy()
+        arrays[name] = a.astype(np.float16) if a.dtype == np.float32 and a.ndim >= 2 else a
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    Path(path).write_bytes(buf.getvalue())
+
+
+def load_compact(path: Path) -> dict[str, torch.Tensor]:
+    with np.load(path) as z:
+        return {k: torch.from_numpy(z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
+
+
+def pretrained(alpha: float, resolution: int = 224, num_classes: int = DIGITS_CLASSES) -> MobileNetV1:
+    """MobileNetV1 with the shipped digits weights (one checkpoint per alpha serves every resolution)."""
+    alpha = check_alpha(alpha)
+    path = weights_path(alpha)
+    if not path.exists():
+        shipped = ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS)
+        raise CheckpointError(
+            f"no shipped weights for alpha {alpha:g} (shipped: {shipped}): pass --checkpoint PATH "
+            f"or train them with scripts/train_digits.py --alpha {alpha:g}"
+        )
+    state = load_compact(path)
+    if num_classes != DIGITS_CLASSES:
+        # keep the feature extractor, re-initialise the classifier for a different label set
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    model = MobileNetV1(alpha, resolution, num_classes)
+    model.load_state_dict(state, strict=num_classes == DIGITS_CLASSES)
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes: int) -> MobileNetV1:
+    """A state dict of our MobileNetV1 saved with torch.save (or an .npz from save_compact)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: pass the path of a MobileNetV1 state dict")
+    try:
+        if path.suffix == ".npz":
+            state = load_compact(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch state dict ({type(e).__name__}): re-save it with torch.save(model.state_dict(), path)")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} is not a state dict of tensors: save model.state_dict()")
+    model = MobileNetV1(alpha, resolution, num_classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not match MobileNetV1(alpha={alpha:g}, classes={num_classes}) ({detail[:160]}): "
+            "pass the --alpha and --classes it was trained with"
+        )
+    return model.eval()

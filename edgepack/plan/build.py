@@ -1,0 +1,189 @@
+"""Derive the int8 plan from a PT2E-converted graph (quantize/dequantize nodes around aten ops).
+
+The graph must be a chain: input -> conv/linear/pool layers (each between a dequantize and a
+quantize node, optionally with a fused ReLU/ReLU6) -> output. Anything else is refused with
+the name of the node that breaks the chain.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.fx import GraphModule, Node
+
+from edgepack.errors import UnsupportedModelError
+from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
+from edgepack.quantize.quantizer import SHARED_OPS, is_activation, is_relu6
+
+aten = torch.ops.aten
+qd = torch.ops.quantized_decomposed
+Q_OPS = {qd.quantize_per_tensor.default}
+DQ_TENSOR = {qd.dequantize_per_tensor.default}
+DQ_CHANNEL = {qd.dequantize_per_channel.default}
+POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
+RESHAPE_OPS = SHARED_OPS - POOL_OPS
+
+
+def _attr(gm: GraphModule, node: Node):
+    if isinstance(node, Node) and node.op == "get_attr":
+        value = gm
+        for part in node.target.split("."):
+            value = getattr(value, part)
+        return value
+    return node
+
+
+def _qparams(node: Node) -> QParams:
+    _, scale, zp, qmin, qmax, dtype = node.args[:6]
+    if dtype != torch.int8 or (qmin, qmax) != (-128, 127):
+        raise UnsupportedModelError(f"{node.name}: activations must be int8 [-128, 127], got {dtype} [{qmin}, {qmax}]")
+    return QParams(float(scale), int(zp))
+
+
+def _users(node: Node) -> list[Node]:
+    """Data consumers of ``node`` (torch.export's shape-guard call is not one)."""
+    return [u for u in node.users if not (u.op == "call_module" and str(u.target).startswith("_guards"))]
+
+
+def _single_user(node: Node) -> Node:
+    users = _users(node)
+    if len(users) != 1:
+        raise UnsupportedModelError(f"{node.name} feeds {len(users)} nodes: only chain topologies can be lowered")
+    return users[0]
+
+
+def _input_dq(node: Node) -> Node:
+    dq = node.args[0]
+    if not (isinstance(dq, Node) and dq.target in DQ_TENSOR):
+        raise UnsupportedModelError(f"{node.name}: input is not quantized (no dequantize before it)")
+    return dq
+
+
+def _output(node: Node) -> tuple[Node, str]:
+    """Follow the fused activation (if any) to the quantize node; return it and the activation."""
+    user, activation = _single_user(node), "none"
+    if is_activation(user):
+        activation = "relu6" if is_relu6(user) else "relu"
+        user = _single_user(user)
+    if user.target not in Q_OPS:
+        raise UnsupportedModelError(f"{node.name}: output is not quantized (found {user.target})")
+    return user, activation
+
+
+def _weight(gm: GraphModule, node: Node) -> tuple[np.ndarray, np.ndarray]:
+    dq = node.args[1]
+    if dq.target in DQ_CHANNEL:
+        w, scales, zps, axis, qmin, qmax, _ = dq.args[:7]
+        w, scales, zps = _attr(gm, w), _attr(gm, scales), _attr(gm, zps)
+        if axis != 0:
+            raise UnsupportedModelError(f"{node.name}: per-channel weight axis {axis}, expected 0")
+    elif dq.target in DQ_TENSOR:
+        w, scale, zp = _attr(gm, dq.args[0]), dq.args[1], dq.args[2]
+        scales = torch.full((w.shape[0],), float(scale))
+        zps = torch.full((w.shape[0],), int(zp))
+    else:
+        raise UnsupportedModelError(f"{node.name}: weight is not a quantized constant")
+    if not isinstance(w, torch.Tensor) or w.dtype != torch.int8 or torch.any(torch.as_tensor(zps) != 0):
+        raise UnsupportedModelError(f"{node.name}: weights must be symmetric int8 constants")
+    return w.numpy().astype(np.int8), torch.as_tensor(scales).double().numpy()
+
+
+def _clamp(activation: str, out: QParams) -> tuple[int, int]:
+    if activation == "none":
+        return -128, 127
+    lo = max(-128, out.zero_point)
+    hi = 127 if activation == "relu" else min(127, out.zero_point + int(round(6.0 / out.scale)))
+    return lo, hi
+
+
+def _compute_layer(gm: GraphModule, node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    w, w_scale = _weight(gm, node)
+    bias = _attr(gm, node.args[2]) if len(node.args) > 2 and node.args[2] is not None else None
+    bias = np.zeros(w.shape[0]) if bias is None else bias.detach().double().numpy()
+    acc_scale = in_q.scale * w_scale
+    int_bias = np.clip(np.round(bias / np.where(acc_scale > 0, acc_scale, 1.0)), -2**31, 2**31 - 1)
+    mult = [quantize_multiplier(float(s) / out_q.scale) for s in acc_scale]
+    arrays = {
+        "weight": w, "bias": int_bias.astype(np.int32), "weight_scale": w_scale.astype(np.float32),
+        "multiplier": np.array([m for m, _ in mult], np.int32), "shift": np.array([s for _, s in mult], np.int32),
+    }
+    lo, hi = _clamp(activation, out_q)
+    common = dict(input_q=in_q, output_q=out_q, act_min=lo, act_max=hi, activation=activation, arrays=arrays)
+    if node.target == aten.linear.default:
+        if len(shape) != 1 or shape[0] != w.shape[1]:
+            raise UnsupportedModelError(f"{node.name}: linear expects {w.shape[1]} features, input is {shape}")
+        return Layer(node.name, "fc", shape, (w.shape[0],), **common), q_out
+    args = list(node.args) + [None] * 7
+    stride, padding, dilation, groups = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1]), (args[6] or 1)
+    c, h, wd = shape
+    kh, kw = w.shape[2:]
+    if len(set(stride)) != 1 or len(set(padding)) != 1 or tuple(dilation) != (1, 1) or kh != kw:
+        raise UnsupportedModelError(f"{node.name}: only square kernels, equal strides/padding and no dilation are supported")
+    if groups == 1:
+        kind = "pointwise" if (kh, padding[0]) == (1, 0) else "conv"
+    elif groups == c == w.shape[0] and w.shape[1] == 1:
+        kind = "depthwise"
+    else:
+        raise UnsupportedModelError(f"{node.name}: grouped conv with groups={groups} (only 1 or = channels)")
+    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (wd + 2 * padding[0] - kw) // stride[0] + 1
+    layer = Layer(node.name, kind, shape, (w.shape[0], oh, ow), stride=stride[0], padding=padding[0], **common)
+    return layer, q_out
+
+
+def _pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    c, h, w = shape
+    target, args = node.target, node.args
+    global_pool = (
+        (target == aten.adaptive_avg_pool2d.default and tuple(args[1]) in ((1, 1), (1,)))
+        or (target == aten.mean.dim and sorted(a % 4 for a in args[1]) == [2, 3])
+        or (target == aten.avg_pool2d.default and tuple(args[1]) in ((h, w),) and len(args) <= 3 + 1)
+    )
+    if not global_pool:
+        raise UnsupportedModelError(f"{node.name}: only global average pooling is supported")
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if out_q != in_q or activation != "none":
+        raise UnsupportedModelError(f"{node.name}: pooling must keep its input's quantization parameters")
+    out_shape = (c,) if target == aten.mean.dim and not (len(args) > 2 and args[2]) else (c, 1, 1)
+    return Layer(node.name, "avgpool", shape, out_shape, input_q=in_q, output_q=out_q), q_out
+
+
+def build_plan(gm: GraphModule, input_shape: tuple[int, int, int]) -> Plan:
+    """Walk the converted graph from its input to its output, one layer per compute node."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedModelError(f"model has {len(placeholders)} inputs: exactly one image input is supported")
+    q_in = _single_user(placeholders[0])
+    if q_in.target not in Q_OPS:
+        raise UnsupportedModelError("model input is not quantized: the first layer must be a conv")
+    input_q, shape, current, layers = _qparams(q_in), tuple(input_shape), q_in, []
+    while True:
+        consumers = [u for u in _users(current) if u.target in DQ_TENSOR]
+        if not consumers:
+            break
+        if len(_users(current)) != 1:
+            raise UnsupportedModelError(f"{current.name} feeds {len(_users(current))} nodes: only chains are supported")
+        dq = consumers[0]
+        node = _single_user(dq)
+        in_q = _qparams(dq)
+        if node.target in (aten.conv2d.default, aten.linear.default):
+            layer, current = _compute_layer(gm, node, shape, in_q)
+        elif node.target in POOL_OPS:
+            layer, current = _pool_layer(node, shape, in_q)
+        elif node.target in RESHAPE_OPS:
+            q_out, _ = _output(node)
+            if _qparams(q_out) != in_q:
+                raise UnsupportedModelError(f"{node.name}: reshape changes quantization parameters")
+            shape, current = (int(np.prod(shape)),), q_out
+            continue
+        elif node.op == "output":
+            break
+        else:
+            raise UnsupportedModelError(f"{node.name}: operator {node.target} is not supported by the int8 plan")
+        layers.append(layer)
+        shape = layer.output_shape
+    if not layers or layers[-1].kind != "fc":
+        raise UnsupportedModelError("the model must end in a quantized Linear classifier")
+    return Plan(input_q, tuple(input_shape), layers)

@@ -1,0 +1,145 @@
+"""The int8 plan: what every integer executor (numpy reference, C runtime, TVM int8) runs.
+
+Format on disk (documented in README "Int8 plan format"):
+  plan.json  {"format": "edgepack-int8-plan", "version": 1, "layout": "NCHW",
+              "input": {shape, scale, zero_point}, "output": {...}, "layers": [Layer...]}
+  plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
+             "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
+             "i.weight_scale" float32 (O). Pooling layers have no arrays.
+Both are written deterministically (sorted keys, fixed zip timestamps) so artifacts are
+byte-identical for identical inputs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import ArtifactError
+
+FORMAT, VERSION = "edgepack-int8-plan", 1
+LAYER_KINDS = ("conv", "depthwise", "pointwise", "avgpool", "fc")
+ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")
+
+
+@dataclass(frozen=True)
+class QParams:
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(x / self.scale) + self.zero_point, -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str  # one of LAYER_KINDS
+    input_shape: tuple[int, ...]  # (C, H, W) or (C,), no batch
+    output_shape: tuple[int, ...]
+    input_q: QParams
+    output_q: QParams
+    act_min: int = -128  # fused activation clamp in the output's int8 domain
+    act_max: int = 127
+    stride: int = 1
+    padding: int = 0
+    activation: str = "none"  # none | relu | relu6
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.arrays["weight"]
+
+    def weight_scales(self) -> np.ndarray:
+        return self.arrays["weight_scale"]
+
+    def meta(self) -> dict:
+        d = asdict(self)
+        d.pop("arrays")
+        d["input_shape"], d["output_shape"] = list(self.input_shape), list(self.output_shape)
+        return d
+
+
+@dataclass
+class Plan:
+    input_q: QParams
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+
+    @property
+    def output_q(self) -> QParams:
+        return self.layers[-1].output_q
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.layers[-1].output_shape
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "layout": "NCHW",
+            "input": {"shape": list(self.input_shape), **asdict(self.input_q)},
+            "output": {"shape": list(self.output_shape), **asdict(self.output_q)},
+            "layers": [layer.meta() for layer in self.layers],
+        }
+
+    def save(self, folder: Path) -> list[str]:
+        folder = Path(folder)
+        (folder / "plan.json").write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
+        arrays = {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.arrays.items()}
+        write_npz(folder / "plan.npz", arrays)
+        return ["plan.json", "plan.npz"]
+
+    @classmethod
+    def load(cls, folder: Path) -> "Plan":
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "plan.json").read_text())
+            with np.load(folder / "plan.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ArtifactError(f"cannot read the int8 plan in {folder} ({e}): recompile the artifact")
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v{VERSION}: recompile with this edgepack")
+        layers = []
+        for i, m in enumerate(meta["layers"]):
+            own = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.split(".", 1)[0] == str(i)}
+            layers.append(Layer(
+                **{**m, "input_q": QParams(**m["input_q"]), "output_q": QParams(**m["output_q"]),
+                   "input_shape": tuple(m["input_shape"]), "output_shape": tuple(m["output_shape"])},
+                arrays=own,
+            ))
+        inp = meta["input"]
+        return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez, but byte-reproducible: sorted members and a fixed timestamp."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """real = M0 * 2^shift with M0 a Q31 integer in [2^30, 2^31) (TFLite's QuantizeMultiplier)."""
+    if real <= 0.0:
+        return 0, 0
+    mantissa, shift = math.frexp(real)  # real = mantissa * 2^shift, mantissa in [0.5, 1)
+    q = round(mantissa * (1 << 31))
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:  # too small to matter: the output is always the zero point
+        return 0, 0
+    return q, shift

@@ -1,0 +1,123 @@
+"""numpy integer reference executor of the int8 plan: the golden model.
+
+Arithmetic contract (TFLite / gemmlowp): acc = sum((x - in_zp) * w) + bias in int32;
+out = clamp(SaturatingRoundingDoublingHighMul(acc << max(shift,0), M0) rounding->> max(-shift,0)
++ out_zp, act_min, act_max). Every other integer executor must match this bit for bit.
+
+Convolutions are computed as float64 GEMMs on integer values: |x - zp| <= 255, |w| <= 127,
+so each product is < 2^15 and a sum over K <= 2^17 terms stays < 2^32 < 2^53, which float64
+represents exactly; the accumulator is then checked to fit int32 before requantization.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgepack.plan.plan import Layer, Plan
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values held in int64."""
+    ab = a.astype(np.int64) * b.astype(np.int64)
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    v = ab + nudge
+    high = np.where(v >= 0, v >> 31, -((-v) >> 31))  # C integer division truncates toward zero
+    saturate = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(saturate, INT32_MAX, high)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: round half away from zero."""
+    exponent = exponent.astype(np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1) -> np.ndarray:
+    """int32 accumulators (N, C, ...) -> int8 outputs with the layer's per-channel multiplier/shift."""
+    if acc.min(initial=0) < INT32_MIN or acc.max(initial=0) > INT32_MAX:
+        raise OverflowError(f"{layer.name}: accumulator leaves int32")
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    mult = layer.arrays["multiplier"].astype(np.int64).reshape(shape)
+    shift = layer.arrays["shift"].astype(np.int64).reshape(shape)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    shifted = np.clip(acc.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    out = rounding_divide_by_pot(rounding_doubling_high_mul(shifted, mult), right)
+    out = out + layer.output_q.zero_point
+    return np.clip(out, layer.act_min, layer.act_max).astype(np.int8)
+
+
+def _centered(x: np.ndarray, layer: Layer) -> np.ndarray:
+    return x.astype(np.float64) - layer.input_q.zero_point
+
+
+def _pad(x: np.ndarray, p: int) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+
+
+def conv(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """Full or pointwise conv, groups=1: im2col + GEMM (exact in float64)."""
+    w = layer.weight.astype(np.float64)
+    o, c, k, _ = w.shape
+    s = layer.stride
+    xc = _pad(_centered(x, layer), layer.padding)
+    _, oh, ow = layer.output_shape
+    if k == 1:
+        cols = xc[:, :, ::s, ::s][:, :, :oh, :ow]
+        acc = np.einsum("nchw,oc->nohw", cols, w[:, :, 0, 0], optimize=True)
+    else:
+        win = sliding_window_view(xc, (k, k), axis=(2, 3))[:, :, ::s, ::s][:, :, :oh, :ow]  # n c oh ow kh kw
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(x.shape[0], oh, ow, c * k * k)
+        acc = (cols @ w.reshape(o, -1).T).transpose(0, 3, 1, 2)
+    return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1), layer)
+
+
+def depthwise(x: np.ndarray, layer: Layer) -> np.ndarray:
+    w = layer.weight.astype(np.float64)[:, 0]  # (C, k, k)
+    k, s = w.shape[-1], layer.stride
+    xc = _pad(_centered(x, layer), layer.padding)
+    _, oh, ow = layer.output_shape
+    acc = np.zeros((x.shape[0], w.shape[0], oh, ow))
+    for i in range(k):
+        for j in range(k):
+            acc += xc[:, :, i:i + s * oh:s, j:j + s * ow:s] * w[None, :, i, j, None, None]
+    return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1), layer)
+
+
+def avgpool(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """Global average in the shared input/output scale: round half away from zero."""
+    n, c = x.shape[:2]
+    count = int(np.prod(x.shape[2:]))
+    total = (x.astype(np.int64) - layer.input_q.zero_point).reshape(n, c, -1).sum(-1)
+    mean = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
+    out = np.clip(mean + layer.output_q.zero_point, -128, 127).astype(np.int8)
+    return out.reshape((n,) + tuple(layer.output_shape))
+
+
+def fc(x: np.ndarray, layer: Layer) -> np.ndarray:
+    acc = _centered(x.reshape(x.shape[0], -1), layer) @ layer.weight.astype(np.float64).T
+    return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"][None], layer)
+
+
+KERNELS = {"conv": conv, "pointwise": conv, "depthwise": depthwise, "avgpool": avgpool, "fc": fc}
+
+
+def run(plan: Plan, x: np.ndarray, collect: bool = False):
+    """int8 input (N, C, H, W) -> int8 logits (N, classes); with ``collect`` also every layer's output."""
+    if x.dtype != np.int8 or tuple(x.shape[1:]) != tuple(plan.input_shape):
+        raise ValueError(f"reference input must be int8 (N, {', '.join(map(str, plan.input_shape))}), got {x.dtype} {x.shape}")
+    outputs = []
+    for layer in plan.layers:
+        x = KERNELS[layer.kind](x, layer)
+        if collect:
+            outputs.append(x)
+    return (x, outputs) if collect else x
+
+
+def run_batched(plan: Plan, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([run(plan, x[i:i + batch]) for i in range(0, len(x), batch)])

@@ -1,0 +1,131 @@
+"""edgepack's PT2E Quantizer: the int8 scheme every backend executes.
+
+Weights: int8 symmetric in [-127, 127], per output channel (default) or per tensor (only to
+show why per-tensor collapses depthwise layers). Activations: int8 per-tensor affine.
+Annotates conv2d / linear (+ BatchNorm in QAT graphs) (+ ReLU / ReLU6), average pooling and
+flatten, the operator set of MobileNet-style chains.
+"""
+from __future__ import annotations
+
+import enum
+
+import torch
+from torch.fx import Node
+from torchao.quantization.pt2e import observer as obs
+from torchao.quantization.pt2e.fake_quantize import FakeQuantize
+from torchao.quantization.pt2e.quantizer import (
+    QuantizationAnnotation,
+    QuantizationSpec,
+    Quantizer,
+    SharedQuantizationSpec,
+)
+
+aten = torch.ops.aten
+COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
+BATCHNORM_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
+ACTIVATION_OPS = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
+SHARED_OPS = {  # output keeps the input's quantization parameters
+    aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim,
+    aten.flatten.using_ints, aten.view.default, aten.reshape.default,
+}
+
+
+class WeightGranularity(str, enum.Enum):
+    PER_CHANNEL = "per-channel"
+    PER_TENSOR = "per-tensor"
+
+
+def activation_spec(qat: bool) -> QuantizationSpec:
+    if qat:
+        ctr = FakeQuantize.with_args(observer=obs.MovingAverageMinMaxObserver)
+    else:
+        ctr = obs.HistogramObserver.with_args(eps=2**-12)
+    return QuantizationSpec(
+        dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+        is_dynamic=False, observer_or_fake_quant_ctr=ctr,
+    )
+
+
+def weight_spec(granularity: WeightGranularity, qat: bool) -> QuantizationSpec:
+    per_channel = granularity == WeightGranularity.PER_CHANNEL
+    if per_channel:
+        observer = obs.MovingAveragePerChannelMinMaxObserver if qat else obs.PerChannelMinMaxObserver
+        qscheme = torch.per_channel_symmetric
+    else:
+        observer = obs.MovingAverageMinMaxObserver if qat else obs.MinMaxObserver
+        qscheme = torch.per_tensor_symmetric
+    ctr = FakeQuantize.with_args(observer=observer) if qat else observer.with_args(eps=2**-12)
+    return QuantizationSpec(
+        dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=qscheme,
+        ch_axis=0 if per_channel else None, is_dynamic=False, observer_or_fake_quant_ctr=ctr,
+    )
+
+
+def _only_user(node: Node) -> Node | None:
+    users = [u for u in node.users if u.op == "call_function"]
+    return users[0] if len(users) == 1 else None
+
+
+def _batchnorm_output(node: Node) -> Node:
+    """In QAT graphs batch_norm may be followed by getitem[0]; return the tensor node."""
+    user = _only_user(node)
+    if user is not None and user.target is __import__("operator").getitem and user.args[1] == 0:
+        return user
+    return node
+
+
+def is_relu6(node: Node) -> bool:
+    return node.target in (aten.hardtanh.default, aten.hardtanh_.default) and tuple(node.args[1:3]) == (0.0, 6.0)
+
+
+def is_activation(node: Node) -> bool:
+    return node.target in (aten.relu.default, aten.relu_.default) or is_relu6(node)
+
+
+class EdgepackQuantizer(Quantizer):
+    """Annotates a torch.export graph with edgepack's int8 scheme (PTQ observers or QAT fake-quant)."""
+
+    def __init__(self, granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, qat: bool = False):
+        super().__init__()
+        self.granularity = WeightGranularity(granularity)
+        self.qat = qat
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        act, weight = activation_spec(self.qat), weight_spec(self.granularity, self.qat)
+        for node in model.graph.nodes:
+            if node.op != "call_function" or "quantization_annotation" in node.meta:
+                continue
+            if node.target in COMPUTE_OPS:
+                self._annotate_compute(node, act, weight)
+            elif node.target in SHARED_OPS and isinstance(node.args[0], Node):
+                inp = node.args[0]
+                node.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={inp: act},
+                    output_qspec=SharedQuantizationSpec((inp, node)),
+                    _annotated=True,
+                )
+        return model
+
+    @staticmethod
+    def _annotate_compute(node: Node, act: QuantizationSpec, weight: QuantizationSpec) -> None:
+        inputs = {node.args[0]: act, node.args[1]: weight}
+        node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=inputs, _annotated=True)
+        # the quantized output sits after the fused BatchNorm (QAT) and activation, if any
+        last = node
+        user = _only_user(last)
+        if user is not None and user.target in BATCHNORM_OPS:
+            user.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+            last = _batchnorm_output(user)
+            if last is not user:
+                last.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+            user = _only_user(last)
+        if user is not None and is_activation(user):
+            last = user
+        ann = last.meta.get("quantization_annotation") or QuantizationAnnotation(_annotated=True)
+        ann.output_qspec = act
+        last.meta["quantization_annotation"] = ann
+        if last is not node and "quantization_annotation" not in node.meta:
+            node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        pass
