@@ -1,0 +1,27 @@
+"""edgepack info: the model report (per-layer shapes, params, Mult-Adds; paper Table 2 shares)."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="print the MobileNetV1 model report (params, Mult-Adds per layer)")
+    p.add_argument("--alpha", default="1.0", help="width multiplier in (0, 1] (default 1.0)")
+    p.add_argument("--resolution", default="224", help="input resolution, a multiple of 32 (default 224)")
+    p.add_argument("--classes", default="1000", help="number of classes (default 1000, as in the paper)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from edgepack.model.mobilenet import MobileNetV1
+    from edgepack.model.profile import format_summary, summary
+
+    model = MobileNetV1(args.alpha, args.resolution, args.classes)
+    s = summary(model, (3, model.resolution, model.resolution))
+    s = {"model": "MobileNetV1", "alpha": model.alpha, "resolution": model.resolution, "classes": model.num_classes, **s}
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print(format_summary(s, f"MobileNetV1 alpha={model.alpha:g} resolution={model.resolution} classes={model.num_classes}"))
+    return 0

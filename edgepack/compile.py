@@ -1,0 +1,233 @@
+"""compile: model -> fold -> quantize -> QDQ ONNX + int8 plan -> lower(backend) -> artifact folder."""
+from __future__ import annotations
+
+import enum
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgepack import __version__
+from edgepack.artifact import atomic_folder, check_output_dir, write_manifest
+from edgepack.backends import backend_module
+from edgepack.data import Dataset, load_dataset
+from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
+from edgepack.fold import fold, folding_error
+from edgepack.model.mobilenet import MobileNetV1, check_alpha, check_classes, check_resolution
+from edgepack.model.profile import summary
+from edgepack.plan import reference
+from edgepack.plan.build import build_plan
+from edgepack.plan.plan import Plan
+from edgepack.quantize.quantizer import WeightGranularity
+from edgepack.targets import Target, get_target
+
+GOLDEN_IMAGES = 8
+SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
+                     nn.Flatten, nn.Linear, nn.Sequential, nn.Identity)
+
+
+class QuantMode(str, enum.Enum):
+    PTQ = "ptq"
+    QAT = "qat"
+    NONE = "none"
+
+
+@dataclass
+class CompileConfig:
+    """Everything a compile depends on (the same config gives byte-identical artifacts)."""
+
+    target: str = "host"
+    alpha: float = 0.75
+    resolution: int = 224
+    classes: int = 10
+    checkpoint: str | None = None
+    quant: QuantMode = QuantMode.PTQ
+    weight_granularity: WeightGranularity = WeightGranularity.PER_CHANNEL
+    calibration: str | None = None  # None = bundled digits calibration split
+    calib_size: int | None = None
+    eval_data: str | None = None  # None = bundled digits eval split
+    eval_size: int | None = None
+    qat_epochs: int = 1
+    output: str | None = None
+
+    def __post_init__(self):
+        self.alpha = check_alpha(self.alpha)
+        self.resolution = check_resolution(self.resolution)
+        self.classes = check_classes(self.classes)
+        try:
+            self.quant = QuantMode(self.quant)
+        except ValueError:
+            raise ConfigError(f"quantization '{self.quant}' is unknown: use ptq, qat or none")
+        try:
+            self.weight_granularity = WeightGranularity(self.weight_granularity)
+        except ValueError:
+            raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
+        for name in ("calib_size", "eval_size", "qat_epochs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.resolution, self.resolution)
+
+    def default_output(self) -> Path:
+        return Path("artifacts") / f"mobilenet_v1_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"
+
+
+@dataclass
+class Build:
+    """What the stages produce; backends read it to lower."""
+
+    config: CompileConfig
+    target: Target
+    folded: nn.Module
+    plan: Plan | None
+    onnx_file: str
+    golden_input: np.ndarray
+    golden_output: np.ndarray
+    manifest: dict = field(default_factory=dict)
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse, by name, any leaf layer outside the operator set the int8 plan lowers."""
+    for name, m in model.named_modules():
+        if list(m.children()):
+            continue  # a container: its leaves are checked
+        if not isinstance(m, SUPPORTED_MODULES):
+            raise UnsupportedModelError(
+                f"layer '{name or type(m).__name__}' ({type(m).__name__}) is not supported: build the model from "
+                "Conv2d, BatchNorm2d, ReLU/ReLU6, AdaptiveAvgPool2d/AvgPool2d, Flatten and Linear")
+        if isinstance(m, nn.Conv2d) and m.groups not in (1, m.in_channels):
+            raise UnsupportedModelError(f"layer '{name}' is a grouped conv (groups={m.groups}): use groups 1 or = in_channels")
+
+
+def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
+    from edgepack.model.weights import load_checkpoint, pretrained
+
+    if config.checkpoint:
+        return load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes), Path(config.checkpoint).name
+    return pretrained(config.alpha, config.resolution, config.classes), "shipped digits weights"
+
+
+def _load_data(spec, split: str, size: int | None, config: CompileConfig) -> Dataset:
+    return load_dataset(spec, split, config.resolution, config.classes).take(size)
+
+
+def _timed(times: dict, stage: str):
+    class _T:
+        def __enter__(self):
+            self.t = time.perf_counter()
+
+        def __exit__(self, *exc):
+            times[stage] = round(time.perf_counter() - self.t, 3)
+    return _T()
+
+
+def compile_model(config: CompileConfig, model: nn.Module | None = None, log=print) -> Path:
+    """Build the artifact folder for ``config`` (``model`` overrides the MobileNetV1 builder)."""
+    from edgepack.quantize.export import export_qdq_onnx
+
+    target = get_target(config.target)
+    backend = backend_module(target.backend)
+    out = Path(config.output) if config.output else config.default_output()
+    check_output_dir(out.absolute())
+    times: dict[str, float] = {}
+    if model is None:
+        model, source = build_model(config)
+    else:
+        check_supported(model)
+        source = f"user module {type(model).__name__}"
+    model = model.eval()
+    calibration = _load_data(config.calibration, "calibration", config.calib_size, config)
+    evalset = _load_data(config.eval_data, "eval", config.eval_size, config)
+    from edgepack.quantize.ptq import check_calibration, quantize_ptq
+    check_calibration(calibration, config.input_shape)
+    check_calibration(evalset, config.input_shape)
+    profile = summary(model, config.input_shape)
+
+    with _timed(times, "fold"):
+        folded = fold(model)
+        fold_err = folding_error(model, folded, torch.from_numpy(evalset.images[:64]))
+    fp32 = torch_logits(folded, evalset.images)
+    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {accuracy(fp32, evalset.labels):.2%}")
+
+    quantization: dict = {"mode": config.quant.value}
+    plan = converted = None
+    with _timed(times, "quantize"):
+        if config.quant == QuantMode.PTQ:
+            converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity)
+        elif config.quant == QuantMode.QAT:
+            from edgepack.quantize.qat import quantize_qat
+            train = _load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
+            converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
+                                              config.weight_granularity)
+            quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded)
+    if converted is not None:
+        quantization.update(
+            weights=f"int8 symmetric [-127, 127], {config.weight_granularity.value}",
+            activations="int8 per-tensor affine [-128, 127]",
+            calibration={"source": calibration.source, "images": len(calibration)},
+            framework="torchao PT2E",
+        )
+        with _timed(times, "plan"):
+            plan = build_plan(converted, config.input_shape)
+
+    with atomic_folder(out) as folder:
+        onnx_file = "qdq.onnx" if plan else "model.onnx"
+        with _timed(times, "export"):
+            export_qdq_onnx(converted if plan else folded, torch.from_numpy(evalset.images[:2]), folder / onnx_file)
+        metrics = {"fp32_accuracy": accuracy(fp32, evalset.labels)}
+        golden_x = evalset.images[:GOLDEN_IMAGES]
+        if plan:
+            plan.save(folder)
+            with _timed(times, "reference"):
+                q_in = plan.input_q.quantize(evalset.images)
+                ref = plan.output_q.dequantize(reference.run_batched(plan, q_in))
+            torch_int8 = torch_logits(converted, evalset.images)
+            from edgepack.backends.onnxruntime import run_onnx
+            ort_int8 = run_onnx(folder / onnx_file, evalset.images)
+            metrics.update(
+                int8_accuracy=accuracy(ref, evalset.labels),
+                int8_torch_accuracy=accuracy(torch_int8, evalset.labels),
+                int8_onnxruntime_accuracy=accuracy(ort_int8, evalset.labels),
+                reference_vs_torch_int8=compare("reference", ref, "torch PT2E", torch_int8),
+                reference_vs_onnxruntime=compare("reference", ref, "onnxruntime QDQ", ort_int8),
+                int8_vs_fp32={**compare("reference", ref, "fp32 folded", fp32), "sqnr_db": sqnr_db(fp32, ref)},
+            )
+            golden_x = plan.input_q.quantize(golden_x)
+            golden_y = reference.run(plan, golden_x)
+            log(f"int8 accuracy {metrics['int8_accuracy']:.2%} (reference), agreement with ONNX Runtime "
+                f"{metrics['reference_vs_onnxruntime']['top1_agreement']:.2%}")
+        else:
+            golden_y = fp32[:GOLDEN_IMAGES].astype(np.float32)
+        np.save(folder / "golden_input.npy", golden_x)
+        np.save(folder / "golden_output.npy", golden_y)
+        build = Build(config, target, folded, plan, onnx_file, golden_x, golden_y)
+        with _timed(times, "lower"):
+            backend_info = backend.lower(build, folder)
+        manifest = {
+            "edgepack_version": __version__,
+            "target": target.to_json(),
+            "backend": target.backend,
+            "backend_info": backend_info,
+            "model": {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
+                      "classes": config.classes, "weights": source, "input_shape": list(config.input_shape)},
+            "params": profile["params"], "macs": profile["macs"],
+            "quantization": quantization,
+            "folding": {"max_abs_logit_diff": fold_err},
+            "eval": {"source": evalset.source, "spec": config.eval_data, "images": len(evalset)},
+            "metrics": metrics,
+            "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
+            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers)} if plan else None,
+            **build.manifest,
+        }
+        write_manifest(folder, manifest)
+    log("stage times (s): " + json.dumps(times))
+    log(f"artifact written to {out}")
+    return out
