@@ -8,25 +8,25 @@ __all__ = ["compile", "bench", "CompileConfig", "__version__"]
 def compile(model=None, target: str = "host", **options):
     """Compile ``model`` (any supported nn.Module; None = MobileNetV1 with shipped weights) for ``target``.
 
-    Options are the fields of :class:`edgepack.compile.CompileConfig` (alpha, resolution, classes,
+    Options are the fields of :class:`edgepack.compiler.CompileConfig` (alpha, resolution, classes,
     quant, weight_granularity, calibration, calib_size, eval_data, eval_size, qat_epochs, output).
     Returns the artifact folder.
     """
-    from edgepack.compile import CompileConfig, compile_model
+    from edgepack.compiler import CompileConfig, compile_model
 
     return compile_model(CompileConfig(target=target, **options), model)
 
 
 def bench(artifact, **options):
-    """Verify and measure an artifact folder; returns the report dict (see edgepack.bench)."""
-    from edgepack.bench.run import bench_artifact
+    """Verify and measure an artifact folder; returns the report dict (see edgepack.benchmark.run)."""
+    from edgepack.benchmark.run import bench_artifact
 
     return bench_artifact(artifact, **options)
 
 
 def __getattr__(name):
     if name == "CompileConfig":
-        from edgepack.compile import CompileConfig
+        from edgepack.compiler import CompileConfig
 
         return CompileConfig
     raise AttributeError(name)

@@ -32,6 +32,8 @@ def lower(build, folder: Path) -> dict:
 class Runner:
     """Runs float images through ONNX Runtime; ``time_one`` times batch-1 inference."""
 
+    device = "host"
+
     def __init__(self, folder: Path, manifest: dict, threads: int = 2):
         self.path = Path(folder) / manifest["backend_info"]["model_file"]
         self.session = session(self.path, threads)

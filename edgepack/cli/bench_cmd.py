@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.bench.run import bench_artifact, format_report
+    from edgepack.benchmark.run import bench_artifact, format_report
 
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup)
     print(format_report(report))

@@ -33,7 +33,7 @@ def _positive(text: str) -> int:
 
 
 def run(args) -> int:
-    from edgepack.compile import CompileConfig, compile_model
+    from edgepack.compiler import CompileConfig, compile_model
 
     config = CompileConfig(
         target=args.target, alpha=args.alpha, resolution=args.resolution, classes=args.classes,

@@ -1,0 +1,118 @@
+"""bench: verify an artifact, then check golden outputs, eval accuracy, fidelity and latency on its device.
+
+A backend's ``Runner(folder, manifest, **device_options)`` offers:
+  device          where it runs ("host", "qemu-aarch64", "rpc 127.0.0.1:9190 key rpi4", ...)
+  logits(images)  float logits for float NCHW images (integer runners quantize/dequantize with the plan)
+  run_int8(x)     optional: int8 input -> int8 output; then outputs must equal the reference bit for bit
+  time_one(image) a zero-argument callable timing one batch-1 inference, or None on emulated devices
+  cost()          optional: a deterministic cost figure (instructions, cycles) for emulated devices
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.artifact import verify
+from edgepack.backends import backend_module
+from edgepack.benchmark.measure import latency_stats
+from edgepack.data import load_dataset
+from edgepack.evaluate import accuracy, agreement, max_abs_diff
+from edgepack.plan import reference
+from edgepack.plan.plan import Plan
+
+MIN_AGREEMENT = 0.99
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    value: object
+    expected: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "value": self.value, "expected": self.expected}
+
+
+def eval_set(manifest: dict, eval_size: int | None):
+    model, ev = manifest["model"], manifest["eval"]
+    n = ev["images"] if eval_size is None else min(eval_size, ev["images"])
+    return load_dataset(ev.get("spec"), "eval", model["resolution"], model["classes"]).take(n)
+
+
+def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warmup: int = 5, **device_options) -> dict:
+    folder = Path(artifact)
+    manifest = verify(folder)
+    runner = backend_module(manifest["backend"]).Runner(folder, manifest, **device_options)
+    golden_x, golden_y = np.load(folder / "golden_input.npy"), np.load(folder / "golden_output.npy")
+    plan = Plan.load(folder) if manifest.get("plan") else None
+    data = eval_set(manifest, eval_size)
+    checks: list[Check] = []
+    report: dict = {"artifact": str(folder), "target": manifest["target"]["name"], "backend": manifest["backend"],
+                    "device": runner.device, "eval_images": len(data),
+                    "fp32_accuracy_at_compile": manifest["metrics"]["fp32_accuracy"]}
+
+    ref = None
+    if plan is not None:
+        ref_golden = reference.run(plan, golden_x)
+        checks.append(_exact("golden: reference == recorded output", ref_golden, golden_y))
+        ref_q = reference.run_batched(plan, plan.input_q.quantize(data.images))
+        ref = plan.output_q.dequantize(ref_q)
+        if hasattr(runner, "run_int8"):
+            checks.append(_exact(f"golden: {runner.device} == reference (bit-exact)", runner.run_int8(golden_x), golden_y))
+            dev_q = runner.run_int8(plan.input_q.quantize(data.images))
+            checks.append(_exact(f"eval: {runner.device} == reference (bit-exact)", dev_q, ref_q))
+            logits = plan.output_q.dequantize(dev_q)
+        else:
+            logits = runner.logits(data.images)
+    else:
+        logits = runner.logits(data.images)
+        checks.append(Check("golden: fp32 max |diff| to recorded output", max_abs_diff(runner.logits(golden_x), golden_y) < 1e-4,
+                            max_abs_diff(runner.logits(golden_x), golden_y), "< 1e-4"))
+    report["accuracy"] = accuracy(logits, data.labels)
+    if ref is not None:
+        agree = agreement(logits, ref)
+        report["fidelity"] = {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
+                              "sqnr_db_vs_fp32_at_compile": manifest["metrics"]["int8_vs_fp32"]["sqnr_db"]}
+        checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
+    timer = runner.time_one(data.images[0])
+    if timer is not None:
+        report["latency"] = latency_stats(timer, warmup=warmup, count=count)
+    else:
+        report["latency"] = None
+        report["latency_note"] = f"{runner.device} is emulated: its wall-clock times are not device latencies"
+    if hasattr(runner, "cost"):
+        report["cost"] = runner.cost()
+    report["checks"] = [c.to_json() for c in checks]
+    report["passed"] = all(c.passed for c in checks)
+    return report
+
+
+def _exact(name: str, got: np.ndarray, want: np.ndarray) -> Check:
+    same = got.shape == want.shape and bool(np.array_equal(got, want))
+    diff = int(np.count_nonzero(got != want)) if got.shape == want.shape else f"shape {got.shape} != {want.shape}"
+    return Check(name, same, diff, "0 differing values")
+
+
+def format_report(r: dict) -> str:
+    lines = [f"artifact {r['artifact']}  target {r['target']}  backend {r['backend']}  device {r['device']}",
+             f"accuracy {r['accuracy']:.2%} on {r['eval_images']} eval images (fp32 at compile {r['fp32_accuracy_at_compile']:.2%})"]
+    if "fidelity" in r:
+        f = r["fidelity"]
+        lines.append(f"fidelity: top-1 agreement with int8 reference {f['top1_agreement_vs_reference']:.2%}, "
+                     f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}, int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
+    lat = r["latency"]
+    if lat:
+        lines.append(f"latency (batch 1, {lat['count']} runs): median {lat['median_ms']:.3f} ms  mean {lat['mean_ms']:.3f}  "
+                     f"min {lat['min_ms']:.3f}  max {lat['max_ms']:.3f}  p90 {lat['p90_ms']:.3f}  "
+                     f"throughput {lat['throughput_fps']:.1f} fps  first {lat['first_inference_ms']:.2f} ms")
+    else:
+        lines.append(f"latency: not measured ({r['latency_note']})")
+    for key, value in (r.get("cost") or {}).items():
+        lines.append(f"cost: {key} = {value}")
+    for c in r["checks"]:
+        lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {c['name']}: {c['value']} (expected {c['expected']})")
+    lines.append("result: " + ("PASS" if r["passed"] else "FAIL"))
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+import logging
+import os
+import warnings
+
+import pytest
+
+os.environ.setdefault("EDGEPACK_PROGRESS", "off")
+warnings.filterwarnings("ignore")
+logging.getLogger("torchao").setLevel(logging.ERROR)
+
+ALPHA, RES = 0.25, 64  # small model for the end-to-end tests
+
+
+@pytest.fixture(scope="session")
+def host_artifact(tmp_path_factory):
+    """One PTQ host artifact shared by the tests that only read it."""
+    import edgepack
+
+    out = tmp_path_factory.mktemp("art") / "host"
+    return edgepack.compile(target="host", alpha=ALPHA, resolution=RES, eval_size=120, output=str(out))
+
+
+def run_cli(capsys, *argv):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from edgepack.cli.main import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -1,0 +1,120 @@
+"""End to end: compile -> artifact -> bench, reproducibility, bring-your-own-model and bad input."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgepack
+from edgepack.artifact import sha256, verify
+from edgepack.errors import ArtifactError, UnsupportedModelError
+from tests.conftest import ALPHA, RES, run_cli
+
+SMALL = ["--alpha", str(ALPHA), "--resolution", str(RES), "--eval-size", "40", "--calib-size", "32"]
+
+
+def test_artifact_contents(host_artifact):
+    manifest = verify(host_artifact)
+    assert set(manifest["files"]) == {"qdq.onnx", "plan.json", "plan.npz", "golden_input.npy", "golden_output.npy"}
+    assert manifest["model"] == {"name": "MobileNetV1", "alpha": ALPHA, "resolution": RES, "classes": 10,
+                                 "weights": "shipped digits weights", "input_shape": [3, RES, RES]}
+    assert manifest["folding"]["max_abs_logit_diff"] < 1e-4
+    assert manifest["params"] > 0 and manifest["macs"] > 0
+    m = manifest["metrics"]
+    assert m["int8_accuracy"] >= m["fp32_accuracy"] - 0.02
+    assert np.load(host_artifact / "golden_input.npy").dtype == np.int8
+
+
+def test_bench_passes_and_catches_tampering(host_artifact, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "bench", str(host_artifact), "--count", "5", "--json", str(tmp_path / "r.json"))
+    assert code == 0, out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] and report["latency"]["count"] == 5
+    assert report["fidelity"]["top1_agreement_vs_reference"] >= 0.99
+    import shutil
+    bad = tmp_path / "tampered"
+    shutil.copytree(host_artifact, bad)
+    data = bytearray((bad / "plan.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "plan.npz").write_bytes(bytes(data))
+    code, _, err = run_cli(capsys, "bench", str(bad))
+    assert code == 2 and "plan.npz was modified" in err and len(err.strip().splitlines()) == 1
+    (bad / "extra.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="extra.bin is not in the manifest"):
+        verify(bad)
+
+
+@pytest.mark.slow
+def test_two_compiles_are_byte_identical(capsys, tmp_path):
+    for name in ("a", "b"):
+        code, _, err = run_cli(capsys, "compile", "--target", "host", *SMALL, "-o", str(tmp_path / name))
+        assert code == 0, err
+    a = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    files = sorted(a["files"]) + ["manifest.json"]
+    assert [sha256(tmp_path / "a" / f) for f in files] == [sha256(tmp_path / "b" / f) for f in files]
+
+
+def test_bring_your_own_model(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+    out = edgepack.compile(model, target="host", resolution=32, eval_size=40, calib_size=32, output=str(tmp_path / "byo"))
+    manifest = verify(out)
+    assert manifest["model"]["name"] == "Sequential" and manifest["plan"]["layers"] == 5
+    kinds = [l["kind"] for l in json.loads((out / "plan.json").read_text())["layers"]]
+    assert kinds == ["conv", "depthwise", "pointwise", "avgpool", "fc"]
+    assert manifest["metrics"]["reference_vs_onnxruntime"]["top1_agreement"] >= 0.9
+
+
+def test_unsupported_layer_is_named(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Sigmoid(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    with pytest.raises(UnsupportedModelError, match="'1' \\(Sigmoid\\)"):
+        edgepack.compile(model, target="host", resolution=32, output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def _bad_checkpoints(tmp_path):
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "mismatch.pt")
+    return {"missing": tmp_path / "nope.pt", "corrupt": tmp_path / "corrupt.pt", "mismatch": tmp_path / "mismatch.pt"}
+
+
+BAD = {
+    "alpha 0": (["--alpha", "0"], "alpha"),
+    "alpha 1.5": (["--alpha", "1.5"], "alpha"),
+    "alpha abc": (["--alpha", "abc"], "alpha"),
+    "resolution 100": (["--resolution", "100"], "resolution"),
+    "unknown target": (["--target", "pdp11"], "unknown target 'pdp11'"),
+    "unknown quant": (["--quant", "int4"], "quantization"),
+    "missing checkpoint": (["--checkpoint", "{missing}"], "does not exist"),
+    "corrupt checkpoint": (["--checkpoint", "{corrupt}"], "corrupt"),
+    "mismatched checkpoint": (["--checkpoint", "{mismatch}"], "does not match"),
+    "empty calibration": (["--calibration", "{empty}"], "no images"),
+    "wrong-shaped calibration": (["--calibration", "{wrong}"], "expected (N, 3, 64, 64)"),
+    "output is a file": (["-o", "{file}"], "is a file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(case, capsys, tmp_path):
+    paths = _bad_checkpoints(tmp_path)
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 3, 64, 64), np.uint8), labels=np.zeros(0))
+    np.savez(tmp_path / "wrong.npz", images=np.zeros((4, 3, 32, 32), np.uint8), labels=np.zeros(4))
+    (tmp_path / "file").write_text("x")
+    fmt = {**paths, "empty": tmp_path / "empty.npz", "wrong": tmp_path / "wrong.npz", "file": tmp_path / "file"}
+    args, match = BAD[case]
+    args = [a.format(**fmt) for a in args]
+    base = {"--target": "host", "--alpha": str(ALPHA), "--resolution": str(RES), "-o": str(tmp_path / "out")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = ["compile", "--eval-size", "8"] + [x for kv in base.items() for x in kv]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l.startswith("edgepack")]
+    assert len(lines) == 1 and match in lines[0], err
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no leftover temp folder

@@ -1,0 +1,66 @@
+"""PTQ and QAT on the digits eval split: int8 (numpy reference) within 1 point of fp32."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgepack.data import load_digits_split
+from edgepack.evaluate import accuracy, torch_logits
+from edgepack.fold import fold
+from edgepack.model.weights import pretrained
+from edgepack.plan import reference
+from edgepack.plan.build import build_plan
+from edgepack.quantize.ptq import quantize_ptq
+from edgepack.quantize.qat import guard_zero_batchnorm, quantize_qat
+from edgepack.quantize.quantizer import WeightGranularity
+
+ALPHA, RES = 0.25, 64
+SHAPE = (3, RES, RES)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {s: load_digits_split(s, RES) for s in ("train", "calibration", "eval")}
+
+
+def int8_accuracy(converted, data):
+    plan = build_plan(converted, SHAPE)
+    out = reference.run_batched(plan, plan.input_q.quantize(data["eval"].images))
+    return accuracy(out, data["eval"].labels), plan
+
+
+def test_ptq_per_channel_within_one_point(data):
+    model = pretrained(ALPHA, RES)
+    folded = fold(model)
+    fp32 = accuracy(torch_logits(folded, data["eval"].images), data["eval"].labels)
+    int8, plan = int8_accuracy(quantize_ptq(folded, data["calibration"], SHAPE), data)
+    assert fp32 >= 0.9
+    assert int8 >= fp32 - 0.01
+    assert all(len(np.unique(l.arrays["weight_scale"])) > 1 for l in plan.layers if l.kind == "depthwise")
+
+
+def test_per_tensor_weights_share_one_scale(data):
+    folded = fold(pretrained(ALPHA, RES))
+    _, plan = int8_accuracy(quantize_ptq(folded, data["calibration"].take(32), SHAPE, WeightGranularity.PER_TENSOR), data)
+    for layer in plan.layers:
+        if "weight_scale" in layer.arrays:
+            assert len(np.unique(layer.arrays["weight_scale"])) == 1
+
+
+@pytest.mark.slow
+def test_qat_within_one_point(data):
+    model = pretrained(ALPHA, RES)
+    fp32 = accuracy(torch_logits(fold(model), data["eval"].images), data["eval"].labels)
+    converted, guarded = quantize_qat(model, data["train"], data["calibration"], SHAPE, epochs=1)
+    int8, plan = int8_accuracy(converted, data)
+    assert guarded == 0
+    assert int8 >= fp32 - 0.01
+    assert [l.kind for l in plan.layers][:3] == ["conv", "depthwise", "pointwise"]  # BN folded by convert
+
+
+def test_zero_batchnorm_weight_is_guarded():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        m[1].weight[1] = 0
+    assert guard_zero_batchnorm(m) == 1
+    assert (m[1].weight != 0).all()

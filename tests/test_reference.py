@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgepack.plan import reference
+from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def srdhm_scalar(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul, transcribed with Python integers."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    v = ab + nudge
+    q = abs(v) >> 31  # C division truncates toward zero
+    return q if v >= 0 else -q
+
+
+def rdbp_scalar(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if remainder > threshold else 0)
+
+
+def test_rounding_primitives_match_gemmlowp():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.integers(INT32_MIN, INT32_MAX, 2000), [INT32_MIN, INT32_MAX, 0, -1, 1, -(2**30)]])
+    b = np.concatenate([rng.integers(2**30, 2**31 - 1, 2000), [INT32_MIN, 2**30, 2**31 - 1, 2**30, 2**30 + 1, 2**30]])
+    got = reference.rounding_doubling_high_mul(a, b)
+    want = [srdhm_scalar(int(x), int(y)) for x, y in zip(a, b)]
+    assert got.tolist() == want
+    e = rng.integers(0, 31, len(a))
+    assert reference.rounding_divide_by_pot(got, e).tolist() == [rdbp_scalar(w, int(k)) for w, k in zip(want, e)]
+    # round half away from zero
+    assert reference.rounding_divide_by_pot(np.array([5, -5, 6, -6, 7, -7]), np.array([1] * 6)).tolist() == [3, -3, 3, -3, 4, -4]
+
+
+@pytest.mark.parametrize("real", [1e-6, 0.0003, 0.25, 0.4999999, 0.5, 0.75, 0.99999999, 1.5, 3.0])
+def test_quantize_multiplier(real):
+    m0, shift = quantize_multiplier(real)
+    assert 2**30 <= m0 < 2**31
+    assert abs(m0 * 2.0 ** (shift - 31) - real) <= real * 2**-30
+
+
+def _conv_layer(kind, w, bias, in_q, out_q, stride, padding, in_shape, out_shape, act="relu"):
+    w_scale = np.abs(w).reshape(len(w), -1).max(1) / 127.0
+    wq = np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.int8)
+    acc_scale = in_q.scale * w_scale
+    mult = [quantize_multiplier(s / out_q.scale) for s in acc_scale]
+    arrays = {"weight": wq, "bias": np.round(bias / acc_scale).astype(np.int32), "weight_scale": w_scale.astype(np.float32),
+              "multiplier": np.array([m for m, _ in mult], np.int32), "shift": np.array([s for _, s in mult], np.int32)}
+    lo = out_q.zero_point if act == "relu" else -128
+    return Layer("l", kind, in_shape, out_shape, in_q, out_q, lo, 127, stride, padding, act, arrays)
+
+
+@pytest.mark.parametrize("kind,groups,k,stride", [("conv", 1, 3, 2), ("depthwise", 6, 3, 1), ("depthwise", 6, 3, 2), ("pointwise", 1, 1, 1)])
+def test_conv_kernels_match_float_within_one_step(kind, groups, k, stride):
+    rng = np.random.default_rng(1)
+    cin, cout = 6, 6 if groups > 1 else 5
+    w = rng.normal(size=(cout, cin // groups, k, k))
+    bias = rng.normal(size=cout) * 0.1
+    in_q, out_q = QParams(0.02, -3), QParams(0.05, -128)
+    pad = k // 2
+    xq = rng.integers(-128, 128, size=(2, cin, 9, 9)).astype(np.int8)
+    oh = (9 + 2 * pad - k) // stride + 1
+    layer = _conv_layer(kind, w, bias, in_q, out_q, stride, pad, (cin, 9, 9), (cout, oh, oh))
+    got = reference.KERNELS[kind](xq, layer)
+    wq = layer.weight.astype(np.float64) * layer.arrays["weight_scale"].astype(np.float64).reshape(-1, 1, 1, 1)
+    bq = layer.arrays["bias"] * in_q.scale * layer.arrays["weight_scale"].astype(np.float64)
+    real = F.conv2d(torch.from_numpy(in_q.dequantize(xq).astype(np.float64)), torch.from_numpy(wq), torch.from_numpy(bq),
+                    stride=stride, padding=pad, groups=groups).relu().numpy()
+    want = np.clip(np.round(real / out_q.scale) + out_q.zero_point, -128, 127)
+    assert got.shape == want.shape and got.dtype == np.int8
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_avgpool_and_fc():
+    rng = np.random.default_rng(2)
+    q = QParams(0.1, 5)
+    pool = Layer("p", "avgpool", (4, 3, 3), (4, 1, 1), q, q)
+    x = rng.integers(-128, 128, size=(3, 4, 3, 3)).astype(np.int8)
+    got = reference.avgpool(x, pool)
+    mean = (x.astype(float) - 5).mean(axis=(2, 3))
+    assert np.abs(got[:, :, 0, 0] - (np.round(mean) + 5)).max() <= 1
+    w = rng.normal(size=(3, 4))
+    fc = _conv_layer("fc", w, np.zeros(3), q, QParams(0.2, 0), 1, 0, (4,), (3,), act="none")
+    out = reference.fc(got.reshape(3, 4), fc)
+    real = q.dequantize(got.reshape(3, 4)).astype(float) @ (fc.weight * fc.arrays["weight_scale"][:, None]).T
+    assert np.abs(out - np.clip(np.round(real / 0.2), -128, 127)).max() <= 1
+
+
+def test_plan_round_trip(host_artifact, tmp_path):
+    plan = Plan.load(host_artifact)
+    plan.save(tmp_path)
+    again = Plan.load(tmp_path)
+    assert (tmp_path / "plan.npz").read_bytes() == (host_artifact / "plan.npz").read_bytes()
+    assert [l.meta() for l in again.layers] == [l.meta() for l in plan.layers]
+    kinds = [l.kind for l in plan.layers]
+    assert kinds == ["conv"] + ["depthwise", "pointwise"] * 13 + ["avgpool", "fc"]
+    for layer in plan.layers:
+        if "multiplier" in layer.arrays:
+            assert layer.arrays["multiplier"].dtype == np.int32 and layer.arrays["bias"].dtype == np.int32
+            assert (layer.arrays["multiplier"] >= 2**30).all()
+
+
+def test_reference_agrees_with_onnxruntime_and_torch(host_artifact):
+    """The numpy reference against ORT running the QDQ file (and the torch PT2E graph), on digits eval."""
+    import json
+
+    from edgepack.backends.onnxruntime import run_onnx
+    from edgepack.data import load_digits_split
+    from edgepack.evaluate import agreement
+
+    manifest = json.loads((host_artifact / "manifest.json").read_text())
+    plan = Plan.load(host_artifact)
+    data = load_digits_split("eval", plan.input_shape[-1])
+    ref = plan.output_q.dequantize(reference.run_batched(plan, plan.input_q.quantize(data.images)))
+    ort = run_onnx(host_artifact / "qdq.onnx", data.images)
+    assert agreement(ref, ort) >= 0.99
+    assert np.abs(ref - ort).max() < 0.25 * np.abs(ref).max()
+    m = manifest["metrics"]
+    assert m["reference_vs_torch_int8"]["top1_agreement"] >= 0.99
+    assert m["reference_vs_onnxruntime"]["top1_agreement"] >= 0.99
