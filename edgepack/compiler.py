@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +224,8 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
             "eval": {"source": evalset.source, "spec": config.eval_data, "images": len(evalset)},
             "metrics": metrics,
             "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
-            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers)} if plan else None,
+            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
+                     "input": asdict(plan.input_q), "output": asdict(plan.output_q)} if plan else None,
             **build.manifest,
         }
         write_manifest(folder, manifest)

@@ -7,7 +7,11 @@ import importlib
 
 from edgepack.errors import ToolchainError
 
-MODULES = {"onnxruntime": "edgepack.backends.onnxruntime"}
+MODULES = {
+    "onnxruntime": "edgepack.backends.onnxruntime",
+    "openvino": "edgepack.backends.openvino",
+    "tvm": "edgepack.backends.tvm",
+}
 
 
 def backend_module(name: str):

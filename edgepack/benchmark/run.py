@@ -5,10 +5,14 @@ A backend's ``Runner(folder, manifest, **device_options)`` offers:
   logits(images)  float logits for float NCHW images (integer runners quantize/dequantize with the plan)
   run_int8(x)     optional: int8 input -> int8 output; then outputs must equal the reference bit for bit
   time_one(image) a zero-argument callable timing one batch-1 inference, or None on emulated devices
+  latency(image, warmup, count)  optional: statistics timed by the device's own clock (RPC boards)
   cost()          optional: a deterministic cost figure (instructions, cycles) for emulated devices
+  details()       optional: device facts for the report (load time, kernels in use), {"summary": one line, ...}
+A backend that takes no device options is refused them with a ConfigError.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from edgepack.artifact import verify
 from edgepack.backends import backend_module
 from edgepack.benchmark.measure import latency_stats
 from edgepack.data import load_dataset
+from edgepack.errors import ConfigError
 from edgepack.evaluate import accuracy, agreement, max_abs_diff
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
@@ -45,7 +50,12 @@ def eval_set(manifest: dict, eval_size: int | None):
 def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warmup: int = 5, **device_options) -> dict:
     folder = Path(artifact)
     manifest = verify(folder)
-    runner = backend_module(manifest["backend"]).Runner(folder, manifest, **device_options)
+    runner_class = backend_module(manifest["backend"]).Runner
+    try:
+        inspect.signature(runner_class).bind(folder, manifest, **device_options)
+    except TypeError:
+        raise ConfigError(f"the {manifest['backend']} backend takes no option(s) {', '.join(device_options)}: drop them")
+    runner = runner_class(folder, manifest, **device_options)
     golden_x, golden_y = np.load(folder / "golden_input.npy"), np.load(folder / "golden_output.npy")
     plan = Plan.load(folder) if manifest.get("plan") else None
     data = eval_set(manifest, eval_size)
@@ -78,13 +88,18 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
                               "sqnr_db_vs_fp32_at_compile": manifest["metrics"]["int8_vs_fp32"]["sqnr_db"]}
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
     timer = runner.time_one(data.images[0])
-    if timer is not None:
+    device_latency = runner.latency(data.images[0], warmup, count) if hasattr(runner, "latency") else None
+    if device_latency is not None:
+        report["latency"] = device_latency
+    elif timer is not None:
         report["latency"] = latency_stats(timer, warmup=warmup, count=count)
     else:
         report["latency"] = None
         report["latency_note"] = f"{runner.device} is emulated: its wall-clock times are not device latencies"
     if hasattr(runner, "cost"):
         report["cost"] = runner.cost()
+    if hasattr(runner, "details"):
+        report["device_details"] = runner.details()
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
@@ -105,13 +120,17 @@ def format_report(r: dict) -> str:
                      f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}, int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
     lat = r["latency"]
     if lat:
+        first = f"  first {lat['first_inference_ms']:.2f} ms" if lat.get("first_inference_ms") is not None else ""
         lines.append(f"latency (batch 1, {lat['count']} runs): median {lat['median_ms']:.3f} ms  mean {lat['mean_ms']:.3f}  "
                      f"min {lat['min_ms']:.3f}  max {lat['max_ms']:.3f}  p90 {lat['p90_ms']:.3f}  "
-                     f"throughput {lat['throughput_fps']:.1f} fps  first {lat['first_inference_ms']:.2f} ms")
+                     f"throughput {lat['throughput_fps']:.1f} fps{first}")
     else:
         lines.append(f"latency: not measured ({r['latency_note']})")
     for key, value in (r.get("cost") or {}).items():
         lines.append(f"cost: {key} = {value}")
+    if r.get("device_details"):
+        d = r["device_details"]
+        lines.append(f"device: {d['summary']}" + (f"; compile (load) time {d['compile_load_ms']:.1f} ms" if "compile_load_ms" in d else ""))
     for c in r["checks"]:
         lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {c['name']}: {c['value']} (expected {c['expected']})")
     lines.append("result: " + ("PASS" if r["passed"] else "FAIL"))

@@ -1,0 +1,135 @@
+"""Run a TVM artifact: on this host (Relax VM), under qemu-aarch64 (the C++ runner, no Python on
+the 'device'), or on a board over TVM RPC (direct server or tracker + key, as tvmc did)."""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.backends.tvm import toolchain
+from edgepack.errors import EdgepackError
+
+
+class DeviceError(EdgepackError):
+    """The device (emulator or RPC board) failed, timed out or went away."""
+
+
+class Runner:
+    def __init__(self, folder: Path, manifest: dict, rpc: str | None = None, key: str | None = None,
+                 timeout: float = 120.0, **_ignored):
+        self.folder, self.info = Path(folder), manifest["backend_info"]
+        self.manifest, self.timeout = manifest, timeout
+        self.plan_q = manifest["plan"] is not None
+        self.library = self.folder / self.info["library"]
+        if rpc:
+            self.mode, self.vm, self.dev = "rpc", *self._connect(rpc, key)
+            self.device = f"rpc {rpc}" + (f" key {key}" if key else "")
+        elif self.info["arch"] == toolchain.HOST_ARCH:
+            import tvm
+            from tvm import relax
+
+            self.mode, self.dev = "host", tvm.cpu()
+            self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library)), self.dev)
+            self.device = "host"
+        else:
+            self.mode, self.device = "qemu", f"qemu-{self.info['arch']}"
+            self.qemu = toolchain.require(f"qemu-{self.info['arch']}", "qemu-user")
+            self.exe = toolchain.runner(self.info["arch"])
+
+    # -- RPC -------------------------------------------------------------------------------
+    def _connect(self, address: str, key: str | None):
+        from tvm import relax, rpc
+
+        host, _, port = address.rpartition(":")
+        try:
+            if key:
+                tracker = rpc.connect_tracker(host, int(port))
+                remote = tracker.request(key, priority=1, session_timeout=int(self.timeout), max_retry=3)
+            else:
+                remote = rpc.connect(host, int(port), session_timeout=int(self.timeout))
+            remote.upload(str(self.library))
+            rlib = remote.load_module(self.library.name)
+            dev = remote.cpu()
+            return relax.VirtualMachine(rlib, dev), dev
+        except Exception as e:  # socket errors, tracker refusals, timeouts
+            raise DeviceError(f"RPC device {address}{' key ' + key if key else ''} failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): "
+                              "check that the tracker/server runs and the key is registered")
+
+    # -- execution -------------------------------------------------------------------------
+    def _run_vm(self, batch: np.ndarray) -> np.ndarray:
+        import tvm
+
+        try:
+            return np.concatenate([self.vm["main"](tvm.runtime.tensor(x[None], device=self.dev)).numpy() for x in batch])
+        except Exception as e:
+            raise DeviceError(f"{self.device} failed while running ({type(e).__name__}): check the device and retry")
+
+    def _run_qemu(self, batch: np.ndarray) -> np.ndarray:
+        dtype = np.int8 if self.plan_q else np.float32
+        classes = self.manifest["model"]["classes"]
+        with tempfile.TemporaryDirectory() as tmp:
+            inp, out = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
+            np.ascontiguousarray(batch, dtype).tofile(inp)
+            n, c, h, w = batch.shape
+            cmd = [self.qemu, "-L", f"/usr/{self.info['arch']}-linux-gnu", str(self.exe), str(self.library), str(inp), str(out),
+                   str(n), str(c), str(h), str(w), str(classes), np.dtype(dtype).name]
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout + 2 * n)
+            except subprocess.TimeoutExpired:
+                raise DeviceError(f"qemu-{self.info['arch']} run timed out: the library may not match the runner")
+            if r.returncode:
+                raise DeviceError(f"qemu-{self.info['arch']} run failed: {(r.stderr or r.stdout).strip()[:300]}")
+            return np.fromfile(out, dtype).reshape(n, classes)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._run_qemu(batch) if self.mode == "qemu" else self._run_vm(batch)
+
+    @property
+    def run_int8(self):
+        """int8 in -> int8 out; only integer artifacts have it (bench then checks bit-exactness)."""
+        if not self.plan_q:
+            raise AttributeError("run_int8")
+        return lambda x: self._run(x.astype(np.int8))
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        if not self.plan_q:
+            return self._run(images.astype(np.float32))
+        from edgepack.plan.plan import QParams
+
+        plan = self.manifest["plan"]
+        in_q, out_q = QParams(**plan["input"]), QParams(**plan["output"])
+        return out_q.dequantize(self._run(in_q.quantize(images)))
+
+    def time_one(self, image: np.ndarray):
+        """Host: a callable for latency_stats. qemu: None (emulated wall-clock is no latency). RPC: see latency()."""
+        if self.mode != "host":
+            return None
+        import tvm
+
+        x = tvm.runtime.tensor(self._quantize(image[None]), device=self.dev)
+        fn = self.vm["main"]
+        return lambda: fn(x)
+
+    def _quantize(self, images):
+        if not self.plan_q:
+            return images.astype(np.float32)
+        from edgepack.plan.plan import QParams
+
+        return QParams(**self.manifest["plan"]["input"]).quantize(images)
+
+    def latency(self, image: np.ndarray, warmup: int, count: int) -> dict | None:
+        """On RPC devices time with the device's own clock (time_evaluator), as tvmc did."""
+        if self.mode != "rpc":
+            return None
+        import tvm
+
+        x = tvm.runtime.tensor(self._quantize(image[None]), device=self.dev)
+        try:
+            ms = np.array(self.vm.time_evaluator("main", self.dev, number=1, repeat=count, min_repeat_ms=0)(x).results) * 1e3
+        except Exception as e:
+            raise DeviceError(f"{self.device} failed while timing ({type(e).__name__}): check the device and retry")
+        return {"count": len(ms), "duration_s": float(ms.sum() / 1e3), "median_ms": float(np.median(ms)),
+                "mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max()),
+                "p90_ms": float(np.percentile(ms, 90)), "throughput_fps": float(1e3 / ms.mean()), "first_inference_ms": None}

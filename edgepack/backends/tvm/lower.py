@@ -1,0 +1,115 @@
+"""Lower an edgepack build to a TVM shared library (model.so) for the target's CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.backends.tvm.toolchain import HOST_ARCH, require
+from edgepack.errors import EdgepackError, ToolchainError
+from edgepack.targets import Target
+
+LIBRARY = "model.so"
+REPO = Path(__file__).resolve().parents[3]
+
+
+class VerificationError(EdgepackError):
+    """The compiled library disagrees with the int8 reference on the golden input."""
+
+
+def tvm_target(target: Target):
+    import tvm
+    from tvm.target import codegen
+
+    spec = target.compiler.get("tvm_target")
+    if isinstance(spec, str):
+        return tvm.target.Target(spec)
+    if not isinstance(spec, dict):
+        raise ToolchainError(f"target {target.name}: [compiler] tvm_target must be a TVM tag or a table")
+    spec = dict(spec)
+    if spec.get("mcpu") == "host":
+        spec["mcpu"] = codegen.llvm_get_system_cpu()
+    return tvm.target.Target(spec)
+
+
+def tuning_database(target: Target) -> Path | None:
+    """The MetaSchedule records a compile picks up: [compiler] tuning_db (relative to the repo)."""
+    db = target.compiler.get("tuning_db")
+    if not db:
+        return None
+    path = (REPO / db) if not Path(db).is_absolute() else Path(db)
+    return path if (path / "database_workload.json").exists() else None
+
+
+def relax_module(build):
+    """int8: the plan as integer Relax; fp32 (--quant none): torch.export -> from_exported_program."""
+    from tvm import relax
+
+    if build.plan is not None:
+        from edgepack.backends.tvm.relax_int8 import plan_to_relax
+
+        return plan_to_relax(build.plan), "int8 plan -> Relax: conv2d(int8, int8) with int32 accumulation, integer requantization"
+    import torch
+    from tvm.relax.frontend.torch import from_exported_program
+
+    example = torch.zeros((1,) + tuple(build.config.input_shape))
+    ep = torch.export.export(build.folded.eval(), (example,))
+    mod = from_exported_program(ep, keep_params_as_input=False, unwrap_unit_return_tuple=True)
+    mod = relax.transform.FoldBatchnormToConv2D()(mod)
+    return relax.transform.FoldConstant()(mod), "fp32 folded model -> Relax via from_exported_program"
+
+
+def build_library(mod, target: Target, tvm_tgt):
+    import tvm
+    from tvm import relax
+
+    db_path = tuning_database(target)
+    if db_path is None:
+        return tvm.compile(mod, target=tvm_tgt, relax_pipeline=relax.get_default_pipeline(tvm_tgt)), "default Relax pipeline (untuned)"
+    from tvm import meta_schedule as ms
+
+    db = ms.database.JSONDatabase(work_dir=str(db_path))
+    ex = ms.relax_integration.compile_relax(db, mod, tvm_tgt, params=None)
+    return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path} ({len(db)} records)"
+
+
+def lower(build, folder: Path) -> dict:
+    import tvm
+    import tvm_ffi
+
+    target = build.target
+    arch = target.compiler.get("arch", HOST_ARCH)
+    tvm_tgt = tvm_target(target)
+    mod, lowering = relax_module(build)
+    ex, schedules = build_library(mod, target, tvm_tgt)
+    cross = target.compiler.get("cross_compiler")
+    if arch != HOST_ARCH:
+        if not cross:
+            raise ToolchainError(f"target {target.name} builds for {arch} but names no [compiler] cross_compiler")
+        from tvm.support.cc import cross_compiler
+
+        require(cross, f"g++-{arch}-linux-gnu".replace("_", "-"))
+        ex.export_library(str(folder / LIBRARY), fcompile=cross_compiler(cross))
+    else:
+        ex.export_library(str(folder / LIBRARY))
+        _verify_on_host(build, folder)
+    return {
+        "runtime": "tvm", "tvm_version": tvm.__version__, "tvm_ffi_version": tvm_ffi.__version__,
+        "tvm_target": str(tvm_tgt), "arch": arch, "library": LIBRARY, "cross_compiler": cross,
+        "lowering": lowering, "schedules": schedules, "dtype": "int8" if build.plan is not None else "float32",
+        "input_shape": [1, *build.config.input_shape],
+    }
+
+
+def _verify_on_host(build, folder: Path) -> None:
+    """A host-arch library is run right away on the golden input: int8 must equal the reference."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / LIBRARY)), tvm.cpu())
+    outs = np.concatenate([vm["main"](tvm.runtime.tensor(x[None])).numpy() for x in build.golden_input])
+    if build.plan is not None and not np.array_equal(outs, build.golden_output):
+        raise VerificationError(f"TVM int8 output differs from the reference on {int(np.sum(outs != build.golden_output))} values: "
+                                "report this as an edgepack bug")
+    if build.plan is None and np.abs(outs - build.golden_output).max() > 1e-4:
+        raise VerificationError("TVM fp32 output differs from torch by more than 1e-4: report this as an edgepack bug")

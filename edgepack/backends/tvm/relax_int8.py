@@ -1,0 +1,112 @@
+"""Lower the int8 plan to a Relax module that computes in integers only.
+
+Per conv layer: pad the int8 input with its zero point (a real 0), conv2d(int8, int8) with
+int32 accumulation, subtract in_zp * sum(w) (folded into the bias, since every window is then
+full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, truncating >> 31,
+rounding divide by 2^right, + out_zp, clamp, cast to int8. Bit-exact with edgepack.plan.reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.plan.plan import Layer, Plan
+
+
+def _const(value, dtype: str):
+    from tvm import relax
+
+    return relax.const(np.asarray(value, dtype=dtype), dtype)
+
+
+def _requantize(bb, acc, layer: Layer, channel_shape: tuple[int, ...]):
+    """int32 accumulators -> int8, gemmlowp rounding, per-channel multiplier and shift."""
+    from tvm import relax
+
+    op = relax.op
+    mult = layer.arrays["multiplier"].astype(np.int64).reshape(channel_shape)
+    shift = layer.arrays["shift"].astype(np.int64).reshape(channel_shape)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    x = bb.emit(op.astype(acc, "int64"))
+    if left.any():
+        x = bb.emit(op.clip(op.left_shift(x, _const(left, "int64")), -(2**31), 2**31 - 1))
+    ab = bb.emit(op.multiply(x, _const(mult, "int64")))
+    nonneg = bb.emit(op.greater_equal(ab, _const(0, "int64")))
+    v = bb.emit(op.add(ab, op.where(nonneg, _const(1 << 30, "int64"), _const(1 - (1 << 30), "int64"))))
+    v_nonneg = bb.emit(op.greater_equal(v, _const(0, "int64")))
+    s31 = _const(31, "int64")
+    high = bb.emit(op.where(v_nonneg, op.right_shift(v, s31), op.negative(op.right_shift(op.negative(v), s31))))
+    if right.any():
+        mask = (np.int64(1) << right) - 1
+        remainder = bb.emit(op.bitwise_and(high, _const(mask, "int64")))
+        threshold = bb.emit(op.add(_const(mask >> 1, "int64"),
+                                   op.astype(op.less(high, _const(0, "int64")), "int64")))
+        rounded = op.astype(op.greater(remainder, threshold), "int64")
+        high = bb.emit(op.add(op.right_shift(high, _const(right, "int64")), rounded))
+    out = bb.emit(op.add(high, _const(layer.output_q.zero_point, "int64")))
+    out = bb.emit(op.clip(out, layer.act_min, layer.act_max))
+    return bb.emit(op.astype(out, "int8"))
+
+
+def _conv(bb, x, layer: Layer):
+    from tvm import relax
+
+    op = relax.op
+    w = layer.weight
+    zp = layer.input_q.zero_point
+    p = layer.padding
+    if p:
+        x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, p, p, p, p], pad_value=float(zp)))
+    groups = w.shape[0] if layer.kind == "depthwise" else 1
+    acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.stride, padding=0, groups=groups, out_dtype="int32"))
+    bias = layer.arrays["bias"].astype(np.int64) - zp * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
+    acc = bb.emit(op.add(acc, _const(bias.astype(np.int32).reshape(1, -1, 1, 1), "int32")))
+    return _requantize(bb, acc, layer, (1, -1, 1, 1))
+
+
+def _avgpool(bb, x, layer: Layer):
+    from tvm import relax
+
+    op = relax.op
+    c, h, w = layer.input_shape
+    count = h * w
+    total = bb.emit(op.sum(op.subtract(op.astype(x, "int32"), _const(layer.input_q.zero_point, "int32")), axis=[2, 3], keepdims=True))
+    half, n = _const(count // 2, "int32"), _const(count, "int32")
+    nonneg = bb.emit(op.greater_equal(total, _const(0, "int32")))
+    mean = bb.emit(op.where(nonneg, op.floor_divide(op.add(total, half), n),
+                            op.negative(op.floor_divide(op.add(op.negative(total), half), n))))
+    out = bb.emit(op.clip(op.add(mean, _const(layer.output_q.zero_point, "int32")), -128, 127))
+    out = bb.emit(op.astype(out, "int8"))
+    if tuple(layer.output_shape) != (c, 1, 1):
+        out = bb.emit(op.reshape(out, (-1,) + tuple(layer.output_shape)))
+    return out
+
+
+def _fc(bb, x, layer: Layer):
+    from tvm import relax
+
+    op = relax.op
+    w = layer.weight
+    x = bb.emit(op.reshape(x, (-1, w.shape[1])))
+    acc = bb.emit(op.matmul(x, _const(np.ascontiguousarray(w.T), "int8"), out_dtype="int32"))
+    bias = layer.arrays["bias"].astype(np.int64) - layer.input_q.zero_point * w.astype(np.int64).sum(1)
+    acc = bb.emit(op.add(acc, _const(bias.astype(np.int32).reshape(1, -1), "int32")))
+    return _requantize(bb, acc, layer, (1, -1))
+
+
+LOWERINGS = {"conv": _conv, "pointwise": _conv, "depthwise": _conv, "avgpool": _avgpool, "fc": _fc}
+
+
+def plan_to_relax(plan: Plan, batch: int = 1):
+    """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((batch,) + tuple(plan.input_shape), "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = x
+            for layer in plan.layers:
+                y = LOWERINGS[layer.kind](bb, y, layer)
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
