@@ -34,7 +34,11 @@ class Runner:
 
     device = "host"
 
-    def __init__(self, folder: Path, manifest: dict, threads: int = 2):
+    def __init__(self, folder: Path, manifest: dict, threads: int = 2, **options):
+        if options:
+            from edgepack.errors import ConfigError
+
+            raise ConfigError(f"host artifacts run on this CPU through ONNX Runtime: drop {', '.join('--' + k for k in options)}")
         self.path = Path(folder) / manifest["backend_info"]["model_file"]
         self.session = session(self.path, threads)
         self.input_name = self.session.get_inputs()[0].name

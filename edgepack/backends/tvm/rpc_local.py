@@ -1,0 +1,104 @@
+"""A TVM RPC tracker and device servers on 127.0.0.1, for tests and the local CI gate.
+
+Each process starts in its own process group (TVM's server workers outlive SIGTERM to the
+parent), and the whole group is killed on exit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args[1:3]))} exited with code {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+class LocalRPC:
+    """``with LocalRPC(key="rpi4") as rpc: rpc.tracker -> "127.0.0.1:PORT"``; servers register under ``key``."""
+
+    def __init__(self, key: str = "x86", servers: int = 1, tracker: bool = True):
+        self.key, self.n_servers, self.use_tracker = key, servers, tracker
+        self.procs: list[subprocess.Popen] = []
+        self.server_ports: list[int] = []
+        self.tracker = None
+
+    def _start(self, args: list[str]) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def __enter__(self) -> "LocalRPC":
+        try:
+            if self.use_tracker:
+                port = free_port()
+                wait_port(port, self._start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
+                                             "--port-end", str(port + 1)]))
+                self.tracker = f"127.0.0.1:{port}"
+            for _ in range(self.n_servers):
+                port = free_port()
+                args = ["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)]
+                if self.tracker:
+                    args += ["--tracker", self.tracker, "--key", self.key]
+                wait_port(port, self._start(args))
+                self.server_ports.append(port)
+            if self.tracker:
+                self._wait_registered()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_registered(self, timeout: float = 60.0) -> None:
+        from tvm import rpc
+
+        host, port = self.tracker.split(":")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            summary = rpc.connect_tracker(host, int(port)).summary()
+            if summary.get("queue_info", {}).get(self.key, {}).get("free", 0) >= self.n_servers:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"servers did not register with the tracker under key {self.key!r}")
+
+    def kill_servers(self) -> None:
+        """Kill the device servers only (to test a device that dies mid-run)."""
+        for p in self.procs[1 if self.tracker else 0:]:
+            _kill_group(p)
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            _kill_group(p)
+        self.procs.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
