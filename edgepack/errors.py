@@ -39,3 +39,7 @@ class RegressionError(EdgepackError):
     """A benchmark check failed against its expectation or baseline."""
 
     exit_code = 1
+
+
+class DeviceUnavailable(EdgepackError):
+    """A step needs a device (board, NPU) that is not attached here."""

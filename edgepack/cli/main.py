@@ -8,7 +8,7 @@ import sys
 
 from edgepack import __version__
 
-SUBCOMMANDS = ("info", "targets", "compile", "bench")
+SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Lower an edgepack build to a TVM shared library (model.so) for the target's CPU."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,15 @@ def tvm_target(target: Target):
     return tvm.target.Target(spec)
 
 
+def database_dir(target: Target) -> Path:
+    """Where a target's MetaSchedule records live: tuning/<target>/ (EDGEPACK_TUNING_DIR overrides the root)."""
+    return Path(os.environ.get("EDGEPACK_TUNING_DIR", REPO / "tuning")) / target.name
+
+
 def tuning_database(target: Target) -> Path | None:
-    """The MetaSchedule records a compile picks up: [compiler] tuning_db (relative to the repo)."""
-    db = target.compiler.get("tuning_db")
-    if not db:
-        return None
-    path = (REPO / db) if not Path(db).is_absolute() else Path(db)
-    return path if (path / "database_workload.json").exists() else None
+    """The records a compile picks up, if the target has been tuned."""
+    path = database_dir(target)
+    return path if (path / "database_tuning_record.json").exists() else None
 
 
 def relax_module(build):
@@ -66,11 +69,11 @@ def build_library(mod, target: Target, tvm_tgt):
     db_path = tuning_database(target)
     if db_path is None:
         return tvm.compile(mod, target=tvm_tgt, relax_pipeline=relax.get_default_pipeline(tvm_tgt)), "default Relax pipeline (untuned)"
-    from tvm import meta_schedule as ms
+    from tvm.s_tir import meta_schedule as ms
 
     db = ms.database.JSONDatabase(work_dir=str(db_path))
     ex = ms.relax_integration.compile_relax(db, mod, tvm_tgt, params=None)
-    return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path} ({len(db)} records)"
+    return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path.name} ({len(db)} records)"
 
 
 def lower(build, folder: Path) -> dict:

@@ -1,0 +1,111 @@
+"""TVM vs its peers on MobileNetV1 (default 0.75-224), batch 1, this host, one interleaved run.
+
+Rows: TVM int8 and fp32 (untuned, and tuned with the records in tuning/x86-tvm if present),
+ONNX Runtime fp32 and int8 (QDQ), torch fp32 (eager, folded) and torch int8 (PT2E with
+X86InductorQuantizer + torch.compile, the fast x86 int8 path). Medians and ratio to the fastest.
+
+    python benchmarks/bench_tvm.py [--alpha 0.75] [--resolution 224] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import interleaved, markdown  # noqa: E402
+
+import edgepack  # noqa: E402
+from edgepack.backends.onnxruntime import session  # noqa: E402
+from edgepack.data import load_digits_split  # noqa: E402
+from edgepack.fold import fold  # noqa: E402
+from edgepack.model.weights import pretrained  # noqa: E402
+
+
+def tvm_runner(folder: Path):
+    import tvm
+    from tvm import relax
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model.so")), tvm.cpu())
+    shape = manifest["backend_info"]["input_shape"]
+    dtype = manifest["backend_info"]["dtype"]
+    x = tvm.runtime.tensor(np.zeros(shape, dtype))
+    fn = vm["main"]
+    return (lambda: fn(x)), manifest["backend_info"]["schedules"]
+
+
+def ort_runner(path: Path, image: np.ndarray, threads: int):
+    s = session(path, threads)
+    feed = {s.get_inputs()[0].name: image[None]}
+    return lambda: s.run(None, feed)
+
+
+def torch_int8(folded, calib: np.ndarray, image: np.ndarray):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    q = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    ep = torch.export.export(folded, (torch.from_numpy(calib[:2]),))
+    prepared = prepare_pt2e(ep.module(), q)
+    with torch.no_grad():
+        prepared(torch.from_numpy(calib))
+    compiled = torch.compile(convert_pt2e(prepared))
+    x = torch.from_numpy(image[None])
+    with torch.no_grad():
+        compiled(x)
+
+    def run():
+        with torch.no_grad():
+            return compiled(x)
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alpha", type=float, default=0.75)
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    common = dict(alpha=args.alpha, resolution=args.resolution, eval_size=16, calib_size=64)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tvm."))
+    runners, notes = {}, {}
+    image = load_digits_split("eval", args.resolution).images[0]
+    calib = load_digits_split("calibration", args.resolution).images[:64]
+    host_int8 = edgepack.compile(target="host", output=str(tmp / "ort_int8"), **common)
+    host_fp32 = edgepack.compile(target="host", quant="none", output=str(tmp / "ort_fp32"), **common)
+    runners["onnxruntime int8 (QDQ)"] = ort_runner(host_int8 / "qdq.onnx", image, args.threads)
+    runners["onnxruntime fp32"] = ort_runner(host_fp32 / "model.onnx", image, args.threads)
+    tuned_dir = Path(os.environ.get("EDGEPACK_TUNING_DIR", Path(__file__).resolve().parents[1] / "tuning"))
+    for label, tuning_root in (("untuned", tmp / "no-records"), ("tuned", tuned_dir)):
+        if label == "tuned" and not (tuned_dir / "x86-tvm" / "database_tuning_record.json").exists():
+            continue
+        os.environ["EDGEPACK_TUNING_DIR"] = str(tuning_root)
+        for quant in ("ptq", "none"):
+            art = edgepack.compile(target="x86-tvm", quant=quant, output=str(tmp / f"tvm_{quant}_{label}"), **common)
+            fn, schedules = tvm_runner(art)
+            name = f"tvm {'int8' if quant == 'ptq' else 'fp32'} {label}"
+            runners[name], notes[name] = fn, {"schedules": schedules}
+    folded = fold(pretrained(args.alpha, args.resolution))
+    x = torch.from_numpy(image[None])
+    runners["torch fp32 (eager)"] = lambda: folded(x)
+    runners["torch int8 (x86 inductor)"] = torch_int8(folded, calib, image)
+    with torch.no_grad():
+        results = interleaved(runners, rounds=args.rounds)
+    print(f"MobileNetV1-{args.alpha:g}-{args.resolution}, batch 1, {args.threads} threads, {args.rounds} interleaved rounds")
+    print(markdown(results, notes))
+    (tmp / "results.json").write_text(json.dumps({"results": results, "notes": notes}, indent=1))
+    print(f"(artifacts and results.json in {tmp})")
+
+
+if __name__ == "__main__":
+    main()

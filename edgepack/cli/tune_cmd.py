@@ -1,0 +1,37 @@
+"""edgepack tune: MetaSchedule tuning records for a TVM target (later compiles pick them up)."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tune", help="tune a TVM target with MetaSchedule; records land in tuning/<target>/")
+    p.add_argument("--target", required=True, help="a TVM target (x86-tvm here; ARM targets need --rpc)")
+    p.add_argument("--trials", type=int, default=64, help="global trial budget (default 64)")
+    p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
+    p.add_argument("--resolution", default="224", help="input resolution (default 224)")
+    p.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker that serves the target's boards")
+    p.add_argument("--key", help="device key at the tracker (default: the target's [rpc] key)")
+    p.add_argument("--retarget-from", metavar="TARGET", help="copy another target's records instead of measuring")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import tempfile
+
+    from edgepack.backends.tvm import tune
+    from edgepack.targets import get_target
+
+    if args.retarget_from:
+        tune.retarget(args.retarget_from, args.target)
+        return 0
+    target = get_target(args.target)
+    key = args.key or target.rpc.get("key")
+    tune.check_can_measure(target, args.rpc)
+    from edgepack.backends.tvm.relax_int8 import plan_to_relax
+    from edgepack.compiler import CompileConfig, compile_model
+    from edgepack.plan.plan import Plan
+
+    with tempfile.TemporaryDirectory() as tmp:  # the int8 plan of the model to tune for
+        config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8, output=f"{tmp}/a")
+        plan = Plan.load(compile_model(config, log=lambda *_: None))
+    tune.tune(plan_to_relax(plan), args.target, args.trials, rpc=args.rpc, key=key)
+    return 0
