@@ -62,7 +62,8 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     checks: list[Check] = []
     report: dict = {"artifact": str(folder), "target": manifest["target"]["name"], "backend": manifest["backend"],
                     "device": runner.device, "eval_images": len(data),
-                    "fp32_accuracy_at_compile": manifest["metrics"]["fp32_accuracy"]}
+                    "fp32_accuracy_at_compile": manifest["metrics"]["fp32_accuracy"],
+                    "tolerances": manifest["target"].get("tolerances", {})}
 
     ref = None
     if plan is not None:

@@ -1,4 +1,5 @@
-"""edgepack bench: verify an artifact and measure it on its device; exit 1 if a check fails."""
+"""edgepack bench: verify an artifact and measure it on its device; exit 1 if a check fails
+or a figure regressed past its tolerance against --baseline."""
 from __future__ import annotations
 
 import json
@@ -16,17 +17,40 @@ def add_parser(sub) -> None:
     p.add_argument("--key", help="with --rpc: the device key to request from the RPC tracker (e.g. rpi4)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a silent device counts as dead (default 120)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file, one test case per check")
+    p.add_argument("--baseline", metavar="FILE", help="compare with a stored baseline; exit 1 on a regression")
+    p.add_argument("--update-baseline", metavar="FILE", help="write this run's figures as the new baseline")
+    for name, help_ in (("latency-increase", "fraction, e.g. 0.10"), ("accuracy-drop", "points"),
+                        ("agreement-drop", "points"), ("cost-increase", "fraction")):
+        p.add_argument(f"--max-{name}", type=float, help=f"tolerance override ({help_}); default from the target file")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from edgepack.benchmark import compare
     from edgepack.benchmark.run import bench_artifact, format_report
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
     if args.rpc:
         device_options["timeout"] = args.timeout
+    baseline = compare.load_baseline(args.baseline) if args.baseline else None
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup, **device_options)
     print(format_report(report))
+    if baseline is not None:
+        tolerances = {**report.get("tolerances", {}), **{k: v for k, v in (
+            ("latency_increase", args.max_latency_increase), ("accuracy_drop_points", args.max_accuracy_drop),
+            ("agreement_drop_points", args.max_agreement_drop), ("cost_increase", args.max_cost_increase)) if v is not None}}
+        deltas = compare.compare(report, baseline, tolerances)
+        report["baseline_deltas"] = [d.to_json() for d in deltas]
+        regressed = [d for d in deltas if d.regressed]
+        print(f"\nagainst baseline {args.baseline}:\n{compare.format_deltas(deltas)}")
+        print(f"{len(regressed)} regression(s): {', '.join(d.check for d in regressed)}" if regressed else "no regression")
+        report["passed"] = report["passed"] and not regressed
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.junit:
+        Path(args.junit).write_text(compare.junit_xml(report))
+    if args.update_baseline:
+        Path(args.update_baseline).write_text(json.dumps(compare.baseline_from(report), indent=1) + "\n")
+        print(f"baseline written to {args.update_baseline}")
     return 0 if report["passed"] else 1

@@ -8,7 +8,7 @@ import sys
 
 from edgepack import __version__
 
-SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune")
+SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""Per-layer debugging: the fp32 folded model and the int8 plan side by side.
+
+For each plan layer: the *isolated* error (the layer's fp32 input, quantized with the plan's
+input parameters, through that one int8 layer, against the layer's fp32 output) says which
+layer loses information; the *cumulative* error (the whole int8 network up to that layer)
+says where the damage shows. Depthwise layers also get their per-channel weight range spread
+(max/min of per-channel |w|max): a large spread is why per-tensor weights collapse them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgepack.artifact import verify
+from edgepack.data import load_dataset
+from edgepack.evaluate import sqnr_db
+from edgepack.fold import fold
+from edgepack.plan import reference
+from edgepack.plan.plan import Plan
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+
+
+def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, output) of the fp32 counterpart of each plan layer, matched by call order."""
+    calls: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, i[0].detach(), o.detach())))
+             for m in folded.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            folded(torch.from_numpy(images))
+    finally:
+        for h in hooks:
+            h.remove()
+    kinds = {"conv": nn.Conv2d, "pointwise": nn.Conv2d, "depthwise": nn.Conv2d,
+             "avgpool": (nn.AdaptiveAvgPool2d, nn.AvgPool2d), "fc": nn.Linear}
+    pairs, pos = [], 0
+    for layer in plan.layers:
+        while not isinstance(calls[pos][0], kinds[layer.kind]):
+            pos += 1
+        _, x, y = calls[pos]
+        pos += 1
+        if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][0], ACTIVATIONS):
+            y = calls[pos][2]
+            pos += 1
+        pairs.append((x.numpy(), y.numpy()))
+    return pairs
+
+
+def weight_spread(layer) -> float:
+    w = np.abs(layer.weight.reshape(layer.weight.shape[0], -1).astype(np.float64) * layer.arrays["weight_scale"][:, None])
+    per_channel = w.max(1)
+    nonzero = per_channel[per_channel > 0]
+    return float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0
+
+
+def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None) -> dict:
+    from edgepack.model.weights import pretrained
+
+    folder = Path(artifact)
+    manifest = verify(folder)
+    if not manifest.get("plan"):
+        raise ValueError("this artifact has no int8 plan (compiled with --quant none): nothing to debug")
+    cfg = manifest["model"]
+    if model is None:
+        if cfg["weights"] != "shipped digits weights":
+            from edgepack.errors import ConfigError
+            raise ConfigError(f"artifact was compiled from {cfg['weights']}: pass the same model (Python API: debug_artifact(..., model=...))")
+        model = pretrained(cfg["alpha"], cfg["resolution"], cfg["classes"])
+    plan = Plan.load(folder)
+    data = load_dataset(None, "calibration", cfg["resolution"], cfg["classes"]).take(images)
+    io = fp32_layer_io(fold(model), plan, data.images)
+    _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
+    rows = []
+    for layer, (x, y), q_out in zip(plan.layers, io, cumulative):
+        isolated = layer.output_q.dequantize(reference.KERNELS[layer.kind](layer.input_q.quantize(x), layer))
+        y = y.reshape(isolated.shape)
+        rows.append({
+            "layer": layer.name, "kind": layer.kind,
+            "isolated_sqnr_db": sqnr_db(y, isolated), "isolated_max_abs_error": float(np.abs(y - isolated).max()),
+            "cumulative_sqnr_db": sqnr_db(y, layer.output_q.dequantize(q_out).reshape(y.shape)),
+            "weight_range_spread": weight_spread(layer) if "weight" in layer.arrays else None,
+            "per_tensor_weights": bool("weight_scale" in layer.arrays and len(np.unique(layer.arrays["weight_scale"])) == 1),
+        })
+    worst = sorted(rows, key=lambda r: r["isolated_sqnr_db"])[:5]
+    return {"artifact": str(folder), "images": len(data), "quantization": manifest["quantization"].get("weights"),
+            "layers": rows, "worst": [r["layer"] for r in worst]}
+
+
+def format_debug(d: dict) -> str:
+    lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']})",
+             f"{'layer':<22}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"]
+    for r in d["layers"]:
+        spread = f"{r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""
+        mark = "  <- worst" if r["layer"] in d["worst"] else ""
+        lines.append(f"{r['layer']:<22}{r['kind']:<11}{r['isolated_sqnr_db']:>17.1f}{r['isolated_max_abs_error']:>11.4f}"
+                     f"{r['cumulative_sqnr_db']:>15.1f}{spread:>10}{mark}")
+    kind = {r["layer"]: r["kind"] for r in d["layers"]}
+    lines.append(f"worst layers (isolated SQNR): {', '.join(f'{n} ({kind[n]})' for n in d['worst'])}")
+    return "\n".join(lines)
+
+
+def plot_debug(d: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"conv": "tab:gray", "depthwise": "tab:red", "pointwise": "tab:blue", "avgpool": "tab:green", "fc": "tab:purple"}
+    rows = d["layers"]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    xs = np.arange(len(rows))
+    a.bar(xs, [min(r["isolated_sqnr_db"], 80) for r in rows], color=[colors[r["kind"]] for r in rows])
+    a.plot(xs, [min(r["cumulative_sqnr_db"], 80) for r in rows], "k.-", label="cumulative")
+    a.set_ylabel("SQNR (dB), isolated bars")
+    a.legend()
+    b.bar(xs, [r["weight_range_spread"] or 0 for r in rows], color=[colors[r["kind"]] for r in rows])
+    b.set_yscale("log")
+    b.set_ylabel("per-channel weight range spread")
+    b.set_xticks(xs, [f"{i}:{r['kind'][:2]}" for i, r in enumerate(rows)], rotation=90, fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    b.legend(handles, colors.keys(), fontsize=7, ncol=5)
+    fig.suptitle(f"edgepack debug: {Path(d['artifact']).name} ({d['quantization']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_json(d: dict, path: Path) -> None:
+    Path(path).write_text(json.dumps(d, indent=1) + "\n")

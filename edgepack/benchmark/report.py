@@ -1,0 +1,93 @@
+"""Self-contained HTML report (tables + PNG plots inlined as data URIs) for an artifact or a sweep."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from pathlib import Path
+
+from edgepack.errors import ConfigError
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#eee}td:first-child{text-align:left}
+.fail{color:#b00;font-weight:bold}.pass{color:#070}img{max-width:100%;border:1px solid #ddd}"""
+# After load, the page records how many images decoded, so a headless browser can check them.
+SCRIPT = """window.addEventListener('load',()=>{const ok=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;
+document.body.setAttribute('data-images-loaded',ok);document.body.setAttribute('data-tables',document.querySelectorAll('table').length);});"""
+
+
+def _table(rows: list[dict], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+            cls = ' class="pass"' if v is True else (' class="fail"' if v is False else "")
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _page(title: str, sections: list[str]) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>"
+            f"<script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
+
+
+def artifact_report(folder: Path) -> str:
+    from edgepack.benchmark.debug import debug_artifact, plot_debug
+    from edgepack.benchmark.run import bench_artifact
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bench = bench_artifact(folder, count=20)
+    m, metrics = manifest["model"], manifest["metrics"]
+    summary = [{"field": k, "value": v} for k, v in (
+        ("target", manifest["target"]["name"]), ("backend", manifest["backend"]), ("alpha", m["alpha"]),
+        ("resolution", m["resolution"]), ("classes", m["classes"]), ("params", manifest["params"]),
+        ("Mult-Adds", manifest["macs"]), ("quantization", manifest["quantization"].get("weights", manifest["quantization"]["mode"])),
+        ("fp32 accuracy", metrics["fp32_accuracy"]), ("int8 accuracy (reference)", metrics.get("int8_accuracy")),
+        ("device accuracy (bench)", bench["accuracy"]), ("bench result", bench["passed"]))]
+    sections = ["<h2>Summary</h2>", _table(summary), "<h2>Bench checks</h2>", _table(bench["checks"])]
+    if bench.get("latency"):
+        sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
+    if manifest.get("plan"):
+        d = debug_artifact(folder, images=16)
+        with tempfile.TemporaryDirectory() as tmp:
+            png = plot_debug(d, Path(tmp) / "debug.png")
+            sections += ["<h2>Per-layer error (int8 vs fp32)</h2>", _img(png, "per-layer SQNR"),
+                         _table(d["layers"], ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
+    sections += ["<h2>Files</h2>", _table([{"file": f, **v} for f, v in manifest["files"].items()])]
+    return _page(f"edgepack report: {folder.name}", sections)
+
+
+def sweep_report(folder: Path) -> str:
+    data = json.loads((folder / "sweep.json").read_text())
+    sections = ["<h2>Sweep</h2>", _table(data["rows"], ["alpha", "resolution", "macs", "params", "fp32_accuracy",
+                                                        "int8_accuracy", "latency_median_ms", "cost", "passed"])]
+    for name, alt in (("accuracy_vs_macs.png", "accuracy vs Mult-Adds"), ("accuracy_vs_latency.png", "accuracy vs latency")):
+        if (folder / name).exists():
+            sections += [f"<h2>{alt}</h2>", _img(folder / name, alt)]
+    return _page(f"edgepack sweep report: target {data['target']}", sections)
+
+
+def write_report(path, out=None) -> Path:
+    folder = Path(path)
+    if (folder / "sweep.json").exists():
+        page, default = sweep_report(folder), folder / "report.html"
+    elif (folder / "manifest.json").exists():
+        page, default = artifact_report(folder), folder.with_name(folder.name + ".report.html")
+    else:
+        raise ConfigError(f"{folder} is neither an artifact nor a sweep folder: pass what `edgepack compile` or `edgepack sweep` wrote")
+    target = Path(out) if out else default
+    target.write_text(page)
+    return target

@@ -1,0 +1,100 @@
+"""Sweeps: the alpha x resolution matrix for one target, built and benched in parallel processes
+(bounded by the cores), tabulated (CSV + JSON) and plotted like the paper's Figures 4 and 5."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from edgepack.errors import ConfigError
+
+COLUMNS = ("alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "latency_median_ms", "cost", "passed", "artifact")
+
+
+def parse_list(text: str, check, what: str) -> list:
+    values = [check(v.strip()) for v in str(text).split(",") if v.strip()]
+    if not values:
+        raise ConfigError(f"--{what} needs a comma-separated list, e.g. 1,0.75,0.5,0.25")
+    return values
+
+
+def _one(job: dict) -> dict:
+    """Compile + bench one point (runs in a worker process; one torch thread each)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from edgepack.benchmark.run import bench_artifact
+    from edgepack.compiler import CompileConfig, compile_model
+
+    config = CompileConfig(target=job["target"], alpha=job["alpha"], resolution=job["resolution"],
+                           eval_size=job["eval_size"], calib_size=job["calib_size"], output=job["output"])
+    folder = compile_model(config, log=lambda *_: None)
+    report = bench_artifact(folder, count=job["count"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    cost = report.get("cost") or {}
+    return {
+        "alpha": job["alpha"], "resolution": job["resolution"], "macs": manifest["macs"],
+        "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
+        "int8_accuracy": report["accuracy"], "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
+        "cost": next(iter(cost.values()), None), "passed": report["passed"], "artifact": str(folder),
+    }
+
+
+def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, jobs: int | None = None,
+          eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"sweep output {out} is a file: pass a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    points = [{"target": target, "alpha": a, "resolution": r, "eval_size": eval_size, "calib_size": calib_size,
+               "count": count, "output": str(out / f"a{a:g}_r{r}")} for a in alphas for r in resolutions]
+    workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
+    log(f"sweep: {len(points)} builds for {target} on {workers} processes")
+    rows = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for row in pool.map(_one, points):
+            log(f"  alpha {row['alpha']:g} res {row['resolution']}: int8 {row['int8_accuracy']:.2%} "
+                f"({'pass' if row['passed'] else 'FAIL'})")
+            rows.append(row)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "sweep.json").write_text(json.dumps({"target": target, "rows": rows}, indent=1) + "\n")
+    plot_sweep(rows, out, target)
+    log(f"sweep table and plots in {out}")
+    return out
+
+
+def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    speed_key = "latency_median_ms" if all(r["latency_median_ms"] for r in rows) else "cost"
+    for key, xlabel, name in (("macs", "Mult-Adds (millions, log)", "accuracy_vs_macs.png"),
+                              (speed_key, "latency median (ms, log)" if speed_key.startswith("lat") else "cost (log)",
+                               "accuracy_vs_latency.png")):
+        if not all(r[key] for r in rows):
+            continue
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for alpha in sorted({r["alpha"] for r in rows}, reverse=True):
+            pts = sorted((r for r in rows if r["alpha"] == alpha), key=lambda r: r[key])
+            xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
+            ax.plot(xs, [r["int8_accuracy"] * 100 for r in pts], "o-", label=f"alpha {alpha:g}")
+            for x, r in zip(xs, pts):
+                ax.annotate(str(r["resolution"]), (x, r["int8_accuracy"] * 100), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("int8 accuracy (%)")
+        ax.set_title(f"MobileNetV1 on digits, target {target}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
