@@ -81,10 +81,12 @@ def junit_xml(report: dict) -> str:
     """One <testcase> per check (artifact checks and baseline comparisons)."""
     cases = []
     for c in report["checks"]:
-        body = "" if c["passed"] else f"<failure message={quoteattr(f'{c['value']} (expected {c['expected']})')}/>"
+        message = f"{c['value']} (expected {c['expected']})"
+        body = "" if c["passed"] else f"<failure message={quoteattr(message)}/>"
         cases.append(f'  <testcase classname="edgepack.bench.{escape(report["target"])}" name={quoteattr(c["name"])}>{body}</testcase>')
     for d in report.get("baseline_deltas", []):
-        body = f"<failure message={quoteattr(f'{d['current']:.4g} vs baseline {d['baseline']:.4g}, limit {d['limit']}')}/>" if d["regressed"] else ""
+        message = f"{d['current']:.4g} vs baseline {d['baseline']:.4g}, limit {d['limit']}"
+        body = f"<failure message={quoteattr(message)}/>" if d["regressed"] else ""
         cases.append(f'  <testcase classname="edgepack.baseline.{escape(report["target"])}" name={quoteattr(d["check"])}>{body}</testcase>')
     failures = sum("<failure" in c for c in cases)
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="edgepack bench {escape(report["artifact"])}" '

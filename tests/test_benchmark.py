@@ -1,0 +1,105 @@
+"""Regression gate: baselines (exit 1 with a table naming what regressed), JUnit, per-layer
+debug, sweeps, and the HTML report rendered in headless Chromium."""
+import json
+import shutil
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.artifact import MANIFEST, write_manifest
+from edgepack.benchmark.debug import debug_artifact
+from edgepack.plan.plan import Plan
+from tests.conftest import ALPHA, RES, run_cli
+
+
+def worsened_copy(src, dst, layer_index=5, extra_shift=-2):
+    """A consistent (re-signed) artifact whose plan has a wrong shift in one layer: a compiler bug."""
+    shutil.copytree(src, dst)
+    plan = Plan.load(dst)
+    plan.layers[layer_index].arrays["shift"] = plan.layers[layer_index].arrays["shift"] + extra_shift
+    plan.save(dst)
+    manifest = json.loads((dst / MANIFEST).read_text())
+    manifest.pop("files")
+    write_manifest(dst, manifest)
+    return dst
+
+
+def test_baseline_gate(host_artifact, tmp_path, capsys):
+    base = tmp_path / "baseline.json"
+    code, out, _ = run_cli(capsys, "bench", str(host_artifact), "--count", "10", "--update-baseline", str(base))
+    assert code == 0 and base.exists()
+    code, out, _ = run_cli(capsys, "bench", str(host_artifact), "--count", "10", "--baseline", str(base),
+                           "--max-latency-increase", "5", "--junit", str(tmp_path / "ok.xml"))
+    assert code == 0, out
+    assert "no regression" in out
+    bad = worsened_copy(host_artifact, tmp_path / "worse")
+    code, out, _ = run_cli(capsys, "bench", str(bad), "--count", "10", "--baseline", str(base),
+                           "--max-latency-increase", "5", "--junit", str(tmp_path / "bad.xml"))
+    assert code == 1
+    table = out.split("against baseline")[1]
+    assert "accuracy (%)" in table and "REGRESSED" in table
+    assert "regression(s):" in out
+    suite = ET.parse(tmp_path / "bad.xml").getroot()
+    assert int(suite.get("failures")) >= 2 and len(suite.findall("testcase")) == int(suite.get("tests"))
+    assert ET.parse(tmp_path / "ok.xml").getroot().get("failures") == "0"
+
+
+def test_missing_baseline_is_a_clear_error(host_artifact, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bench", str(host_artifact), "--baseline", str(tmp_path / "none.json"))
+    assert code == 2 and "--update-baseline" in err
+
+
+@pytest.fixture(scope="module")
+def per_tensor_artifact(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pt") / "per_tensor"
+    return edgepack.compile(target="host", alpha=ALPHA, resolution=RES, eval_size=40, calib_size=64,
+                            weight_granularity="per-tensor", output=str(out))
+
+
+def test_debug_names_depthwise_layers_worst_for_per_tensor(per_tensor_artifact, tmp_path, capsys):
+    d = debug_artifact(per_tensor_artifact, images=32)
+    kinds = {r["layer"]: r["kind"] for r in d["layers"]}
+    assert kinds[d["worst"][0]] == "depthwise"
+    assert sum(kinds[n] == "depthwise" for n in d["worst"][:3]) >= 2
+    code, out, _ = run_cli(capsys, "debug", str(per_tensor_artifact), "--plot", str(tmp_path / "d.png"))
+    assert code == 0 and "worst layers" in out
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _render(html_path) -> str:
+    profile = tempfile.mkdtemp()
+    try:
+        r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                            f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+                            f"file://{html_path}"], capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_sweep_and_report_render_in_chromium(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "sweep", "--target", "host", "--alpha", "0.5,0.25", "--resolution", "64,32",
+                             "--eval-size", "40", "--calib-size", "32", "-o", str(tmp_path / "sw"))
+    assert code == 0, err
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"]
+    assert len(rows) == 4 and all(r["passed"] for r in rows)
+    assert (tmp_path / "sw" / "sweep.csv").read_text().count("\n") == 5
+    macs = {(r["alpha"], r["resolution"]): r["macs"] for r in rows}
+    assert macs[(0.5, 64)] > macs[(0.25, 64)] > macs[(0.25, 32)]
+    code, _, _ = run_cli(capsys, "report", str(tmp_path / "sw"))
+    assert code == 0
+    dom = _render(tmp_path / "sw" / "report.html")
+    assert 'data-images-loaded="2"' in dom and "<table" in dom and "accuracy vs Mult-Adds" in dom
+
+
+def test_artifact_report_renders(host_artifact, tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "report", str(host_artifact), "-o", str(tmp_path / "a.html"))
+    assert code == 0
+    dom = _render(tmp_path / "a.html")
+    assert 'data-images-loaded="1"' in dom and 'data-tables="5"' in dom and "Bench checks" in dom
