@@ -11,6 +11,7 @@ MODULES = {
     "onnxruntime": "edgepack.backends.onnxruntime",
     "openvino": "edgepack.backends.openvino",
     "tvm": "edgepack.backends.tvm",
+    "c": "edgepack.backends.c",
 }
 
 

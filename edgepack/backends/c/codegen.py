@@ -1,0 +1,272 @@
+"""Generate model.c / model.h from the int8 plan: const weights in flash, layer calls, static arena.
+
+The output is a pure function of (plan, kernel set, memory plan): no timestamps, no paths, so
+the same plan gives byte-identical sources. Everything the C cannot check at run time is
+checked here, before any code is written (supported shapes, requantization ranges, and the
+int32 accumulator bound that kernels.c's overflow proof relies on).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack import __version__
+from edgepack.backends.c.memplan import PORTABLE, MemoryPlan, layer_kernel, scratch_bytes
+from edgepack.errors import UnsupportedModelError
+from edgepack.plan.plan import Layer, Plan
+
+INT32_MAX = 2**31 - 1
+KERNEL_SETS = ("portable", "fast")
+
+
+def numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def _fail(layer: Layer, i: int, why: str):
+    raise UnsupportedModelError(f"layer {i} '{layer.name}' ({layer.kind}) cannot be lowered to C: {why}")
+
+
+def check_supported(plan: Plan) -> None:
+    """Refuse, by layer, anything the C kernels do not implement exactly."""
+    if not plan.layers:
+        raise UnsupportedModelError("the int8 plan has no layers: nothing to generate")
+    if len(plan.input_shape) != 3:
+        raise UnsupportedModelError(f"the C backend needs a (C, H, W) input, the plan has {plan.input_shape}")
+    for q, what in ((plan.input_q, "model input"), (plan.output_q, "model output")):
+        if not -128 <= q.zero_point <= 127:
+            raise UnsupportedModelError(f"{what} zero point {q.zero_point} is outside int8")
+    previous = tuple(plan.input_shape)
+    for i, layer in enumerate(plan.layers):
+        if numel(layer.input_shape) != numel(previous):
+            _fail(layer, i, f"input shape {layer.input_shape} does not match the previous output {previous}")
+        previous = tuple(layer.output_shape)
+        for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
+            if not -128 <= zp <= 127:
+                _fail(layer, i, f"zero point {zp} is outside int8")
+        if not -128 <= layer.act_min <= layer.act_max <= 127:
+            _fail(layer, i, f"activation range [{layer.act_min}, {layer.act_max}] is not inside int8")
+        if layer.kind == "avgpool":
+            if len(layer.input_shape) != 3 or numel(layer.output_shape) != layer.input_shape[0]:
+                _fail(layer, i, "only global average pooling (C, H, W) -> (C,) is supported")
+            if numel(layer.input_shape[1:]) >= 2**23:
+                _fail(layer, i, "the pooled plane has 2^23 or more values (int32 sum bound)")
+            continue
+        if layer.kind not in PORTABLE:
+            _fail(layer, i, f"kind '{layer.kind}' is unknown")
+        w, out_c = layer.arrays["weight"], layer.output_shape[0]
+        if w.dtype != np.int8:
+            _fail(layer, i, f"weights are {w.dtype}, not int8")
+        for name, dtype in (("bias", np.int32), ("multiplier", np.int32), ("shift", np.int32)):
+            a = layer.arrays[name]
+            if a.shape != (out_c,):
+                _fail(layer, i, f"{name} has shape {a.shape}, expected ({out_c},)")
+        mult, shift = layer.arrays["multiplier"].astype(np.int64), layer.arrays["shift"].astype(np.int64)
+        if mult.min() < 0 or mult.max() > INT32_MAX:
+            _fail(layer, i, "a requantization multiplier is outside [0, 2^31)")
+        if shift.min() < -31 or shift.max() > 31:
+            _fail(layer, i, f"a requantization shift is outside [-31, 31] ({shift.min()}..{shift.max()})")
+        if layer.kind == "fc":
+            if w.shape != (out_c, numel(layer.input_shape)):
+                _fail(layer, i, f"weight shape {w.shape} does not match {numel(layer.input_shape)} -> {out_c}")
+            continue
+        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
+            _fail(layer, i, "convolutions need (C, H, W) input and output")
+        c, h, wd = layer.input_shape
+        k = w.shape[-1] if w.ndim == 4 else 1
+        groups_in = 1 if layer.kind == "depthwise" else c
+        if w.ndim not in (2, 4) or w.shape[0] != out_c or (w.ndim == 4 and w.shape[1:] != (groups_in, k, k)) \
+                or (w.ndim == 2 and (w.shape[1] != groups_in or k != 1)):
+            _fail(layer, i, f"weight shape {w.shape} does not fit {layer.input_shape} -> {layer.output_shape}")
+        if layer.kind == "depthwise" and out_c != c:
+            _fail(layer, i, "a depthwise conv must keep its channel count")
+        if layer.kind == "pointwise" and (k != 1 or layer.padding != 0):
+            _fail(layer, i, "a pointwise conv must be 1x1 without padding")
+        s, p = layer.stride, layer.padding
+        expect = ((h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1)
+        if s < 1 or p < 0 or tuple(layer.output_shape[1:]) != expect:
+            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, padding {p}, kernel {k}")
+    check_accumulators(plan)
+
+
+def accumulator_bound(layer: Layer) -> np.ndarray:
+    """Per output channel: |bias| + max|x - zp| * sum|w|, the bound of every partial sum (kernels.c)."""
+    w = np.abs(layer.arrays["weight"].astype(np.int64)).reshape(layer.arrays["weight"].shape[0], -1)
+    zp = layer.input_q.zero_point
+    return np.abs(layer.arrays["bias"].astype(np.int64)) + max(127 - zp, zp + 128) * w.sum(axis=1)
+
+
+def check_accumulators(plan: Plan) -> None:
+    for i, layer in enumerate(plan.layers):
+        if layer.kind == "avgpool":
+            continue
+        bound = accumulator_bound(layer)
+        if bound.max() > INT32_MAX:
+            c = int(bound.argmax())
+            _fail(layer, i, f"output channel {c} can reach |acc| = {int(bound[c])} > 2^31 - 1 (int32 accumulator)")
+
+
+def small_accumulators(layer: Layer) -> bool:
+    """EP_FLAG_SMALL_ACC: every channel's accumulator bound, left-shifted, stays below 2^29."""
+    if layer.kind == "avgpool":
+        return False
+    left = np.maximum(layer.arrays["shift"].astype(np.int64), 0)
+    return bool(np.all(accumulator_bound(layer) << left < 2**29))
+
+
+def weight_bytes(plan: Plan) -> list[dict]:
+    """Constant bytes per layer as model.c stores them (int8 weights, int32 bias and multiplier, int8 shift)."""
+    rows = []
+    for i, layer in enumerate(plan.layers):
+        a = layer.arrays
+        row = {"layer": i, "name": layer.name, "kind": layer.kind,
+               "weight_bytes": int(a["weight"].size) if "weight" in a else 0,
+               "bias_bytes": 4 * int(a["bias"].size) if "bias" in a else 0,
+               "requant_bytes": 5 * int(a["multiplier"].size) if "multiplier" in a else 0}
+        row["total_bytes"] = row["weight_bytes"] + row["bias_bytes"] + row["requant_bytes"]
+        rows.append(row)
+    return rows
+
+
+def _int_literal(v: int) -> str:
+    return "(-2147483647 - 1)" if v == -(2**31) else str(v)
+
+
+def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 32) -> str:
+    flat = [_int_literal(int(v)) for v in np.asarray(values).reshape(-1).tolist()]
+    lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
+    return f"static const {ctype} {name}[{len(flat)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
+
+
+def _float(x: float) -> str:
+    text = repr(float(x))
+    return text + ("f" if any(ch in text for ch in ".e") else ".0f")
+
+
+def _dims(layer: Layer) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    def chw(shape):
+        shape = tuple(int(d) for d in shape)
+        return shape if len(shape) == 3 else (numel(shape), 1, 1)
+    return chw(layer.input_shape), chw(layer.output_shape)
+
+
+def generate(plan: Plan, kernels: str, memory: MemoryPlan) -> dict[str, str]:
+    """model.h and model.c for ``plan`` with the ``kernels`` set ("portable" or "fast")."""
+    if kernels not in KERNEL_SETS:
+        raise UnsupportedModelError(f"kernel set '{kernels}' is unknown: use portable or fast")
+    check_supported(plan)
+    n = len(plan.layers)
+    c_in, h_in, w_in = (int(d) for d in plan.input_shape)
+    out_size = numel(plan.output_shape)
+    arena = memory.arena_bytes
+    header = f"""/* Generated by edgepack {__version__} from the int8 plan (plan.json / plan.npz). Do not edit.
+ *
+ * int edgepack_invoke(const int8_t *input, int8_t *output)
+ *   input:  int8 (C, H, W) = ({c_in}, {h_in}, {w_in}), real = EDGEPACK_INPUT_SCALE * (q - EDGEPACK_INPUT_ZERO_POINT)
+ *   output: int8 ({out_size},) logits, real = EDGEPACK_OUTPUT_SCALE * (q - EDGEPACK_OUTPUT_ZERO_POINT)
+ *   returns 0, or -1 for a null pointer. Uses the static arena below: not reentrant.
+ * int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *arena)
+ *   the same with a caller-owned arena of EDGEPACK_ARENA_SIZE bytes, 8-byte aligned
+ *   (define EDGEPACK_NO_STATIC_ARENA to drop the static one).
+ * No malloc, no floating point at run time; kernels: {kernels}.
+ */
+#ifndef EDGEPACK_MODEL_H
+#define EDGEPACK_MODEL_H
+
+#include <stdint.h>
+
+#define EDGEPACK_VERSION "{__version__}"
+#define EDGEPACK_KERNELS "{kernels}"
+#define EDGEPACK_LAYERS {n}
+
+#define EDGEPACK_INPUT_CHANNELS {c_in}
+#define EDGEPACK_INPUT_HEIGHT {h_in}
+#define EDGEPACK_INPUT_WIDTH {w_in}
+#define EDGEPACK_INPUT_SIZE {c_in * h_in * w_in}
+#define EDGEPACK_INPUT_SCALE {_float(plan.input_q.scale)}
+#define EDGEPACK_INPUT_ZERO_POINT {plan.input_q.zero_point}
+
+#define EDGEPACK_OUTPUT_SIZE {out_size}
+#define EDGEPACK_OUTPUT_SCALE {_float(plan.output_q.scale)}
+#define EDGEPACK_OUTPUT_ZERO_POINT {plan.output_q.zero_point}
+
+/* static memory plan: {memory.planner}; {len(memory.buffers)} buffers,
+ * naive sum {memory.naive_bytes} bytes, lower bound {memory.lower_bound_bytes} bytes */
+#define EDGEPACK_ARENA_SIZE {arena}
+
+#ifdef EDGEPACK_PROFILE
+void edgepack_layer_done(int layer); /* provided by the application, called after every layer */
+#define EDGEPACK_LAYER_DONE(layer) edgepack_layer_done(layer)
+#else
+#define EDGEPACK_LAYER_DONE(layer) ((void)0)
+#endif
+
+int edgepack_invoke(const int8_t *input, int8_t *output);
+int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *arena);
+
+#endif /* EDGEPACK_MODEL_H */
+"""
+    body = [f"/* Generated by edgepack {__version__} from the int8 plan. Do not edit. Kernels: {kernels}. */\n",
+            '#include "model.h"\n#include "kernels.h"\n']
+    calls = []
+    for i, layer in enumerate(plan.layers):
+        (ic, ih, iw), (oc, oh, ow) = _dims(layer)
+        body.append(f"\n/* layer {i}: {layer.name}, {layer.kind}, ({ic}, {ih}, {iw}) -> ({oc}, {oh}, {ow}), "
+                    f"stride {layer.stride}, padding {layer.padding}, activation {layer.activation} */\n")
+        a = layer.arrays
+        refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
+        if layer.kind != "avgpool":
+            body.append(c_array("int8_t", f"edgepack_l{i}_weight", a["weight"]))
+            body.append(c_array("int32_t", f"edgepack_l{i}_bias", a["bias"]))
+            body.append(c_array("int32_t", f"edgepack_l{i}_multiplier", a["multiplier"]))
+            body.append(c_array("int8_t", f"edgepack_l{i}_shift", a["shift"]))
+            refs = {k: f"edgepack_l{i}_{k}" for k in refs}
+        k = int(a["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
+        flags = "EP_FLAG_SMALL_ACC" if small_accumulators(layer) else "0"
+        body.append(
+            f"static const ep_layer edgepack_l{i} = {{\n"
+            f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
+            f"    .ksize = {k}, .stride = {layer.stride}, .pad = {layer.padding},\n"
+            f"    .in_zp = {layer.input_q.zero_point}, .out_zp = {layer.output_q.zero_point}, "
+            f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"
+            f"    .weight = {refs['weight']}, .bias = {refs['bias']}, .multiplier = {refs['multiplier']}, "
+            f".shift = {refs['shift']},\n    .flags = {flags},\n}};\n")
+        src = "input" if i == 0 else f"arena + {memory.offset(f't{i - 1}')}"
+        dst = "output" if i == n - 1 else f"arena + {memory.offset(f't{i}')}"
+        fn, scratch = layer_kernel(layer, kernels)
+        if scratch:
+            calls.append(f"    {fn}(&edgepack_l{i}, {src}, {dst}, arena + {memory.offset(f's{i}')});")
+        else:
+            calls.append(f"    {fn}(&edgepack_l{i}, {src}, {dst});")
+        calls.append(f"    EDGEPACK_LAYER_DONE({i});")
+    offsets = "\n".join(f" *   {b.name}: offset {b.offset}, {b.size} bytes, steps {b.first}..{b.last}"
+                        for b in memory.buffers)
+    body.append(f"""
+/* arena layout (t<i> = output of layer i, s<i> = scratch of layer i):
+{offsets}
+ */
+int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *arena)
+{{
+    if (input == 0 || output == 0 || arena == 0) {{
+        return -1;
+    }}
+""" + "\n".join(calls) + f"""
+    return 0;
+}}
+
+#ifndef EDGEPACK_NO_STATIC_ARENA
+static union {{
+    int64_t align; /* 8-byte alignment for every planned offset */
+    int8_t bytes[{"EDGEPACK_ARENA_SIZE" if arena else "8 /* this model keeps nothing in the arena */"}];
+}} edgepack_arena;
+
+int edgepack_invoke(const int8_t *input, int8_t *output)
+{{
+    return edgepack_invoke_with_arena(input, output, edgepack_arena.bytes);
+}}
+#endif
+""")
+    return {"model.h": header, "model.c": "".join(body)}
+
+
+def scratch_total(plan: Plan, kernels: str) -> int:
+    return sum(scratch_bytes(layer, kernels) for layer in plan.layers)

@@ -1,0 +1,155 @@
+"""lower(): int8 plan -> generated C project, built binaries, checked on the golden input.
+
+Inside the compiler's temporary artifact folder this writes
+  c/model.c, c/model.h           generated from the plan (const weights, static arena, layer calls)
+  c/kernels.[ch], c/kernels_fast.c, c/edgepack_main.c (test harness), c/startup_cortexm.c,
+  c/cortexm.ld, c/Makefile       the runtime and the build, as files the user can take away
+  bin/firmware.elf               cortex-m targets
+  bin/edgepack_run, bin/libedgepack_model.so, bin/edgepack_run_aarch64   c-host
+then runs the golden images on the device (QEMU for Cortex-M, natively and under qemu-aarch64
+for c-host) and refuses to produce an artifact unless the outputs equal the numpy reference
+bit for bit and the footprint fits the target's [budget]. Any exception leaves nothing behind
+(the compiler's atomic folder is deleted).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.backends.c import codegen, firmware
+from edgepack.backends.c.firmware import BuildSpec, DeviceError
+from edgepack.backends.c.memplan import plan_memory
+from edgepack.errors import EdgepackError, UnsupportedModelError
+
+
+class BudgetError(EdgepackError):
+    """The model does not fit the flash or RAM budget of its target."""
+
+
+def _verify(result, want: np.ndarray, device: str, what: str) -> None:
+    if result.outputs.shape != want.shape or not np.array_equal(result.outputs, want):
+        diff = int(np.count_nonzero(result.outputs != want)) if result.outputs.shape == want.shape else "all"
+        raise DeviceError(f"{device}: {what} output differs from the numpy int8 reference in {diff} values "
+                          "(a bug in edgepack's C backend: please report it with this model)")
+
+
+def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str) -> None:
+    over = []
+    budget = spec.budget
+    if budget.get("flash_bytes") is not None and flash > budget["flash_bytes"]:
+        over.append(f"flash {flash:,} bytes > flash_bytes {budget['flash_bytes']:,} "
+                    f"(by {flash - budget['flash_bytes']:,})")
+    if budget.get("ram_bytes") is not None and ram > budget["ram_bytes"]:
+        over.append(f"RAM {ram:,} bytes > ram_bytes {budget['ram_bytes']:,} (by {ram - budget['ram_bytes']:,})")
+    if over:
+        raise BudgetError(f"the model does not fit target {spec.target}: {' and '.join(over)} [{detail}]: "
+                          f"use a smaller --alpha or --resolution, or raise [budget] in targets/{spec.target}.toml")
+
+
+def _cost_section(spec: BuildSpec, result, kernels: str) -> dict:
+    ipt = spec.run.get("instructions_per_tick")
+    ticks = result.ticks
+    return {"kernels": kernels, "ticks_per_inference": ticks[0], "ticks_min": min(ticks), "ticks_max": max(ticks),
+            "instructions_per_inference": ticks[0] * ipt if ipt else None, "images": len(ticks)}
+
+
+def lower(build, folder: Path) -> dict:
+    plan = build.plan
+    if plan is None:
+        raise UnsupportedModelError("the C backend runs the int8 plan: compile with --quant ptq or qat, not none")
+    folder = Path(folder)
+    spec = BuildSpec.from_target(build.target.to_json())
+    firmware.require_tools(spec)
+    memory = plan_memory(plan, spec.kernels)
+    generated = codegen.generate(plan, spec.kernels, memory)
+    sources = firmware.write_sources(folder / "c", spec, spec.kernels, generated)
+    out_size = codegen.numel(plan.output_shape)
+    golden_x, golden_y = build.golden_input, build.golden_output
+    devices = spec.devices()
+    binaries: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp:
+        built = firmware.build(spec, folder / "c", Path(tmp) / spec.kernels, spec.kernels)
+        (folder / "bin").mkdir()
+        for rel, path in built.files.items():
+            shutil.copyfile(path, folder / rel)
+            (folder / rel).chmod(0o755)
+        if spec.kind == "cortex-m":
+            binaries[devices[0]] = firmware.FIRMWARE
+            sizes = firmware.footprint(spec.size, folder / firmware.FIRMWARE, built.objects)
+            measured = sizes["firmware"]
+        else:
+            binaries["native"] = firmware.HOST_EXE
+            if spec.cross:
+                binaries["qemu-aarch64"] = firmware.CROSS_EXE
+            sizes = firmware.footprint(spec.size, None, built.objects)
+            measured = sizes["model_library"]
+        # before running anything: constants and static RAM alone may already be over budget
+        check_budget(spec, measured["flash"], measured["ram"], "before counting the stack")
+        runs = {}
+        for device in devices:
+            result = firmware.run_images(spec, folder / binaries[device], golden_x, out_size, device)
+            _verify(result, golden_y, device, f"golden ({len(golden_x)} images)")
+            runs[device] = result
+        main = runs[devices[0]]
+        stack = main.stack_bytes or 0
+        ram = measured["ram"] + stack
+        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + measured stack {stack:,}")
+
+        cost: dict = {}
+        if spec.kind == "cortex-m":
+            r = spec.run
+            cost = {"metric": "systick_ticks",
+                    "source": f"{r.get('emulator', 'qemu-system-arm')} -M {r.get('machine')} -icount shift=0: SysTick on "
+                              f"the processor clock ({r.get('systick_hz', 25_000_000):,} Hz) while 1 instruction = 1 ns, "
+                              f"so 1 tick = {r.get('instructions_per_tick')} instructions; deterministic",
+                    **_cost_section(spec, main, spec.kernels), "per_layer_ticks": main.layer_ticks}
+            if spec.compare_kernels:
+                other = "portable" if spec.kernels == "fast" else "fast"
+                other_mem = plan_memory(plan, other)
+                odir = Path(tmp) / f"{other}-src"
+                firmware.write_sources(odir, spec, other, codegen.generate(plan, other, other_mem))
+                obuilt = firmware.build(spec, odir, Path(tmp) / other, other)
+                ores = firmware.run_images(spec, obuilt.files[firmware.FIRMWARE], golden_x[:1], out_size, devices[0])
+                _verify(ores, golden_y[:1], devices[0], f"golden ({other} kernels)")
+                osizes = firmware.footprint(spec.size, obuilt.files[firmware.FIRMWARE], obuilt.objects)
+                cost[other] = {**_cost_section(spec, ores, other), "per_layer_ticks": ores.layer_ticks,
+                               "flash_bytes": osizes["firmware"]["flash"], "arena_bytes": other_mem.arena_bytes}
+                fast_ticks = main.ticks[0] if spec.kernels == "fast" else ores.ticks[0]
+                portable_ticks = ores.ticks[0] if spec.kernels == "fast" else main.ticks[0]
+                cost["speedup_fast_vs_portable"] = round(portable_ticks / fast_ticks, 3)
+        else:
+            instr = firmware.callgrind_instructions(folder / firmware.HOST_EXE, golden_x)
+            cost = {"metric": "callgrind_instructions" if instr is not None else None,
+                    "source": "valgrind --tool=callgrind --toggle-collect=edgepack_invoke (native build)"
+                              if instr is not None else "valgrind not installed: no deterministic cost figure",
+                    "kernels": spec.kernels, "instructions_per_inference": instr}
+
+    per_layer = codegen.weight_bytes(plan)
+    build.manifest["memory_plan"] = memory.to_json()
+    build.manifest["footprint"] = {
+        "flash_bytes": measured["flash"], "ram_bytes": ram, "stack_bytes": main.stack_bytes,
+        "arena_bytes": memory.arena_bytes, "naive_arena_bytes": memory.naive_bytes,
+        "constants_bytes": sum(r["total_bytes"] for r in per_layer),
+        "measured_on": "firmware ELF (model + test harness + newlib)" if spec.kind == "cortex-m" else "model library objects",
+        "ram_counts": "data + bss (the arena is in bss) + measured stack high-water of edgepack_invoke"
+                      if spec.kind == "cortex-m" else "data + bss of the model library objects",
+        "budget": {k: v for k, v in spec.budget.items()}, **sizes, "per_layer": per_layer,
+    }
+    build.manifest["cost"] = cost
+    return {
+        "runtime": "edgepack generated C (int8, static arena)",
+        "kernels": spec.kernels,
+        "toolchain_kind": spec.kind,
+        "compiler": firmware.tool_version(spec.cc),
+        "cflags": list(spec.cflags + spec.defines), "arch_flags": list(spec.arch_flags), "ldflags": list(spec.ldflags),
+        "sources": [f"c/{name}" for name in sources],
+        "binaries": binaries,
+        "devices": devices,
+        "build_commands": built.commands,
+        "input_shape": [int(d) for d in plan.input_shape],
+        "output_size": out_size,
+        "golden_check": {d: f"bit-exact on {len(golden_x)} golden images" for d in devices},
+    }

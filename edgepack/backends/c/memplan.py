@@ -1,0 +1,176 @@
+"""Static memory plan: every tensor the generated C keeps gets a fixed offset in one arena.
+
+A buffer lives from the step that writes it (``first``) to the last step that reads it
+(``last``), both inclusive. Two buffers may share bytes only if their lifetimes are disjoint.
+Two planners run and the smaller arena wins (both sizes are reported):
+  - greedy-by-size, TFLite Micro's GreedyMemoryPlanner: buffers are placed largest first, each
+    at the lowest offset where it overlaps no already-placed buffer alive at the same time
+    (first fit into the gaps); works for any lifetimes;
+  - ping-pong, for chains (layer i's output lives over steps i..i+1, scratch over step i):
+    even outputs at the bottom of the arena, odd ones at the top, a layer's scratch between
+    its input and output. The arena is then exactly the lower bound, max over steps of the live
+    bytes (largest input + output + scratch), so it is optimal. Greedy-by-size reaches it for
+    plain chains but can lose to it once scratch buffers take part.
+The lower bound and the naive sum (no reuse at all) are reported with the arena.
+
+The model input and output are the caller's buffers (edgepack_invoke's arguments), not arena
+tensors: layer 0 reads the input in place and the last layer writes the output in place.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from edgepack.plan.plan import Plan
+
+ALIGNMENT = 8  # bytes; arena offsets and sizes are multiples of it (word/double-word loads)
+
+
+@dataclass
+class Buffer:
+    name: str
+    size: int  # bytes actually used
+    first: int  # first step (layer index) that touches it
+    last: int  # last step that touches it
+    offset: int = -1
+
+    @property
+    def padded(self) -> int:
+        return align(self.size)
+
+    def alive_with(self, other: "Buffer") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass
+class MemoryPlan:
+    buffers: list[Buffer]
+    arena_bytes: int
+    naive_bytes: int
+    lower_bound_bytes: int
+    planner: str
+    candidates: dict[str, int]  # planner -> arena bytes it needed
+
+    def offset(self, name: str) -> int:
+        return next(b.offset for b in self.buffers if b.name == name)
+
+    def to_json(self) -> dict:
+        return {"planner": self.planner, "candidates": self.candidates, "alignment": ALIGNMENT,
+                "arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
+                "lower_bound_bytes": self.lower_bound_bytes,
+                "saved_bytes": self.naive_bytes - self.arena_bytes,
+                "buffers": [asdict(b) for b in self.buffers]}
+
+
+def align(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def greedy_by_size(buffers: list[Buffer]) -> int:
+    """Assign ``offset`` to every buffer; return the arena size. Deterministic: ties keep list order."""
+    placed: list[Buffer] = []
+    for buf in sorted(buffers, key=lambda b: -b.padded):  # sorted() is stable
+        candidate = 0
+        for other in sorted((p for p in placed if p.alive_with(buf)), key=lambda p: p.offset):
+            if other.offset - candidate >= buf.padded:
+                break  # the gap before `other` is big enough
+            candidate = max(candidate, other.offset + other.padded)
+        buf.offset = candidate
+        placed.append(buf)
+    return max((b.offset + b.padded for b in buffers), default=0)
+
+
+def check_no_overlap(buffers: list[Buffer], arena_bytes: int) -> None:
+    """Raise AssertionError if two simultaneously live buffers share a byte or one leaves the arena."""
+    for i, a in enumerate(buffers):
+        if a.offset < 0 or a.offset % ALIGNMENT or a.offset + a.size > arena_bytes:
+            raise AssertionError(f"buffer {a.name} at {a.offset}+{a.size} is outside the {arena_bytes}-byte arena")
+        for b in buffers[i + 1:]:
+            if a.alive_with(b) and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
+                raise AssertionError(f"buffers {a.name} and {b.name} are alive together and overlap")
+
+
+def lower_bound(buffers: list[Buffer]) -> int:
+    steps = {s for b in buffers for s in (b.first, b.last)}
+    return max((sum(b.padded for b in buffers if b.first <= s <= b.last) for s in steps), default=0)
+
+
+def is_chain(buffers: list[Buffer]) -> bool:
+    """Activations t0..tk with lifetimes [i, i + 1], scratch buffers s<i> over [i, i] only."""
+    acts = [b for b in buffers if b.last > b.first]
+    return all(b.last == b.first + 1 and b.first == i for i, b in enumerate(acts)) and \
+        all(b.first == b.last for b in buffers if b.last == b.first)
+
+
+def ping_pong(buffers: list[Buffer]) -> int:
+    """Two-ended placement of a chain (see the module docstring); returns the arena size."""
+    arena = lower_bound(buffers)
+    acts = {b.first: b for b in buffers if b.last > b.first}
+    for i, b in acts.items():
+        b.offset = 0 if i % 2 == 0 else arena - b.padded
+    for b in buffers:
+        if b.last == b.first:  # scratch of step i, between t(i-1) and t(i): above whichever is at the bottom
+            bottom = [t for t in (acts.get(b.first - 1), acts.get(b.first)) if t is not None and t.offset == 0]
+            b.offset = bottom[0].padded if bottom else 0
+    return arena
+
+
+def plan_buffers(buffers: list[Buffer]) -> MemoryPlan:
+    candidates: dict[str, tuple[int, list[int]]] = {}
+    arena = greedy_by_size(buffers)
+    check_no_overlap(buffers, arena)
+    candidates["greedy-by-size"] = (arena, [b.offset for b in buffers])
+    if is_chain(buffers):
+        arena = ping_pong(buffers)
+        check_no_overlap(buffers, arena)
+        candidates["ping-pong"] = (arena, [b.offset for b in buffers])
+    best = min(candidates, key=lambda k: candidates[k][0])  # ties: greedy-by-size (inserted first)
+    arena, offsets = candidates[best]
+    for b, off in zip(buffers, offsets):
+        b.offset = off
+    check_no_overlap(buffers, arena)
+    return MemoryPlan(buffers, arena, sum(b.padded for b in buffers), lower_bound(buffers), best,
+                      {k: v[0] for k, v in candidates.items()})
+
+
+PORTABLE = {"conv": "ep_conv", "depthwise": "ep_depthwise", "pointwise": "ep_pointwise",
+            "avgpool": "ep_avgpool", "fc": "ep_fc"}
+CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
+
+
+def layer_kernel(layer, kernels: str) -> tuple[str, int]:
+    """The C function that runs ``layer`` with the ``kernels`` set, and its scratch bytes
+    (the EP_*_FAST_SCRATCH macros of kernels.h). Shapes the fast kernels do not specialise use
+    the portable kernel."""
+    k = int(layer.arrays["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
+    if kernels == "fast":
+        if layer.kind == "pointwise" and layer.stride == 1 and layer.padding == 0:
+            return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
+        planes = {"depthwise": 1, "conv": layer.input_shape[0]}.get(layer.kind)
+        if planes is not None and k == 3 and planes <= CONV_FAST_MAX_IN:
+            _, h, w = layer.input_shape
+            return f"ep_{layer.kind}_fast", planes * (h + 2 * layer.padding) * (w + 2 * layer.padding) + 4
+    return PORTABLE[layer.kind], 0
+
+
+def scratch_bytes(layer, kernels: str) -> int:
+    return layer_kernel(layer, kernels)[1]
+
+
+def tensor_buffers(plan: Plan, kernels: str) -> list[Buffer]:
+    """The arena's buffers for a chain: layer i's output lives over steps [i, i + 1]."""
+    n = len(plan.layers)
+    buffers = []
+    for i, layer in enumerate(plan.layers):
+        if i < n - 1:
+            size = 1
+            for d in layer.output_shape:
+                size *= int(d)
+            buffers.append(Buffer(f"t{i}", size, i, i + 1))
+        scratch = scratch_bytes(layer, kernels)
+        if scratch:
+            buffers.append(Buffer(f"s{i}", scratch, i, i))
+    return buffers
+
+
+def plan_memory(plan: Plan, kernels: str) -> MemoryPlan:
+    return plan_buffers(tensor_buffers(plan, kernels))

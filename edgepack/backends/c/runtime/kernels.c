@@ -1,0 +1,186 @@
+/* edgepack portable int8 kernels: the C reference of the arithmetic contract (see kernels.h).
+ *
+ * Written for clarity, not speed: they mirror edgepack/plan/reference.py term by term and are
+ * the reference the fast kernels (kernels_fast.c) are tested against.
+ *
+ * Why no accumulator can overflow int32
+ * -------------------------------------
+ * Inputs are int8 and zero points are in [-128, 127], so |x - in_zp| <= 255; weights are int8,
+ * |w| <= 128. One product is at most 255 * 128 = 32640 < 2^15 in magnitude. A layer's output
+ * channel c sums K products (K = in_c * k * k for conv, k * k for depthwise, in_c for pointwise
+ * and fc) and adds bias[c]; the accumulation order here is bias first, then products, so every
+ * partial sum is bounded by
+ *     B(c) = |bias[c]| + max|x - in_zp| * sum_k |w[c][k]|.
+ * edgepack's code generator (edgepack/backends/c/codegen.py, check_accumulators) evaluates B(c)
+ * exactly for every channel of every layer with the actual weights, biases and input zero
+ * point, and refuses to generate code unless B(c) <= 2^31 - 1. So no partial sum, in any
+ * order, leaves int32. (Without bias, K <= 65793 products always fit: 65793 * 32640 < 2^31;
+ * MobileNet's largest K is 1024.) The fast kernels sum the same terms in other orders and
+ * with SMLAD pairs, which is covered by the same bound; where they fold the zero point into
+ * the bias (bias - in_zp * sum w) the folded constant is bounded by B(c) as well.
+ * Global average pooling sums count terms of at most 255: count < 2^23 is checked by the
+ * generator too. Requantization works in int64 where a product of two int32 is formed.
+ *
+ * Implementation-defined behaviour relied on: >> of a negative signed integer is an arithmetic
+ * shift (gcc, clang, armcc, IAR all do this); the typedef below refuses to compile otherwise.
+ */
+#include "kernels.h"
+
+typedef char ep_requires_arithmetic_right_shift[((-8) >> 1) == -4 ? 1 : -1];
+
+#define EP_INT32_MIN (-2147483647 - 1)
+#define EP_INT32_MAX 2147483647
+
+int32_t ep_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab, nudge;
+    if (a == EP_INT32_MIN && b == EP_INT32_MIN) {
+        return EP_INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    /* C99 integer division truncates toward zero, as gemmlowp's does */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+int32_t ep_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int64_t mask = ((int64_t)1 << exponent) - 1;
+    const int64_t remainder = (int64_t)x & mask;
+    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+}
+
+int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    /* |acc| <= 2^31 and left <= 31 (checked by the generator): the product fits int64 */
+    int64_t shifted = (int64_t)acc * ((int64_t)1 << left);
+    if (shifted > EP_INT32_MAX) {
+        shifted = EP_INT32_MAX;
+    } else if (shifted < EP_INT32_MIN) {
+        shifted = EP_INT32_MIN;
+    }
+    return ep_rounding_divide_by_pot(ep_srdhm((int32_t)shifted, multiplier), right);
+}
+
+int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc)
+{
+    int64_t v = (int64_t)ep_requantize(acc, l->multiplier[channel], l->shift[channel]) + l->out_zp;
+    if (v < l->act_min) {
+        v = l->act_min;
+    }
+    if (v > l->act_max) {
+        v = l->act_max;
+    }
+    return (int8_t)v;
+}
+
+void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    int32_t co, oy, ox, ci, ky, kx;
+    for (co = 0; co < l->out_c; co++) {
+        const int8_t *wc = l->weight + co * l->in_c * k * k;
+        for (oy = 0; oy < l->out_h; oy++) {
+            for (ox = 0; ox < l->out_w; ox++) {
+                int32_t acc = l->bias[co];
+                for (ci = 0; ci < l->in_c; ci++) {
+                    for (ky = 0; ky < k; ky++) {
+                        const int32_t iy = oy * l->stride - l->pad + ky;
+                        if (iy < 0 || iy >= l->in_h) {
+                            continue; /* zero padding of the centred input */
+                        }
+                        for (kx = 0; kx < k; kx++) {
+                            const int32_t ix = ox * l->stride - l->pad + kx;
+                            if (ix < 0 || ix >= l->in_w) {
+                                continue;
+                            }
+                            acc += ((int32_t)in[ci * plane + iy * l->in_w + ix] - l->in_zp)
+                                   * (int32_t)wc[(ci * k + ky) * k + kx];
+                        }
+                    }
+                }
+                out[(co * l->out_h + oy) * l->out_w + ox] = ep_output(l, co, acc);
+            }
+        }
+    }
+}
+
+void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < l->out_c; c++) {
+        const int8_t *wc = l->weight + c * k * k;
+        const int8_t *xc = in + c * plane;
+        for (oy = 0; oy < l->out_h; oy++) {
+            for (ox = 0; ox < l->out_w; ox++) {
+                int32_t acc = l->bias[c];
+                for (ky = 0; ky < k; ky++) {
+                    const int32_t iy = oy * l->stride - l->pad + ky;
+                    if (iy < 0 || iy >= l->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < k; kx++) {
+                        const int32_t ix = ox * l->stride - l->pad + kx;
+                        if (ix < 0 || ix >= l->in_w) {
+                            continue;
+                        }
+                        acc += ((int32_t)xc[iy * l->in_w + ix] - l->in_zp) * (int32_t)wc[ky * k + kx];
+                    }
+                }
+                out[(c * l->out_h + oy) * l->out_w + ox] = ep_output(l, c, acc);
+            }
+        }
+    }
+}
+
+void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t plane = l->in_h * l->in_w;
+    int32_t co, oy, ox, ci;
+    for (co = 0; co < l->out_c; co++) {
+        const int8_t *wc = l->weight + co * l->in_c;
+        for (oy = 0; oy < l->out_h; oy++) {
+            for (ox = 0; ox < l->out_w; ox++) {
+                const int8_t *x = in + oy * l->stride * l->in_w + ox * l->stride;
+                int32_t acc = l->bias[co];
+                for (ci = 0; ci < l->in_c; ci++) {
+                    acc += ((int32_t)x[ci * plane] - l->in_zp) * (int32_t)wc[ci];
+                }
+                out[(co * l->out_h + oy) * l->out_w + ox] = ep_output(l, co, acc);
+            }
+        }
+    }
+}
+
+void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t count = l->in_h * l->in_w;
+    int32_t c, i;
+    for (c = 0; c < l->in_c; c++) {
+        int32_t total = 0, mean, v;
+        for (i = 0; i < count; i++) {
+            total += (int32_t)in[c * count + i] - l->in_zp;
+        }
+        /* round half away from zero */
+        mean = total >= 0 ? (total + count / 2) / count : -((-total + count / 2) / count);
+        v = mean + l->out_zp;
+        out[c] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    }
+}
+
+void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    int32_t o, i;
+    for (o = 0; o < l->out_c; o++) {
+        const int8_t *wo = l->weight + o * l->in_c;
+        int32_t acc = l->bias[o];
+        for (i = 0; i < l->in_c; i++) {
+            acc += ((int32_t)in[i] - l->in_zp) * (int32_t)wo[i];
+        }
+        out[o] = ep_output(l, o, acc);
+    }
+}

@@ -1,0 +1,65 @@
+/* edgepack int8 kernels: the arithmetic contract of DESIGN.md (TFLite / gemmlowp).
+ *
+ * Tensors are int8, NCHW (no batch), contiguous. Weights are int8 (O, I/groups, K, K) or (O, I),
+ * biases int32, requantization per output channel: M = M0 * 2^shift with M0 a Q31 integer in
+ * [2^30, 2^31) (or 0), shift in [-31, 31].
+ *
+ *   acc = bias[c] + sum (x - in_zp) * w                   (int32, see the overflow proof in kernels.c)
+ *   out = clamp(RDBPOT(SRDHM(sat32(acc * 2^max(shift,0)), M0), max(-shift,0)) + out_zp, act_min, act_max)
+ *
+ * SRDHM = gemmlowp SaturatingRoundingDoublingHighMul (C division truncating toward zero),
+ * RDBPOT = gemmlowp RoundingDivideByPOT (round half away from zero). Global average pooling
+ * rounds (sum - count * in_zp) / count half away from zero.
+ *
+ * C99, no malloc, no floating point, no global state: every kernel reads its parameters from a
+ * const ep_layer (placed in flash by the generated model.c) and writes only its output tensor
+ * (and the scratch buffer it is given).
+ */
+#ifndef EDGEPACK_KERNELS_H
+#define EDGEPACK_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct {
+    int32_t in_c, in_h, in_w;    /* input tensor (C, H, W); an fc input is (in_c, 1, 1) */
+    int32_t out_c, out_h, out_w; /* output tensor */
+    int32_t ksize, stride, pad;  /* square kernel, equal strides and padding */
+    int32_t in_zp, out_zp;       /* zero points of input and output */
+    int32_t act_min, act_max;    /* fused activation clamp in the output's int8 domain */
+    const int8_t *weight;        /* conv (O, I, K, K), depthwise (C, 1, K, K), fc (O, I) */
+    const int32_t *bias;         /* (O), scale in_scale * w_scale[o], zero point 0 */
+    const int32_t *multiplier;   /* (O) Q31 M0 in [2^30, 2^31), or 0 */
+    const int8_t *shift;         /* (O) M = M0 * 2^shift */
+    int32_t flags;               /* EP_FLAG_* facts the generator proved for this layer */
+} ep_layer;
+
+/* every channel's accumulator bound |bias| + max|x - zp| * sum|w|, times 2^max(shift, 0), is
+ * below 2^29: the fast kernels may requantize without 64-bit arithmetic (kernels_fast.c) */
+#define EP_FLAG_SMALL_ACC 1
+
+/* requantization primitives (exported so they can be tested on their own) */
+int32_t ep_srdhm(int32_t a, int32_t b);
+int32_t ep_rounding_divide_by_pot(int32_t x, int32_t exponent);
+int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift);
+int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc);
+
+/* portable reference kernels: any kernel size, stride and padding */
+void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out);
+void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out);
+void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out);
+void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out);
+void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
+
+/* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
+ * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
+ * ones. Each falls back to its portable kernel for shapes it does not specialise. */
+/* scratch bytes (8-byte aligned buffers, planned in the arena by the generator):
+ * pointwise: the int16 pairs of 4 pixels; 3x3: the input plane(s) framed by the zero point */
+#define EP_POINTWISE_FAST_SCRATCH(in_c) ((((in_c) + 3) / 4) * 32)
+#define EP_3X3_FAST_SCRATCH(planes, h, w, pad) ((planes) * ((h) + 2 * (pad)) * ((w) + 2 * (pad)) + 4)
+#define EP_CONV_FAST_MAX_IN 16 /* wider 3x3 convs than this use the portable kernel */
+void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+
+#endif /* EDGEPACK_KERNELS_H */

@@ -1,0 +1,402 @@
+/* edgepack fast int8 kernels for Cortex-M4 / M7 (Armv7E-M DSP extension).
+ *
+ * Bit-exact with the portable kernels (kernels.c), which they are tested against:
+ *   - pointwise 1x1 (stride 1) as a blocked GEMM: for a block of 4 pixels, the centred inputs
+ *     of all channels are packed once into int16 pairs (scratch), then every output channel
+ *     runs over them with SMLAD (two 16x16 multiply-accumulates per instruction);
+ *   - depthwise 3x3 and conv 3x3 without im2col: the input plane(s) are copied once into
+ *     scratch framed by the zero point, so that every output is an interior one; each kernel
+ *     row is one 4-byte load split by SXTB16 and accumulated with SMLAD / SMLABB / SMLATB
+ *     (stride 1 computes two outputs per load); the zero point is folded into the bias;
+ *   - requantization without 64-bit division (exact reformulation, proof at ep_rq_apply).
+ * The accumulator bound of kernels.c covers every partial sum formed here.
+ *
+ * With __ARM_FEATURE_DSP the intrinsics come from <arm_acle.h>; elsewhere (host unit tests, or
+ * with -DEDGEPACK_EMULATE_DSP) C emulations run the very same algorithm.
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "kernels_fast.c assumes a little-endian target"
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EDGEPACK_EMULATE_DSP)
+#include <arm_acle.h>
+#define EP_SXTB16(v) ((uint32_t)__sxtb16((int32_t)(v)))
+#define EP_SXTB16_ROR8(v) ep_sxtb16_ror8(v)
+static inline __attribute__((always_inline)) uint32_t ep_sxtb16_ror8(uint32_t v)
+{
+    uint32_t r; /* one instruction: gcc does not fold the rotation into SXTB16 by itself */
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#define EP_SSUB16(a, b) ((uint32_t)__ssub16((int32_t)(a), (int32_t)(b)))
+#define EP_SMLAD(a, b, acc) __smlad((int32_t)(a), (int32_t)(b), (acc))
+#define EP_SMLABB(a, b, acc) __smlabb((int32_t)(a), (int32_t)(b), (acc))
+#define EP_SMLATB(a, b, acc) __smlatb((int32_t)(a), (int32_t)(b), (acc))
+#else
+/* C emulations of the Armv7E-M DSP instructions used below (two int16 lanes in a uint32_t) */
+static int32_t ep_lo16(uint32_t v) { return (int32_t)(v & 0xFFFFu) - (int32_t)((v & 0x8000u) << 1); }
+static int32_t ep_hi16(uint32_t v) { return ep_lo16(v >> 16); }
+static uint32_t ep_pack16(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | (((uint32_t)hi & 0xFFFFu) << 16); }
+static int32_t ep_s8(uint32_t v) { return (int32_t)(v & 0xFFu) - (int32_t)((v & 0x80u) << 1); }
+static uint32_t EP_SXTB16(uint32_t v) { return ep_pack16(ep_s8(v), ep_s8(v >> 16)); }
+static uint32_t EP_SXTB16_ROR8(uint32_t v) { return ep_pack16(ep_s8(v >> 8), ep_s8(v >> 24)); }
+static uint32_t EP_SSUB16(uint32_t a, uint32_t b) { return ep_pack16(ep_lo16(a) - ep_lo16(b), ep_hi16(a) - ep_hi16(b)); }
+static int32_t EP_SMLAD(uint32_t a, uint32_t b, int32_t acc) { return acc + ep_lo16(a) * ep_lo16(b) + ep_hi16(a) * ep_hi16(b); }
+static int32_t EP_SMLABB(uint32_t a, uint32_t b, int32_t acc) { return acc + ep_lo16(a) * ep_lo16(b); }
+static int32_t EP_SMLATB(uint32_t a, uint32_t b, int32_t acc) { return acc + ep_hi16(a) * ep_lo16(b); }
+#endif
+
+#if defined(__GNUC__)
+#define EP_INLINE static inline __attribute__((always_inline))
+#else
+#define EP_INLINE static inline
+#endif
+
+EP_INLINE uint32_t ep_read32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v); /* one (unaligned) LDR on Armv7-M */
+    return v;
+}
+
+/* packed pair of two int8 weights as int16 lanes: (lo, hi) */
+static uint32_t ep_pair(int8_t lo, int8_t hi)
+{
+    return ((uint32_t)(int32_t)lo & 0xFFFFu) | (((uint32_t)(int32_t)hi & 0xFFFFu) << 16);
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EDGEPACK_EMULATE_DSP)
+EP_INLINE int32_t ep_smmulr(int32_t a, int32_t b) /* (a * b + 2^31) >> 32 */
+{
+    int32_t r;
+    __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+EP_INLINE int32_t ep_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
+}
+#endif
+
+/* per-channel requantization constants */
+typedef struct {
+    int32_t multiplier, shift, exponent, mask, half, out_zp, act_min, act_max;
+    int32_t small;  /* the layer's EP_FLAG_SMALL_ACC: take the short exact path */
+    int32_t pow2;   /* 2^(max(shift, 0) + 1) */
+    int32_t round;  /* 2^(exponent - 1), or 0 */
+    int32_t sign;   /* -1 if exponent > 0, else 0 */
+    int32_t full;   /* activation range is all of int8 */
+} ep_rq;
+
+static void ep_rq_init(ep_rq *q, const ep_layer *l, int32_t c)
+{
+    q->multiplier = l->multiplier[c];
+    q->shift = l->shift[c];
+    q->exponent = q->shift > 0 ? 0 : -q->shift;
+    q->mask = (int32_t)(((uint32_t)1 << q->exponent) - 1u); /* exponent <= 31 */
+    q->half = q->mask >> 1;
+    q->out_zp = l->out_zp;
+    q->act_min = l->act_min;
+    q->act_max = l->act_max;
+    q->small = (l->flags & EP_FLAG_SMALL_ACC) != 0;
+    q->pow2 = (int32_t)((uint32_t)2 << (q->shift > 0 ? q->shift : 0)); /* only used when small */
+    q->round = q->exponent > 0 ? (int32_t)((uint32_t)1 << (q->exponent - 1)) : 0;
+    q->sign = q->exponent > 0 ? -1 : 0;
+    q->full = q->act_min == -128 && q->act_max == 127;
+}
+
+/* Same result as ep_output() (kernels.c). Proofs, for a multiplier b = M0 in [0, 2^31):
+ * 1. SRDHM(a, b) = trunc((ab + nudge) / 2^31), nudge = 2^30 if ab >= 0 else 1 - 2^30. For ab >= 0
+ *    the dividend is >= 0, so trunc = floor((ab + 2^30) / 2^31). For ab < 0 the dividend v is < 0
+ *    and trunc(v / d) = floor((v + d - 1) / d) = floor((ab + 2^30) / 2^31). So in both cases
+ *    SRDHM(a, b) = (ab + 2^30) >> 31 (no saturation: b != INT32_MIN).
+ * 2. Short path (EP_FLAG_SMALL_ACC: the generator proved |acc| * 2^max(shift, 0) < 2^29 for every
+ *    channel, so the saturating left shift is a plain multiply): with a = acc * 2^left,
+ *    (2a * b + 2^31) >> 32 = (ab + 2^30) >> 31, which is one SMMULR of 2a (fits int32) and b.
+ *    RoundingDivideByPOT(x, e) (round half away from zero) is floor((x + 2^(e-1) - [x < 0]) / 2^e)
+ *    for e >= 1: for x >= 0 it adds 1 exactly when the remainder is >= 2^(e-1), for x < 0 exactly
+ *    when it is > 2^(e-1), which is gemmlowp's threshold test; |x| <= 2^29 keeps the sum in int32.
+ * 3. General path: gemmlowp's own mask/threshold form in 32 bits; clamping x to [-256, 255]
+ *    before adding the zero point (|zp| <= 128) changes nothing after the clamp to
+ *    [act_min, act_max] inside int8, and keeps the addition from overflowing. Positive shifts
+ *    there take the portable saturating path. */
+EP_INLINE int8_t ep_rq_apply(const ep_rq *q, int32_t acc)
+{
+    int32_t x;
+    if (q->small) {
+        x = ep_smmulr(acc * q->pow2, q->multiplier);
+        x = (x + q->round + ((x >> 31) & q->sign)) >> q->exponent;
+        x += q->out_zp;
+    } else {
+        if (q->shift > 0) {
+            x = ep_requantize(acc, q->multiplier, q->shift);
+        } else {
+            x = (int32_t)(((int64_t)acc * q->multiplier + ((int64_t)1 << 30)) >> 31);
+            x = (x >> q->exponent) + ((x & q->mask) > q->half + (x < 0 ? 1 : 0) ? 1 : 0);
+        }
+        x = x < -256 ? -256 : (x > 255 ? 255 : x);
+        x += q->out_zp;
+    }
+    if (q->full) {
+        return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x)); /* one SSAT */
+    }
+    x = x < q->act_min ? q->act_min : x;
+    x = x > q->act_max ? q->act_max : x;
+    return (int8_t)x;
+}
+
+/* ---------------------------------------------------------------- pointwise 1x1 GEMM */
+
+/* pack the centred inputs of 4 pixels (p0..p0+3) for channels [0, c4) into int16 pairs:
+ * per channel quad q and pixel j two words, (x[4q][j], x[4q+2][j]) and (x[4q+1][j], x[4q+3][j]),
+ * the lane order SXTB16 / SXTB16 ROR 8 give for a word of 4 consecutive weights. */
+static void ep_pack4(const int8_t *in, int32_t plane, int32_t c4, int32_t zp, uint32_t *buf)
+{
+    const uint32_t zz = ((uint32_t)zp & 0xFFFFu) | (((uint32_t)zp & 0xFFFFu) << 16);
+    int32_t c;
+    for (c = 0; c < c4; c += 4) {
+        const int8_t *x = in + c * plane;
+        const uint32_t v0 = ep_read32(x), v1 = ep_read32(x + plane);
+        const uint32_t v2 = ep_read32(x + 2 * plane), v3 = ep_read32(x + 3 * plane);
+        const uint32_t e0 = EP_SSUB16(EP_SXTB16(v0), zz), o0 = EP_SSUB16(EP_SXTB16_ROR8(v0), zz);
+        const uint32_t e1 = EP_SSUB16(EP_SXTB16(v1), zz), o1 = EP_SSUB16(EP_SXTB16_ROR8(v1), zz);
+        const uint32_t e2 = EP_SSUB16(EP_SXTB16(v2), zz), o2 = EP_SSUB16(EP_SXTB16_ROR8(v2), zz);
+        const uint32_t e3 = EP_SSUB16(EP_SXTB16(v3), zz), o3 = EP_SSUB16(EP_SXTB16_ROR8(v3), zz);
+        buf[0] = (e0 & 0xFFFFu) | (e2 << 16); /* pixel 0 */
+        buf[1] = (e1 & 0xFFFFu) | (e3 << 16);
+        buf[2] = (o0 & 0xFFFFu) | (o2 << 16); /* pixel 1 */
+        buf[3] = (o1 & 0xFFFFu) | (o3 << 16);
+        buf[4] = (e0 >> 16) | (e2 & 0xFFFF0000u); /* pixel 2 */
+        buf[5] = (e1 >> 16) | (e3 & 0xFFFF0000u);
+        buf[6] = (o0 >> 16) | (o2 & 0xFFFF0000u); /* pixel 3 */
+        buf[7] = (o1 >> 16) | (o3 & 0xFFFF0000u);
+        buf += 8;
+    }
+}
+
+/* the last, partial block of n < 4 pixels: missing pixels are packed as 0 (centred), their
+ * outputs are computed and dropped */
+static void ep_pack_tail(const int8_t *in, int32_t plane, int32_t c4, int32_t zp, int32_t n, uint32_t *buf)
+{
+    int32_t c, j, i;
+    for (c = 0; c < c4; c += 4, buf += 8) {
+        for (j = 0; j < 4; j++) {
+            int32_t v[4];
+            for (i = 0; i < 4; i++) {
+                v[i] = j < n ? (int32_t)in[(c + i) * plane + j] - zp : 0;
+            }
+            buf[2 * j] = ((uint32_t)v[0] & 0xFFFFu) | ((uint32_t)v[2] << 16);
+            buf[2 * j + 1] = ((uint32_t)v[1] & 0xFFFFu) | ((uint32_t)v[3] << 16);
+        }
+    }
+}
+
+/* centred channel tail (cin % 4 channels) of one output channel for the pixels of a block */
+EP_INLINE void ep_tail_channels(const int8_t *in, int32_t plane, int32_t c4, int32_t cin, int32_t zp, int32_t n,
+                                const int8_t *w, int32_t *a)
+{
+    int32_t c, j;
+    for (c = c4; c < cin; c++) {
+        for (j = 0; j < n; j++) {
+            a[j] += ((int32_t)in[c * plane + j] - zp) * (int32_t)w[c];
+        }
+    }
+}
+
+EP_INLINE void ep_store4(const ep_layer *l, int32_t co, const int32_t *a, int32_t n, int8_t *o)
+{
+    ep_rq q;
+    int32_t j;
+    ep_rq_init(&q, l, co);
+    for (j = 0; j < n; j++) {
+        o[j] = ep_rq_apply(&q, a[j]);
+    }
+}
+
+/* 4 accumulators of output channel co over the packed block b: one weight word (4 input
+ * channels) is split into (w0, w2), (w1, w3) and meets two packed words per pixel */
+#define EP_GEMM_1x4(w, b, c4, a0, a1, a2, a3)                                        \
+    do {                                                                              \
+        int32_t c_;                                                                   \
+        const uint32_t *b_ = (b);                                                     \
+        for (c_ = 0; c_ < (c4); c_ += 4, b_ += 8) {                                   \
+            const uint32_t wv_ = ep_read32((w) + c_);                                 \
+            const uint32_t we_ = EP_SXTB16(wv_), wo_ = EP_SXTB16_ROR8(wv_);           \
+            a0 = EP_SMLAD(we_, b_[0], a0);                                            \
+            a0 = EP_SMLAD(wo_, b_[1], a0);                                            \
+            a1 = EP_SMLAD(we_, b_[2], a1);                                            \
+            a1 = EP_SMLAD(wo_, b_[3], a1);                                            \
+            a2 = EP_SMLAD(we_, b_[4], a2);                                            \
+            a2 = EP_SMLAD(wo_, b_[5], a2);                                            \
+            a3 = EP_SMLAD(we_, b_[6], a3);                                            \
+            a3 = EP_SMLAD(wo_, b_[7], a3);                                            \
+        }                                                                             \
+    } while (0)
+
+void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c;
+    const int32_t c4 = cin & ~3, zp = l->in_zp;
+    uint32_t *buf = (uint32_t *)scratch;
+    int32_t p0, co;
+    if (l->stride != 1 || l->ksize != 1 || l->pad != 0) {
+        ep_pointwise(l, in, out);
+        return;
+    }
+    /* one output channel x four pixels per pass (a 2 x 4 block runs out of Armv7-M registers
+     * and spills: measured slower) */
+    for (p0 = 0; p0 + 4 <= plane && c4 == cin; p0 += 4) {
+        ep_pack4(in + p0, plane, c4, zp, buf);
+        for (co = 0; co < cout; co++) {
+            int32_t a0 = l->bias[co], a1 = a0, a2 = a0, a3 = a0;
+            int8_t *o = out + co * plane + p0;
+            ep_rq q;
+            EP_GEMM_1x4(l->weight + co * cin, buf, c4, a0, a1, a2, a3);
+            ep_rq_init(&q, l, co);
+            o[0] = ep_rq_apply(&q, a0);
+            o[1] = ep_rq_apply(&q, a1);
+            o[2] = ep_rq_apply(&q, a2);
+            o[3] = ep_rq_apply(&q, a3);
+        }
+    }
+    /* the rest: a last partial block of pixels, or input channels that are not a multiple of 4 */
+    for (; p0 < plane; p0 += 4) {
+        const int32_t n = plane - p0 < 4 ? plane - p0 : 4;
+        ep_pack_tail(in + p0, plane, c4, zp, n, buf);
+        for (co = 0; co < cout; co++) {
+            const int8_t *w = l->weight + co * cin;
+            int32_t a[4];
+            a[0] = a[1] = a[2] = a[3] = l->bias[co];
+            EP_GEMM_1x4(w, buf, c4, a[0], a[1], a[2], a[3]);
+            ep_tail_channels(in + p0, plane, c4, cin, zp, n, w, a);
+            ep_store4(l, co, a, n, out + co * plane + p0);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- 3x3 without im2col */
+
+/* Copy `planes` input planes into scratch with `pad` rows/columns of the zero point around them
+ * (plus 4 slack bytes for the last 4-byte load). A padded value x = zp contributes zp * w to the
+ * raw sum, which the folded bias (bias - zp * sum w) cancels exactly: the same as the zero
+ * padding of the centred input in the reference. So every output is an interior output. */
+static void ep_pad_planes(const ep_layer *l, const int8_t *in, int32_t planes, int8_t *xp)
+{
+    const int32_t pad = l->pad, wp = l->in_w + 2 * pad, hp = l->in_h + 2 * pad;
+    int32_t p, y;
+    memset(xp, (int)(int8_t)l->in_zp, (size_t)(planes * hp * wp + 4));
+    for (p = 0; p < planes; p++) {
+        for (y = 0; y < l->in_h; y++) {
+            memcpy(xp + (p * hp + y + pad) * wp + pad, in + (p * l->in_h + y) * l->in_w, (size_t)l->in_w);
+        }
+    }
+}
+
+/* split the 3x3 weights of `planes` planes into SMLAD lanes, w02 = (w[r][0], w[r][2]) and
+ * w1 = (w[r][1], 0) per row r; returns sum(w) for the zero point fold */
+static int32_t ep_split3x3(const int8_t *w, int32_t planes, uint32_t *w02, uint32_t *w1)
+{
+    int32_t i, sum = 0;
+    for (i = 0; i < planes * 3; i++) {
+        w02[i] = ep_pair(w[3 * i], w[3 * i + 2]);
+        w1[i] = ep_pair(w[3 * i + 1], 0);
+        sum += (int32_t)w[3 * i] + (int32_t)w[3 * i + 1] + (int32_t)w[3 * i + 2];
+    }
+    return sum;
+}
+
+/* one output plane of a 3x3 conv over `planes` zero-point-padded planes (xp, row pitch wp) */
+EP_INLINE void ep_plane3x3(const ep_layer *l, const int8_t *xp, int32_t planes, const uint32_t *w02,
+                           const uint32_t *w1, int32_t bias_raw, const ep_rq *q, int8_t *o)
+{
+    const int32_t wp = l->in_w + 2 * l->pad, pitch = wp * (l->in_h + 2 * l->pad), stride = l->stride;
+    int32_t oy, ox, p;
+    for (oy = 0; oy < l->out_h; oy++, o += l->out_w) {
+        const int8_t *row = xp + oy * stride * wp;
+        ox = 0;
+        if (stride == 1) { /* two outputs per 4-byte load: x0 x1 x2 x3 feed outputs ox and ox + 1 */
+            for (; ox + 2 <= l->out_w; ox += 2) {
+                int32_t a0 = bias_raw, a1 = bias_raw;
+                const int8_t *x = row + ox;
+                for (p = 0; p < planes; p++, x += pitch) {
+                    uint32_t v = ep_read32(x), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v); /* (x0, x2), (x1, x3) */
+                    a0 = EP_SMLAD(e, w02[3 * p], a0);     /* x0 w0 + x2 w2 */
+                    a0 = EP_SMLABB(d, w1[3 * p], a0);     /* x1 w1 */
+                    a1 = EP_SMLAD(d, w02[3 * p], a1);     /* x1 w0 + x3 w2 */
+                    a1 = EP_SMLATB(e, w1[3 * p], a1);     /* x2 w1 */
+                    v = ep_read32(x + wp), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v);
+                    a0 = EP_SMLAD(e, w02[3 * p + 1], a0);
+                    a0 = EP_SMLABB(d, w1[3 * p + 1], a0);
+                    a1 = EP_SMLAD(d, w02[3 * p + 1], a1);
+                    a1 = EP_SMLATB(e, w1[3 * p + 1], a1);
+                    v = ep_read32(x + 2 * wp), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v);
+                    a0 = EP_SMLAD(e, w02[3 * p + 2], a0);
+                    a0 = EP_SMLABB(d, w1[3 * p + 2], a0);
+                    a1 = EP_SMLAD(d, w02[3 * p + 2], a1);
+                    a1 = EP_SMLATB(e, w1[3 * p + 2], a1);
+                }
+                o[ox] = ep_rq_apply(q, a0);
+                o[ox + 1] = ep_rq_apply(q, a1);
+            }
+        }
+        for (; ox < l->out_w; ox++) { /* the 4th byte of each load is ignored (SMLABB) */
+            int32_t a = bias_raw;
+            const int8_t *x = row + ox * stride;
+            for (p = 0; p < planes; p++, x += pitch) {
+                uint32_t v = ep_read32(x);
+                a = EP_SMLAD(EP_SXTB16(v), w02[3 * p], a);
+                a = EP_SMLABB(EP_SXTB16_ROR8(v), w1[3 * p], a);
+                v = ep_read32(x + wp);
+                a = EP_SMLAD(EP_SXTB16(v), w02[3 * p + 1], a);
+                a = EP_SMLABB(EP_SXTB16_ROR8(v), w1[3 * p + 1], a);
+                v = ep_read32(x + 2 * wp);
+                a = EP_SMLAD(EP_SXTB16(v), w02[3 * p + 2], a);
+                a = EP_SMLABB(EP_SXTB16_ROR8(v), w1[3 * p + 2], a);
+            }
+            o[ox] = ep_rq_apply(q, a);
+        }
+    }
+}
+
+void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w;
+    int8_t *xp = (int8_t *)scratch;
+    int32_t c;
+    if (l->ksize != 3) {
+        ep_depthwise(l, in, out);
+        return;
+    }
+    for (c = 0; c < l->out_c; c++) {
+        uint32_t w02[3], w1[3];
+        const int32_t sum = ep_split3x3(l->weight + c * 9, 1, w02, w1);
+        ep_rq q;
+        ep_rq_init(&q, l, c);
+        ep_pad_planes(l, in + c * plane, 1, xp);
+        ep_plane3x3(l, xp, 1, w02, w1, l->bias[c] - l->in_zp * sum, &q, out + c * oplane);
+    }
+}
+
+void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t oplane = l->out_h * l->out_w;
+    int8_t *xp = (int8_t *)scratch;
+    int32_t co;
+    if (l->ksize != 3 || l->in_c > EP_CONV_FAST_MAX_IN) {
+        ep_conv(l, in, out);
+        return;
+    }
+    ep_pad_planes(l, in, l->in_c, xp);
+    for (co = 0; co < l->out_c; co++) {
+        uint32_t w02[EP_CONV_FAST_MAX_IN * 3], w1[EP_CONV_FAST_MAX_IN * 3];
+        const int32_t sum = ep_split3x3(l->weight + co * l->in_c * 9, l->in_c, w02, w1);
+        ep_rq q;
+        ep_rq_init(&q, l, co);
+        ep_plane3x3(l, xp, l->in_c, w02, w1, l->bias[co] - l->in_zp * sum, &q, out + co * oplane);
+    }
+}
