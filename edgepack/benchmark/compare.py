@@ -63,7 +63,8 @@ def compare(report: dict, baseline: dict, tolerances: dict) -> list[Delta]:
                             r > b * (1 + tol["latency_increase"])))
     for key, b in (baseline.get("cost") or {}).items():
         r = (report.get("cost") or {}).get(key)
-        if isinstance(b, (int, float)) and isinstance(r, (int, float)) and b > 0:
+        lower_is_better = isinstance(b, (int, float)) and not isinstance(b, bool) and "speedup" not in key
+        if lower_is_better and isinstance(r, (int, float)) and b > 0:
             deltas.append(Delta(f"cost {key}", b, r, f"increase <= {tol['cost_increase']:.0%}", r > b * (1 + tol["cost_increase"])))
     return deltas
 

@@ -38,7 +38,7 @@ def _one(job: dict) -> dict:
         "alpha": job["alpha"], "resolution": job["resolution"], "macs": manifest["macs"],
         "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
         "int8_accuracy": report["accuracy"], "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
-        "cost": next(iter(cost.values()), None), "passed": report["passed"], "artifact": str(folder),
+        "cost": next((v for v in cost.values() if isinstance(v, (int, float)) and not isinstance(v, bool)), None), "passed": report["passed"], "artifact": str(folder),
     }
 
 

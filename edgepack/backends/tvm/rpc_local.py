@@ -102,3 +102,23 @@ def _kill_group(p: subprocess.Popen) -> None:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m edgepack.backends.tvm.rpc_local [--key K] -- CMD ...: run CMD with a loopback tracker
+    and server up; "{tracker}" in CMD becomes their HOST:PORT."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m edgepack.backends.tvm.rpc_local", description=main.__doc__)
+    ap.add_argument("--key", default="x86")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    command = [c for c in args.command if c != "--"]
+    if not command:
+        ap.error("give the command to run")
+    with LocalRPC(key=args.key) as rpc:
+        return subprocess.run([c.replace("{tracker}", rpc.tracker) for c in command]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
