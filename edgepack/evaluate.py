@@ -10,8 +10,13 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of images on which two executors pick the same top-1 class."""
-    return float((np.asarray(a).argmax(1) == np.asarray(b).argmax(1)).mean())
+    """Share of images on which two executors pick the same top-1 class. An exact tie counts as
+    agreement: int8 logits often tie, and which of the tied classes argmax returns is arbitrary."""
+    a, b = np.asarray(a), np.asarray(b)
+    rows = np.arange(len(a))
+    a_in_b = b[rows, a.argmax(1)] == b.max(1)
+    b_in_a = a[rows, b.argmax(1)] == a.max(1)
+    return float((a_in_b | b_in_a).mean())
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,274 @@
+"""OpenVINO backend (targets intel-cpu, intel-npu): the artifact's ONNX file -> a static-shape IR.
+
+lower: ``ov.convert_model`` reads the QDQ ONNX file (its int8 weights stay i8 constants, its
+quantize/dequantize pairs become FakeQuantize that the CPU plugin turns into u8/i8 kernels),
+reshapes the input to batch 1 and saves ``model.xml`` / ``model.bin``. The IR is then verified
+on the CPU device: top-1 agreement with the numpy int8 reference (the golden model) on the eval
+split, max |logit difference|, and which layers really executed in u8/i8 and which in float,
+read from the runtime model of a profiled inference. For the NPU target the IR is also compiled
+for the NPU; where there is no NPU device or compiler the manifest says so with OpenVINO's own
+error, and bench refuses to run it unless told ``--device cpu``.
+
+Float layers left in a model run in the CPU's default inference precision, bf16 on this machine;
+the targets force ``INFERENCE_PRECISION_HINT=f32`` so results stay comparable with the reference.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import ConfigError, RegressionError, ToolchainError
+
+MODEL_XML, MODEL_BIN, NPU_BLOB = "model.xml", "model.bin", "model.npu.blob"
+DEVICES = {"cpu": "CPU", "npu": "NPU"}
+NPU_NOT_COMPILED = "not compiled (no NPU device or compiler)"
+MIN_AGREEMENT = 0.99
+INT8, FLOAT = ("u8", "i8"), ("f32", "bf16", "f16")
+UNTIMED_LAYERS = {"Const", "Input", "Output"}
+
+
+def device_config(run: dict, device: str) -> dict:
+    """OpenVINO properties for ``device`` from a target's [run] table ([run.cpu] / [run.npu] + threads)."""
+    config = dict(run.get(device.lower(), {}))
+    if device == "CPU" and "threads" in run:
+        config.setdefault("INFERENCE_NUM_THREADS", int(run["threads"]))
+    return config
+
+
+def convert(onnx_path: Path, input_shape: tuple[int, ...], batch: int = 1):
+    """ONNX file -> ov.Model with a static input shape (batch, C, H, W)."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    if len(model.inputs) != 1:
+        raise ConfigError(f"{onnx_path.name} has {len(model.inputs)} inputs: the OpenVINO backend expects one image input")
+    model.reshape({model.inputs[0]: [batch, *input_shape]})
+    stable_names(model)
+    return model
+
+
+def stable_names(model) -> None:
+    """Nodes OpenVINO names itself are ``<Kind>_<process-wide counter>``: renumber them in graph order,
+    so that converting the same ONNX file twice in one process gives the same IR bytes."""
+    seen: Counter = Counter()
+    for op in model.get_ordered_ops():
+        auto = re.fullmatch(r"([A-Za-z]+)_\d+", op.get_friendly_name())
+        if auto and op.get_type_name() not in ("Parameter", "Result"):
+            op.set_friendly_name(f"{auto[1]}_{seen[auto[1]]}")
+            seen[auto[1]] += 1
+
+
+def constant_bytes(model) -> dict:
+    """Bytes of the IR's constants by element type: shows that the weights are stored as int8."""
+    sizes: Counter = Counter()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            t = op.get_output_element_type(0)
+            sizes[t.get_type_name()] += int(np.prod(op.get_output_shape(0), dtype=np.int64)) * t.size
+    return dict(sorted(sizes.items()))
+
+
+def load(core, model, device: str, config: dict):
+    """Compile ``model`` for ``device``; returns (compiled model, load time in ms)."""
+    start = time.perf_counter()
+    compiled = core.compile_model(model, device, config)
+    return compiled, (time.perf_counter() - start) * 1e3
+
+
+def infer_all(compiled, images: np.ndarray) -> np.ndarray:
+    """Float logits of float NCHW images, one batch-1 inference each (the IR's shape is static)."""
+    request = compiled.create_infer_request()
+    out = []
+    for image in images:
+        request.infer({0: np.ascontiguousarray(image[None], np.float32)})
+        out.append(request.get_output_tensor(0).data.copy())
+    return np.concatenate(out)
+
+
+def layer_precisions(core, model, device: str, config: dict, image: np.ndarray) -> dict:
+    """Run one profiled inference and count the layers that executed, by runtime precision.
+
+    The runtime model names each executed layer's type (Convolution, FullyConnected, ...), its
+    ``runtimePrecision`` (u8/i8 = integer kernel) and its kernel (``primitiveType``, e.g.
+    ``brgconv_avx512_1x1_I8``); layers that never ran (constants, folded reshapes) say
+    ``execTimeMcs = not_executed`` and are not counted.
+    """
+    compiled, _ = load(core, model, device, {**config, "PERF_COUNT": True})
+    compiled.create_infer_request().infer({0: np.ascontiguousarray(image[None], np.float32)})
+    by_type: dict[str, Counter] = {}
+    kernels: Counter = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        get = lambda key: info[key].astype(str) if key in info else ""  # noqa: E731
+        kind = get("layerType")
+        if kind in UNTIMED_LAYERS or get("execTimeMcs") in ("", "not_executed"):
+            continue
+        by_type.setdefault(kind, Counter())[get("runtimePrecision")] += 1
+        kernels[get("primitiveType")] += 1
+    counts = Counter()
+    for precisions in by_type.values():
+        counts.update(precisions)
+    int8 = sum(n for p, n in counts.items() if p in INT8)
+    floats = sum(n for p, n in counts.items() if p in FLOAT)
+    convs = by_type.get("Convolution", Counter())
+    return {
+        "executed_layers": sum(counts.values()), "int8_layers": int8, "float_layers": floats,
+        "other_layers": sum(counts.values()) - int8 - floats,
+        "convolutions": {"total": sum(convs.values()), "int8": sum(n for p, n in convs.items() if p in INT8)},
+        "by_type": {k: dict(sorted(v.items())) for k, v in sorted(by_type.items())},
+        "kernels": dict(sorted(kernels.items())),
+    }
+
+
+def describe_layers(layers: dict) -> str:
+    c = layers["convolutions"]
+    return (f"{layers['int8_layers']} of {layers['executed_layers']} executed layers in u8/i8, {layers['float_layers']} in float; "
+            f"convolutions {c['int8']}/{c['total']} int8")
+
+
+def one_line(error: str) -> str:
+    """OpenVINO errors are stacks of 'Exception from file:line:' frames: keep the messages on one line."""
+    lines = [line.strip() for line in error.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("Exception from "))
+
+
+def compile_npu(core, model, config: dict, folder: Path) -> dict:
+    """Compile for the NPU and export the blob, or record exactly why it was not compiled."""
+    try:
+        compiled, _ = load(core, model, "NPU", config)
+    except Exception as e:  # OpenVINO raises RuntimeError subclasses; any failure means "not compiled", recorded verbatim
+        return {"npu": NPU_NOT_COMPILED, "npu_error": str(e), "available_devices": list(core.available_devices)}
+    (folder / NPU_BLOB).write_bytes(compiled.export_model())
+    return {"npu": "compiled", "npu_blob": NPU_BLOB, "available_devices": list(core.available_devices)}
+
+
+def disagreements(logits: np.ndarray, ref: np.ndarray, step: float) -> dict:
+    """Where the top-1 differs: how far the reference's own logits put the device's pick below its top-1,
+    in output quantization steps (0 = an exact tie in the int8 output, broken the other way)."""
+    picked, wanted = logits.argmax(1), ref.argmax(1)
+    rows = np.nonzero(picked != wanted)[0]
+    gaps = np.rint((ref[rows, wanted[rows]] - ref[rows, picked[rows]]) / step)
+    return {"images": int(len(rows)), "reference_ties": int((gaps == 0).sum()),
+            "max_reference_gap_steps": float(gaps.max()) if len(rows) else 0.0,
+            "max_abs_diff_steps": float(np.rint(np.abs(logits - ref).max() / step))}
+
+
+def verify_on_cpu(build, core, model, config: dict) -> tuple[dict, float]:
+    """The IR on the CPU against the numpy int8 reference (or torch fp32 for --quant none); raise below 99%."""
+    from edgepack.data import load_dataset
+    from edgepack.evaluate import agreement, max_abs_diff, torch_logits
+    from edgepack.plan import reference
+
+    cfg = build.config
+    data = load_dataset(cfg.eval_data, "eval", cfg.resolution, cfg.classes).take(cfg.eval_size)
+    if build.plan is not None:
+        plan = build.plan
+        ref = plan.output_q.dequantize(reference.run_batched(plan, plan.input_q.quantize(data.images)))
+        ref_name = "numpy int8 reference"
+    else:
+        ref, ref_name = torch_logits(build.folded, data.images), "torch fp32 (folded)"
+    compiled, load_ms = load(core, model, "CPU", config)
+    logits = infer_all(compiled, data.images)
+    layers = layer_precisions(core, model, "CPU", config, data.images[0])
+    agree = agreement(logits, ref)
+    result = {"device": "CPU", "config": config, "against": ref_name, "eval_images": len(data),
+              "top1_agreement": agree, "max_abs_logit_diff": max_abs_diff(logits, ref), "layers": layers}
+    if build.plan is not None:
+        result["disagreements"] = disagreements(logits, ref, build.plan.output_q.scale)
+    if agree < MIN_AGREEMENT:
+        why = ""
+        if "disagreements" in result:
+            d = result["disagreements"]
+            why = (f"; of the {d['images']} disagreements {d['reference_ties']} are exact ties in the reference's int8 output "
+                   f"and the largest reference gap is {d['max_reference_gap_steps']:g} output steps (max |logit diff| "
+                   f"{d['max_abs_diff_steps']:g} steps): OpenVINO requantizes in float, the reference in fixed point, so "
+                   "low-margin models flip near-ties; calibrate with more images (--calib-size) or use better-trained weights")
+        raise RegressionError(f"OpenVINO on the CPU agrees with the {ref_name} on only {agree:.2%} of {len(data)} eval images "
+                              f"(need >= {MIN_AGREEMENT:.0%}){why or '; max |logit diff| %.4g' % result['max_abs_logit_diff']}")
+    convs = layers["convolutions"]
+    if build.plan is not None and convs["int8"] < convs["total"]:
+        raise RegressionError(f"OpenVINO runs {convs['total'] - convs['int8']} of {convs['total']} convolutions in float on this "
+                              f"CPU ({layers['by_type']['Convolution']}): the int8 model would not run as int8")
+    return result, load_ms
+
+
+def lower(build, folder: Path) -> dict:
+    """qdq.onnx (or fp32 model.onnx) -> model.xml / model.bin, verified on the CPU; NPU blob when possible."""
+    import openvino as ov
+
+    compiler, run = build.target.compiler, build.target.run
+    device = run.get("device", "CPU")
+    if device not in DEVICES.values():
+        raise ConfigError(f"target {build.target.name}: [run] device '{device}' is not one of {', '.join(DEVICES.values())}")
+    batch = int(compiler.get("batch", 1))
+    model = convert(folder / build.onnx_file, build.config.input_shape, batch)
+    # f32 constants (scales, FakeQuantize ranges) stay f32: compressing them to f16 would move the int8 grid
+    ov.save_model(model, folder / MODEL_XML, compress_to_fp16=bool(compiler.get("compress_to_fp16", False)))
+    core = ov.Core()
+    model = core.read_model(folder / MODEL_XML)  # verify exactly what ships
+    verification, load_ms = verify_on_cpu(build, core, model, device_config(run, "CPU"))
+    print(f"OpenVINO CPU: IR loads in {load_ms:.0f} ms; top-1 agreement with the {verification['against']} "
+          f"{verification['top1_agreement']:.2%}, max |logit diff| {verification['max_abs_logit_diff']:.4g}; "
+          f"{describe_layers(verification['layers'])}")
+    info = {
+        "runtime": "openvino", "openvino_version": ov.get_version(), "source_model": build.onnx_file,
+        "model_file": MODEL_XML, "weights_file": MODEL_BIN, "input_shape": [batch, *build.config.input_shape],
+        "constant_bytes_by_type": constant_bytes(model), "device": device,
+        "device_config": {d: device_config(run, d) for d in DEVICES.values() if d == "CPU" or d == device},
+        "cpu_verification": verification,
+    }
+    if device == "NPU":
+        info.update(compile_npu(core, model, info["device_config"]["NPU"], folder))
+        print(f"OpenVINO NPU: {info['npu']}" + (f" ({one_line(info['npu_error'])})" if "npu_error" in info else ""))
+    return info
+
+
+class Runner:
+    """Runs the IR on an OpenVINO device: the target's own, or ``device="cpu"|"npu"`` (bench --device)."""
+
+    def __init__(self, folder: Path, manifest: dict, device: str | None = None):
+        import openvino as ov
+
+        info, run = manifest["backend_info"], manifest["target"].get("run", {})
+        built_for = info["device"]
+        if device is not None and device.lower() not in DEVICES:
+            raise ConfigError(f"--device '{device}' is unknown for the OpenVINO backend: use {' or '.join(DEVICES)}")
+        self.core = ov.Core()
+        name = DEVICES[device.lower()] if device else built_for
+        if name == "NPU" and "NPU" not in self.core.available_devices:
+            why = f"at compile: {one_line(info['npu_error'])}" if info.get("npu_error") else "no NPU in Core().available_devices"
+            raise ToolchainError(f"{manifest['target']['name']} artifact {Path(folder).name}: npu {info.get('npu', 'not compiled')}, "
+                                 f"and OpenVINO finds no NPU here ({why}): pass --device cpu to bench the same IR on the CPU")
+        self.config = device_config(run, name)
+        self.model = self.core.read_model(Path(folder) / info["model_file"])
+        blob = Path(folder) / info.get("npu_blob", NPU_BLOB)
+        if name == "NPU" and info.get("npu") == "compiled" and blob.is_file():
+            start = time.perf_counter()
+            self.compiled = self.core.import_model(blob.read_bytes(), "NPU", self.config)
+            self.load_ms = (time.perf_counter() - start) * 1e3
+        else:
+            self.compiled, self.load_ms = load(self.core, self.model, name, self.config)
+        self.name = name
+        self.device = f"OpenVINO {name}" + (" (--device cpu: the artifact targets the NPU, which did not run)"
+                                            if name == "CPU" and built_for == "NPU" else "")
+        self.request = self.compiled.create_infer_request()
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return infer_all(self.compiled, images)
+
+    def time_one(self, image: np.ndarray):
+        import openvino as ov
+
+        self.input = ov.Tensor(np.ascontiguousarray(image[None], np.float32))  # kept alive: the tensor shares its memory
+        self.request.set_input_tensor(self.input)
+        return self.request.infer
+
+    def details(self) -> dict:
+        """Compile (load) time and the layers that executed in int8, as benchmark_app reports them."""
+        layers = layer_precisions(self.core, self.model, self.name, self.config,
+                                  np.zeros(tuple(self.compiled.inputs[0].shape)[1:], np.float32))
+        return {"compile_load_ms": round(self.load_ms, 2), "layers": layers, "summary": describe_layers(layers)}
