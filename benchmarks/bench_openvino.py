@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown  # noqa: E402
+from common import interleaved, markdown  # noqa: E402
 
 import edgepack  # noqa: E402
 from edgepack.artifact import verify  # noqa: E402
@@ -35,25 +34,6 @@ from edgepack.compiler import CompileConfig, build_model  # noqa: E402
 from edgepack.data import load_digits_split  # noqa: E402
 from edgepack.evaluate import accuracy, agreement, sqnr_db, torch_logits  # noqa: E402
 from edgepack.fold import fold  # noqa: E402
-
-
-def interleaved_rotating(runners: dict, rounds: int, per_round: int = 20, warmup: int = 5) -> dict:
-    """Like common.interleaved, but each round starts with a different runner and re-warms each runner
-    before its timed runs: on this 2-core host the first OpenVINO inference right after torch calls took
-    6.5 ms instead of 1.4 ms (torch's OpenMP threads still spinning), which biased whoever came first."""
-    names = list(runners)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn = runners[name]
-            for _ in range(warmup):
-                fn()
-            for _ in range(per_round):
-                t = time.perf_counter()
-                fn()
-                samples[name].append((time.perf_counter() - t) * 1e3)
-    return {name: {"median_ms": statistics.median(s), "p90_ms": sorted(s)[int(0.9 * (len(s) - 1))], "count": len(s)}
-            for name, s in samples.items()}
 
 
 def ov_executor(core, model, config: dict, image: np.ndarray):
@@ -171,7 +151,7 @@ def main() -> None:
             "accuracy": f"{accuracy(out, evalset.labels):.1%}", "agree fp32": f"{agreement(out, float_logits):.1%}",
             "SQNR dB": f"{sqnr_db(float_logits, out):.1f}"})
     with torch.no_grad():
-        results = interleaved_rotating({name: timer for name, (_, timer) in executors.items()}, rounds=args.rounds)
+        results = interleaved({name: timer for name, (_, timer) in executors.items()}, rounds=args.rounds)
 
     v = ours["cpu_verification"]
     print(f"MobileNetV1-{args.alpha:g}-{args.resolution}, batch 1, {args.threads} threads, {args.rounds} interleaved rounds, "

@@ -2,7 +2,7 @@
 
 Rows: TVM int8 and fp32 (untuned, and tuned with the records in tuning/x86-tvm if present),
 ONNX Runtime fp32 and int8 (QDQ), torch fp32 (eager, folded) and torch int8 (PT2E with
-X86InductorQuantizer + torch.compile, the fast x86 int8 path). Medians and ratio to the fastest.
+X86InductorQuantizer + torch.compile with freezing, the fast x86 int8 path). Medians and ratio to the fastest.
 
     python benchmarks/bench_tvm.py [--alpha 0.75] [--resolution 224] [--threads 2]
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_openvino import torch_int8  # noqa: E402
 from common import interleaved, markdown  # noqa: E402
 
 import edgepack  # noqa: E402
@@ -45,28 +46,6 @@ def ort_runner(path: Path, image: np.ndarray, threads: int):
     s = session(path, threads)
     feed = {s.get_inputs()[0].name: image[None]}
     return lambda: s.run(None, feed)
-
-
-def torch_int8(folded, calib: np.ndarray, image: np.ndarray):
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
-
-    q = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
-    ep = torch.export.export(folded, (torch.from_numpy(image[None]),))  # static batch 1, as benchmarked
-    prepared = prepare_pt2e(ep.module(), q)
-    with torch.no_grad():
-        for one in calib:
-            prepared(torch.from_numpy(one[None]))
-    compiled = torch.compile(convert_pt2e(prepared))
-    x = torch.from_numpy(image[None])
-    with torch.no_grad():
-        compiled(x)
-
-    def run():
-        with torch.no_grad():
-            return compiled(x)
-    return run
 
 
 def main() -> None:
@@ -99,7 +78,7 @@ def main() -> None:
     folded = fold(pretrained(args.alpha, args.resolution))
     x = torch.from_numpy(image[None])
     runners["torch fp32 (eager)"] = lambda: folded(x)
-    runners["torch int8 (x86 inductor)"] = torch_int8(folded, calib, image)
+    runners["torch int8 (x86 inductor)"] = torch_int8(folded, calib, image)[1]
     with torch.no_grad():
         results = interleaved(runners, rounds=args.rounds)
     print(f"MobileNetV1-{args.alpha:g}-{args.resolution}, batch 1, {args.threads} threads, {args.rounds} interleaved rounds")
