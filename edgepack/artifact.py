@@ -31,8 +31,8 @@ def check_output_dir(out: Path, overwrite: bool = True) -> None:
         raise ConfigError(f"output {out} exists and is a file: pass -o with a folder path")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise ConfigError(f"output folder {out} exists and is not an edgepack artifact: choose an empty or new folder")
-    if not out.parent.exists():
-        raise ConfigError(f"the parent of output {out} does not exist: create {out.parent} first")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"the parent of output {out} is a file: pass -o with a folder path")
 
 
 @contextlib.contextmanager
@@ -40,6 +40,7 @@ def atomic_folder(out: Path):
     """Yield a temporary folder; on success replace ``out`` with it, on failure delete it."""
     out = Path(out).absolute()
     check_output_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp
