@@ -18,7 +18,7 @@ from edgepack.data import Dataset, load_dataset
 from edgepack.errors import ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
-from edgepack.model.mobilenet import MobileNetV1, check_alpha, check_classes, check_resolution
+from edgepack.model.mobilenet import check_alpha, check_classes, check_resolution
 from edgepack.model.profile import summary
 from edgepack.plan import reference
 from edgepack.plan.build import build_plan
@@ -91,6 +91,9 @@ class Build:
     onnx_file: str
     golden_input: np.ndarray
     golden_output: np.ndarray
+    eval_images: np.ndarray  # the eval split the compile measured, and what it computed on it:
+    fp32_logits: np.ndarray  # the folded fp32 model's logits
+    reference_logits: np.ndarray | None  # the int8 reference's dequantized logits (None for --quant none)
     manifest: dict = field(default_factory=dict)
 
 
@@ -208,7 +211,7 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
             golden_y = fp32[:GOLDEN_IMAGES].astype(np.float32)
         np.save(folder / "golden_input.npy", golden_x)
         np.save(folder / "golden_output.npy", golden_y)
-        build = Build(config, target, folded, plan, onnx_file, golden_x, golden_y)
+        build = Build(config, target, folded, plan, onnx_file, golden_x, golden_y, evalset.images, fp32, ref if plan else None)
         with _timed(times, "lower"):
             backend_info = backend.lower(build, folder)
         manifest = {

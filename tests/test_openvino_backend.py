@@ -116,9 +116,15 @@ def test_compile_fails_when_the_ir_disagrees_with_the_reference(cpu_artifact, tm
     folder = tmp_path / "mismatch"
     folder.mkdir()
     export_qdq_onnx(other, torch.zeros(2, 3, RES, RES), folder / "model.onnx")
+    from edgepack.data import load_digits_split
+    from edgepack.plan import reference
+
     config = CompileConfig(target="intel-cpu", **SMALL)
-    build = Build(config, get_target("intel-cpu"), other, Plan.load(cpu_artifact), "model.onnx",
-                  np.zeros(1), np.zeros(1))
+    plan = Plan.load(cpu_artifact)
+    images = load_digits_split("eval", RES).images[:40]
+    ref = plan.output_q.dequantize(reference.run_batched(plan, plan.input_q.quantize(images)))
+    build = Build(config, get_target("intel-cpu"), other, plan, "model.onnx", np.zeros(1), np.zeros(1),
+                  images, np.zeros_like(ref), ref)
     with pytest.raises(RegressionError, match="agrees with the numpy int8 reference on only"):
         backend.lower(build, folder)
 

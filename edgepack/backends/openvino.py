@@ -159,23 +159,18 @@ def disagreements(logits: np.ndarray, ref: np.ndarray, step: float) -> dict:
 
 def verify_on_cpu(build, core, model, config: dict) -> tuple[dict, float]:
     """The IR on the CPU against the numpy int8 reference (or torch fp32 for --quant none); raise below 99%."""
-    from edgepack.data import load_dataset
-    from edgepack.evaluate import agreement, max_abs_diff, torch_logits
-    from edgepack.plan import reference
+    from edgepack.evaluate import agreement, max_abs_diff
 
-    cfg = build.config
-    data = load_dataset(cfg.eval_data, "eval", cfg.resolution, cfg.classes).take(cfg.eval_size)
+    images = build.eval_images  # the compile already ran the reference / fp32 model on them
     if build.plan is not None:
-        plan = build.plan
-        ref = plan.output_q.dequantize(reference.run_batched(plan, plan.input_q.quantize(data.images)))
-        ref_name = "numpy int8 reference"
+        ref, ref_name = build.reference_logits, "numpy int8 reference"
     else:
-        ref, ref_name = torch_logits(build.folded, data.images), "torch fp32 (folded)"
+        ref, ref_name = build.fp32_logits, "torch fp32 (folded)"
     compiled, load_ms = load(core, model, "CPU", config)
-    logits = infer_all(compiled, data.images)
-    layers = layer_precisions(core, model, "CPU", config, data.images[0])
+    logits = infer_all(compiled, images)
+    layers = layer_precisions(core, model, "CPU", config, images[0])
     agree = agreement(logits, ref)
-    result = {"device": "CPU", "config": config, "against": ref_name, "eval_images": len(data),
+    result = {"device": "CPU", "config": config, "against": ref_name, "eval_images": len(images),
               "top1_agreement": agree, "max_abs_logit_diff": max_abs_diff(logits, ref), "layers": layers}
     if build.plan is not None:
         result["disagreements"] = disagreements(logits, ref, build.plan.output_q.scale)
@@ -187,7 +182,7 @@ def verify_on_cpu(build, core, model, config: dict) -> tuple[dict, float]:
                    f"and the largest reference gap is {d['max_reference_gap_steps']:g} output steps (max |logit diff| "
                    f"{d['max_abs_diff_steps']:g} steps): OpenVINO requantizes in float, the reference in fixed point, so "
                    "low-margin models flip near-ties; calibrate with more images (--calib-size) or use better-trained weights")
-        raise RegressionError(f"OpenVINO on the CPU agrees with the {ref_name} on only {agree:.2%} of {len(data)} eval images "
+        raise RegressionError(f"OpenVINO on the CPU agrees with the {ref_name} on only {agree:.2%} of {len(images)} eval images "
                               f"(need >= {MIN_AGREEMENT:.0%}){why or '; max |logit diff| %.4g' % result['max_abs_logit_diff']}")
     convs = layers["convolutions"]
     if build.plan is not None and convs["int8"] < convs["total"]:
