@@ -183,7 +183,7 @@ def makefile(spec: BuildSpec, kernels: str) -> str:
             "%.o: %.c model.h kernels.h", "\t$(CC) $(ARCH) $(CFLAGS) -fPIC -c $< -o $@", "",
         ]
         if spec.cross:
-            lines += [f"edgepack_run_aarch64: $(SRCS) model.h kernels.h",
+            lines += ["edgepack_run_aarch64: $(SRCS) model.h kernels.h",
                       f"\t{spec.cross['cc']} {' '.join(spec.cross.get('arch_flags', []))} $(CFLAGS) $(SRCS) "
                       f"{' '.join(spec.cross.get('ldflags', []))} -o $@"]
     lines += ["", "clean:", "\trm -f *.o firmware.elf edgepack_run edgepack_run_aarch64", ".PHONY: run clean", ""]
