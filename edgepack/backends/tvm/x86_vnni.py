@@ -1,0 +1,382 @@
+"""int8 plan -> hand-scheduled TIR kernels for x86 CPUs with AVX512-VNNI (vpdpbusd).
+
+The generic lowering (relax_int8.py) leaves TVM naive loops, tens of times slower than ONNX
+Runtime. Here each layer is one TE compute with its own schedule, in the layout the hardware wants:
+
+- Activations are NHWC, channels padded to a multiple of 16, held as uint8 (int8 value + 128),
+  because vpdpbusd multiplies unsigned by signed bytes. The +128 moves every zero point by 128;
+  the zero-point term zp * sum(w) is folded into the bias as before.
+- Full and pointwise convolutions are GEMMs, A[pixels, K] (im2col for k > 1) x W packed as
+  [N/16, K/4, 16, 4]: each step is one vpdpbusd (16 output channels x 4 inputs), register-blocked
+  over ``ROWS`` output pixels; the gemmlowp requantization runs right after, vectorised over the
+  16 channels, so the int32 accumulators never leave the cache.
+- Depthwise convolutions and the pooling are vectorised over channels, parallel over rows.
+
+Arithmetic is the contract of edgepack.plan.reference: the output is bit-exact with it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.plan.plan import Layer, Plan
+
+LANES = 16  # int32 lanes of a zmm register = output channels per vpdpbusd
+ROWS = 8  # output pixels per register block (largest divisor of the pixel count up to this)
+SCHEDULES = "edgepack x86 AVX512-VNNI kernels: GEMM conv via vpdpbusd (16x4 tensor intrinsic), vectorised depthwise"
+
+
+def supported(plan: Plan, tvm_tgt) -> bool:
+    """VNNI kernels apply to plans whose FC reads a pooled (1x1) feature, on CPUs with avx512vnni."""
+    from tvm.target import codegen
+
+    if tvm_tgt.kind.name != "llvm" or not codegen.target_has_features("avx512vnni", tvm_tgt):
+        return False
+    spatial = 0
+    for layer in plan.layers:
+        if layer.kind == "fc" and spatial != 1:
+            return False
+        if layer.kind != "fc":
+            spatial = int(np.prod(layer.output_shape[1:]))
+    return True
+
+
+def _shape(var) -> list[int]:
+    return [int(d) for d in var.ty.shape]
+
+
+def _pad16(n: int) -> int:
+    return -(-n // LANES) * LANES
+
+
+def _requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
+    """Per-channel int32 constants of the gemmlowp requantization; padded channels are harmless."""
+    c = len(layer.arrays["multiplier"])
+    shift = np.zeros(n_pad, np.int64)
+    shift[:c] = layer.arrays["shift"]
+    mult = np.full(n_pad, 1 << 30, np.int64)
+    mult[:c] = layer.arrays["multiplier"]
+    right = np.maximum(-shift, 0)
+    mask = (np.int64(1) << right) - 1
+    tables = {"mult": mult, "left": np.maximum(shift, 0), "right": right, "mask": mask, "half": mask >> 1}
+    return {k: v.astype(np.int32) for k, v in tables.items()}
+
+
+def _requantize(acc, n, t, layer: Layer, unsigned: bool):
+    """int32 accumulator (TE expr) of channel ``n`` -> uint8 (value + 128) or int8, exactly as the reference.
+
+    Only the doubling high multiply needs 64 bits (a 32x32 -> 64 multiply, vpmuldq); everything
+    else stays in 32-bit lanes. Truncating >> 31 is (v + (v < 0 ? 2^31 - 1 : 0)) >> 31.
+    """
+    from tvm import tirx as tir
+
+    i32, i64 = "int32", "int64"
+    steps = []  # (var, value): let-bound so that no subexpression is duplicated
+
+    def let(name, value, dtype):
+        var = tir.Var(name, dtype)
+        steps.append((var, value))
+        return var
+
+    x = let("acc", acc, i32)
+    if layer.arrays["shift"].max() > 0:  # saturating left shift, only for multipliers > 1
+        wide = x.astype(i64) << t["left"][n].astype(i64)
+        x = let("shifted", tir.max(tir.min(wide, tir.const(2**31 - 1, i64)), tir.const(-(2**31), i64)).astype(i32), i32)
+    ab = let("ab", x.astype(i64) * t["mult"][n].astype(i64), i64)
+    v = let("v", ab + tir.Select(ab >= 0, tir.const(1 << 30, i64), tir.const(1 - (1 << 30), i64)), i64)
+    high = let("high", ((v + ((v >> 63) & tir.const(2**31 - 1, i64))) >> 31).astype(i32), i32)
+    rounded = (high & t["mask"][n]) > (t["half"][n] + (high < 0).astype(i32))
+    out = (high >> t["right"][n]) + rounded.astype(i32) + layer.output_q.zero_point
+    out = tir.max(tir.min(out, tir.const(layer.act_max, i32)), tir.const(layer.act_min, i32))
+    body = (out + 128).astype("uint8") if unsigned else out.astype("int8")
+    for var, value in reversed(steps):
+        body = tir.Let(var, value, body)
+    return body
+
+
+def _gemm_te(a, w_packed, bias, tables, layer: Layer, unsigned: bool):
+    """C[m, n] = sum_k a[m, k] * w[n, k] on u8 x s8, then requantization: one prim func."""
+    from tvm import te
+
+    m, k_total = a.shape
+    n_blocks, _, lanes, _ = w_packed.shape
+    k = te.reduce_axis((0, k_total), "k")
+    acc = te.compute((m, n_blocks * lanes), lambda i, j: te.sum(
+        a[i, k].astype("int32") * w_packed[j // LANES, k // 4, j % LANES, k % 4].astype("int32"), axis=k), name="gemm")
+    return te.compute((m, n_blocks * lanes), lambda i, j: _requantize(acc[i, j] + bias[j], j, tables, layer, unsigned),
+                      name="requant")
+
+
+def _vnni_intrinsic() -> str:
+    """TVM's registered dot_16x4_vnni passes i32 vectors; LLVM >= 20 declares vpdpbusd on <64 x i8>."""
+    from tvm import s_tir
+    from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
+    from tvm.script import tirx as T
+    from tvm.target import codegen
+
+    name = "edgepack_vnni_16x4"
+    if s_tir.TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    operand = "int8x64" if codegen.llvm_version_major() >= 20 else "int32x16"
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            a_bytes = T.reinterpret(T.broadcast(T.reinterpret(a.vload([0], "uint8x4"), dtype="int32"), 16), dtype=operand)
+            b_bytes = T.reinterpret(b.vload([0, 0], dtype="int8x64"), dtype=operand)
+            c[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), c.vload([0], dtype="int32x16"),
+                a_bytes, b_bytes, dtype="int32x16")
+
+    s_tir.TensorIntrin.register(name, dot_product_16x4_u8i8i32_desc, impl)
+    return name
+
+
+def _schedule_gemm(func):
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    gemm, out = sch.get_sblock("gemm"), sch.get_sblock("requant")
+    m_loop, n_loop = sch.get_loops(out)
+    m = int(sch.get(m_loop).extent)
+    rows = max(r for r in range(1, ROWS + 1) if m % r == 0)
+    mo, mi = sch.split(m_loop, [None, rows])
+    no, ni = sch.split(n_loop, [None, LANES])
+    sch.reorder(mo, no, mi, ni)
+    tile = sch.fuse(mo, no)
+    sch.parallel(tile)
+    sch.vectorize(ni)
+    sch.compute_at(gemm, tile)
+    inner = sch.get_loops(gemm)[1:]  # (rows, 16, K), or (16, K) when rows == 1 (unit loop dropped)
+    gn, gk = inner[-2:]
+    ko, ki = sch.split(gk, [None, 4])
+    sch.reorder(ko, *inner[:-2], gn, ki)
+    init = sch.decompose_reduction(gemm, ko)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(gn, _vnni_intrinsic())
+    if len(inner) == 3:
+        sch.unroll(inner[0])
+    return sch.mod["main"]
+
+
+def _schedule_channels(func, block: str = "out"):
+    """Outermost loop parallel, channel loop vectorised (by 16, or whole when shorter)."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    loops = sch.get_loops(sch.get_sblock(block))
+    extent = int(sch.get(loops[-1]).extent)
+    if extent % LANES == 0:
+        sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
+    elif extent < LANES:
+        sch.vectorize(loops[-1])
+    if len(loops) > 1:
+        sch.parallel(loops[0])
+    return sch.mod["main"]
+
+
+def _schedule_depthwise(func):
+    """Rows in parallel; per 16 channels the int32 sums (vectorised), then their requantization."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
+    y, x, n = sch.get_loops(out)
+    no, ni = sch.split(n, [None, LANES])
+    sch.parallel(y)
+    sch.vectorize(ni)
+    sch.compute_at(acc, no)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    return sch.mod["main"]
+
+
+def _pack_weight(w2d: np.ndarray, n_pad: int, k_pad: int) -> np.ndarray:
+    """(N, K) int8 -> [N/16, K/4, 16, 4], zero padded."""
+    full = np.zeros((n_pad, k_pad), np.int8)
+    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    return np.ascontiguousarray(full.reshape(n_pad // LANES, LANES, k_pad // 4, 4).transpose(0, 2, 1, 3))
+
+
+class _Lowering:
+    def __init__(self, plan: Plan):
+        from tvm import relax
+
+        self.plan, self.bb, self.relax = plan, relax.BlockBuilder(), relax
+        self.kinds: dict[str, str] = {}  # prim func name -> scheduler
+
+    def const(self, value: np.ndarray):
+        return self.relax.const(np.ascontiguousarray(value), str(value.dtype))
+
+    def emit(self, kind: str, fn, *args, name: str):
+        self.kinds[name] = kind
+        return self.bb.emit_te(fn, *args, primfunc_name_hint=name)
+
+    def tables(self, layer: Layer, n_pad: int) -> list:
+        return [self.const(v) for v in _requant_tables(layer, n_pad).values()]
+
+    def gemm(self, a, w2d: np.ndarray, layer: Layer, zp_u8: int, name: str, unsigned: bool = True):
+        n_pad, k_pad = _pad16(w2d.shape[0]), _shape(a)[1]
+        bias = np.zeros(n_pad, np.int32)
+        bias[: w2d.shape[0]] = layer.arrays["bias"].astype(np.int64) - zp_u8 * w2d.astype(np.int64).sum(1)
+        keys = list(_requant_tables(layer, n_pad))
+
+        def fn(a, w, b, *tabs):
+            return _gemm_te(a, w, b, dict(zip(keys, tabs)), layer, unsigned)
+
+        return self.emit("gemm", fn, a, self.const(_pack_weight(w2d, n_pad, k_pad)), self.const(bias),
+                         *self.tables(layer, n_pad), name=name)
+
+    def reshape(self, x, shape):
+        return self.bb.emit(self.relax.op.reshape(x, shape))  # a view after RewriteDataflowReshape
+
+    def conv(self, x, layer: Layer, i: int, nchw_int8: bool):
+        """Full conv (any k, stride): im2col into A[pixels, (kh, kw, C)], then the GEMM."""
+        from tvm import te, tirx as tir
+
+        w = layer.weight
+        o, c, kh, kw = w.shape
+        _, oh, ow = layer.output_shape
+        _, h, wd = layer.input_shape
+        s, p = layer.stride, layer.padding
+        zp_u8 = layer.input_q.zero_point + 128
+        if nchw_int8:  # the model input: int8 NCHW -> uint8 NHWC, channels padded to a multiple of 4
+            cp = -(-c // 4) * 4
+
+            def nhwc(x):
+                return te.compute((h, wd, cp), lambda y, xx, ci: tir.if_then_else(
+                    ci < c, (x[0, ci, y, xx].astype("int32") + 128).astype("uint8"), tir.const(zp_u8, "uint8")), name="out")
+
+            x = self.emit("channels", nhwc, x, name=f"nhwc_{i}")
+        else:
+            cp = _shape(x)[1]
+            x = self.reshape(x, (h, wd, cp))
+
+        def im2col(x):
+            def value(y, xx, r, ci):
+                yy, xs = y * s + r // kw - p, xx * s + r % kw - p
+                inside = tir.all(yy >= 0, yy < h, xs >= 0, xs < wd)
+                return tir.if_then_else(inside, x[yy, xs, ci], tir.const(zp_u8, "uint8"))
+            return te.compute((oh, ow, kh * kw, cp), value, name="out")
+
+        a = self.reshape(self.emit("channels", im2col, x, name=f"im2col_{i}"), (oh * ow, kh * kw * cp))
+        w_hwc = np.zeros((o, kh, kw, cp), np.int8)
+        w_hwc[..., :c] = w.transpose(0, 2, 3, 1)
+        return self.gemm(a, w_hwc.reshape(o, -1), layer, zp_u8, f"conv_{i}")
+
+    def pointwise(self, x, layer: Layer, i: int):
+        if layer.stride != 1:
+            return self.conv(x, layer, i, nchw_int8=False)
+        return self.gemm(x, layer.weight[:, :, 0, 0], layer, layer.input_q.zero_point + 128, f"pointwise_{i}")
+
+    def depthwise(self, x, layer: Layer, i: int):
+        from tvm import te, tirx as tir
+
+        c_pad = _shape(x)[1]
+        c, _, k, _ = layer.weight.shape
+        _, h, wd = layer.input_shape
+        _, oh, ow = layer.output_shape
+        s, p = layer.stride, layer.padding
+        zp_u8 = layer.input_q.zero_point + 128
+        w = np.zeros((k, k, c_pad), np.int8)
+        w[:, :, :c] = layer.weight[:, 0].transpose(1, 2, 0)
+        bias = np.zeros(c_pad, np.int32)
+        bias[:c] = layer.arrays["bias"].astype(np.int64) - zp_u8 * layer.weight.reshape(c, -1).astype(np.int64).sum(1)
+        keys = list(_requant_tables(layer, c_pad))
+
+        def fn(x, w, b, *tabs):
+            t = dict(zip(keys, tabs))
+
+            def total(y, xx, n):
+                acc = b[n]
+                for r in range(k):
+                    for q in range(k):
+                        yy, xs = y * s + r - p, xx * s + q - p
+                        inside = tir.all(yy >= 0, yy < h, xs >= 0, xs < wd)
+                        v = tir.if_then_else(inside, x[yy, xs, n], tir.const(zp_u8, "uint8"))
+                        acc = acc + v.astype("int32") * w[r, q, n].astype("int32")
+                return acc
+            acc = te.compute((oh, ow, c_pad), total, name="acc")
+            return te.compute((oh, ow, c_pad), lambda y, xx, n: _requantize(acc[y, xx, n], n, t, layer, True), name="out")
+
+        out = self.emit("depthwise", fn, self.reshape(x, (h, wd, c_pad)), self.const(w), self.const(bias),
+                        *self.tables(layer, c_pad), name=f"depthwise_{i}")
+        return self.reshape(out, (oh * ow, c_pad))
+
+    def avgpool(self, x, layer: Layer, i: int):
+        from tvm import te, tirx as tir
+
+        hw, c_pad = _shape(x)
+        zp_u8 = layer.input_q.zero_point + 128
+        out_zp = layer.output_q.zero_point
+
+        def fn(x):
+            r = te.reduce_axis((0, hw), "r")
+            total = te.compute((1, c_pad), lambda _, n: te.sum(x[r, n].astype("int32") - zp_u8, axis=r), name="total")
+
+            def mean(_, n):
+                t = total[0, n]
+                m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
+                return (tir.max(tir.min(m + out_zp, 127), -128) + 128).astype("uint8")
+            return te.compute((1, c_pad), mean, name="out")
+
+        return self.emit("pool", fn, x, name=f"avgpool_{i}")
+
+    def fc(self, x, layer: Layer, i: int, last: bool):
+        return self.gemm(x, layer.weight, layer, layer.input_q.zero_point + 128, f"fc_{i}", unsigned=not last)
+
+
+def plan_to_relax_vnni(plan: Plan):
+    """An IRModule with ``main(x: int8[1, C, H, W]) -> int8[1, classes]``, every kernel already scheduled."""
+    from tvm import relax, te
+
+    low = _Lowering(plan)
+    bb = low.bb
+    x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y, nchw = x, True
+            for i, layer in enumerate(plan.layers):
+                last = i == len(plan.layers) - 1
+                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
+                    y = low.conv(y, layer, i, nchw_int8=nchw)
+                elif layer.kind == "pointwise":
+                    y = low.pointwise(y, layer, i)
+                elif layer.kind == "depthwise":
+                    y = low.depthwise(y, layer, i)
+                elif layer.kind == "avgpool":
+                    y = low.avgpool(y, layer, i)
+                else:
+                    y = low.fc(y, layer, i, last)
+                nchw = False
+            if plan.layers[-1].kind != "fc":
+                raise ValueError("VNNI lowering needs the plan to end in a Linear layer")
+            classes = plan.layers[-1].output_shape[0]
+            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
+                           primfunc_name_hint="logits")
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    mod = bb.get()
+    schedulers = {"gemm": _schedule_gemm, "channels": _schedule_channels, "depthwise": _schedule_depthwise,
+                  "pool": lambda f: f}
+    for gv in list(mod.get_global_vars()):
+        kind = low.kinds.get(gv.name_hint)
+        if kind is not None:
+            mod[gv] = schedulers[kind](mod[gv])
+    return mod
+
+
+def relax_pipeline(tvm_tgt):
+    """The kernels are scheduled already: no legalisation or fusion, only lowering to the VM."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _pipeline(mod, _ctx):
+        with tvm_tgt:
+            passes = [relax.transform.LegalizeOps()] + cpu.dataflow_lower_passes(tvm_tgt) + cpu.finalize_passes(tvm_tgt)
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
