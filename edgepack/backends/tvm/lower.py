@@ -76,6 +76,26 @@ def build_library(mod, target: Target, tvm_tgt):
     return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path.name} ({len(db)} records)"
 
 
+def int8_kernels(target: Target, plan, tvm_tgt) -> str:
+    """"vnni" (hand-scheduled AVX512-VNNI kernels) where the CPU has them, else "generic" (Relax + MetaSchedule).
+
+    A target file can pin it: [compiler] int8_kernels = "generic" | "vnni" | "auto" (default).
+    """
+    from edgepack.backends.tvm import x86_vnni
+
+    choice = target.compiler.get("int8_kernels", "auto")
+    if choice not in ("auto", "vnni", "generic"):
+        raise ToolchainError(f"target {target.name}: [compiler] int8_kernels must be auto, vnni or generic, not {choice!r}")
+    if plan is None or choice == "generic":
+        return "generic"
+    if x86_vnni.supported(plan, tvm_tgt):
+        return "vnni"
+    if choice == "vnni":
+        raise ToolchainError(f"target {target.name} asks for VNNI int8 kernels but {tvm_tgt} has no avx512vnni "
+                             "(or the model is not conv/pool/FC shaped): set int8_kernels = \"auto\"")
+    return "generic"
+
+
 def lower(build, folder: Path) -> dict:
     import tvm
     import tvm_ffi
@@ -83,8 +103,15 @@ def lower(build, folder: Path) -> dict:
     target = build.target
     arch = target.compiler.get("arch", HOST_ARCH)
     tvm_tgt = tvm_target(target)
-    mod, lowering = relax_module(build)
-    ex, schedules = build_library(mod, target, tvm_tgt)
+    if int8_kernels(target, build.plan, tvm_tgt) == "vnni":
+        from edgepack.backends.tvm import x86_vnni
+
+        mod = x86_vnni.plan_to_relax_vnni(build.plan)
+        lowering = "int8 plan -> hand-scheduled TIR: NHWC uint8 activations, conv as u8 x s8 GEMM with int32 accumulation, integer requantization"
+        ex, schedules = tvm.compile(mod, target=tvm_tgt, relax_pipeline=x86_vnni.relax_pipeline(tvm_tgt)), x86_vnni.SCHEDULES
+    else:
+        mod, lowering = relax_module(build)
+        ex, schedules = build_library(mod, target, tvm_tgt)
     cross = target.compiler.get("cross_compiler")
     if arch != HOST_ARCH:
         if not cross:

@@ -21,7 +21,7 @@ import numpy as np
 from edgepack.plan.plan import Layer, Plan
 
 LANES = 16  # int32 lanes of a zmm register = output channels per vpdpbusd
-ROWS = 8  # output pixels per register block (largest divisor of the pixel count up to this)
+ACCUMULATORS = 16  # zmm accumulators per register tile (rows x 16-channel blocks)
 SCHEDULES = "edgepack x86 AVX512-VNNI kernels: GEMM conv via vpdpbusd (16x4 tensor intrinsic), vectorised depthwise"
 
 
@@ -65,7 +65,9 @@ def _requantize(acc, n, t, layer: Layer, unsigned: bool):
     """int32 accumulator (TE expr) of channel ``n`` -> uint8 (value + 128) or int8, exactly as the reference.
 
     Only the doubling high multiply needs 64 bits (a 32x32 -> 64 multiply, vpmuldq); everything
-    else stays in 32-bit lanes. Truncating >> 31 is (v + (v < 0 ? 2^31 - 1 : 0)) >> 31.
+    else stays in 32-bit lanes. gemmlowp's nudge (2^30, or 1 - 2^30 below zero) followed by a
+    division truncating toward zero is exactly floor((ab + 2^30) / 2^31), one add and one
+    arithmetic shift (the INT32_MIN * INT32_MIN saturation cannot occur: multipliers are >= 2^30).
     """
     from tvm import tirx as tir
 
@@ -81,9 +83,8 @@ def _requantize(acc, n, t, layer: Layer, unsigned: bool):
     if layer.arrays["shift"].max() > 0:  # saturating left shift, only for multipliers > 1
         wide = x.astype(i64) << t["left"][n].astype(i64)
         x = let("shifted", tir.max(tir.min(wide, tir.const(2**31 - 1, i64)), tir.const(-(2**31), i64)).astype(i32), i32)
-    ab = let("ab", x.astype(i64) * t["mult"][n].astype(i64), i64)
-    v = let("v", ab + tir.Select(ab >= 0, tir.const(1 << 30, i64), tir.const(1 - (1 << 30), i64)), i64)
-    high = let("high", ((v + ((v >> 63) & tir.const(2**31 - 1, i64))) >> 31).astype(i32), i32)
+    ab = x.astype(i64) * t["mult"][n].astype(i64)
+    high = let("high", ((ab + tir.const(1 << 30, i64)) >> 31).astype(i32), i32)
     rounded = (high & t["mask"][n]) > (t["half"][n] + (high < 0).astype(i32))
     out = (high >> t["right"][n]) + rounded.astype(i32) + layer.output_q.zero_point
     out = tir.max(tir.min(out, tir.const(layer.act_max, i32)), tir.const(layer.act_min, i32))
@@ -134,30 +135,48 @@ def _vnni_intrinsic() -> str:
     return name
 
 
+def _register_tile(m: int, n_blocks: int) -> tuple[int, int]:
+    """(rows, 16-channel blocks) held in zmm accumulators: at most 16 (1 KiB, TVM's stack-allocation
+    limit, so LLVM keeps them in registers), dividing the GEMM, maximising vpdpbusd per load."""
+    best = (1, 1)
+    for rows in range(1, 17):
+        for blocks in range(1, 17 // rows + 1):
+            if m % rows == 0 and n_blocks % blocks == 0 and rows * blocks <= ACCUMULATORS:
+                score = (rows * blocks / (rows + blocks), rows * blocks)
+                if score > (best[0] * best[1] / sum(best), best[0] * best[1]):
+                    best = (rows, blocks)
+    return best
+
+
 def _schedule_gemm(func):
+    """Tiles of (rows x blocks*16) outputs in parallel; per tile the accumulators stay in registers
+    through K/4 vpdpbusd steps, then are requantised (vectorised over 16 channels) while hot."""
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
     gemm, out = sch.get_sblock("gemm"), sch.get_sblock("requant")
     m_loop, n_loop = sch.get_loops(out)
-    m = int(sch.get(m_loop).extent)
-    rows = max(r for r in range(1, ROWS + 1) if m % r == 0)
+    m, n = int(sch.get(m_loop).extent), int(sch.get(n_loop).extent)
+    rows, blocks = _register_tile(m, n // LANES)
     mo, mi = sch.split(m_loop, [None, rows])
-    no, ni = sch.split(n_loop, [None, LANES])
+    no, ni = sch.split(n_loop, [None, blocks * LANES])
     sch.reorder(mo, no, mi, ni)
     tile = sch.fuse(mo, no)
     sch.parallel(tile)
-    sch.vectorize(ni)
+    sch.vectorize(sch.split(ni, [None, LANES])[1])
     sch.compute_at(gemm, tile)
-    inner = sch.get_loops(gemm)[1:]  # (rows, 16, K), or (16, K) when rows == 1 (unit loop dropped)
-    gn, gk = inner[-2:]
+    inner = sch.get_loops(gemm)[1:]  # (rows, blocks*16, K); unit loops are dropped
+    gk = inner[-1]
+    spatial = list(inner[:-1])
+    if blocks > 1:
+        spatial[-1:] = sch.split(spatial[-1], [None, LANES])
     ko, ki = sch.split(gk, [None, 4])
-    sch.reorder(ko, *inner[:-2], gn, ki)
+    sch.reorder(ko, *spatial, ki)
     init = sch.decompose_reduction(gemm, ko)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(gn, _vnni_intrinsic())
-    if len(inner) == 3:
-        sch.unroll(inner[0])
+    sch.tensorize(spatial[-1], _vnni_intrinsic())
+    for loop in spatial[:-1]:
+        sch.unroll(loop)
     return sch.mod["main"]
 
 
@@ -185,6 +204,7 @@ def _schedule_depthwise(func):
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     y, x, n = sch.get_loops(out)
     no, ni = sch.split(n, [None, LANES])
+    sch.reorder(y, no, x, ni)  # the filter taps of a channel block stay in registers along the row
     sch.parallel(y)
     sch.vectorize(ni)
     sch.compute_at(acc, no)
