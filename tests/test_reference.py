@@ -126,3 +126,25 @@ def test_reference_agrees_with_onnxruntime_and_torch(host_artifact):
     m = manifest["metrics"]
     assert m["reference_vs_torch_int8"]["top1_agreement"] >= 0.99
     assert m["reference_vs_onnxruntime"]["top1_agreement"] >= 0.99
+
+
+def test_fast_requantize_equals_gemmlowp_composition():
+    """requantize() uses floor-form identities; they must equal SRDHM then RoundingDivideByPOT."""
+    rng = np.random.default_rng(1)
+    channels = 64
+    shift = np.concatenate([rng.integers(-31, 0, channels - 8), [0, 0, 1, 2, 3, -1, -30, -31]]).astype(np.int32)
+    mult = rng.integers(2**30, 2**31 - 1, channels).astype(np.int32)
+    mult[:2] = [2**30, 2**31 - 1]
+    layer = Layer("l", "pointwise", (channels, 1, 1), (channels, 1, 1), QParams(1.0, 0), QParams(1.0, -3), -128, 127,
+                  arrays={"multiplier": mult, "shift": shift})
+    acc = rng.integers(INT32_MIN, INT32_MAX, (50, channels, 1, 1))
+    acc[0, :, 0, 0] = INT32_MIN
+    acc[1, :, 0, 0] = INT32_MAX
+    acc[2:] //= 2**rng.integers(0, 31, (48, channels, 1, 1))  # accumulators of every magnitude, both signs
+    got = reference.requantize(acc.copy(), layer)
+    left, right = np.maximum(shift, 0)[None, :, None, None], np.maximum(-shift, 0)[None, :, None, None]
+    shifted = np.clip(acc.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    high = reference.rounding_doubling_high_mul(shifted, mult.astype(np.int64)[None, :, None, None])
+    want = np.clip(reference.rounding_divide_by_pot(high, right) - 3, -128, 127).astype(np.int8)
+    assert np.array_equal(got, want)
+    assert ((want > -128) & (want < 127)).mean() > 0.1  # not just the clamps agreeing
