@@ -1,6 +1,8 @@
 """TVM vs its peers on MobileNetV1 (default 0.75-224), batch 1, this host, one interleaved run.
 
-Rows: TVM int8 and fp32 (untuned, and tuned with the records in tuning/x86-tvm if present),
+Rows: TVM int8 with the default kernels (hand-scheduled AVX512-VNNI on CPUs that have it), TVM
+int8 through the generic Relax lowering and TVM fp32 (untuned, and tuned with the records in
+tuning/x86-tvm if present),
 ONNX Runtime fp32 and int8 (QDQ), torch fp32 (eager, folded) and torch int8 (PT2E with
 X86InductorQuantizer + torch.compile with freezing, the fast x86 int8 path). Medians and ratio to the fastest.
 
@@ -66,15 +68,17 @@ def main() -> None:
     runners["onnxruntime int8 (QDQ)"] = ort_runner(host_int8 / "qdq.onnx", image, args.threads)
     runners["onnxruntime fp32"] = ort_runner(host_fp32 / "model.onnx", image, args.threads)
     tuned_dir = Path(os.environ.get("EDGEPACK_TUNING_DIR", Path(__file__).resolve().parents[1] / "tuning"))
+    builds = [("tvm int8, default kernels", "ptq", "auto", tmp / "no-records")]
     for label, tuning_root in (("untuned", tmp / "no-records"), ("tuned", tuned_dir)):
         if label == "tuned" and not (tuned_dir / "x86-tvm" / "database_tuning_record.json").exists():
             continue
-        os.environ["EDGEPACK_TUNING_DIR"] = str(tuning_root)
-        for quant in ("ptq", "none"):
-            art = edgepack.compile(target="x86-tvm", quant=quant, output=str(tmp / f"tvm_{quant}_{label}"), **common)
-            fn, schedules = tvm_runner(art)
-            name = f"tvm {'int8' if quant == 'ptq' else 'fp32'} {label}"
-            runners[name], notes[name] = fn, {"schedules": schedules}
+        builds += [(f"tvm int8 generic {label}", "ptq", "generic", tuning_root), (f"tvm fp32 {label}", "none", "auto", tuning_root)]
+    for name, quant, kernels, tuning_root in builds:
+        os.environ["EDGEPACK_TUNING_DIR"], os.environ["EDGEPACK_TVM_INT8_KERNELS"] = str(tuning_root), kernels
+        art = edgepack.compile(target="x86-tvm", quant=quant, output=str(tmp / name.replace(" ", "_").replace(",", "")), **common)
+        runners[name], schedules = tvm_runner(art)
+        notes[name] = {"schedules": schedules}
+    os.environ.pop("EDGEPACK_TVM_INT8_KERNELS")
     folded = fold(pretrained(args.alpha, args.resolution))
     x = torch.from_numpy(image[None])
     runners["torch fp32 (eager)"] = lambda: folded(x)

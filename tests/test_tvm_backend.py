@@ -8,8 +8,12 @@ import pytest
 
 import edgepack
 from edgepack.backends.tvm.device import DeviceError, Runner
+from edgepack.backends.tvm.lower import int8_kernels, tvm_target
 from edgepack.backends.tvm.rpc_local import LocalRPC
 from edgepack.benchmark.run import bench_artifact
+from edgepack.errors import ToolchainError
+from edgepack.plan.plan import Plan
+from edgepack.targets import get_target
 from tests.conftest import ALPHA, RES, run_cli
 
 SMALL = dict(alpha=ALPHA, resolution=RES, eval_size=24, calib_size=32)
@@ -24,9 +28,16 @@ def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
 
+def _host_has_vnni() -> bool:
+    from tvm.target import codegen
+
+    return codegen.target_has_features("avx512vnni", tvm_target(get_target("x86-tvm")))
+
+
 def test_x86_int8_is_bit_exact_on_host(x86_artifact):
     info = _manifest(x86_artifact)["backend_info"]
     assert info["dtype"] == "int8" and info["tvm_version"].startswith("0.27") and "llvm" in info["tvm_target"]
+    assert ("AVX512-VNNI" in info["schedules"]) == _host_has_vnni()  # the fast kernels wherever the CPU has them
     report = bench_artifact(x86_artifact, count=5)
     assert report["passed"] and report["device"] == "host"
     names = [c["name"] for c in report["checks"]]
@@ -77,3 +88,39 @@ def test_unknown_rpc_device_gives_clear_error(x86_artifact, capsys):
 
     code, _, err = run_cli(capsys, "bench", str(x86_artifact), "--rpc", f"127.0.0.1:{free_port()}", "--timeout", "5")
     assert code == 2 and "RPC device" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kernels", ["auto", "generic"])
+def test_x86_int8_kernels_bit_exact(tmp_path, monkeypatch, kernels):
+    """alpha 0.75: 24-channel layers are padded to the 16-lane VNNI kernels; the generic Relax
+    lowering (CPUs without VNNI) is pinned through the target file's [compiler] int8_kernels.
+    Both must equal the reference on the golden and eval images."""
+    import dataclasses
+
+    from edgepack import compiler
+
+    x86 = get_target("x86-tvm")
+    pinned = dataclasses.replace(x86, compiler={**x86.compiler, "int8_kernels": kernels})
+    monkeypatch.setattr(compiler, "get_target", lambda name: pinned)
+    out = edgepack.compile(target="x86-tvm", output=str(tmp_path / kernels), **dict(SMALL, alpha=0.75, resolution=32, eval_size=40))
+    schedules = _manifest(out)["backend_info"]["schedules"]
+    assert ("AVX512-VNNI" in schedules) == (kernels == "auto" and _host_has_vnni())
+    report = bench_artifact(out, count=3)
+    assert report["passed"], report["checks"]
+    assert {"golden: host == reference (bit-exact)", "eval: host == reference (bit-exact)"} <= {c["name"] for c in report["checks"]}
+
+
+def test_int8_kernel_choice(x86_artifact):
+    import dataclasses
+
+    plan = Plan.load(x86_artifact)
+    x86, rpi4 = get_target("x86-tvm"), get_target("rpi4")
+    assert int8_kernels(x86, plan, tvm_target(x86)) == ("vnni" if _host_has_vnni() else "generic")
+    assert int8_kernels(x86, None, tvm_target(x86)) == "generic"  # --quant none
+    assert int8_kernels(rpi4, plan, tvm_target(rpi4)) == "generic"
+    pinned = dataclasses.replace(rpi4, compiler={**rpi4.compiler, "int8_kernels": "vnni"})
+    with pytest.raises(ToolchainError, match="avx512vnni"):
+        int8_kernels(pinned, plan, tvm_target(pinned))
+    bad = dataclasses.replace(x86, compiler={**x86.compiler, "int8_kernels": "fast"})
+    with pytest.raises(ToolchainError, match="must be auto, vnni or generic"):
+        int8_kernels(bad, plan, tvm_target(bad))

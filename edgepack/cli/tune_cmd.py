@@ -34,4 +34,9 @@ def run(args) -> int:
         config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8, output=f"{tmp}/a")
         plan = Plan.load(compile_model(config, log=lambda *_: None))
     tune.tune(plan_to_relax(plan), args.target, args.trials, rpc=args.rpc, key=key)
+    from edgepack.backends.tvm.lower import int8_kernels, tvm_target
+
+    if int8_kernels(target, plan, tvm_target(target)) == "vnni":
+        print(f"note: int8 compiles for {args.target} use the hand-scheduled VNNI kernels on this CPU; these records "
+              "serve the generic lowering (fp32, CPUs without VNNI, or [compiler] int8_kernels = \"generic\")")
     return 0

@@ -79,13 +79,15 @@ def build_library(mod, target: Target, tvm_tgt):
 def int8_kernels(target: Target, plan, tvm_tgt) -> str:
     """"vnni" (hand-scheduled AVX512-VNNI kernels) where the CPU has them, else "generic" (Relax + MetaSchedule).
 
-    A target file can pin it: [compiler] int8_kernels = "generic" | "vnni" | "auto" (default).
+    A target file can pin it: [compiler] int8_kernels = "generic" | "vnni" | "auto" (default); the
+    environment variable EDGEPACK_TVM_INT8_KERNELS overrides it (benchmarks compare both).
     """
     from edgepack.backends.tvm import x86_vnni
 
-    choice = target.compiler.get("int8_kernels", "auto")
+    choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or target.compiler.get("int8_kernels", "auto")
     if choice not in ("auto", "vnni", "generic"):
-        raise ToolchainError(f"target {target.name}: [compiler] int8_kernels must be auto, vnni or generic, not {choice!r}")
+        raise ToolchainError(f"target {target.name}: int8_kernels must be auto, vnni or generic, not {choice!r} "
+                             "(check [compiler] int8_kernels and EDGEPACK_TVM_INT8_KERNELS)")
     if plan is None or choice == "generic":
         return "generic"
     if x86_vnni.supported(plan, tvm_tgt):
