@@ -110,7 +110,6 @@ def _gemm_te(a, w_packed, bias, tables, layer: Layer, unsigned: bool):
 def _vnni_intrinsic() -> str:
     """TVM's registered dot_16x4_vnni passes i32 vectors; LLVM >= 20 declares vpdpbusd on <64 x i8>."""
     from tvm import s_tir
-    from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
     from tvm.script import tirx as T
     from tvm.target import codegen
 
@@ -118,6 +117,20 @@ def _vnni_intrinsic() -> str:
     if s_tir.TensorIntrin.get(name, allow_missing=True) is not None:
         return name
     operand = "int8x64" if codegen.llvm_version_major() >= 20 else "int32x16"
+
+    # the description of tvm.s_tir.tensor_intrin.x86 (importing that package parses every
+    # backend's intrinsics: ~20 s)
+    @T.prim_func(s_tir=True)
+    def desc(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        c[vi] = c[vi] + T.cast(a[vk], "int32") * T.cast(b[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
@@ -131,7 +144,7 @@ def _vnni_intrinsic() -> str:
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), c.vload([0], dtype="int32x16"),
                 a_bytes, b_bytes, dtype="int32x16")
 
-    s_tir.TensorIntrin.register(name, dot_product_16x4_u8i8i32_desc, impl)
+    s_tir.TensorIntrin.register(name, desc, impl)
     return name
 
 
