@@ -117,6 +117,8 @@ def test_int8_kernel_choice(x86_artifact):
     x86, rpi4 = get_target("x86-tvm"), get_target("rpi4")
     assert int8_kernels(x86, plan, tvm_target(x86)) == ("vnni" if _host_has_vnni() else "generic")
     assert int8_kernels(x86, None, tvm_target(x86)) == "generic"  # --quant none
+    headless = Plan(plan.input_q, plan.layers[1].input_shape, plan.layers[1:])  # starts with a depthwise conv
+    assert int8_kernels(x86, headless, tvm_target(x86)) == "generic"
     assert int8_kernels(rpi4, plan, tvm_target(rpi4)) == "generic"
     pinned = dataclasses.replace(rpi4, compiler={**rpi4.compiler, "int8_kernels": "vnni"})
     with pytest.raises(ToolchainError, match="avx512vnni"):

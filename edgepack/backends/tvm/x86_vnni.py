@@ -26,14 +26,20 @@ SCHEDULES = "edgepack x86 AVX512-VNNI kernels: GEMM conv via vpdpbusd (16x4 tens
 
 
 def supported(plan: Plan, tvm_tgt) -> bool:
-    """VNNI kernels apply to plans whose FC reads a pooled (1x1) feature, on CPUs with avx512vnni."""
+    """VNNI kernels need avx512vnni, and a plan shaped conv ... global pool ... FC: the first layer
+    reads the NCHW input (a conv), pools are global, and the FC reads a pooled 1x1 feature."""
     from tvm.target import codegen
 
     if tvm_tgt.kind.name != "llvm" or not codegen.target_has_features("avx512vnni", tvm_tgt):
         return False
+    layers = plan.layers
+    if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
+        return False
     spatial = 0
-    for layer in plan.layers:
+    for layer in layers:
         if layer.kind == "fc" and spatial != 1:
+            return False
+        if layer.kind == "avgpool" and tuple(layer.output_shape[1:]) not in ((), (1, 1)):
             return False
         if layer.kind != "fc":
             spatial = int(np.prod(layer.output_shape[1:]))
