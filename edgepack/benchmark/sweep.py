@@ -21,10 +21,13 @@ def parse_list(text: str, check, what: str) -> list:
 
 
 def _one(job: dict) -> dict:
-    """Compile + bench one point (runs in a worker process; one torch thread each)."""
+    """Compile + bench one point (runs in a worker process; one torch and one BLAS thread each,
+    or the workers' thread pools oversubscribe the cores)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)
     from edgepack.benchmark.run import bench_artifact
     from edgepack.compiler import CompileConfig, compile_model
 
