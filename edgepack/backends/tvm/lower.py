@@ -108,9 +108,8 @@ def lower(build, folder: Path) -> dict:
     if int8_kernels(target, build.plan, tvm_tgt) == "vnni":
         from edgepack.backends.tvm import x86_vnni
 
-        mod = x86_vnni.plan_to_relax_vnni(build.plan)
         lowering = "int8 plan -> hand-scheduled TIR: NHWC uint8 activations, conv as u8 x s8 GEMM with int32 accumulation, integer requantization"
-        ex, schedules = tvm.compile(mod, target=tvm_tgt, relax_pipeline=x86_vnni.relax_pipeline(tvm_tgt)), x86_vnni.SCHEDULES
+        ex, schedules = x86_vnni.build(build.plan, tvm_tgt), x86_vnni.SCHEDULES
     else:
         mod, lowering = relax_module(build)
         ex, schedules = build_library(mod, target, tvm_tgt)
