@@ -35,6 +35,10 @@ def tvm_runner(folder: Path):
     import tvm
     from tvm import relax
 
+    from edgepack.backends.tvm.device import use_all_cores
+
+    use_all_cores()  # unless main() set TVM_NUM_THREADS: TVM's default on x86 is half the cores
+
     manifest = json.loads((folder / "manifest.json").read_text())
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model.so")), tvm.cpu())
     shape = manifest["backend_info"]["input_shape"]
@@ -58,6 +62,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # TVM's default on x86 is half the cores
     common = dict(alpha=args.alpha, resolution=args.resolution, eval_size=16, calib_size=64)
     tmp = Path(tempfile.mkdtemp(prefix="bench_tvm."))
     runners, notes = {}, {}

@@ -41,6 +41,9 @@ class LocalRPC:
         self.tracker = None
 
     def _start(self, args: list[str]) -> subprocess.Popen:
+        from edgepack.backends.tvm.device import use_all_cores
+
+        use_all_cores()  # the server is this host's "board": all its cores, as on a real one
         p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         self.procs.append(p)

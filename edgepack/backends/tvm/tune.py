@@ -70,6 +70,10 @@ def tune(mod, target_name: str, trials: int, rpc: str | None = None, key: str | 
 
     out = database_dir(target)
     tvm_tgt = tvm_target(target)
+    if rpc is None:
+        from edgepack.backends.tvm.device import use_all_cores
+
+        use_all_cores()  # measure candidates with the threads deployment will use
     with tvm_tgt:  # legalize + fuse first, or task extraction finds nothing to tune
         fused = relax.get_pipeline("zero")(mod)
     with tempfile.TemporaryDirectory() as work:
