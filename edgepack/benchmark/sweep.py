@@ -20,28 +20,34 @@ def parse_list(text: str, check, what: str) -> list:
     return values
 
 
-def _one(job: dict) -> dict:
-    """Compile + bench one point (runs in a worker process; one torch and one BLAS thread each,
-    or the workers' thread pools oversubscribe the cores)."""
+def _build(job: dict) -> str:
+    """Compile one point (runs in a worker process; one torch and one BLAS thread each, or the
+    workers' thread pools oversubscribe the cores)."""
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     threadpool_limits(1)
-    from edgepack.benchmark.run import bench_artifact
     from edgepack.compiler import CompileConfig, compile_model
 
     config = CompileConfig(target=job["target"], alpha=job["alpha"], resolution=job["resolution"],
                            eval_size=job["eval_size"], calib_size=job["calib_size"], output=job["output"])
-    folder = compile_model(config, log=lambda *_: None)
-    report = bench_artifact(folder, count=job["count"])
-    manifest = json.loads((folder / "manifest.json").read_text())
+    return str(compile_model(config, log=lambda *_: None))
+
+
+def _bench(job: dict, folder: str) -> dict:
+    """Bench one built point, alone on the machine so its latency is not contended."""
+    from edgepack.benchmark.run import bench_artifact
+
+    report = bench_artifact(Path(folder), count=job["count"])
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
     cost = report.get("cost") or {}
     return {
         "alpha": job["alpha"], "resolution": job["resolution"], "macs": manifest["macs"],
         "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
         "int8_accuracy": report["accuracy"], "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
-        "cost": next((v for v in cost.values() if isinstance(v, (int, float)) and not isinstance(v, bool)), None), "passed": report["passed"], "artifact": str(folder),
+        "cost": next((v for v in cost.values() if isinstance(v, (int, float)) and not isinstance(v, bool)), None),
+        "passed": report["passed"], "artifact": folder,
     }
 
 
@@ -56,11 +62,13 @@ def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, j
     workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
     log(f"sweep: {len(points)} builds for {target} on {workers} processes")
     rows = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for row in pool.map(_one, points):
-            log(f"  alpha {row['alpha']:g} res {row['resolution']}: int8 {row['int8_accuracy']:.2%} "
-                f"({'pass' if row['passed'] else 'FAIL'})")
-            rows.append(row)
+    with ProcessPoolExecutor(max_workers=workers) as pool:  # build in parallel ...
+        folders = list(pool.map(_build, points))
+    for job, folder in zip(points, folders):  # ... then bench one at a time, on an otherwise idle machine
+        row = _bench(job, folder)
+        log(f"  alpha {row['alpha']:g} res {row['resolution']}: int8 {row['int8_accuracy']:.2%} "
+            f"({'pass' if row['passed'] else 'FAIL'})")
+        rows.append(row)
     with open(out / "sweep.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
