@@ -126,3 +126,29 @@ def test_int8_kernel_choice(x86_artifact):
     bad = dataclasses.replace(x86, compiler={**x86.compiler, "int8_kernels": "fast"})
     with pytest.raises(ToolchainError, match="must be auto, vnni or generic"):
         int8_kernels(bad, plan, tvm_target(bad))
+
+
+def test_vnni_left_shift_and_rounding_paths_bit_exact(x86_artifact):
+    """Shipped plans rarely have multipliers > 1; give every layer a left shift, or a long right
+    shift, and the VNNI kernels must still equal the reference bit for bit."""
+    import tvm
+    from tvm import relax
+
+    from edgepack.backends.tvm import x86_vnni
+    from edgepack.plan import reference
+
+    if not _host_has_vnni():
+        pytest.skip("this CPU has no avx512vnni: the VNNI kernels cannot run here")
+    plan = Plan.load(x86_artifact)
+    scaled = [layer for layer in plan.layers if "shift" in layer.arrays]
+    layer = scaled[1]  # same real multipliers, written as a smaller M0 with a left shift of 1
+    shift = layer.arrays["shift"].astype(np.int64)
+    layer.arrays["multiplier"] = (layer.arrays["multiplier"].astype(np.int64) >> (1 - shift)).astype(np.int32)
+    layer.arrays["shift"] = np.ones_like(layer.arrays["shift"])
+    scaled[-1].arrays["shift"] = scaled[-1].arrays["shift"] - 3  # logits: longer rounding right shifts
+    x = np.load(x86_artifact / "golden_input.npy")
+    vm = relax.VirtualMachine(x86_vnni.build(plan, tvm_target(get_target("x86-tvm"))), tvm.cpu())
+    got = np.concatenate([vm["main"](tvm.runtime.tensor(image[None])).numpy() for image in x])
+    want = reference.run(plan, x)
+    assert np.array_equal(got, want)
+    assert len(np.unique(want)) > 2  # not every logit saturated

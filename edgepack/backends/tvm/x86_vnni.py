@@ -7,10 +7,11 @@ Runtime. Here each layer is one TE compute with its own schedule, in the layout 
   because vpdpbusd multiplies unsigned by signed bytes. The +128 moves every zero point by 128;
   the zero-point term zp * sum(w) is folded into the bias as before.
 - Full and pointwise convolutions are GEMMs, A[pixels, K] (im2col for k > 1) x W packed as
-  [N/16, K/4, 16, 4]: each step is one vpdpbusd (16 output channels x 4 inputs), register-blocked
-  over ``ROWS`` output pixels; the gemmlowp requantization runs right after, vectorised over the
-  16 channels, so the int32 accumulators never leave the cache.
-- Depthwise convolutions and the pooling are vectorised over channels, parallel over rows.
+  [N/16, K/4, 16, 4]: each step is one vpdpbusd (16 output channels x 4 inputs), register-tiled
+  over up to 16 zmm accumulators (output pixels x 16-channel blocks); the gemmlowp
+  requantization runs right after, vectorised over the 16 channels, while the tile is hot.
+- Depthwise convolutions are vectorised over channels, parallel over rows; the global pool and
+  the FC are tiny and left simple.
 
 Arithmetic is the contract of edgepack.plan.reference: the output is bit-exact with it.
 """
@@ -35,6 +36,8 @@ def supported(plan: Plan, tvm_tgt) -> bool:
     layers = plan.layers
     if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
         return False
+    if any((layer.arrays["multiplier"] == -(2**31)).any() for layer in layers if "multiplier" in layer.arrays):
+        return False  # the saturating case _requantize leaves out
     spatial = 0
     for layer in layers:
         if layer.kind == "fc" and spatial != 1:
