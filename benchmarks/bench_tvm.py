@@ -35,10 +35,6 @@ def tvm_runner(folder: Path):
     import tvm
     from tvm import relax
 
-    from edgepack.backends.tvm.device import use_all_cores
-
-    use_all_cores()  # unless main() set TVM_NUM_THREADS: TVM's default on x86 is half the cores
-
     manifest = json.loads((folder / "manifest.json").read_text())
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model.so")), tvm.cpu())
     shape = manifest["backend_info"]["input_shape"]

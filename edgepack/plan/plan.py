@@ -61,6 +61,12 @@ class Layer:
     def weight_scales(self) -> np.ndarray:
         return self.arrays["weight_scale"]
 
+    def folded_bias(self, input_zero_point: int) -> np.ndarray:
+        """bias - zp * sum(w) per output channel (int64): sum((x - zp) * w) + bias becomes
+        sum(x * w) + folded_bias when every window is full (inputs padded with zp)."""
+        w = self.weight
+        return self.arrays["bias"].astype(np.int64) - input_zero_point * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
+
     def meta(self) -> dict:
         d = asdict(self)
         d.pop("arrays")

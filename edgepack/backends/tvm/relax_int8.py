@@ -58,8 +58,7 @@ def _conv(bb, x, layer: Layer):
         x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, p, p, p, p], pad_value=float(zp)))
     groups = w.shape[0] if layer.kind == "depthwise" else 1
     acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.stride, padding=0, groups=groups, out_dtype="int32"))
-    bias = layer.arrays["bias"].astype(np.int64) - zp * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
-    acc = bb.emit(op.add(acc, _const(bias.astype(np.int32).reshape(1, -1, 1, 1), "int32")))
+    acc = bb.emit(op.add(acc, _const(layer.folded_bias(zp).astype(np.int32).reshape(1, -1, 1, 1), "int32")))
     return _requantize(bb, acc, layer, (1, -1, 1, 1))
 
 
@@ -88,8 +87,7 @@ def _fc(bb, x, layer: Layer):
     w = layer.weight
     x = bb.emit(op.reshape(x, (-1, w.shape[1])))
     acc = bb.emit(op.matmul(x, _const(np.ascontiguousarray(w.T), "int8"), out_dtype="int32"))
-    bias = layer.arrays["bias"].astype(np.int64) - layer.input_q.zero_point * w.astype(np.int64).sum(1)
-    acc = bb.emit(op.add(acc, _const(bias.astype(np.int32).reshape(1, -1), "int32")))
+    acc = bb.emit(op.add(acc, _const(layer.folded_bias(layer.input_q.zero_point).astype(np.int32).reshape(1, -1), "int32")))
     return _requantize(bb, acc, layer, (1, -1))
 
 

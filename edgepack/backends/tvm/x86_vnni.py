@@ -158,16 +158,12 @@ def _vnni_intrinsic() -> str:
 
 
 def _register_tile(m: int, n_blocks: int) -> tuple[int, int]:
-    """(rows, 16-channel blocks) held in zmm accumulators: at most 16 (1 KiB, TVM's stack-allocation
-    limit, so LLVM keeps them in registers), dividing the GEMM, maximising vpdpbusd per load."""
-    best = (1, 1)
-    for rows in range(1, 17):
-        for blocks in range(1, 17 // rows + 1):
-            if m % rows == 0 and n_blocks % blocks == 0 and rows * blocks <= ACCUMULATORS:
-                score = (rows * blocks / (rows + blocks), rows * blocks)
-                if score > (best[0] * best[1] / sum(best), best[0] * best[1]):
-                    best = (rows, blocks)
-    return best
+    """(rows, 16-channel blocks) held in zmm accumulators: at most ACCUMULATORS (16 = 1 KiB, TVM's
+    stack-allocation limit, so LLVM keeps them in registers), dividing the GEMM, maximising
+    vpdpbusd per load (then the tile size; the first such tile on ties)."""
+    tiles = [(rows, blocks) for rows in range(1, ACCUMULATORS + 1) for blocks in range(1, ACCUMULATORS // rows + 1)
+             if m % rows == 0 and n_blocks % blocks == 0]
+    return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
 
 
 def _schedule_gemm(func):
@@ -255,20 +251,23 @@ class _Lowering:
         self.kinds[name] = kind
         return self.bb.emit_te(fn, *args, primfunc_name_hint=name)
 
-    def tables(self, layer: Layer, n_pad: int) -> list:
-        return [self.const(v) for v in _requant_tables(layer, n_pad).values()]
+    def per_channel(self, layer: Layer, zp_u8: int, n_pad: int) -> tuple[list[str], list]:
+        """The layer's folded bias and requantization tables, padded to n_pad channels, as
+        constants (after the bias, in the order of the returned table names)."""
+        bias = np.zeros(n_pad, np.int32)
+        folded = layer.folded_bias(zp_u8)
+        bias[: len(folded)] = folded
+        tables = _requant_tables(layer, n_pad)
+        return list(tables), [self.const(bias)] + [self.const(v) for v in tables.values()]
 
     def gemm(self, a, w2d: np.ndarray, layer: Layer, zp_u8: int, name: str, unsigned: bool = True):
         n_pad, k_pad = _pad16(w2d.shape[0]), _shape(a)[1]
-        bias = np.zeros(n_pad, np.int32)
-        bias[: w2d.shape[0]] = layer.arrays["bias"].astype(np.int64) - zp_u8 * w2d.astype(np.int64).sum(1)
-        keys = list(_requant_tables(layer, n_pad))
+        keys, consts = self.per_channel(layer, zp_u8, n_pad)
 
         def fn(a, w, b, *tabs):
             return _gemm_te(a, w, b, dict(zip(keys, tabs)), layer, unsigned)
 
-        return self.emit("gemm", fn, a, self.const(_pack_weight(w2d, n_pad, k_pad)), self.const(bias),
-                         *self.tables(layer, n_pad), name=name)
+        return self.emit("gemm", fn, a, self.const(_pack_weight(w2d, n_pad, k_pad)), *consts, name=name)
 
     def reshape(self, x, shape):
         return self.bb.emit(self.relax.op.reshape(x, shape))  # a view after RewriteDataflowReshape
@@ -323,9 +322,7 @@ class _Lowering:
         zp_u8 = layer.input_q.zero_point + 128
         w = np.zeros((k, k, c_pad), np.int8)
         w[:, :, :c] = layer.weight[:, 0].transpose(1, 2, 0)
-        bias = np.zeros(c_pad, np.int32)
-        bias[:c] = layer.arrays["bias"].astype(np.int64) - zp_u8 * layer.weight.reshape(c, -1).astype(np.int64).sum(1)
-        keys = list(_requant_tables(layer, c_pad))
+        keys, consts = self.per_channel(layer, zp_u8, c_pad)
 
         def fn(x, w, b, *tabs):
             t = dict(zip(keys, tabs))
@@ -342,8 +339,7 @@ class _Lowering:
             acc = te.compute((oh, ow, c_pad), total, name="acc")
             return te.compute((oh, ow, c_pad), lambda y, xx, n: _requantize(acc[y, xx, n], n, t, layer, True), name="out")
 
-        out = self.emit("depthwise", fn, self.reshape(x, (h, wd, c_pad)), self.const(w), self.const(bias),
-                        *self.tables(layer, c_pad), name=f"depthwise_{i}")
+        out = self.emit("depthwise", fn, self.reshape(x, (h, wd, c_pad)), self.const(w), *consts, name=f"depthwise_{i}")
         return self.reshape(out, (oh * ow, c_pad))
 
     def avgpool(self, x, layer: Layer, i: int):
