@@ -9,7 +9,8 @@ def compile(model=None, target: str = "host", **options):
     """Compile ``model`` (any supported nn.Module; None = MobileNetV1 with shipped weights) for ``target``.
 
     Options are the fields of :class:`edgepack.compiler.CompileConfig` (alpha, resolution, classes,
-    quant, weight_granularity, calibration, calib_size, eval_data, eval_size, qat_epochs, output).
+    quant, weight_granularity, calibration, calib_size, eval_data, eval_size, qat_epochs, output,
+    sign_key: an Ed25519 private key file that signs the manifest, see edgepack.signing).
     Returns the artifact folder.
     """
     from edgepack.compiler import CompileConfig, compile_model

@@ -6,6 +6,8 @@ compile leaves nothing half-written; ``verify`` refuses a tampered or partial fo
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -13,9 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgepack.errors import ArtifactError, ConfigError
+from edgepack.errors import ArtifactError, OutputError
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # Ed25519 signature of manifest.json (edgepack.signing)
 
 
 def sha256(path: Path) -> str:
@@ -26,33 +29,134 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_output_dir(out: Path, overwrite: bool = True) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} exists and is a file: pass -o with a folder path")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise ConfigError(f"output folder {out} exists and is not an edgepack artifact: choose an empty or new folder")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ConfigError(f"the parent of output {out} is a file: pass -o with a folder path")
+ARTIFACT_FORMAT = "edgepack-artifact"
+# Names edgepack gives its own siblings of an output folder OUT: only these are ever removed.
+PARTIAL, OLD, LOCK = ".{}.edgepack-partial-", ".{}.edgepack-old", ".{}.edgepack-lock"
+
+
+def _is_edgepack_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ours = isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) and (
+        manifest.get("format") == ARTIFACT_FORMAT or "edgepack_version" in manifest)
+    return manifest if ours else None
+
+
+def replace_blockers(out: Path) -> list[str]:
+    """Why ``out`` may not be replaced without --force: anything in it edgepack did not write, as written."""
+    manifest = _is_edgepack_manifest(out)
+    if manifest is None:
+        return ["not an edgepack artifact"]
+    listed = manifest["files"]
+    problems = []
+    for p in sorted(out.rglob("*")):
+        name = p.relative_to(out).as_posix()
+        if p.is_dir() and not p.is_symlink():
+            continue
+        if name in (MANIFEST, SIGNATURE):
+            continue
+        if name not in listed or not p.is_file() or p.is_symlink():
+            problems.append(f"{name} is not part of the artifact")
+        elif sha256(p) != listed[name].get("sha256"):
+            problems.append(f"{name} was modified")
+    return problems
+
+
+def check_output_dir(out: Path, force: bool = False) -> None:
+    """Refuse an output edgepack must not replace: a file, a folder that is not an edgepack artifact
+    (never, even with --force), or an artifact holding files edgepack did not write (unless --force)."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"output {out} exists and is not a folder: pass -o with a new or empty folder path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{parent} (a parent of output {out}) is a file: pass -o with a folder path")
+            break
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    problems = replace_blockers(out)
+    if problems == ["not an edgepack artifact"]:
+        raise OutputError(f"output folder {out} is not empty and not an edgepack artifact: nothing was changed; "
+                          "pass -o with a new or empty folder")
+    if problems and not force:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise OutputError(f"output folder {out} is an edgepack artifact with changes ({shown}): move them out, "
+                          "choose another -o, or pass --force to replace it anyway")
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path):
-    """Yield a temporary folder; on success replace ``out`` with it, on failure delete it."""
+def output_lock(out: Path):
+    """Hold ``.OUT.edgepack-lock`` beside ``out`` for the whole compile: a second compile to the same folder
+    fails at once instead of silently racing the first. Also removes what killed runs left behind."""
     out = Path(out).absolute()
-    check_output_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the parent folder of output {out} ({e.strerror}): choose a writable -o")
+    path = out.with_name(LOCK.format(out.name))
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot write beside output {out} ({e.strerror}): choose a writable -o")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"another edgepack run is writing {out} (it holds {path.name}): wait for it to finish "
+                              "or choose another -o")
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and flock: take the new one
+    try:
+        _remove_leftovers(out)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Partial and old folders of a run that was killed (SIGKILL, power loss); safe under the lock."""
+    for prefix in (PARTIAL.format(out.name), OLD.format(out.name)):
+        for p in out.parent.glob(glob.escape(prefix) + "*"):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path, force: bool = False):
+    """Yield a temporary folder; on success replace ``out`` with it, on failure delete it.
+    Call under ``output_lock(out)``: the output is re-checked here, just before it is replaced."""
+    out = Path(out).absolute()
+    check_output_dir(out, force)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=PARTIAL.format(out.name), dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write beside output {out} ({e.strerror}): choose a writable -o")
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        check_output_dir(out, force)  # files may have appeared while we compiled
+        try:
+            if out.exists():
+                old = out.with_name(OLD.format(out.name))
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except OSError as e:
+            raise OutputError(f"cannot move the artifact into {out} ({e.strerror or e}): choose a writable -o") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -60,7 +164,7 @@ def atomic_folder(out: Path):
 
 def write_manifest(folder: Path, manifest: dict) -> dict:
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {**manifest, "files": {f: {"sha256": sha256(folder / f), "bytes": (folder / f).stat().st_size} for f in files}}
+    manifest = {"format": ARTIFACT_FORMAT, **manifest, "files": {f: {"sha256": sha256(folder / f), "bytes": (folder / f).stat().st_size} for f in files}}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
@@ -78,7 +182,8 @@ def read_manifest(folder: Path) -> dict:
 
 
 def verify(folder: Path) -> dict:
-    """Check every file listed in the manifest exists with its sha256, and no file is unlisted."""
+    """Check every file listed in the manifest exists with its sha256, and no file is unlisted
+    (manifest.sig, the signature of the manifest, cannot be listed in it: edgepack.signing checks it)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     listed = manifest.get("files", {})
@@ -89,8 +194,9 @@ def verify(folder: Path) -> dict:
             problems.append(f"{name} is missing")
         elif sha256(path) != info["sha256"]:
             problems.append(f"{name} was modified (sha256 mismatch)")
-    extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and p.name != MANIFEST and p.relative_to(folder).as_posix() not in listed)
+    extra = sorted(name for name in (p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                     if p.is_file() and p.name != MANIFEST)
+                   if name != SIGNATURE and name not in listed)
     problems += [f"{name} is not in the manifest" for name in extra]
     if problems:
         raise ArtifactError(f"artifact {folder} failed verification: {'; '.join(problems)}: recompile it, do not edit artifacts")

@@ -1,7 +1,6 @@
 """compile: model -> fold -> quantize -> QDQ ONNX + int8 plan -> lower(backend) -> artifact folder."""
 from __future__ import annotations
 
-import enum
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,73 +10,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepack import __version__
-from edgepack.artifact import atomic_folder, check_output_dir, write_manifest
+from edgepack import __version__, evaldata
+from edgepack.config import CompileConfig, QuantMode, WeightGranularity  # noqa: F401 (re-exported)
+from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.data import Dataset, load_dataset
 from edgepack.errors import ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
-from edgepack.model.mobilenet import check_alpha, check_classes, check_resolution
 from edgepack.model.profile import summary
 from edgepack.plan import reference
 from edgepack.plan.build import build_plan
 from edgepack.plan.plan import Plan
-from edgepack.quantize.quantizer import WeightGranularity
 from edgepack.targets import Target, get_target
 
 GOLDEN_IMAGES = 8
 SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
                      nn.Flatten, nn.Linear, nn.Sequential, nn.Identity)
-
-
-class QuantMode(str, enum.Enum):
-    PTQ = "ptq"
-    QAT = "qat"
-    NONE = "none"
-
-
-@dataclass
-class CompileConfig:
-    """Everything a compile depends on (the same config gives byte-identical artifacts)."""
-
-    target: str = "host"
-    alpha: float = 0.75
-    resolution: int = 224
-    classes: int = 10
-    checkpoint: str | None = None
-    quant: QuantMode = QuantMode.PTQ
-    weight_granularity: WeightGranularity = WeightGranularity.PER_CHANNEL
-    calibration: str | None = None  # None = bundled digits calibration split
-    calib_size: int | None = None
-    eval_data: str | None = None  # None = bundled digits eval split
-    eval_size: int | None = None
-    qat_epochs: int = 1
-    output: str | None = None
-
-    def __post_init__(self):
-        self.alpha = check_alpha(self.alpha)
-        self.resolution = check_resolution(self.resolution)
-        self.classes = check_classes(self.classes)
-        try:
-            self.quant = QuantMode(self.quant)
-        except ValueError:
-            raise ConfigError(f"quantization '{self.quant}' is unknown: use ptq, qat or none")
-        try:
-            self.weight_granularity = WeightGranularity(self.weight_granularity)
-        except ValueError:
-            raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
-        for name in ("calib_size", "eval_size", "qat_epochs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.resolution, self.resolution)
-
-    def default_output(self) -> Path:
-        return Path("artifacts") / f"mobilenet_v1_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"
 
 
 @dataclass
@@ -119,6 +68,8 @@ def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
 
 
 def _load_data(spec, split: str, size: int | None, config: CompileConfig) -> Dataset:
+    if spec is not None and str(spec) != "digits":
+        spec = Path(spec).resolve()  # the manifest records the source: never relative to where compile ran
     return load_dataset(spec, split, config.resolution, config.classes).take(size)
 
 
@@ -133,19 +84,32 @@ def _timed(times: dict, stage: str):
 
 
 def compile_model(config: CompileConfig, model: nn.Module | None = None, log=print) -> Path:
-    """Build the artifact folder for ``config`` (``model`` overrides the MobileNetV1 builder)."""
+    """Build the artifact folder for ``config`` (``model`` overrides the MobileNetV1 builder).
+
+    The output is checked before any work and locked for the whole compile (a second compile to
+    the same folder fails at once); the artifact is renamed into place only when complete."""
+    target = get_target(config.target)
+    if config.sign_key:
+        from edgepack.signing import load_private_key
+        load_private_key(config.sign_key)  # a bad key fails now, not after the compile work
+    out = config.output_path()
+    check_output_dir(out, config.force)
+    with output_lock(out):
+        return _compile_locked(config, model, log, target, out)
+
+
+def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target: Target, out: Path) -> Path:
     from edgepack.quantize.export import export_qdq_onnx
 
-    target = get_target(config.target)
     backend = backend_module(target.backend)
-    out = Path(config.output) if config.output else config.default_output()
-    check_output_dir(out.absolute())
     times: dict[str, float] = {}
     if model is None:
         model, source = build_model(config)
     else:
         check_supported(model)
         source = f"user module {type(model).__name__}"
+    from edgepack.model.weights import check_finite
+    check_finite(model.state_dict(), f"model {type(model).__name__}")
     model = model.eval()
     calibration = _load_data(config.calibration, "calibration", config.calib_size, config)
     evalset = _load_data(config.eval_data, "eval", config.eval_size, config)
@@ -181,7 +145,7 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
         with _timed(times, "plan"):
             plan = build_plan(converted, config.input_shape)
 
-    with atomic_folder(out) as folder:
+    with atomic_folder(out, config.force) as folder:
         onnx_file = "qdq.onnx" if plan else "model.onnx"
         with _timed(times, "export"):
             export_qdq_onnx(converted if plan else folded, torch.from_numpy(evalset.images[:2]), folder / onnx_file)
@@ -224,7 +188,7 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
             "params": profile["params"], "macs": profile["macs"],
             "quantization": quantization,
             "folding": {"max_abs_logit_diff": fold_err},
-            "eval": {"source": evalset.source, "spec": config.eval_data, "images": len(evalset)},
+            "eval": evaldata.record(evalset, folder),
             "metrics": metrics,
             "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
             "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
@@ -232,6 +196,9 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
             **build.manifest,
         }
         write_manifest(folder, manifest)
+        if config.sign_key:  # inside the temporary folder: the artifact appears already signed
+            from edgepack.signing import sign_folder
+            sign_folder(folder, config.sign_key)
     log("stage times (s): " + json.dumps(times))
     log(f"artifact written to {out}")
     return out

@@ -112,12 +112,17 @@ def load_image_folder(root: Path, resolution: int) -> Dataset:
 def load_npz(path: Path, resolution: int) -> Dataset:
     """An .npz with ``images`` (N,3,R,R) or (N,R,R,3), pixel range 0..255, and ``labels`` (N,)."""
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             images, labels = z["images"], z["labels"]
     except KeyError:
         raise DataError(f"{path} lacks 'images' or 'labels': save them with np.savez(path, images=..., labels=...)")
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise DataError(f"{path} is not a readable .npz file ({' '.join(str(e).split())[:120]}): write it with numpy.savez")
+        raise DataError(f"{path} is not an .npz file of plain arrays: write it with numpy.savez(path, images=..., labels=...)")
     except Exception as e:
-        raise DataError(f"cannot read {path} as .npz ({e}): write it with numpy.savez")
+        raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}): write it with numpy.savez")
+    check_pixels(images, str(path))
     if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.transpose(0, 3, 1, 2)
     want = (3, resolution, resolution)
@@ -128,9 +133,40 @@ def load_npz(path: Path, resolution: int) -> Dataset:
         )
     if len(images) == 0:
         raise DataError(f"{path} holds no images: give at least one calibration image")
-    if len(labels) != len(images):
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels: give one label per image")
+    if np.ndim(labels) != 1 or len(labels) != len(images):
+        raise DataError(f"{path}: labels have shape {np.shape(labels)} for {len(images)} images: give one integer label per image, shape (N,)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        numeric = np.issubdtype(labels.dtype, np.floating) and bool(np.all(np.isfinite(labels)))
+        if not numeric or not np.array_equal(labels, np.round(labels)):
+            raise DataError(f"{path}: labels are not whole numbers (dtype {labels.dtype}): store class indices 0..N-1 as integers")
     return Dataset(normalise(images), labels.astype(np.int64), f"npz:{path}")
+
+
+def check_pixels(images: np.ndarray, where: str) -> None:
+    """Raw pixels must be finite numbers in 0..255; floats all within 0..1 are a scaling mistake."""
+    if images.dtype == bool or not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
+        raise DataError(f"{where}: images have dtype {images.dtype}: store pixels as uint8 (or numbers 0..255)")
+    if images.size == 0:
+        return
+    if np.issubdtype(images.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(images)))
+        if bad:
+            raise DataError(f"{where}: {bad} pixel values are NaN or infinite: clean the images (pixels are 0..255)")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 255:
+        raise DataError(f"{where}: pixel values span {low:g}..{high:g}, expected 0..255: store the raw pixels, not normalised ones")
+    if np.issubdtype(images.dtype, np.floating) and high <= 1.0:
+        raise DataError(f"{where}: pixel values lie within 0..1 but edgepack expects 0..255: multiply the images by 255")
+
+
+def check_labels(data: "Dataset", classes: int) -> None:
+    """Labels must be integers 0..classes-1, one per image: anything else makes accuracy meaningless."""
+    labels = data.labels
+    if labels.ndim != 1 or len(labels) != len(data.images):
+        raise DataError(f"{data.source}: labels have shape {labels.shape} for {len(data.images)} images: give one integer label per image")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"{data.source}: labels span {int(labels.min())}..{int(labels.max())} but the model has {classes} "
+                        f"classes (0..{classes - 1}): pass --classes to match the data, or fix the labels")
 
 
 def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: int = 10) -> Dataset:
@@ -140,6 +176,10 @@ def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: 
     else:
         path = Path(spec)
         if path.is_dir():
+            folders = sorted(p.name for p in path.iterdir() if p.is_dir())
+            if len(folders) > classes:
+                raise DataError(f"{path} has {len(folders)} class folders but the model has {classes} classes: "
+                                "give one sub-folder per class (sorted names = labels 0..N-1), or pass --classes")
             data = load_image_folder(path, resolution)
         elif path.is_file():
             data = load_npz(path, resolution)
@@ -147,4 +187,5 @@ def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: 
             raise DataError(f"data {path} does not exist: pass an ImageFolder directory or an .npz file")
     if len(data) == 0:
         raise DataError(f"{data.source} is empty: give at least one image")
+    check_labels(data, classes)
     return data

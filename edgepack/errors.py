@@ -1,10 +1,16 @@
-"""One exception tree. Library code raises these; only the CLI turns them into exit codes."""
+"""One exception tree. Library code raises these; only the CLI turns them into exit codes.
+
+Exit codes: 2 = bad input or a missing tool/device (the user can fix it), 1 = a check failed or a
+figure regressed, 3 = an internal error (an edgepack bug: please report it), 130/143 = interrupted.
+"""
+
+EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL = 2, 1, 3
 
 
 class EdgepackError(Exception):
     """Anything the user can fix: the message names the problem and the fix."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class ConfigError(EdgepackError):
@@ -20,7 +26,7 @@ class CheckpointError(EdgepackError):
 
 
 class DataError(EdgepackError):
-    """Empty, unreadable or wrong-shaped calibration / eval data."""
+    """Empty, unreadable, wrong-shaped or out-of-range calibration / eval data."""
 
 
 class UnsupportedModelError(EdgepackError):
@@ -28,18 +34,48 @@ class UnsupportedModelError(EdgepackError):
 
 
 class ArtifactError(EdgepackError):
-    """Missing, partial or tampered artifact folder."""
+    """Missing, partial, tampered or unsigned artifact folder."""
+
+
+class OutputError(EdgepackError):
+    """An output path edgepack may not write: not an artifact, locked by another run, read-only."""
 
 
 class ToolchainError(EdgepackError):
     """A required compiler, emulator or runtime library is not installed."""
 
 
-class RegressionError(EdgepackError):
-    """A benchmark check failed against its expectation or baseline."""
-
-    exit_code = 1
+class DeviceError(EdgepackError):
+    """A device (emulator, RPC board) failed, hung, timed out or went away."""
 
 
 class DeviceUnavailable(EdgepackError):
     """A step needs a device (board, NPU) that is not attached here."""
+
+
+class CheckFailed(EdgepackError):
+    """A check on the produced artifact failed (bit-exactness, agreement, budget, baseline)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class RegressionError(CheckFailed):
+    """A benchmark check failed against its expectation or baseline."""
+
+
+class VerificationError(CheckFailed):
+    """A backend's output differs from the int8 reference (or torch, for fp32) at compile."""
+
+
+class BudgetError(CheckFailed):
+    """The model does not fit a target's flash / RAM budget."""
+
+
+class InternalError(EdgepackError):
+    """An edgepack bug (including a generated program that does not build): please report it."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class BuildError(InternalError):
+    """Generated sources failed to compile with an installed toolchain."""

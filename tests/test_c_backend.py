@@ -18,7 +18,7 @@ from torch import nn
 import edgepack
 from edgepack.artifact import read_manifest, verify, write_manifest
 from edgepack.backends.c import codegen, firmware
-from edgepack.backends.c.lower import BudgetError
+from edgepack.errors import BudgetError
 from edgepack.backends.c.memplan import Buffer, check_no_overlap, lower_bound, plan_buffers, plan_memory
 from edgepack.benchmark.run import bench_artifact
 from edgepack.errors import ArtifactError, ToolchainError

@@ -3,18 +3,28 @@
 Tolerances come from the target file's [tolerances] table, overridden by flags:
   latency_increase (fraction, 0.10 = +10%), accuracy_drop_points, agreement_drop_points,
   cost_increase (fraction). A regression beyond a tolerance fails the bench (exit code 1).
+
+A baseline (format version 2) also records what it was measured on: target, backend, device (without
+the RPC tracker's address), kernel choice, eval images and model config. A bench against a baseline that
+differs in one of these is refused (exit 2): its figures say nothing about this run. The CPU features
+and the edgepack version are recorded and a difference is reported, not refused.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from edgepack.errors import ConfigError
+from edgepack.errors import ConfigError, OutputError
 
 DEFAULT_TOLERANCES = {"latency_increase": 0.10, "accuracy_drop_points": 0.5, "agreement_drop_points": 0.5, "cost_increase": 0.02}
-BASELINE_KEYS = ("target", "backend", "device", "eval_images", "accuracy", "fidelity", "latency", "cost")
+BASELINE_FORMAT, BASELINE_VERSION = "edgepack-bench-baseline", 2
+MATCH_KEYS = ("target", "backend", "device", "kernels", "eval_images", "model")  # a difference refuses the baseline
+MODEL_KEYS = ("alpha", "resolution", "classes", "quant")
+NOTE_KEYS = ("cpu_features", "edgepack_version")  # a difference is reported
+FIGURE_KEYS = ("accuracy", "fidelity", "latency", "cost")
 
 
 @dataclass
@@ -29,20 +39,132 @@ class Delta:
         return self.__dict__.copy()
 
 
+def artifact_identity(manifest: dict) -> dict:
+    """What a bench report takes from the manifest so that a baseline records what it measured."""
+    info, model = manifest.get("backend_info") or {}, manifest["model"]
+    kernels = info.get("kernels")
+    return {"kernels": kernels if isinstance(kernels, str) else None, "cpu_features": info.get("cpu_features"),
+            "model": {"alpha": model["alpha"], "resolution": model["resolution"], "classes": model["classes"],
+                      "quant": manifest["quantization"]["mode"]},
+            "edgepack_version": manifest.get("edgepack_version")}
+
+
+def device_identity(device: str) -> str:
+    """"rpc 127.0.0.1:48207 key x86" -> "rpc key x86": with a key the tracker's address (a random port on
+    loopback) is not the device; without one the server's host is, its port is not."""
+    rpc = re.fullmatch(r"rpc (\S+?)(?::\d+)?( key .+)?", device)
+    if rpc is None:
+        return device
+    return "rpc" + rpc.group(2) if rpc.group(2) else f"rpc {rpc.group(1)}"
+
+
 def baseline_from(report: dict) -> dict:
-    return {"format": "edgepack-bench-baseline", "version": 1, **{k: report.get(k) for k in BASELINE_KEYS}}
+    fields = {k: report.get(k) for k in (*MATCH_KEYS, *NOTE_KEYS, *FIGURE_KEYS)}
+    return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, **fields, "device": device_identity(report["device"])}
 
 
-def load_baseline(path: Path) -> dict:
+def write_baseline(path, report: dict) -> None:
     try:
-        data = json.loads(Path(path).read_text())
+        Path(path).write_text(json.dumps(baseline_from(report), indent=1) + "\n")
+    except OSError as e:
+        raise OutputError(f"cannot write baseline {path} ({e.strerror or type(e).__name__}): pass a file path in a writable folder")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers_or_null(v) -> bool:
+    return isinstance(v, dict) and all(_number(x) or x is None for x in v.values())
+
+
+# field -> (valid?, what it must be)
+BASELINE_FIELDS = {
+    "target": (lambda v: isinstance(v, str), "a target name"),
+    "backend": (lambda v: isinstance(v, str), "a backend name"),
+    "device": (lambda v: isinstance(v, str), "a device name"),
+    "kernels": (lambda v: v is None or isinstance(v, str), "a kernel set name or null"),
+    "eval_images": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "model": (lambda v: isinstance(v, dict) and set(MODEL_KEYS) <= set(v) and _number(v["alpha"]) and isinstance(v["quant"], str)
+              and all(isinstance(v[k], int) and not isinstance(v[k], bool) for k in ("resolution", "classes")),
+              "an object with alpha, resolution, classes and quant"),
+    "cpu_features": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of strings or null"),
+    "edgepack_version": (lambda v: v is None or isinstance(v, str), "a version string or null"),
+    "accuracy": (lambda v: v is None or (_number(v) and 0 <= v <= 1), "a number in [0, 1] or null"),
+    "fidelity": (lambda v: v is None or _numbers_or_null(v), "an object of numbers or null"),
+    "latency": (lambda v: v is None or (_numbers_or_null(v) and (v.get("median_ms") is None or v["median_ms"] > 0)),
+                "an object of numbers (median_ms > 0) or null"),
+    "cost": (lambda v: v is None or (isinstance(v, dict) and all(isinstance(x, (str, int, float, bool)) or x is None for x in v.values())),
+             "an object of numbers or strings, or null"),
+}
+
+
+def load_baseline(path) -> dict:
+    """A version-2 baseline with every field of the right type, or a one-line ConfigError naming the fix."""
+    regenerate = f"regenerate it with `edgepack bench ARTIFACT --update-baseline {path}`"
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"baseline {path} does not exist: create it with `edgepack bench ARTIFACT --update-baseline {path}`")
+    except IsADirectoryError:
+        raise ConfigError(f"baseline {path} is a directory: pass the baseline's .json file")
+    except OSError as e:
+        raise ConfigError(f"baseline {path} cannot be read ({e.strerror or type(e).__name__}): check its permissions or {regenerate}")
+    except UnicodeDecodeError:
+        raise ConfigError(f"baseline {path} is not UTF-8 text: {regenerate}")
     except json.JSONDecodeError as e:
-        raise ConfigError(f"baseline {path} is not valid JSON ({e}): regenerate it with --update-baseline")
-    if data.get("format") != "edgepack-bench-baseline":
-        raise ConfigError(f"{path} is not an edgepack bench baseline: regenerate it with --update-baseline")
+        raise ConfigError(f"baseline {path} is not valid JSON ({e}): {regenerate}")
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        what = f"a JSON {type(data).__name__}" if not isinstance(data, dict) else "JSON without format \"edgepack-bench-baseline\""
+        raise ConfigError(f"baseline {path} holds {what}, not an edgepack bench baseline: {regenerate}")
+    if data.get("version") != BASELINE_VERSION:
+        raise ConfigError(f"baseline {path} is format version {data.get('version')!r}, this edgepack reads version {BASELINE_VERSION} "
+                          f"(which records the device, kernels and model measured): {regenerate}")
+    for key, (valid, must_be) in BASELINE_FIELDS.items():
+        if key not in data:
+            raise ConfigError(f"baseline {path} has no \"{key}\" field: {regenerate}")
+        if not valid(data[key]):
+            raise ConfigError(f"baseline {path}: \"{key}\" is {json.dumps(data[key])[:60]} but must be {must_be}: {regenerate}")
     return data
+
+
+def _first_mismatch(baseline: dict, report: dict) -> tuple[str, object, object] | None:
+    """(field, baseline value, this run's value) of the first identity field that differs, else None."""
+    current = {**{k: report.get(k) for k in MATCH_KEYS}, "device": device_identity(report["device"])}
+    for key in MATCH_KEYS:
+        if key == "model":
+            for sub in MODEL_KEYS:
+                if baseline["model"][sub] != (current["model"] or {}).get(sub):
+                    return f"model.{sub}", baseline["model"][sub], (current["model"] or {}).get(sub)
+        elif baseline[key] != current[key]:
+            return key, baseline[key], current[key]
+    return None
+
+
+def _matching_sibling(path: Path, report: dict) -> Path | None:
+    """Another baseline next to ``path`` measured on what this run measures (e.g. the -generic twin of a -vnni file)."""
+    for other in sorted(path.parent.glob("*.json")):
+        if other.resolve() == path.resolve():
+            continue
+        try:
+            if _first_mismatch(load_baseline(other), report) is None:
+                return other
+        except ConfigError:
+            continue
+    return None
+
+
+def check_matches(baseline: dict, report: dict, path) -> list[str]:
+    """Refuse a baseline measured on something else (ConfigError); return notes on recorded differences that do not refuse it."""
+    mismatch = _first_mismatch(baseline, report)
+    if mismatch is not None:
+        key, was, now = mismatch
+        sibling = _matching_sibling(Path(path), report)
+        fix = (f"use {sibling}, which matches this run, or" if sibling else "pass a baseline measured on this configuration or")
+        raise ConfigError(f"baseline {path} was measured with {key} {json.dumps(was)}, this run has {json.dumps(now)}: "
+                          f"{fix} record one with `edgepack bench ARTIFACT --update-baseline FILE`")
+    return [f"note: baseline {key} {json.dumps(baseline[key])}, this run {json.dumps(report.get(key))} (reported, not refused)"
+            for key in NOTE_KEYS if baseline[key] != report.get(key)]
 
 
 def compare(report: dict, baseline: dict, tolerances: dict) -> list[Delta]:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgepack.artifact import verify
+from edgepack.errors import ArtifactError
 from edgepack.data import load_dataset
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
@@ -64,7 +65,8 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None) -
     folder = Path(artifact)
     manifest = verify(folder)
     if not manifest.get("plan"):
-        raise ValueError("this artifact has no int8 plan (compiled with --quant none): nothing to debug")
+        raise ArtifactError(f"{folder} is an fp32 artifact (--quant none): it has no int8 plan to debug; compile with "
+                            "--quant ptq or qat")
     cfg = manifest["model"]
     if model is None:
         if cfg["weights"] != "shipped digits weights":
@@ -126,10 +128,12 @@ def plot_debug(d: dict, path: Path) -> Path:
     b.legend(handles, colors.keys(), fontsize=7, ncol=5)
     fig.suptitle(f"edgepack debug: {Path(d['artifact']).name} ({d['quantization']})")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
 def write_json(d: dict, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(d, indent=1) + "\n")

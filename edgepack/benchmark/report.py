@@ -7,7 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgepack.errors import ConfigError
+from edgepack.errors import ConfigError, OutputError
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#eee}td:first-child{text-align:left}
@@ -44,12 +44,12 @@ def _page(title: str, sections: list[str]) -> str:
             f"<script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
-def artifact_report(folder: Path) -> str:
+def artifact_report(folder: Path, eval_data=None) -> str:
     from edgepack.benchmark.debug import debug_artifact, plot_debug
     from edgepack.benchmark.run import bench_artifact
 
     manifest = json.loads((folder / "manifest.json").read_text())
-    bench = bench_artifact(folder, count=20)
+    bench = bench_artifact(folder, count=20, eval_data=eval_data)
     m, metrics = manifest["model"], manifest["metrics"]
     summary = [{"field": k, "value": v} for k, v in (
         ("target", manifest["target"]["name"]), ("backend", manifest["backend"]), ("alpha", m["alpha"]),
@@ -80,14 +80,23 @@ def sweep_report(folder: Path) -> str:
     return _page(f"edgepack sweep report: target {data['target']}", sections)
 
 
-def write_report(path, out=None) -> Path:
-    folder = Path(path)
+def write_report(path, out=None, eval_data=None) -> Path:
+    """Write the page to ``out`` (default beside the artifact / inside the sweep), creating missing
+    parent folders; ``eval_data`` as for bench_artifact."""
+    folder = Path(path).resolve()  # "." and ".." have no name to derive the default file from
     if (folder / "sweep.json").exists():
-        page, default = sweep_report(folder), folder / "report.html"
+        make_page, default = (lambda: sweep_report(folder)), folder / "report.html"
     elif (folder / "manifest.json").exists():
-        page, default = artifact_report(folder), folder.with_name(folder.name + ".report.html")
+        make_page, default = (lambda: artifact_report(folder, eval_data)), folder.with_name(folder.name + ".report.html")
     else:
         raise ConfigError(f"{folder} is neither an artifact nor a sweep folder: pass what `edgepack compile` or `edgepack sweep` wrote")
     target = Path(out) if out else default
-    target.write_text(page)
+    if target.is_dir():  # checked before the bench the page needs
+        raise OutputError(f"report output {target} is a folder: pass -o with a file path such as {target / 'report.html'}")
+    page = make_page()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page)
+    except OSError as e:
+        raise OutputError(f"cannot write the report to {target} ({e.strerror or e}): pass -o with a writable file path")
     return target

@@ -20,8 +20,9 @@ import numpy as np
 
 from edgepack.artifact import verify
 from edgepack.backends import backend_module
+from edgepack.benchmark import compare
 from edgepack.benchmark.measure import latency_stats
-from edgepack.data import load_dataset
+from edgepack import evaldata
 from edgepack.errors import ConfigError
 from edgepack.evaluate import accuracy, agreement, max_abs_diff
 from edgepack.plan import reference
@@ -41,13 +42,16 @@ class Check:
         return {"name": self.name, "passed": self.passed, "value": self.value, "expected": self.expected}
 
 
-def eval_set(manifest: dict, eval_size: int | None):
-    model, ev = manifest["model"], manifest["eval"]
+def eval_set(manifest: dict, eval_size: int | None, folder: Path, eval_data=None):
+    """The eval images the compile measured (see edgepack.evaldata), the first ``eval_size`` of them."""
+    ev = manifest["eval"]
     n = ev["images"] if eval_size is None else min(eval_size, ev["images"])
-    return load_dataset(ev.get("spec"), "eval", model["resolution"], model["classes"]).take(n)
+    return evaldata.load(manifest, folder, eval_data).take(n)
 
 
-def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warmup: int = 5, **device_options) -> dict:
+def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warmup: int = 5, eval_data=None,
+                   **device_options) -> dict:
+    """``eval_data``: the compile's eval data, needed only when it was too large to copy into the artifact."""
     folder = Path(artifact)
     manifest = verify(folder)
     runner_class = backend_module(manifest["backend"]).Runner
@@ -58,10 +62,10 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     runner = runner_class(folder, manifest, **device_options)
     golden_x, golden_y = np.load(folder / "golden_input.npy"), np.load(folder / "golden_output.npy")
     plan = Plan.load(folder) if manifest.get("plan") else None
-    data = eval_set(manifest, eval_size)
+    data = eval_set(manifest, eval_size, folder, eval_data)
     checks: list[Check] = []
     report: dict = {"artifact": str(folder), "target": manifest["target"]["name"], "backend": manifest["backend"],
-                    "device": runner.device, "eval_images": len(data),
+                    "device": runner.device, "eval_images": len(data), **compare.artifact_identity(manifest),
                     "fp32_accuracy_at_compile": manifest["metrics"]["fp32_accuracy"],
                     "tolerances": manifest["target"].get("tolerances", {})}
 

@@ -5,28 +5,44 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgepack.cli.flags import check_output_file, non_negative_float, non_negative_int, positive_int, write_output_file
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="verify an artifact and measure accuracy, fidelity and latency")
     p.add_argument("artifact", help="artifact folder written by `edgepack compile`")
-    p.add_argument("--eval-size", type=int, help="use the first N eval images (default: all the compile used)")
-    p.add_argument("--count", type=int, default=50, help="timed runs (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    p.add_argument("--eval-size", type=positive_int, help="use the first N eval images (default: all the compile used)")
+    p.add_argument("--eval-data", metavar="PATH", help="the compile's --eval-data, when it was too large to copy into "
+                   "the artifact (checked against its recorded sha256)")
+    p.add_argument("--count", type=positive_int, default=50, help="timed runs (default 50)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--device", help="run on this device instead of the target's (openvino: cpu or npu)")
     p.add_argument("--rpc", metavar="HOST:PORT", help="TVM artifacts: run on a board over TVM RPC (server, or tracker with --key)")
     p.add_argument("--key", help="with --rpc: the device key to request from the RPC tracker (e.g. rpi4)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a silent device counts as dead (default 120)")
+    p.add_argument("--verify-key", metavar="PUB", help="Ed25519 public key: refuse (exit 2) an artifact whose manifest.sig "
+                   "is missing or not from this key, before running anything")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file, one test case per check")
     p.add_argument("--baseline", metavar="FILE", help="compare with a stored baseline; exit 1 on a regression")
     p.add_argument("--update-baseline", metavar="FILE", help="write this run's figures as the new baseline")
     for name, help_ in (("latency-increase", "fraction, e.g. 0.10"), ("accuracy-drop", "points"),
                         ("agreement-drop", "points"), ("cost-increase", "fraction")):
-        p.add_argument(f"--max-{name}", type=float, help=f"tolerance override ({help_}); default from the target file")
+        p.add_argument(f"--max-{name}", type=non_negative_float, help=f"tolerance override ({help_}); default from the target file")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from edgepack.cli.paths import absolute
+
+    args.artifact = absolute(args.artifact)  # libraries run programs from other folders: never hand them a relative path
+    args.eval_data = absolute(args.eval_data)
+    for flag in ("json", "junit", "update_baseline"):
+        check_output_file(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.verify_key:  # before torch is imported, and before anything in the artifact is loaded
+        from edgepack.signing import short, verify_signature
+        _, key = verify_signature(args.artifact, args.verify_key)
+        print(f"signature verified: {args.artifact} is signed by key {short(key)}")
     from edgepack.benchmark import compare
     from edgepack.benchmark.run import bench_artifact, format_report
 
@@ -34,7 +50,9 @@ def run(args) -> int:
     if args.rpc:
         device_options["timeout"] = args.timeout
     baseline = compare.load_baseline(args.baseline) if args.baseline else None
-    report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup, **device_options)
+    report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
+                            eval_data=args.eval_data, **device_options)
+    baseline_notes = compare.check_matches(baseline, report, args.baseline) if baseline is not None else []
     print(format_report(report))
     if baseline is not None:
         tolerances = {**report.get("tolerances", {}), **{k: v for k, v in (
@@ -44,13 +62,15 @@ def run(args) -> int:
         report["baseline_deltas"] = [d.to_json() for d in deltas]
         regressed = [d for d in deltas if d.regressed]
         print(f"\nagainst baseline {args.baseline}:\n{compare.format_deltas(deltas)}")
+        for note in baseline_notes:
+            print(note)
         print(f"{len(regressed)} regression(s): {', '.join(d.check for d in regressed)}" if regressed else "no regression")
         report["passed"] = report["passed"] and not regressed
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        write_output_file(args.json, json.dumps(report, indent=1) + "\n")
     if args.junit:
-        Path(args.junit).write_text(compare.junit_xml(report))
+        write_output_file(args.junit, compare.junit_xml(report))
     if args.update_baseline:
-        Path(args.update_baseline).write_text(json.dumps(compare.baseline_from(report), indent=1) + "\n")
+        compare.write_baseline(args.update_baseline, report)
         print(f"baseline written to {args.update_baseline}")
     return 0 if report["passed"] else 1

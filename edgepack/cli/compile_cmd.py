@@ -1,6 +1,8 @@
 """edgepack compile: model -> int8 artifact folder for a target."""
 from __future__ import annotations
 
+from edgepack.cli.flags import positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="build a verified artifact folder for a target")
@@ -12,34 +14,45 @@ def add_parser(sub) -> None:
     p.add_argument("--quant", default="ptq", help="ptq (default), qat or none (fp32)")
     p.add_argument("--weight-granularity", default="per-channel", help="per-channel (default) or per-tensor")
     p.add_argument("--calibration", help="ImageFolder directory or .npz (default: bundled digits calibration split)")
-    p.add_argument("--calib-size", type=_positive, help="use the first N calibration images")
+    p.add_argument("--calib-size", type=positive_int, help="use the first N calibration images")
     p.add_argument("--eval-data", help="ImageFolder directory or .npz (default: bundled digits eval split)")
-    p.add_argument("--eval-size", type=_positive, help="use the first N eval images")
-    p.add_argument("--qat-epochs", type=_positive, default=1, help="QAT fine-tuning epochs (default 1)")
-    p.add_argument("-o", "--output", help="artifact folder (default artifacts/mobilenet_v1_<alpha>_<res>_<target>_<quant>)")
+    p.add_argument("--eval-size", type=positive_int, help="use the first N eval images")
+    p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
+    p.add_argument("-o", "--output", help="artifact folder (default artifacts/mobilenet_v1_<alpha>_<res>_<target>_<quant>); "
+                   "an existing one is replaced only if it is an unchanged edgepack artifact")
+    p.add_argument("--force", action="store_true", help="replace an edgepack artifact folder even if files in it were "
+                   "added or changed (a folder that is not an artifact is never replaced)")
+    p.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key (from `edgepack keygen`): sign the manifest "
+                   "into manifest.sig, checked by `edgepack verify --verify-key`")
     p.set_defaults(run=run)
 
 
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
 def run(args) -> int:
-    from edgepack.compiler import CompileConfig, compile_model
+    """Validate every flag, the target and the output folder before torch is imported."""
+    from edgepack.artifact import check_output_dir
+    from edgepack.config import CompileConfig
+    from edgepack.targets import get_target
 
+    if args.sign_key:  # a bad key is reported at once
+        from edgepack.signing import load_private_key
+        load_private_key(args.sign_key)
     config = CompileConfig(
         target=args.target, alpha=args.alpha, resolution=args.resolution, classes=args.classes,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
-        eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=args.output,
+        eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
+        sign_key=args.sign_key,
     )
+    get_target(config.target)
+    check_output_dir(config.output_path(), config.force)
+    from edgepack.compiler import compile_model
+
     compile_model(config)
     return 0
+
+
+def _output(args):
+    """Absolute at the CLI edge: the manifest and messages never depend on where compile ran."""
+    from pathlib import Path
+
+    return Path(args.output).absolute() if args.output else None

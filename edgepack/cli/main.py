@@ -1,19 +1,39 @@
 """edgepack command line: each subcommand module registers its parser; this is the one place
-an expected error (EdgepackError) becomes a one-line message and an exit code."""
+an error becomes a one-line message and an exit code (see edgepack.errors): 2 bad input or a
+missing tool, 1 a check failed, 3 an internal error (traceback with --verbose), 130/143 interrupted."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from edgepack import __version__
 
-SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report")
+SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report", "keygen", "verify")
+
+
+class Terminated(BaseException):
+    """SIGTERM (what `timeout` and CI cancellation send), raised like KeyboardInterrupt so every
+    ``finally`` and temporary folder is cleaned up on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one stderr line (the usage text is what --help is for)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}: see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgepack", description="MobileNet-style PyTorch CNNs to verified int8 edge artifacts.")
+    parser = OneLineParser(prog="edgepack", description="MobileNet-style PyTorch CNNs to verified int8 edge artifacts.")
     parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"edgepack.cli.{name}_cmd").add_parser(sub)
@@ -22,16 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from edgepack.errors import EdgepackError
+    from edgepack.errors import EXIT_INTERNAL, EdgepackError
 
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.run(args) or 0)
     except EdgepackError as e:
-        print(f"edgepack {args.command}: error: {e}", file=sys.stderr)
+        print(f"edgepack {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"edgepack {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"edgepack {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    except Exception as e:  # a bug: one line unless --verbose asks for the traceback
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"edgepack {args.command}: internal error ({type(e).__name__}: {_one_line(e)[:300]}): please report it "
+              "with the command line; rerun with --verbose for the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

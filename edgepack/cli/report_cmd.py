@@ -5,12 +5,20 @@ from __future__ import annotations
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report for an artifact or sweep folder")
     p.add_argument("path", help="artifact folder or sweep folder")
-    p.add_argument("-o", "--output", help="HTML file (default: <artifact>.report.html or <sweep>/report.html)")
+    p.add_argument("-o", "--output", help="HTML file (default: <artifact>.report.html or <sweep>/report.html); "
+                   "missing parent folders are created")
+    p.add_argument("--eval-data", metavar="PATH", help="the compile's --eval-data, when it was too large to copy into "
+                   "the artifact (as for bench)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from edgepack.cli.flags import check_output_file
+    from edgepack.cli.paths import absolute
+
+    check_output_file(args.output, "-o")  # before the bench it runs, not after
     from edgepack.benchmark.report import write_report
 
-    print(f"report written to {write_report(args.path, args.output)}")
+    path = write_report(absolute(args.path), absolute(args.output), eval_data=absolute(args.eval_data))
+    print(f"report written to {path}")
     return 0

@@ -1,11 +1,13 @@
 """edgepack tune: MetaSchedule tuning records for a TVM target (later compiles pick them up)."""
 from __future__ import annotations
 
+from edgepack.cli.flags import positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="tune a TVM target with MetaSchedule; records land in tuning/<target>/")
     p.add_argument("--target", required=True, help="a TVM target (x86-tvm here; ARM targets need --rpc)")
-    p.add_argument("--trials", type=int, default=64, help="global trial budget (default 64)")
+    p.add_argument("--trials", type=positive_int, default=64, help="global trial budget (default 64)")
     p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution (default 224)")
     p.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker that serves the target's boards")

@@ -6,12 +6,10 @@ average pooling then a fully connected layer with no nonlinearity.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from edgepack.errors import ConfigError
+from edgepack.validate import check_alpha, check_classes, check_resolution  # noqa: F401 (re-exported)
 
 # Table 1: first layer is a full 3x3 conv, stride 2, 32 filters.
 STEM_CHANNELS = 32
@@ -30,38 +28,6 @@ MIN_CHANNELS = 8  # TF-slim's min_depth
 def scaled_channels(channels: int, alpha: float) -> int:
     """Width multiplier as the reference (TF-slim) implementation rounds it: truncate, floor 8."""
     return max(int(channels * alpha), MIN_CHANNELS)
-
-
-def check_alpha(alpha) -> float:
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise ConfigError(f"alpha {alpha!r} is not a number: pass a width multiplier in (0, 1], e.g. --alpha 0.75")
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise ConfigError(f"alpha {alpha!r} is outside (0, 1]: pass a width multiplier such as 1.0, 0.75, 0.5 or 0.25")
-    return value
-
-
-def check_resolution(resolution) -> int:
-    try:
-        value = int(resolution)
-        if value != float(resolution):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"resolution {resolution!r} is not an integer: pass a multiple of 32 such as 224, 192, 160 or 128")
-    if value < 32 or value % 32:
-        raise ConfigError(f"resolution {value} is not a multiple of 32 from 32 up: use e.g. 224, 192, 160, 128 or 96")
-    return value
-
-
-def check_classes(num_classes) -> int:
-    try:
-        value = int(num_classes)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 2:
-        raise ConfigError(f"classes {num_classes!r} must be an integer >= 2")
-    return value
 
 
 class ConvBNReLU(nn.Sequential):

@@ -58,6 +58,14 @@ def pretrained(alpha: float, resolution: int = 224, num_classes: int = DIGITS_CL
     return model.eval()
 
 
+def check_finite(state: dict, where: str) -> None:
+    """NaN or infinite weights poison calibration and every figure after it: refuse them by name."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{where}: {name} has {bad} NaN or infinite values: retrain or repair the weights")
+
+
 def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes: int) -> MobileNetV1:
     """A state dict of our MobileNetV1 saved with torch.save (or an .npz from save_compact)."""
     path = Path(path)
@@ -74,14 +82,20 @@ def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a state dict of tensors: save model.state_dict()")
+    check_finite(state, f"checkpoint {path}")
     model = MobileNetV1(alpha, resolution, num_classes)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        found = "; ".join(f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in (
+            ("missing keys", missing), ("unexpected keys", unexpected)) if keys)
+        raise CheckpointError(f"checkpoint {path} is not a state dict of edgepack's MobileNetV1 ({found}): save "
+                              "MobileNetV1(...).state_dict(), or compile your own nn.Module with edgepack.compile(model, ...)")
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
         raise CheckpointError(
-            f"checkpoint {path} does not match MobileNetV1(alpha={alpha:g}, classes={num_classes}) ({detail[:160]}): "
-            "pass the --alpha and --classes it was trained with"
-        )
+            f"checkpoint {path} does not match MobileNetV1(alpha={alpha:g}, classes={num_classes}): {k} has shape "
+            f"{tuple(state[k].shape)}, expected {tuple(expected[k].shape)}: pass the --alpha and --classes it was trained with")
+    model.load_state_dict(state, strict=True)
     return model.eval()

@@ -7,8 +7,6 @@ flatten, the operator set of MobileNet-style chains.
 """
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch.fx import Node
 from torchao.quantization.pt2e import observer as obs
@@ -20,6 +18,8 @@ from torchao.quantization.pt2e.quantizer import (
     SharedQuantizationSpec,
 )
 
+from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
+
 aten = torch.ops.aten
 COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
 BATCHNORM_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
@@ -28,11 +28,6 @@ SHARED_OPS = {  # output keeps the input's quantization parameters
     aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim,
     aten.flatten.using_ints, aten.view.default, aten.reshape.default,
 }
-
-
-class WeightGranularity(str, enum.Enum):
-    PER_CHANNEL = "per-channel"
-    PER_TENSOR = "per-tensor"
 
 
 def activation_spec(qat: bool) -> QuantizationSpec:

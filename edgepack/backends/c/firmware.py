@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.errors import EdgepackError, TargetError, ToolchainError
+from edgepack.errors import BuildError, DeviceError, TargetError, ToolchainError
 
 KINDS = ("cortex-m", "host")
 RUNTIME = ("kernels.h", "kernels.c", "kernels_fast.c", "edgepack_main.c", "startup_cortexm.c")
@@ -29,14 +29,6 @@ DEFAULT_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wpedantic"
                   "-ffunction-sections", "-fdata-sections")
 FIRMWARE = "bin/firmware.elf"
 HOST_EXE, HOST_LIB, CROSS_EXE = "bin/edgepack_run", "bin/libedgepack_model.so", "bin/edgepack_run_aarch64"
-
-
-class BuildError(EdgepackError):
-    """The generated C did not compile or link (a warning is an error here: -Werror)."""
-
-
-class DeviceError(EdgepackError):
-    """The firmware or program failed on its device (non-zero exit, crash, timeout, bad output)."""
 
 
 @dataclass(frozen=True)
@@ -313,6 +305,7 @@ class RunResult:
 
 def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, device: str) -> RunResult:
     """Stream int8 images (N, ...) through the test program on ``device``; outputs (N, output_size)."""
+    binary = Path(binary).resolve()  # the program runs in a temporary folder: a relative path would miss it
     x = np.ascontiguousarray(x, dtype=np.int8)
     n = int(x.shape[0])
     r = spec.run
@@ -331,6 +324,8 @@ def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, d
             proc = subprocess.run(cmd, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{device}: no result after {timeout:.0f} s for {n} images (hung or crashed firmware?)")
+        except OSError as e:
+            raise DeviceError(f"{device}: cannot start {cmd[0]} ({e.strerror}): recompile the artifact on this machine")
         out_path = Path(tmp) / "output.bin"
         if proc.returncode != 0:
             tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
@@ -349,6 +344,7 @@ def callgrind_instructions(binary: Path, x: np.ndarray) -> int | None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
+    binary = Path(binary).resolve()  # run from a temporary folder, like run_images
     with tempfile.TemporaryDirectory(prefix="edgepack-cg-") as tmp:
         np.ascontiguousarray(x[:1], dtype=np.int8).tofile(Path(tmp) / "input.bin")
         cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=cg.out", "--toggle-collect=edgepack_invoke",

@@ -20,20 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.c import codegen, firmware
-from edgepack.backends.c.firmware import BuildSpec, DeviceError
+from edgepack.backends.c.firmware import BuildSpec
 from edgepack.backends.c.memplan import plan_memory
-from edgepack.errors import EdgepackError, UnsupportedModelError
-
-
-class BudgetError(EdgepackError):
-    """The model does not fit the flash or RAM budget of its target."""
+from edgepack.errors import BudgetError, UnsupportedModelError, VerificationError
 
 
 def _verify(result, want: np.ndarray, device: str, what: str) -> None:
     if result.outputs.shape != want.shape or not np.array_equal(result.outputs, want):
         diff = int(np.count_nonzero(result.outputs != want)) if result.outputs.shape == want.shape else "all"
-        raise DeviceError(f"{device}: {what} output differs from the numpy int8 reference in {diff} values "
-                          "(a bug in edgepack's C backend: please report it with this model)")
+        raise VerificationError(f"{device}: {what} output differs from the numpy int8 reference in {diff} values, "
+                                "artifact refused: please report this edgepack C backend bug with the model")
 
 
 def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str) -> None:

@@ -10,11 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.tvm import toolchain
-from edgepack.errors import EdgepackError
-
-
-class DeviceError(EdgepackError):
-    """The device (emulator or RPC board) failed, timed out or went away."""
+from edgepack.errors import DeviceError
 
 
 def use_all_cores() -> int:

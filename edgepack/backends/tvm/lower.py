@@ -7,15 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.tvm.toolchain import HOST_ARCH, require
-from edgepack.errors import EdgepackError, ToolchainError
+from edgepack.errors import ToolchainError, VerificationError
 from edgepack.targets import Target
 
 LIBRARY = "model.so"
 REPO = Path(__file__).resolve().parents[3]
-
-
-class VerificationError(EdgepackError):
-    """The compiled library disagrees with the int8 reference on the golden input."""
 
 
 def tvm_target(target: Target):
@@ -98,6 +94,18 @@ def int8_kernels(target: Target, plan, tvm_tgt) -> str:
     return "generic"
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "neon", "dotprod", "i8mm")
+
+
+def cpu_features(tvm_tgt) -> list[str]:
+    """The SIMD features the library was compiled for (those that decide int8 speed): bench baselines record them."""
+    from tvm.target import codegen
+
+    if tvm_tgt.kind.name != "llvm":
+        return []
+    return [f for f in CPU_FEATURES if codegen.target_has_features(f, tvm_tgt)]
+
+
 def lower(build, folder: Path) -> dict:
     import tvm
     import tvm_ffi
@@ -105,7 +113,8 @@ def lower(build, folder: Path) -> dict:
     target = build.target
     arch = target.compiler.get("arch", HOST_ARCH)
     tvm_tgt = tvm_target(target)
-    if int8_kernels(target, build.plan, tvm_tgt) == "vnni":
+    kernels = int8_kernels(target, build.plan, tvm_tgt)
+    if kernels == "vnni":
         from edgepack.backends.tvm import x86_vnni
 
         lowering = "int8 plan -> hand-scheduled TIR: NHWC uint8 activations, conv as u8 x s8 GEMM with int32 accumulation, integer requantization"
@@ -128,6 +137,7 @@ def lower(build, folder: Path) -> dict:
         "runtime": "tvm", "tvm_version": tvm.__version__, "tvm_ffi_version": tvm_ffi.__version__,
         "tvm_target": str(tvm_tgt), "arch": arch, "library": LIBRARY, "cross_compiler": cross,
         "lowering": lowering, "schedules": schedules, "dtype": "int8" if build.plan is not None else "float32",
+        "kernels": kernels, "cpu_features": cpu_features(tvm_tgt),
         "input_shape": [1, *build.config.input_shape],
     }
 

@@ -1,0 +1,103 @@
+"""The eval data an artifact was measured on, recorded by content so the artifact benches anywhere.
+
+Compile records, in the manifest's "eval" entry, what it measured: ``source`` (a description,
+never a relative path), ``images`` (N), ``sha256`` (of the normalised float32 images and int64
+labels, see ``content_sha256``) and ``file``: the data copied into the artifact as
+``eval_data.npz``, or None when it ships with edgepack (the bundled digits split) or is larger
+than ``COPY_LIMIT_BYTES``. Bench reloads it from that copy, the digits split or ``--eval-data
+PATH`` and refuses data whose sha256 differs: accuracy on other images would not be comparable.
+
+``eval_data.npz`` holds ``labels`` (int64) and either ``pixels`` (uint8 N,3,R,R, 0..255: what
+ImageFolder and integer .npz sources hold; ``normalise`` gives the images back bit for bit) or,
+when the pixels are not integers, ``images`` (the normalised float32 arrays). It is written with
+fixed zip timestamps, so the same inputs still give a byte-identical artifact.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.data import Dataset, load_dataset, normalise
+from edgepack.errors import ArtifactError, DataError
+
+EVAL_FILE = "eval_data.npz"
+COPY_LIMIT_BYTES = 16 << 20  # uncompressed bytes of the stored arrays; larger data stays outside the artifact
+HASH_FORMAT = b"edgepack-eval-v1"
+
+
+def content_sha256(data: Dataset) -> str:
+    """sha256 of what a bench measures: the images as the model sees them, and the labels."""
+    images = np.ascontiguousarray(data.images, dtype="<f4")
+    labels = np.ascontiguousarray(data.labels, dtype="<i8")
+    h = hashlib.sha256(HASH_FORMAT)
+    h.update(repr((images.shape, labels.shape)).encode())
+    h.update(images.tobytes())
+    h.update(labels.tobytes())
+    return h.hexdigest()
+
+
+def stored_arrays(data: Dataset) -> dict[str, np.ndarray]:
+    """The smallest arrays that give ``data`` back exactly: uint8 pixels when the images are
+    normalised integer pixels, else the float32 images themselves."""
+    images = np.asarray(data.images, np.float32)
+    pixels = np.clip(np.rint((images * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
+    if np.array_equal(normalise(pixels), images):
+        return {"pixels": pixels, "labels": np.asarray(data.labels, np.int64)}
+    return {"images": images, "labels": np.asarray(data.labels, np.int64)}
+
+
+def is_bundled(source: str) -> bool:
+    return source.startswith("digits:")
+
+
+def record(data: Dataset, folder: Path) -> dict:
+    """The manifest's "eval" entry for ``data``; copies it into ``folder`` when it is small and does
+    not ship with edgepack."""
+    from edgepack.plan.plan import write_npz
+
+    entry = {"source": data.source, "images": len(data), "sha256": content_sha256(data), "file": None}
+    if not is_bundled(data.source):
+        arrays = stored_arrays(data)
+        if sum(a.nbytes for a in arrays.values()) <= COPY_LIMIT_BYTES:
+            write_npz(Path(folder) / EVAL_FILE, arrays)
+            entry["file"] = EVAL_FILE
+    return entry
+
+
+def read_copy(path: Path, source: str) -> Dataset:
+    try:
+        with np.load(path) as z:
+            labels = z["labels"]
+            images = normalise(z["pixels"]) if "pixels" in z.files else z["images"]
+    except Exception as e:
+        raise ArtifactError(f"cannot read the eval data {path} ({e}): recompile the artifact")
+    return Dataset(np.asarray(images, np.float32), labels.astype(np.int64), source)
+
+
+def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> Dataset:
+    """The eval images the artifact was compiled with, from ``eval_data`` if given (checked against
+    the recorded sha256), else its own copy, else the bundled digits split."""
+    model, ev = manifest["model"], manifest["eval"]
+    resolution, classes, n = model["resolution"], model["classes"], int(ev["images"])
+    if "sha256" not in ev:  # an artifact from before eval data was recorded by content
+        return load_dataset(eval_data or ev.get("spec"), "eval", resolution, classes).take(n)
+    what = f"{ev['source']}, {n} images, sha256 {ev['sha256'][:12]}"
+    if eval_data is not None:
+        data = load_dataset(Path(eval_data), "eval", resolution, classes)
+        if len(data) < n or content_sha256(data.take(n)) != ev["sha256"]:
+            raise DataError(f"--eval-data {eval_data} is not the data this artifact was compiled with ({what}): "
+                            "pass the same images and labels, in the same order, with --eval-data")
+        return data.take(n)
+    if ev.get("file"):
+        data = read_copy(Path(folder) / ev["file"], ev["source"])
+    elif is_bundled(ev["source"]):
+        data = load_dataset(None, "eval", resolution, classes).take(n)
+    else:
+        raise DataError(f"artifact {folder} holds no copy of its eval data ({what}; too large to copy): "
+                        "pass the same data with --eval-data PATH")
+    if len(data) != n or content_sha256(data) != ev["sha256"]:
+        raise DataError(f"the eval data found for {folder} differs from what it was compiled with ({what}): "
+                        "recompile the artifact with this edgepack")
+    return data

@@ -1,0 +1,101 @@
+"""Checks of user-given values that need no heavy import: the CLI runs them before torch loads,
+so a bad flag costs milliseconds and gets one line naming the fix."""
+from __future__ import annotations
+
+import math
+import os
+
+from edgepack.errors import ConfigError
+
+MIN_RESOLUTION = 32
+MEMORY_HEADROOM = 0.8  # share of the available memory a compile may plan to use
+
+
+def check_alpha(alpha) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha {alpha!r} is not a number: pass a width multiplier in (0, 1], e.g. --alpha 0.75")
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"alpha {alpha!r} is outside (0, 1]: pass a width multiplier such as 1.0, 0.75, 0.5 or 0.25")
+    return value
+
+
+def check_resolution(resolution) -> int:
+    try:
+        value = int(resolution)
+        if isinstance(resolution, bool) or value != float(resolution):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"resolution {resolution!r} is not an integer: pass a multiple of 32 such as 224, 192, 160 or 128")
+    if value < MIN_RESOLUTION or value % 32:
+        raise ConfigError(f"resolution {value} is not a multiple of 32 from 32 up: use e.g. 224, 192, 160, 128 or 96")
+    return value
+
+
+def check_classes(num_classes) -> int:
+    try:
+        value = int(num_classes)
+        if isinstance(num_classes, bool) or value != float(num_classes):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        value = 0
+    if value < 2:
+        raise ConfigError(f"classes {num_classes!r} must be an integer >= 2")
+    return value
+
+
+def check_count(value, flag: str) -> int:
+    """A size flag (--eval-size, --count, --images, ...): a positive integer, never a Python slice."""
+    try:
+        n = int(value)
+        if isinstance(value, bool) or n != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{flag} {value!r} is not a positive integer: pass a count of at least 1")
+    return n
+
+
+def check_non_negative(value, flag: str) -> int:
+    try:
+        n = int(value)
+        if isinstance(value, bool) or n != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        n = -1
+    if n < 0:
+        raise ConfigError(f"{flag} {value!r} is not an integer >= 0")
+    return n
+
+
+def available_memory() -> int | None:
+    """MemAvailable in bytes (Linux), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def compile_memory_estimate(alpha: float, resolution: int, images: int, batch: int = 64) -> int:
+    """Bytes a MobileNet-sized compile holds at its peak: the float32 image arrays (3 x R x R each)
+    plus one forward batch of the widest activation (the first pointwise layer, 64 alpha channels at
+    R/2, input and output alive). An estimate to refuse the absurd, not a promise."""
+    images_bytes = images * 3 * resolution * resolution * 4
+    widest = max(64 * alpha, 8) * (resolution // 2) ** 2 * 4
+    return int(images_bytes + 2 * batch * widest)
+
+
+def check_memory(alpha: float, resolution: int, images: int) -> None:
+    need = compile_memory_estimate(alpha, resolution, images)
+    have = available_memory()
+    if have is not None and need > MEMORY_HEADROOM * have:
+        raise ConfigError(f"resolution {resolution} needs about {need / 2**30:.1f} GiB for {images} images "
+                          f"(this machine has {have / 2**30:.1f} GiB available): use a lower --resolution or fewer "
+                          "images (--calib-size, --eval-size)")
+
