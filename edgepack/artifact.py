@@ -32,6 +32,7 @@ def sha256(path: Path) -> str:
 ARTIFACT_FORMAT = "edgepack-artifact"
 # Names edgepack gives its own siblings of an output folder OUT: only these are ever removed.
 PARTIAL, OLD, LOCK = ".{}.edgepack-partial-", ".{}.edgepack-old", ".{}.edgepack-lock"
+_HELD: set[Path] = set()  # outputs this process holds the lock of
 
 
 def _is_edgepack_manifest(folder: Path) -> dict | None:
@@ -92,6 +93,9 @@ def output_lock(out: Path):
     """Hold ``.OUT.edgepack-lock`` beside ``out`` for the whole compile: a second compile to the same folder
     fails at once instead of silently racing the first. Also removes what killed runs left behind."""
     out = Path(out).absolute()
+    if out in _HELD:  # re-entrant within one process (the CLI locks before the heavy imports, then compiles)
+        yield out.with_name(LOCK.format(out.name))
+        return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -115,10 +119,12 @@ def output_lock(out: Path):
         if same:
             break
         os.close(fd)  # the holder removed the file between our open and flock: take the new one
+    _HELD.add(out)
     try:
         _remove_leftovers(out)
         yield path
     finally:
+        _HELD.discard(out)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         os.close(fd)
@@ -163,7 +169,8 @@ def atomic_folder(out: Path, force: bool = False):
 
 
 def write_manifest(folder: Path, manifest: dict) -> dict:
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = sorted(name for name in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+                   if name not in (MANIFEST, SIGNATURE))
     manifest = {"format": ARTIFACT_FORMAT, **manifest, "files": {f: {"sha256": sha256(folder / f), "bytes": (folder / f).stat().st_size} for f in files}}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
@@ -192,11 +199,10 @@ def verify(folder: Path) -> dict:
         path = folder / name
         if not path.is_file():
             problems.append(f"{name} is missing")
-        elif sha256(path) != info["sha256"]:
+        elif not isinstance(info, dict) or sha256(path) != info.get("sha256"):
             problems.append(f"{name} was modified (sha256 mismatch)")
-    extra = sorted(name for name in (p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                                     if p.is_file() and p.name != MANIFEST)
-                   if name != SIGNATURE and name not in listed)
+    extra = sorted(name for name in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+                   if name not in (MANIFEST, SIGNATURE) and name not in listed)
     problems += [f"{name} is not in the manifest" for name in extra]
     if problems:
         raise ArtifactError(f"artifact {folder} failed verification: {'; '.join(problems)}: recompile it, do not edit artifacts")

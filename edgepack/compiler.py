@@ -188,7 +188,7 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             "params": profile["params"], "macs": profile["macs"],
             "quantization": quantization,
             "folding": {"max_abs_logit_diff": fold_err},
-            "eval": evaldata.record(evalset, folder),
+            "eval": evaldata.record(evalset, folder, config.classes),
             "metrics": metrics,
             "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
             "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),

@@ -2,7 +2,8 @@
 
 Compile records, in the manifest's "eval" entry, what it measured: ``source`` (a description,
 never a relative path), ``images`` (N), ``sha256`` (of the normalised float32 images and int64
-labels, see ``content_sha256``) and ``file``: the data copied into the artifact as
+labels, see ``content_sha256``; for the bundled digits, of their source pixels, see
+``bundled_sha256``) and ``file``: the data copied into the artifact as
 ``eval_data.npz``, or None when it ships with edgepack (the bundled digits split) or is larger
 than ``COPY_LIMIT_BYTES``. Bench reloads it from that copy, the digits split or ``--eval-data
 PATH`` and refuses data whose sha256 differs: accuracy on other images would not be comparable.
@@ -19,23 +20,35 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.data import Dataset, load_dataset, normalise
+from edgepack.data import SPLITS, Dataset, digits_file, load_dataset, normalise
 from edgepack.errors import ArtifactError, DataError
 
 EVAL_FILE = "eval_data.npz"
 COPY_LIMIT_BYTES = 16 << 20  # uncompressed bytes of the stored arrays; larger data stays outside the artifact
-HASH_FORMAT = b"edgepack-eval-v1"
+
+
+def _digest(tag: bytes, pixels: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(tag)
+    h.update(repr((pixels.dtype.str, pixels.shape, labels.shape)).encode())
+    h.update(pixels.tobytes())
+    h.update(labels.tobytes())
+    return h.hexdigest()
 
 
 def content_sha256(data: Dataset) -> str:
     """sha256 of what a bench measures: the images as the model sees them, and the labels."""
-    images = np.ascontiguousarray(data.images, dtype="<f4")
-    labels = np.ascontiguousarray(data.labels, dtype="<i8")
-    h = hashlib.sha256(HASH_FORMAT)
-    h.update(repr((images.shape, labels.shape)).encode())
-    h.update(images.tobytes())
-    h.update(labels.tobytes())
-    return h.hexdigest()
+    return _digest(b"edgepack-eval-v1", np.ascontiguousarray(data.images, dtype="<f4"),
+                   np.ascontiguousarray(data.labels, dtype="<i8"))
+
+
+def bundled_sha256(split: str, classes: int, n: int) -> str:
+    """sha256 of the first ``n`` images of a bundled digits split, by their 8x8 uint8 source pixels:
+    the bilinear resize after them rounds differently on CPUs with other SIMD kernels (torch's
+    DEFAULT vs AVX2 paths differ at 96 and 224), which must not make an artifact unbenchable there."""
+    with np.load(digits_file()) as z:
+        keep = (z["split"] == SPLITS[split]) & (z["labels"] < classes)
+        pixels, labels = z["images"][keep][:n], z["labels"][keep][:n]
+    return _digest(b"edgepack-digits-v1", np.ascontiguousarray(pixels, np.uint8), np.asarray(labels, "<i8"))
 
 
 def stored_arrays(data: Dataset) -> dict[str, np.ndarray]:
@@ -52,18 +65,18 @@ def is_bundled(source: str) -> bool:
     return source.startswith("digits:")
 
 
-def record(data: Dataset, folder: Path) -> dict:
-    """The manifest's "eval" entry for ``data``; copies it into ``folder`` when it is small and does
-    not ship with edgepack."""
+def record(data: Dataset, folder: Path, classes: int) -> dict:
+    """The manifest's "eval" entry for ``data`` (a model of ``classes`` classes); copies it into
+    ``folder`` when it is small and does not ship with edgepack."""
     from edgepack.plan.plan import write_npz
 
-    entry = {"source": data.source, "images": len(data), "sha256": content_sha256(data), "file": None}
-    if not is_bundled(data.source):
-        arrays = stored_arrays(data)
-        if sum(a.nbytes for a in arrays.values()) <= COPY_LIMIT_BYTES:
-            write_npz(Path(folder) / EVAL_FILE, arrays)
-            entry["file"] = EVAL_FILE
-    return entry
+    if is_bundled(data.source):
+        return {"source": data.source, "images": len(data), "sha256": bundled_sha256("eval", classes, len(data)), "file": None}
+    arrays = stored_arrays(data)
+    small = sum(a.nbytes for a in arrays.values()) <= COPY_LIMIT_BYTES
+    if small:
+        write_npz(Path(folder) / EVAL_FILE, arrays)
+    return {"source": data.source, "images": len(data), "sha256": content_sha256(data), "file": EVAL_FILE if small else None}
 
 
 def read_copy(path: Path, source: str) -> Dataset:
@@ -92,12 +105,14 @@ def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> D
         return data.take(n)
     if ev.get("file"):
         data = read_copy(Path(folder) / ev["file"], ev["source"])
+        found = content_sha256(data)
     elif is_bundled(ev["source"]):
         data = load_dataset(None, "eval", resolution, classes).take(n)
+        found = bundled_sha256("eval", classes, n)
     else:
         raise DataError(f"artifact {folder} holds no copy of its eval data ({what}; too large to copy): "
                         "pass the same data with --eval-data PATH")
-    if len(data) != n or content_sha256(data) != ev["sha256"]:
+    if len(data) != n or found != ev["sha256"]:
         raise DataError(f"the eval data found for {folder} differs from what it was compiled with ({what}): "
                         "recompile the artifact with this edgepack")
     return data

@@ -99,3 +99,30 @@ def check_memory(alpha: float, resolution: int, images: int) -> None:
                           f"(this machine has {have / 2**30:.1f} GiB available): use a lower --resolution or fewer "
                           "images (--calib-size, --eval-size)")
 
+
+def check_rpc_address(address) -> tuple[str, int]:
+    """--rpc HOST:PORT (an RPC tracker's or server's address; IPv6 as [::1]:9190) -> (host, port),
+    checked before any connection so that a missing port is not reported as a dead tracker."""
+    text = str(address).strip()
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    example = "pass HOST:PORT, e.g. --rpc 192.168.1.20:9190 (the tracker's, or the RPC server's without --key)"
+    if not sep:
+        raise ConfigError(f"RPC address {text!r} has no port: {example}")
+    if not host:
+        raise ConfigError(f"RPC address {text!r} has no host: {example}")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"RPC address {text!r}: port {port!r} is not a number from 1 to 65535: {example}")
+    return host, int(port)
+
+
+def check_timeout(seconds, flag: str = "--timeout") -> float:
+    """A wait limit in seconds: finite and > 0 (0 or inf would mean "wait forever", the hang it guards)."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} {seconds!r} is not a number of seconds > 0: pass e.g. {flag} 30")
+    return value

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgepack.cli.flags import check_output_file, non_negative_float, non_negative_int, positive_int, write_output_file
+from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_float, positive_int,
+                                write_output_file)
+from edgepack.validate import check_rpc_address
 
 
 def add_parser(sub) -> None:
@@ -17,9 +19,12 @@ def add_parser(sub) -> None:
     p.add_argument("--count", type=positive_int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--device", help="run on this device instead of the target's (openvino: cpu or npu)")
-    p.add_argument("--rpc", metavar="HOST:PORT", help="TVM artifacts: run on a board over TVM RPC (server, or tracker with --key)")
+    p.add_argument("--rpc", metavar="HOST:PORT", type=_rpc_address,
+                   help="TVM artifacts: run on a board over TVM RPC (server, or tracker with --key)")
     p.add_argument("--key", help="with --rpc: the device key to request from the RPC tracker (e.g. rpi4)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds before a silent device counts as dead (default 120)")
+    p.add_argument("--timeout", type=positive_float, default=120.0,
+                   help="with --rpc: seconds any one wait (tracker, free server, session, upload, load, run, "
+                        "timing) may last before the device counts as dead (default 120)")
     p.add_argument("--verify-key", metavar="PUB", help="Ed25519 public key: refuse (exit 2) an artifact whose manifest.sig "
                    "is missing or not from this key, before running anything")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
@@ -30,6 +35,19 @@ def add_parser(sub) -> None:
                         ("agreement-drop", "points"), ("cost-increase", "fraction")):
         p.add_argument(f"--max-{name}", type=non_negative_float, help=f"tolerance override ({help_}); default from the target file")
     p.set_defaults(run=run)
+
+
+def _rpc_address(text: str) -> str:
+    """--rpc is checked while parsing, so `--rpc localhost` is refused before any connection."""
+    import argparse
+
+    from edgepack.errors import ConfigError
+
+    try:
+        check_rpc_address(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def run(args) -> int:

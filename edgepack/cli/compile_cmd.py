@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Validate every flag, the target and the output folder before torch is imported."""
-    from edgepack.artifact import check_output_dir
+    from edgepack.artifact import check_output_dir, output_lock
     from edgepack.config import CompileConfig
     from edgepack.targets import get_target
 
@@ -45,9 +45,10 @@ def run(args) -> int:
     )
     get_target(config.target)
     check_output_dir(config.output_path(), config.force)
-    from edgepack.compiler import compile_model
+    with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
+        from edgepack.compiler import compile_model
 
-    compile_model(config)
+        compile_model(config)
     return 0
 
 

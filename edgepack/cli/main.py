@@ -13,12 +13,9 @@ from edgepack import __version__
 SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report", "keygen", "verify")
 
 
-class Terminated(BaseException):
-    """SIGTERM (what `timeout` and CI cancellation send), raised like KeyboardInterrupt so every
-    ``finally`` and temporary folder is cleaned up on the way out."""
-
-
 def _on_sigterm(signum, frame):
+    from edgepack.errors import Terminated
+
     raise Terminated()
 
 
@@ -42,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from edgepack.errors import EXIT_INTERNAL, EdgepackError
+    from edgepack.errors import EXIT_INTERNAL, EdgepackError, Terminated
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

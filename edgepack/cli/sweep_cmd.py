@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from edgepack.benchmark.sweep import parse_list, sweep
-    from edgepack.model.mobilenet import check_alpha, check_resolution
+    from edgepack.validate import check_alpha, check_resolution
 
     alphas = parse_list(args.alpha, check_alpha, "alpha")
     resolutions = parse_list(args.resolution, check_resolution, "resolution")

@@ -186,4 +186,9 @@ def build_plan(gm: GraphModule, input_shape: tuple[int, int, int]) -> Plan:
         shape = layer.output_shape
     if not layers or layers[-1].kind != "fc":
         raise UnsupportedModelError("the model must end in a quantized Linear classifier")
-    return Plan(input_q, tuple(input_shape), layers)
+    plan = Plan(input_q, tuple(input_shape), layers)
+    problems = plan.problems()
+    if problems:
+        raise UnsupportedModelError(f"the model does not fit the int8 contract: {problems[0]}: check the weights "
+                                    "(e.g. a channel whose weights are all ~0) or calibrate with more varied images")
+    return plan

@@ -103,17 +103,58 @@ class Plan:
         write_npz(folder / "plan.npz", arrays)
         return ["plan.json", "plan.npz"]
 
+    def problems(self) -> list[str]:
+        """What breaks the int8 contract (README "Arithmetic"): missing or mistyped arrays, multipliers
+        outside [2^30, 2^31), shifts outside [-31, 30], accumulators that can leave int32."""
+        found = []
+        for layer in self.layers:
+            if layer.kind not in LAYER_KINDS:
+                found.append(f"{layer.name}: unknown kind {layer.kind!r}")
+                continue
+            if layer.kind == "avgpool":
+                continue
+            a = layer.arrays
+            missing = [k for k in ARRAYS if k not in a]
+            if missing:
+                found.append(f"{layer.name}: no {', '.join(missing)}")
+                continue
+            out = layer.output_shape[0]
+            dtypes = {"weight": np.int8, "bias": np.int32, "multiplier": np.int32, "shift": np.int32}
+            bad = [k for k, t in dtypes.items() if a[k].dtype != t] + [k for k in ARRAYS if len(a[k]) != out]
+            if bad:
+                found.append(f"{layer.name}: {', '.join(sorted(set(bad)))} of the wrong type or length")
+                continue
+            m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
+            if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 30)):
+                found.append(f"{layer.name}: requantization multiplier or shift outside the Q31 contract")
+            terms = int(np.prod(a["weight"].shape[1:]))
+            worst = np.abs(a["bias"].astype(np.int64)) + terms * 255 * 127
+            if np.any(worst > 2**31 - 1):
+                found.append(f"{layer.name}: bias too large for the int32 accumulator (its weights are ~0 next to the bias)")
+        return found
+
     @classmethod
     def load(cls, folder: Path) -> "Plan":
         folder = Path(folder)
         try:
             meta = json.loads((folder / "plan.json").read_text())
-            with np.load(folder / "plan.npz") as z:
+            with np.load(folder / "plan.npz", allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise ArtifactError(f"cannot read the int8 plan in {folder} ({e}): recompile the artifact")
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        except Exception as e:  # OSError, zlib.error, BadZipFile, ValueError, ...: a damaged file either way
+            raise ArtifactError(f"cannot read the int8 plan in {folder} ({type(e).__name__}): recompile the artifact")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v{VERSION}: recompile with this edgepack")
+        try:
+            plan = cls._from_json(meta, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ArtifactError(f"{folder}/plan.json is malformed ({type(e).__name__}: {e}): recompile the artifact")
+        problems = plan.problems()
+        if problems:
+            raise ArtifactError(f"the int8 plan in {folder} is invalid ({problems[0]}): recompile the artifact")
+        return plan
+
+    @classmethod
+    def _from_json(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Plan":
         layers = []
         for i, m in enumerate(meta["layers"]):
             own = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.split(".", 1)[0] == str(i)}

@@ -2,6 +2,7 @@
 the 'device'), or on a board over TVM RPC (direct server or tracker + key, as tvmc did)."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -32,8 +33,8 @@ class Runner:
         self.plan_q = manifest["plan"] is not None
         self.library = self.folder / self.info["library"]
         if rpc:
-            self.mode, self.vm, self.dev = "rpc", *self._connect(rpc, key)
             self.device = f"rpc {rpc}" + (f" key {key}" if key else "")
+            self.mode, self.vm, self.dev = "rpc", *self._connect(rpc, key)
         elif self.info["arch"] == toolchain.HOST_ARCH:
             import tvm
             from tvm import relax
@@ -49,29 +50,42 @@ class Runner:
 
     # -- RPC -------------------------------------------------------------------------------
     def _connect(self, address: str, key: str | None):
-        from tvm import relax, rpc
+        """Open the session (through the tracker when there is a key) and load the library on the
+        board; each step waits at most ``self.timeout`` seconds (rpc_client says how)."""
+        from tvm import relax
 
-        host, _, port = address.rpartition(":")
+        from edgepack.backends.tvm import rpc_client
+        from edgepack.validate import check_rpc_address, check_timeout
+
+        host, port = check_rpc_address(address)
+        self.timeout = check_timeout(self.timeout)
+        server = rpc_client.request_server(host, port, key, self.timeout) if key else (host, port, "")
+        self.session = rpc_client.Session(*server, timeout=self.timeout, device=self.device)
+        remote, call = self.session.remote, self.session.call
         try:
-            if key:
-                tracker = rpc.connect_tracker(host, int(port))
-                remote = tracker.request(key, priority=1, session_timeout=int(self.timeout), max_retry=3)
-            else:
-                remote = rpc.connect(host, int(port), session_timeout=int(self.timeout))
-            remote.upload(str(self.library))
-            rlib = remote.load_module(self.library.name)
+            call("uploading the library", remote.upload, str(self.library))
+            rlib = call("loading the library", remote.load_module, self.library.name)
             dev = remote.cpu()
-            return relax.VirtualMachine(rlib, dev), dev
-        except Exception as e:  # socket errors, tracker refusals, timeouts
-            raise DeviceError(f"RPC device {address}{' key ' + key if key else ''} failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): "
-                              "check that the tracker/server runs and the key is registered")
+            return call("starting the VM", relax.VirtualMachine, rlib, dev), dev
+        except DeviceError:
+            raise
+        except Exception as e:  # the board refused the library (wrong architecture, missing runtime, ...)
+            raise DeviceError(f"{self.device} could not load {self.library.name} ({rpc_client.first_line(e)}): "
+                              "check that the artifact's target matches the board")
 
     # -- execution -------------------------------------------------------------------------
     def _run_vm(self, batch: np.ndarray) -> np.ndarray:
         import tvm
 
+        def infer(x):
+            return self.vm["main"](tvm.runtime.tensor(x[None], device=self.dev)).numpy()
+
+        if self.mode == "rpc":
+            infer = functools.partial(self.session.call, "running the model", infer)
         try:
-            return np.concatenate([self.vm["main"](tvm.runtime.tensor(x[None], device=self.dev)).numpy() for x in batch])
+            return np.concatenate([infer(x) for x in batch])
+        except DeviceError:
+            raise
         except Exception as e:
             raise DeviceError(f"{self.device} failed while running ({type(e).__name__}): check the device and retry")
 
@@ -134,9 +148,14 @@ class Runner:
             return None
         import tvm
 
-        x = tvm.runtime.tensor(self._quantize(image[None]), device=self.dev)
+        def measure():
+            x = tvm.runtime.tensor(self._quantize(image[None]), device=self.dev)
+            return self.vm.time_evaluator("main", self.dev, number=1, repeat=count, min_repeat_ms=0)(x).results
+
         try:
-            ms = np.array(self.vm.time_evaluator("main", self.dev, number=1, repeat=count, min_repeat_ms=0)(x).results) * 1e3
+            ms = np.array(self.session.call("timing the model", measure)) * 1e3
+        except DeviceError:
+            raise
         except Exception as e:
             raise DeviceError(f"{self.device} failed while timing ({type(e).__name__}): check the device and retry")
         return {"count": len(ms), "duration_s": float(ms.sum() / 1e3), "median_ms": float(np.median(ms)),
