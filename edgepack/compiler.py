@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from edgepack import __version__, evaldata
-from edgepack.config import CompileConfig, QuantMode, WeightGranularity  # noqa: F401 (re-exported)
+from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.errors import UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.model.profile import summary

@@ -3,7 +3,6 @@ so a bad flag costs milliseconds and gets one line naming the fix."""
 from __future__ import annotations
 
 import math
-import os
 
 from edgepack.errors import ConfigError
 

@@ -1,12 +1,8 @@
-import logging
 import os
-import warnings
 
 import pytest
 
 os.environ.setdefault("EDGEPACK_PROGRESS", "off")
-warnings.filterwarnings("ignore")
-logging.getLogger("torchao").setLevel(logging.ERROR)
 
 ALPHA, RES = 0.25, 64  # small model for the end-to-end tests
 

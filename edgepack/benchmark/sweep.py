@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgepack.errors import ConfigError
 
+SWEEP_FORMAT = "edgepack-sweep"
 COLUMNS = ("alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "latency_median_ms", "cost", "passed", "artifact")
 
 
@@ -51,11 +52,27 @@ def _bench(job: dict, folder: str) -> dict:
     }
 
 
-def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, jobs: int | None = None,
-          eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print) -> Path:
+def check_sweep_output(out: Path) -> None:
+    """A sweep writes sweep.csv/json, plots and one artifact per point into ``out``: only into a new or
+    empty folder, or over an earlier sweep (its artifacts are then replaced under compile's own rules)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"sweep output {out} is a file: pass a folder")
+        raise ConfigError(f"sweep output {out} is not a folder: pass -o with a folder path")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        previous = json.loads((out / "sweep.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        previous = None
+    if not (isinstance(previous, dict) and (previous.get("format") == SWEEP_FORMAT or {"target", "rows"} <= set(previous))):
+        raise ConfigError(f"sweep output {out} is not empty and not an edgepack sweep: nothing was changed; "
+                          "pass -o with a new or empty folder")
+
+
+def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, jobs: int | None = None,
+          eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print) -> Path:
+    out = Path(out).absolute()
+    check_sweep_output(out)
     out.mkdir(parents=True, exist_ok=True)
     points = [{"target": target, "alpha": a, "resolution": r, "eval_size": eval_size, "calib_size": calib_size,
                "count": count, "output": str(out / f"a{a:g}_r{r}")} for a in alphas for r in resolutions]
@@ -73,7 +90,7 @@ def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, j
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    (out / "sweep.json").write_text(json.dumps({"target": target, "rows": rows}, indent=1) + "\n")
+    (out / "sweep.json").write_text(json.dumps({"format": SWEEP_FORMAT, "target": target, "rows": rows}, indent=1) + "\n")
     plot_sweep(rows, out, target)
     log(f"sweep table and plots in {out}")
     return out

@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from edgepack.validate import check_alpha, check_classes, check_resolution
+
+    check_alpha(args.alpha), check_resolution(args.resolution), check_classes(args.classes)  # before torch loads
     from edgepack.model.mobilenet import MobileNetV1
     from edgepack.model.profile import format_summary, summary
 

@@ -17,10 +17,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.benchmark.sweep import parse_list, sweep
+    from edgepack.benchmark.sweep import check_sweep_output, parse_list, sweep
+    from edgepack.targets import get_target
     from edgepack.validate import check_alpha, check_resolution
 
     alphas = parse_list(args.alpha, check_alpha, "alpha")
     resolutions = parse_list(args.resolution, check_resolution, "resolution")
+    get_target(args.target)
+    check_sweep_output(args.output)
     sweep(args.target, alphas, resolutions, args.output, jobs=args.jobs, eval_size=args.eval_size, calib_size=args.calib_size)
     return 0

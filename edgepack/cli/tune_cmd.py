@@ -19,8 +19,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import tempfile
 
-    from edgepack.backends.tvm import tune
     from edgepack.targets import get_target
+    from edgepack.validate import check_alpha, check_resolution
+
+    check_alpha(args.alpha), check_resolution(args.resolution)  # before TVM and torch load
+    get_target(args.target)
+    from edgepack.backends.tvm import tune
 
     if args.retarget_from:
         tune.retarget(args.retarget_from, args.target)

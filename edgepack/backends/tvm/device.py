@@ -52,14 +52,14 @@ class Runner:
     def _connect(self, address: str, key: str | None):
         """Open the session (through the tracker when there is a key) and load the library on the
         board; each step waits at most ``self.timeout`` seconds (rpc_client says how)."""
-        from tvm import relax
-
         from edgepack.backends.tvm import rpc_client
         from edgepack.validate import check_rpc_address, check_timeout
 
         host, port = check_rpc_address(address)
         self.timeout = check_timeout(self.timeout)
         server = rpc_client.request_server(host, port, key, self.timeout) if key else (host, port, "")
+        from tvm import relax  # after the tracker: a wrong address fails without this 2 s import
+
         self.session = rpc_client.Session(*server, timeout=self.timeout, device=self.device)
         remote, call = self.session.remote, self.session.call
         try:

@@ -15,6 +15,7 @@ calls (upload, load, run, time_evaluator) block in C++ with no timeout at all. S
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -25,6 +26,11 @@ from edgepack.errors import DeviceError
 
 POLL_SECONDS = 0.5  # how often the tracker's summary is asked while no server is free
 REQUEST_PRIORITY = 1  # what TVM's TrackerSession.request uses by default for a one-off job
+
+# The tracker protocol as tvm/rpc/base.py defines it (RPC_TRACKER_MAGIC, TrackerCode), copied so that
+# asking a tracker needs no tvm import (2 s): a wrong address fails in milliseconds.
+TRACKER_MAGIC = 0x2F271
+SUCCESS, REQUEST, SUMMARY = 0, 4, 6
 
 
 class Budget:
@@ -60,35 +66,34 @@ def open_socket(host: str, port: int, budget: Budget, what: str) -> socket.socke
 def request_server(host: str, port: int, key: str, timeout: float) -> tuple[str, int, str]:
     """Ask the RPC tracker at host:port for a free server registered under ``key``, waiting at most
     ``timeout`` seconds; return the server's (host, port, match key) for ``Session``."""
-    from tvm.rpc import base
-
-    tracker, budget, codes = f"{host}:{port}", Budget(timeout), base.TrackerCode
+    tracker, budget = f"{host}:{port}", Budget(timeout)
 
     def ask(message: list):
         sock.settimeout(budget.left())
-        base.sendjson(sock, message)
-        return base.recvjson(sock)
+        data = json.dumps(message).encode()
+        sock.sendall(struct.pack("<i", len(data)) + data)
+        return json.loads(_receive(sock, struct.unpack("<i", _receive(sock, 4))[0]))
 
     with open_socket(host, port, budget, "RPC tracker (python -m tvm.exec.rpc_tracker)") as sock:
         try:
             sock.settimeout(budget.left())
-            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
-            if struct.unpack("<i", base.recvall(sock, 4))[0] != base.RPC_TRACKER_MAGIC:
+            sock.sendall(struct.pack("<i", TRACKER_MAGIC))
+            if struct.unpack("<i", _receive(sock, 4))[0] != TRACKER_MAGIC:
                 raise ValueError("wrong magic")
         except (OSError, ValueError):  # a timeout too: a tracker answers its handshake at once
             raise DeviceError(f"{tracker} is not a TVM RPC tracker (no tracker handshake): pass the tracker's "
                               "HOST:PORT, or drop --key to use an RPC server directly") from None
         summary = None
         try:
-            summary = ask([codes.SUMMARY])[1]
+            summary = ask([SUMMARY])[1]
             while not summary["queue_info"].get(key, {}).get("free", 0):
                 if not budget.allows(POLL_SECONDS):
                     raise DeviceError(_no_free_server(summary, key, tracker, timeout))
                 time.sleep(POLL_SECONDS)
-                summary = ask([codes.SUMMARY])[1]
+                summary = ask([SUMMARY])[1]
             # another client may take the free server first: then this request waits in the queue
-            status, (server_host, server_port, match_key) = ask([codes.REQUEST, key, "", REQUEST_PRIORITY])
-            if status != codes.SUCCESS:
+            status, (server_host, server_port, match_key) = ask([REQUEST, key, "", REQUEST_PRIORITY])
+            if status != SUCCESS:
                 raise ValueError(f"status {status}")
             return server_host, int(server_port), match_key
         except TimeoutError:  # after a first summary, the budget ran out while polling or queued
@@ -101,6 +106,16 @@ def request_server(host: str, port: int, key: str, timeout: float) -> tuple[str,
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise DeviceError(f"RPC tracker {tracker} sent a reply this client does not understand "
                               f"({type(e).__name__}: {e}): use a TVM 0.27 tracker") from None
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionResetError("the connection was closed")
+        data += chunk
+    return data
 
 
 def _no_free_server(summary: dict | None, key: str, tracker: str, timeout: float) -> str:
