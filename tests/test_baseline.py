@@ -169,4 +169,4 @@ def test_invalid_baseline_one_line_exit_2(host_small, baselines, tmp_path, capsy
 
 def test_update_baseline_into_a_directory_is_one_line(host_small, tmp_path, capsys):
     code, _, err = run_cli(capsys, "bench", str(host_small), *FAST, "--update-baseline", str(tmp_path))
-    assert code == 2 and "cannot write baseline" in one_error_line(err)
+    assert code == 2 and str(tmp_path) in one_error_line(err)
