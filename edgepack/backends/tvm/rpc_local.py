@@ -87,6 +87,15 @@ class LocalRPC:
         for p in self.procs[1 if self.tracker else 0:]:
             _kill_group(p)
 
+    def freeze_servers(self) -> None:
+        """Stop the device servers with SIGSTOP (to test a board that hangs): they stay registered
+        and the kernel still accepts connections for them, but nothing answers."""
+        for p in self.procs[1 if self.tracker else 0:]:
+            try:
+                os.killpg(p.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             _kill_group(p)
