@@ -6,7 +6,6 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import pytest
 
 import edgepack

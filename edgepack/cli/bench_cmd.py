@@ -3,7 +3,6 @@ or a figure regressed past its tolerance against --baseline."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_float, positive_int,
                                 write_output_file)
