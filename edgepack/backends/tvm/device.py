@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
+import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgepack import qemu
 from edgepack.backends.tvm import toolchain
-from edgepack.errors import DeviceError
+from edgepack.errors import ArtifactError, DeviceError, ToolchainError
+
+COST_METHOD = "qemu TCG plugin, (3 images - 1 image) / 2, 1 thread"
 
 
 def use_all_cores() -> int:
@@ -23,6 +26,34 @@ def use_all_cores() -> int:
     """
     os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     return int(os.environ["TVM_NUM_THREADS"])
+
+
+def qemu_cpu(target: dict) -> str | None:
+    """The board's exact CPU for qemu-user: [run] qemu_cpu of the target file (recorded in the manifest).
+    Never qemu's default `max`, which has extensions (SDOT, I8MM, SVE) the board may lack."""
+    cpu = (target.get("run") or {}).get("qemu_cpu")
+    return cpu if isinstance(cpu, str) and cpu else None
+
+
+def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: int, *, threads: int | None = None,
+                count: bool = False, timeout: float = 120.0) -> tuple[np.ndarray, qemu.UserRun]:
+    """The C++ runner on ``batch`` (int8 or float32, NCHW) under qemu-user with the exact ``cpu``: what
+    bench, the compile's verification and the cost figure all run. ``threads`` sets TVM_NUM_THREADS."""
+    if arch != "aarch64":
+        raise ToolchainError(f"edgepack runs only aarch64 libraries under qemu-user, not {arch}: use an RPC board")
+    exe = toolchain.runner(arch)
+    with tempfile.TemporaryDirectory(prefix="edgepack-run-") as tmp:
+        inp, out = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
+        np.ascontiguousarray(batch).tofile(inp)
+        n, c, h, w = batch.shape
+        r = qemu.run_user([exe, library, inp, out, n, c, h, w, classes, batch.dtype.name], cpu=cpu, count=count,
+                          timeout=timeout, env={"TVM_NUM_THREADS": threads} if threads else None)
+        failure = r.failure(cpu)
+        if failure:
+            fix = ("compile for this board: its target's tvm_target must not enable features the CPU lacks (e.g. +dotprod)"
+                   if r.returncode == -signal.SIGILL else "recompile the artifact with this edgepack")
+            raise DeviceError(f"{library.name} under qemu-{arch} -cpu {cpu} {failure}: {fix}")
+        return np.fromfile(out, batch.dtype).reshape(n, classes), r
 
 
 class Runner:
@@ -46,6 +77,11 @@ class Runner:
         else:
             self.mode, self.device = "qemu", f"qemu-{self.info['arch']}"
             self.qemu = toolchain.require(f"qemu-{self.info['arch']}", "qemu-user")
+            self.qemu_cpu = qemu_cpu(manifest["target"])
+            if self.qemu_cpu is None:
+                raise ArtifactError(f"artifact {self.folder} records no qemu CPU for its {self.info['arch']} target "
+                                    f"{manifest['target']['name']}: recompile it with this edgepack (the target file names "
+                                    "the board's CPU in [run] qemu_cpu)")
             self.exe = toolchain.runner(self.info["arch"])
 
     # -- RPC -------------------------------------------------------------------------------
@@ -91,20 +127,28 @@ class Runner:
 
     def _run_qemu(self, batch: np.ndarray) -> np.ndarray:
         dtype = np.int8 if self.plan_q else np.float32
+        return run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, batch.astype(dtype, copy=False),
+                           self.manifest["model"]["classes"], timeout=self.timeout + 2 * len(batch))[0]
+
+    def cost(self) -> dict | None:
+        """qemu: guest instructions per inference on the board's exact CPU, one thread, counted by edgepack's
+        TCG plugin on the first golden image: (run of 3 images - run of 1 image) / 2, so process start-up,
+        library loading and the first call's memory-pool set-up cancel out. Deterministic: a baseline can
+        hold it to a tight tolerance. None elsewhere (host and RPC runs have latencies)."""
+        if self.mode != "qemu":
+            return None
+        image = np.load(self.folder / "golden_input.npy")[:1].astype(np.int8 if self.plan_q else np.float32)
         classes = self.manifest["model"]["classes"]
-        with tempfile.TemporaryDirectory() as tmp:
-            inp, out = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
-            np.ascontiguousarray(batch, dtype).tofile(inp)
-            n, c, h, w = batch.shape
-            cmd = [self.qemu, "-L", f"/usr/{self.info['arch']}-linux-gnu", str(self.exe), str(self.library), str(inp), str(out),
-                   str(n), str(c), str(h), str(w), str(classes), np.dtype(dtype).name]
-            try:
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout + 2 * n)
-            except subprocess.TimeoutExpired:
-                raise DeviceError(f"qemu-{self.info['arch']} run timed out: the library may not match the runner")
-            if r.returncode:
-                raise DeviceError(f"qemu-{self.info['arch']} run failed: {(r.stderr or r.stdout).strip()[:300]}")
-            return np.fromfile(out, dtype).reshape(n, classes)
+        one, three = (run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, np.repeat(image, n, axis=0), classes,
+                                  threads=1, count=True, timeout=self.timeout + 2 * n)[1] for n in (1, 3))
+        if one.instructions is None or three.instructions is None:
+            raise DeviceError(f"the QEMU plugin wrote no instruction counts for {self.library.name}: "
+                              "rebuild it with `python3 -m edgepack.qemu build`")
+        per = (three.instructions - one.instructions) / 2
+        vector = (three.vector_instructions - one.vector_instructions) / 2
+        return {"instructions_per_inference": int(per) if per == int(per) else per,
+                "vector_share": round(vector / per, 4) if per > 0 else None,
+                "qemu_cpu": self.qemu_cpu, "method": COST_METHOD}
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._run_qemu(batch) if self.mode == "qemu" else self._run_vm(batch)

@@ -72,24 +72,30 @@ def build_library(mod, target: Target, tvm_tgt):
     return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path.name} ({len(db)} records)"
 
 
-def int8_kernels(target: Target, plan, tvm_tgt) -> str:
-    """"vnni" (hand-scheduled AVX512-VNNI kernels) where the CPU has them, else "generic" (Relax + MetaSchedule).
+# hand-scheduled int8 kernel sets, tried in order by "auto": name -> module (supported(), build(), SCHEDULES)
+KERNEL_SETS = {"vnni": "x86_vnni", "neon": "aarch64_neon"}
 
-    A target file can pin it: [compiler] int8_kernels = "generic" | "vnni" | "auto" (default); the
-    environment variable EDGEPACK_TVM_INT8_KERNELS overrides it (benchmarks compare both).
+
+def int8_kernels(target: Target, plan, tvm_tgt) -> str:
+    """The int8 kernels of a compile: "vnni" (x86 AVX512-VNNI) or "neon" (AArch64) where the CPU and the
+    plan allow them, else "generic" (the Relax route that MetaSchedule records speed up).
+
+    A target file can pin it: [compiler] int8_kernels = "auto" (default) | "generic" | "vnni" | "neon";
+    the environment variable EDGEPACK_TVM_INT8_KERNELS overrides it (benchmarks compare them).
     """
-    from edgepack.backends.tvm import x86_vnni
+    import importlib
 
     choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or target.compiler.get("int8_kernels", "auto")
-    if choice not in ("auto", "vnni", "generic"):
-        raise ToolchainError(f"target {target.name}: int8_kernels must be auto, vnni or generic, not {choice!r} "
-                             "(check [compiler] int8_kernels and EDGEPACK_TVM_INT8_KERNELS)")
+    if choice not in ("auto", "generic", *KERNEL_SETS):
+        raise ToolchainError(f"target {target.name}: int8_kernels must be auto, generic, {' or '.join(KERNEL_SETS)}, "
+                             f"not {choice!r} (check [compiler] int8_kernels and EDGEPACK_TVM_INT8_KERNELS)")
     if plan is None or choice == "generic":
         return "generic"
-    if x86_vnni.supported(plan, tvm_tgt):
-        return "vnni"
-    if choice == "vnni":
-        raise ToolchainError(f"target {target.name} asks for VNNI int8 kernels but {tvm_tgt} has no avx512vnni "
+    for name, module in KERNEL_SETS.items():
+        if choice in ("auto", name) and importlib.import_module(f"edgepack.backends.tvm.{module}").supported(plan, tvm_tgt):
+            return name
+    if choice != "auto":
+        raise ToolchainError(f"target {target.name} asks for {choice} int8 kernels but {tvm_tgt} lacks the CPU features "
                              "(or the model is not conv/pool/FC shaped): set int8_kernels = \"auto\"")
     return "generic"
 
@@ -114,11 +120,13 @@ def lower(build, folder: Path) -> dict:
     arch = target.compiler.get("arch", HOST_ARCH)
     tvm_tgt = tvm_target(target)
     kernels = int8_kernels(target, build.plan, tvm_tgt)
-    if kernels == "vnni":
-        from edgepack.backends.tvm import x86_vnni
+    if kernels in KERNEL_SETS:
+        import importlib
 
-        lowering = "int8 plan -> hand-scheduled TIR: NHWC uint8 activations, conv as u8 x s8 GEMM with int32 accumulation, integer requantization"
-        ex, schedules = x86_vnni.build(build.plan, tvm_tgt), x86_vnni.SCHEDULES
+        kernel_set = importlib.import_module(f"edgepack.backends.tvm.{KERNEL_SETS[kernels]}")
+        lowering = ("int8 plan -> hand-scheduled TIR: NHWC activations, conv as an int8 GEMM with int32 accumulation, "
+                    "integer requantization")
+        ex, schedules = kernel_set.build(build.plan, tvm_tgt), kernel_set.SCHEDULES
     else:
         mod, lowering = relax_module(build)
         ex, schedules = build_library(mod, target, tvm_tgt)
@@ -130,6 +138,7 @@ def lower(build, folder: Path) -> dict:
 
         require(cross, f"g++-{arch}-linux-gnu".replace("_", "-"))
         ex.export_library(str(folder / LIBRARY), fcompile=cross_compiler(cross))
+        _verify_under_qemu(build, folder, arch)
     else:
         ex.export_library(str(folder / LIBRARY))
         _verify_on_host(build, folder)
@@ -154,3 +163,30 @@ def _verify_on_host(build, folder: Path) -> None:
                                 "report this as an edgepack bug")
     if build.plan is None and np.abs(outs - build.golden_output).max() > 1e-4:
         raise VerificationError("TVM fp32 output differs from torch by more than 1e-4: report this as an edgepack bug")
+
+
+VERIFY_THREADS = (1, 4)  # TVM_NUM_THREADS of the compile's qemu runs: single- and multi-threaded code alike
+
+
+def _verify_under_qemu(build, folder: Path, arch: str) -> None:
+    """A cross-compiled library runs the golden images under qemu-user with the board's exact CPU (the
+    runner bench uses), once per thread count; int8 must equal the reference bit for bit. An
+    instruction the CPU lacks stops the compile (DeviceError) instead of passing under `-cpu max`."""
+    from edgepack.backends.tvm.device import qemu_cpu, run_on_qemu
+    from edgepack.errors import TargetError
+
+    target = build.target
+    cpu = qemu_cpu(target.to_json())
+    if cpu is None:
+        raise TargetError(f"target {target.name} builds for {arch} but names no [run] qemu_cpu (the board's exact CPU): "
+                          f"add e.g. qemu_cpu = \"cortex-a72\" to {target.path}")
+    golden = np.ascontiguousarray(build.golden_input, np.int8 if build.plan is not None else np.float32)
+    for threads in VERIFY_THREADS:
+        outs, _ = run_on_qemu(folder / LIBRARY, arch, cpu, golden, build.config.classes, threads=threads,
+                              timeout=120 + 10 * len(golden))
+        where = f"under qemu-{arch} -cpu {cpu} with {threads} thread{'s' if threads > 1 else ''}"
+        if build.plan is not None and not np.array_equal(outs, build.golden_output):
+            raise VerificationError(f"TVM int8 output {where} differs from the reference on "
+                                    f"{int(np.sum(outs != build.golden_output))} values: report this as an edgepack bug")
+        if build.plan is None and np.abs(outs - build.golden_output).max() > 1e-4:
+            raise VerificationError(f"TVM fp32 output {where} differs from torch by more than 1e-4: report this as an edgepack bug")

@@ -19,42 +19,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepack.backends.tvm import scheduled
+from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, pad16, shape
 from edgepack.plan.plan import Layer, Plan
 
-LANES = 16  # int32 lanes of a zmm register = output channels per vpdpbusd
+# LANES (16) = int32 lanes of a zmm register = output channels per vpdpbusd
 ACCUMULATORS = 16  # zmm accumulators per register tile (rows x 16-channel blocks)
 SCHEDULES = "edgepack x86 AVX512-VNNI kernels: GEMM conv via vpdpbusd (16x4 tensor intrinsic), vectorised depthwise"
 
 
 def supported(plan: Plan, tvm_tgt) -> bool:
-    """VNNI kernels need avx512vnni, and a plan shaped conv ... global pool ... FC: the first layer
-    reads the NCHW input (a conv), pools are global, and the FC reads a pooled 1x1 feature."""
+    """VNNI kernels need avx512vnni and a conv ... global pool ... FC plan (scheduled.chain_shaped)."""
     from tvm.target import codegen
 
     if tvm_tgt.kind.name != "llvm" or not codegen.target_has_features("avx512vnni", tvm_tgt):
         return False
-    layers = plan.layers
-    if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
-        return False
-    if any((layer.arrays["multiplier"] == -(2**31)).any() for layer in layers if "multiplier" in layer.arrays):
-        return False  # the saturating case _requantize leaves out
-    spatial = 0
-    for layer in layers:
-        if layer.kind == "fc" and spatial != 1:
-            return False
-        if layer.kind == "avgpool" and tuple(layer.output_shape[1:]) not in ((), (1, 1)):
-            return False
-        if layer.kind != "fc":
-            spatial = int(np.prod(layer.output_shape[1:]))
-    return True
-
-
-def _shape(var) -> list[int]:
-    return [int(d) for d in var.ty.shape]
-
-
-def _pad16(n: int) -> int:
-    return -(-n // LANES) * LANES
+    return chain_shaped(plan)
 
 
 def _requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
@@ -254,14 +234,12 @@ class _Lowering:
     def per_channel(self, layer: Layer, zp_u8: int, n_pad: int) -> tuple[list[str], list]:
         """The layer's folded bias and requantization tables, padded to n_pad channels, as
         constants (after the bias, in the order of the returned table names)."""
-        bias = np.zeros(n_pad, np.int32)
-        folded = layer.folded_bias(zp_u8)
-        bias[: len(folded)] = folded
+        bias = folded_bias(layer, zp_u8, n_pad)
         tables = _requant_tables(layer, n_pad)
         return list(tables), [self.const(bias)] + [self.const(v) for v in tables.values()]
 
     def gemm(self, a, w2d: np.ndarray, layer: Layer, zp_u8: int, name: str, unsigned: bool = True):
-        n_pad, k_pad = _pad16(w2d.shape[0]), _shape(a)[1]
+        n_pad, k_pad = pad16(w2d.shape[0]), shape(a)[1]
         keys, consts = self.per_channel(layer, zp_u8, n_pad)
 
         def fn(a, w, b, *tabs):
@@ -291,7 +269,7 @@ class _Lowering:
 
             x = self.emit("channels", nhwc, x, name=f"nhwc_{i}")
         else:
-            cp = _shape(x)[1]
+            cp = shape(x)[1]
             x = self.reshape(x, (h, wd, cp))
 
         def im2col(x):
@@ -314,7 +292,7 @@ class _Lowering:
     def depthwise(self, x, layer: Layer, i: int):
         from tvm import te, tirx as tir
 
-        c_pad = _shape(x)[1]
+        c_pad = shape(x)[1]
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
@@ -345,7 +323,7 @@ class _Lowering:
     def avgpool(self, x, layer: Layer, i: int):
         from tvm import te, tirx as tir
 
-        hw, c_pad = _shape(x)
+        hw, c_pad = shape(x)
         zp_u8 = layer.input_q.zero_point + 128
         out_zp = layer.output_q.zero_point
 
@@ -406,24 +384,4 @@ def plan_to_relax_vnni(plan: Plan):
 
 
 def build(plan: Plan, tvm_tgt):
-    """Compile the scheduled module. Loop partitioning splits the border pixels (padding tests
-    marked likely) from the interior, whose taps then run branch-free: depthwise ~15% faster."""
-    import tvm
-
-    with tvm.transform.PassContext(opt_level=3, config={"s_tir.LoopPartition": {"partition_const_loop": True}}):
-        return tvm.compile(plan_to_relax_vnni(plan), target=tvm_tgt, relax_pipeline=relax_pipeline(tvm_tgt))
-
-
-def relax_pipeline(tvm_tgt):
-    """The kernels are scheduled already: no legalisation or fusion, only lowering to the VM."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.backend.cpu_generic import pipeline as cpu
-
-    @tvm.transform.module_pass(opt_level=0)
-    def _pipeline(mod, _ctx):
-        with tvm_tgt:
-            passes = [relax.transform.LegalizeOps()] + cpu.dataflow_lower_passes(tvm_tgt) + cpu.finalize_passes(tvm_tgt)
-            return tvm.transform.Sequential(passes)(mod)
-
-    return _pipeline
+    return scheduled.build(plan_to_relax_vnni(plan), tvm_tgt)

@@ -1,0 +1,330 @@
+"""int8 plan -> hand-written TIR kernels for AArch64 NEON (Cortex-A53 / A72: no SDOT).
+
+The generic lowering (relax_int8.py) leaves LLVM scalar loops: ~13x the instructions of LiteRT /
+XNNPACK on a Cortex-A72. These kernels do what XNNPACK's A72 kernels do, in TIR:
+
+- Activations are NHWC int8 with channels padded to a multiple of 16 (the zero-point term
+  zp * sum(w) is folded into the bias; padding pixels hold the zero point).
+- Full and pointwise convolutions are GEMMs A[pixels, K] x W, weights packed at compile time as
+  [N/NT, K/16, NT, 16]. The micro-kernel holds an R x NT register tile of int32x4 accumulators;
+  per 16 K-values it does SMULL (low 8 bytes) + SMLAL2 (high 8 bytes) into int16 and SADALP into
+  the accumulator: 16 MACs in three instructions. Two int8 products summed in int16 cannot
+  overflow because weights are in [-127, 127] (2 * 128 * 127 = 32512). Each accumulator holds
+  four partial sums of its dot product; ADDP folds them after the K loop.
+- The gemmlowp requantization runs on the hot tile, four channels per instruction: SQSHL (left
+  shift, saturating), SQRDMULH (exactly SaturatingRoundingDoublingHighMul for multipliers in
+  [2^30, 2^31)), the sign fix-up (SQADD of (x & -right) >> 31) and SRSHL, which together are
+  RoundingDivideByPOT's round-half-away-from-zero, then the zero point and the clamp.
+- Depthwise convolutions run 16 channels at a time: the filter taps stay in registers along an
+  output row, two taps are multiplied into int16 (SMULL + SMLAL, same bound) and widened into the
+  int32 accumulators with SADDW.
+- Work is split across the target's cores over GEMM tiles and depthwise rows (T.parallel).
+
+Arithmetic is the contract of edgepack.plan.reference: outputs are bit-exact with it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.backends.tvm import scheduled
+from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, pad16, shape
+from edgepack.plan.plan import Layer, Plan
+
+K_STEP = 16  # int8 values of K per micro-kernel step (one q register)
+MAX_ACCUMULATORS = 16  # int32x4 accumulators per register tile (of 32 NEON registers)
+SCHEDULES = ("edgepack AArch64 NEON kernels: GEMM conv with SMULL/SMLAL2/SADALP register tiles, "
+             "SQRDMULH requantization, 16-channel depthwise with SMLAL/SADDW")
+
+
+def supported(plan: Plan, tvm_tgt) -> bool:
+    """AArch64 LLVM targets with NEON, and a conv ... global pool ... FC plan (scheduled.chain_shaped)."""
+    from tvm.target import codegen
+
+    if tvm_tgt.kind.name != "llvm" or "aarch64" not in str(tvm_tgt.attrs.get("mtriple", "")):
+        return False
+    return codegen.target_has_features("neon", tvm_tgt) and chain_shaped(plan)
+
+
+def register_tile(m: int, n: int) -> tuple[int, int]:
+    """(rows R, channels NT) of one micro-kernel tile: R divides the pixels, NT (4, 8 or 16) the padded
+    channels; maximise MACs per load (R * NT / (R + NT)) within MAX_ACCUMULATORS, then the tile size."""
+    tiles = [(r, nt) for r in range(1, 5) for nt in (4, 8, 16)
+             if m % r == 0 and n % nt == 0 and r * nt <= MAX_ACCUMULATORS]
+    return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
+
+
+def requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
+    """Per-channel int32 vectors of the requantization; padded channels get a harmless identity-ish set."""
+    c = len(layer.arrays["multiplier"])
+    mult = np.full(n_pad, 1 << 30, np.int64)
+    mult[:c] = layer.arrays["multiplier"]
+    shift = np.zeros(n_pad, np.int64)
+    shift[:c] = layer.arrays["shift"]
+    return {"mult": mult.astype(np.int32), "left": np.maximum(shift, 0).astype(np.int32),
+            "negright": (-np.maximum(-shift, 0)).astype(np.int32)}
+
+
+def pack_weight(w2d: np.ndarray, n_pad: int, k_pad: int, nt: int) -> np.ndarray:
+    """(N, K) int8 -> [N/NT, K/16, NT, 16], zero padded: one tile's 16-byte rows are contiguous per K step."""
+    full = np.zeros((n_pad, k_pad), np.int8)
+    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    return np.ascontiguousarray(full.reshape(n_pad // nt, nt, k_pad // K_STEP, K_STEP).transpose(0, 2, 1, 3))
+
+
+def _neon(name: str, dtype: str, *args):
+    from tvm.script import tirx as T
+
+    return T.call_llvm_pure_intrin(dtype, f"llvm.aarch64.neon.{name}", *args)
+
+
+def requantize4(x, tables, ch, layer: Layer):
+    """int32x4 accumulators (bias added) of channels ch..ch+3 -> int32x4 in [act_min, act_max]."""
+    from tvm.script import tirx as T
+
+    mult, left, negright = (tables[k][T.Ramp(ch, 1, 4)] for k in ("mult", "left", "negright"))
+    if layer.arrays["shift"].max() > 0:
+        x = _neon("sqshl", "int32x4", x, left)
+    x = _neon("sqrdmulh", "int32x4", x, mult)
+    x = _neon("sqadd", "int32x4", x, T.shift_right(T.bitwise_and(x, negright), T.Broadcast(T.int32(31), 4)))
+    x = _neon("srshl", "int32x4", x, negright) + T.Broadcast(T.int32(layer.output_q.zero_point), 4)
+    return T.max(T.min(x, T.Broadcast(T.int32(layer.act_max), 4)), T.Broadcast(T.int32(layer.act_min), 4))
+
+
+def gemm_func(m: int, k: int, n: int, layer: Layer):
+    """C[m, n] = requant(sum_k A[m, k] W[n, k] + bias[n]): A int8 (M, K), W packed, C int8 (M, N)."""
+    from tvm.script import tirx as T
+
+    rows, nt = register_tile(m, n)
+    steps, n_tiles = k // K_STEP, n // nt
+
+    @T.prim_func
+    def gemm(a: T.Buffer((m, k), "int8"), w: T.Buffer((n // nt, steps, nt, K_STEP), "int8"),
+             bias: T.Buffer((n,), "int32"), mult: T.Buffer((n,), "int32"), left: T.Buffer((n,), "int32"),
+             negright: T.Buffer((n,), "int32"), c: T.Buffer((m, n), "int8")):
+        T.func_attr({"tir.noalias": True})
+        for tile in T.parallel(m // rows * n_tiles):
+            acc = T.alloc_buffer((rows * nt * 4,), "int32")  # small and constant-indexed: registers
+            for i in T.unroll(rows * nt):
+                acc[T.Ramp(i * 4, 1, 4)] = T.Broadcast(T.int32(0), 4)
+            for ko in T.serial(steps):
+                for r in T.unroll(rows):
+                    for j in T.unroll(nt):
+                        x: T.let = a[tile // n_tiles * rows + r, T.Ramp(ko * K_STEP, 1, K_STEP)]
+                        y: T.let = w[tile % n_tiles, ko, j, T.Ramp(0, 1, K_STEP)]
+                        lo: T.let = _neon("smull", "int16x8", T.vectorlow("int8x8", x), T.vectorlow("int8x8", y))
+                        both: T.let = lo + _neon("smull", "int16x8", T.vectorhigh("int8x8", x), T.vectorhigh("int8x8", y))
+                        acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)]
+                                                              + _neon("saddlp", "int32x4", both))
+            for r in T.unroll(rows):
+                for g in T.unroll(nt // 4):
+                    base: T.let = (r * nt + g * 4) * 4
+                    ch: T.let = tile % n_tiles * nt + g * 4
+                    pairs01: T.let = _neon("addp", "int32x4", acc[T.Ramp(base, 1, 4)], acc[T.Ramp(base + 4, 1, 4)])
+                    pairs23: T.let = _neon("addp", "int32x4", acc[T.Ramp(base + 8, 1, 4)], acc[T.Ramp(base + 12, 1, 4)])
+                    total: T.let = _neon("addp", "int32x4", pairs01, pairs23) + bias[T.Ramp(ch, 1, 4)]
+                    c[tile // n_tiles * rows + r, T.Ramp(ch, 1, 4)] = T.Cast(
+                        "int8x4", requantize4(total, {"mult": mult, "left": left, "negright": negright}, ch, layer))
+
+    return gemm
+
+
+def depthwise_func(hp: int, wp: int, c: int, oh: int, ow: int, k: int, stride: int, layer: Layer):
+    """out[y*OW + x, ch] = requant(sum_taps P[y*s+r, x*s+q, ch] W[r*k+q, ch] + bias[ch]) over a zero-point
+    padded input P (Hp, Wp, C), 16 channels per step; taps are summed two at a time in int16."""
+    from tvm.script import tirx as T
+
+    taps = k * k
+    pairs, odd = taps // 2, taps % 2
+
+    @T.prim_func
+    def depthwise(p: T.Buffer((hp, wp, c), "int8"), w: T.Buffer((taps, c), "int8"), bias: T.Buffer((c,), "int32"),
+                  mult: T.Buffer((c,), "int32"), left: T.Buffer((c,), "int32"), negright: T.Buffer((c,), "int32"),
+                  out: T.Buffer((oh * ow, c), "int8")):
+        T.func_attr({"tir.noalias": True})
+        for y in T.parallel(oh):
+            for cb in T.serial(c // LANES):
+                for xo in T.serial(ow):
+                    acc = T.alloc_buffer((LANES,), "int32")
+                    for q in T.unroll(4):
+                        acc[T.Ramp(q * 4, 1, 4)] = bias[T.Ramp(cb * LANES + q * 4, 1, 4)]
+                    for t in T.unroll(pairs + odd):
+                        t0: T.let = 2 * t
+                        t1: T.let = T.min(2 * t + 1, taps - 1)
+                        x0: T.let = p[y * stride + t0 // k, xo * stride + t0 % k, T.Ramp(cb * LANES, 1, LANES)]
+                        w0: T.let = w[t0, T.Ramp(cb * LANES, 1, LANES)]
+                        x1: T.let = p[y * stride + t1 // k, xo * stride + t1 % k, T.Ramp(cb * LANES, 1, LANES)]
+                        w1: T.let = T.if_then_else(2 * t + 1 < taps, w[t1, T.Ramp(cb * LANES, 1, LANES)],
+                                                   T.Broadcast(T.int8(0), LANES))
+                        lo: T.let = (_neon("smull", "int16x8", T.vectorlow("int8x8", x0), T.vectorlow("int8x8", w0))
+                                     + _neon("smull", "int16x8", T.vectorlow("int8x8", x1), T.vectorlow("int8x8", w1)))
+                        hi: T.let = (_neon("smull", "int16x8", T.vectorhigh("int8x8", x0), T.vectorhigh("int8x8", w0))
+                                     + _neon("smull", "int16x8", T.vectorhigh("int8x8", x1), T.vectorhigh("int8x8", w1)))
+                        acc[T.Ramp(0, 1, 4)] = acc[T.Ramp(0, 1, 4)] + T.Cast("int32x4", T.vectorlow("int16x4", lo))
+                        acc[T.Ramp(4, 1, 4)] = acc[T.Ramp(4, 1, 4)] + T.Cast("int32x4", T.vectorhigh("int16x4", lo))
+                        acc[T.Ramp(8, 1, 4)] = acc[T.Ramp(8, 1, 4)] + T.Cast("int32x4", T.vectorlow("int16x4", hi))
+                        acc[T.Ramp(12, 1, 4)] = acc[T.Ramp(12, 1, 4)] + T.Cast("int32x4", T.vectorhigh("int16x4", hi))
+                    for q in T.unroll(4):
+                        out[y * ow + xo, T.Ramp(cb * LANES + q * 4, 1, 4)] = T.Cast("int8x4", requantize4(
+                            acc[T.Ramp(q * 4, 1, 4)], {"mult": mult, "left": left, "negright": negright},
+                            cb * LANES + q * 4, layer))
+
+    return depthwise
+
+
+class _Lowering:
+    def __init__(self, plan: Plan):
+        from tvm import relax
+
+        self.plan, self.bb, self.relax = plan, relax.BlockBuilder(), relax
+        self.te_kinds: dict[str, str] = {}  # TE prim func name -> its scheduler
+
+    def const(self, value: np.ndarray):
+        return self.relax.const(np.ascontiguousarray(value), str(value.dtype))
+
+    def call(self, func, name: str, args: list, out_shape: tuple[int, ...]):
+        gv = self.bb.add_func(func, name)
+        return self.bb.emit(self.relax.call_tir(gv, args, self.relax.TensorType(out_shape, "int8")))
+
+    def emit_te(self, kind: str, fn, *args, name: str):
+        self.te_kinds[name] = kind
+        return self.bb.emit_te(fn, *args, primfunc_name_hint=name)
+
+    def tables(self, layer: Layer, zero_point: int, n_pad: int) -> list:
+        t = requant_tables(layer, n_pad)
+        return [self.const(folded_bias(layer, zero_point, n_pad))] + [self.const(t[k]) for k in ("mult", "left", "negright")]
+
+    def gemm(self, a, w2d: np.ndarray, layer: Layer, name: str):
+        m, k = shape(a)
+        n = pad16(w2d.shape[0])
+        _, nt = register_tile(m, n)
+        args = [a, self.const(pack_weight(w2d, n, k, nt)), *self.tables(layer, layer.input_q.zero_point, n)]
+        return self.call(gemm_func(m, k, n, layer), name, args, (m, n))
+
+    def reshape(self, x, new_shape):
+        return self.bb.emit(self.relax.op.reshape(x, new_shape))
+
+    def conv(self, x, layer: Layer, i: int, nchw: bool):
+        """Full conv (or strided pointwise): im2col into A[pixels, (kh, kw, C)] padded to K % 16 == 0, then the GEMM."""
+        from tvm import te, tirx as tir
+
+        w = layer.weight
+        o, c, kh, kw = w.shape
+        _, oh, ow = layer.output_shape
+        _, h, wd = layer.input_shape
+        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
+        cp = c if nchw else shape(x)[1]
+        k_real = kh * kw * cp
+        k_pad = -(-k_real // K_STEP) * K_STEP
+        if not nchw:
+            x = self.reshape(x, (h, wd, cp))
+
+        def im2col(x):
+            def value(pix, kk):
+                y, xx, r, ci = pix // ow, pix % ow, kk // cp, kk % cp
+                yy, xs = y * s + r // kw - p, xx * s + r % kw - p
+                inside = tir.likely(tir.all(kk < k_real, yy >= 0, yy < h, xs >= 0, xs < wd))
+                pixel = x[0, ci, yy, xs] if nchw else x[yy, xs, ci]
+                return tir.if_then_else(inside, pixel, tir.const(zp, "int8"))
+            return te.compute((oh * ow, k_pad), value, name="out")
+
+        a = self.emit_te("rows", im2col, x, name=f"im2col_{i}")
+        w_hwc = np.zeros((o, kh, kw, cp), np.int8)
+        w_hwc[..., :c] = w.transpose(0, 2, 3, 1)
+        return self.gemm(a, w_hwc.reshape(o, -1), layer, f"conv_{i}")
+
+    def pointwise(self, x, layer: Layer, i: int):
+        if layer.stride != 1:
+            return self.conv(x, layer, i, nchw=False)
+        return self.gemm(x, layer.weight[:, :, 0, 0], layer, f"pointwise_{i}")
+
+    def depthwise(self, x, layer: Layer, i: int):
+        from tvm import te, tirx as tir
+
+        c_pad = shape(x)[1]
+        c, _, k, _ = layer.weight.shape
+        _, h, wd = layer.input_shape
+        _, oh, ow = layer.output_shape
+        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
+        hp, wp = max(h + 2 * p, (oh - 1) * s + k), max(wd + 2 * p, (ow - 1) * s + k)
+        x = self.reshape(x, (h, wd, c_pad))
+
+        def pad(x):
+            def value(y, xx, ch):
+                inside = tir.all(y >= p, y < h + p, xx >= p, xx < wd + p)
+                return tir.if_then_else(inside, x[y - p, xx - p, ch], tir.const(zp, "int8"))
+            return te.compute((hp, wp, c_pad), value, name="out")
+
+        padded = self.emit_te("rows", pad, x, name=f"pad_{i}")
+        w = np.zeros((k * k, c_pad), np.int8)
+        w[:, :c] = layer.weight[:, 0].reshape(c, k * k).T
+        args = [padded, self.const(w), *self.tables(layer, zp, c_pad)]
+        return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, s, layer), f"depthwise_{i}", args, (oh * ow, c_pad))
+
+    def avgpool(self, x, layer: Layer, i: int):
+        from tvm import te, tirx as tir
+
+        hw, c_pad = shape(x)
+        zp_in, zp_out = layer.input_q.zero_point, layer.output_q.zero_point
+
+        def fn(x):
+            r = te.reduce_axis((0, hw), "r")
+            total = te.compute((1, c_pad), lambda _, n: te.sum(x[r, n].astype("int32") - zp_in, axis=r), name="total")
+
+            def mean(_, n):
+                t = total[0, n]
+                m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
+                return tir.max(tir.min(m + zp_out, 127), -128).astype("int8")
+            return te.compute((1, c_pad), mean, name="out")
+
+        return self.emit_te("none", fn, x, name=f"avgpool_{i}")
+
+
+def _schedule_rows(func):
+    """A TE copy kernel (im2col, padding): rows in parallel, the innermost loop vectorised by 16 when it can be."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    loops = sch.get_loops(sch.get_sblock("out"))
+    extent = int(sch.get(loops[-1]).extent)
+    if extent % LANES == 0:
+        sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
+    sch.parallel(loops[0])
+    return sch.mod["main"]
+
+
+def plan_to_relax_neon(plan: Plan):
+    """An IRModule with ``main(x: int8[1, C, H, W]) -> int8[1, classes]``, every kernel scheduled."""
+    from tvm import relax, te
+
+    low = _Lowering(plan)
+    bb = low.bb
+    x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y, nchw = x, True
+            for i, layer in enumerate(plan.layers):
+                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
+                    y = low.conv(y, layer, i, nchw=nchw)
+                elif layer.kind == "pointwise":
+                    y = low.pointwise(y, layer, i)
+                elif layer.kind == "depthwise":
+                    y = low.depthwise(y, layer, i)
+                elif layer.kind == "avgpool":
+                    y = low.avgpool(y, layer, i)
+                else:
+                    y = low.gemm(y, layer.weight, layer, f"fc_{i}")
+                nchw = False
+            classes = plan.layers[-1].output_shape[0]
+            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
+                           primfunc_name_hint="logits")
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    mod = bb.get()
+    for gv in list(mod.get_global_vars()):
+        if low.te_kinds.get(gv.name_hint) == "rows":
+            mod[gv] = _schedule_rows(mod[gv])
+    return mod
+
+
+def build(plan: Plan, tvm_tgt):
+    return scheduled.build(plan_to_relax_neon(plan), tvm_tgt)

@@ -1,0 +1,68 @@
+"""What the hand-scheduled int8 kernel sets (x86_vnni.py, aarch64_neon.py) share: which plans they
+take, the per-channel constants, and the Relax pipeline that only lowers (the kernels are scheduled)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.plan.plan import Layer, Plan
+
+LANES = 16  # channels are padded to a multiple of 16 in both kernel sets
+
+
+def chain_shaped(plan: Plan) -> bool:
+    """conv ... global pool ... FC: the first layer reads the NCHW input (a conv), pools are global, the
+    FC reads a pooled 1x1 feature, and no multiplier is INT32_MIN (the saturating case both leave out)."""
+    layers = plan.layers
+    if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
+        return False
+    if any((layer.arrays["multiplier"] == -(2**31)).any() for layer in layers if "multiplier" in layer.arrays):
+        return False
+    spatial = 0
+    for layer in layers:
+        if layer.kind == "fc" and spatial != 1:
+            return False
+        if layer.kind == "avgpool" and tuple(layer.output_shape[1:]) not in ((), (1, 1)):
+            return False
+        if layer.kind != "fc":
+            spatial = int(np.prod(layer.output_shape[1:]))
+    return True
+
+
+def shape(var) -> list[int]:
+    return [int(d) for d in var.ty.shape]
+
+
+def pad16(n: int) -> int:
+    return -(-n // LANES) * LANES
+
+
+def folded_bias(layer: Layer, zero_point: int, n_pad: int) -> np.ndarray:
+    """bias - zp * sum(w) per channel (inputs padded with zp), zero for the padded channels."""
+    bias = np.zeros(n_pad, np.int32)
+    folded = layer.folded_bias(zero_point)
+    bias[: len(folded)] = folded
+    return bias
+
+
+def build(mod, tvm_tgt):
+    """Compile a module of scheduled kernels. Loop partitioning splits the border pixels (padding tests
+    marked likely) from the interior, whose taps then run branch-free."""
+    import tvm
+
+    with tvm.transform.PassContext(opt_level=3, config={"s_tir.LoopPartition": {"partition_const_loop": True}}):
+        return tvm.compile(mod, target=tvm_tgt, relax_pipeline=relax_pipeline(tvm_tgt))
+
+
+def relax_pipeline(tvm_tgt):
+    """The kernels are scheduled already: no legalisation or fusion, only lowering to the VM."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _pipeline(mod, _ctx):
+        with tvm_tgt:
+            passes = [relax.transform.LegalizeOps()] + cpu.dataflow_lower_passes(tvm_tgt) + cpu.finalize_passes(tvm_tgt)
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline

@@ -1,0 +1,394 @@
+"""The int8 plan as a TFLite flatbuffer (.tflite), for LiteRT / TFLite and the tools that read it.
+
+Every op is a TFLite builtin whose integer arithmetic is the plan's (README "Arithmetic"), so LiteRT's
+reference kernels (op resolver BUILTIN_REF) reproduce edgepack's int8 outputs bit for bit:
+
+- activations NHWC int8 (the model input too), one scale / zero point per tensor (the plan's QParams);
+- conv and pointwise weights OHWI, depthwise 1HWC, per-channel symmetric int8 with
+  quantized_dimension 0 (3 for depthwise), as the TFLite converter writes them; bias int32 with scale
+  in_scale * w_scale[c]. TFLite derives each requantization multiplier from these float32 scales in
+  double precision, as the plan builder did, so it gets the plan's Q31 multipliers and shifts;
+- PyTorch pads symmetrically, TFLite SAME pads bottom/right first (stride 2): wherever SAME would
+  differ, an explicit PAD (filled with the input's zero point, i.e. real 0) precedes a VALID conv;
+- the global average pool is AVERAGE_POOL_2D over the whole map (in int16 with zero point 0 when the
+  count is even, see _global_average_pool), then RESHAPE to (1, C) before FULLY_CONNECTED;
+- fused ReLU / ReLU6 become TFLite fused activations whose clamp equals the plan's act_min/act_max.
+
+LiteRT's default CPU path (XNNPACK) requantizes in fp32 and differs by one step on some values.
+The bytes depend on the plan alone (no timestamps, no version strings): same plan, same file.
+Uses the PyPI ``tflite`` package (the generated schema builders) and ``flatbuffers``; no TensorFlow.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import ToolchainError, UnsupportedModelError
+from edgepack.plan.plan import Layer, Plan, QParams
+
+DESCRIPTION = "edgepack int8 plan"
+SCHEMA_VERSION = 3
+# Op versions as the TFLite converter marks int8 (per-channel) models; they only select a registration.
+OP_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "PAD": 2, "AVERAGE_POOL_2D": 2,
+               "QUANTIZE": 2, "RESHAPE": 1, "TRANSPOSE": 2}
+_CONST_ALIGNMENT = 16  # constant buffers start on 16 bytes, as the converter lays them out
+
+
+@dataclass
+class _Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "int8" | "int16" | "int32"
+    scale: np.ndarray | None = None  # float32, one per tensor or one per channel
+    zero_point: np.ndarray | None = None  # int64
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None  # constants only
+
+
+@dataclass
+class _Op:
+    code: str  # a tflite.BuiltinOperator name
+    inputs: list[int]
+    outputs: list[int]
+    options: dict  # fields of the op's builtin options table (see _OPTIONS)
+
+
+class _Graph:
+    """Tensors and ops in execution order; indices are positions in these lists."""
+
+    def __init__(self):
+        self.tensors: list[_Tensor] = []
+        self.ops: list[_Op] = []
+        self.quant: dict[int, QParams] = {}
+        self.input = self.output = -1
+
+    def activation(self, name: str, shape: tuple[int, ...], q: QParams, dtype: str = "int8") -> int:
+        self.tensors.append(_Tensor(name, tuple(shape), dtype, np.array([q.scale], np.float32),
+                                    np.array([q.zero_point], np.int64)))
+        self.quant[len(self.tensors) - 1] = q
+        return len(self.tensors) - 1
+
+    def constant(self, name: str, data: np.ndarray, scale: np.ndarray | None = None, axis: int = 0) -> int:
+        data = np.ascontiguousarray(data)
+        zero = None if scale is None else np.zeros(len(scale), np.int64)
+        dtype = {np.dtype(np.int8): "int8", np.dtype(np.int32): "int32"}[data.dtype]
+        self.tensors.append(_Tensor(name, data.shape, dtype, scale, zero, axis, data))
+        return len(self.tensors) - 1
+
+    def op(self, code: str, inputs: list[int], outputs: list[int], **options) -> None:
+        self.ops.append(_Op(code, inputs, outputs, options))
+
+
+def plan_to_tflite(plan: Plan) -> bytes:
+    """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) -> int8 logits (1, classes)."""
+    if not plan.layers or plan.layers[-1].kind != "fc":
+        raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
+    g = _Graph()
+    c, h, w = plan.input_shape
+    x = g.input = g.activation("input", (1, h, w, c), plan.input_q)
+    for i, layer in enumerate(plan.layers):
+        if g.quant[x] != layer.input_q:
+            raise UnsupportedModelError(f"{layer.name}: its input quantization differs from the previous output's: "
+                                        "the plan has no requantize op to express that in .tflite")
+        prefix = f"{i}.{layer.name}"
+        if layer.kind in ("conv", "pointwise", "depthwise"):
+            x = _convolution(g, x, layer, prefix)
+        elif layer.kind == "avgpool":
+            x = _global_average_pool(g, x, layer, prefix)
+        elif layer.kind == "fc":
+            x = _fully_connected(g, x, layer, prefix)
+        else:
+            raise UnsupportedModelError(f"{layer.name}: layer kind {layer.kind!r} has no .tflite form")
+    g.output = x
+    return _serialize(g)
+
+
+def write_tflite(plan: Plan, path: Path) -> Path:
+    """Write ``plan_to_tflite(plan)`` to ``path``."""
+    path = Path(path)
+    path.write_bytes(plan_to_tflite(plan))
+    return path
+
+
+def _convolution(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+    c, h, w = layer.input_shape
+    o, oh, ow = layer.output_shape
+    k, s, p = layer.weight.shape[-1], layer.stride, layer.padding
+    padding = _tflite_padding(h, w, k, s, p, oh, ow)
+    if padding is None:  # symmetric padding TFLite SAME cannot express: pad explicitly, then VALID
+        pads = g.constant(f"{prefix}/paddings", np.array([[0, 0], [p, p], [p, p], [0, 0]], np.int32))
+        padded = g.activation(f"{prefix}/padded", (1, h + 2 * p, w + 2 * p, c), layer.input_q)
+        g.op("PAD", [x, pads], [padded])
+        x, padding = padded, "VALID"
+    w_scale = layer.weight_scales().astype(np.float32)
+    if layer.kind == "depthwise":
+        weight, axis = layer.weight[:, 0].transpose(1, 2, 0)[None], 3  # (C, 1, k, k) -> (1, k, k, C)
+    else:
+        weight, axis = layer.weight.transpose(0, 2, 3, 1), 0  # (O, I, k, k) -> OHWI
+    wt = g.constant(f"{prefix}/weight", weight, w_scale, axis)
+    bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
+    y = g.activation(prefix, (1, oh, ow, o), layer.output_q)
+    common = dict(padding=padding, stride=s, activation=_fused_activation(layer))
+    if layer.kind == "depthwise":
+        g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, **common)
+    else:
+        g.op("CONV_2D", [x, wt, bias], [y], **common)
+    return y
+
+
+def _global_average_pool(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+    """AVERAGE_POOL_2D over the whole map. Its kernel rounds the raw sum (zero point included) half
+    away from zero, the plan rounds sum(x - zp): the two differ only on ties, which an odd count cannot
+    have. For an even count the pool runs in int16 with zero point 0 (exact QUANTIZE ops around it:
+    the scale is unchanged). MEAN is no alternative: LiteRT 2.3 folds 1/count into a multiplier and
+    rounds twice."""
+    c, h, w = layer.input_shape
+    q, pool = layer.input_q, dict(filter_h=h, filter_w=w, stride=1, padding="VALID", activation="NONE")
+    if (h * w) % 2:
+        y = g.activation(prefix, (1, 1, 1, c), layer.output_q)
+        g.op("AVERAGE_POOL_2D", [x], [y], **pool)
+        return y
+    wide_q = QParams(q.scale, 0)
+    wide = g.activation(f"{prefix}/int16", (1, h, w, c), wide_q, "int16")
+    g.op("QUANTIZE", [x], [wide])
+    pooled = g.activation(f"{prefix}/pooled_int16", (1, 1, 1, c), wide_q, "int16")
+    g.op("AVERAGE_POOL_2D", [wide], [pooled], **pool)
+    y = g.activation(prefix, (1, 1, 1, c), layer.output_q)
+    g.op("QUANTIZE", [pooled], [y])
+    return y
+
+
+def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+    shape = g.tensors[x].shape
+    if len(shape) == 4 and shape[1] * shape[2] > 1:  # flatten in the plan's NCHW order
+        perm = g.constant(f"{prefix}/perm", np.array([0, 3, 1, 2], np.int32))
+        nchw = g.activation(f"{prefix}/nchw", (1, shape[3], shape[1], shape[2]), g.quant[x])
+        g.op("TRANSPOSE", [x, perm], [nchw])
+        x = nchw
+    if len(shape) != 2:
+        features = layer.input_shape[0]
+        new_shape = g.constant(f"{prefix}/shape", np.array([1, features], np.int32))
+        flat = g.activation(f"{prefix}/flat", (1, features), g.quant[x])
+        g.op("RESHAPE", [x, new_shape], [flat], new_shape=[1, features])
+        x = flat
+    w_scale = layer.weight_scales().astype(np.float32)
+    wt = g.constant(f"{prefix}/weight", layer.weight, w_scale, 0)
+    bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
+    y = g.activation(prefix, (1, layer.output_shape[0]), layer.output_q)
+    g.op("FULLY_CONNECTED", [x, wt, bias], [y], activation=_fused_activation(layer))
+    return y
+
+
+def _tflite_padding(h: int, w: int, k: int, s: int, p: int, oh: int, ow: int) -> str | None:
+    """"VALID" or "SAME" when one of them pads exactly as PyTorch's symmetric ``p``, else None."""
+    if p == 0:
+        return "VALID"
+    for size, out in ((h, oh), (w, ow)):
+        same_out = -(-size // s)
+        total = max((same_out - 1) * s + k - size, 0)
+        if same_out != out or total // 2 != p or total - total // 2 != p:
+            return None
+    return "SAME"
+
+
+def _bias_scale(in_q: QParams, w_scale: np.ndarray) -> np.ndarray:
+    return (np.float64(np.float32(in_q.scale)) * w_scale.astype(np.float64)).astype(np.float32)
+
+
+def _round_half_away(v: float) -> int:
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+
+def _fused_activation(layer: Layer) -> str:
+    """The TFLite fused activation whose clamp (CalculateActivationRangeQuantized) is the plan's."""
+    scale, zp = np.float32(layer.output_q.scale), layer.output_q.zero_point
+
+    def q(real: float) -> int:  # TFLite quantizes the bound in float32, rounding half away from zero
+        return zp + _round_half_away(float(np.float32(real) / scale))
+
+    ranges = {"NONE": (-128, 127), "RELU": (max(-128, zp), 127), "RELU6": (max(-128, zp), min(127, q(6.0))),
+              "RELU_N1_TO_1": (max(-128, q(-1.0)), min(127, q(1.0)))}
+    preferred = {"relu": "RELU", "relu6": "RELU6"}.get(layer.activation, "NONE")
+    for name in [preferred] + list(ranges):
+        if ranges[name] == (layer.act_min, layer.act_max):
+            return name
+    raise UnsupportedModelError(f"{layer.name}: clamp [{layer.act_min}, {layer.act_max}] is no TFLite fused activation "
+                                f"at output scale {layer.output_q.scale}: the plan cannot be written as .tflite")
+
+
+# ---- flatbuffer serialization -------------------------------------------------------------------------
+
+def _schema():
+    try:
+        import flatbuffers
+        import tflite
+    except ImportError as e:
+        raise ToolchainError(f"writing .tflite needs the {e.name} package: pip install tflite flatbuffers")
+    return flatbuffers, tflite
+
+
+def _serialize(g: _Graph) -> bytes:
+    flatbuffers, tfl = _schema()
+    b = flatbuffers.Builder(1024)
+
+    def vector(values, dtype) -> int:
+        return b.CreateNumpyVector(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")))
+
+    def tables(offsets: list[int]) -> int:
+        b.StartVector(4, len(offsets), 4)
+        for off in reversed(offsets):
+            b.PrependUOffsetTRelative(off)
+        return b.EndVector()
+
+    def raw_bytes(data: bytes) -> int:
+        b.StartVector(1, len(data), _CONST_ALIGNMENT)
+        b.head = b.head - len(data)
+        b.Bytes[b.head:b.head + len(data)] = data
+        return b.EndVector()
+
+    # Buffers: 0 is the empty sentinel every activation points at; then one per constant.
+    buffer_of, blobs = {}, [None]
+    for index, t in enumerate(g.tensors):
+        if t.data is not None:
+            buffer_of[index] = len(blobs)
+            blobs.append(t.data.astype(t.data.dtype.newbyteorder("<")).tobytes())
+    blob_offsets = [None if blob is None else raw_bytes(blob) for blob in blobs]
+    buffers = []
+    for off in blob_offsets:
+        tfl.BufferStart(b)
+        if off is not None:
+            tfl.BufferAddData(b, off)
+        buffers.append(tfl.BufferEnd(b))
+
+    tensor_type = {"int8": tfl.TensorType.INT8, "int16": tfl.TensorType.INT16, "int32": tfl.TensorType.INT32}
+    tensors = []
+    for index, t in enumerate(g.tensors):
+        name, shape = b.CreateString(t.name), vector(t.shape, np.int32)
+        quant = None
+        if t.scale is not None:
+            scale, zero = vector(t.scale, np.float32), vector(t.zero_point, np.int64)
+            tfl.QuantizationParametersStart(b)
+            tfl.QuantizationParametersAddScale(b, scale)
+            tfl.QuantizationParametersAddZeroPoint(b, zero)
+            tfl.QuantizationParametersAddQuantizedDimension(b, t.quantized_dimension)
+            quant = tfl.QuantizationParametersEnd(b)
+        tfl.TensorStart(b)
+        tfl.TensorAddShape(b, shape)
+        tfl.TensorAddType(b, tensor_type[t.dtype])
+        tfl.TensorAddBuffer(b, buffer_of.get(index, 0))
+        tfl.TensorAddName(b, name)
+        if quant is not None:
+            tfl.TensorAddQuantization(b, quant)
+        tensors.append(tfl.TensorEnd(b))
+
+    codes = sorted({op.code for op in g.ops}, key=lambda c: getattr(tfl.BuiltinOperator, c))
+    operators = []
+    for op in g.ops:
+        inputs, outputs = vector(op.inputs, np.int32), vector(op.outputs, np.int32)
+        options_type, options = _OPTIONS[op.code](b, tfl, op.options, vector)
+        tfl.OperatorStart(b)
+        tfl.OperatorAddOpcodeIndex(b, codes.index(op.code))
+        tfl.OperatorAddInputs(b, inputs)
+        tfl.OperatorAddOutputs(b, outputs)
+        tfl.OperatorAddBuiltinOptionsType(b, options_type)
+        tfl.OperatorAddBuiltinOptions(b, options)
+        operators.append(tfl.OperatorEnd(b))
+
+    tensor_vec, op_vec = tables(tensors), tables(operators)
+    inputs, outputs, name = vector([g.input], np.int32), vector([g.output], np.int32), b.CreateString("main")
+    tfl.SubGraphStart(b)
+    tfl.SubGraphAddTensors(b, tensor_vec)
+    tfl.SubGraphAddInputs(b, inputs)
+    tfl.SubGraphAddOutputs(b, outputs)
+    tfl.SubGraphAddOperators(b, op_vec)
+    tfl.SubGraphAddName(b, name)
+    subgraph = tfl.SubGraphEnd(b)
+
+    opcodes = []
+    for code in codes:
+        value = getattr(tfl.BuiltinOperator, code)
+        tfl.OperatorCodeStart(b)
+        tfl.OperatorCodeAddDeprecatedBuiltinCode(b, min(value, 127))  # 127 = "see builtin_code"
+        tfl.OperatorCodeAddBuiltinCode(b, value)
+        tfl.OperatorCodeAddVersion(b, OP_VERSIONS[code])
+        opcodes.append(tfl.OperatorCodeEnd(b))
+
+    opcode_vec, subgraph_vec, buffer_vec = tables(opcodes), tables([subgraph]), tables(buffers)
+    description = b.CreateString(DESCRIPTION)
+    tfl.ModelStart(b)
+    tfl.ModelAddVersion(b, SCHEMA_VERSION)
+    tfl.ModelAddOperatorCodes(b, opcode_vec)
+    tfl.ModelAddSubgraphs(b, subgraph_vec)
+    tfl.ModelAddDescription(b, description)
+    tfl.ModelAddBuffers(b, buffer_vec)
+    b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _conv_options(b, tfl, o, vector):
+    tfl.Conv2DOptionsStart(b)
+    tfl.Conv2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
+    tfl.Conv2DOptionsAddStrideW(b, o["stride"])
+    tfl.Conv2DOptionsAddStrideH(b, o["stride"])
+    tfl.Conv2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    tfl.Conv2DOptionsAddDilationWFactor(b, 1)
+    tfl.Conv2DOptionsAddDilationHFactor(b, 1)
+    return tfl.BuiltinOptions.Conv2DOptions, tfl.Conv2DOptionsEnd(b)
+
+
+def _depthwise_options(b, tfl, o, vector):
+    tfl.DepthwiseConv2DOptionsStart(b)
+    tfl.DepthwiseConv2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
+    tfl.DepthwiseConv2DOptionsAddStrideW(b, o["stride"])
+    tfl.DepthwiseConv2DOptionsAddStrideH(b, o["stride"])
+    tfl.DepthwiseConv2DOptionsAddDepthMultiplier(b, o["depth_multiplier"])
+    tfl.DepthwiseConv2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    tfl.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
+    tfl.DepthwiseConv2DOptionsAddDilationHFactor(b, 1)
+    return tfl.BuiltinOptions.DepthwiseConv2DOptions, tfl.DepthwiseConv2DOptionsEnd(b)
+
+
+def _fc_options(b, tfl, o, vector):
+    tfl.FullyConnectedOptionsStart(b)
+    tfl.FullyConnectedOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsEnd(b)
+
+
+def _reshape_options(b, tfl, o, vector):
+    new_shape = vector(o["new_shape"], np.int32)
+    tfl.ReshapeOptionsStart(b)
+    tfl.ReshapeOptionsAddNewShape(b, new_shape)
+    return tfl.BuiltinOptions.ReshapeOptions, tfl.ReshapeOptionsEnd(b)
+
+
+def _pool_options(b, tfl, o, vector):
+    tfl.Pool2DOptionsStart(b)
+    tfl.Pool2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
+    tfl.Pool2DOptionsAddStrideW(b, o["stride"])
+    tfl.Pool2DOptionsAddStrideH(b, o["stride"])
+    tfl.Pool2DOptionsAddFilterWidth(b, o["filter_w"])
+    tfl.Pool2DOptionsAddFilterHeight(b, o["filter_h"])
+    tfl.Pool2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.Pool2DOptions, tfl.Pool2DOptionsEnd(b)
+
+
+def _quantize_options(b, tfl, o, vector):
+    tfl.QuantizeOptionsStart(b)
+    return tfl.BuiltinOptions.QuantizeOptions, tfl.QuantizeOptionsEnd(b)
+
+
+def _pad_options(b, tfl, o, vector):
+    tfl.PadOptionsStart(b)
+    return tfl.BuiltinOptions.PadOptions, tfl.PadOptionsEnd(b)
+
+
+def _transpose_options(b, tfl, o, vector):
+    tfl.TransposeOptionsStart(b)
+    return tfl.BuiltinOptions.TransposeOptions, tfl.TransposeOptionsEnd(b)
+
+
+_OPTIONS = {"CONV_2D": _conv_options, "DEPTHWISE_CONV_2D": _depthwise_options, "FULLY_CONNECTED": _fc_options,
+            "RESHAPE": _reshape_options, "AVERAGE_POOL_2D": _pool_options, "QUANTIZE": _quantize_options, "PAD": _pad_options, "TRANSPOSE": _transpose_options}

@@ -1,0 +1,160 @@
+"""qemu-user runs of aarch64 programs on the board's exact CPU, optionally counting the instructions
+they execute with edgepack's own QEMU TCG plugin (edgepack/qemu_plugin/insn_count.c).
+
+Why the exact CPU: qemu's default `-cpu max` has every extension (SDOT, I8MM, SVE...), so code built
+for a CPU the board does not have would pass; with `-cpu cortex-a72` it dies with SIGILL instead.
+Why instruction counts: qemu's wall-clock time says nothing about the board, the number of guest
+instructions executed is deterministic and, with the vector share, a fair work figure.
+
+    python3 -m edgepack.qemu build    # what scripts/setup.sh runs: builds the plugin with the host gcc
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepack.errors import DeviceError, ToolchainError
+
+EMULATOR = "qemu-aarch64"
+SYSROOT = "/usr/aarch64-linux-gnu"
+PLUGIN_SOURCE = Path(__file__).with_name("qemu_plugin") / "insn_count.c"
+PLUGIN_NAME = "libinsn_count.so"
+PACKAGES = {"gcc": "gcc", EMULATOR: "qemu-user", SYSROOT: "libc6-arm64-cross"}
+
+
+def cache_dir() -> Path:
+    """Where built helpers live (EDGEPACK_CACHE overrides ~/.cache/edgepack, as for the TVM runtime)."""
+    return Path(os.environ.get("EDGEPACK_CACHE", Path.home() / ".cache" / "edgepack"))
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise ToolchainError(f"{tool} is not installed: apt-get install -y {PACKAGES[tool]} (or run scripts/setup.sh)")
+    return path
+
+
+def plugin() -> Path:
+    """The instruction-count plugin, built with the host gcc when missing or older than its source.
+
+    Built under a temporary name and renamed, so concurrent builders never load a half-written file.
+    """
+    out = cache_dir() / "qemu-plugins" / PLUGIN_NAME
+    if out.exists() and out.stat().st_mtime >= PLUGIN_SOURCE.stat().st_mtime:
+        return out
+    gcc = _require("gcc")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{PLUGIN_NAME}.", dir=out.parent)
+    os.close(fd)
+    try:
+        r = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", tmp, str(PLUGIN_SOURCE)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            first = (r.stderr.strip().splitlines() or ["no output"])[0]
+            raise ToolchainError(f"building the QEMU plugin {PLUGIN_SOURCE.name} with gcc failed ({first[:200]}): "
+                                 "check the gcc installation (apt-get install -y gcc)")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+@dataclass
+class UserRun:
+    """One finished qemu-user run. ``instructions`` / ``vector_instructions``: guest instructions
+    executed (with ``count=True``; None otherwise or when the program died before exiting)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    instructions: int | None = None
+    vector_instructions: int | None = None
+
+    @property
+    def vector_share(self) -> float | None:
+        if not self.instructions or self.vector_instructions is None:
+            return None
+        return self.vector_instructions / self.instructions
+
+    def failure(self, cpu: str) -> str | None:
+        """Why the run failed, in a few words (None if it succeeded): the signal that killed it, or
+        its first stderr line. A SIGILL names ``cpu``: the program used an instruction it lacks."""
+        if self.returncode == 0:
+            return None
+        if self.returncode < 0:
+            sig = signal.Signals(-self.returncode)
+            if sig == signal.SIGILL:
+                return f"died with SIGILL (illegal instruction): the code uses an instruction the {cpu} does not have"
+            return f"died with {sig.name}"
+        lines = [line for line in (self.stderr or self.stdout).strip().splitlines() if line.strip()]
+        return f"exit code {self.returncode}" + (f" ({lines[0].strip()[:200]})" if lines else "")
+
+
+def _environment(extra: dict | None) -> dict:
+    """This process's environment without QEMU_* variables (QEMU_CPU, QEMU_PLUGIN... would change the
+    run behind its flags), plus ``extra``; a value None removes a variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QEMU_")}
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+def _read_counts(path: Path) -> tuple[int | None, int | None]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None, None
+    found = dict(re.findall(r"^(instructions|vector_instructions) (\d+)$", text, re.M))
+    if set(found) != {"instructions", "vector_instructions"}:
+        return None, None
+    return int(found["instructions"]), int(found["vector_instructions"])
+
+
+def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = False, env: dict | None = None,
+             timeout: float | None = None, cwd=None, stdin: bytes | None = None) -> UserRun:
+    """Run ``cmd`` (an aarch64 program and its arguments) as `qemu-aarch64 -cpu CPU -L SYSROOT cmd`.
+
+    ``cpu``: the board's exact CPU (e.g. cortex-a72), never `max`. ``count``: load the instruction-count
+    plugin (exact for one guest thread: its counters are not atomic). ``env``: variables set on top
+    of this process's environment (None removes one); inherited QEMU_* variables are dropped.
+    A run that exceeds ``timeout`` seconds is killed: DeviceError. A non-zero exit is returned, not
+    raised: ``UserRun.failure(cpu)`` says why in one line.
+    """
+    qemu = _require(EMULATOR)
+    if not Path(sysroot).is_dir():
+        raise ToolchainError(f"the aarch64 sysroot {sysroot} is missing: apt-get install -y "
+                             f"{PACKAGES.get(sysroot, 'libc6-arm64-cross')} (or run scripts/setup.sh)")
+    with tempfile.TemporaryDirectory(prefix="edgepack-qemu-") as tmp:
+        args = [qemu, "-cpu", cpu, "-L", str(sysroot)]
+        counts = Path(tmp) / "counts"
+        if count:  # QEMU option syntax: a literal comma is written twice
+            args += ["-plugin", f"{str(plugin()).replace(',', ',,')},outfile={str(counts).replace(',', ',,')}"]
+        try:
+            r = subprocess.run(args + [str(c) for c in cmd], capture_output=True, env=_environment(env), timeout=timeout,
+                               cwd=cwd, input=stdin)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"{EMULATOR} -cpu {cpu} {Path(str(cmd[0])).name} did not finish within {timeout:g} s: "
+                              "it hangs, or it needs a longer timeout") from None
+        instructions, vector = _read_counts(counts) if count else (None, None)
+    return UserRun(r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"),
+                   instructions, vector)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["build"]:
+        sys.exit("usage: python3 -m edgepack.qemu build")
+    try:
+        print(plugin())
+    except ToolchainError as e:
+        sys.exit(f"edgepack: {e}")
