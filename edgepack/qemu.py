@@ -92,7 +92,7 @@ class UserRun:
         if self.returncode < 0:
             sig = signal.Signals(-self.returncode)
             if sig == signal.SIGILL:
-                return f"died with SIGILL (illegal instruction): the code uses an instruction the {cpu} does not have"
+                return f"died with SIGILL (illegal instruction): it uses an instruction the {cpu} does not have"
             return f"died with {sig.name}"
         lines = [line for line in (self.stderr or self.stdout).strip().splitlines() if line.strip()]
         return f"exit code {self.returncode}" + (f" ({lines[0].strip()[:200]})" if lines else "")

@@ -32,8 +32,8 @@ from edgepack.plan.plan import Layer, Plan
 
 K_STEP = 16  # int8 values of K per micro-kernel step (one q register)
 MAX_ACCUMULATORS = 16  # int32x4 accumulators per register tile (of 32 NEON registers)
-SCHEDULES = ("edgepack AArch64 NEON kernels: GEMM conv with SMULL/SMLAL2/SADALP register tiles, "
-             "SQRDMULH requantization, 16-channel depthwise with SMLAL/SADDW")
+SCHEDULES = ("edgepack AArch64 NEON kernels: GEMM conv with SMULL/SMLAL2/SADALP register tiles (SDOT where the CPU "
+             "has dotprod), SQRDMULH requantization, 16-channel depthwise with SMLAL/SADDW")
 
 
 def supported(plan: Plan, tvm_tgt) -> bool:
@@ -77,6 +77,26 @@ def _neon(name: str, dtype: str, *args):
     return T.call_llvm_pure_intrin(dtype, f"llvm.aarch64.neon.{name}", *args)
 
 
+def _smull_lo(x, y):
+    from tvm.script import tirx as T
+
+    return _neon("smull", "int16x8", T.vectorlow("int8x8", x), T.vectorlow("int8x8", y))
+
+
+def _smull_hi(x, y):
+    from tvm.script import tirx as T
+
+    return _neon("smull", "int16x8", T.vectorhigh("int8x8", x), T.vectorhigh("int8x8", y))
+
+
+def _widen_add(acc, lo, hi):
+    """acc[0:16] += the 16 int16 products, widened (SADDW / SADDW2)."""
+    from tvm.script import tirx as T
+
+    for q, (half, part) in enumerate(((lo, T.vectorlow), (lo, T.vectorhigh), (hi, T.vectorlow), (hi, T.vectorhigh))):
+        T.buffer_store(acc, acc[T.Ramp(q * 4, 1, 4)] + T.Cast("int32x4", part("int16x4", half)), [T.Ramp(q * 4, 1, 4)])
+
+
 def requantize4(x, tables, ch, layer: Layer):
     """int32x4 accumulators (bias added) of channels ch..ch+3 -> int32x4 in [act_min, act_max]."""
     from tvm.script import tirx as T
@@ -90,8 +110,10 @@ def requantize4(x, tables, ch, layer: Layer):
     return T.max(T.min(x, T.Broadcast(T.int32(layer.act_max), 4)), T.Broadcast(T.int32(layer.act_min), 4))
 
 
-def gemm_func(m: int, k: int, n: int, layer: Layer):
-    """C[m, n] = requant(sum_k A[m, k] W[n, k] + bias[n]): A int8 (M, K), W packed, C int8 (M, N)."""
+def gemm_func(m: int, k: int, n: int, layer: Layer, dotprod: bool = False):
+    """C[m, n] = requant(sum_k A[m, k] W[n, k] + bias[n]): A int8 (M, K), W packed, C int8 (M, N). With
+    ``dotprod`` (Armv8.2 SDOT, e.g. Cortex-A76) each 16-byte step is one SDOT instead of three instructions;
+    the lanes still hold partial sums (k = 4l..4l+3), folded by the same ADDP epilogue."""
     from tvm.script import tirx as T
 
     rows, nt = register_tile(m, n)
@@ -111,10 +133,11 @@ def gemm_func(m: int, k: int, n: int, layer: Layer):
                     for j in T.unroll(nt):
                         x: T.let = a[tile // n_tiles * rows + r, T.Ramp(ko * K_STEP, 1, K_STEP)]
                         y: T.let = w[tile % n_tiles, ko, j, T.Ramp(0, 1, K_STEP)]
-                        lo: T.let = _neon("smull", "int16x8", T.vectorlow("int8x8", x), T.vectorlow("int8x8", y))
-                        both: T.let = lo + _neon("smull", "int16x8", T.vectorhigh("int8x8", x), T.vectorhigh("int8x8", y))
-                        acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)]
-                                                              + _neon("saddlp", "int32x4", both))
+                        if dotprod:  # SDOT: four 4-byte dot products into the four lanes, one instruction
+                            acc[T.Ramp((r * nt + j) * 4, 1, 4)] = _neon("sdot", "int32x4", acc[T.Ramp((r * nt + j) * 4, 1, 4)], x, y)
+                        else:  # SMULL + SMLAL2 into int16 pairs, SADALP into int32
+                            acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)] + _neon(
+                                "saddlp", "int32x4", _smull_lo(x, y) + _smull_hi(x, y)))
             for r in T.unroll(rows):
                 for g in T.unroll(nt // 4):
                     base: T.let = (r * nt + g * 4) * 4
@@ -134,7 +157,7 @@ def depthwise_func(hp: int, wp: int, c: int, oh: int, ow: int, k: int, stride: i
     from tvm.script import tirx as T
 
     taps = k * k
-    pairs, odd = taps // 2, taps % 2
+    pairs, odd = taps // 2, bool(taps % 2)
 
     @T.prim_func
     def depthwise(p: T.Buffer((hp, wp, c), "int8"), w: T.Buffer((taps, c), "int8"), bias: T.Buffer((c,), "int32"),
@@ -147,22 +170,22 @@ def depthwise_func(hp: int, wp: int, c: int, oh: int, ow: int, k: int, stride: i
                     acc = T.alloc_buffer((LANES,), "int32")
                     for q in T.unroll(4):
                         acc[T.Ramp(q * 4, 1, 4)] = bias[T.Ramp(cb * LANES + q * 4, 1, 4)]
-                    for t in T.unroll(pairs + odd):
-                        t0: T.let = 2 * t
-                        t1: T.let = T.min(2 * t + 1, taps - 1)
-                        x0: T.let = p[y * stride + t0 // k, xo * stride + t0 % k, T.Ramp(cb * LANES, 1, LANES)]
-                        w0: T.let = w[t0, T.Ramp(cb * LANES, 1, LANES)]
-                        x1: T.let = p[y * stride + t1 // k, xo * stride + t1 % k, T.Ramp(cb * LANES, 1, LANES)]
-                        w1: T.let = T.if_then_else(2 * t + 1 < taps, w[t1, T.Ramp(cb * LANES, 1, LANES)],
-                                                   T.Broadcast(T.int8(0), LANES))
-                        lo: T.let = (_neon("smull", "int16x8", T.vectorlow("int8x8", x0), T.vectorlow("int8x8", w0))
-                                     + _neon("smull", "int16x8", T.vectorlow("int8x8", x1), T.vectorlow("int8x8", w1)))
-                        hi: T.let = (_neon("smull", "int16x8", T.vectorhigh("int8x8", x0), T.vectorhigh("int8x8", w0))
-                                     + _neon("smull", "int16x8", T.vectorhigh("int8x8", x1), T.vectorhigh("int8x8", w1)))
-                        acc[T.Ramp(0, 1, 4)] = acc[T.Ramp(0, 1, 4)] + T.Cast("int32x4", T.vectorlow("int16x4", lo))
-                        acc[T.Ramp(4, 1, 4)] = acc[T.Ramp(4, 1, 4)] + T.Cast("int32x4", T.vectorhigh("int16x4", lo))
-                        acc[T.Ramp(8, 1, 4)] = acc[T.Ramp(8, 1, 4)] + T.Cast("int32x4", T.vectorlow("int16x4", hi))
-                        acc[T.Ramp(12, 1, 4)] = acc[T.Ramp(12, 1, 4)] + T.Cast("int32x4", T.vectorhigh("int16x4", hi))
+                    for t in T.unroll(pairs):  # two taps summed in int16, then widened
+                        lo: T.let = (_smull_lo(p[y * stride + 2 * t // k, xo * stride + 2 * t % k, T.Ramp(cb * LANES, 1, LANES)],
+                                               w[2 * t, T.Ramp(cb * LANES, 1, LANES)])
+                                     + _smull_lo(p[y * stride + (2 * t + 1) // k, xo * stride + (2 * t + 1) % k,
+                                                   T.Ramp(cb * LANES, 1, LANES)], w[2 * t + 1, T.Ramp(cb * LANES, 1, LANES)]))
+                        hi: T.let = (_smull_hi(p[y * stride + 2 * t // k, xo * stride + 2 * t % k, T.Ramp(cb * LANES, 1, LANES)],
+                                               w[2 * t, T.Ramp(cb * LANES, 1, LANES)])
+                                     + _smull_hi(p[y * stride + (2 * t + 1) // k, xo * stride + (2 * t + 1) % k,
+                                                   T.Ramp(cb * LANES, 1, LANES)], w[2 * t + 1, T.Ramp(cb * LANES, 1, LANES)]))
+                        _widen_add(acc, lo, hi)
+                    if odd:  # the last tap alone
+                        lo1: T.let = _smull_lo(p[y * stride + (taps - 1) // k, xo * stride + (taps - 1) % k, T.Ramp(cb * LANES, 1, LANES)],
+                                               w[taps - 1, T.Ramp(cb * LANES, 1, LANES)])
+                        hi1: T.let = _smull_hi(p[y * stride + (taps - 1) // k, xo * stride + (taps - 1) % k, T.Ramp(cb * LANES, 1, LANES)],
+                                               w[taps - 1, T.Ramp(cb * LANES, 1, LANES)])
+                        _widen_add(acc, lo1, hi1)
                     for q in T.unroll(4):
                         out[y * ow + xo, T.Ramp(cb * LANES + q * 4, 1, 4)] = T.Cast("int8x4", requantize4(
                             acc[T.Ramp(q * 4, 1, 4)], {"mult": mult, "left": left, "negright": negright},
@@ -172,10 +195,10 @@ def depthwise_func(hp: int, wp: int, c: int, oh: int, ow: int, k: int, stride: i
 
 
 class _Lowering:
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, dotprod: bool):
         from tvm import relax
 
-        self.plan, self.bb, self.relax = plan, relax.BlockBuilder(), relax
+        self.plan, self.bb, self.relax, self.dotprod = plan, relax.BlockBuilder(), relax, dotprod
         self.te_kinds: dict[str, str] = {}  # TE prim func name -> its scheduler
 
     def const(self, value: np.ndarray):
@@ -198,10 +221,33 @@ class _Lowering:
         n = pad16(w2d.shape[0])
         _, nt = register_tile(m, n)
         args = [a, self.const(pack_weight(w2d, n, k, nt)), *self.tables(layer, layer.input_q.zero_point, n)]
-        return self.call(gemm_func(m, k, n, layer), name, args, (m, n))
+        return self.call(gemm_func(m, k, n, layer, self.dotprod), name, args, (m, n))
 
     def reshape(self, x, new_shape):
         return self.bb.emit(self.relax.op.reshape(x, new_shape))
+
+    def padded_nhwc(self, x, layer: Layer, i: int, nchw: bool, kernel: int):
+        """The layer input as NHWC int8 with a border of zero points wide enough for every window: the
+        kernels that read it need no bounds tests. The model input (NCHW) is transposed on the way."""
+        from tvm import te, tirx as tir
+
+        _, h, wd = layer.input_shape
+        _, oh, ow = layer.output_shape
+        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
+        c = layer.input_shape[0] if nchw else shape(x)[1]
+        hp, wp = max(h + 2 * p, (oh - 1) * s + kernel), max(wd + 2 * p, (ow - 1) * s + kernel)
+        if not nchw:
+            x = self.reshape(x, (h, wd, c))
+
+        def pad(x):
+            def value(y, xx, ch):
+                inside = tir.all(y >= p, y < h + p, xx >= p, xx < wd + p)
+                pixel = x[0, ch, y - p, xx - p] if nchw else x[y - p, xx - p, ch]
+                return tir.if_then_else(inside, pixel, tir.const(zp, "int8"))
+            return te.compute((hp, wp, c), value, name="out")
+
+        kind = "copy-unroll" if c % LANES else "copy-vector"
+        return self.emit_te(kind, pad, x, name=f"pad_{i}"), hp, wp, c
 
     def conv(self, x, layer: Layer, i: int, nchw: bool):
         """Full conv (or strided pointwise): im2col into A[pixels, (kh, kw, C)] padded to K % 16 == 0, then the GEMM."""
@@ -210,24 +256,19 @@ class _Lowering:
         w = layer.weight
         o, c, kh, kw = w.shape
         _, oh, ow = layer.output_shape
-        _, h, wd = layer.input_shape
-        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
-        cp = c if nchw else shape(x)[1]
+        s, zp = layer.stride, layer.input_q.zero_point
+        padded, _, _, cp = self.padded_nhwc(x, layer, i, nchw, kh)
         k_real = kh * kw * cp
         k_pad = -(-k_real // K_STEP) * K_STEP
-        if not nchw:
-            x = self.reshape(x, (h, wd, cp))
 
         def im2col(x):
-            def value(pix, kk):
-                y, xx, r, ci = pix // ow, pix % ow, kk // cp, kk % cp
-                yy, xs = y * s + r // kw - p, xx * s + r % kw - p
-                inside = tir.likely(tir.all(kk < k_real, yy >= 0, yy < h, xs >= 0, xs < wd))
-                pixel = x[0, ci, yy, xs] if nchw else x[yy, xs, ci]
-                return tir.if_then_else(inside, pixel, tir.const(zp, "int8"))
-            return te.compute((oh * ow, k_pad), value, name="out")
+            def value(y, xx, kk):  # kk = (r * kw + q) * cp + ci: constants once the kk loop is unrolled
+                pixel = x[y * s + kk // (kw * cp), xx * s + kk // cp % kw, kk % cp]
+                return tir.if_then_else(kk < k_real, pixel, tir.const(zp, "int8"))
+            return te.compute((oh, ow, k_pad), value, name="out")
 
-        a = self.emit_te("rows", im2col, x, name=f"im2col_{i}")
+        kind = "copy-unroll" if cp % LANES else "copy-vector"
+        a = self.reshape(self.emit_te(kind, im2col, padded, name=f"im2col_{i}"), (oh * ow, k_pad))
         w_hwc = np.zeros((o, kh, kw, cp), np.int8)
         w_hwc[..., :c] = w.transpose(0, 2, 3, 1)
         return self.gemm(a, w_hwc.reshape(o, -1), layer, f"conv_{i}")
@@ -244,21 +285,12 @@ class _Lowering:
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
-        hp, wp = max(h + 2 * p, (oh - 1) * s + k), max(wd + 2 * p, (ow - 1) * s + k)
-        x = self.reshape(x, (h, wd, c_pad))
-
-        def pad(x):
-            def value(y, xx, ch):
-                inside = tir.all(y >= p, y < h + p, xx >= p, xx < wd + p)
-                return tir.if_then_else(inside, x[y - p, xx - p, ch], tir.const(zp, "int8"))
-            return te.compute((hp, wp, c_pad), value, name="out")
-
-        padded = self.emit_te("rows", pad, x, name=f"pad_{i}")
+        zp = layer.input_q.zero_point
+        padded, hp, wp, _ = self.padded_nhwc(x, layer, i, False, k)
         w = np.zeros((k * k, c_pad), np.int8)
         w[:, :c] = layer.weight[:, 0].reshape(c, k * k).T
         args = [padded, self.const(w), *self.tables(layer, zp, c_pad)]
-        return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, s, layer), f"depthwise_{i}", args, (oh * ow, c_pad))
+        return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, layer.stride, layer), f"depthwise_{i}", args, (oh * ow, c_pad))
 
     def avgpool(self, x, layer: Layer, i: int):
         from tvm import te, tirx as tir
@@ -279,24 +311,27 @@ class _Lowering:
         return self.emit_te("none", fn, x, name=f"avgpool_{i}")
 
 
-def _schedule_rows(func):
-    """A TE copy kernel (im2col, padding): rows in parallel, the innermost loop vectorised by 16 when it can be."""
+def _schedule_copy(func, vector: bool):
+    """A TE copy kernel (padding, im2col): rows in parallel; the innermost loop vectorised by 16 when it
+    runs over whole 16-channel blocks, else unrolled (the 3-channel model input: its index arithmetic
+    then folds to constants)."""
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
     loops = sch.get_loops(sch.get_sblock("out"))
-    extent = int(sch.get(loops[-1]).extent)
-    if extent % LANES == 0:
+    if vector:
         sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
+    else:
+        sch.unroll(loops[-1])
     sch.parallel(loops[0])
     return sch.mod["main"]
 
 
-def plan_to_relax_neon(plan: Plan):
+def plan_to_relax_neon(plan: Plan, dotprod: bool = False):
     """An IRModule with ``main(x: int8[1, C, H, W]) -> int8[1, classes]``, every kernel scheduled."""
     from tvm import relax, te
 
-    low = _Lowering(plan)
+    low = _Lowering(plan, dotprod)
     bb = low.bb
     x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
@@ -321,10 +356,18 @@ def plan_to_relax_neon(plan: Plan):
         bb.emit_func_output(out)
     mod = bb.get()
     for gv in list(mod.get_global_vars()):
-        if low.te_kinds.get(gv.name_hint) == "rows":
-            mod[gv] = _schedule_rows(mod[gv])
+        kind = low.te_kinds.get(gv.name_hint, "")
+        if kind.startswith("copy"):
+            mod[gv] = _schedule_copy(mod[gv], vector=kind == "copy-vector")
     return mod
 
 
+def uses_dotprod(tvm_tgt) -> bool:
+    from tvm.target import codegen
+
+    return codegen.target_has_features("dotprod", tvm_tgt)
+
+
 def build(plan: Plan, tvm_tgt):
-    return scheduled.build(plan_to_relax_neon(plan), tvm_tgt)
+    """SDOT GEMMs where the target CPU has dotprod (Raspberry Pi 5); SMULL/SMLAL2/SADALP otherwise (Pi 4, A53)."""
+    return scheduled.build(plan_to_relax_neon(plan, uses_dotprod(tvm_tgt)), tvm_tgt)

@@ -47,12 +47,12 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: 
         np.ascontiguousarray(batch).tofile(inp)
         n, c, h, w = batch.shape
         r = qemu.run_user([exe, library, inp, out, n, c, h, w, classes, batch.dtype.name], cpu=cpu, count=count,
-                          timeout=timeout, env={"TVM_NUM_THREADS": threads} if threads else None)
+                          timeout=timeout, cwd=tmp, env={"TVM_NUM_THREADS": threads} if threads else None)
         failure = r.failure(cpu)
         if failure:
-            fix = ("compile for this board: its target's tvm_target must not enable features the CPU lacks (e.g. +dotprod)"
+            fix = (f"compile for the {cpu} (a target whose tvm_target enables no feature the board lacks, such as +dotprod)"
                    if r.returncode == -signal.SIGILL else "recompile the artifact with this edgepack")
-            raise DeviceError(f"{library.name} under qemu-{arch} -cpu {cpu} {failure}: {fix}")
+            raise DeviceError(f"{library.name} under qemu-{arch} -cpu {cpu} {failure}; {fix}")
         return np.fromfile(out, batch.dtype).reshape(n, classes), r
 
 
