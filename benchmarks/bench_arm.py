@@ -273,32 +273,44 @@ class Row:
 def _peer_check(engine: str, y: np.ndarray, want: np.ndarray, out_q) -> str:
     q = y.astype(int) if engine == "litert" else np.clip(np.round(y / out_q.scale) + out_q.zero_point, -128, 127).astype(int)
     top1 = "top-1 = reference" if int(np.argmax(y)) == int(np.argmax(want)) else "top-1 DIFFERS"
-    return f"{top1}, max |diff| {int(np.abs(q.reshape(-1) - want.reshape(-1)).max())} steps"
+    steps = int(np.abs(q.reshape(-1) - want.reshape(-1)).max())
+    return f"{top1}, logits within {steps} int8 step{'' if steps == 1 else 's'}"
 
 
-def run_rows(rows: list[Row], tasks: dict, jobs: int) -> dict:
-    """tasks[(engine, cpu)] = fn(n) -> (UserRun, output): runs n=1 and n=3 of every row, ``jobs`` at a time;
-    fills each row's counts and returns the outputs of the 3-inference runs by (engine, cpu)."""
+def run_rows(rows: list[Row], tasks: dict, jobs: int, repeats: int) -> dict:
+    """tasks[(engine, cpu)] = fn(n) -> (UserRun, output). Runs n=1 and n=3 of every row ``repeats`` times,
+    interleaved, ``jobs`` at a time; per inference = (median count of n=3 - median of n=1) / 2, the
+    spread of the per-run-pair figures beside it. Returns the n=3 outputs by (engine, cpu).
+
+    Why medians: a Python process's count is not fully reproducible. ONNX Runtime's import alone
+    varied by up to 10 M instructions between identical runs (two modes, 450 and 460 M, more under
+    host load), which the difference of two runs does not cancel; LiteRT's and edgepack's runs repeat
+    to the instruction on a quiet host."""
     def one(row: Row, n: int):
         try:
             return row, n, *tasks[(row.engine, row.cpu)](n), None
         except (DeviceError, ToolchainError) as e:
             return row, n, None, None, str(e)
 
-    outputs = {}
+    outputs, counts = {}, {(r.engine, r.cpu): {1: [], 3: []} for r in rows}
+    work = [(r, n) for _ in range(repeats) for r in rows for n in (1, 3)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for row, n, run, y, error in pool.map(lambda a: one(*a), [(r, n) for r in rows for n in (1, 3)]):
-            if error or run.failure(row.cpu) or run.instructions is None:
-                row.error = row.error or error or f"{row.engine} -cpu {row.cpu}: {run.failure(row.cpu) or 'no count'}"
+        for row, n, run, y, error in pool.map(lambda a: one(*a), work):
+            if row.error:
                 continue
-            row.counts[n] = [run.instructions, run.vector_instructions]
+            if error or run.failure(row.cpu) or run.instructions is None:
+                row.error = error or f"{row.engine} -cpu {row.cpu}: {run.failure(row.cpu) or 'no count'}"
+                continue
+            counts[(row.engine, row.cpu)][n].append([run.instructions, run.vector_instructions])
             outputs[(row.engine, row.cpu, n)] = y
-            log(f"  {row.engine:<24} {row.cpu:<11} x{n}: {run.instructions / 1e6:,.1f} M instructions")
+            log(f"  {row.engine:<24} {row.cpu:<11} x{n}: {run.instructions / 1e6:,.3f} M instructions")
     for row in rows:
         if row.error is None:
-            (i1, v1), (i3, v3) = row.counts[1], row.counts[3]
-            row.instructions, row.vector_share = (i3 - i1) / 2, (v3 - v1) / max(i3 - i1, 1)
-            row.counts = {"1": row.counts[1], "3": row.counts[3]}
+            c = counts[(row.engine, row.cpu)]
+            (i1, v1), (i3, v3) = (np.median(np.array(c[n]), axis=0) for n in (1, 3))
+            row.instructions, row.vector_share = float(i3 - i1) / 2, float(v3 - v1) / max(float(i3 - i1), 1.0)
+            pairs = [(b[0] - a[0]) / 2 for a, b in zip(c[1], c[3])]
+            row.counts = {"1": c[1], "3": c[3], "per_inference_min_max": [min(pairs), max(pairs)]}
     return {(row.engine, row.cpu): outputs[(row.engine, row.cpu, 3)] for row in rows if row.error is None}
 
 
@@ -322,7 +334,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--eval-size", type=int, default=16, help="eval images of each compile (accuracy is not the point here)")
     ap.add_argument("--cpus", default=",".join(CPUS), help=f"comma-separated, of {', '.join(CPUS)}")
-    ap.add_argument("--jobs", type=int, default=2, help="qemu runs at a time (counts do not depend on it)")
+    ap.add_argument("--jobs", type=int, default=1, help="qemu runs at a time (2 makes ONNX Runtime's counts noisier)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each count (the median is taken)")
     ap.add_argument("--work", type=Path, help="artifacts, .tflite and outputs (default /tmp/edgepack-bench-arm/A-R)")
     ap.add_argument("--reuse", action="store_true", help="reuse artifacts already compiled in --work")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per compile or qemu run")
@@ -395,8 +408,8 @@ def main() -> None:
         for name, engine in ((ort_name, "onnxruntime"), (litert_name, "litert")):
             rows.append(Row(name, cpu))
             tasks[(name, cpu)] = peer_task(engine, cpu)
-    log(f"counting instructions: {len(tasks)} engine/CPU pairs x (1 and 3 inferences), {args.jobs} at a time")
-    outputs = run_rows([r for r in rows if r.error is None], tasks, args.jobs)
+    log(f"counting instructions: {len(tasks)} engine/CPU pairs x (1 and 3 inferences) x {args.repeats}, {args.jobs} at a time")
+    outputs = run_rows([r for r in rows if r.error is None], tasks, args.jobs, args.repeats)
     for row in rows:
         if row.error is None:
             y = outputs[(row.engine, row.cpu)]
@@ -417,7 +430,8 @@ def main() -> None:
              "qemu_runs_s": round(t_end - t_runs, 1)}
     print(f"time: {times}")
     result = {"model": {"alpha": args.alpha, "resolution": args.resolution}, "command": " ".join(sys.argv),
-              "method": "instructions per inference = (qemu TCG plugin count with 3 inferences - with 1) / 2, one thread",
+              "method": "instructions per inference = (median qemu TCG plugin count with 3 inferences - with 1) / 2 "
+                        f"over {args.repeats} runs each, one thread",
               "rows": [asdict(r) for r in rows], "tflite_host_check": host_litert, "sysroot": root_info,
               "artifacts": {row: {k: str(v) for k, v in a.items()} for row, a in artifacts.items()},
               "plan_sha256": plan_sha, "same_plan": len(set(plan_sha.values())) == 1, "times": times, "table": table}

@@ -50,8 +50,12 @@ def plugin() -> Path:
     if out.exists() and out.stat().st_mtime >= PLUGIN_SOURCE.stat().st_mtime:
         return out
     gcc = _require("gcc")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{PLUGIN_NAME}.", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{PLUGIN_NAME}.", dir=out.parent)
+    except OSError as e:
+        raise ToolchainError(f"cannot write the QEMU plugin into {out.parent} ({e.strerror or type(e).__name__}): "
+                             "set EDGEPACK_CACHE to a writable folder") from None
     os.close(fd)
     try:
         r = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", tmp, str(PLUGIN_SOURCE)],
@@ -98,10 +102,10 @@ class UserRun:
         return f"exit code {self.returncode}" + (f" ({lines[0].strip()[:200]})" if lines else "")
 
 
-def _environment(extra: dict | None) -> dict:
-    """This process's environment without QEMU_* variables (QEMU_CPU, QEMU_PLUGIN... would change the
-    run behind its flags), plus ``extra``; a value None removes a variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QEMU_")}
+def _environment(extra: dict | None, inherit: bool) -> dict:
+    """This process's environment (if ``inherit``) without QEMU_* variables (QEMU_CPU, QEMU_PLUGIN...
+    would change the run behind its flags), plus ``extra``; a value None removes a variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QEMU_")} if inherit else {}
     for key, value in (extra or {}).items():
         if value is None:
             env.pop(key, None)
@@ -122,12 +126,15 @@ def _read_counts(path: Path) -> tuple[int | None, int | None]:
 
 
 def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = False, env: dict | None = None,
-             timeout: float | None = None, cwd=None, stdin: bytes | None = None) -> UserRun:
+             timeout: float | None = None, cwd=None, stdin: bytes | None = None, inherit_env: bool = True) -> UserRun:
     """Run ``cmd`` (an aarch64 program and its arguments) as `qemu-aarch64 -cpu CPU -L SYSROOT cmd`.
 
     ``cpu``: the board's exact CPU (e.g. cortex-a72), never `max`. ``count``: load the instruction-count
     plugin (exact for one guest thread: its counters are not atomic). ``env``: variables set on top
-    of this process's environment (None removes one); inherited QEMU_* variables are dropped.
+    of this process's environment (None removes one); inherited QEMU_* variables are dropped; with
+    ``inherit_env=False`` the guest gets ``env`` only.
+    Counts depend on the guest's initial stack, which holds argv and the environment: runs compared
+    with each other should pass the same environment and argv strings of the same lengths.
     A run that exceeds ``timeout`` seconds is killed: DeviceError. A non-zero exit is returned, not
     raised: ``UserRun.failure(cpu)`` says why in one line.
     """
@@ -141,7 +148,7 @@ def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = 
         if count:  # QEMU option syntax: a literal comma is written twice
             args += ["-plugin", f"{str(plugin()).replace(',', ',,')},outfile={str(counts).replace(',', ',,')}"]
         try:
-            r = subprocess.run(args + [str(c) for c in cmd], capture_output=True, env=_environment(env), timeout=timeout,
+            r = subprocess.run(args + [str(c) for c in cmd], capture_output=True, env=_environment(env, inherit_env), timeout=timeout,
                                cwd=cwd, input=stdin)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{EMULATOR} -cpu {cpu} {Path(str(cmd[0])).name} did not finish within {timeout:g} s: "

@@ -277,3 +277,17 @@ def test_sweep_plots_instructions_when_there_is_no_latency(rpi4_artifact, tmp_pa
     assert row["cost"] == cost[INSTR]
     paths = sweep.plot_sweep([row, {**row, "alpha": 0.5, "cost": row["cost"] * 3}], tmp_path, "rpi4")
     assert [p.name for p in paths] == ["accuracy_vs_macs.png", "accuracy_vs_latency.png"]
+
+
+@pytest.mark.slow
+def test_instruction_count_does_not_depend_on_the_artifact_path_or_the_environment(rpi4_artifact, tmp_path, monkeypatch):
+    """The guest's initial stack holds argv and the environment; both used to shift the count by ~0.2%."""
+    import shutil
+
+    def cost(folder):
+        return Runner(folder, json.loads((folder / "manifest.json").read_text())).cost()[INSTR]
+
+    first = cost(rpi4_artifact)
+    moved = shutil.copytree(rpi4_artifact, tmp_path / "a-much-longer-folder-name-than-before" / "x")
+    monkeypatch.setenv("EDGEPACK_TEST_PADDING", "y" * 37)
+    assert cost(moved) == first

@@ -98,7 +98,8 @@ def _widen_add(acc, lo, hi):
 
 
 def requantize4(x, tables, ch, layer: Layer):
-    """int32x4 accumulators (bias added) of channels ch..ch+3 -> int32x4 in [act_min, act_max]."""
+    """int32x4 accumulators (bias added) of channels ch..ch+3 -> int32x4 with the output zero point added
+    (the clamp comes after narrowing, on int8 lanes: the same result, since SQXTN saturates)."""
     from tvm.script import tirx as T
 
     mult, left, negright = (tables[k][T.Ramp(ch, 1, 4)] for k in ("mult", "left", "negright"))
@@ -106,8 +107,37 @@ def requantize4(x, tables, ch, layer: Layer):
         x = _neon("sqshl", "int32x4", x, left)
     x = _neon("sqrdmulh", "int32x4", x, mult)
     x = _neon("sqadd", "int32x4", x, T.shift_right(T.bitwise_and(x, negright), T.Broadcast(T.int32(31), 4)))
-    x = _neon("srshl", "int32x4", x, negright) + T.Broadcast(T.int32(layer.output_q.zero_point), 4)
-    return T.max(T.min(x, T.Broadcast(T.int32(layer.act_max), 4)), T.Broadcast(T.int32(layer.act_min), 4))
+    return _neon("srshl", "int32x4", x, negright) + T.Broadcast(T.int32(layer.output_q.zero_point), 4)
+
+
+def narrow(vectors: list, layer: Layer):
+    """1, 2 or 4 int32x4 -> int8x4 / x8 / x16 with SQXTN(2) twice, clamped to [act_min, act_max] once."""
+    from tvm.script import tirx as T
+
+    halves = [_neon("sqxtn", "int16x4", v) for v in vectors]
+    if len(halves) == 1:
+        halves = halves * 2
+    words = [T.vectorcombine("int16x8", halves[i], halves[i + 1]) for i in range(0, len(halves), 2)]
+    bytes8 = [_neon("sqxtn", "int8x8", w) for w in words]
+    lanes = 16 if len(bytes8) == 2 else 8
+    b = T.vectorcombine("int8x16", *bytes8) if lanes == 16 else bytes8[0]
+    b = T.max(T.min(b, T.Broadcast(T.int8(layer.act_max), lanes)), T.Broadcast(T.int8(layer.act_min), lanes))
+    return T.vectorlow("int8x4", b) if len(vectors) == 1 else b
+
+
+def gemm_row(acc, r: int, nt: int, ch, bias, tables: dict, layer: Layer):
+    """The NT outputs of tile row ``r``: fold each accumulator's four lanes (ADDP twice), add the bias,
+    requantize four channels at a time, narrow to int8."""
+    from tvm.script import tirx as T
+
+    out = []
+    for g in range(nt // 4):
+        base = (r * nt + g * 4) * 4
+        lanes = [acc[T.Ramp(base + 4 * j, 1, 4)] for j in range(4)]
+        total = _neon("addp", "int32x4", _neon("addp", "int32x4", lanes[0], lanes[1]),
+                      _neon("addp", "int32x4", lanes[2], lanes[3])) + bias[T.Ramp(ch + g * 4, 1, 4)]
+        out.append(requantize4(total, tables, ch + g * 4, layer))
+    return narrow(out, layer) if nt <= 16 else None
 
 
 def gemm_func(m: int, k: int, n: int, layer: Layer, dotprod: bool = False):
@@ -138,15 +168,9 @@ def gemm_func(m: int, k: int, n: int, layer: Layer, dotprod: bool = False):
                         else:  # SMULL + SMLAL2 into int16 pairs, SADALP into int32
                             acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)] + _neon(
                                 "saddlp", "int32x4", _smull_lo(x, y) + _smull_hi(x, y)))
-            for r in T.unroll(rows):
-                for g in T.unroll(nt // 4):
-                    base: T.let = (r * nt + g * 4) * 4
-                    ch: T.let = tile % n_tiles * nt + g * 4
-                    pairs01: T.let = _neon("addp", "int32x4", acc[T.Ramp(base, 1, 4)], acc[T.Ramp(base + 4, 1, 4)])
-                    pairs23: T.let = _neon("addp", "int32x4", acc[T.Ramp(base + 8, 1, 4)], acc[T.Ramp(base + 12, 1, 4)])
-                    total: T.let = _neon("addp", "int32x4", pairs01, pairs23) + bias[T.Ramp(ch, 1, 4)]
-                    c[tile // n_tiles * rows + r, T.Ramp(ch, 1, 4)] = T.Cast(
-                        "int8x4", requantize4(total, {"mult": mult, "left": left, "negright": negright}, ch, layer))
+            for r in range(rows):  # unrolled here: each row's channels are narrowed together
+                c[tile // n_tiles * rows + r, T.Ramp(tile % n_tiles * nt, 1, nt)] = gemm_row(
+                    acc, r, nt, tile % n_tiles * nt, bias, {"mult": mult, "left": left, "negright": negright}, layer)
 
     return gemm
 
@@ -186,10 +210,9 @@ def depthwise_func(hp: int, wp: int, c: int, oh: int, ow: int, k: int, stride: i
                         hi1: T.let = _smull_hi(p[y * stride + (taps - 1) // k, xo * stride + (taps - 1) % k, T.Ramp(cb * LANES, 1, LANES)],
                                                w[taps - 1, T.Ramp(cb * LANES, 1, LANES)])
                         _widen_add(acc, lo1, hi1)
-                    for q in T.unroll(4):
-                        out[y * ow + xo, T.Ramp(cb * LANES + q * 4, 1, 4)] = T.Cast("int8x4", requantize4(
-                            acc[T.Ramp(q * 4, 1, 4)], {"mult": mult, "left": left, "negright": negright},
-                            cb * LANES + q * 4, layer))
+                    out[y * ow + xo, T.Ramp(cb * LANES, 1, LANES)] = narrow([requantize4(
+                        acc[T.Ramp(q * 4, 1, 4)], {"mult": mult, "left": left, "negright": negright},
+                        cb * LANES + q * 4, layer) for q in range(4)], layer)
 
     return depthwise
 

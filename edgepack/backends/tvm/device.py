@@ -38,22 +38,31 @@ def qemu_cpu(target: dict) -> str | None:
 def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: int, *, threads: int | None = None,
                 count: bool = False, timeout: float = 120.0) -> tuple[np.ndarray, qemu.UserRun]:
     """The C++ runner on ``batch`` (int8 or float32, NCHW) under qemu-user with the exact ``cpu``: what
-    bench, the compile's verification and the cost figure all run. ``threads`` sets TVM_NUM_THREADS."""
+    bench, the compile's verification and the cost figure all run. ``threads`` sets TVM_NUM_THREADS
+    (default: this process's TVM_NUM_THREADS, else TVM's choice).
+
+    The guest always sees the same argv strings (runner, library and data linked under fixed names in a
+    temporary folder) and no other environment: its initial stack, and so the instruction count, does
+    not depend on where the artifact lies or on the caller's variables (they shifted it by ~0.2%)."""
     if arch != "aarch64":
         raise ToolchainError(f"edgepack runs only aarch64 libraries under qemu-user, not {arch}: use an RPC board")
     exe = toolchain.runner(arch)
+    threads = threads or os.environ.get("TVM_NUM_THREADS")
     with tempfile.TemporaryDirectory(prefix="edgepack-run-") as tmp:
-        inp, out = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
-        np.ascontiguousarray(batch).tofile(inp)
+        folder = Path(tmp)
+        np.ascontiguousarray(batch).tofile(folder / "in.bin")
+        os.symlink(Path(exe).absolute(), folder / "runner")
+        os.symlink(Path(library).absolute(), folder / "model.so")
         n, c, h, w = batch.shape
-        r = qemu.run_user([exe, library, inp, out, n, c, h, w, classes, batch.dtype.name], cpu=cpu, count=count,
-                          timeout=timeout, cwd=tmp, env={"TVM_NUM_THREADS": threads} if threads else None)
+        r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, classes, batch.dtype.name], cpu=cpu,
+                          count=count, timeout=timeout, cwd=tmp, inherit_env=False,
+                          env={"TVM_NUM_THREADS": threads} if threads else None)
         failure = r.failure(cpu)
         if failure:
             fix = (f"compile for the {cpu} (a target whose tvm_target enables no feature the board lacks, such as +dotprod)"
                    if r.returncode == -signal.SIGILL else "recompile the artifact with this edgepack")
-            raise DeviceError(f"{library.name} under qemu-{arch} -cpu {cpu} {failure}; {fix}")
-        return np.fromfile(out, batch.dtype).reshape(n, classes), r
+            raise DeviceError(f"{Path(library).name} under qemu-{arch} -cpu {cpu} {failure}; {fix}")
+        return np.fromfile(folder / "out.bin", batch.dtype).reshape(n, classes), r
 
 
 class Runner:
@@ -146,7 +155,7 @@ class Runner:
                               "rebuild it with `python3 -m edgepack.qemu build`")
         per = (three.instructions - one.instructions) / 2
         vector = (three.vector_instructions - one.vector_instructions) / 2
-        return {"instructions_per_inference": int(per) if per == int(per) else per,
+        return {"instructions_per_inference": round(per),
                 "vector_share": round(vector / per, 4) if per > 0 else None,
                 "qemu_cpu": self.qemu_cpu, "method": COST_METHOD}
 

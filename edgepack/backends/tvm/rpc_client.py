@@ -8,7 +8,9 @@ calls (upload, load, run, time_evaluator) block in C++ with no timeout at all. S
   on a socket with a timeout. The protocol has no "cancel": a REQUEST stays queued at the tracker
   until a server for its key frees up, even after its client has gone (``summary()`` counts it as
   pending). So REQUEST is only sent once the tracker's summary shows a free server for the key,
-  and until then we poll: a wait that times out leaves nothing queued.
+  and until then we poll: a wait that times out leaves nothing queued (unless another client took
+  that free server between our two messages; then our request waits in the queue, and if it times
+  out there the tracker drops it when the next server frees up).
 - each blocking session call runs in a daemon thread (TVM releases the GIL while it waits). On
   timeout the session's socket is shut down, which makes the blocked call fail and frees the
   thread, and the device is reported dead.
