@@ -1,0 +1,113 @@
+"""The AArch64 NEON int8 kernels (backends/tvm/aarch64_neon.py) against the numpy reference, under
+qemu-aarch64 with each board's exact CPU, on random plans that reach the corners of the arithmetic:
+negative zero points, left shifts, rounding ties, saturation, channel counts that are not multiples
+of the 16-channel tile, 1 and 4 threads, and the SDOT path of dotprod CPUs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.backends.tvm import aarch64_neon
+from edgepack.backends.tvm.device import run_on_qemu
+from edgepack.plan import reference
+from edgepack.plan.plan import Layer, Plan, QParams
+
+CPUS = {"cortex-a72": ["+neon"], "cortex-a53": ["+neon"], "cortex-a76": ["+neon", "+dotprod"]}
+
+
+def tvm_target(cpu: str):
+    import tvm
+
+    return tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": cpu, "mattr": CPUS[cpu],
+                              "num-cores": 4})
+
+
+def _layer(rng, name, kind, cin, cout, hw_in, hw_out, k, stride, pad, in_q, left_shift: bool):
+    groups = cin if kind == "depthwise" else 1
+    shape = (cout, cin // groups, k, k) if kind != "fc" else (cout, cin)
+    w = rng.integers(-127, 128, shape).astype(np.int8)
+    out_q = QParams(float(rng.uniform(0.02, 0.2)), int(rng.integers(-128, 100)))
+    # multipliers over the whole Q31 range, right shifts up to 12, some left shifts (multiplier > 1)
+    mult = rng.integers(1 << 30, (1 << 31) - 1, cout).astype(np.int32)
+    shift = rng.integers(-12, -5, cout).astype(np.int32)
+    if left_shift:
+        shift[::3] = rng.integers(1, 3, len(shift[::3]))
+    terms = int(np.prod(shape[1:]))
+    bias = rng.integers(-terms * 300, terms * 300, cout).astype(np.int32)
+    relu = name in ("l0", "l3")  # linear layers keep negative outputs: round-half-away ties must show
+    act_min, act_max = (out_q.zero_point, min(127, out_q.zero_point + 90)) if relu else (-128, 127)
+    arrays = {"weight": w, "bias": bias, "multiplier": mult, "shift": shift,
+              "weight_scale": np.full(cout, 0.01, np.float32)}
+    in_shape = (cin, hw_in, hw_in) if kind != "fc" else (cin,)
+    out_shape = (cout, hw_out, hw_out) if kind != "fc" else (cout,)
+    return Layer(name, kind, in_shape, out_shape, in_q, out_q, act_min, act_max, stride, pad,
+                 "relu" if relu else "none", arrays), out_q
+
+
+def random_plan(seed: int, c0: int = 3, width: int = 24, res: int = 16, classes: int = 7, left_shift=True) -> Plan:
+    """conv 3x3/2 -> depthwise 3x3/1 -> pointwise -> depthwise 3x3/2 -> pointwise -> global pool -> fc."""
+    rng = np.random.default_rng(seed)
+    q = QParams(0.05, int(rng.integers(-20, 20)))
+    layers, hw = [], res
+    spec = [("conv", c0, width, 3, 2, 1), ("depthwise", width, width, 3, 1, 1), ("pointwise", width, 2 * width, 1, 1, 0),
+            ("depthwise", 2 * width, 2 * width, 3, 2, 1), ("pointwise", 2 * width, 40, 1, 1, 0)]
+    first_q = q
+    for i, (kind, cin, cout, k, s, p) in enumerate(spec):
+        hw_out = (hw + 2 * p - k) // s + 1
+        layer, q = _layer(rng, f"l{i}", kind, cin, cout, hw, hw_out, k, s, p, q, left_shift)
+        layers.append(layer)
+        hw = hw_out
+    pool = Layer("pool", "avgpool", (40, hw, hw), (40, 1, 1), q, q)
+    layers.append(pool)
+    fc, _ = _layer(rng, "fc", "fc", 40, classes, 1, 1, 1, 1, 0, q, left_shift)
+    layers.append(fc)
+    plan = Plan(first_q, (c0, res, res), layers)
+    assert plan.problems() == []
+    return plan
+
+
+def run_neon(plan: Plan, cpu: str, x: np.ndarray, threads: int, tmp_path) -> np.ndarray:
+    from tvm.support.cc import cross_compiler
+
+    lib = tmp_path / f"model-{cpu}.so"
+    if not lib.exists():
+        aarch64_neon.build(plan, tvm_target(cpu)).export_library(str(lib), fcompile=cross_compiler("aarch64-linux-gnu-g++"))
+    out, _ = run_on_qemu(lib, "aarch64", cpu, x, plan.layers[-1].output_shape[0], threads=threads)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", CPUS)
+def test_random_plans_bit_exact(cpu, tmp_path):
+    for seed, width, res in ((0, 24, 16), (1, 8, 13), (2, 40, 20)):
+        plan = random_plan(seed, width=width, res=res, left_shift=seed != 1)
+        assert aarch64_neon.supported(plan, tvm_target(cpu))
+        x = np.random.default_rng(seed).integers(-128, 128, (12, *plan.input_shape)).astype(np.int8)
+        want = reference.run(plan, x)
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        for threads in (1, 4):
+            got = run_neon(plan, cpu, x, threads, folder)
+            assert got.shape == want.shape
+            assert int((got != want).sum()) == 0, f"seed {seed}, {threads} threads: {int((got != want).sum())} values differ"
+
+
+def test_register_tile_divides_and_fits():
+    for m in (1, 7, 49, 196, 12544):
+        for n in (16, 32, 48, 768):
+            r, nt = aarch64_neon.register_tile(m, n)
+            assert m % r == 0 and n % nt == 0 and r * nt <= aarch64_neon.MAX_ACCUMULATORS
+
+
+def test_packed_weights_hold_every_value_once():
+    w = np.arange(40 * 27).reshape(40, 27).astype(np.int8)
+    packed = aarch64_neon.pack_weight(w, 48, 32, 8)
+    assert packed.shape == (6, 2, 8, 16)
+    back = packed.transpose(0, 2, 1, 3).reshape(48, 32)
+    assert np.array_equal(back[:40, :27], w) and not back[40:].any() and not back[:, 27:].any()
+
+
+def test_dotprod_only_where_the_cpu_has_it():
+    assert aarch64_neon.uses_dotprod(tvm_target("cortex-a76"))
+    assert not aarch64_neon.uses_dotprod(tvm_target("cortex-a72"))
+    assert not aarch64_neon.uses_dotprod(tvm_target("cortex-a53"))
