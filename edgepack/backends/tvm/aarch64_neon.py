@@ -140,10 +140,9 @@ def gemm_row(acc, r: int, nt: int, ch, bias, tables: dict, layer: Layer):
     return narrow(out, layer) if nt <= 16 else None
 
 
-def gemm_func(m: int, k: int, n: int, layer: Layer, dotprod: bool = False):
-    """C[m, n] = requant(sum_k A[m, k] W[n, k] + bias[n]): A int8 (M, K), W packed, C int8 (M, N). With
-    ``dotprod`` (Armv8.2 SDOT, e.g. Cortex-A76) each 16-byte step is one SDOT instead of three instructions;
-    the lanes still hold partial sums (k = 4l..4l+3), folded by the same ADDP epilogue."""
+def gemm_func(m: int, k: int, n: int, layer: Layer):
+    """C[m, n] = requant(sum_k A[m, k] W[n, k] + bias[n]): A int8 (M, K), W packed by pack_weight, C int8
+    (M, N). Each accumulator's lanes hold partial sums of its dot product, folded by ADDP (gemm_row)."""
     from tvm.script import tirx as T
 
     rows, nt = register_tile(m, n)
@@ -160,17 +159,67 @@ def gemm_func(m: int, k: int, n: int, layer: Layer, dotprod: bool = False):
                 acc[T.Ramp(i * 4, 1, 4)] = T.Broadcast(T.int32(0), 4)
             for ko in T.serial(steps):
                 for r in T.unroll(rows):
-                    for j in T.unroll(nt):
+                    for j in T.unroll(nt):  # SMULL + SMLAL2 into int16 pairs, SADALP into int32
                         x: T.let = a[tile // n_tiles * rows + r, T.Ramp(ko * K_STEP, 1, K_STEP)]
                         y: T.let = w[tile % n_tiles, ko, j, T.Ramp(0, 1, K_STEP)]
-                        if dotprod:  # SDOT: four 4-byte dot products into the four lanes, one instruction
-                            acc[T.Ramp((r * nt + j) * 4, 1, 4)] = _neon("sdot", "int32x4", acc[T.Ramp((r * nt + j) * 4, 1, 4)], x, y)
-                        else:  # SMULL + SMLAL2 into int16 pairs, SADALP into int32
-                            acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)] + _neon(
-                                "saddlp", "int32x4", _smull_lo(x, y) + _smull_hi(x, y)))
+                        acc[T.Ramp((r * nt + j) * 4, 1, 4)] = (acc[T.Ramp((r * nt + j) * 4, 1, 4)] + _neon(
+                            "saddlp", "int32x4", _smull_lo(x, y) + _smull_hi(x, y)))
             for r in range(rows):  # unrolled here: each row's channels are narrowed together
                 c[tile // n_tiles * rows + r, T.Ramp(tile % n_tiles * nt, 1, nt)] = gemm_row(
                     acc, r, nt, tile % n_tiles * nt, bias, {"mult": mult, "left": left, "negright": negright}, layer)
+
+    return gemm
+
+
+def register_tile_sdot(m: int, n: int) -> tuple[int, int]:
+    """(rows R, channels NT) for the SDOT kernel: accumulators hold four finished channels each, so R x NT/4
+    of them (<= MAX_ACCUMULATORS); loads per 16 K-values are R + NT; maximise MACs per load."""
+    tiles = [(r, nt) for r in range(1, 9) for nt in (4, 8, 16)
+             if m % r == 0 and n % nt == 0 and r * nt // 4 <= MAX_ACCUMULATORS]
+    return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
+
+
+def pack_weight_sdot(w2d: np.ndarray, n_pad: int, k_pad: int, nt: int) -> np.ndarray:
+    """(N, K) int8 -> [N/NT, K/16, 4, NT * 4]: per 4 K-values, 16-byte groups of 4 channels x 4 values,
+    the operand of SDOT by element."""
+    full = np.zeros((n_pad, k_pad), np.int8)
+    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    packed = full.reshape(n_pad // nt, nt, k_pad // K_STEP, 4, 4).transpose(0, 2, 3, 1, 4)
+    return np.ascontiguousarray(packed).reshape(n_pad // nt, k_pad // K_STEP, 4, nt * 4)
+
+
+def gemm_sdot_func(m: int, k: int, n: int, layer: Layer):
+    """The GEMM of gemm_func for CPUs with dotprod (Armv8.2, e.g. Cortex-A76), as XNNPACK's c4 kernels: one
+    16-byte load per row holds four groups of 4 K-values; SDOT by element multiplies a group (broadcast) with
+    4 channels x 4 values of W, so each accumulator ends with four finished channels (no ADDP)."""
+    from tvm.script import tirx as T
+
+    rows, nt = register_tile_sdot(m, n)
+    steps, n_tiles, groups = k // K_STEP, n // nt, nt // 4
+
+    @T.prim_func
+    def gemm(a: T.Buffer((m, k), "int8"), w: T.Buffer((n // nt, steps, 4, nt * 4), "int8"),
+             bias: T.Buffer((n,), "int32"), mult: T.Buffer((n,), "int32"), left: T.Buffer((n,), "int32"),
+             negright: T.Buffer((n,), "int32"), c: T.Buffer((m, n), "int8")):
+        T.func_attr({"tir.noalias": True})
+        for tile in T.parallel(m // rows * n_tiles):
+            acc = T.alloc_buffer((rows * groups * 4,), "int32")  # small and constant-indexed: registers
+            for i in T.unroll(rows * groups):
+                acc[T.Ramp(i * 4, 1, 4)] = T.Broadcast(T.int32(0), 4)
+            for ko in T.serial(steps):
+                for q in T.unroll(4):
+                    for r in T.unroll(rows):
+                        for g in T.unroll(groups):
+                            x: T.let = T.reinterpret("int32x4", a[tile // n_tiles * rows + r, T.Ramp(ko * K_STEP, 1, K_STEP)])
+                            acc[T.Ramp((r * groups + g) * 4, 1, 4)] = _neon(
+                                "sdot", "int32x4", acc[T.Ramp((r * groups + g) * 4, 1, 4)],
+                                w[tile % n_tiles, ko, q, T.Ramp(g * 16, 1, 16)],
+                                T.reinterpret("int8x16", T.Shuffle([x], [q, q, q, q])))
+            for r in range(rows):
+                c[tile // n_tiles * rows + r, T.Ramp(tile % n_tiles * nt, 1, nt)] = narrow([requantize4(
+                    acc[T.Ramp((r * groups + g) * 4, 1, 4)] + bias[T.Ramp(tile % n_tiles * nt + g * 4, 1, 4)],
+                    {"mult": mult, "left": left, "negright": negright}, tile % n_tiles * nt + g * 4, layer)
+                    for g in range(groups)], layer)
 
     return gemm
 
@@ -242,9 +291,14 @@ class _Lowering:
     def gemm(self, a, w2d: np.ndarray, layer: Layer, name: str):
         m, k = shape(a)
         n = pad16(w2d.shape[0])
-        _, nt = register_tile(m, n)
-        args = [a, self.const(pack_weight(w2d, n, k, nt)), *self.tables(layer, layer.input_q.zero_point, n)]
-        return self.call(gemm_func(m, k, n, layer, self.dotprod), name, args, (m, n))
+        if self.dotprod:
+            _, nt = register_tile_sdot(m, n)
+            func, packed = gemm_sdot_func(m, k, n, layer), pack_weight_sdot(w2d, n, k, nt)
+        else:
+            _, nt = register_tile(m, n)
+            func, packed = gemm_func(m, k, n, layer), pack_weight(w2d, n, k, nt)
+        args = [a, self.const(packed), *self.tables(layer, layer.input_q.zero_point, n)]
+        return self.call(func, name, args, (m, n))
 
     def reshape(self, x, new_shape):
         return self.bb.emit(self.relax.op.reshape(x, new_shape))
