@@ -1,4 +1,4 @@
-"""int8 plan -> hand-written TIR kernels for AArch64 NEON (Cortex-A53 / A72: no SDOT).
+"""int8 plan -> hand-written TIR kernels for AArch64 NEON (Cortex-A53 / A72; SDOT on Cortex-A76 and later).
 
 The generic lowering (relax_int8.py) leaves LLVM scalar loops: ~13x the instructions of LiteRT /
 XNNPACK on a Cortex-A72. These kernels do what XNNPACK's A72 kernels do, in TIR:
@@ -10,7 +10,9 @@ XNNPACK on a Cortex-A72. These kernels do what XNNPACK's A72 kernels do, in TIR:
   per 16 K-values it does SMULL (low 8 bytes) + SMLAL2 (high 8 bytes) into int16 and SADALP into
   the accumulator: 16 MACs in three instructions. Two int8 products summed in int16 cannot
   overflow because weights are in [-127, 127] (2 * 128 * 127 = 32512). Each accumulator holds
-  four partial sums of its dot product; ADDP folds them after the K loop.
+  four partial sums of its dot product; ADDP folds them after the K loop. On CPUs with dotprod
+  (Raspberry Pi 5) the GEMM is XNNPACK's c4 form instead: SDOT by element, one broadcast group of
+  4 K-values against 4 channels x 4 values of W, accumulators holding finished channels.
 - The gemmlowp requantization runs on the hot tile, four channels per instruction: SQSHL (left
   shift, saturating), SQRDMULH (exactly SaturatingRoundingDoublingHighMul for multipliers in
   [2^30, 2^31)), the sign fix-up (SQADD of (x & -right) >> 31) and SRSHL, which together are
@@ -356,8 +358,6 @@ class _Lowering:
         return self.gemm(x, layer.weight[:, :, 0, 0], layer, f"pointwise_{i}")
 
     def depthwise(self, x, layer: Layer, i: int):
-        from tvm import te, tirx as tir
-
         c_pad = shape(x)[1]
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
