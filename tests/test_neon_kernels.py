@@ -111,3 +111,42 @@ def test_dotprod_only_where_the_cpu_has_it():
     assert aarch64_neon.uses_dotprod(tvm_target("cortex-a76"))
     assert not aarch64_neon.uses_dotprod(tvm_target("cortex-a72"))
     assert not aarch64_neon.uses_dotprod(tvm_target("cortex-a53"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["rpi4", "rpi5", "arm64-a53"])
+def test_board_targets_compile_and_bench_bit_exact(target, tmp_path, capsys):
+    """The whole chain for each ARM board: the compile verifies the golden images under qemu with the
+    board's CPU (1 and 4 threads); bench checks golden and eval images and reports the cost."""
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / target
+    code, _, err = run_cli(capsys, "compile", "--target", target, "--alpha", "0.75", "--resolution", "32",
+                           "--eval-size", "24", "--calib-size", "32", "-o", str(out))
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["backend_info"]["kernels"] == "neon"
+    code, text, err = run_cli(capsys, "bench", str(out), "--json", str(tmp_path / "r.json"))
+    assert code == 0, text + err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert all(c["passed"] for c in report["checks"]) and report["cost"]["instructions_per_inference"] > 0
+    assert "eval: qemu-aarch64 == reference (bit-exact): 0" in text
+
+
+@pytest.mark.slow
+def test_slower_kernel_fails_the_instruction_gate(tmp_path, capsys, monkeypatch):
+    """A kernel change that costs instructions (here: 1-row x 4-channel GEMM tiles instead of the chosen
+    ones) is caught by the baseline gate with exit 1 naming the cost check."""
+    from tests.conftest import run_cli
+
+    common = ["--target", "rpi4", "--alpha", "0.25", "--resolution", "32", "--eval-size", "8", "--calib-size", "16"]
+    assert run_cli(capsys, "compile", *common, "-o", str(tmp_path / "fast"))[0] == 0
+    baseline = tmp_path / "base.json"
+    assert run_cli(capsys, "bench", str(tmp_path / "fast"), "--update-baseline", str(baseline))[0] == 0
+    monkeypatch.setattr(aarch64_neon, "register_tile", lambda m, n: (1, 4))
+    assert run_cli(capsys, "compile", *common, "-o", str(tmp_path / "slow"))[0] == 0
+    code, out, _ = run_cli(capsys, "bench", str(tmp_path / "slow"), "--baseline", str(baseline))
+    assert code == 1, out
+    assert "regression(s): cost instructions_per_inference" in out

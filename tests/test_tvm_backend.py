@@ -120,12 +120,18 @@ def test_int8_kernel_choice(x86_artifact):
     assert int8_kernels(x86, None, tvm_target(x86)) == "generic"  # --quant none
     headless = Plan(plan.input_q, plan.layers[1].input_shape, plan.layers[1:])  # starts with a depthwise conv
     assert int8_kernels(x86, headless, tvm_target(x86)) == "generic"
-    assert int8_kernels(rpi4, plan, tvm_target(rpi4)) == "generic"
+    assert int8_kernels(rpi4, plan, tvm_target(rpi4)) == "neon"
+    assert int8_kernels(rpi4, headless, tvm_target(rpi4)) == "generic"
     pinned = dataclasses.replace(rpi4, compiler={**rpi4.compiler, "int8_kernels": "vnni"})
-    with pytest.raises(ToolchainError, match="avx512vnni"):
+    with pytest.raises(ToolchainError, match="asks for vnni int8 kernels"):
         int8_kernels(pinned, plan, tvm_target(pinned))
+    pinned = dataclasses.replace(x86, compiler={**x86.compiler, "int8_kernels": "neon"})
+    with pytest.raises(ToolchainError, match="asks for neon int8 kernels"):
+        int8_kernels(pinned, plan, tvm_target(pinned))
+    generic = dataclasses.replace(rpi4, compiler={**rpi4.compiler, "int8_kernels": "generic"})
+    assert int8_kernels(generic, plan, tvm_target(generic)) == "generic"
     bad = dataclasses.replace(x86, compiler={**x86.compiler, "int8_kernels": "fast"})
-    with pytest.raises(ToolchainError, match="must be auto, vnni or generic"):
+    with pytest.raises(ToolchainError, match="must be auto, generic, vnni or neon"):
         int8_kernels(bad, plan, tvm_target(bad))
 
 

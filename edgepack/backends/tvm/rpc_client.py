@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
 import struct
 import threading
 import time
+import weakref
 
 from edgepack.errors import DeviceError
 
@@ -134,12 +136,19 @@ def _no_free_server(summary: dict | None, key: str, tracker: str, timeout: float
 
 class Session:
     """A TVM RPC session whose every blocking call returns within ``timeout`` seconds or raises
-    DeviceError; ``call(what, fn, *args)`` runs one such call (``what`` names it in the error)."""
+    DeviceError; ``call(what, fn, *args)`` runs one such call (``what`` names it in the error).
+
+    The calls run one at a time on a worker thread of the session's own (a thread per call would
+    cost TVM's per-thread setup on every eval image: 3x slower over loopback)."""
 
     def __init__(self, host: str, port: int, match_key: str, timeout: float, device: str):
         from tvm import rpc
 
         self.timeout, self.device, self.port = timeout, device, port
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_work, args=(self._jobs,), name=f"edgepack rpc {device}", daemon=True).start()
+        weakref.finalize(self, self._jobs.put, None)  # the worker ends with the session
+        self._dead: str | None = None  # the call that timed out: the session is unusable after it
         self._before = _socket_fds()
         self._sockets: set[int] | None = None  # known once the session is open
         try:
@@ -156,28 +165,21 @@ class Session:
         self._sockets = self._session_sockets()
 
     def call(self, what: str, fn, *args):
-        outcome = {}
-
-        def work():
-            try:
-                outcome["value"] = fn(*args)
-            except BaseException as e:  # handed to the caller's thread
-                outcome["error"] = e
-
-        worker = threading.Thread(target=work, name=f"edgepack rpc: {what}", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():
+        if self._dead:
+            raise DeviceError(f"{self.device} stopped answering while {self._dead}: check the board, then rerun")
+        job = _Job(fn, args)
+        self._jobs.put(job)
+        if not job.done.wait(self.timeout):
+            self._dead = what
             self.hang_up()
-            worker.join(1.0)  # the shut-down socket makes the blocked call fail; do not wait for it beyond that
             raise DeviceError(f"{self.device} did not answer within {self.timeout:g}s while {what}: check that "
                               "the board is up and responsive, or raise --timeout")
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
+        if job.error is not None:
+            raise job.error
+        return job.value
 
     def hang_up(self) -> None:
-        """Shut the session's socket down, so a call blocked on it in C++ returns with an error."""
+        """Shut the session's socket down, so that a call blocked on it in C++ fails and frees the worker."""
         for fd in self._sockets if self._sockets is not None else self._session_sockets():
             try:
                 with socket.socket(fileno=os.dup(fd)) as s:
@@ -196,6 +198,23 @@ class Session:
             except (OSError, IndexError, TypeError):
                 pass
         return found
+
+
+class _Job:
+    def __init__(self, fn, args):
+        self.fn, self.args, self.done = fn, args, threading.Event()
+        self.value = self.error = None
+
+
+def _work(jobs: queue.SimpleQueue) -> None:
+    """A session's worker: run its calls in order until the session is gone (None)."""
+    while (job := jobs.get()) is not None:
+        try:
+            job.value = job.fn(*job.args)
+        except BaseException as e:  # handed to the caller's thread
+            job.error = e
+        job.done.set()
+        del job  # drop the call's objects (remote tensors) now, not at the next call
 
 
 def _socket_fds() -> set[int]:
