@@ -172,6 +172,7 @@ class Session:
         if not job.done.wait(self.timeout):
             self._dead = what
             self.hang_up()
+            job.done.wait(1.0)  # let the woken call fail out of TVM's C++ before anything else happens (exit)
             raise DeviceError(f"{self.device} did not answer within {self.timeout:g}s while {what}: check that "
                               "the board is up and responsive, or raise --timeout")
         if job.error is not None:
