@@ -387,6 +387,9 @@ class _Lowering:
 
         return self.emit_te("none", fn, x, name=f"avgpool_{i}")
 
+    def fc(self, x, layer: Layer, i: int, last: bool):
+        return self.gemm(x, layer.weight, layer, f"fc_{i}")
+
 
 def _schedule_copy(func, vector: bool):
     """A TE copy kernel (padding, im2col): rows in parallel; the innermost loop vectorised by 16 when it
@@ -406,32 +409,8 @@ def _schedule_copy(func, vector: bool):
 
 def plan_to_relax_neon(plan: Plan, dotprod: bool = False):
     """An IRModule with ``main(x: int8[1, C, H, W]) -> int8[1, classes]``, every kernel scheduled."""
-    from tvm import relax, te
-
     low = _Lowering(plan, dotprod)
-    bb = low.bb
-    x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            y, nchw = x, True
-            for i, layer in enumerate(plan.layers):
-                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
-                    y = low.conv(y, layer, i, nchw=nchw)
-                elif layer.kind == "pointwise":
-                    y = low.pointwise(y, layer, i)
-                elif layer.kind == "depthwise":
-                    y = low.depthwise(y, layer, i)
-                elif layer.kind == "avgpool":
-                    y = low.avgpool(y, layer, i)
-                else:
-                    y = low.gemm(y, layer.weight, layer, f"fc_{i}")
-                nchw = False
-            classes = plan.layers[-1].output_shape[0]
-            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
-                           primfunc_name_hint="logits")
-            out = bb.emit_output(y)
-        bb.emit_func_output(out)
-    mod = bb.get()
+    mod = scheduled.plan_function(plan, low)
     for gv in list(mod.get_global_vars()):
         kind = low.te_kinds.get(gv.name_hint, "")
         if kind.startswith("copy"):

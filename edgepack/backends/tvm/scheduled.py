@@ -66,3 +66,34 @@ def relax_pipeline(tvm_tgt):
             return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline
+
+
+def plan_function(plan: Plan, low):
+    """The Relax ``main(x: int8[1, C, H, W]) -> int8[1, classes]`` of a kernel set: one call per plan layer
+    through ``low`` (a kernel set's lowering: conv, pointwise, depthwise, avgpool, fc and its BlockBuilder
+    ``bb``), then the logits. Returns the IRModule, kernels not yet scheduled by the caller."""
+    from tvm import relax, te
+
+    bb = low.bb
+    x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y, nchw = x, True
+            for i, layer in enumerate(plan.layers):
+                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
+                    y = low.conv(y, layer, i, nchw)
+                elif layer.kind == "pointwise":
+                    y = low.pointwise(y, layer, i)
+                elif layer.kind == "depthwise":
+                    y = low.depthwise(y, layer, i)
+                elif layer.kind == "avgpool":
+                    y = low.avgpool(y, layer, i)
+                else:
+                    y = low.fc(y, layer, i, i == len(plan.layers) - 1)
+                nchw = False
+            classes = plan.layers[-1].output_shape[0]
+            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
+                           primfunc_name_hint="logits")
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()

@@ -250,7 +250,7 @@ class _Lowering:
     def reshape(self, x, shape):
         return self.bb.emit(self.relax.op.reshape(x, shape))  # a view after RewriteDataflowReshape
 
-    def conv(self, x, layer: Layer, i: int, nchw_int8: bool):
+    def conv(self, x, layer: Layer, i: int, nchw_int8: bool):  # nchw_int8: reads the model input
         """Full conv (any k, stride): im2col into A[pixels, (kh, kw, C)], then the GEMM."""
         from tvm import te, tirx as tir
 
@@ -345,35 +345,8 @@ class _Lowering:
 
 def plan_to_relax_vnni(plan: Plan):
     """An IRModule with ``main(x: int8[1, C, H, W]) -> int8[1, classes]``, every kernel already scheduled."""
-    from tvm import relax, te
-
     low = _Lowering(plan)
-    bb = low.bb
-    x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            y, nchw = x, True
-            for i, layer in enumerate(plan.layers):
-                last = i == len(plan.layers) - 1
-                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
-                    y = low.conv(y, layer, i, nchw_int8=nchw)
-                elif layer.kind == "pointwise":
-                    y = low.pointwise(y, layer, i)
-                elif layer.kind == "depthwise":
-                    y = low.depthwise(y, layer, i)
-                elif layer.kind == "avgpool":
-                    y = low.avgpool(y, layer, i)
-                else:
-                    y = low.fc(y, layer, i, last)
-                nchw = False
-            if plan.layers[-1].kind != "fc":
-                raise ValueError("VNNI lowering needs the plan to end in a Linear layer")
-            classes = plan.layers[-1].output_shape[0]
-            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
-                           primfunc_name_hint="logits")
-            out = bb.emit_output(y)
-        bb.emit_func_output(out)
-    mod = bb.get()
+    mod = scheduled.plan_function(plan, low)
     schedulers = {"gemm": _schedule_gemm, "channels": _schedule_channels, "depthwise": _schedule_depthwise,
                   "pool": lambda f: f}
     for gv in list(mod.get_global_vars()):
