@@ -20,12 +20,20 @@ def check_alpha(alpha) -> float:
     return value
 
 
-def check_resolution(resolution) -> int:
+def whole_number(value) -> int | None:
+    """``value`` as an int if it names a whole number (42, "42", 42.0), else None (never a bool)."""
     try:
-        value = int(resolution)
-        if isinstance(resolution, bool) or value != float(resolution):
-            raise ValueError
+        n = int(value)
+        if isinstance(value, bool) or n != float(value):
+            return None
     except (TypeError, ValueError, OverflowError):
+        return None
+    return n
+
+
+def check_resolution(resolution) -> int:
+    value = whole_number(resolution)
+    if value is None:
         raise ConfigError(f"resolution {resolution!r} is not an integer: pass a multiple of 32 such as 224, 192, 160 or 128")
     if value < MIN_RESOLUTION or value % 32:
         raise ConfigError(f"resolution {value} is not a multiple of 32 from 32 up: use e.g. 224, 192, 160, 128 or 96")
@@ -33,39 +41,17 @@ def check_resolution(resolution) -> int:
 
 
 def check_classes(num_classes) -> int:
-    try:
-        value = int(num_classes)
-        if isinstance(num_classes, bool) or value != float(num_classes):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        value = 0
-    if value < 2:
+    value = whole_number(num_classes)
+    if value is None or value < 2:
         raise ConfigError(f"classes {num_classes!r} must be an integer >= 2")
     return value
 
 
 def check_count(value, flag: str) -> int:
     """A size flag (--eval-size, --count, --images, ...): a positive integer, never a Python slice."""
-    try:
-        n = int(value)
-        if isinstance(value, bool) or n != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        n = 0
-    if n < 1:
+    n = whole_number(value)
+    if n is None or n < 1:
         raise ConfigError(f"{flag} {value!r} is not a positive integer: pass a count of at least 1")
-    return n
-
-
-def check_non_negative(value, flag: str) -> int:
-    try:
-        n = int(value)
-        if isinstance(value, bool) or n != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        n = -1
-    if n < 0:
-        raise ConfigError(f"{flag} {value!r} is not an integer >= 0")
     return n
 
 

@@ -5,45 +5,35 @@ import argparse
 import math
 
 
-def _integer(text: str) -> int | None:
+def _number(text: str, whole: bool) -> float | None:
+    """The finite number ``text`` names (a whole one if ``whole``), else None."""
     try:
         value = float(text)
     except ValueError:
         return None
-    return int(value) if math.isfinite(value) and value == int(value) else None
+    if not math.isfinite(value) or (whole and value != int(value)):
+        return None
+    return int(value) if whole else value
 
 
-def positive_int(text: str) -> int:
-    value = _integer(text)
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+def _type(whole: bool, minimum: float, what: str):
+    def parse(text: str):
+        value = _number(text, whole)
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return value
+positive_int = _type(True, 1, "a positive integer")
+non_negative_int = _type(True, 0, "an integer >= 0")
+non_negative_float = _type(False, 0, "a number >= 0")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    value = _number(text, whole=False)
+    if value is None or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
     return value
 
 
