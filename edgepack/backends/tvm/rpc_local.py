@@ -61,7 +61,9 @@ class LocalRPC:
                 args = ["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)]
                 if self.tracker:
                     args += ["--tracker", self.tracker, "--key", self.key]
-                wait_port(port, self._start(args))
+                server = self._start(args)
+                if not self.tracker:  # a registered server that sees a probe drops its registration and redoes it
+                    wait_port(port, server)
                 self.server_ports.append(port)
             if self.tracker:
                 self._wait_registered()
@@ -76,6 +78,9 @@ class LocalRPC:
         host, port = self.tracker.split(":")
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"{' '.join(map(str, p.args[1:3]))} exited with code {p.returncode}")
             summary = rpc.connect_tracker(host, int(port)).summary()
             if summary.get("queue_info", {}).get(self.key, {}).get("free", 0) >= self.n_servers:
                 return
