@@ -15,7 +15,7 @@ from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (CompileConfi
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import UnsupportedModelError
+from edgepack.errors import ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.model.profile import summary
@@ -26,6 +26,11 @@ from edgepack.targets import Target, get_target
 
 GOLDEN_IMAGES = 8
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
+# model.tflite is checked under LiteRT's reference kernels (~85 ms per image at 0.75-224 here) on the
+# golden images and this many eval images, or as many as fit in the multiply-add budget (all for small
+# models): a count fixed by the model, so the manifest (which records it) stays byte-identical.
+LITERT_MIN_EVAL_IMAGES = 32
+LITERT_MAC_BUDGET = 8e9
 SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
                      nn.Flatten, nn.Linear, nn.Sequential, nn.Identity)
 
@@ -60,6 +65,19 @@ def check_supported(model: nn.Module) -> None:
             raise UnsupportedModelError(f"layer '{name}' is a grouped conv (groups={m.groups}): use groups 1 or = in_channels")
 
 
+def model_classes(model: nn.Module, given: int | None = None) -> int:
+    """The class count of a user model: its last Linear's out_features (a ``classes`` given must agree)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnsupportedModelError(f"model {type(model).__name__} has no Linear layer: end it with "
+                                    "AdaptiveAvgPool2d(1), Flatten and Linear(features, classes)")
+    classes = linears[-1].out_features
+    if given is not None and int(given) != classes:
+        raise ConfigError(f"classes={given} but model {type(model).__name__} ends in Linear(..., {classes}): "
+                          "drop classes (it comes from the model) or change the model")
+    return classes
+
+
 def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
     from edgepack.model.weights import load_checkpoint, pretrained
 
@@ -71,7 +89,27 @@ def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
 def _load_data(spec, split: str, size: int | None, config: CompileConfig) -> Dataset:
     if spec is not None and str(spec) != "digits":
         spec = Path(spec).resolve()  # the manifest records the source: never relative to where compile ran
-    return load_dataset(spec, split, config.resolution, config.classes).take(size)
+    return load_dataset(spec, split, config.resolution, config.classes, config.mean, config.std).take(size)
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """None without labels: unlabelled eval inputs give fidelity figures, never an accuracy."""
+    return None if labels is None else accuracy(logits, labels)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a (no labelled eval data)" if value is None else f"{value:.2%}"
+
+
+def _hold_out(calibration: Dataset) -> tuple[Dataset, Dataset]:
+    """A user model's calibration file without eval data: its last 20% measure fidelity (unlabelled,
+    no accuracy figure) and are not used to calibrate (edgepack.inputs.split_held_out)."""
+    from edgepack.inputs import split_held_out
+
+    kept, held = split_held_out(calibration.images)
+    labels = None if calibration.labels is None else calibration.labels[:len(kept)]
+    return (Dataset(kept, labels, calibration.source),
+            Dataset(held, None, f"{calibration.source}, last {len(held)} inputs held out (unlabelled)"))
 
 
 def _timed(times: dict, stage: str):
@@ -84,8 +122,32 @@ def _timed(times: dict, stage: str):
     return _T()
 
 
-def compile_model(config: CompileConfig, model: nn.Module | None = None, log=print) -> Path:
-    """Build the artifact folder for ``config`` (``model`` overrides the MobileNetV1 builder).
+def _export_tflite(plan: Plan, folder: Path, golden_x: np.ndarray, golden_y: np.ndarray, eval_q: np.ndarray,
+                   eval_y: np.ndarray, macs: int) -> dict:
+    """Write model.tflite and refuse it unless LiteRT's reference kernels reproduce the int8 reference
+    on the golden images and the first eval images (see LITERT_MIN_EVAL_IMAGES); the manifest entry.
+    The golden images are the first eval images: checked once when the eval images checked cover them."""
+    from edgepack.interop import litert, tflite_export
+
+    path = tflite_export.write_tflite(plan, folder / "model.tflite")
+    count = min(len(eval_q), max(LITERT_MIN_EVAL_IMAGES, int(LITERT_MAC_BUDGET // max(macs, 1))))
+    golden = len(golden_x)
+    covered = count >= golden and np.array_equal(golden_x, eval_q[:golden]) and np.array_equal(golden_y, eval_y[:golden])
+    images, want = eval_q[:count], eval_y[:count]
+    if not covered:
+        images, want = np.concatenate([golden_x, images]), np.concatenate([golden_y, want])
+    xnnpack = litert.verify(path, images, want)  # raises VerificationError unless bit-exact
+    return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
+            "litert_version": litert.version(),
+            "reference_kernels": {"bit_exact": True, "golden_images": golden, "eval_images": count,
+                                  "eval_images_total": len(eval_q)},
+            "xnnpack_vs_reference": xnnpack}
+
+
+def compile_model(config: CompileConfig, model: nn.Module | None = None, log=print,
+                  calibration_data: Dataset | None = None, eval_set: Dataset | None = None) -> Path:
+    """Build the artifact folder for ``config`` (``model`` overrides the MobileNetV1 builder;
+    ``calibration_data``/``eval_set``, in-memory inputs from edgepack.inputs, override the config's paths).
 
     The output is checked before any work and locked for the whole compile (a second compile to
     the same folder fails at once); the artifact is renamed into place only when complete."""
@@ -96,10 +158,11 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
     out = config.output_path()
     check_output_dir(out, config.force)
     with output_lock(out):
-        return _compile_locked(config, model, log, target, out)
+        return _compile_locked(config, model, log, target, out, calibration_data, eval_set)
 
 
-def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target: Target, out: Path) -> Path:
+def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target: Target, out: Path,
+                    calibration_data: Dataset | None = None, eval_set: Dataset | None = None) -> Path:
     from edgepack.quantize.export import export_qdq_onnx
 
     backend = backend_module(target.backend)
@@ -112,8 +175,16 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
     from edgepack.model.weights import check_finite
     check_finite(model.state_dict(), f"model {type(model).__name__}")
     model = model.eval()
-    calibration = _load_data(config.calibration, "calibration", config.calib_size, config)
-    evalset = _load_data(config.eval_data, "eval", config.eval_size, config)
+    in_memory = calibration_data is not None or eval_set is not None  # Python API inputs, used as given
+    calibration = (calibration_data.take(config.calib_size) if calibration_data is not None
+                   else _load_data(config.calibration, "calibration", config.calib_size, config))
+    if eval_set is None and config.eval_data is None and config.model_name and config.calibration is not None:
+        calibration, eval_set = _hold_out(calibration)  # a user model is never "evaluated" on the digits
+    evalset = (eval_set.take(config.eval_size) if eval_set is not None
+               else _load_data(config.eval_data, "eval", config.eval_size, config))
+    if config.quant == QuantMode.QAT and not calibration.labelled:
+        raise ConfigError("quant='qat' needs labelled training data, and in-memory calibration inputs have no labels: "
+                          "use quant='ptq', or a labelled .npz/ImageFolder calibration path")
     from edgepack.quantize.ptq import check_calibration, quantize_ptq
     check_calibration(calibration, config.input_shape)
     check_calibration(evalset, config.input_shape)
@@ -124,7 +195,7 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
         fold_err = folding_error(model, folded, torch.from_numpy(evalset.images[:64]))
     with _timed(times, "fp32_eval"):
         fp32 = torch_logits(folded, evalset.images)
-    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {accuracy(fp32, evalset.labels):.2%}")
+    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {_percent(_accuracy(fp32, evalset.labels))}")
 
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
@@ -151,22 +222,25 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
         onnx_file = "qdq.onnx" if plan else "model.onnx"
         with _timed(times, "export"):
             export_qdq_onnx(converted if plan else folded, torch.from_numpy(evalset.images[:2]), folder / onnx_file)
-        metrics = {"fp32_accuracy": accuracy(fp32, evalset.labels)}
+        metrics = {"fp32_accuracy": _accuracy(fp32, evalset.labels)}
+        if not evalset.labelled:
+            metrics["accuracy_note"] = "no labelled eval data: no accuracy figure; fidelity measured on " + evalset.source
         golden_x = evalset.images[:GOLDEN_IMAGES]
         if plan:
             plan.save(folder)
             with _timed(times, "reference"):
                 q_in = plan.input_q.quantize(evalset.images)
-                ref = plan.output_q.dequantize(reference.run_batched(plan, q_in))
+                ref_q = reference.run_batched(plan, q_in)
+                ref = plan.output_q.dequantize(ref_q)
             with _timed(times, "torch_int8_eval"):  # a cross-check: PT2E's simulated int8 is slow at 224
                 torch_int8 = torch_logits(converted, evalset.images[:TORCH_INT8_CHECK_IMAGES])
             from edgepack.backends.onnxruntime import run_onnx
             with _timed(times, "onnxruntime_eval"):
                 ort_int8 = run_onnx(folder / onnx_file, evalset.images)
             metrics.update(
-                int8_accuracy=accuracy(ref, evalset.labels),
-                int8_torch_accuracy=accuracy(torch_int8, evalset.labels[:TORCH_INT8_CHECK_IMAGES]),
-                int8_onnxruntime_accuracy=accuracy(ort_int8, evalset.labels),
+                int8_accuracy=_accuracy(ref, evalset.labels),
+                int8_torch_accuracy=_accuracy(torch_int8, evalset.take(TORCH_INT8_CHECK_IMAGES).labels),
+                int8_onnxruntime_accuracy=_accuracy(ort_int8, evalset.labels),
                 reference_vs_torch_int8={**compare("reference", ref[:TORCH_INT8_CHECK_IMAGES], "torch PT2E", torch_int8),
                                          "images": len(torch_int8)},
                 reference_vs_onnxruntime=compare("reference", ref, "onnxruntime QDQ", ort_int8),
@@ -174,7 +248,12 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             )
             golden_x = plan.input_q.quantize(golden_x)
             golden_y = reference.run(plan, golden_x)
-            log(f"int8 accuracy {metrics['int8_accuracy']:.2%} (reference), agreement with ONNX Runtime "
+            with _timed(times, "litert_verify"):
+                tflite = _export_tflite(plan, folder, golden_x, golden_y, q_in, ref_q, profile["macs"])
+            xnn = tflite["xnnpack_vs_reference"]
+            log(f"model.tflite bit-exact under LiteRT's reference kernels on {xnn['images']} images; LiteRT's XNNPACK "
+                f"path differs on {xnn['values_differing']} of {xnn['values']} values (at most {xnn['max_abs_diff']})")
+            log(f"int8 accuracy {_percent(metrics['int8_accuracy'])} (reference), agreement with ONNX Runtime "
                 f"{metrics['reference_vs_onnxruntime']['top1_agreement']:.2%}")
         else:
             golden_y = fp32[:GOLDEN_IMAGES].astype(np.float32)
@@ -190,6 +269,7 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             "backend_info": backend_info,
             "model": {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
                       "classes": config.classes, "weights": source, "input_shape": list(config.input_shape)},
+            "preprocessing": {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
             "params": profile["params"], "macs": profile["macs"],
             "quantization": quantization,
             "folding": {"max_abs_logit_diff": fold_err},
@@ -198,6 +278,7 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
             "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
                      "input": asdict(plan.input_q), "output": asdict(plan.output_q)} if plan else None,
+            "tflite": tflite if plan else None,
             **build.manifest,
         }
         write_manifest(folder, manifest)

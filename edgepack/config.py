@@ -10,6 +10,7 @@ from edgepack.errors import CheckpointError, ConfigError, DataError
 from edgepack.validate import check_alpha, check_classes, check_count, check_memory, check_resolution
 
 DEFAULT_CALIBRATION_IMAGES, DEFAULT_EVAL_IMAGES = 180, 360  # the bundled digits split
+SHIPPED_CLASSES = 10  # the shipped weights classify the 10 digits
 
 
 class QuantMode(str, enum.Enum):
@@ -37,6 +38,25 @@ def check_input_path(spec, flag: str) -> None:
         raise error(f"{flag} {path} is neither a folder nor a file: pass an ImageFolder directory or an .npz file")
 
 
+def check_pixel_mapping(values, flag: str, positive: bool) -> tuple[float, float, float]:
+    """--mean/--std: one value or three (R, G, B), finite; std strictly positive."""
+    import math
+
+    if isinstance(values, str):
+        values = values.split(",")
+    try:
+        numbers = tuple(float(v) for v in (values if isinstance(values, (tuple, list)) else [values]))
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) == 1:
+        numbers *= 3
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers) or (positive and min(numbers) <= 0):
+        kind = "positive numbers" if positive else "numbers"
+        raise ConfigError(f"{flag} {values!r} is not valid: give one or three comma-separated {kind} "
+                          "(applied to pixels scaled to 0..1), e.g. 0.485,0.456,0.406")
+    return numbers
+
+
 @dataclass
 class CompileConfig:
     """Everything a compile depends on (the same config gives byte-identical artifacts)."""
@@ -56,6 +76,10 @@ class CompileConfig:
     output: str | None = None
     force: bool = False  # replace an artifact folder even if files in it were added or changed
     sign_key: str | None = None  # Ed25519 private key (PEM): write manifest.sig (edgepack.signing)
+    mean: tuple = (0.5, 0.5, 0.5)  # file pixels -> inputs: (pixel / 255 - mean) / std per channel (edgepack.data)
+    std: tuple = (0.5, 0.5, 0.5)
+    random_head: bool = False  # allow --classes N != 10 without --checkpoint: an untrained classifier
+    model_name: str | None = None  # a user module's class name (Python API): names the default folder
 
     def __post_init__(self):
         self.alpha = check_alpha(self.alpha)
@@ -73,6 +97,12 @@ class CompileConfig:
             if getattr(self, name) is not None:
                 setattr(self, name, check_count(getattr(self, name), f"--{name.replace('_', '-')}"))
         check_input_path(self.checkpoint, "--checkpoint")
+        self.mean = check_pixel_mapping(self.mean, "--mean", positive=False)
+        self.std = check_pixel_mapping(self.std, "--std", positive=True)
+        if (self.model_name is None and self.checkpoint is None and self.classes != SHIPPED_CLASSES
+                and self.quant != QuantMode.NONE and not self.random_head):
+            raise ConfigError(f"--classes {self.classes} needs --checkpoint (trained weights): the shipped weights cover "
+                              f"the {SHIPPED_CLASSES} digits classes only; pass --random-head to build an untrained classifier anyway")
         check_input_path(self.calibration, "--calibration")
         check_input_path(self.eval_data, "--eval-data")
         images = (self.calib_size or DEFAULT_CALIBRATION_IMAGES) + (self.eval_size or DEFAULT_EVAL_IMAGES)
@@ -83,7 +113,14 @@ class CompileConfig:
         return (3, self.resolution, self.resolution)
 
     def default_output(self) -> Path:
+        if self.model_name:  # a user module: named after its class
+            return Path("artifacts") / f"{self.model_name.lower()}_{self.resolution}_{self.target}_{self.quant.value}"
         return Path("artifacts") / f"mobilenet_v1_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"
+
+    @property
+    def preprocessing(self) -> dict:
+        """How file pixels become inputs, recorded in the manifest for bench and debug."""
+        return {"pixels": "(pixel / 255 - mean) / std, per channel", "mean": list(self.mean), "std": list(self.std)}
 
     def output_path(self) -> Path:
         return (Path(self.output) if self.output else self.default_output()).absolute()

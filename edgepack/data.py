@@ -1,7 +1,9 @@
 """Labelled image data: the bundled digits split, an ImageFolder directory, or an .npz file.
 
-Every source yields float32 NCHW tensors normalised as the default weights were trained:
-pixel/255 mapped to [-1, 1], 3 channels, square at the model's resolution.
+Every source yields float32 NCHW tensors, 3 channels, square at the model's resolution, mapped from
+pixels by ``(pixel / 255 - mean) / std`` per channel. The default, mean 0.5 and std 0.5 (pixels to
+[-1, 1]), is how the shipped weights were trained; ``--mean``/``--std`` give another model's mapping.
+In-memory inputs given to the Python API are used as given (edgepack.inputs).
 """
 from __future__ import annotations
 
@@ -16,27 +18,38 @@ REPO_CALIBRATION = Path(__file__).resolve().parents[1] / "calibration"
 DIGITS_FILE = "digits.npz"
 SPLITS = {"train": 0, "calibration": 1, "eval": 2}
 EVAL_SIZE, CALIBRATION_SIZE = 360, 180
+DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 @dataclass(frozen=True)
 class Dataset:
     images: np.ndarray  # float32 (N, 3, R, R), normalised
-    labels: np.ndarray  # int64 (N,)
+    labels: np.ndarray | None  # int64 (N,); None for unlabelled inputs (no accuracy figure)
     source: str
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
 
     def take(self, n: int | None) -> "Dataset":
         if n is None or n >= len(self):
             return self
-        return Dataset(self.images[:n], self.labels[:n], f"{self.source}[:{n}]")
+        return Dataset(self.images[:n], None if self.labels is None else self.labels[:n], f"{self.source}[:{n}]")
 
 
-def normalise(pixels: np.ndarray) -> np.ndarray:
-    """uint8-range pixels (any float or int dtype, 0..255) -> the model's input range [-1, 1]."""
-    return (pixels.astype(np.float32) / 255.0 - 0.5) / 0.5
+def normalise(pixels: np.ndarray, mean=None, std=None) -> np.ndarray:
+    """Pixels (any float or int dtype, 0..255) -> model inputs, ``(pixel / 255 - mean) / std`` per
+    channel; the default (mean 0.5, std 0.5) maps them to [-1, 1], as the shipped weights expect."""
+    mean, std = tuple(mean or DEFAULT_MEAN), tuple(std or DEFAULT_STD)
+    if mean == DEFAULT_MEAN and std == DEFAULT_STD:
+        return (pixels.astype(np.float32) / 255.0 - 0.5) / 0.5
+    shape = (1, len(mean), 1, 1) if pixels.ndim == 4 else (len(mean), 1, 1)
+    return ((pixels.astype(np.float32) / 255.0 - np.asarray(mean, np.float32).reshape(shape))
+            / np.asarray(std, np.float32).reshape(shape)).astype(np.float32)
 
 
 def make_digits_file(path: Path) -> Path:
@@ -76,7 +89,7 @@ def resize(pixels: np.ndarray, resolution: int) -> np.ndarray:
     return F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False).numpy()
 
 
-def load_digits_split(split: str, resolution: int, classes: int = 10) -> Dataset:
+def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
     """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -84,10 +97,10 @@ def load_digits_split(split: str, resolution: int, classes: int = 10) -> Dataset
         keep = (z["split"] == SPLITS[split]) & (z["labels"] < classes)
         images, labels = z["images"][keep], z["labels"][keep].astype(np.int64)
     pixels = np.repeat(images[:, None], 3, axis=1)
-    return Dataset(normalise(resize(pixels, resolution)), labels, f"digits:{split}")
+    return Dataset(normalise(resize(pixels, resolution), mean, std), labels, f"digits:{split}")
 
 
-def load_image_folder(root: Path, resolution: int) -> Dataset:
+def load_image_folder(root: Path, resolution: int, mean=None, std=None) -> Dataset:
     """ImageFolder layout: one sub-folder per class (sorted names = label order), PNG/JPEG inside."""
     from PIL import Image, UnidentifiedImageError
 
@@ -106,10 +119,10 @@ def load_image_folder(root: Path, resolution: int) -> Dataset:
             labels.append(label)
     if not images:
         raise DataError(f"no PNG/JPEG images under {root}: use one sub-folder per class with images inside")
-    return Dataset(normalise(np.stack(images)), np.asarray(labels, np.int64), f"folder:{root}")
+    return Dataset(normalise(np.stack(images), mean, std), np.asarray(labels, np.int64), f"folder:{root}")
 
 
-def load_npz(path: Path, resolution: int) -> Dataset:
+def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
     """An .npz with ``images`` (N,3,R,R) or (N,R,R,3), pixel range 0..255, and ``labels`` (N,)."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -139,7 +152,7 @@ def load_npz(path: Path, resolution: int) -> Dataset:
         numeric = np.issubdtype(labels.dtype, np.floating) and bool(np.all(np.isfinite(labels)))
         if not numeric or not np.array_equal(labels, np.round(labels)):
             raise DataError(f"{path}: labels are not whole numbers (dtype {labels.dtype}): store class indices 0..N-1 as integers")
-    return Dataset(normalise(images), labels.astype(np.int64), f"npz:{path}")
+    return Dataset(normalise(images, mean, std), labels.astype(np.int64), f"npz:{path}")
 
 
 def check_pixels(images: np.ndarray, where: str) -> None:
@@ -162,6 +175,8 @@ def check_pixels(images: np.ndarray, where: str) -> None:
 def check_labels(data: "Dataset", classes: int) -> None:
     """Labels must be integers 0..classes-1, one per image: anything else makes accuracy meaningless."""
     labels = data.labels
+    if labels is None:
+        return
     if labels.ndim != 1 or len(labels) != len(data.images):
         raise DataError(f"{data.source}: labels have shape {labels.shape} for {len(data.images)} images: give one integer label per image")
     if len(labels) and (labels.min() < 0 or labels.max() >= classes):
@@ -169,10 +184,11 @@ def check_labels(data: "Dataset", classes: int) -> None:
                         f"classes (0..{classes - 1}): pass --classes to match the data, or fix the labels")
 
 
-def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: int = 10) -> Dataset:
-    """``None`` -> bundled digits split; a directory -> ImageFolder; a file -> .npz."""
+def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
+    """``None`` -> bundled digits split; a directory -> ImageFolder; a file -> .npz; pixels mapped
+    to inputs with ``mean``/``std`` (see normalise)."""
     if spec is None or str(spec) == "digits":
-        data = load_digits_split(split, resolution, classes)
+        data = load_digits_split(split, resolution, classes, mean, std)
     else:
         path = Path(spec)
         if path.is_dir():
@@ -180,9 +196,9 @@ def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: 
             if len(folders) > classes:
                 raise DataError(f"{path} has {len(folders)} class folders but the model has {classes} classes: "
                                 "give one sub-folder per class (sorted names = labels 0..N-1), or pass --classes")
-            data = load_image_folder(path, resolution)
+            data = load_image_folder(path, resolution, mean, std)
         elif path.is_file():
-            data = load_npz(path, resolution)
+            data = load_npz(path, resolution, mean, std)
         else:
             raise DataError(f"data {path} does not exist: pass an ImageFolder directory or an .npz file")
     if len(data) == 0:

@@ -11,7 +11,10 @@ PATH`` and refuses data whose sha256 differs: accuracy on other images would not
 ``eval_data.npz`` holds ``labels`` (int64) and either ``pixels`` (uint8 N,3,R,R, 0..255: what
 ImageFolder and integer .npz sources hold; ``normalise`` gives the images back bit for bit) or,
 when the pixels are not integers, ``images`` (the normalised float32 arrays). It is written with
-fixed zip timestamps, so the same inputs still give a byte-identical artifact.
+fixed zip timestamps, so the same inputs still give a byte-identical artifact. Unlabelled inputs
+(the Python API's held-out calibration inputs) are stored without ``labels`` and recorded with
+``"labelled": false``: bench then reports fidelity but no accuracy. Files are loaded with the
+manifest's ``preprocessing`` mean/std (edgepack.data.normalise).
 """
 from __future__ import annotations
 
@@ -37,8 +40,9 @@ def _digest(tag: bytes, pixels: np.ndarray, labels: np.ndarray) -> str:
 
 def content_sha256(data: Dataset) -> str:
     """sha256 of what a bench measures: the images as the model sees them, and the labels."""
+    labels = np.zeros(0) if data.labels is None else data.labels
     return _digest(b"edgepack-eval-v1", np.ascontiguousarray(data.images, dtype="<f4"),
-                   np.ascontiguousarray(data.labels, dtype="<i8"))
+                   np.ascontiguousarray(labels, dtype="<i8"))
 
 
 def bundled_sha256(split: str, classes: int, n: int) -> str:
@@ -55,10 +59,11 @@ def stored_arrays(data: Dataset) -> dict[str, np.ndarray]:
     """The smallest arrays that give ``data`` back exactly: uint8 pixels when the images are
     normalised integer pixels, else the float32 images themselves."""
     images = np.asarray(data.images, np.float32)
+    labels = {} if data.labels is None else {"labels": np.asarray(data.labels, np.int64)}
     pixels = np.clip(np.rint((images * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
     if np.array_equal(normalise(pixels), images):
-        return {"pixels": pixels, "labels": np.asarray(data.labels, np.int64)}
-    return {"images": images, "labels": np.asarray(data.labels, np.int64)}
+        return {"pixels": pixels, **labels}
+    return {"images": images, **labels}
 
 
 def is_bundled(source: str) -> bool:
@@ -76,17 +81,20 @@ def record(data: Dataset, folder: Path, classes: int) -> dict:
     small = sum(a.nbytes for a in arrays.values()) <= COPY_LIMIT_BYTES
     if small:
         write_npz(Path(folder) / EVAL_FILE, arrays)
-    return {"source": data.source, "images": len(data), "sha256": content_sha256(data), "file": EVAL_FILE if small else None}
+    entry = {"source": data.source, "images": len(data), "sha256": content_sha256(data), "file": EVAL_FILE if small else None}
+    if not data.labelled:
+        entry["labelled"] = False
+    return entry
 
 
 def read_copy(path: Path, source: str) -> Dataset:
     try:
         with np.load(path) as z:
-            labels = z["labels"]
+            labels = z["labels"].astype(np.int64) if "labels" in z.files else None
             images = normalise(z["pixels"]) if "pixels" in z.files else z["images"]
     except Exception as e:
         raise ArtifactError(f"cannot read the eval data {path} ({e}): recompile the artifact")
-    return Dataset(np.asarray(images, np.float32), labels.astype(np.int64), source)
+    return Dataset(np.asarray(images, np.float32), labels, source)
 
 
 def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> Dataset:
@@ -94,11 +102,13 @@ def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> D
     the recorded sha256), else its own copy, else the bundled digits split."""
     model, ev = manifest["model"], manifest["eval"]
     resolution, classes, n = model["resolution"], model["classes"], int(ev["images"])
+    mapping = manifest.get("preprocessing") or {}
+    mean, std = mapping.get("mean"), mapping.get("std")  # absent in older artifacts: the default mapping
     if "sha256" not in ev:  # an artifact from before eval data was recorded by content
-        return load_dataset(eval_data or ev.get("spec"), "eval", resolution, classes).take(n)
+        return load_dataset(eval_data or ev.get("spec"), "eval", resolution, classes, mean, std).take(n)
     what = f"{ev['source']}, {n} images, sha256 {ev['sha256'][:12]}"
     if eval_data is not None:
-        data = load_dataset(Path(eval_data), "eval", resolution, classes)
+        data = load_dataset(Path(eval_data), "eval", resolution, classes, mean, std)
         if len(data) < n or content_sha256(data.take(n)) != ev["sha256"]:
             raise DataError(f"--eval-data {eval_data} is not the data this artifact was compiled with ({what}): "
                             "pass the same images and labels, in the same order, with --eval-data")
@@ -107,7 +117,7 @@ def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> D
         data = read_copy(Path(folder) / ev["file"], ev["source"])
         found = content_sha256(data)
     elif is_bundled(ev["source"]):
-        data = load_dataset(None, "eval", resolution, classes).take(n)
+        data = load_dataset(None, "eval", resolution, classes, mean, std).take(n)
         found = bundled_sha256("eval", classes, n)
     else:
         raise DataError(f"artifact {folder} holds no copy of its eval data ({what}; too large to copy): "

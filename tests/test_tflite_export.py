@@ -111,3 +111,23 @@ def test_clamp_without_a_tflite_activation_is_refused():
     plan.layers[0] = _conv("relu6", -100, 50, q)
     with pytest.raises(UnsupportedModelError, match=r"clamp \[-100, 50\] is no TFLite fused activation"):
         plan_to_tflite(plan)
+
+
+def test_fc_rounds_ties_like_the_plan():
+    """An fc accumulator whose requantized value is -5.4997: the plan (gemmlowp, two roundings) gives -6;
+    LiteRT's FULLY_CONNECTED on per-channel int8 (one rounding, 16-bit multiplier) gave -5. The export
+    writes the fc as a CONV_2D, which rounds as the plan. Scales from an alpha 0.25, 64x64 plan."""
+    from edgepack.plan.plan import quantize_multiplier
+
+    in_q, out_q, w_scale = QParams(0.015411550179123878, -128), QParams(0.09387800842523575, -32), 0.0030661756172776222
+    c, classes = 4, 200  # zero weights: each channel's accumulator is its bias, -11000 .. -10801 (-10926 is the tie)
+    real = float(np.float32(in_q.scale)) * float(np.float32(w_scale)) / float(np.float32(out_q.scale))
+    mult, shift = quantize_multiplier(real)
+    arrays = {"weight": np.zeros((classes, c), np.int8), "bias": np.arange(-11000, -11000 + classes, dtype=np.int32),
+              "weight_scale": np.full(classes, w_scale, np.float32), "multiplier": np.full(classes, mult, np.int32),
+              "shift": np.full(classes, shift, np.int32)}
+    fc = Layer("fc", "fc", (c,), (classes,), in_q, out_q, arrays=arrays)
+    plan = Plan(in_q, (c, 1, 1), [Layer("pool", "avgpool", (c, 1, 1), (c,), in_q, in_q), fc])
+    x = np.zeros((1, c, 1, 1), np.int8)
+    want = reference.run(plan, x)
+    assert np.array_equal(_run(_litert_reference(plan_to_tflite(plan)), x), want)

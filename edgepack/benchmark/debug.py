@@ -74,7 +74,8 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None) -
             raise ConfigError(f"artifact was compiled from {cfg['weights']}: pass the same model (Python API: debug_artifact(..., model=...))")
         model = pretrained(cfg["alpha"], cfg["resolution"], cfg["classes"])
     plan = Plan.load(folder)
-    data = load_dataset(None, "calibration", cfg["resolution"], cfg["classes"]).take(images)
+    mapping = manifest.get("preprocessing") or {}  # the pixel mapping the compile used (absent: the default)
+    data = load_dataset(None, "calibration", cfg["resolution"], cfg["classes"], mapping.get("mean"), mapping.get("std")).take(images)
     io = fp32_layer_io(fold(model), plan, data.images)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = []

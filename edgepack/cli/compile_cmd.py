@@ -9,16 +9,26 @@ def add_parser(sub) -> None:
     p.add_argument("--target", required=True, help="target name (see `edgepack targets`)")
     p.add_argument("--alpha", default="0.75", help="width multiplier in (0, 1] (default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution, a multiple of 32 (default 224)")
-    p.add_argument("--classes", default="10", help="classes of the model (default 10, the digits)")
-    p.add_argument("--checkpoint", help="state dict of MobileNetV1 (default: the shipped digits weights)")
+    p.add_argument("--classes", help="classes of the model (default 10, the digits; with --model, its last Linear); "
+                   "another count needs --checkpoint (or --random-head)")
+    p.add_argument("--random-head", action="store_true", help="allow --classes N != 10 without --checkpoint: the "
+                   "classifier is randomly initialised (its accuracy is chance)")
+    p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of MobileNetV1: a class (built with "
+                   "no arguments) or function in a Python file or module (package.module:NAME); weights from --checkpoint")
+    p.add_argument("--checkpoint", help="state dict of MobileNetV1, or of --model (default: the shipped digits weights)")
     p.add_argument("--quant", default="ptq", help="ptq (default), qat or none (fp32)")
     p.add_argument("--weight-granularity", default="per-channel", help="per-channel (default) or per-tensor")
     p.add_argument("--calibration", help="ImageFolder directory or .npz (default: bundled digits calibration split)")
     p.add_argument("--calib-size", type=positive_int, help="use the first N calibration images")
     p.add_argument("--eval-data", help="ImageFolder directory or .npz (default: bundled digits eval split)")
     p.add_argument("--eval-size", type=positive_int, help="use the first N eval images")
+    p.add_argument("--mean", default="0.5", help="how pixels become inputs: (pixel / 255 - mean) / std per channel; one "
+                   "value or three comma-separated (R,G,B), e.g. 0.485,0.456,0.406 (default 0.5: pixels to [-1, 1], "
+                   "as the shipped weights expect); recorded in the manifest, reused by bench and debug")
+    p.add_argument("--std", default="0.5", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
     p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
-    p.add_argument("-o", "--output", help="artifact folder (default artifacts/mobilenet_v1_<alpha>_<res>_<target>_<quant>); "
+    p.add_argument("-o", "--output", help="artifact folder (default artifacts/mobilenet_v1_<alpha>_<res>_<target>_<quant>, "
+                   "with --model artifacts/<classname>_<res>_<target>_<quant>); "
                    "an existing one is replaced only if it is an unchanged edgepack artifact")
     p.add_argument("--force", action="store_true", help="replace an edgepack artifact folder even if files in it were "
                    "added or changed (a folder that is not an artifact is never replaced)")
@@ -36,19 +46,29 @@ def run(args) -> int:
     if args.sign_key:  # a bad key is reported at once
         from edgepack.signing import load_private_key
         load_private_key(args.sign_key)
+    model_name = None
+    if args.model:
+        from edgepack.model.user import parse_model_spec
+        model_name = parse_model_spec(args.model)[1]
     config = CompileConfig(
-        target=args.target, alpha=args.alpha, resolution=args.resolution, classes=args.classes,
+        target=args.target, alpha=args.alpha, resolution=args.resolution,
+        classes=args.classes if args.classes is not None else 10, model_name=model_name,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
-        sign_key=args.sign_key,
+        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head,
     )
     get_target(config.target)
     check_output_dir(config.output_path(), config.force)
     with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
-        from edgepack.compiler import compile_model
+        from edgepack.compiler import compile_model, model_classes
 
-        compile_model(config)
+        model = None
+        if args.model:
+            from edgepack.model.user import load_user_model
+            model = load_user_model(args.model, args.checkpoint)
+            config.classes = model_classes(model, args.classes)
+        compile_model(config, model)
     return 0
 
 

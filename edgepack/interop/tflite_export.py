@@ -11,7 +11,9 @@ reference kernels (op resolver BUILTIN_REF) reproduce edgepack's int8 outputs bi
 - PyTorch pads symmetrically, TFLite SAME pads bottom/right first (stride 2): wherever SAME would
   differ, an explicit PAD (filled with the input's zero point, i.e. real 0) precedes a VALID conv;
 - the global average pool is AVERAGE_POOL_2D over the whole map (in int16 with zero point 0 when the
-  count is even, see _global_average_pool), then RESHAPE to (1, C) before FULLY_CONNECTED;
+  count is even, see _global_average_pool);
+- the fc is a CONV_2D whose kernel covers the map, then RESHAPE to (1, classes): LiteRT's
+  FULLY_CONNECTED rounds per-channel int8 once, with a 16-bit multiplier (see _fully_connected);
 - fused ReLU / ReLU6 become TFLite fused activations whose clamp equals the plan's act_min/act_max.
 
 LiteRT's default CPU path (XNNPACK) requantizes in fp32 and differs by one step on some values.
@@ -162,23 +164,28 @@ def _global_average_pool(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
 
 
 def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+    """The fc as a VALID CONV_2D whose kernel covers the whole (H, W) map, then RESHAPE to (1, classes).
+    LiteRT's FULLY_CONNECTED requantizes per-channel int8 with a 16-bit multiplier rounded once (its
+    int64 MultiplyByQuantizedMultiplier), which differs from the plan on ties; CONV_2D rounds as the plan.
+    The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE."""
     shape = g.tensors[x].shape
-    if len(shape) == 4 and shape[1] * shape[2] > 1:  # flatten in the plan's NCHW order
-        perm = g.constant(f"{prefix}/perm", np.array([0, 3, 1, 2], np.int32))
-        nchw = g.activation(f"{prefix}/nchw", (1, shape[3], shape[1], shape[2]), g.quant[x])
-        g.op("TRANSPOSE", [x, perm], [nchw])
-        x = nchw
-    if len(shape) != 2:
-        features = layer.input_shape[0]
-        new_shape = g.constant(f"{prefix}/shape", np.array([1, features], np.int32))
-        flat = g.activation(f"{prefix}/flat", (1, features), g.quant[x])
-        g.op("RESHAPE", [x, new_shape], [flat], new_shape=[1, features])
-        x = flat
+    if len(shape) != 4:  # an fc after an fc: (1, F) -> (1, 1, 1, F)
+        features = shape[-1]
+        new_shape = g.constant(f"{prefix}/shape4d", np.array([1, 1, 1, features], np.int32))
+        as_map = g.activation(f"{prefix}/map", (1, 1, 1, features), g.quant[x])
+        g.op("RESHAPE", [x, new_shape], [as_map], new_shape=[1, 1, 1, features])
+        x, shape = as_map, (1, 1, 1, features)
+    _, h, w, c = shape
+    classes = layer.output_shape[0]
+    weight = layer.weight.reshape(classes, c, h, w).transpose(0, 2, 3, 1)
     w_scale = layer.weight_scales().astype(np.float32)
-    wt = g.constant(f"{prefix}/weight", layer.weight, w_scale, 0)
+    wt = g.constant(f"{prefix}/weight", weight, w_scale, 0)
     bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
-    y = g.activation(prefix, (1, layer.output_shape[0]), layer.output_q)
-    g.op("FULLY_CONNECTED", [x, wt, bias], [y], activation=_fused_activation(layer))
+    y4 = g.activation(f"{prefix}/conv", (1, 1, 1, classes), layer.output_q)
+    g.op("CONV_2D", [x, wt, bias], [y4], padding="VALID", stride=1, activation=_fused_activation(layer))
+    new_shape = g.constant(f"{prefix}/shape", np.array([1, classes], np.int32))
+    y = g.activation(prefix, (1, classes), layer.output_q)
+    g.op("RESHAPE", [y4, new_shape], [y], new_shape=[1, classes])
     return y
 
 

@@ -35,10 +35,11 @@ def qemu_cpu(target: dict) -> str | None:
     return cpu if isinstance(cpu, str) and cpu else None
 
 
-def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: int, *, threads: int | None = None,
+def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: int, *, threads: int | None = None,
                 count: bool = False, timeout: float = 120.0) -> tuple[np.ndarray, qemu.UserRun]:
     """The C++ runner on ``batch`` (int8 or float32, NCHW) under qemu-user with the exact ``cpu``: what
-    bench, the compile's verification and the cost figure all run. ``threads`` sets TVM_NUM_THREADS
+    bench, the compile's verification and the cost figure all run; ``outputs`` values per image (the
+    artifact's output size, see output_size). ``threads`` sets TVM_NUM_THREADS
     (default: this process's TVM_NUM_THREADS, else TVM's choice).
 
     The guest always sees the same argv strings (runner, library and data linked under fixed names in a
@@ -54,7 +55,7 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: 
         os.symlink(Path(exe).absolute(), folder / "runner")
         os.symlink(Path(library).absolute(), folder / "model.so")
         n, c, h, w = batch.shape
-        r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, classes, batch.dtype.name], cpu=cpu,
+        r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, outputs, batch.dtype.name], cpu=cpu,
                           count=count, timeout=timeout, cwd=tmp, inherit_env=False,
                           env={"TVM_NUM_THREADS": threads} if threads else None)
         failure = r.failure(cpu)
@@ -62,7 +63,16 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, classes: 
             fix = (f"compile for the {cpu} (a target whose tvm_target enables no feature the board lacks, such as +dotprod)"
                    if r.returncode == -signal.SIGILL else "recompile the artifact with this edgepack")
             raise DeviceError(f"{Path(library).name} under qemu-{arch} -cpu {cpu} {failure}; {fix}")
-        return np.fromfile(folder / "out.bin", batch.dtype).reshape(n, classes), r
+        return np.fromfile(folder / "out.bin", batch.dtype).reshape(n, outputs), r
+
+
+def output_size(folder: Path, manifest: dict) -> int:
+    """Values per output row, from what the artifact itself records (its golden output, whose
+    shape the plan or fp32 model produced), never from the config's class count."""
+    golden = Path(folder) / "golden_output.npy"
+    if golden.exists():
+        return int(np.load(golden, mmap_mode="r").shape[-1])
+    return int(manifest["model"]["classes"])  # an artifact without golden files (never written by compile)
 
 
 class Runner:
@@ -72,6 +82,7 @@ class Runner:
         self.manifest, self.timeout = manifest, timeout
         self.plan_q = manifest["plan"] is not None
         self.library = self.folder / self.info["library"]
+        self.outputs = output_size(self.folder, manifest)
         if rpc:
             self.device = f"rpc {rpc}" + (f" key {key}" if key else "")
             self.mode, self.vm, self.dev = "rpc", *self._connect(rpc, key)
@@ -137,7 +148,7 @@ class Runner:
     def _run_qemu(self, batch: np.ndarray) -> np.ndarray:
         dtype = np.int8 if self.plan_q else np.float32
         return run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, batch.astype(dtype, copy=False),
-                           self.manifest["model"]["classes"], timeout=self.timeout + 2 * len(batch))[0]
+                           self.outputs, timeout=self.timeout + 2 * len(batch))[0]
 
     def cost(self) -> dict | None:
         """qemu: guest instructions per inference on the board's exact CPU, one thread, counted by edgepack's
@@ -147,8 +158,7 @@ class Runner:
         if self.mode != "qemu":
             return None
         image = np.load(self.folder / "golden_input.npy")[:1].astype(np.int8 if self.plan_q else np.float32)
-        classes = self.manifest["model"]["classes"]
-        one, three = (run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, np.repeat(image, n, axis=0), classes,
+        one, three = (run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, np.repeat(image, n, axis=0), self.outputs,
                                   threads=1, count=True, timeout=self.timeout + 2 * n)[1] for n in (1, 3))
         if one.instructions is None or three.instructions is None:
             raise DeviceError(f"the QEMU plugin wrote no instruction counts for {self.library.name}: "

@@ -1,0 +1,105 @@
+"""LiteRT (``ai-edge-litert``) runs an exported .tflite: its reference kernels, an implementation nobody
+here wrote, must reproduce edgepack's int8 outputs bit for bit; its default CPU path (XNNPACK)
+requantizes in float and is only measured against them.
+
+LiteRT is imported on first use (compile needs it, ``edgepack verify`` and the firmware paths do not).
+It logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ when the default path
+prepares a model; LiteRT 2.3 reads no environment variable for that logger (TF_CPP_MIN_LOG_LEVEL is
+TensorFlow's) and exports no setter, so the native stderr is pointed at /dev/null for that one call.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import ToolchainError, VerificationError
+
+PACKAGE = "ai-edge-litert"
+
+
+def _litert():
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError as e:
+        raise ToolchainError(f"running .tflite models needs LiteRT ({e.name} is missing): pip install {PACKAGE}")
+    return interpreter
+
+
+def version() -> str:
+    from importlib.metadata import version as installed
+    _litert()
+    return installed(PACKAGE)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """fd 2 -> /dev/null for the duration of one LiteRT call (its C++ log lines bypass sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _interpreter(model: bytes | str | Path, reference_kernels: bool):
+    lite = _litert()
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    resolver = lite.OpResolverType.BUILTIN_REF if reference_kernels else lite.OpResolverType.AUTO
+    try:
+        with _native_stderr_silenced():  # the default path creates (and announces) its XNNPACK delegate here
+            it = lite.Interpreter(**source, experimental_op_resolver_type=resolver, num_threads=1)
+            it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:  # LiteRT's own checks (bias scale, op versions, shapes) refused it
+        reason = "; ".join(" ".join(line.split()) for line in str(e).splitlines() if line.strip())
+        raise VerificationError(f"LiteRT refuses the .tflite ({reason}): this is an edgepack exporter bug, "
+                                "please report it")
+    return it
+
+
+def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: bool) -> np.ndarray:
+    """One image at a time (the exported model has batch 1): int8 (N, C, H, W) in, int8 (N, ...) out."""
+    it = _interpreter(model, reference_kernels)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    n, c, h, w = x_nchw_int8.shape
+    if inp["dtype"] != np.int8 or tuple(inp["shape"]) != (1, h, w, c):
+        raise VerificationError(f"the .tflite takes {inp['dtype'].__name__} {tuple(inp['shape'])}, not int8 NHWC "
+                                f"{(1, h, w, c)}: re-export it from this artifact's plan")
+    outputs = []
+    for image in x_nchw_int8:
+        it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
+        it.invoke()
+        outputs.append(it.get_tensor(out["index"])[0].copy())
+    return np.array(outputs, dtype=np.int8).reshape((n,) + tuple(out["shape"][1:]))
+
+
+def run_reference(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:
+    """int8 outputs of LiteRT's reference kernels (op resolver BUILTIN_REF: no delegate, no optimized kernels)."""
+    return _run(model, x_nchw_int8, reference_kernels=True)
+
+
+def run_xnnpack(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:
+    """int8 outputs of LiteRT's default CPU path (the XNNPACK delegate), what apps get."""
+    return _run(model, x_nchw_int8, reference_kernels=False)
+
+
+def verify(model: bytes | str | Path, images: np.ndarray, want: np.ndarray) -> dict:
+    """Refuse the .tflite unless LiteRT's reference kernels give ``want`` (edgepack's int8 reference
+    outputs) on every image; return how far LiteRT's default (XNNPACK) path is from it on the same images."""
+    got = run_reference(model, images)
+    if not np.array_equal(got, want):
+        differ = np.flatnonzero((got != want).reshape(len(want), -1).any(axis=1))
+        raise VerificationError(
+            f"model.tflite is not bit-exact with the int8 reference under LiteRT's reference kernels: "
+            f"{int((got != want).sum())} of {want.size} values differ on {len(differ)} of {len(want)} images "
+            f"(first: image {int(differ[0])}); this is an edgepack exporter bug: please report it")
+    diff = np.abs(run_xnnpack(model, images).astype(np.int32) - want.astype(np.int32))
+    return {"images": len(images), "values": int(want.size), "values_differing": int((diff > 0).sum()),
+            "max_abs_diff": int(diff.max())}
