@@ -8,7 +8,7 @@ from pathlib import Path
 from edgepack.errors import TargetError
 
 TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
-BACKENDS = ("onnxruntime", "tvm", "openvino", "c")
+BACKENDS = ("onnxruntime", "tvm", "openvino", "c", "tflm")
 REQUIRED = {"name": str, "description": str, "backend": str}
 OPTIONAL_TABLES = ("compiler", "toolchain", "run", "rpc", "budget", "tolerances")
 

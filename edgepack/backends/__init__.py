@@ -12,6 +12,7 @@ MODULES = {
     "openvino": "edgepack.backends.openvino",
     "tvm": "edgepack.backends.tvm",
     "c": "edgepack.backends.c",
+    "tflm": "edgepack.backends.tflm",
 }
 
 
