@@ -33,6 +33,26 @@ ARTIFACT_FORMAT = "edgepack-artifact"
 # Names edgepack gives its own siblings of an output folder OUT: only these are ever removed.
 PARTIAL, OLD, LOCK = ".{}.edgepack-partial-", ".{}.edgepack-old", ".{}.edgepack-lock"
 _HELD: set[Path] = set()  # outputs this process holds the lock of
+_PARTIAL: set[Path] = set()  # temporary artifact folders this process is writing
+_COMMIT = {"active": False, "signal": None}  # renaming into place: a stop signal waits for the end of it
+
+
+def abandon() -> None:
+    """Remove this process's partial artifact folders and lock files: what a stop signal's handler calls
+    before it exits (edgepack.cli.main), since an exception raised from it could cross native code."""
+    for tmp in list(_PARTIAL):
+        shutil.rmtree(tmp, ignore_errors=True)
+    for out in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.unlink(out.with_name(LOCK.format(out.name)))
+
+
+def defer_signal(signum: int) -> bool:
+    """True (and the signal is re-sent once the rename is done) while an artifact is being renamed into place."""
+    if _COMMIT["active"]:
+        _COMMIT["signal"] = signum
+        return True
+    return False
 
 
 def _is_edgepack_manifest(folder: Path) -> dict | None:
@@ -148,24 +168,38 @@ def atomic_folder(out: Path, force: bool = False):
         tmp = Path(tempfile.mkdtemp(prefix=PARTIAL.format(out.name), dir=out.parent))
     except OSError as e:
         raise OutputError(f"cannot write beside output {out} ({e.strerror}): choose a writable -o")
+    _PARTIAL.add(tmp)
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
         check_output_dir(out, force)  # files may have appeared while we compiled
-        try:
-            if out.exists():
-                old = out.with_name(OLD.format(out.name))
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(out, old)
-                os.replace(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out)
-        except OSError as e:
-            raise OutputError(f"cannot move the artifact into {out} ({e.strerror or e}): choose a writable -o") from e
+        _commit(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        _PARTIAL.discard(tmp)
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    """Rename the finished folder into place (replacing an old artifact); a stop signal waits for it."""
+    _COMMIT["active"] = True
+    try:
+        if out.exists():
+            old = out.with_name(OLD.format(out.name))
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot move the artifact into {out} ({e.strerror or e}): choose a writable -o") from e
+    finally:
+        _COMMIT["active"] = False
+        signum, _COMMIT["signal"] = _COMMIT["signal"], None
+        if signum is not None:
+            os.kill(os.getpid(), signum)  # the artifact is complete: now stop as asked
 
 
 def write_manifest(folder: Path, manifest: dict) -> dict:

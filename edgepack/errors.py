@@ -80,7 +80,3 @@ class InternalError(EdgepackError):
 class BuildError(InternalError):
     """Generated sources failed to compile with an installed toolchain."""
 
-
-class Terminated(BaseException):
-    """SIGTERM (what `timeout` and CI cancellation send), raised like KeyboardInterrupt so every
-    ``finally`` and temporary folder is cleaned up on the way out; the CLI exits 143."""

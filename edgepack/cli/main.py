@@ -13,10 +13,23 @@ from edgepack import __version__
 SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report", "keygen", "verify")
 
 
-def _on_sigterm(signum, frame):
-    from edgepack.errors import Terminated
+_COMMAND = "command"  # the running subcommand, for the stop message
 
-    raise Terminated()
+
+def _on_stop(signum, frame):
+    """SIGTERM (what `timeout` and CI cancellation send) and Ctrl-C: remove this process's partial
+    artifact and lock, print one line, exit 143 / 130 at once. Raising an exception here instead can
+    cross a C++ extension that calls back into Python (onnx's import did: std::terminate, exit -6)."""
+    import os
+
+    from edgepack import artifact
+
+    if artifact.defer_signal(signum):
+        return  # an artifact is being renamed into place: the signal comes again when it is done
+    artifact.abandon()
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    print(f"edgepack {_COMMAND}: {what}", file=sys.stderr, flush=True)
+    os._exit(143 if signum == signal.SIGTERM else 130)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from edgepack.errors import EXIT_INTERNAL, EdgepackError, Terminated
+    from edgepack.errors import EXIT_INTERNAL, EdgepackError
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    global _COMMAND
+    _COMMAND = args.command
+    previous = {sig: signal.signal(sig, _on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return int(args.run(args) or 0)
     except EdgepackError as e:
@@ -50,9 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgepack {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print(f"edgepack {args.command}: terminated (SIGTERM)", file=sys.stderr)
-        return 143
     except Exception as e:  # a bug: one line unless --verbose asks for the traceback
         if args.verbose:
             import traceback
@@ -62,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
               "with the command line; rerun with --verbose for the traceback", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _one_line(e: BaseException) -> str:
