@@ -34,8 +34,7 @@ from edgepack.plan.plan import Layer, Plan, QParams
 DESCRIPTION = "edgepack int8 plan"
 SCHEMA_VERSION = 3
 # Op versions as the TFLite converter marks int8 (per-channel) models; they only select a registration.
-OP_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "PAD": 2, "AVERAGE_POOL_2D": 2,
-               "QUANTIZE": 2, "RESHAPE": 1, "TRANSPOSE": 2}
+OP_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "AVERAGE_POOL_2D": 2, "QUANTIZE": 2, "RESHAPE": 1}
 _CONST_ALIGNMENT = 16  # constant buffers start on 16 bytes, as the converter lays them out
 
 
@@ -358,12 +357,6 @@ def _depthwise_options(b, tfl, o, vector):
     return tfl.BuiltinOptions.DepthwiseConv2DOptions, tfl.DepthwiseConv2DOptionsEnd(b)
 
 
-def _fc_options(b, tfl, o, vector):
-    tfl.FullyConnectedOptionsStart(b)
-    tfl.FullyConnectedOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
-    return tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsEnd(b)
-
-
 def _reshape_options(b, tfl, o, vector):
     new_shape = vector(o["new_shape"], np.int32)
     tfl.ReshapeOptionsStart(b)
@@ -392,10 +385,5 @@ def _pad_options(b, tfl, o, vector):
     return tfl.BuiltinOptions.PadOptions, tfl.PadOptionsEnd(b)
 
 
-def _transpose_options(b, tfl, o, vector):
-    tfl.TransposeOptionsStart(b)
-    return tfl.BuiltinOptions.TransposeOptions, tfl.TransposeOptionsEnd(b)
-
-
-_OPTIONS = {"CONV_2D": _conv_options, "DEPTHWISE_CONV_2D": _depthwise_options, "FULLY_CONNECTED": _fc_options,
-            "RESHAPE": _reshape_options, "AVERAGE_POOL_2D": _pool_options, "QUANTIZE": _quantize_options, "PAD": _pad_options, "TRANSPOSE": _transpose_options}
+_OPTIONS = {"CONV_2D": _conv_options, "DEPTHWISE_CONV_2D": _depthwise_options, "RESHAPE": _reshape_options,
+            "AVERAGE_POOL_2D": _pool_options, "QUANTIZE": _quantize_options, "PAD": _pad_options}
