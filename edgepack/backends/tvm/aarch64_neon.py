@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepack.backends.tvm import scheduled
-from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, pad16, shape
+from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, global_average_pool, pad16, shape, zero_padded
 from edgepack.plan.plan import Layer, Plan
 
 K_STEP = 16  # int8 values of K per micro-kernel step (one q register)
@@ -47,12 +47,18 @@ def supported(plan: Plan, tvm_tgt) -> bool:
     return codegen.target_has_features("neon", tvm_tgt) and chain_shaped(plan)
 
 
-def register_tile(m: int, n: int) -> tuple[int, int]:
-    """(rows R, channels NT) of one micro-kernel tile: R divides the pixels, NT (4, 8 or 16) the padded
-    channels; maximise MACs per load (R * NT / (R + NT)) within MAX_ACCUMULATORS, then the tile size."""
-    tiles = [(r, nt) for r in range(1, 5) for nt in (4, 8, 16)
-             if m % r == 0 and n % nt == 0 and r * nt <= MAX_ACCUMULATORS]
+def _best_tile(m: int, n: int, max_rows: int, channels_per_accumulator: int) -> tuple[int, int]:
+    """(rows R, channels NT): R divides the pixels, NT (4, 8 or 16) the padded channels, the R x NT /
+    channels_per_accumulator int32x4 accumulators fit in MAX_ACCUMULATORS; maximise MACs per load
+    (R * NT / (R + NT): per 16 K-values R + NT loads), then the tile size."""
+    tiles = [(r, nt) for r in range(1, max_rows + 1) for nt in (4, 8, 16)
+             if m % r == 0 and n % nt == 0 and r * nt // channels_per_accumulator <= MAX_ACCUMULATORS]
     return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
+
+
+def register_tile(m: int, n: int) -> tuple[int, int]:
+    """The SMULL/SADALP tile: one accumulator (partial sums) per row and channel."""
+    return _best_tile(m, n, max_rows=4, channels_per_accumulator=1)
 
 
 def requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
@@ -68,8 +74,7 @@ def requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
 
 def pack_weight(w2d: np.ndarray, n_pad: int, k_pad: int, nt: int) -> np.ndarray:
     """(N, K) int8 -> [N/NT, K/16, NT, 16], zero padded: one tile's 16-byte rows are contiguous per K step."""
-    full = np.zeros((n_pad, k_pad), np.int8)
-    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    full = zero_padded(w2d, n_pad, k_pad)
     return np.ascontiguousarray(full.reshape(n_pad // nt, nt, k_pad // K_STEP, K_STEP).transpose(0, 2, 1, 3))
 
 
@@ -174,19 +179,14 @@ def gemm_func(m: int, k: int, n: int, layer: Layer):
 
 
 def register_tile_sdot(m: int, n: int) -> tuple[int, int]:
-    """(rows R, channels NT) for the SDOT kernel: accumulators hold four finished channels each, so R x NT/4
-    of them (<= MAX_ACCUMULATORS); loads per 16 K-values are R + NT; maximise MACs per load."""
-    tiles = [(r, nt) for r in range(1, 9) for nt in (4, 8, 16)
-             if m % r == 0 and n % nt == 0 and r * nt // 4 <= MAX_ACCUMULATORS]
-    return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
+    """The SDOT tile: accumulators hold four finished channels each, so up to 8 rows fit."""
+    return _best_tile(m, n, max_rows=8, channels_per_accumulator=4)
 
 
 def pack_weight_sdot(w2d: np.ndarray, n_pad: int, k_pad: int, nt: int) -> np.ndarray:
     """(N, K) int8 -> [N/NT, K/16, 4, NT * 4]: per 4 K-values, 16-byte groups of 4 channels x 4 values,
     the operand of SDOT by element."""
-    full = np.zeros((n_pad, k_pad), np.int8)
-    full[: w2d.shape[0], : w2d.shape[1]] = w2d
-    packed = full.reshape(n_pad // nt, nt, k_pad // K_STEP, 4, 4).transpose(0, 2, 3, 1, 4)
+    packed = zero_padded(w2d, n_pad, k_pad).reshape(n_pad // nt, nt, k_pad // K_STEP, 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(packed).reshape(n_pad // nt, k_pad // K_STEP, 4, nt * 4)
 
 
@@ -370,22 +370,8 @@ class _Lowering:
         return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, layer.stride, layer), f"depthwise_{i}", args, (oh * ow, c_pad))
 
     def avgpool(self, x, layer: Layer, i: int):
-        from tvm import te, tirx as tir
-
         hw, c_pad = shape(x)
-        zp_in, zp_out = layer.input_q.zero_point, layer.output_q.zero_point
-
-        def fn(x):
-            r = te.reduce_axis((0, hw), "r")
-            total = te.compute((1, c_pad), lambda _, n: te.sum(x[r, n].astype("int32") - zp_in, axis=r), name="total")
-
-            def mean(_, n):
-                t = total[0, n]
-                m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
-                return tir.max(tir.min(m + zp_out, 127), -128).astype("int8")
-            return te.compute((1, c_pad), mean, name="out")
-
-        return self.emit_te("none", fn, x, name=f"avgpool_{i}")
+        return self.emit_te("none", global_average_pool(layer, hw, c_pad), x, name=f"avgpool_{i}")
 
     def fc(self, x, layer: Layer, i: int, last: bool):
         return self.gemm(x, layer.weight, layer, f"fc_{i}")

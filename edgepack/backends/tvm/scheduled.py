@@ -36,6 +36,13 @@ def pad16(n: int) -> int:
     return -(-n // LANES) * LANES
 
 
+def zero_padded(w2d: np.ndarray, n_pad: int, k_pad: int) -> np.ndarray:
+    """(N, K) int8 weights in an (n_pad, k_pad) array of zeros: padded channels and K positions add nothing."""
+    full = np.zeros((n_pad, k_pad), np.int8)
+    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    return full
+
+
 def folded_bias(layer: Layer, zero_point: int, n_pad: int) -> np.ndarray:
     """bias - zp * sum(w) per channel (inputs padded with zp), zero for the padded channels."""
     bias = np.zeros(n_pad, np.int32)
@@ -97,3 +104,24 @@ def plan_function(plan: Plan, low):
             out = bb.emit_output(y)
         bb.emit_func_output(out)
     return bb.get()
+
+
+def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
+    """TE function of the global pool over (H*W, C) activations held as value + ``offset`` (128 for the
+    uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as reference.avgpool."""
+    from tvm import te, tirx as tir
+
+    dtype = "uint8" if offset else "int8"
+    zp_in, zp_out = layer.input_q.zero_point + offset, layer.output_q.zero_point
+
+    def fn(x):
+        r = te.reduce_axis((0, hw), "r")
+        total = te.compute((1, channels), lambda _, n: te.sum(x[r, n].astype("int32") - zp_in, axis=r), name="total")
+
+        def mean(_, n):
+            t = total[0, n]
+            m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
+            return (tir.max(tir.min(m + zp_out, 127), -128) + offset).astype(dtype)
+        return te.compute((1, channels), mean, name="out")
+
+    return fn

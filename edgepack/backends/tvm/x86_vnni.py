@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepack.backends.tvm import scheduled
-from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, pad16, shape
+from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, global_average_pool, pad16, shape, zero_padded
 from edgepack.plan.plan import Layer, Plan
 
 # LANES (16) = int32 lanes of a zmm register = output channels per vpdpbusd
@@ -212,8 +212,7 @@ def _schedule_depthwise(func):
 
 def _pack_weight(w2d: np.ndarray, n_pad: int, k_pad: int) -> np.ndarray:
     """(N, K) int8 -> [N/16, K/4, 16, 4], zero padded."""
-    full = np.zeros((n_pad, k_pad), np.int8)
-    full[: w2d.shape[0], : w2d.shape[1]] = w2d
+    full = zero_padded(w2d, n_pad, k_pad)
     return np.ascontiguousarray(full.reshape(n_pad // LANES, LANES, k_pad // 4, 4).transpose(0, 2, 1, 3))
 
 
@@ -321,23 +320,8 @@ class _Lowering:
         return self.reshape(out, (oh * ow, c_pad))
 
     def avgpool(self, x, layer: Layer, i: int):
-        from tvm import te, tirx as tir
-
         hw, c_pad = shape(x)
-        zp_u8 = layer.input_q.zero_point + 128
-        out_zp = layer.output_q.zero_point
-
-        def fn(x):
-            r = te.reduce_axis((0, hw), "r")
-            total = te.compute((1, c_pad), lambda _, n: te.sum(x[r, n].astype("int32") - zp_u8, axis=r), name="total")
-
-            def mean(_, n):
-                t = total[0, n]
-                m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
-                return (tir.max(tir.min(m + out_zp, 127), -128) + 128).astype("uint8")
-            return te.compute((1, c_pad), mean, name="out")
-
-        return self.emit("pool", fn, x, name=f"avgpool_{i}")
+        return self.emit("pool", global_average_pool(layer, hw, c_pad, offset=128), x, name=f"avgpool_{i}")
 
     def fc(self, x, layer: Layer, i: int, last: bool):
         return self.gemm(x, layer.weight, layer, layer.input_q.zero_point + 128, f"fc_{i}", unsigned=not last)
