@@ -89,13 +89,18 @@ def resize(pixels: np.ndarray, resolution: int) -> np.ndarray:
     return F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False).numpy()
 
 
-def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
-    """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
+def digits_source(split: str, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 uint8 source pixels and int64 labels of a bundled digits split (labels < ``classes``)."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     with np.load(digits_file()) as z:
         keep = (z["split"] == SPLITS[split]) & (z["labels"] < classes)
-        images, labels = z["images"][keep], z["labels"][keep].astype(np.int64)
+        return z["images"][keep], z["labels"][keep].astype(np.int64)
+
+
+def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
+    """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
+    images, labels = digits_source(split, classes)
     pixels = np.repeat(images[:, None], 3, axis=1)
     return Dataset(normalise(resize(pixels, resolution), mean, std), labels, f"digits:{split}")
 

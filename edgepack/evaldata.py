@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.data import SPLITS, Dataset, digits_file, load_dataset, normalise
+from edgepack.data import Dataset, digits_source, load_dataset, normalise
 from edgepack.errors import ArtifactError, DataError
 
 EVAL_FILE = "eval_data.npz"
@@ -49,10 +49,8 @@ def bundled_sha256(split: str, classes: int, n: int) -> str:
     """sha256 of the first ``n`` images of a bundled digits split, by their 8x8 uint8 source pixels:
     the bilinear resize after them rounds differently on CPUs with other SIMD kernels (torch's
     DEFAULT vs AVX2 paths differ at 96 and 224), which must not make an artifact unbenchable there."""
-    with np.load(digits_file()) as z:
-        keep = (z["split"] == SPLITS[split]) & (z["labels"] < classes)
-        pixels, labels = z["images"][keep][:n], z["labels"][keep][:n]
-    return _digest(b"edgepack-digits-v1", np.ascontiguousarray(pixels, np.uint8), np.asarray(labels, "<i8"))
+    pixels, labels = digits_source(split, classes)
+    return _digest(b"edgepack-digits-v1", np.ascontiguousarray(pixels[:n], np.uint8), np.asarray(labels[:n], "<i8"))
 
 
 def stored_arrays(data: Dataset) -> dict[str, np.ndarray]:
