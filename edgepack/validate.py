@@ -10,13 +10,14 @@ MIN_RESOLUTION = 32
 MEMORY_HEADROOM = 0.8  # share of the available memory a compile may plan to use
 
 
-def check_alpha(alpha) -> float:
+def check_alpha(alpha, maximum: float = 1.0) -> float:
+    """``maximum`` is 1 for MobileNetV1 (the paper's widths shrink only); MobileNetV2's paper goes to 1.4."""
     try:
         value = float(alpha)
     except (TypeError, ValueError):
-        raise ConfigError(f"alpha {alpha!r} is not a number: pass a width multiplier in (0, 1], e.g. --alpha 0.75")
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise ConfigError(f"alpha {alpha!r} is outside (0, 1]: pass a width multiplier such as 1.0, 0.75, 0.5 or 0.25")
+        raise ConfigError(f"alpha {alpha!r} is not a number: pass a width multiplier in (0, {maximum:g}], e.g. --alpha 0.75")
+    if not math.isfinite(value) or not 0.0 < value <= maximum:
+        raise ConfigError(f"alpha {alpha!r} is outside (0, {maximum:g}]: pass a width multiplier such as 1.0, 0.75, 0.5 or 0.25")
     return value
 
 

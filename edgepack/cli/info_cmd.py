@@ -5,7 +5,8 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="print the MobileNetV1 model report (params, Mult-Adds per layer)")
+    p = sub.add_parser("info", help="print a built-in model's report (params, Mult-Adds per layer)")
+    p.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2")
     p.add_argument("--alpha", default="1.0", help="width multiplier in (0, 1] (default 1.0)")
     p.add_argument("--resolution", default="224", help="input resolution, a multiple of 32 (default 224)")
     p.add_argument("--classes", default="1000", help="number of classes (default 1000, as in the paper)")
@@ -16,15 +17,18 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from edgepack.validate import check_alpha, check_classes, check_resolution
 
-    check_alpha(args.alpha), check_resolution(args.resolution), check_classes(args.classes)  # before torch loads
-    from edgepack.model.mobilenet import MobileNetV1
+    from edgepack.model.builtin import build, max_alpha
+
+    alpha = check_alpha(args.alpha, max_alpha(args.model))  # every flag before torch loads
+    check_resolution(args.resolution), check_classes(args.classes)
     from edgepack.model.profile import format_summary, summary
 
-    model = MobileNetV1(args.alpha, args.resolution, args.classes)
+    model = build(args.model, alpha, args.resolution, args.classes)
+    name = type(model).__name__
     s = summary(model, (3, model.resolution, model.resolution))
-    s = {"model": "MobileNetV1", "alpha": model.alpha, "resolution": model.resolution, "classes": model.num_classes, **s}
+    s = {"model": name, "alpha": model.alpha, "resolution": model.resolution, "classes": model.num_classes, **s}
     if args.json:
         print(json.dumps(s, indent=1))
     else:
-        print(format_summary(s, f"MobileNetV1 alpha={model.alpha:g} resolution={model.resolution} classes={model.num_classes}"))
+        print(format_summary(s, f"{name} alpha={model.alpha:g} resolution={model.resolution} classes={model.num_classes}"))
     return 0

@@ -1,0 +1,29 @@
+"""The built-in architectures, by the name `--model` takes (`edgepack info --model mobilenet_v2`)."""
+from __future__ import annotations
+
+from edgepack.errors import ConfigError
+
+# name -> (module, class, largest width multiplier the paper lists)
+BUILTIN = {
+    "mobilenet_v1": ("edgepack.model.mobilenet", "MobileNetV1", 1.0),
+    "mobilenet_v2": ("edgepack.model.mobilenet_v2", "MobileNetV2", 1.4),
+}
+DEFAULT = "mobilenet_v1"
+
+
+def check_builtin(name: str) -> str:
+    if name not in BUILTIN:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(BUILTIN)}")
+    return name
+
+
+def max_alpha(name: str) -> float:
+    return BUILTIN[check_builtin(name)][2]
+
+
+def build(name: str, alpha: float, resolution: int, classes: int):
+    """The untrained torch module (imports torch)."""
+    import importlib
+
+    module, cls, _ = BUILTIN[check_builtin(name)]
+    return getattr(importlib.import_module(module), cls)(alpha, resolution, classes)
