@@ -204,7 +204,7 @@ def compile_artifacts(work: Path, alpha: float, resolution: int, eval_size: int,
 
     out = {}
     for row, target, kernels in EDGEPACK_ROWS:
-        cpu = get_target(target).run["qemu_cpu"]
+        cpu = get_target(target).run.qemu_cpu
         if cpu not in cpus:
             continue
         folder = work / row.replace("edgepack ", "").replace(" ", "-")

@@ -68,7 +68,8 @@ def main() -> None:
     host_fp32 = edgepack.compile(target="host", quant="none", output=str(tmp / "ort_fp32"), **common)
     runners["onnxruntime int8 (QDQ)"] = ort_runner(host_int8 / "qdq.onnx", image, args.threads)
     runners["onnxruntime fp32"] = ort_runner(host_fp32 / "model.onnx", image, args.threads)
-    tuned_dir = Path(os.environ.get("EDGEPACK_TUNING_DIR", Path(__file__).resolve().parents[1] / "tuning"))
+    from edgepack.backends.tvm.toolchain import CACHE
+    tuned_dir = Path(os.environ.get("EDGEPACK_TUNING_DIR", CACHE / "tuning"))  # where `edgepack tune` writes
     builds = [("tvm int8, default kernels", "ptq", "auto", tmp / "no-records")]
     for label, tuning_root in (("untuned", tmp / "no-records"), ("tuned", tuned_dir)):
         if label == "tuned" and not (tuned_dir / "x86-tvm" / "database_tuning_record.json").exists():

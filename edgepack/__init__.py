@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["compile", "bench", "CompileConfig", "__version__"]
+__all__ = ["compile", "bench", "debug", "CompileConfig", "__version__"]
 
 
 def compile(model=None, target: str = "host", calibration=None, eval_data=None, **options):
-    """Compile ``model`` (any supported nn.Module; None = MobileNetV1 with shipped weights) for ``target``.
+    """Compile ``model`` (any supported nn.Module; None = MobileNetV1 with shipped weights; or the path of an
+    int8 ``.tflite`` model, imported as its int8 plan: README "Commands") for ``target``.
 
     ``calibration``: model inputs, used exactly as given: a numpy array or torch tensor (N, C, H, W)
     float, or any iterable of them (a DataLoader, a list of batches, (input, label) pairs); or a
@@ -17,12 +18,16 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     when not given, the class count from its last Linear, and the default folder from its class name.
 
     Other options are the fields of :class:`edgepack.compiler.CompileConfig` (alpha, resolution,
-    quant, weight_granularity, calib_size, eval_size, qat_epochs, output, mean, std, sign_key: an
+    quant, weight_granularity, calib_size, eval_size, qat_epochs, output, mean, std, target_dirs: folders
+    of your own target files, searched before the built-in ones (see edgepack.targets), sign_key: an
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
     """
     from edgepack.compiler import CompileConfig, compile_model
     from edgepack.inputs import datasets, is_in_memory
+    from edgepack.interop.tflite_import import is_tflite_spec
 
+    if is_tflite_spec(model):
+        return _compile_tflite(model, target, eval_data, **options)
     cal, ev, resolution = datasets(calibration, eval_data, options.get("resolution"))
     if resolution is not None:
         options["resolution"] = resolution
@@ -36,11 +41,39 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     return compile_model(config, model, calibration_data=cal, eval_set=ev)
 
 
+def _compile_tflite(path, target: str, eval_data=None, **options):
+    """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.interop.tflite_import);
+    resolution and classes come from the file, ``eval_data`` is optional (default: the digits split)."""
+    from edgepack.compiler import CompileConfig, compile_model
+    from edgepack.inputs import datasets, is_in_memory
+    from edgepack.interop.tflite_import import read_tflite
+
+    from edgepack.errors import ConfigError
+
+    imported = read_tflite(path)
+    for name, value in (("resolution", imported.resolution), ("classes", imported.classes)):
+        if options.setdefault(name, value) != value:
+            raise ConfigError(f"{name}={options[name]} but {imported.path.name} has {value}: drop {name} (it comes from the file)")
+    _, ev, _ = datasets(None, eval_data, imported.resolution)
+    options.setdefault("model_name", imported.path.stem)
+    config = CompileConfig(target=target, tflite_model=str(imported.path),
+                           eval_data=None if is_in_memory(eval_data) else eval_data, **options)
+    return compile_model(config, eval_set=ev)
+
+
 def bench(artifact, **options):
     """Verify and measure an artifact folder; returns the report dict (see edgepack.benchmark.run)."""
     from edgepack.benchmark.run import bench_artifact
 
     return bench_artifact(artifact, **options)
+
+
+def debug(artifact, model=None, calibration=None, images: int = 32):
+    """Per-layer int8 vs fp32 error of an artifact (see edgepack.benchmark.debug); ``model`` is needed
+    only for an artifact compiled from an in-memory model, ``calibration`` overrides the inputs."""
+    from edgepack.benchmark.debug import debug_artifact
+
+    return debug_artifact(artifact, images=images, model=model, calibration=calibration)
 
 
 def __getattr__(name):

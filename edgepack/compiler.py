@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepack import __version__, evaldata
-from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
+from edgepack import __version__, evaldata, provenance
+from edgepack.config import SHIPPED_CLASSES, CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.errors import ConfigError, DataError, UnsupportedModelError, VerificationError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.model.profile import summary
@@ -86,6 +86,16 @@ def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
     return pretrained(config.alpha, config.resolution, config.classes), "shipped digits weights"
 
 
+def _model_provenance(config: CompileConfig) -> dict:
+    """The checkpoint and --model files by absolute path and sha256, so debug can rebuild the fp32 model."""
+    record = {}
+    if config.checkpoint:
+        record["checkpoint"] = provenance.file_record(config.checkpoint)
+    if config.model_spec:
+        record["module"] = provenance.module_record(config.model_spec)
+    return record
+
+
 def _load_data(spec, split: str, size: int | None, config: CompileConfig) -> Dataset:
     if spec is not None and str(spec) != "digits":
         spec = Path(spec).resolve()  # the manifest records the source: never relative to where compile ran
@@ -122,6 +132,11 @@ def _timed(times: dict, stage: str):
     return _T()
 
 
+def _litert_images(available: int, macs: int) -> int:
+    """How many eval images LiteRT's reference kernels run (see LITERT_MIN_EVAL_IMAGES)."""
+    return min(available, max(LITERT_MIN_EVAL_IMAGES, int(LITERT_MAC_BUDGET // max(macs, 1))))
+
+
 def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndarray, golden: int, macs: int) -> dict:
     """Write model.tflite and refuse it unless LiteRT's reference kernels reproduce the int8 reference
     on the first eval images (see LITERT_MIN_EVAL_IMAGES), which include the ``golden`` ones; the
@@ -129,7 +144,7 @@ def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndar
     from edgepack.interop import litert, tflite_export
 
     path = tflite_export.write_tflite(plan, folder / "model.tflite")
-    count = min(len(eval_q), max(LITERT_MIN_EVAL_IMAGES, int(LITERT_MAC_BUDGET // max(macs, 1))))
+    count = _litert_images(len(eval_q), macs)
     xnnpack = litert.verify(path, eval_q[:count], eval_y[:count])  # raises VerificationError unless bit-exact
     return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
             "litert_version": litert.version(),
@@ -145,14 +160,113 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
 
     The output is checked before any work and locked for the whole compile (a second compile to
     the same folder fails at once); the artifact is renamed into place only when complete."""
-    target = get_target(config.target)
+    target = get_target(config.target, config.target_dirs)
     if config.sign_key:
         from edgepack.signing import load_private_key
         load_private_key(config.sign_key)  # a bad key fails now, not after the compile work
     out = config.output_path()
     check_output_dir(out, config.force)
     with output_lock(out):
+        if config.tflite_model:
+            return _compile_imported(config, log, target, out, eval_set)
         return _compile_locked(config, model, log, target, out, calibration_data, eval_set)
+
+
+
+def _imported_eval_set(config: CompileConfig, classes: int, eval_set: Dataset | None) -> Dataset:
+    """The eval inputs of an imported model: the given ones, else the digits eval split at the model's
+    resolution, labelled only when the model has the 10 digit classes (else fidelity only)."""
+    if eval_set is not None:
+        return eval_set.take(config.eval_size)
+    if config.eval_data is not None:
+        return _load_data(config.eval_data, "eval", config.eval_size, config)
+    digits = load_dataset(None, "eval", config.resolution, SHIPPED_CLASSES, config.mean, config.std).take(config.eval_size)
+    if classes == SHIPPED_CLASSES:
+        return digits
+    return Dataset(digits.images, None, f"{digits.source} ({len(digits)} images), unlabelled: the model has {classes} classes")
+
+
+def _compile_imported(config: CompileConfig, log, target: Target, out: Path, eval_set: Dataset | None = None) -> Path:
+    """An int8 .tflite (edgepack.interop.tflite_import): the plan comes from the file, with no torch model and
+    no calibration. The golden outputs are LiteRT's reference kernels run on the file itself, and the
+    artifact is refused unless edgepack's numpy reference reproduces them bit for bit on the golden and
+    eval images; model.tflite is then re-exported from the plan and verified as for any artifact."""
+    from edgepack.interop import litert
+    from edgepack.interop.tflite_import import check_backend, plan_profile, read_tflite
+
+    check_backend(target)
+    backend = backend_module(target.backend)
+    times: dict[str, float] = {}
+    imported = read_tflite(config.tflite_model)
+    plan = imported.plan
+    evalset = _imported_eval_set(config, imported.classes, eval_set)
+    if tuple(evalset.images.shape[1:]) != tuple(plan.input_shape):
+        raise DataError(f"eval images have shape {tuple(evalset.images.shape[1:])}, {imported.path.name} takes "
+                        f"{tuple(plan.input_shape)}: pass --eval-data with {plan.input_shape[0]}-channel images")
+    profile = plan_profile(plan)
+    with atomic_folder(out, config.force) as folder:
+        plan.save(folder)
+        with _timed(times, "reference"):
+            q_in = plan.input_q.quantize(evalset.images)
+            ref_q = reference.run_batched(plan, q_in)
+            ref = plan.output_q.dequantize(ref_q)
+        count = _litert_images(len(q_in), profile["macs"])
+        with _timed(times, "litert_import_check"):
+            lite_q = litert.run_reference_tensor(imported.path, q_in[:count], imported.logits_tensor, imported.litert_input())
+        if not np.array_equal(lite_q, ref_q[:count]):
+            differ = np.flatnonzero((lite_q != ref_q[:count]).reshape(count, -1).any(axis=1))
+            raise VerificationError(
+                f"{imported.path.name}: edgepack's int8 reference differs from LiteRT's reference kernels on "
+                f"{int((lite_q != ref_q[:count]).sum())} of {lite_q.size} logits ({len(differ)} of {count} images): this "
+                "model uses arithmetic the int8 plan does not reproduce (e.g. MEAN's double rounding); please report it")
+        golden_x, golden_y = q_in[:GOLDEN_IMAGES], lite_q[:GOLDEN_IMAGES]  # LiteRT's outputs, equal to the reference's
+        metrics = {"fp32_accuracy": None, "int8_accuracy": _accuracy(ref, evalset.labels),
+                   "int8_vs_fp32": {"sqnr_db": None, "note": "imported int8 model: there is no fp32 model"},
+                   "reference_vs_litert_import": {"bit_exact": True, "images": count, "eval_images_total": len(q_in),
+                                                  "litert_version": litert.version()}}
+        if not evalset.labelled:
+            metrics["accuracy_note"] = "no labelled eval data: no accuracy figure; fidelity measured on " + evalset.source
+        with _timed(times, "litert_verify"):
+            tflite = _export_tflite(plan, folder, q_in, ref_q, len(golden_x), profile["macs"])
+        log(f"{imported.path.name}: edgepack's int8 reference is bit-exact with LiteRT's reference kernels on {count} "
+            f"images; int8 accuracy {_percent(metrics['int8_accuracy'])} (reference)"
+            + ("; its trailing SOFTMAX is dropped: the outputs are the logits" if imported.softmax else ""))
+        np.save(folder / "golden_input.npy", golden_x)
+        np.save(folder / "golden_output.npy", golden_y)
+        build = Build(config, target, None, plan, None, golden_x, golden_y, evalset.images, None, ref)
+        with _timed(times, "lower"):
+            backend_info = backend.lower(build, folder)
+        name = imported.path.stem
+        manifest = {
+            "edgepack_version": __version__,
+            "target": target.to_json(),
+            "backend": target.backend,
+            "backend_info": backend_info,
+            "model": {"name": name, "alpha": None, "resolution": config.resolution, "classes": imported.classes,
+                      "weights": f"imported int8 .tflite {imported.path.name}", "input_shape": list(config.input_shape)},
+            "import": imported.record(),
+            "preprocessing": config.preprocessing,
+            "params": profile["params"], "macs": profile["macs"],
+            "quantization": {"mode": "imported", "weights": "as given in the .tflite (int8, per channel or per tensor)",
+                             "activations": "as given in the .tflite (int8 per-tensor affine)",
+                             "requantization": "multipliers and shifts recomputed from the float32 scales as TFLite does"},
+            "folding": None,
+            "eval": evaldata.record(evalset, folder, imported.classes),
+            "metrics": metrics,
+            "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy",
+                       "source": "LiteRT reference kernels on the imported .tflite"},
+            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
+                     "input": asdict(plan.input_q), "output": asdict(plan.output_q)},
+            "tflite": tflite,
+            **build.manifest,
+        }
+        write_manifest(folder, manifest)
+        if config.sign_key:
+            from edgepack.signing import sign_folder
+            sign_folder(folder, config.sign_key)
+    log("stage times (s): " + json.dumps(times))
+    log(f"artifact written to {out}")
+    return out
 
 
 def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target: Target, out: Path,
@@ -206,7 +320,8 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
         quantization.update(
             weights=f"int8 symmetric [-127, 127], {config.weight_granularity.value}",
             activations="int8 per-tensor affine [-128, 127]",
-            calibration={"source": calibration.source, "images": len(calibration)},
+            calibration=provenance.calibration_record(
+                None if calibration_data is not None else (config.calibration or "digits"), calibration, config.classes),
             framework="torchao PT2E",
         )
         with _timed(times, "plan"):
@@ -261,7 +376,8 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             "backend": target.backend,
             "backend_info": backend_info,
             "model": {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
-                      "classes": config.classes, "weights": source, "input_shape": list(config.input_shape)},
+                      "classes": config.classes, "weights": source, "input_shape": list(config.input_shape),
+                      **_model_provenance(config)},
             "preprocessing": {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
             "params": profile["params"], "macs": profile["macs"],
             "quantization": quantization,

@@ -80,11 +80,18 @@ class CompileConfig:
     std: tuple = (0.5, 0.5, 0.5)
     random_head: bool = False  # allow --classes N != 10 without --checkpoint: an untrained classifier
     model_name: str | None = None  # a user module's class name (Python API): names the default folder
+    target_dirs: tuple = ()  # folders of your own target files, searched first (--targets; edgepack.targets)
+    model_spec: str | None = None  # the CLI's --model FILE.py:NAME, recorded so debug can rebuild the model
+    tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
 
     def __post_init__(self):
         self.alpha = check_alpha(self.alpha)
-        self.resolution = check_resolution(self.resolution)
+        # an imported .tflite brings its own input size: any square size its convs accept
+        self.resolution = check_count(self.resolution, "resolution") if self.tflite_model else check_resolution(self.resolution)
         self.classes = check_classes(self.classes)
+        if isinstance(self.target_dirs, (str, Path)):
+            self.target_dirs = (self.target_dirs,)
+        self.target_dirs = tuple(str(d) for d in self.target_dirs or ())
         try:
             self.quant = QuantMode(self.quant)
         except ValueError:
@@ -113,6 +120,8 @@ class CompileConfig:
         return (3, self.resolution, self.resolution)
 
     def default_output(self) -> Path:
+        if self.tflite_model:  # an imported .tflite: named after its file
+            return Path("artifacts") / f"{Path(self.tflite_model).stem.lower()}_{self.resolution}_{self.target}_int8"
         if self.model_name:  # a user module: named after its class
             return Path("artifacts") / f"{self.model_name.lower()}_{self.resolution}_{self.target}_{self.quant.value}"
         return Path("artifacts") / f"mobilenet_v1_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"

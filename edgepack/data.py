@@ -14,7 +14,7 @@ import numpy as np
 
 from edgepack.errors import DataError
 
-REPO_CALIBRATION = Path(__file__).resolve().parents[1] / "calibration"
+SHIPPED_DATA = Path(__file__).resolve().parent / "calibration"  # package data: the digits split
 DIGITS_FILE = "digits.npz"
 SPLITS = {"train": 0, "calibration": 1, "eval": 2}
 EVAL_SIZE, CALIBRATION_SIZE = 360, 180
@@ -71,7 +71,7 @@ def make_digits_file(path: Path) -> Path:
 
 
 def digits_file() -> Path:
-    shipped = REPO_CALIBRATION / DIGITS_FILE
+    shipped = SHIPPED_DATA / DIGITS_FILE
     if shipped.exists():
         return shipped
     cached = Path.home() / ".cache" / "edgepack" / DIGITS_FILE

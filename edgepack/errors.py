@@ -80,3 +80,26 @@ class InternalError(EdgepackError):
 class BuildError(InternalError):
     """Generated sources failed to compile with an installed toolchain."""
 
+
+
+# import name -> PyPI distribution, where they differ
+DISTRIBUTIONS = {"tvm": "apache-tvm", "tvm_ffi": "apache-tvm-ffi", "ai_edge_litert": "ai-edge-litert", "PIL": "pillow",
+                 "sklearn": "scikit-learn"}
+
+
+def missing_dependency(e: BaseException, needed_by: str = "edgepack") -> ToolchainError | None:
+    """The one-line error for a third-party module missing from this environment, naming the pip command
+    (edgepack's own pinned requirement, from the installed package metadata); None for anything else."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    if not isinstance(e, ModuleNotFoundError) or not e.name or e.name.split(".")[0] == "edgepack":
+        return None  # a broken edgepack install or a bug, not a missing dependency
+    top = e.name.split(".")[0]
+    dist = DISTRIBUTIONS.get(top, top).replace("_", "-").lower()
+    try:
+        pinned = [r.replace(" ", "") for r in requires("edgepack") or [] if ";" not in r]
+    except PackageNotFoundError:
+        pinned = []
+    spec = next((r for r in pinned if re.match(r"[A-Za-z0-9._-]+", r).group(0).replace("_", "-").lower() == dist), dist)
+    return ToolchainError(f"{needed_by} needs the Python module {top}, which is not installed: pip install '{spec}'")

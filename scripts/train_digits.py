@@ -1,4 +1,4 @@
-"""Train the shipped default weights: MobileNetV1 on the digits train split, one checkpoint per alpha.
+"""Train the shipped default weights: MobileNetV1 (or V2) on the digits train split, one checkpoint per alpha.
 
 Recipe (one checkpoint must serve every resolution, BatchNorm statistics included):
   1. SGD + Nesterov, OneCycle to lr 0.1, batch 32, weight decay 5e-4 but none on depthwise filters
@@ -10,6 +10,7 @@ Recipe (one checkpoint must serve every resolution, BatchNorm statistics include
      gradient clipping at 2 (RECIPES: steps and weights per alpha).
   4. Save float16 weights (edgepack.model.weights.save_compact) and report eval accuracy of what ships.
     python scripts/train_digits.py --alpha 1.0 0.75 0.5 0.25
+    python scripts/train_digits.py --model mobilenet_v2 --alpha 1.0 0.75 0.5 0.35
 Deterministic for a fixed thread count (2 here). Measured on this 2-core host with other jobs
 running: alpha 0.5 18 min, 0.75 28 min, 1.0 23 min; alpha 0.25 ~3 min alone.
 """
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from edgepack.data import SPLITS, digits_file, load_digits_split
-from edgepack.model.mobilenet import MobileNetV1
+from edgepack.model.builtin import build
 from edgepack.model.weights import DIGITS_CLASSES, load_compact, save_compact, weights_path
 
 CHECK_RESOLUTIONS = (224, 192, 160, 128, 96, 64, 32)
@@ -35,6 +36,7 @@ RECIPES = {
     0.5: (1000, "64:3,96:2,128:1,160:1,224:1", 500, "64:1,96:1,128:1,160:1,192:2,224:3"),
     0.25: (1000, "64:3,96:2,128:1,160:1,224:1", 400, "64:1,96:1,128:1,160:1,192:1,224:2"),
 }
+RECIPES[0.35] = RECIPES[0.25]  # MobileNetV2's narrowest published width
 BATCH, LR, WEIGHT_DECAY, FT_LR, CLIP = 32, 0.1, 5e-4, 3e-3, 2.0
 
 
@@ -103,12 +105,12 @@ def recalibrate(model, pixels, labels, gen, batches: int = 2) -> None:
     model.eval()
 
 
-def train(alpha: float, seed: int = 0) -> MobileNetV1:
+def train(name: str, alpha: float, seed: int = 0) -> torch.nn.Module:
     steps, spec, ft_steps, ft_spec = RECIPES[alpha]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     pixels, labels = train_pixels()
-    model = MobileNetV1(alpha, 224, DIGITS_CLASSES)
+    model = build(name, alpha, 224, DIGITS_CLASSES)
     opt = torch.optim.SGD(param_groups(model, WEIGHT_DECAY), lr=LR, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
     model.train()
@@ -123,18 +125,19 @@ def train(alpha: float, seed: int = 0) -> MobileNetV1:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--alpha", type=float, nargs="+", default=list(RECIPES))
+    ap.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2")
+    ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-only", action="store_true", help="only report eval accuracy of the shipped weights")
     args = ap.parse_args()
     torch.set_num_threads(2)
     for alpha in args.alpha:
-        path = weights_path(alpha)
+        path = weights_path(alpha, args.model)
         if not args.check_only:
             t = time.time()
-            save_compact(train(alpha, args.seed), path)
+            save_compact(train(args.model, alpha, args.seed), path)
             print(f"alpha {alpha:g} trained in {time.time() - t:.0f}s", flush=True)
-        model = MobileNetV1(alpha, 224, DIGITS_CLASSES)
+        model = build(args.model, alpha, 224, DIGITS_CLASSES)
         model.load_state_dict(load_compact(path))  # measure what ships (float16 weights)
         accs = {r: accuracy(model, r) for r in CHECK_RESOLUTIONS}
         print(f"alpha {alpha:g} -> {path.name} ({path.stat().st_size // 1024} KiB) eval acc "

@@ -89,7 +89,7 @@ def test_every_aarch64_target_names_its_exact_qemu_cpu():
     """The CPU qemu emulates is the one the library is compiled for (the tvm_target's mcpu)."""
     from edgepack.backends.tvm.lower import tvm_target
 
-    arm = {name: t for name, t in load_targets().items() if t.compiler.get("arch") == "aarch64" and t.backend == "tvm"}
+    arm = {name: t for name, t in load_targets().items() if t.compiler.arch == "aarch64" and t.backend == "tvm"}
     assert {"rpi4", "rpi5", "arm64-a53"} <= set(arm)
     expected = {"rpi4": "cortex-a72", "rpi5": "cortex-a76", "arm64-a53": "cortex-a53"}
     for name, target in arm.items():
@@ -97,7 +97,7 @@ def test_every_aarch64_target_names_its_exact_qemu_cpu():
         if name in expected:
             assert device.qemu_cpu(target.to_json()) == expected[name]
     rpi5 = tvm_target(get_target("rpi5"))
-    assert rpi5.attrs["feature.has_dotprod"] and get_target("rpi5").rpc["key"] == "rpi5"
+    assert rpi5.attrs["feature.has_dotprod"] and get_target("rpi5").rpc.key == "rpi5"
     assert not tvm_target(get_target("rpi4")).attrs["feature.has_dotprod"]
 
 
@@ -186,8 +186,8 @@ def test_rpi4_compile_refuses_a_dotprod_library(tmp_path, monkeypatch, capsys):
     lower = importlib.import_module("edgepack.backends.tvm.lower")  # the module (the package re-exports its function)
     rpi4 = get_target("rpi4")
     spec = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72", "mattr": ["+neon", "+dotprod"], "num-cores": 4}
-    dotprod = dataclasses.replace(rpi4, compiler={**rpi4.compiler, "tvm_target": spec})
-    monkeypatch.setattr(compiler, "get_target", lambda name: dotprod)
+    dotprod = dataclasses.replace(rpi4, compiler=dataclasses.replace(rpi4.compiler, tvm_target=spec))
+    monkeypatch.setattr(compiler, "get_target", lambda name, target_dirs=(): dotprod)
     monkeypatch.setenv("EDGEPACK_TVM_INT8_KERNELS", "generic")
     lib_dir = tmp_path / "lib"
     lib_dir.mkdir()

@@ -142,7 +142,8 @@ def test_runtime_uses_no_heap_and_no_float(m4_artifact, tmp_path):
 # ---------------------------------------------------------------- kernels vs the numpy reference
 
 def _random_layer(rng, kind, c, h, w, out_c=None, k=3, stride=1, pad=1, in_zp=0, out_zp=0, small=False, relu=False):
-    """One layer with random int8 weights and requantization that keeps outputs varied.
+    """One layer with random int8 weights and requantization that keeps outputs varied; ``pad`` is one
+    symmetric int or (top, left, bottom, right).
 
     ``small`` draws inputs near the zero point and tiny weights: the real multiplier is then > 1,
     which means positive shifts (TFLite convention); two channels get huge biases so that the
@@ -154,7 +155,8 @@ def _random_layer(rng, kind, c, h, w, out_c=None, k=3, stride=1, pad=1, in_zp=0,
     elif kind == "pointwise":
         k, pad, wshape = 1, 0, (out_c, c, 1, 1)
     elif kind == "fc":
-        wshape = (out_c, c * h * w)
+        k, pad, wshape = 1, 0, (out_c, c * h * w)
+    pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
     n = 3
     if small:
         x = np.clip(in_zp + rng.integers(-3, 4, size=(n, c, h, w)), -128, 127).astype(np.int8)
@@ -180,10 +182,11 @@ def _random_layer(rng, kind, c, h, w, out_c=None, k=3, stride=1, pad=1, in_zp=0,
         in_shape, out_shape = (c * h * w,), (out_c,)
     else:
         in_shape = (c, h, w)
-        out_shape = (out_c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+        top, left, bottom, right = pads
+        out_shape = (out_c, (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1)
     in_q = QParams(0.05, in_zp)
     layer = Layer(f"random_{kind}", kind, in_shape, out_shape, in_q, QParams(0.1, out_zp),
-                  act_min=out_zp if relu else -128, act_max=127, stride=stride, padding=pad,
+                  act_min=out_zp if relu else -128, act_max=127, stride=stride, pads=pads,
                   activation="relu" if relu else "none", arrays=arrays)
     return Plan(in_q, (c, h, w), [layer]), x
 
@@ -203,6 +206,12 @@ LAYER_CASES = {
     "avgpool 6x5": dict(kind="avgpool", c=5, h=6, w=5, in_zp=-3, out_zp=-3),
     "avgpool 2x2, exact halves of both signs": dict(kind="avgpool", c=48, h=2, w=2, in_zp=-5, out_zp=-5),
     "fc, positive shifts": dict(kind="fc", c=4, h=2, w=3, out_c=7, in_zp=-128, out_zp=-38, small=True),
+    # (top, left, bottom, right) pads of .tflite models: the fast 3x3 kernels frame their scratch copy with them
+    "conv3x3 s2 TFLite SAME pads (0, 0, 1, 1)": dict(kind="conv", c=3, h=10, w=8, out_c=4, stride=2, pad=(0, 0, 1, 1),
+                                                     in_zp=-9, out_zp=3),
+    "depthwise s2 TFLite SAME pads (0, 0, 1, 1)": dict(kind="depthwise", c=5, h=8, w=10, stride=2, pad=(0, 0, 1, 1),
+                                                       in_zp=21, out_zp=-4),
+    "depthwise s1 pads (1, 0, 2, 1)": dict(kind="depthwise", c=3, h=7, w=6, pad=(1, 0, 2, 1), in_zp=-40, out_zp=0),
 }
 
 
@@ -233,6 +242,21 @@ def test_kernels_match_reference_on_random_layers(tmp_path):
             got = _run_plan(spec, plan, x, kernels, tmp_path / f"{i}-{spec.target}-{kernels}")
             assert np.array_equal(got, want), f"{name}: {spec.target} {kernels} differs in {np.count_nonzero(got != want)} values"
     assert saw_positive_shift and saw_saturation
+
+
+def test_plan_with_asymmetric_pads_matches_reference(tmp_path):
+    """A whole plan with TensorFlow-SAME pads (0, 0, 1, 1) on its stride-2 layers and (2, 0, 0, 2) on a
+    stride-1 depthwise (the .tflite importer's plans), portable and fast kernels, natively."""
+    from tests.test_neon_kernels import random_plan
+
+    plan = random_plan(3, width=16, res=16, asymmetric=True)
+    x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
+    want = reference.run(plan, x)
+    assert len(np.unique(want)) > 2
+    host = dataclasses.replace(firmware.BuildSpec.from_target(get_target("c-host").to_json()), cross={})
+    for kernels in ("portable", "fast"):
+        got = _run_plan(host, plan, x, kernels, tmp_path / kernels).reshape(want.shape)
+        assert np.array_equal(got, want), f"{kernels}: {np.count_nonzero(got != want)} values differ"
 
 
 # ---------------------------------------------------------------- tampering and corrupted weights

@@ -22,7 +22,7 @@ def tvm_target(cpu: str):
                               "num-cores": 4})
 
 
-def _layer(rng, name, kind, cin, cout, hw_in, hw_out, k, stride, pad, in_q, left_shift: bool):
+def _layer(rng, name, kind, cin, cout, hw_in, hw_out, k, stride, pads, in_q, left_shift: bool):
     groups = cin if kind == "depthwise" else 1
     shape = (cout, cin // groups, k, k) if kind != "fc" else (cout, cin)
     w = rng.integers(-127, 128, shape).astype(np.int8)
@@ -40,26 +40,31 @@ def _layer(rng, name, kind, cin, cout, hw_in, hw_out, k, stride, pad, in_q, left
               "weight_scale": np.full(cout, 0.01, np.float32)}
     in_shape = (cin, hw_in, hw_in) if kind != "fc" else (cin,)
     out_shape = (cout, hw_out, hw_out) if kind != "fc" else (cout,)
-    return Layer(name, kind, in_shape, out_shape, in_q, out_q, act_min, act_max, stride, pad,
+    return Layer(name, kind, in_shape, out_shape, in_q, out_q, act_min, act_max, stride, pads,
                  "relu" if relu else "none", arrays), out_q
 
 
-def random_plan(seed: int, c0: int = 3, width: int = 24, res: int = 16, classes: int = 7, left_shift=True) -> Plan:
-    """conv 3x3/2 -> depthwise 3x3/1 -> pointwise -> depthwise 3x3/2 -> pointwise -> global pool -> fc."""
+def random_plan(seed: int, c0: int = 3, width: int = 24, res: int = 16, classes: int = 7, left_shift=True,
+                asymmetric: bool = False) -> Plan:
+    """conv 3x3/2 -> depthwise 3x3/1 -> pointwise -> depthwise 3x3/2 -> pointwise -> global pool -> fc.
+    3x3 layers pad 1 all round (PyTorch), or with ``asymmetric`` the stride-2 ones as TensorFlow's SAME
+    on even sizes, (top, left, bottom, right) = (0, 0, 1, 1), and the stride-1 one (2, 0, 0, 2)."""
     rng = np.random.default_rng(seed)
     q = QParams(0.05, int(rng.integers(-20, 20)))
     layers, hw = [], res
-    spec = [("conv", c0, width, 3, 2, 1), ("depthwise", width, width, 3, 1, 1), ("pointwise", width, 2 * width, 1, 1, 0),
-            ("depthwise", 2 * width, 2 * width, 3, 2, 1), ("pointwise", 2 * width, 40, 1, 1, 0)]
+    same, one = ((0, 0, 1, 1), (2, 0, 0, 2)) if asymmetric else ((1, 1, 1, 1), (1, 1, 1, 1))
+    none = (0, 0, 0, 0)
+    spec = [("conv", c0, width, 3, 2, same), ("depthwise", width, width, 3, 1, one), ("pointwise", width, 2 * width, 1, 1, none),
+            ("depthwise", 2 * width, 2 * width, 3, 2, same), ("pointwise", 2 * width, 40, 1, 1, none)]
     first_q = q
-    for i, (kind, cin, cout, k, s, p) in enumerate(spec):
-        hw_out = (hw + 2 * p - k) // s + 1
-        layer, q = _layer(rng, f"l{i}", kind, cin, cout, hw, hw_out, k, s, p, q, left_shift)
+    for i, (kind, cin, cout, k, s, pads) in enumerate(spec):
+        hw_out = (hw + pads[0] + pads[2] - k) // s + 1
+        layer, q = _layer(rng, f"l{i}", kind, cin, cout, hw, hw_out, k, s, pads, q, left_shift)
         layers.append(layer)
         hw = hw_out
     pool = Layer("pool", "avgpool", (40, hw, hw), (40, 1, 1), q, q)
     layers.append(pool)
-    fc, _ = _layer(rng, "fc", "fc", 40, classes, 1, 1, 1, 1, 0, q, left_shift)
+    fc, _ = _layer(rng, "fc", "fc", 40, classes, 1, 1, 1, 1, (0, 0, 0, 0), q, left_shift)
     layers.append(fc)
     plan = Plan(first_q, (c0, res, res), layers)
     assert plan.problems() == []
@@ -90,6 +95,18 @@ def test_random_plans_bit_exact(cpu, tmp_path):
             got = run_neon(plan, cpu, x, threads, folder)
             assert got.shape == want.shape
             assert int((got != want).sum()) == 0, f"seed {seed}, {threads} threads: {int((got != want).sum())} values differ"
+
+
+@pytest.mark.parametrize("cpu", ["cortex-a72", "cortex-a76"])
+def test_asymmetric_pads_bit_exact(cpu, tmp_path):
+    """TensorFlow-SAME pads (0, 0, 1, 1) on the stride-2 layers, (2, 0, 0, 2) on the stride-1 depthwise:
+    the zero-point border of the padded NHWC input sits where the plan says (SMULL and SDOT GEMMs)."""
+    plan = random_plan(3, width=16, res=16, asymmetric=True)
+    x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
+    want = reference.run(plan, x)
+    got = run_neon(plan, cpu, x, 4, tmp_path)
+    assert got.shape == want.shape and len(np.unique(want)) > 2
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} values differ"
 
 
 def test_register_tile_divides_and_fits():

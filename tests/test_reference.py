@@ -48,6 +48,8 @@ def test_quantize_multiplier(real):
 
 
 def _conv_layer(kind, w, bias, in_q, out_q, stride, padding, in_shape, out_shape, act="relu"):
+    """``padding``: one symmetric int or (top, left, bottom, right)."""
+    pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
     w_scale = np.abs(w).reshape(len(w), -1).max(1) / 127.0
     wq = np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.int8)
     acc_scale = in_q.scale * w_scale
@@ -55,7 +57,7 @@ def _conv_layer(kind, w, bias, in_q, out_q, stride, padding, in_shape, out_shape
     arrays = {"weight": wq, "bias": np.round(bias / acc_scale).astype(np.int32), "weight_scale": w_scale.astype(np.float32),
               "multiplier": np.array([m for m, _ in mult], np.int32), "shift": np.array([s for _, s in mult], np.int32)}
     lo = out_q.zero_point if act == "relu" else -128
-    return Layer("l", kind, in_shape, out_shape, in_q, out_q, lo, 127, stride, padding, act, arrays)
+    return Layer("l", kind, in_shape, out_shape, in_q, out_q, lo, 127, stride, pads, act, arrays)
 
 
 @pytest.mark.parametrize("kind,groups,k,stride", [("conv", 1, 3, 2), ("depthwise", 6, 3, 1), ("depthwise", 6, 3, 2), ("pointwise", 1, 1, 1)])
@@ -77,6 +79,62 @@ def test_conv_kernels_match_float_within_one_step(kind, groups, k, stride):
     want = np.clip(np.round(real / out_q.scale) + out_q.zero_point, -128, 127)
     assert got.shape == want.shape and got.dtype == np.int8
     assert np.abs(got.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("kind,groups,pads,stride", [("conv", 1, (0, 0, 1, 1), 2), ("depthwise", 6, (0, 0, 1, 1), 2),
+                                                     ("conv", 1, (1, 0, 2, 1), 1), ("depthwise", 6, (1, 0, 2, 1), 1)])
+def test_asymmetric_pads_match_torch_on_integers(kind, groups, pads, stride):
+    """(top, left, bottom, right) pads: the integer accumulators equal torch's F.pad + conv2d of the centred
+    int8 input (padding with 0 there is padding with the zero point in int8)."""
+    rng = np.random.default_rng(sum(pads) + stride)
+    cin, cout, h, w = 6, 6 if groups > 1 else 5, 10, 8
+    in_q, out_q = QParams(0.02, -3), QParams(0.05, 7)
+    top, left, bottom, right = pads
+    oh, ow = (h + top + bottom - 3) // stride + 1, (w + left + right - 3) // stride + 1
+    layer = _conv_layer(kind, rng.normal(size=(cout, cin // groups, 3, 3)), rng.normal(size=cout) * 0.1,
+                        in_q, out_q, stride, pads, (cin, h, w), (cout, oh, ow), act="none")
+    assert Plan(in_q, (cin, h, w), [layer]).problems() == []
+    xq = rng.integers(-128, 128, size=(2, cin, h, w)).astype(np.int8)
+    centred = F.pad(torch.from_numpy(xq.astype(np.int64) - in_q.zero_point).double(), (left, right, top, bottom))
+    acc = F.conv2d(centred, torch.from_numpy(layer.weight.astype(np.float64)), stride=stride, groups=groups)
+    acc = acc.numpy().round().astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1)
+    got = reference.KERNELS[kind](xq, layer)
+    assert got.shape == (2, cout, oh, ow)
+    np.testing.assert_array_equal(got, reference.requantize(acc, layer))
+
+
+def test_conv_output_size_must_follow_from_pads():
+    rng = np.random.default_rng(3)
+    q = QParams(0.02, 0)
+    layer = _conv_layer("conv", rng.normal(size=(4, 3, 3, 3)), np.zeros(4), q, q, 2, (0, 0, 1, 1), (3, 16, 16), (4, 9, 9))
+    assert Plan(q, (3, 16, 16), [layer]).problems() == [
+        "l: output [9, 9] does not follow from input [16, 16], pads [0, 0, 1, 1], kernel 3 and stride 2 (expected [8, 8])"]
+    layer.output_shape = (4, 8, 8)
+    assert Plan(q, (3, 16, 16), [layer]).problems() == []
+    layer.pads = (0, -1, 1, 1)
+    assert "not 4 non-negative integers" in Plan(q, (3, 16, 16), [layer]).problems()[0]
+
+
+def test_version_1_plan_loads_with_symmetric_pads(tmp_path):
+    """plan.json v1 had one "padding": p per layer; it loads as pads (p, p, p, p) and runs the same."""
+    import json
+
+    rng = np.random.default_rng(4)
+    q = QParams(0.02, -5)
+    conv = _conv_layer("conv", rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4) * 0.1, q, q, 2, 1, (3, 16, 16), (4, 8, 8))
+    dw = _conv_layer("depthwise", rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4) * 0.1, q, q, 1, 1, (4, 8, 8), (4, 8, 8))
+    plan = Plan(q, (3, 16, 16), [conv, dw])
+    plan.save(tmp_path)
+    meta = json.loads((tmp_path / "plan.json").read_text())
+    assert meta["version"] == 2 and meta["layers"][0]["pads"] == [1, 1, 1, 1]
+    meta["version"] = 1
+    for layer in meta["layers"]:
+        layer["padding"] = layer.pop("pads")[0]
+    (tmp_path / "plan.json").write_text(json.dumps(meta))
+    old = Plan.load(tmp_path)
+    assert [layer.pads for layer in old.layers] == [(1, 1, 1, 1)] * 2
+    x = rng.integers(-128, 128, size=(2, 3, 16, 16)).astype(np.int8)
+    np.testing.assert_array_equal(reference.run(old, x), reference.run(plan, x))
 
 
 def test_avgpool_and_fc():

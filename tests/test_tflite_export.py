@@ -85,14 +85,34 @@ def test_global_pool_rounds_like_the_plan(size, zero_point):
         assert np.array_equal(it.get_tensor(pooled).reshape(-1), reference.avgpool(x, pool).reshape(-1))
 
 
-@pytest.mark.parametrize("h,k,s,p,out,want", [
-    (64, 3, 1, 1, 64, "SAME"),   # symmetric 1/1: SAME pads the same
-    (64, 3, 2, 1, 32, None),     # SAME would pad 0 top / 1 bottom: explicit PAD
-    (7, 3, 2, 1, 4, "SAME"),     # odd size: SAME pads 1/1 too
-    (64, 1, 1, 0, 64, "VALID"),
+@pytest.mark.parametrize("h,k,s,pads,out,want", [
+    (64, 3, 1, (1, 1, 1, 1), 64, "SAME"),   # symmetric 1/1: SAME pads the same
+    (64, 3, 2, (1, 1, 1, 1), 32, None),     # SAME would pad 0 top / 1 bottom: explicit PAD
+    (64, 3, 2, (0, 0, 1, 1), 32, "SAME"),   # TensorFlow's SAME on a stride-2 layer
+    (64, 3, 2, (0, 1, 1, 0), 32, None),     # SAME rows, not SAME columns
+    (7, 3, 2, (1, 1, 1, 1), 4, "SAME"),     # odd size: SAME pads 1/1 too
+    (64, 1, 1, (0, 0, 0, 0), 64, "VALID"),
 ])
-def test_padding_choice(h, k, s, p, out, want):
-    assert _tflite_padding(h, h, k, s, p, out, out) == want
+def test_padding_choice(h, k, s, pads, out, want):
+    assert _tflite_padding(h, h, k, s, pads, out, out) == want
+
+
+def test_tensorflow_same_pads_export_as_same_and_stay_bit_exact(host_artifact):
+    """The shipped plan with its stride-2 layers padded as TensorFlow's SAME, (top, left, bottom, right) =
+    (0, 0, 1, 1): every conv is a SAME or VALID CONV_2D / DEPTHWISE_CONV_2D, no PAD op; the PyTorch plan
+    (symmetric 1) needs a PAD before each stride-2 layer. Both bit-exact under LiteRT's reference kernels."""
+    torch_plan, same_plan = Plan.load(host_artifact), Plan.load(host_artifact)
+    stride2 = [layer for layer in same_plan.layers if layer.stride == 2]
+    for layer in stride2:
+        layer.pads = (0, 0, 1, 1)
+    assert stride2 and same_plan.problems() == []
+    x = np.load(host_artifact / "golden_input.npy")
+    for plan, pads in ((same_plan, 0), (torch_plan, len(stride2))):
+        it = _litert_reference(plan_to_tflite(plan))
+        assert [op["op_name"] for op in it._get_ops_details()].count("PAD") == pads
+        want = reference.run(plan, x)
+        assert np.array_equal(_run(it, x), want)
+    assert not np.array_equal(reference.run(same_plan, x), reference.run(torch_plan, x))
 
 
 def _conv(act: str, lo: int, hi: int, out_q: QParams) -> Layer:
@@ -100,7 +120,7 @@ def _conv(act: str, lo: int, hi: int, out_q: QParams) -> Layer:
     arrays = {"weight": np.ones((c, c, 1, 1), np.int8), "bias": np.zeros(c, np.int32),
               "weight_scale": np.full(c, 0.01, np.float32), "multiplier": np.full(c, 1 << 30, np.int32),
               "shift": np.zeros(c, np.int32)}
-    return Layer("pw", "pointwise", (c, 2, 2), (c, 2, 2), QParams(0.1, 0), out_q, lo, hi, 1, 0, act, arrays)
+    return Layer("pw", "pointwise", (c, 2, 2), (c, 2, 2), QParams(0.1, 0), out_q, lo, hi, 1, (0, 0, 0, 0), act, arrays)
 
 
 def test_clamp_without_a_tflite_activation_is_refused():

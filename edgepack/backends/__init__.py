@@ -1,11 +1,12 @@
 """Backends, by the name a target file gives. Each module offers ``lower(build, folder) -> dict``
-(writes its files, returns its manifest section) and ``Runner(folder, manifest)`` for bench.
+(writes its files, returns its manifest section) and ``Runner(folder, manifest, **options)`` for bench,
+a subclass of edgepack.backends.runner.Runner (the one interface bench calls; it declares its options).
 Modules are imported lazily so heavy runtimes load only when used."""
 from __future__ import annotations
 
 import importlib
 
-from edgepack.errors import ToolchainError
+from edgepack.errors import ToolchainError, missing_dependency
 
 MODULES = {
     "onnxruntime": "edgepack.backends.onnxruntime",
@@ -22,4 +23,4 @@ def backend_module(name: str):
     try:
         return importlib.import_module(MODULES[name])
     except ImportError as e:
-        raise ToolchainError(f"backend '{name}' needs {e.name}, which is not installed: pip install -e '.[{name}]'")
+        raise missing_dependency(e, f"backend '{name}'") or e

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.backends import runner
+
 
 def session(path: Path, threads: int = 2):
     import onnxruntime as ort
@@ -29,18 +31,16 @@ def lower(build, folder: Path) -> dict:
     return {"runtime": "onnxruntime", "onnxruntime_version": ort.__version__, "model_file": build.onnx_file}
 
 
-class Runner:
-    """Runs float images through ONNX Runtime; ``time_one`` times batch-1 inference."""
+class Runner(runner.Runner):
+    """Runs float images through ONNX Runtime (QDQ int8 computed its own way: no bit-exactness);
+    ``time_one`` times batch-1 inference."""
 
     device = "host"
 
-    def __init__(self, folder: Path, manifest: dict, threads: int = 2, **options):
-        if options:
-            from edgepack.errors import ConfigError
-
-            raise ConfigError(f"host artifacts run on this CPU through ONNX Runtime: drop {', '.join('--' + k for k in options)}")
+    def __init__(self, folder: Path, manifest: dict):
+        super().__init__(folder, manifest)
         self.path = Path(folder) / manifest["backend_info"]["model_file"]
-        self.session = session(self.path, threads)
+        self.session = session(self.path)
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, images: np.ndarray, batch: int = 64) -> np.ndarray:

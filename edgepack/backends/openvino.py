@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.backends import runner
 from edgepack.errors import ConfigError, RegressionError, ToolchainError
 
 MODEL_XML, MODEL_BIN, NPU_BLOB = "model.xml", "model.bin", "model.npu.blob"
@@ -195,14 +196,14 @@ def lower(build, folder: Path) -> dict:
     """qdq.onnx (or fp32 model.onnx) -> model.xml / model.bin, verified on the CPU; NPU blob when possible."""
     import openvino as ov
 
-    compiler, run = build.target.compiler, build.target.run
-    device = run.get("device", "CPU")
+    compiler, run = build.target.compiler, build.target.run.to_json()
+    device = build.target.run.device or "CPU"
     if device not in DEVICES.values():
         raise ConfigError(f"target {build.target.name}: [run] device '{device}' is not one of {', '.join(DEVICES.values())}")
-    batch = int(compiler.get("batch", 1))
+    batch = compiler.batch or 1
     model = convert(folder / build.onnx_file, build.config.input_shape, batch)
     # f32 constants (scales, FakeQuantize ranges) stay f32: compressing them to f16 would move the int8 grid
-    ov.save_model(model, folder / MODEL_XML, compress_to_fp16=bool(compiler.get("compress_to_fp16", False)))
+    ov.save_model(model, folder / MODEL_XML, compress_to_fp16=bool(compiler.compress_to_fp16))
     core = ov.Core()
     model = core.read_model(folder / MODEL_XML)  # verify exactly what ships
     verification, load_ms = verify_on_cpu(build, core, model, device_config(run, "CPU"))
@@ -222,16 +223,17 @@ def lower(build, folder: Path) -> dict:
     return info
 
 
-class Runner:
+class Runner(runner.Runner):
     """Runs the IR on an OpenVINO device: the target's own, or ``device="cpu"|"npu"`` (bench --device)."""
+
+    OPTIONS = {"device": runner.Option("cpu or npu", lambda v: str(v).lower(), choices=tuple(DEVICES))}
 
     def __init__(self, folder: Path, manifest: dict, device: str | None = None):
         import openvino as ov
 
+        super().__init__(folder, manifest)
         info, run = manifest["backend_info"], manifest["target"].get("run", {})
         built_for = info["device"]
-        if device is not None and device.lower() not in DEVICES:
-            raise ConfigError(f"--device '{device}' is unknown for the OpenVINO backend: use {' or '.join(DEVICES)}")
         self.core = ov.Core()
         name = DEVICES[device.lower()] if device else built_for
         if name == "NPU" and "NPU" not in self.core.available_devices:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.backends import runner
+from edgepack.errors import UnsupportedModelError
 
 ARRAY_NAME = "g_edgepack_model_data"
 ALIGNMENT = 16  # TFLM aligns every arena buffer (and wants the flatbuffer) to 16 bytes
@@ -98,22 +99,18 @@ def lower(build, folder: Path) -> dict:
             "model_bytes": len(data), "arena": arena}
 
 
-class Runner:
+class Runner(runner.Runner):
     """bench: the artifact's model.tflite through LiteRT's reference kernels (the kernels TFLM ports),
-    on this host; int8 in, int8 out, so bench checks it bit for bit against the reference."""
+    on this host; int8 in, int8 out, so bench checks it bit for bit against the reference. No latency:
+    reference kernels on a PC say nothing about a microcontroller's."""
 
     device = "litert-reference-kernels (host)"
 
-    def __init__(self, folder: Path, manifest: dict, **options):
-        if options:
-            raise ConfigError(f"tflm artifacts run on this host's LiteRT reference kernels: drop "
-                              f"{', '.join('--' + k for k in options)}")
+    def __init__(self, folder: Path, manifest: dict):
+        super().__init__(folder, manifest)
         self.model = (Path(folder) / manifest["backend_info"]["model_file"]).read_bytes()
 
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         from edgepack.interop import litert
 
         return litert.run_reference(self.model, x).reshape(len(x), -1)
-
-    def time_one(self, image: np.ndarray):
-        return None  # reference kernels on a PC say nothing about a microcontroller's latency

@@ -17,7 +17,7 @@ from torch import nn
 
 from edgepack.artifact import verify
 from edgepack.errors import ArtifactError
-from edgepack.data import load_dataset
+from edgepack.data import Dataset
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
 from edgepack.plan import reference
@@ -59,24 +59,38 @@ def weight_spread(layer) -> float:
     return float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0
 
 
-def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None) -> dict:
-    from edgepack.model.weights import pretrained
+def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, calibration=None) -> dict:
+    """Per-layer figures on the inputs the artifact was calibrated with (edgepack.provenance): the fp32
+    model is rebuilt from what the compile recorded (shipped weights, checkpoint, --model file), or is
+    ``model`` (required for an in-memory model). ``calibration``: model inputs (array, tensor, iterable,
+    as for edgepack.compile) to use instead; in-memory calibration is not stored, so without it such an
+    artifact is debugged on its own eval inputs."""
+    from edgepack import provenance
 
     folder = Path(artifact)
     manifest = verify(folder)
     if not manifest.get("plan"):
         raise ArtifactError(f"{folder} is an fp32 artifact (--quant none): it has no int8 plan to debug; compile with "
                             "--quant ptq or qat")
-    cfg = manifest["model"]
     if model is None:
-        if cfg["weights"] != "shipped digits weights":
-            from edgepack.errors import ConfigError
-            raise ConfigError(f"artifact was compiled from {cfg['weights']}: pass the same model (Python API: debug_artifact(..., model=...))")
-        model = pretrained(cfg["alpha"], cfg["resolution"], cfg["classes"])
+        model = provenance.rebuild_model(manifest, folder)
+    if calibration is not None:
+        from edgepack.inputs import check_shape, inputs_of
+
+        given = inputs_of(calibration, "calibration")
+        res = manifest["model"]["resolution"]
+        check_shape(given, "calibration", res, f"the artifact is {res}x{res}")
+        data = Dataset(given, None, "given calibration inputs")
+    else:
+        data = provenance.calibration_inputs(manifest, folder)
+        if data is None:
+            from edgepack import evaldata
+
+            data = evaldata.load(manifest, folder)
+            data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
+    data = data.take(images)
     plan = Plan.load(folder)
-    mapping = manifest.get("preprocessing") or {}  # the pixel mapping the compile used (absent: the default)
-    data = load_dataset(None, "calibration", cfg["resolution"], cfg["classes"], mapping.get("mean"), mapping.get("std")).take(images)
-    io = fp32_layer_io(fold(model), plan, data.images)
+    io = fp32_layer_io(fold(model.eval()), plan, data.images)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = []
     for layer, (x, y), q_out in zip(plan.layers, io, cumulative):
@@ -90,12 +104,13 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None) -
             "per_tensor_weights": bool("weight_scale" in layer.arrays and len(np.unique(layer.arrays["weight_scale"])) == 1),
         })
     worst = sorted(rows, key=lambda r: r["isolated_sqnr_db"])[:5]
-    return {"artifact": str(folder), "images": len(data), "quantization": manifest["quantization"].get("weights"),
+    return {"artifact": str(folder), "images": len(data), "inputs": data.source,
+            "quantization": manifest["quantization"].get("weights"),
             "layers": rows, "worst": [r["layer"] for r in worst]}
 
 
 def format_debug(d: dict) -> str:
-    lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']})",
+    lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']}; {d['inputs']})",
              f"{'layer':<22}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"]
     for r in d["layers"]:
         spread = f"{r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""

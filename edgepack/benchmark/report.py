@@ -7,7 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgepack.errors import ConfigError, OutputError
+from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#eee}td:first-child{text-align:left}
@@ -51,29 +51,47 @@ def artifact_report(folder: Path, eval_data=None) -> str:
     manifest = json.loads((folder / "manifest.json").read_text())
     bench = bench_artifact(folder, count=20, eval_data=eval_data)
     m, metrics = manifest["model"], manifest["metrics"]
+    fidelity = bench.get("fidelity") or {}
+    if bench["accuracy"] is None:  # unlabelled eval inputs: fidelity figures instead of accuracy
+        quality = [("accuracy", f"none ({metrics.get('accuracy_note', 'no labelled eval data')})"),
+                   ("top-1 agreement with int8 reference (bench)", fidelity.get("top1_agreement_vs_reference")),
+                   ("int8 vs fp32 SQNR dB (compile)", fidelity.get("sqnr_db_vs_fp32_at_compile"))]
+    else:
+        quality = [("fp32 accuracy", metrics["fp32_accuracy"]), ("int8 accuracy (reference)", metrics.get("int8_accuracy")),
+                   ("device accuracy (bench)", bench["accuracy"])]
+    # a user model's alpha is not a width multiplier of anything: name the model instead
+    shape = [("alpha", m["alpha"])] if m.get("name", "MobileNetV1") == "MobileNetV1" else [("model", f"{m['name']} ({m['weights']})")]
     summary = [{"field": k, "value": v} for k, v in (
-        ("target", manifest["target"]["name"]), ("backend", manifest["backend"]), ("alpha", m["alpha"]),
+        ("target", manifest["target"]["name"]), ("backend", manifest["backend"]), *shape,
         ("resolution", m["resolution"]), ("classes", m["classes"]), ("params", manifest["params"]),
         ("Mult-Adds", manifest["macs"]), ("quantization", manifest["quantization"].get("weights", manifest["quantization"]["mode"])),
-        ("fp32 accuracy", metrics["fp32_accuracy"]), ("int8 accuracy (reference)", metrics.get("int8_accuracy")),
-        ("device accuracy (bench)", bench["accuracy"]), ("bench result", bench["passed"]))]
+        *quality, ("bench result", bench["passed"]))]
     sections = ["<h2>Summary</h2>", _table(summary), "<h2>Bench checks</h2>", _table(bench["checks"])]
     if bench.get("latency"):
         sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
     if manifest.get("plan"):
-        d = debug_artifact(folder, images=16)
-        with tempfile.TemporaryDirectory() as tmp:
-            png = plot_debug(d, Path(tmp) / "debug.png")
-            sections += ["<h2>Per-layer error (int8 vs fp32)</h2>", _img(png, "per-layer SQNR"),
-                         _table(d["layers"], ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
+        try:
+            d = debug_artifact(folder, images=16)
+        except (ConfigError, ArtifactError) as e:  # an in-memory model (Python API), or its files are gone or changed
+            sections += ["<h2>Per-layer error (int8 vs fp32)</h2>", f"<p>not computed: {html.escape(str(e))}</p>"]
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                png = plot_debug(d, Path(tmp) / "debug.png")
+                sections += [f"<h2>Per-layer error (int8 vs fp32, {d['images']} inputs from {html.escape(d['inputs'])})</h2>",
+                             _img(png, "per-layer SQNR"),
+                             _table(d["layers"], ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
     sections += ["<h2>Files</h2>", _table([{"file": f, **v} for f, v in manifest["files"].items()])]
     return _page(f"edgepack report: {folder.name}", sections)
 
 
 def sweep_report(folder: Path) -> str:
     data = json.loads((folder / "sweep.json").read_text())
-    sections = ["<h2>Sweep</h2>", _table(data["rows"], ["alpha", "resolution", "macs", "params", "fp32_accuracy",
-                                                        "int8_accuracy", "latency_median_ms", "cost", "passed"])]
+    rows = data["rows"]
+    first = ["model"] if any(r.get("model") for r in rows) else ["alpha"]  # a user model has no alpha axis
+    quality = (["fp32_accuracy", "int8_accuracy"] if any(r.get("int8_accuracy") is not None for r in rows)
+               else ["top1_agreement"])  # unlabelled eval inputs: fidelity instead of accuracy
+    sections = ["<h2>Sweep</h2>", _table(rows, [*first, "resolution", "macs", "params", *quality,
+                                                "latency_median_ms", "cost", "passed"])]
     for name, alt in (("accuracy_vs_macs.png", "accuracy vs Mult-Adds"), ("accuracy_vs_latency.png", "accuracy vs latency")):
         if (folder / name).exists():
             sections += [f"<h2>{alt}</h2>", _img(folder / name, alt)]

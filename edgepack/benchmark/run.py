@@ -1,18 +1,11 @@
 """bench: verify an artifact, then check golden outputs, eval accuracy, fidelity and latency on its device.
 
-A backend's ``Runner(folder, manifest, **device_options)`` offers:
-  device          where it runs ("host", "qemu-aarch64", "rpc 127.0.0.1:9190 key rpi4", ...)
-  logits(images)  float logits for float NCHW images (integer runners quantize/dequantize with the plan)
-  run_int8(x)     optional: int8 input -> int8 output; then outputs must equal the reference bit for bit
-  time_one(image) a zero-argument callable timing one batch-1 inference, or None on emulated devices
-  latency(image, warmup, count)  optional: statistics timed by the device's own clock (RPC boards)
-  cost()          optional: a deterministic cost figure (instructions, cycles) for emulated devices
-  details()       optional: device facts for the report (load time, kernels in use), {"summary": one line, ...}
-A backend that takes no device options is refused them with a ConfigError.
+Every backend's ``Runner`` implements edgepack.backends.runner.Runner: bench checks the device options
+against the runner's declared OPTIONS, then checks bit-exactness where run_int8 gives integer outputs,
+and reports latency() (None on emulators: a note instead), cost() and details() when they are not None.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +14,7 @@ import numpy as np
 from edgepack.artifact import verify
 from edgepack.backends import backend_module
 from edgepack.benchmark import compare
-from edgepack.benchmark.measure import latency_stats
 from edgepack import evaldata
-from edgepack.errors import ConfigError
 from edgepack.evaluate import accuracy, agreement, max_abs_diff
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
@@ -55,11 +46,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     folder = Path(artifact)
     manifest = verify(folder)
     runner_class = backend_module(manifest["backend"]).Runner
-    try:
-        inspect.signature(runner_class).bind(folder, manifest, **device_options)
-    except TypeError:
-        raise ConfigError(f"the {manifest['backend']} backend takes no option(s) {', '.join(device_options)}: drop them")
-    runner = runner_class(folder, manifest, **device_options)
+    runner = runner_class(folder, manifest, **runner_class.check_options(manifest["backend"], device_options))
     golden_x, golden_y = np.load(folder / "golden_input.npy"), np.load(folder / "golden_output.npy")
     plan = Plan.load(folder) if manifest.get("plan") else None
     data = eval_set(manifest, eval_size, folder, eval_data)
@@ -75,8 +62,9 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
         checks.append(_exact("golden: reference == recorded output", ref_golden, golden_y))
         ref_q = reference.run_batched(plan, plan.input_q.quantize(data.images))
         ref = plan.output_q.dequantize(ref_q)
-        if hasattr(runner, "run_int8"):
-            checks.append(_exact(f"golden: {runner.device} == reference (bit-exact)", runner.run_int8(golden_x), golden_y))
+        dev_golden = runner.run_int8(golden_x)
+        if dev_golden is not None:  # the device computes in integers
+            checks.append(_exact(f"golden: {runner.device} == reference (bit-exact)", dev_golden, golden_y))
             dev_q = runner.run_int8(plan.input_q.quantize(data.images))
             checks.append(_exact(f"eval: {runner.device} == reference (bit-exact)", dev_q, ref_q))
             logits = plan.output_q.dequantize(dev_q)
@@ -92,19 +80,12 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
         report["fidelity"] = {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
                               "sqnr_db_vs_fp32_at_compile": manifest["metrics"]["int8_vs_fp32"]["sqnr_db"]}
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
-    timer = runner.time_one(data.images[0])
-    device_latency = runner.latency(data.images[0], warmup, count) if hasattr(runner, "latency") else None
-    if device_latency is not None:
-        report["latency"] = device_latency
-    elif timer is not None:
-        report["latency"] = latency_stats(timer, warmup=warmup, count=count)
-    else:
-        report["latency"] = None
+    report["latency"] = runner.latency(data.images[0], warmup, count)
+    if report["latency"] is None:
         report["latency_note"] = f"{runner.device} is emulated: its wall-clock times are not device latencies"
-    if hasattr(runner, "cost"):
-        report["cost"] = runner.cost()
-    if hasattr(runner, "details"):
-        report["device_details"] = runner.details()
+    for key, value in (("cost", runner.cost()), ("device_details", runner.details())):
+        if value is not None:
+            report[key] = value
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
@@ -116,15 +97,21 @@ def _exact(name: str, got: np.ndarray, want: np.ndarray) -> Check:
     return Check(name, same, diff, "0 differing values")
 
 
+def _fp32(accuracy: float | None) -> str:
+    """An imported int8 model (.tflite) has no fp32 model, so no fp32 figure."""
+    return "n/a: imported int8 model" if accuracy is None else f"{accuracy:.2%}"
+
+
 def format_report(r: dict) -> str:
     lines = [f"artifact {r['artifact']}  target {r['target']}  backend {r['backend']}  device {r['device']}",
-             f"accuracy {r['accuracy']:.2%} on {r['eval_images']} eval images (fp32 at compile {r['fp32_accuracy_at_compile']:.2%})"
+             f"accuracy {r['accuracy']:.2%} on {r['eval_images']} eval images (fp32 at compile {_fp32(r['fp32_accuracy_at_compile'])})"
              if r["accuracy"] is not None else
              f"accuracy: none (the artifact's {r['eval_images']} eval inputs have no labels; fidelity below)"]
     if "fidelity" in r:
         f = r["fidelity"]
         lines.append(f"fidelity: top-1 agreement with int8 reference {f['top1_agreement_vs_reference']:.2%}, "
-                     f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}, int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
+                     f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}"
+                     + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB"))
     lat = r["latency"]
     if lat:
         first = f"  first {lat['first_inference_ms']:.2f} ms" if lat.get("first_inference_ms") is not None else ""

@@ -1,5 +1,9 @@
 """Sweeps: the alpha x resolution matrix for one target, built and benched in parallel processes
-(bounded by the cores), tabulated (CSV + JSON) and plotted like the paper's Figures 4 and 5."""
+(bounded by the cores), tabulated (CSV + JSON) and plotted like the paper's Figures 4 and 5.
+
+Every compile of the matrix takes the same model and data options as `edgepack compile` (``compile_options``:
+checkpoint, model_spec, calibration, eval_data, mean, std, classes). A user model (``model_spec``) has no
+width multiplier: its sweep is over resolutions only (alpha None), and an alpha list is refused."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +15,8 @@ from pathlib import Path
 from edgepack.errors import ConfigError
 
 SWEEP_FORMAT = "edgepack-sweep"
-COLUMNS = ("alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "latency_median_ms", "cost", "passed", "artifact")
+COLUMNS = ("model", "alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "top1_agreement",
+           "latency_median_ms", "cost", "passed", "artifact")
 
 
 def parse_list(text: str, check, what: str) -> list:
@@ -29,11 +34,19 @@ def _build(job: dict) -> str:
 
     torch.set_num_threads(1)
     threadpool_limits(1)
-    from edgepack.compiler import CompileConfig, compile_model
+    from edgepack.compiler import CompileConfig, compile_model, model_classes
 
-    config = CompileConfig(target=job["target"], alpha=job["alpha"], resolution=job["resolution"],
-                           eval_size=job["eval_size"], calib_size=job["calib_size"], output=job["output"])
-    return str(compile_model(config, log=lambda *_: None))
+    options, model = dict(job.get("compile") or {}), None
+    if options.get("model_spec"):
+        from edgepack.model.user import load_user_model, parse_model_spec
+
+        model = load_user_model(options["model_spec"], options.get("checkpoint"))
+        options.update(model_name=parse_model_spec(options["model_spec"])[1], classes=model_classes(model, options.get("classes")))
+    if job["alpha"] is not None:
+        options["alpha"] = job["alpha"]
+    config = CompileConfig(target=job["target"], resolution=job["resolution"], eval_size=job["eval_size"],
+                           calib_size=job["calib_size"], output=job["output"], **options)
+    return str(compile_model(config, model, log=lambda *_: None))
 
 
 def _bench(job: dict, folder: str) -> dict:
@@ -43,10 +56,14 @@ def _bench(job: dict, folder: str) -> dict:
     report = bench_artifact(Path(folder), count=job["count"])
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     cost = report.get("cost") or {}
+    user_model = manifest["model"].get("module") is not None
     return {
-        "alpha": job["alpha"], "resolution": job["resolution"], "macs": manifest["macs"],
+        "model": manifest["model"]["name"] if user_model else None, "alpha": job["alpha"],
+        "resolution": job["resolution"], "macs": manifest["macs"],
         "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
-        "int8_accuracy": report["accuracy"], "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
+        "int8_accuracy": report["accuracy"],
+        "top1_agreement": (report.get("fidelity") or {}).get("top1_agreement_vs_reference"),
+        "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
         "cost": next((v for v in cost.values() if isinstance(v, (int, float)) and not isinstance(v, bool)), None),
         "passed": report["passed"], "artifact": folder,
     }
@@ -69,13 +86,28 @@ def check_sweep_output(out: Path) -> None:
                           "pass -o with a new or empty folder")
 
 
-def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, jobs: int | None = None,
-          eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print) -> Path:
+def check_alphas(alphas: list[float] | None, model_spec: str | None) -> list:
+    """The alpha axis: [None] for a user model (which has no width multiplier; an alpha list is refused)."""
+    if model_spec is None:
+        return alphas or [1.0, 0.75, 0.5, 0.25]
+    if alphas:
+        raise ConfigError(f"--alpha is MobileNetV1's width multiplier and --model {model_spec} has none: drop --alpha "
+                          "(a user model is swept over --resolution only)")
+    return [None]
+
+
+def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: Path, jobs: int | None = None,
+          eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print,
+          compile_options: dict | None = None) -> Path:
+    """``compile_options``: CompileConfig fields given to every compile (see the module docstring)."""
+    compile_options = {k: v for k, v in (compile_options or {}).items() if v is not None}
+    alphas = check_alphas(alphas, compile_options.get("model_spec"))
     out = Path(out).absolute()
     check_sweep_output(out)
     out.mkdir(parents=True, exist_ok=True)
     points = [{"target": target, "alpha": a, "resolution": r, "eval_size": eval_size, "calib_size": calib_size,
-               "count": count, "output": str(out / f"a{a:g}_r{r}")} for a in alphas for r in resolutions]
+               "count": count, "compile": compile_options, "output": str(out / (f"r{r}" if a is None else f"a{a:g}_r{r}"))}
+              for a in alphas for r in resolutions]
     workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
     log(f"sweep: {len(points)} builds for {target} on {workers} processes")
     rows = []
@@ -83,8 +115,10 @@ def sweep(target: str, alphas: list[float], resolutions: list[int], out: Path, j
         folders = list(pool.map(_build, points))
     for job, folder in zip(points, folders):  # ... then bench one at a time, on an otherwise idle machine
         row = _bench(job, folder)
-        log(f"  alpha {row['alpha']:g} res {row['resolution']}: int8 {row['int8_accuracy']:.2%} "
-            f"({'pass' if row['passed'] else 'FAIL'})")
+        point = f"res {row['resolution']}" if row["alpha"] is None else f"alpha {row['alpha']:g} res {row['resolution']}"
+        quality = (f"int8 {row['int8_accuracy']:.2%}" if row["int8_accuracy"] is not None
+                   else f"top-1 agreement with reference {row['top1_agreement']:.2%} (no labelled eval data)")
+        log(f"  {point}: {quality} ({'pass' if row['passed'] else 'FAIL'})")
         rows.append(row)
     with open(out / "sweep.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -103,6 +137,9 @@ def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
+    # unlabelled eval inputs have no accuracy: plot the top-1 agreement with the int8 reference instead
+    y_key, y_label = (("int8_accuracy", "int8 accuracy (%)") if all(r["int8_accuracy"] is not None for r in rows)
+                      else ("top1_agreement", "top-1 agreement with the int8 reference (%)"))
     speed_key = "latency_median_ms" if all(r["latency_median_ms"] for r in rows) else "cost"
     for key, xlabel, name in (("macs", "Mult-Adds (millions, log)", "accuracy_vs_macs.png"),
                               (speed_key, "latency median (ms, log)" if speed_key.startswith("lat") else "cost (log)",
@@ -110,16 +147,17 @@ def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
         if not all(r[key] for r in rows):
             continue
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for alpha in sorted({r["alpha"] for r in rows}, reverse=True):
+        model = next((r["model"] for r in rows if r.get("model")), None)  # a user model: one series, no alpha
+        for alpha in sorted({r["alpha"] for r in rows if r["alpha"] is not None}, reverse=True) or [None]:
             pts = sorted((r for r in rows if r["alpha"] == alpha), key=lambda r: r[key])
             xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
-            ax.plot(xs, [r["int8_accuracy"] * 100 for r in pts], "o-", label=f"alpha {alpha:g}")
+            ax.plot(xs, [r[y_key] * 100 for r in pts], "o-", label=model if alpha is None else f"alpha {alpha:g}")
             for x, r in zip(xs, pts):
-                ax.annotate(str(r["resolution"]), (x, r["int8_accuracy"] * 100), fontsize=7)
+                ax.annotate(str(r["resolution"]), (x, r[y_key] * 100), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("int8 accuracy (%)")
-        ax.set_title(f"MobileNetV1 on digits, target {target}")
+        ax.set_ylabel(y_label)
+        ax.set_title(f"{model or 'MobileNetV1'}, target {target}")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / name, dpi=90)

@@ -1,7 +1,7 @@
 """edgepack compile: model -> int8 artifact folder for a target."""
 from __future__ import annotations
 
-from edgepack.cli.flags import positive_int
+from edgepack.cli.flags import add_targets_flag, positive_int
 
 
 def add_parser(sub) -> None:
@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
                    "added or changed (a folder that is not an artifact is never replaced)")
     p.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key (from `edgepack keygen`): sign the manifest "
                    "into manifest.sig, checked by `edgepack verify --verify-key`")
+    add_targets_flag(p)
     p.set_defaults(run=run)
 
 
@@ -46,6 +47,9 @@ def run(args) -> int:
     if args.sign_key:  # a bad key is reported at once
         from edgepack.signing import load_private_key
         load_private_key(args.sign_key)
+    from edgepack.interop.tflite_import import is_tflite_spec
+    if is_tflite_spec(args.model):
+        return _run_tflite(args)
     model_name = None
     if args.model:
         from edgepack.model.user import parse_model_spec
@@ -56,9 +60,10 @@ def run(args) -> int:
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
-        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head,
+        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head, model_spec=args.model,
+        target_dirs=tuple(args.targets or ()),
     )
-    get_target(config.target)
+    get_target(config.target, config.target_dirs)
     check_output_dir(config.output_path(), config.force)
     with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
         from edgepack.compiler import compile_model, model_classes
@@ -69,6 +74,44 @@ def run(args) -> int:
             model = load_user_model(args.model, args.checkpoint)
             config.classes = model_classes(model, args.classes)
         compile_model(config, model)
+    return 0
+
+
+# Flags that shape a torch model's quantization: an imported .tflite is already int8.
+_NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration", "calib_size": "--calib-size",
+                   "random_head": "--random-head"}
+
+
+def _run_tflite(args) -> int:
+    """--model FILE.tflite: read the file (unsupported ops are refused here, before torch is imported), take
+    the resolution and class count from it, then compile its plan (edgepack.compiler._compile_imported)."""
+    from edgepack.artifact import check_output_dir, output_lock
+    from edgepack.config import CompileConfig
+    from edgepack.errors import ConfigError
+    from edgepack.interop.tflite_import import check_backend, read_tflite
+    from edgepack.targets import get_target
+
+    given = [flag for attr, flag in _NOT_FOR_TFLITE.items() if getattr(args, attr, None)]
+    if args.quant != "ptq":
+        given.append(f"--quant {args.quant}")
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot apply to --model {args.model}: an imported .tflite is already "
+                          "quantized to int8; drop the flag")
+    imported = read_tflite(args.model)
+    if args.classes is not None and str(args.classes) != str(imported.classes):
+        raise ConfigError(f"--classes {args.classes} but {args.model} has {imported.classes} outputs: drop --classes")
+    config = CompileConfig(
+        target=args.target, resolution=imported.resolution, classes=imported.classes,
+        model_name=imported.path.stem, tflite_model=str(imported.path), eval_data=args.eval_data,
+        eval_size=args.eval_size, output=str(_output(args)), force=args.force, sign_key=args.sign_key,
+        mean=args.mean, std=args.std, target_dirs=tuple(getattr(args, "targets", None) or ()),
+    )
+    check_backend(get_target(config.target, config.target_dirs))
+    check_output_dir(config.output_path(), config.force)
+    with output_lock(config.output_path()):
+        from edgepack.compiler import compile_model
+
+        compile_model(config)
     return 0
 
 

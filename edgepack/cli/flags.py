@@ -62,3 +62,10 @@ def write_output_file(path, text: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
+
+
+def add_targets_flag(parser) -> None:
+    """--targets DIR, for every command that takes a target (see edgepack.targets for the search order)."""
+    parser.add_argument("--targets", metavar="DIR", action="append", help="a folder of your own target .toml files, "
+                        "searched before EDGEPACK_TARGETS and the built-in targets (a file named like a built-in one "
+                        "overrides it); repeatable")

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from edgepack.errors import EXIT_INTERNAL, EdgepackError
+    from edgepack.errors import EXIT_INTERNAL, EdgepackError, missing_dependency
 
     global _COMMAND
     _COMMAND = args.command
@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgepack {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: one line unless --verbose asks for the traceback
+        missing = missing_dependency(e)  # a lazily imported package absent from this environment is not a bug
+        if missing is not None:
+            print(f"edgepack {args.command}: error: {missing}", file=sys.stderr)
+            return missing.exit_code
         if args.verbose:
             import traceback
 

@@ -1,18 +1,27 @@
 """edgepack sweep: build and bench the alpha x resolution matrix for a target."""
 from __future__ import annotations
 
-from edgepack.cli.flags import positive_int
+from edgepack.cli.flags import add_targets_flag, positive_int
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="compile + bench every alpha x resolution; CSV/JSON table and plots")
     p.add_argument("--target", required=True)
-    p.add_argument("--alpha", default="1,0.75,0.5,0.25", help="comma-separated (default 1,0.75,0.5,0.25)")
+    p.add_argument("--alpha", help="comma-separated (default 1,0.75,0.5,0.25); refused with --model, which has no "
+                   "width multiplier (a user model is swept over --resolution only)")
     p.add_argument("--resolution", default="224,192,160,128", help="comma-separated (default 224,192,160,128)")
     p.add_argument("-o", "--output", default="sweeps/sweep", help="output folder (default sweeps/sweep)")
     p.add_argument("--jobs", type=positive_int, help="parallel builds (default: the number of cores)")
     p.add_argument("--eval-size", type=positive_int, help="eval images per point (default: the whole eval split)")
     p.add_argument("--calib-size", type=positive_int, help="calibration images per point (default: all)")
+    p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module, as for compile (sweeps resolutions only)")
+    p.add_argument("--checkpoint", help="state dict of MobileNetV1 (of every alpha swept), or of --model")
+    p.add_argument("--classes", help="classes of MobileNetV1 (default 10; another count needs --checkpoint)")
+    p.add_argument("--calibration", help="ImageFolder directory or .npz, as for compile (default: bundled digits)")
+    p.add_argument("--eval-data", help="ImageFolder directory or .npz, as for compile (default: bundled digits)")
+    p.add_argument("--mean", default="0.5", help="how pixels become inputs, as for compile (default 0.5)")
+    p.add_argument("--std", default="0.5", help="see --mean (default 0.5)")
+    add_targets_flag(p)
     p.set_defaults(run=run)
 
 
@@ -21,9 +30,24 @@ def run(args) -> int:
     from edgepack.targets import get_target
     from edgepack.validate import check_alpha, check_resolution
 
-    alphas = parse_list(args.alpha, check_alpha, "alpha")
+    from edgepack.benchmark.sweep import check_alphas
+    from edgepack.config import CompileConfig
+
+    alphas = parse_list(args.alpha, check_alpha, "alpha") if args.alpha is not None else None
     resolutions = parse_list(args.resolution, check_resolution, "resolution")
-    get_target(args.target)
+    model_name = None
+    if args.model:
+        from edgepack.model.user import parse_model_spec
+        model_name = parse_model_spec(args.model)[1]
+    options = {"model_spec": args.model, "checkpoint": args.checkpoint, "calibration": args.calibration,
+               "eval_data": args.eval_data, "mean": args.mean, "std": args.std, "classes": args.classes,
+               "target_dirs": tuple(args.targets or ())}
+    # every flag checked before torch is imported, on the matrix's largest point
+    CompileConfig(target=args.target, alpha=max(a or 1.0 for a in check_alphas(alphas, args.model)), resolution=max(resolutions),
+                  model_name=model_name, calib_size=args.calib_size, eval_size=args.eval_size,
+                  **{k: v for k, v in options.items() if v is not None})
+    get_target(args.target, args.targets)
     check_sweep_output(args.output)
-    sweep(args.target, alphas, resolutions, args.output, jobs=args.jobs, eval_size=args.eval_size, calib_size=args.calib_size)
+    sweep(args.target, alphas, resolutions, args.output, jobs=args.jobs, eval_size=args.eval_size, calib_size=args.calib_size,
+          compile_options=options)
     return 0

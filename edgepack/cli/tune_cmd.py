@@ -1,11 +1,11 @@
 """edgepack tune: MetaSchedule tuning records for a TVM target (later compiles pick them up)."""
 from __future__ import annotations
 
-from edgepack.cli.flags import positive_int
+from edgepack.cli.flags import add_targets_flag, positive_int
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tune", help="tune a TVM target with MetaSchedule; records land in tuning/<target>/")
+    p = sub.add_parser("tune", help="tune a TVM target with MetaSchedule; records land in ~/.cache/edgepack/tuning/<target>/")
     p.add_argument("--target", required=True, help="a TVM target (x86-tvm here; ARM targets need --rpc)")
     p.add_argument("--trials", type=positive_int, default=64, help="global trial budget (default 64)")
     p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker that serves the target's boards")
     p.add_argument("--key", help="device key at the tracker (default: the target's [rpc] key)")
     p.add_argument("--retarget-from", metavar="TARGET", help="copy another target's records instead of measuring")
+    add_targets_flag(p)
     p.set_defaults(run=run)
 
 
@@ -23,14 +24,13 @@ def run(args) -> int:
     from edgepack.validate import check_alpha, check_resolution
 
     check_alpha(args.alpha), check_resolution(args.resolution)  # before TVM and torch load
-    get_target(args.target)
+    target = get_target(args.target, args.targets)
     from edgepack.backends.tvm import tune
 
     if args.retarget_from:
-        tune.retarget(args.retarget_from, args.target)
+        tune.retarget(get_target(args.retarget_from, args.targets), target)
         return 0
-    target = get_target(args.target)
-    key = args.key or target.rpc.get("key")
+    key = args.key or target.rpc.key
     tune.check_can_measure(target, args.rpc)
     from edgepack.backends.tvm.relax_int8 import plan_to_relax
     from edgepack.compiler import CompileConfig, compile_model
@@ -39,7 +39,7 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:  # the int8 plan of the model to tune for
         config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8, output=f"{tmp}/a")
         plan = Plan.load(compile_model(config, log=lambda *_: None))
-    tune.tune(plan_to_relax(plan), args.target, args.trials, rpc=args.rpc, key=key)
+    tune.tune(plan_to_relax(plan), target, args.trials, rpc=args.rpc, key=key)
     from edgepack.backends.tvm.lower import int8_kernels, tvm_target
 
     if int8_kernels(target, plan, tvm_target(target)) == "vnni":

@@ -49,13 +49,14 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _interpreter(model: bytes | str | Path, reference_kernels: bool):
+def _interpreter(model: bytes | str | Path, reference_kernels: bool, preserve_all_tensors: bool = False):
     lite = _litert()
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     resolver = lite.OpResolverType.BUILTIN_REF if reference_kernels else lite.OpResolverType.AUTO
     try:
         with _native_stderr_silenced():  # the default path creates (and announces) its XNNPACK delegate here
-            it = lite.Interpreter(**source, experimental_op_resolver_type=resolver, num_threads=1)
+            it = lite.Interpreter(**source, experimental_op_resolver_type=resolver, num_threads=1,
+                                  experimental_preserve_all_tensors=preserve_all_tensors)
             it.allocate_tensors()
     except (ValueError, RuntimeError) as e:  # LiteRT's own checks (bias scale, op versions, shapes) refused it
         reason = "; ".join(" ".join(line.split()) for line in str(e).splitlines() if line.strip())
@@ -64,16 +65,24 @@ def _interpreter(model: bytes | str | Path, reference_kernels: bool):
     return it
 
 
-def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: bool) -> np.ndarray:
-    """One image at a time (the exported model has batch 1): int8 (N, C, H, W) in, int8 (N, ...) out."""
-    it = _interpreter(model, reference_kernels)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: bool, tensor: int | None = None,
+         float_input: tuple[float, int] | None = None) -> np.ndarray:
+    """One image at a time (the exported model has batch 1): int8 (N, C, H, W) in, int8 (N, ...) out: the
+    model's output, or its tensor number ``tensor`` (then every tensor is kept readable after invoke).
+    ``float_input`` (scale, zero point): the model takes float32 and quantizes it with these, so it is fed
+    the int8 values dequantized, which its QUANTIZE maps back exactly."""
+    it = _interpreter(model, reference_kernels, preserve_all_tensors=tensor is not None)
+    inp = it.get_input_details()[0]
+    out = it.get_output_details()[0] if tensor is None else next(t for t in it.get_tensor_details() if t["index"] == tensor)
     n, c, h, w = x_nchw_int8.shape
-    if inp["dtype"] != np.int8 or tuple(inp["shape"]) != (1, h, w, c):
-        raise VerificationError(f"the .tflite takes {inp['dtype'].__name__} {tuple(inp['shape'])}, not int8 NHWC "
-                                f"{(1, h, w, c)}: re-export it from this artifact's plan")
+    dtype = np.float32 if float_input else np.int8
+    if inp["dtype"] != dtype or tuple(inp["shape"]) != (1, h, w, c):
+        raise VerificationError(f"the .tflite takes {inp['dtype'].__name__} {tuple(inp['shape'])}, not "
+                                f"{np.dtype(dtype).name} NHWC {(1, h, w, c)}: re-export it from this artifact's plan")
     outputs = []
     for image in x_nchw_int8:
+        if float_input:
+            image = (image.astype(np.float32) - np.float32(float_input[1])) * np.float32(float_input[0])
         it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
         it.invoke()
         outputs.append(it.get_tensor(out["index"])[0].copy())
@@ -83,6 +92,13 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
 def run_reference(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:
     """int8 outputs of LiteRT's reference kernels (op resolver BUILTIN_REF: no delegate, no optimized kernels)."""
     return _run(model, x_nchw_int8, reference_kernels=True)
+
+
+def run_reference_tensor(model: bytes | str | Path, x_nchw_int8: np.ndarray, tensor: int,
+                         float_input: tuple[float, int] | None = None) -> np.ndarray:
+    """int8 values of tensor number ``tensor`` under LiteRT's reference kernels: an imported model's logits
+    when its trailing SOFTMAX (or DEQUANTIZE) was dropped; see _run for ``float_input``."""
+    return _run(model, x_nchw_int8, reference_kernels=True, tensor=tensor, float_input=float_input)
 
 
 def run_xnnpack(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ reference kernels (op resolver BUILTIN_REF) reproduce edgepack's int8 outputs bi
   quantized_dimension 0 (3 for depthwise), as the TFLite converter writes them; bias int32 with scale
   in_scale * w_scale[c]. TFLite derives each requantization multiplier from these float32 scales in
   double precision, as the plan builder did, so it gets the plan's Q31 multipliers and shifts;
-- PyTorch pads symmetrically, TFLite SAME pads bottom/right first (stride 2): wherever SAME would
-  differ, an explicit PAD (filled with the input's zero point, i.e. real 0) precedes a VALID conv;
+- the plan's (top, left, bottom, right) pads become SAME where they are TFLite's SAME pads for that
+  shape (bottom/right first: a stride-2 layer on an even input pads 0 top / 1 bottom), VALID where
+  they are 0, and otherwise (PyTorch's symmetric 1 on such a layer) an explicit PAD (filled with the
+  input's zero point, i.e. real 0) before a VALID conv;
 - the global average pool is AVERAGE_POOL_2D over the whole map (in int16 with zero point 0 when the
   count is even, see _global_average_pool);
 - the fc is a CONV_2D whose kernel covers the map, then RESHAPE to (1, classes): LiteRT's
@@ -117,11 +119,11 @@ def write_tflite(plan: Plan, path: Path) -> Path:
 def _convolution(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     c, h, w = layer.input_shape
     o, oh, ow = layer.output_shape
-    k, s, p = layer.weight.shape[-1], layer.stride, layer.padding
-    padding = _tflite_padding(h, w, k, s, p, oh, ow)
-    if padding is None:  # symmetric padding TFLite SAME cannot express: pad explicitly, then VALID
-        pads = g.constant(f"{prefix}/paddings", np.array([[0, 0], [p, p], [p, p], [0, 0]], np.int32))
-        padded = g.activation(f"{prefix}/padded", (1, h + 2 * p, w + 2 * p, c), layer.input_q)
+    k, s, (top, left, bottom, right) = layer.weight.shape[-1], layer.stride, layer.pads
+    padding = _tflite_padding(h, w, k, s, layer.pads, oh, ow)
+    if padding is None:  # pads neither SAME nor VALID can express: pad explicitly, then VALID
+        pads = g.constant(f"{prefix}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32))
+        padded = g.activation(f"{prefix}/padded", (1, top + h + bottom, left + w + right, c), layer.input_q)
         g.op("PAD", [x, pads], [padded])
         x, padding = padded, "VALID"
     w_scale = layer.weight_scales().astype(np.float32)
@@ -188,14 +190,15 @@ def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     return y
 
 
-def _tflite_padding(h: int, w: int, k: int, s: int, p: int, oh: int, ow: int) -> str | None:
-    """"VALID" or "SAME" when one of them pads exactly as PyTorch's symmetric ``p``, else None."""
-    if p == 0:
+def _tflite_padding(h: int, w: int, k: int, s: int, pads: tuple[int, int, int, int], oh: int, ow: int) -> str | None:
+    """"VALID" or "SAME" when one of them pads exactly as the plan's (top, left, bottom, right), else None."""
+    top, left, bottom, right = pads
+    if not any(pads):
         return "VALID"
-    for size, out in ((h, oh), (w, ow)):
+    for size, out, before, after in ((h, oh, top, bottom), (w, ow, left, right)):
         same_out = -(-size // s)
         total = max((same_out - 1) * s + k - size, 0)
-        if same_out != out or total // 2 != p or total - total // 2 != p:
+        if same_out != out or (total // 2, total - total // 2) != (before, after):
             return None
     return "SAME"
 
@@ -269,7 +272,8 @@ def _serialize(g: _Graph) -> bytes:
             tfl.BufferAddData(b, off)
         buffers.append(tfl.BufferEnd(b))
 
-    tensor_type = {"int8": tfl.TensorType.INT8, "int16": tfl.TensorType.INT16, "int32": tfl.TensorType.INT32}
+    tensor_type = {"int8": tfl.TensorType.INT8, "int16": tfl.TensorType.INT16, "int32": tfl.TensorType.INT32,
+                   "float32": tfl.TensorType.FLOAT32}  # float32: the import tests' converter-like float in/out
     tensors = []
     for index, t in enumerate(g.tensors):
         name, shape = b.CreateString(t.name), vector(t.shape, np.int32)

@@ -19,8 +19,8 @@ DEFAULT_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 DIGITS_CLASSES = 10
 
 
-def weights_path(alpha: float) -> Path:
-    return WEIGHTS_DIR / f"mobilenet_v1_{alpha:g}_digits.npz"
+def weights_path(alpha: float, model: str = "mobilenet_v1") -> Path:
+    return WEIGHTS_DIR / f"{model}_{alpha:g}_digits.npz"
 
 
 def save_compact(model: torch.nn.Module, path: Path) -> None:

@@ -128,7 +128,8 @@ def _compute_layer(gm: GraphModule, node: Node, shape: tuple[int, ...], in_q: QP
         raise UnsupportedModelError(f"{node.name}: grouped conv with groups={groups} (only 1 or = channels)")
     oh = (h + 2 * padding[0] - kh) // stride[0] + 1
     ow = (wd + 2 * padding[0] - kw) // stride[0] + 1
-    layer = Layer(node.name, kind, shape, (w.shape[0], oh, ow), stride=stride[0], padding=padding[0], **common)
+    pads = (int(padding[0]),) * 4  # PyTorch pads symmetrically: (top, left, bottom, right) all equal
+    layer = Layer(node.name, kind, shape, (w.shape[0], oh, ow), stride=stride[0], pads=pads, **common)
     return layer, q_out
 
 

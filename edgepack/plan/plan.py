@@ -1,8 +1,11 @@
 """The int8 plan: what every integer executor (numpy reference, C runtime, TVM int8) runs.
 
 Format on disk (documented in README "Int8 plan format"):
-  plan.json  {"format": "edgepack-int8-plan", "version": 1, "layout": "NCHW",
+  plan.json  {"format": "edgepack-int8-plan", "version": 2, "layout": "NCHW",
               "input": {shape, scale, zero_point}, "output": {...}, "layers": [Layer...]}
+             Version 2 stores each layer's zero padding as "pads": [top, left, bottom, right]
+             (TFLite's SAME pads stride-2 layers bottom/right only); version 1 stored one symmetric
+             "padding": p and still loads, as pads (p, p, p, p).
   plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
              "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
              "i.weight_scale" float32 (O). Pooling layers have no arrays.
@@ -22,8 +25,10 @@ import numpy as np
 
 from edgepack.errors import ArtifactError
 
-FORMAT, VERSION = "edgepack-int8-plan", 1
+FORMAT, VERSION = "edgepack-int8-plan", 2
+READABLE_VERSIONS = (1, 2)
 LAYER_KINDS = ("conv", "depthwise", "pointwise", "avgpool", "fc")
+CONV_KINDS = ("conv", "depthwise", "pointwise")
 ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")
 
 
@@ -50,7 +55,7 @@ class Layer:
     act_min: int = -128  # fused activation clamp in the output's int8 domain
     act_max: int = 127
     stride: int = 1
-    padding: int = 0
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # zero-point rows/columns added (top, left, bottom, right)
     activation: str = "none"  # none | relu | relu6
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -71,7 +76,14 @@ class Layer:
         d = asdict(self)
         d.pop("arrays")
         d["input_shape"], d["output_shape"] = list(self.input_shape), list(self.output_shape)
+        d["pads"] = list(self.pads)
         return d
+
+    def conv_output_hw(self) -> tuple[int, int]:
+        """(H, W) a conv of this layer's kernel, stride and pads makes of its input."""
+        k, (top, left, bottom, right) = self.weight.shape[-1], self.pads
+        _, h, w = self.input_shape
+        return (h + top + bottom - k) // self.stride + 1, (w + left + right - k) // self.stride + 1
 
 
 @dataclass
@@ -105,7 +117,8 @@ class Plan:
 
     def problems(self) -> list[str]:
         """What breaks the int8 contract (README "Arithmetic"): missing or mistyped arrays, multipliers
-        outside [2^30, 2^31), shifts outside [-31, 30], accumulators that can leave int32."""
+        outside [2^30, 2^31), shifts outside [-31, 30], accumulators that can leave int32, conv output
+        sizes that do not follow from the input, pads, kernel and stride."""
         found = []
         for layer in self.layers:
             if layer.kind not in LAYER_KINDS:
@@ -131,6 +144,8 @@ class Plan:
             worst = np.abs(a["bias"].astype(np.int64)) + terms * 255 * 127
             if np.any(worst > 2**31 - 1):
                 found.append(f"{layer.name}: bias too large for the int32 accumulator (its weights are ~0 next to the bias)")
+            if layer.kind in CONV_KINDS:
+                found += _conv_geometry_problems(layer)
         return found
 
     @classmethod
@@ -142,8 +157,8 @@ class Plan:
                 arrays = {k: z[k] for k in z.files}
         except Exception as e:  # OSError, zlib.error, BadZipFile, ValueError, ...: a damaged file either way
             raise ArtifactError(f"cannot read the int8 plan in {folder} ({type(e).__name__}): recompile the artifact")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v{VERSION}: recompile with this edgepack")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+            raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v1 or v{VERSION}: recompile with this edgepack")
         try:
             plan = cls._from_json(meta, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -158,6 +173,8 @@ class Plan:
         layers = []
         for i, m in enumerate(meta["layers"]):
             own = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.split(".", 1)[0] == str(i)}
+            m = dict(m)
+            m["pads"] = (m.pop("padding"),) * 4 if meta["version"] == 1 else tuple(m["pads"])
             layers.append(Layer(
                 **{**m, "input_q": QParams(**m["input_q"]), "output_q": QParams(**m["output_q"]),
                    "input_shape": tuple(m["input_shape"]), "output_shape": tuple(m["output_shape"])},
@@ -165,6 +182,25 @@ class Plan:
             ))
         inp = meta["input"]
         return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers)
+
+
+def _conv_geometry_problems(layer: Layer) -> list[str]:
+    """A conv whose output size does not follow from its input would make executors read or write
+    outside their buffers."""
+    pads, w = layer.pads, layer.weight
+    if len(pads) != 4 or any(type(p) is not int or p < 0 for p in pads):
+        return [f"{layer.name}: pads {list(pads)} are not 4 non-negative integers (top, left, bottom, right)"]
+    if w.ndim != 4 or w.shape[2] != w.shape[3] or len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
+        return [f"{layer.name}: a conv needs a square (O, I, K, K) weight and (C, H, W) shapes"]
+    if type(layer.stride) is not int or layer.stride < 1:
+        return [f"{layer.name}: stride {layer.stride} is not a positive integer"]
+    if layer.kind == "pointwise" and (w.shape[-1] != 1 or any(pads)):
+        return [f"{layer.name}: a pointwise conv must be 1x1 without pads"]
+    if tuple(layer.output_shape[1:]) != layer.conv_output_hw():
+        return [f"{layer.name}: output {list(layer.output_shape[1:])} does not follow from input "
+                f"{list(layer.input_shape[1:])}, pads {list(pads)}, kernel {w.shape[-1]} and stride {layer.stride} "
+                f"(expected {list(layer.conv_output_hw())})"]
+    return []
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -183,7 +219,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if real <= 0.0:
         return 0, 0
     mantissa, shift = math.frexp(real)  # real = mantissa * 2^shift, mantissa in [0.5, 1)
-    q = round(mantissa * (1 << 31))
+    q = math.floor(mantissa * (1 << 31) + 0.5)  # std::round, half away from zero (Python's round() is half-even)
     if q == 1 << 31:
         q //= 2
         shift += 1

@@ -83,8 +83,10 @@ def _centered(x: np.ndarray, layer: Layer, dtype=np.float64) -> np.ndarray:
     return x.astype(dtype) - dtype(layer.input_q.zero_point)
 
 
-def _pad(x: np.ndarray, p: int) -> np.ndarray:
-    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+def _pad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Zero rows/columns (top, left, bottom, right) around the centred input, i.e. the zero point."""
+    top, left, bottom, right = pads
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))) if any(pads) else x
 
 
 def conv(x: np.ndarray, layer: Layer) -> np.ndarray:
@@ -93,7 +95,7 @@ def conv(x: np.ndarray, layer: Layer) -> np.ndarray:
     dtype = _gemm_dtype(c * k * k)
     w = layer.weight.astype(dtype)
     s = layer.stride
-    xc = _pad(_centered(x, layer, dtype), layer.padding)
+    xc = _pad(_centered(x, layer, dtype), layer.pads)
     _, oh, ow = layer.output_shape
     if k == 1:
         cols = xc[:, :, ::s, ::s][:, :, :oh, :ow]
@@ -109,7 +111,7 @@ def depthwise(x: np.ndarray, layer: Layer) -> np.ndarray:
     """k*k taps per channel, in int32 (|sum| <= 9 * 255 * 127, far inside int32)."""
     w = layer.weight.astype(np.int32)[:, 0]  # (C, k, k)
     k, s = w.shape[-1], layer.stride
-    xc = _pad(x.astype(np.int32) - layer.input_q.zero_point, layer.padding)
+    xc = _pad(x.astype(np.int32) - layer.input_q.zero_point, layer.pads)
     _, oh, ow = layer.output_shape
     acc = np.zeros((x.shape[0], w.shape[0], oh, ow), np.int32)
     product = np.empty_like(acc)

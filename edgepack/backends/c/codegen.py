@@ -79,12 +79,12 @@ def check_supported(plan: Plan) -> None:
             _fail(layer, i, f"weight shape {w.shape} does not fit {layer.input_shape} -> {layer.output_shape}")
         if layer.kind == "depthwise" and out_c != c:
             _fail(layer, i, "a depthwise conv must keep its channel count")
-        if layer.kind == "pointwise" and (k != 1 or layer.padding != 0):
+        if layer.kind == "pointwise" and (k != 1 or any(layer.pads)):
             _fail(layer, i, "a pointwise conv must be 1x1 without padding")
-        s, p = layer.stride, layer.padding
-        expect = ((h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1)
-        if s < 1 or p < 0 or tuple(layer.output_shape[1:]) != expect:
-            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, padding {p}, kernel {k}")
+        s, (top, left, bottom, right) = layer.stride, layer.pads
+        expect = ((h + top + bottom - k) // s + 1, (wd + left + right - k) // s + 1)
+        if s < 1 or min(layer.pads) < 0 or tuple(layer.output_shape[1:]) != expect:
+            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, pads {list(layer.pads)}, kernel {k}")
     check_accumulators(plan)
 
 
@@ -211,7 +211,7 @@ int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *aren
     for i, layer in enumerate(plan.layers):
         (ic, ih, iw), (oc, oh, ow) = _dims(layer)
         body.append(f"\n/* layer {i}: {layer.name}, {layer.kind}, ({ic}, {ih}, {iw}) -> ({oc}, {oh}, {ow}), "
-                    f"stride {layer.stride}, padding {layer.padding}, activation {layer.activation} */\n")
+                    f"stride {layer.stride}, pads {list(layer.pads)}, activation {layer.activation} */\n")
         a = layer.arrays
         refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
         if layer.kind != "avgpool":
@@ -222,10 +222,12 @@ int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *aren
             refs = {k: f"edgepack_l{i}_{k}" for k in refs}
         k = int(a["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
         flags = "EP_FLAG_SMALL_ACC" if small_accumulators(layer) else "0"
+        top, left, bottom, right = layer.pads
         body.append(
             f"static const ep_layer edgepack_l{i} = {{\n"
             f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
-            f"    .ksize = {k}, .stride = {layer.stride}, .pad = {layer.padding},\n"
+            f"    .ksize = {k}, .stride = {layer.stride}, .pad_top = {top}, .pad_left = {left}, "
+            f".pad_bottom = {bottom}, .pad_right = {right},\n"
             f"    .in_zp = {layer.input_q.zero_point}, .out_zp = {layer.output_q.zero_point}, "
             f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"
             f"    .weight = {refs['weight']}, .bias = {refs['bias']}, .multiplier = {refs['multiplier']}, "

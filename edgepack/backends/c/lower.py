@@ -32,7 +32,7 @@ def _verify(result, want: np.ndarray, device: str, what: str) -> None:
                                 "artifact refused: please report this edgepack C backend bug with the model")
 
 
-def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str) -> None:
+def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str, target_file: Path) -> None:
     over = []
     budget = spec.budget
     if budget.get("flash_bytes") is not None and flash > budget["flash_bytes"]:
@@ -42,7 +42,7 @@ def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str) -> None:
         over.append(f"RAM {ram:,} bytes > ram_bytes {budget['ram_bytes']:,} (by {ram - budget['ram_bytes']:,})")
     if over:
         raise BudgetError(f"the model does not fit target {spec.target}: {' and '.join(over)} [{detail}]: "
-                          f"use a smaller --alpha or --resolution, or raise [budget] in targets/{spec.target}.toml")
+                          f"use a smaller --alpha or --resolution, or raise [budget] in {target_file}")
 
 
 def _cost_section(spec: BuildSpec, result, kernels: str) -> dict:
@@ -83,7 +83,7 @@ def lower(build, folder: Path) -> dict:
             sizes = firmware.footprint(spec.size, None, built.objects)
             measured = sizes["model_library"]
         # before running anything: constants and static RAM alone may already be over budget
-        check_budget(spec, measured["flash"], measured["ram"], "before counting the stack")
+        check_budget(spec, measured["flash"], measured["ram"], "before counting the stack", build.target.path)
         runs = {}
         for device in devices:
             result = firmware.run_images(spec, folder / binaries[device], golden_x, out_size, device)
@@ -92,7 +92,8 @@ def lower(build, folder: Path) -> dict:
         main = runs[devices[0]]
         stack = main.stack_bytes or 0
         ram = measured["ram"] + stack
-        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + measured stack {stack:,}")
+        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + measured stack {stack:,}",
+                         build.target.path)
 
         cost: dict = {}
         if spec.kind == "cortex-m":

@@ -143,12 +143,12 @@ def layer_kernel(layer, kernels: str) -> tuple[str, int]:
     the portable kernel."""
     k = int(layer.arrays["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
     if kernels == "fast":
-        if layer.kind == "pointwise" and layer.stride == 1 and layer.padding == 0:
+        if layer.kind == "pointwise" and layer.stride == 1 and not any(layer.pads):
             return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
         planes = {"depthwise": 1, "conv": layer.input_shape[0]}.get(layer.kind)
         if planes is not None and k == 3 and planes <= CONV_FAST_MAX_IN:
-            _, h, w = layer.input_shape
-            return f"ep_{layer.kind}_fast", planes * (h + 2 * layer.padding) * (w + 2 * layer.padding) + 4
+            (_, h, w), (top, left, bottom, right) = layer.input_shape, layer.pads
+            return f"ep_{layer.kind}_fast", planes * (h + top + bottom) * (w + left + right) + 4
     return PORTABLE[layer.kind], 0
 
 

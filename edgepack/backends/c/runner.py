@@ -6,18 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.backends import runner
 from edgepack.backends.c import firmware
 from edgepack.backends.c.firmware import BuildSpec
 from edgepack.errors import ArtifactError, ConfigError
 
 
-class Runner:
+class Runner(runner.Runner):
     """``device``: for cortex-m targets the QEMU machine of the target file; for c-host "native"
-    (default) or "qemu-aarch64" (the static aarch64 build under user-mode QEMU)."""
+    (default) or "qemu-aarch64" (the static aarch64 build under user-mode QEMU). Which devices an
+    artifact has is in its manifest, so the value is checked here, not in OPTIONS."""
+
+    OPTIONS = {"device": runner.Option("a device the artifact was built for (c-host: native or qemu-aarch64; "
+                                       "cortex-m: its QEMU machine)")}
 
     def __init__(self, folder: Path, manifest: dict, device: str | None = None):
-        self.folder = Path(folder)
-        self.manifest = manifest
+        super().__init__(Path(folder), manifest)
         self.spec = BuildSpec.from_target(manifest["target"])
         info = manifest["backend_info"]
         binaries = info.get("binaries", {})
@@ -51,9 +55,6 @@ class Runner:
         if result.stack_bytes is not None:
             self.stack_bytes = max(self.stack_bytes or 0, result.stack_bytes)
         return result.outputs
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        return self.plan.output_q.dequantize(self.run_int8(self.plan.input_q.quantize(images)))
 
     def time_one(self, image: np.ndarray):
         """Native c-host only: edgepack_invoke of the shared library, in process. Emulators: None."""

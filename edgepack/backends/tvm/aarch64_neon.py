@@ -312,16 +312,17 @@ class _Lowering:
 
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, p, zp = layer.stride, layer.padding, layer.input_q.zero_point
+        s, zp = layer.stride, layer.input_q.zero_point
+        top, left, bottom, right = layer.pads
         c = layer.input_shape[0] if nchw else shape(x)[1]
-        hp, wp = max(h + 2 * p, (oh - 1) * s + kernel), max(wd + 2 * p, (ow - 1) * s + kernel)
+        hp, wp = max(top + h + bottom, (oh - 1) * s + kernel), max(left + wd + right, (ow - 1) * s + kernel)
         if not nchw:
             x = self.reshape(x, (h, wd, c))
 
         def pad(x):
             def value(y, xx, ch):
-                inside = tir.all(y >= p, y < h + p, xx >= p, xx < wd + p)
-                pixel = x[0, ch, y - p, xx - p] if nchw else x[y - p, xx - p, ch]
+                inside = tir.all(y >= top, y < h + top, xx >= left, xx < wd + left)
+                pixel = x[0, ch, y - top, xx - left] if nchw else x[y - top, xx - left, ch]
                 return tir.if_then_else(inside, pixel, tir.const(zp, "int8"))
             return te.compute((hp, wp, c), value, name="out")
 
@@ -373,7 +374,7 @@ class _Lowering:
         hw, c_pad = shape(x)
         return self.emit_te("none", global_average_pool(layer, hw, c_pad), x, name=f"avgpool_{i}")
 
-    def fc(self, x, layer: Layer, i: int, last: bool):
+    def fc(self, x, layer: Layer, i: int):
         return self.gemm(x, layer.weight, layer, f"fc_{i}")
 
 

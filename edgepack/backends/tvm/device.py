@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from edgepack import qemu
+from edgepack.backends import runner
 from edgepack.backends.tvm import toolchain
 from edgepack.errors import ArtifactError, DeviceError, ToolchainError
+from edgepack.validate import check_timeout
 
 COST_METHOD = "qemu TCG plugin, (3 images - 1 image) / 2, 1 thread"
 
@@ -75,9 +77,26 @@ def output_size(folder: Path, manifest: dict) -> int:
     return int(manifest["model"]["classes"])  # an artifact without golden files (never written by compile)
 
 
-class Runner:
+def _rpc_address(text: str) -> str:
+    from edgepack.validate import check_rpc_address
+
+    check_rpc_address(text)
+    return text
+
+
+class Runner(runner.Runner):
+    """Host (Relax VM, host timer), qemu-aarch64 (the C++ runner; a cost figure, no latency) or a board
+    over RPC (its own clock)."""
+
+    OPTIONS = {
+        "rpc": runner.Option("HOST:PORT of a TVM RPC server, or of the tracker with --key", _rpc_address),
+        "key": runner.Option("the device key to request from the RPC tracker (e.g. rpi4)"),
+        "timeout": runner.Option("seconds any one wait on the board may last, > 0", check_timeout),
+    }
+
     def __init__(self, folder: Path, manifest: dict, rpc: str | None = None, key: str | None = None,
-                 timeout: float = 120.0, **_ignored):
+                 timeout: float = 120.0):
+        super().__init__(folder, manifest)
         self.folder, self.info = Path(folder), manifest["backend_info"]
         self.manifest, self.timeout = manifest, timeout
         self.plan_q = manifest["plan"] is not None
@@ -172,21 +191,12 @@ class Runner:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._run_qemu(batch) if self.mode == "qemu" else self._run_vm(batch)
 
-    @property
-    def run_int8(self):
-        """int8 in -> int8 out; only integer artifacts have it (bench then checks bit-exactness)."""
-        if not self.plan_q:
-            raise AttributeError("run_int8")
-        return lambda x: self._run(x.astype(np.int8))
+    def run_int8(self, x: np.ndarray) -> np.ndarray | None:
+        """int8 in -> int8 out for integer artifacts (bench then checks bit-exactness); None for fp32 ones."""
+        return self._run(x.astype(np.int8)) if self.plan_q else None
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        if not self.plan_q:
-            return self._run(images.astype(np.float32))
-        from edgepack.plan.plan import QParams
-
-        plan = self.manifest["plan"]
-        in_q, out_q = QParams(**plan["input"]), QParams(**plan["output"])
-        return out_q.dequantize(self._run(in_q.quantize(images)))
+        return super().logits(images) if self.plan_q else self._run(images.astype(np.float32))
 
     def time_one(self, image: np.ndarray):
         """Host: a callable for latency_stats. qemu: None (emulated wall-clock is no latency). RPC: see latency()."""
@@ -206,9 +216,10 @@ class Runner:
         return QParams(**self.manifest["plan"]["input"]).quantize(images)
 
     def latency(self, image: np.ndarray, warmup: int, count: int) -> dict | None:
-        """On RPC devices time with the device's own clock (time_evaluator), as tvmc did."""
+        """On RPC devices time with the device's own clock (time_evaluator), as tvmc did; on this host
+        the host timer over time_one; None under qemu."""
         if self.mode != "rpc":
-            return None
+            return super().latency(image, warmup, count)
         import tvm
 
         def measure():

@@ -6,19 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.backends.tvm.toolchain import HOST_ARCH, require
+from edgepack.backends.tvm.toolchain import CACHE, HOST_ARCH, require
 from edgepack.errors import ToolchainError, VerificationError
 from edgepack.targets import Target
 
 LIBRARY = "model.so"
-REPO = Path(__file__).resolve().parents[3]
 
 
 def tvm_target(target: Target):
     import tvm
     from tvm.target import codegen
 
-    spec = target.compiler.get("tvm_target")
+    spec = target.compiler.tvm_target
     if isinstance(spec, str):
         return tvm.target.Target(spec)
     if not isinstance(spec, dict):
@@ -30,8 +29,9 @@ def tvm_target(target: Target):
 
 
 def database_dir(target: Target) -> Path:
-    """Where a target's MetaSchedule records live: tuning/<target>/ (EDGEPACK_TUNING_DIR overrides the root)."""
-    return Path(os.environ.get("EDGEPACK_TUNING_DIR", REPO / "tuning")) / target.name
+    """Where a target's MetaSchedule records live: <cache>/tuning/<target>/, outside the installed package
+    (EDGEPACK_TUNING_DIR overrides the root, e.g. a folder your CI keeps)."""
+    return Path(os.environ.get("EDGEPACK_TUNING_DIR", CACHE / "tuning")) / target.name
 
 
 def tuning_database(target: Target) -> Path | None:
@@ -69,7 +69,7 @@ def build_library(mod, target: Target, tvm_tgt):
 
     db = ms.database.JSONDatabase(work_dir=str(db_path))
     ex = ms.relax_integration.compile_relax(db, mod, tvm_tgt, params=None)
-    return ex, f"MetaSchedule records from {db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path.name} ({len(db)} records)"
+    return ex, f"MetaSchedule records for {db_path.name} ({len(db)} records)"
 
 
 # hand-scheduled int8 kernel sets, tried in order by "auto": name -> module (supported(), build(), SCHEDULES)
@@ -85,7 +85,7 @@ def int8_kernels(target: Target, plan, tvm_tgt) -> str:
     """
     import importlib
 
-    choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or target.compiler.get("int8_kernels", "auto")
+    choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or (target.compiler.int8_kernels or "auto")
     if choice not in ("auto", "generic", *KERNEL_SETS):
         raise ToolchainError(f"target {target.name}: int8_kernels must be auto, generic, {' or '.join(KERNEL_SETS)}, "
                              f"not {choice!r} (check [compiler] int8_kernels and EDGEPACK_TVM_INT8_KERNELS)")
@@ -117,7 +117,7 @@ def lower(build, folder: Path) -> dict:
     import tvm_ffi
 
     target = build.target
-    arch = target.compiler.get("arch", HOST_ARCH)
+    arch = target.compiler.arch or HOST_ARCH
     tvm_tgt = tvm_target(target)
     kernels = int8_kernels(target, build.plan, tvm_tgt)
     if kernels in KERNEL_SETS:
@@ -130,7 +130,7 @@ def lower(build, folder: Path) -> dict:
     else:
         mod, lowering = relax_module(build)
         ex, schedules = build_library(mod, target, tvm_tgt)
-    cross = target.compiler.get("cross_compiler")
+    cross = target.compiler.cross_compiler
     if arch != HOST_ARCH:
         if not cross:
             raise ToolchainError(f"target {target.name} builds for {arch} but names no [compiler] cross_compiler")
@@ -172,11 +172,11 @@ def _verify_under_qemu(build, folder: Path, arch: str) -> None:
     """A cross-compiled library runs the golden images under qemu-user with the board's exact CPU (the
     runner bench uses), once per thread count; int8 must equal the reference bit for bit. An
     instruction the CPU lacks stops the compile (DeviceError) instead of passing under `-cpu max`."""
-    from edgepack.backends.tvm.device import qemu_cpu, run_on_qemu
+    from edgepack.backends.tvm.device import run_on_qemu
     from edgepack.errors import TargetError
 
     target = build.target
-    cpu = qemu_cpu(target.to_json())
+    cpu = target.run.qemu_cpu
     if cpu is None:
         raise TargetError(f"target {target.name} builds for {arch} but names no [run] qemu_cpu (the board's exact CPU): "
                           f"add e.g. qemu_cpu = \"cortex-a72\" to {target.path}")

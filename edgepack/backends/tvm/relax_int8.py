@@ -53,9 +53,9 @@ def _conv(bb, x, layer: Layer):
     op = relax.op
     w = layer.weight
     zp = layer.input_q.zero_point
-    p = layer.padding
-    if p:
-        x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, p, p, p, p], pad_value=float(zp)))
+    top, left, bottom, right = layer.pads
+    if any(layer.pads):  # pad_width is (before, after) per axis, NCHW
+        x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zp)))
     groups = w.shape[0] if layer.kind == "depthwise" else 1
     acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.stride, padding=0, groups=groups, out_dtype="int32"))
     acc = bb.emit(op.add(acc, _const(layer.folded_bias(zp).astype(np.int32).reshape(1, -1, 1, 1), "int32")))

@@ -96,14 +96,19 @@ def plan_function(plan: Plan, low):
                 elif layer.kind == "avgpool":
                     y = low.avgpool(y, layer, i)
                 else:
-                    y = low.fc(y, layer, i, i == len(plan.layers) - 1)
+                    y = low.fc(y, layer, i)
                 nchw = False
             classes = plan.layers[-1].output_shape[0]
-            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: t[a, b], name="out"), y,
+            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: _int8(t[a, b]), name="out"), y,
                            primfunc_name_hint="logits")
             out = bb.emit_output(y)
         bb.emit_func_output(out)
     return bb.get()
+
+
+def _int8(value):
+    """A logit as int8: the VNNI kernels write even the logits as uint8 value + 128 (x86_vnni._requantize)."""
+    return value if value.dtype == "int8" else (value.astype("int32") - 128).astype("int8")
 
 
 def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):

@@ -13,7 +13,7 @@ from pathlib import Path
 from edgepack.backends.tvm.lower import database_dir, tvm_target
 from edgepack.backends.tvm.toolchain import HOST_ARCH
 from edgepack.errors import ConfigError, DeviceUnavailable
-from edgepack.targets import Target, get_target
+from edgepack.targets import Target
 
 
 def _in_process_builder():
@@ -50,19 +50,18 @@ def _runner(rpc: str | None, key: str | None):
 def check_can_measure(target: Target, rpc: str | None) -> None:
     if target.backend != "tvm":
         raise ConfigError(f"target {target.name} uses the {target.backend} backend: tuning is for TVM targets")
-    arch = target.compiler.get("arch", HOST_ARCH)
+    arch = target.compiler.arch or HOST_ARCH
     if arch != HOST_ARCH and rpc is None:
         raise DeviceUnavailable(
             f"cannot measure {target.name} ({arch}) here without a device: pass --rpc HOST:PORT --key "
-            f"{target.rpc.get('key', 'KEY')}, or `edgepack tune --target {target.name} --retarget-from x86-tvm` "
+            f"{target.rpc.key or 'KEY'}, or `edgepack tune --target {target.name} --retarget-from x86-tvm` "
             "to reuse x86 records (they build and run correctly, tuned for the wrong CPU)")
 
 
-def tune(mod, target_name: str, trials: int, rpc: str | None = None, key: str | None = None, log=print) -> Path:
-    """Tune ``mod`` (a Relax module) for ``target_name``; merge the records into the target's database."""
+def tune(mod, target: Target, trials: int, rpc: str | None = None, key: str | None = None, log=print) -> Path:
+    """Tune ``mod`` (a Relax module) for ``target``; merge the records into the target's database."""
     from tvm.s_tir import meta_schedule as ms
 
-    target = get_target(target_name)
     check_can_measure(target, rpc)
     if trials < 1:
         raise ConfigError("--trials must be at least 1")
@@ -82,7 +81,7 @@ def tune(mod, target_name: str, trials: int, rpc: str | None = None, key: str | 
             num_trials_per_iter=min(4, trials), builder=_in_process_builder(), runner=_runner(rpc, key),
             seed=0)
         merged = _merge(db, out)
-    log(f"{len(merged)} tuning records for {target_name} in {out}")
+    log(f"{len(merged)} tuning records for {target.name} in {out}")
     return out
 
 
@@ -99,9 +98,9 @@ def _merge(new_db, out: Path):
     return db
 
 
-def retarget(source_name: str, target_name: str, log=print) -> Path:
-    """Copy ``source_name``'s records for ``target_name``: they are applied by workload, compiled for the new CPU."""
-    source, target = get_target(source_name), get_target(target_name)
+def retarget(source: Target, target: Target, log=print) -> Path:
+    """Copy ``source``'s records for ``target``: they are applied by workload, compiled for the new CPU."""
+    source_name, target_name = source.name, target.name
     src, dst = database_dir(source), database_dir(target)
     if not (src / "database_workload.json").exists():
         raise ConfigError(f"no tuning records for {source_name} in {src}: run `edgepack tune --target {source_name}` first")

@@ -5,7 +5,8 @@ Runtime. Here each layer is one TE compute with its own schedule, in the layout 
 
 - Activations are NHWC, channels padded to a multiple of 16, held as uint8 (int8 value + 128),
   because vpdpbusd multiplies unsigned by signed bytes. The +128 moves every zero point by 128;
-  the zero-point term zp * sum(w) is folded into the bias as before.
+  the zero-point term zp * sum(w) is folded into the bias as before. The logits are uint8 too
+  (the final copy subtracts the 128): see _requantize for why no kernel writes int8.
 - Full and pointwise convolutions are GEMMs, A[pixels, K] (im2col for k > 1) x W packed as
   [N/16, K/4, 16, 4]: each step is one vpdpbusd (16 output channels x 4 inputs), register-tiled
   over up to 16 zmm accumulators (output pixels x 16-channel blocks); the gemmlowp
@@ -50,13 +51,19 @@ def _requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
     return {k: v.astype(np.int32) for k, v in tables.items()}
 
 
-def _requantize(acc, n, t, layer: Layer, unsigned: bool):
-    """int32 accumulator (TE expr) of channel ``n`` -> uint8 (value + 128) or int8, exactly as the reference.
+def _requantize(acc, n, t, layer: Layer):
+    """int32 accumulator (TE expr) of channel ``n`` -> uint8 (value + 128), exactly as the reference.
 
     Only the doubling high multiply needs 64 bits (a 32x32 -> 64 multiply, vpmuldq); everything
     else stays in 32-bit lanes. gemmlowp's nudge (2^30, or 1 - 2^30 below zero) followed by a
     division truncating toward zero is exactly floor((ab + 2^30) / 2^31), one add and one
     arithmetic shift (the INT32_MIN * INT32_MIN saturation cannot occur: multipliers are >= 2^30).
+
+    The steps are let-bound: without, the simplifier widens acc = gemm + bias into int64 adds. The
+    result is uint8 for every layer, the logits too: TVM's NarrowDataType analyses a signed-integer
+    store value as one tree (the lets bound), then re-analyses the rounding comparisons' operands
+    with the lets unbound; after a saturating left shift ``high`` has a bound narrower than int32
+    and the two disagree ("conflicts with memorization"). A uint8 value is not analysed whole.
     """
     from tvm import tirx as tir
 
@@ -77,13 +84,13 @@ def _requantize(acc, n, t, layer: Layer, unsigned: bool):
     rounded = (high & t["mask"][n]) > (t["half"][n] + (high < 0).astype(i32))
     out = (high >> t["right"][n]) + rounded.astype(i32) + layer.output_q.zero_point
     out = tir.max(tir.min(out, tir.const(layer.act_max, i32)), tir.const(layer.act_min, i32))
-    body = (out + 128).astype("uint8") if unsigned else out.astype("int8")
+    body = (out + 128).astype("uint8")
     for var, value in reversed(steps):
         body = tir.Let(var, value, body)
     return body
 
 
-def _gemm_te(a, w_packed, bias, tables, layer: Layer, unsigned: bool):
+def _gemm_te(a, w_packed, bias, tables, layer: Layer):
     """C[m, n] = sum_k a[m, k] * w[n, k] on u8 x s8, then requantization: one prim func."""
     from tvm import te
 
@@ -92,7 +99,7 @@ def _gemm_te(a, w_packed, bias, tables, layer: Layer, unsigned: bool):
     k = te.reduce_axis((0, k_total), "k")
     acc = te.compute((m, n_blocks * lanes), lambda i, j: te.sum(
         a[i, k].astype("int32") * w_packed[j // LANES, k // 4, j % LANES, k % 4].astype("int32"), axis=k), name="gemm")
-    return te.compute((m, n_blocks * lanes), lambda i, j: _requantize(acc[i, j] + bias[j], j, tables, layer, unsigned),
+    return te.compute((m, n_blocks * lanes), lambda i, j: _requantize(acc[i, j] + bias[j], j, tables, layer),
                       name="requant")
 
 
@@ -237,12 +244,12 @@ class _Lowering:
         tables = _requant_tables(layer, n_pad)
         return list(tables), [self.const(bias)] + [self.const(v) for v in tables.values()]
 
-    def gemm(self, a, w2d: np.ndarray, layer: Layer, zp_u8: int, name: str, unsigned: bool = True):
+    def gemm(self, a, w2d: np.ndarray, layer: Layer, zp_u8: int, name: str):
         n_pad, k_pad = pad16(w2d.shape[0]), shape(a)[1]
         keys, consts = self.per_channel(layer, zp_u8, n_pad)
 
         def fn(a, w, b, *tabs):
-            return _gemm_te(a, w, b, dict(zip(keys, tabs)), layer, unsigned)
+            return _gemm_te(a, w, b, dict(zip(keys, tabs)), layer)
 
         return self.emit("gemm", fn, a, self.const(_pack_weight(w2d, n_pad, k_pad)), *consts, name=name)
 
@@ -257,7 +264,7 @@ class _Lowering:
         o, c, kh, kw = w.shape
         _, oh, ow = layer.output_shape
         _, h, wd = layer.input_shape
-        s, p = layer.stride, layer.padding
+        s, (top, left, _, _) = layer.stride, layer.pads  # bottom/right: the bounds tests below
         zp_u8 = layer.input_q.zero_point + 128
         if nchw_int8:  # the model input: int8 NCHW -> uint8 NHWC, channels padded to a multiple of 4
             cp = -(-c // 4) * 4
@@ -273,7 +280,7 @@ class _Lowering:
 
         def im2col(x):
             def value(y, xx, r, ci):
-                yy, xs = y * s + r // kw - p, xx * s + r % kw - p
+                yy, xs = y * s + r // kw - top, xx * s + r % kw - left
                 inside = tir.likely(tir.all(yy >= 0, yy < h, xs >= 0, xs < wd))
                 return tir.if_then_else(inside, x[yy, xs, ci], tir.const(zp_u8, "uint8"))
             return te.compute((oh, ow, kh * kw, cp), value, name="out")
@@ -295,7 +302,7 @@ class _Lowering:
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, p = layer.stride, layer.padding
+        s, (top, left, _, _) = layer.stride, layer.pads  # bottom/right: the bounds tests below
         zp_u8 = layer.input_q.zero_point + 128
         w = np.zeros((k, k, c_pad), np.int8)
         w[:, :, :c] = layer.weight[:, 0].transpose(1, 2, 0)
@@ -308,13 +315,13 @@ class _Lowering:
                 acc = b[n]
                 for r in range(k):
                     for q in range(k):
-                        yy, xs = y * s + r - p, xx * s + q - p
+                        yy, xs = y * s + r - top, xx * s + q - left
                         inside = tir.likely(tir.all(yy >= 0, yy < h, xs >= 0, xs < wd))
                         v = tir.if_then_else(inside, x[yy, xs, n], tir.const(zp_u8, "uint8"))
                         acc = acc + v.astype("int32") * w[r, q, n].astype("int32")
                 return acc
             acc = te.compute((oh, ow, c_pad), total, name="acc")
-            return te.compute((oh, ow, c_pad), lambda y, xx, n: _requantize(acc[y, xx, n], n, t, layer, True), name="out")
+            return te.compute((oh, ow, c_pad), lambda y, xx, n: _requantize(acc[y, xx, n], n, t, layer), name="out")
 
         out = self.emit("depthwise", fn, self.reshape(x, (h, wd, c_pad)), self.const(w), *consts, name=f"depthwise_{i}")
         return self.reshape(out, (oh * ow, c_pad))
@@ -323,8 +330,8 @@ class _Lowering:
         hw, c_pad = shape(x)
         return self.emit("pool", global_average_pool(layer, hw, c_pad, offset=128), x, name=f"avgpool_{i}")
 
-    def fc(self, x, layer: Layer, i: int, last: bool):
-        return self.gemm(x, layer.weight, layer, layer.input_q.zero_point + 128, f"fc_{i}", unsigned=not last)
+    def fc(self, x, layer: Layer, i: int):
+        return self.gemm(x, layer.weight, layer, layer.input_q.zero_point + 128, f"fc_{i}")  # last too: uint8
 
 
 def plan_to_relax_vnni(plan: Plan):

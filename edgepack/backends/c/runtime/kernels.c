@@ -88,12 +88,12 @@ void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out)
                 int32_t acc = l->bias[co];
                 for (ci = 0; ci < l->in_c; ci++) {
                     for (ky = 0; ky < k; ky++) {
-                        const int32_t iy = oy * l->stride - l->pad + ky;
+                        const int32_t iy = oy * l->stride - l->pad_top + ky;
                         if (iy < 0 || iy >= l->in_h) {
                             continue; /* zero padding of the centred input */
                         }
                         for (kx = 0; kx < k; kx++) {
-                            const int32_t ix = ox * l->stride - l->pad + kx;
+                            const int32_t ix = ox * l->stride - l->pad_left + kx;
                             if (ix < 0 || ix >= l->in_w) {
                                 continue;
                             }
@@ -119,12 +119,12 @@ void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out)
             for (ox = 0; ox < l->out_w; ox++) {
                 int32_t acc = l->bias[c];
                 for (ky = 0; ky < k; ky++) {
-                    const int32_t iy = oy * l->stride - l->pad + ky;
+                    const int32_t iy = oy * l->stride - l->pad_top + ky;
                     if (iy < 0 || iy >= l->in_h) {
                         continue;
                     }
                     for (kx = 0; kx < k; kx++) {
-                        const int32_t ix = ox * l->stride - l->pad + kx;
+                        const int32_t ix = ox * l->stride - l->pad_left + kx;
                         if (ix < 0 || ix >= l->in_w) {
                             continue;
                         }

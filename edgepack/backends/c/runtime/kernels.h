@@ -23,7 +23,9 @@
 typedef struct {
     int32_t in_c, in_h, in_w;    /* input tensor (C, H, W); an fc input is (in_c, 1, 1) */
     int32_t out_c, out_h, out_w; /* output tensor */
-    int32_t ksize, stride, pad;  /* square kernel, equal strides and padding */
+    int32_t ksize, stride;       /* square kernel, equal strides */
+    int32_t pad_top, pad_left;   /* zero-point rows above / columns left of the input */
+    int32_t pad_bottom, pad_right; /* ... below / right of it (TFLite's SAME pads these alone) */
     int32_t in_zp, out_zp;       /* zero points of input and output */
     int32_t act_min, act_max;    /* fused activation clamp in the output's int8 domain */
     const int8_t *weight;        /* conv (O, I, K, K), depthwise (C, 1, K, K), fc (O, I) */
@@ -43,7 +45,7 @@ int32_t ep_rounding_divide_by_pot(int32_t x, int32_t exponent);
 int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift);
 int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc);
 
-/* portable reference kernels: any kernel size, stride and padding */
+/* portable reference kernels: any kernel size, stride and (top, left, bottom, right) padding */
 void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out);
@@ -56,7 +58,8 @@ void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
 /* scratch bytes (8-byte aligned buffers, planned in the arena by the generator):
  * pointwise: the int16 pairs of 4 pixels; 3x3: the input plane(s) framed by the zero point */
 #define EP_POINTWISE_FAST_SCRATCH(in_c) ((((in_c) + 3) / 4) * 32)
-#define EP_3X3_FAST_SCRATCH(planes, h, w, pad) ((planes) * ((h) + 2 * (pad)) * ((w) + 2 * (pad)) + 4)
+#define EP_3X3_FAST_SCRATCH(planes, h, w, top, left, bottom, right) \
+    ((planes) * ((h) + (top) + (bottom)) * ((w) + (left) + (right)) + 4)
 #define EP_CONV_FAST_MAX_IN 16 /* wider 3x3 convs than this use the portable kernel */
 void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);

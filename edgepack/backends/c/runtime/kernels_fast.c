@@ -244,7 +244,7 @@ void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     const int32_t c4 = cin & ~3, zp = l->in_zp;
     uint32_t *buf = (uint32_t *)scratch;
     int32_t p0, co;
-    if (l->stride != 1 || l->ksize != 1 || l->pad != 0) {
+    if (l->stride != 1 || l->ksize != 1 || l->pad_top || l->pad_left || l->pad_bottom || l->pad_right) {
         ep_pointwise(l, in, out);
         return;
     }
@@ -281,18 +281,18 @@ void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
 
 /* ---------------------------------------------------------------- 3x3 without im2col */
 
-/* Copy `planes` input planes into scratch with `pad` rows/columns of the zero point around them
- * (plus 4 slack bytes for the last 4-byte load). A padded value x = zp contributes zp * w to the
+/* Copy `planes` input planes into scratch framed by pad_top / pad_bottom rows and pad_left /
+ * pad_right columns of the zero point (plus 4 slack bytes for the last 4-byte load). A padded value x = zp contributes zp * w to the
  * raw sum, which the folded bias (bias - zp * sum w) cancels exactly: the same as the zero
  * padding of the centred input in the reference. So every output is an interior output. */
-static void ep_pad_planes(const ep_layer *l, const int8_t *in, int32_t planes, int8_t *xp)
+EP_INLINE void ep_pad_planes(const ep_layer *l, const int8_t *in, int32_t planes, int8_t *xp)
 {
-    const int32_t pad = l->pad, wp = l->in_w + 2 * pad, hp = l->in_h + 2 * pad;
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, hp = l->pad_top + l->in_h + l->pad_bottom;
     int32_t p, y;
     memset(xp, (int)(int8_t)l->in_zp, (size_t)(planes * hp * wp + 4));
     for (p = 0; p < planes; p++) {
         for (y = 0; y < l->in_h; y++) {
-            memcpy(xp + (p * hp + y + pad) * wp + pad, in + (p * l->in_h + y) * l->in_w, (size_t)l->in_w);
+            memcpy(xp + (p * hp + y + l->pad_top) * wp + l->pad_left, in + (p * l->in_h + y) * l->in_w, (size_t)l->in_w);
         }
     }
 }
@@ -314,7 +314,8 @@ static int32_t ep_split3x3(const int8_t *w, int32_t planes, uint32_t *w02, uint3
 EP_INLINE void ep_plane3x3(const ep_layer *l, const int8_t *xp, int32_t planes, const uint32_t *w02,
                            const uint32_t *w1, int32_t bias_raw, const ep_rq *q, int8_t *o)
 {
-    const int32_t wp = l->in_w + 2 * l->pad, pitch = wp * (l->in_h + 2 * l->pad), stride = l->stride;
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, pitch = wp * (l->pad_top + l->in_h + l->pad_bottom);
+    const int32_t stride = l->stride;
     int32_t oy, ox, p;
     for (oy = 0; oy < l->out_h; oy++, o += l->out_w) {
         const int8_t *row = xp + oy * stride * wp;

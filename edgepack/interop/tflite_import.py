@@ -1,0 +1,510 @@
+"""An int8 .tflite model read back as the int8 plan, so any backend can compile it (issue 14, item 4).
+
+The file is read with the PyPI ``tflite`` package (the generated flatbuffer schema; no TensorFlow).
+Only a chain of the ops the plan can express is accepted, and an op outside SUPPORTED_OPS is refused by
+name before any heavy work. Each op maps onto a plan layer with TFLite's own integer arithmetic:
+
+- CONV_2D / DEPTHWISE_CONV_2D (depth multiplier 1): OHWI / 1HWC weights become the plan's OIHW /
+  (C, 1, KH, KW); SAME padding becomes TFLite's pads (ComputePaddingHeightWidth: bottom/right get the odd
+  row on stride 2), a PAD before the conv is folded into its pads (TFLite pads int8 with the zero point,
+  as the plan does); a CONV_2D whose kernel covers the whole map at the end is the classifier (how
+  edgepack's exporter writes the fc);
+- requantization multipliers and shifts are recomputed from the float32 scales exactly as TFLite's
+  PopulateConvolutionQuantizationParams does: double(in) * double(w[c]) / double(out), then
+  QuantizeMultiplier; fused RELU / RELU6 become act_min / act_max as CalculateActivationRangeQuantized;
+- AVERAGE_POOL_2D over the whole map (quantization kept) is the global pool; so is edgepack's own
+  QUANTIZE int8->int16, AVERAGE_POOL_2D int16, QUANTIZE int16->int8 (tflite_export._global_average_pool);
+- FULLY_CONNECTED is the fc (an NHWC-flattened input's weights are reordered to the plan's CHW order);
+  RESHAPE is a no-op; a trailing SOFTMAX is dropped: the plan's output is its input, the logits;
+- the converter's default float32 interface (a first QUANTIZE float32 -> int8, a last DEQUANTIZE) is
+  dropped too: the plan takes and gives the int8 tensors inside it.
+
+Three TFLite int8 kernels round differently from the plan, measured against LiteRT 2.3's reference
+kernels, and are refused by name (ConfigError) rather than imported inexactly: MEAN (1/count folded into
+its requantization, two roundings: hundreds of differing logits in 3000); AVERAGE_POOL_2D over an even
+count with a non-zero zero point (it rounds the raw sum, the plan the zero-point-free sum: ties differ);
+FULLY_CONNECTED whose output multiplier is below 0.5 (LiteRT rounds acc * M once, the plan's
+gemmlowp arithmetic twice: ~0.5% of logits differ). A classifier written as a CONV_2D over the (pooled)
+map, as Keras' MobileNet and edgepack's exporter end, rounds as the plan does.
+
+Whether the plan is bit-exact with the file is not assumed: compile checks the numpy reference
+against LiteRT's reference kernels on the file itself (compiler._compile_imported).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import ConfigError, ToolchainError
+from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "RESHAPE", "PAD", "QUANTIZE",
+                 "SOFTMAX", "DEQUANTIZE")
+# Ops the plan could name but whose TFLite int8 arithmetic it does not reproduce bit for bit.
+_INEXACT_OPS = {"MEAN": "LiteRT's int8 MEAN folds 1/count into its requantization and rounds twice, which the plan's "
+                        "global pool does not reproduce; pool with AVERAGE_POOL_2D over the whole map instead"}
+SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
+PLAN_BACKENDS = ("c", "tvm", "tflm")  # backends that lower the int8 plan itself
+_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "QUANTIZE")
+_ACTIVATIONS = {0: "none", 1: "relu", 3: "relu6"}  # tflite.ActivationFunctionType NONE, RELU, RELU6
+
+
+@dataclass
+class ImportedModel:
+    """The plan read from a .tflite file, and where its output lives in that file (for LiteRT)."""
+
+    path: Path
+    sha256: str
+    plan: Plan
+    logits_tensor: int  # the file's tensor holding the plan's output: the SOFTMAX's input when it was dropped
+    softmax: str | None  # SOFTMAX_DROPPED, or None when the file ends in the logits
+    float_input: bool  # the file takes float32 and QUANTIZEs it (to the plan's input_q): LiteRT is fed floats
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> int:
+        return self.plan.input_shape[1]
+
+    @property
+    def classes(self) -> int:
+        return self.plan.output_shape[0]
+
+    def record(self) -> dict:
+        """The manifest's account of the import."""
+        return {"file": str(self.path), "sha256": self.sha256, "ops": self.op_counts, "softmax": self.softmax,
+                "input": ("float32, quantized by its first QUANTIZE: the artifact takes that int8" if self.float_input
+                          else "int8"), "logits_tensor": self.logits_tensor}
+
+    def litert_input(self) -> tuple[float, int] | None:
+        """What litert.run_reference_tensor needs to feed a float-input file."""
+        q = self.plan.input_q
+        return (q.scale, q.zero_point) if self.float_input else None
+
+
+def is_tflite_spec(spec) -> bool:
+    """A --model value (or the Python API's model argument) naming a .tflite file."""
+    return isinstance(spec, (str, Path)) and str(spec).lower().endswith(".tflite")
+
+
+def read_tflite(path) -> ImportedModel:
+    """Parse ``path`` into the int8 plan; a ConfigError names what the plan cannot express and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--model {path}: no such .tflite file: pass the path of an int8 TFLite model")
+    data = path.read_bytes()
+    graph = _Graph(path, data)
+    plan, logits, softmax, float_input = graph.to_plan()
+    problems = plan.problems()
+    if problems:
+        raise ConfigError(f"--model {path}: the int8 plan read from it is invalid ({problems[0]}): "
+                          "convert the model with int8 weights in [-127, 127] and int32 biases")
+    return ImportedModel(path.absolute(), hashlib.sha256(data).hexdigest(), plan, logits, softmax, float_input,
+                         graph.op_counts)
+
+
+def check_backend(target) -> None:
+    """An imported model has only its plan: backends that run qdq.onnx (onnxruntime, openvino) cannot take it."""
+    if target.backend not in PLAN_BACKENDS:
+        raise ConfigError(f"target {target.name} runs qdq.onnx, which an imported .tflite does not give: use a target "
+                          "that compiles the int8 plan (c-host, cortex-m4, cortex-m7, rpi4, rpi5, arm64-a53, x86-tvm, tflm)")
+
+
+def plan_profile(plan: Plan) -> dict:
+    """Parameters and multiply-adds of a plan (an imported model has no torch module to profile)."""
+    params = macs = 0
+    for layer in plan.layers:
+        if layer.kind == "avgpool":
+            continue
+        weights = int(layer.weight.size)
+        params += weights + int(layer.arrays["bias"].size)
+        spatial = int(np.prod(layer.output_shape[1:])) if len(layer.output_shape) == 3 else 1
+        macs += weights * spatial
+    return {"params": params, "macs": macs}
+
+
+def _schema():
+    try:
+        import tflite
+    except ImportError:
+        raise ToolchainError("reading .tflite models needs the tflite package: pip install tflite")
+    return tflite
+
+
+@dataclass
+class _Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "int8", "int16", "int32", "float32", ...
+    scale: np.ndarray  # float32, empty when not quantized
+    zero_point: np.ndarray  # int64
+    quantized_dimension: int
+    data: np.ndarray | None  # constants only
+
+    def qparams(self, where: str) -> QParams:
+        if len(self.scale) != 1:
+            raise ConfigError(f"{where}: tensor '{self.name}' is not quantized per tensor: activations must have one "
+                              "scale and zero point (convert with full int8 quantization)")
+        return QParams(float(self.scale[0]), int(self.zero_point[0]))
+
+
+@dataclass
+class _Value:
+    """An activation as the plan sees it: (C, H, W) or (F,), its quantization, and for an (F,) that a
+    RESHAPE flattened from a map, that map's (C, H, W) (flattened in NHWC order, not the plan's CHW)."""
+
+    shape: tuple[int, ...]
+    q: QParams
+    flattened_map: tuple[int, int, int] | None = None
+
+
+class _Graph:
+    def __init__(self, path: Path, data: bytes):
+        tfl = _schema()
+        self.path, self.tfl = path, tfl
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise ConfigError(f"--model {path} is not a TFLite flatbuffer (no TFL3 identifier): pass a .tflite model file")
+        try:
+            self.model = tfl.Model.GetRootAs(data, 0)
+            self.data = data
+            if self.model.SubgraphsLength() != 1:
+                raise ConfigError(f"--model {path} has {self.model.SubgraphsLength()} subgraphs: only single-graph "
+                                  "models (no control flow) can be imported")
+            self.graph = self.model.Subgraphs(0)
+            self.names = {v: k for k, v in vars(tfl.BuiltinOperator).items() if not k.startswith("_")}
+            self.ops = [self.graph.Operators(i) for i in range(self.graph.OperatorsLength())]
+            self.op_names = [self._op_name(op) for op in self.ops]
+        except ConfigError:
+            raise
+        except Exception as e:  # a truncated or corrupt flatbuffer fails somewhere in the generated readers
+            raise ConfigError(f"--model {path} is not a readable TFLite model ({type(e).__name__}): pass an intact .tflite file")
+        unsupported = sorted(set(self.op_names) - set(SUPPORTED_OPS))
+        inexact = [_INEXACT_OPS[name] for name in unsupported if name in _INEXACT_OPS]
+        if inexact:
+            raise ConfigError(f"--model {path} uses {', '.join(unsupported)}: {inexact[0]}")
+        if unsupported:
+            raise ConfigError(f"--model {path} uses {', '.join(unsupported)}, outside the int8 plan: edgepack imports "
+                              f"only {', '.join(SUPPORTED_OPS)}")
+        self.op_counts = {name: self.op_names.count(name) for name in sorted(set(self.op_names))}
+
+    def _op_name(self, op) -> str:
+        code = self.model.OperatorCodes(op.OpcodeIndex())
+        value = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # TFLite's GetBuiltinCode
+        name = self.names.get(value, f"builtin {value}")
+        if name == "CUSTOM":
+            return f"CUSTOM '{code.CustomCode().decode(errors='replace')}'"
+        return name
+
+    def tensor(self, index: int) -> _Tensor:
+        tfl, t = self.tfl, self.graph.Tensors(index)
+        types = {v: k.lower() for k, v in vars(tfl.TensorType).items() if not k.startswith("_")}
+        dtype = types.get(t.Type(), str(t.Type()))
+        q = t.Quantization()
+        scale = np.array(q.ScaleAsNumpy() if q is not None and q.ScaleLength() else [], np.float32)
+        zero = np.array(q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else [0] * len(scale), np.int64)
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        buffer, raw = self.model.Buffers(t.Buffer()), None
+        if buffer is not None and buffer.DataLength():
+            raw = buffer.DataAsNumpy().tobytes()
+        elif buffer is not None and buffer.Offset() > 1:  # large models keep constants after the flatbuffer
+            raw = self.data[buffer.Offset():buffer.Offset() + buffer.Size()]
+        data = None
+        if raw is not None:
+            data = np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
+        return _Tensor(index, (t.Name() or b"").decode(errors="replace"), shape, dtype, scale, zero,
+                       q.QuantizedDimension() if q is not None else 0, data)
+
+    def options(self, op, table_class):
+        table = op.BuiltinOptions()
+        opts = getattr(self.tfl, table_class)()
+        if table is not None:
+            opts.Init(table.Bytes, table.Pos)
+        return opts
+
+    def refuse(self, i: int, why: str, fix: str):
+        raise ConfigError(f"--model {self.path}: op {i} ({self.op_names[i]}) {why}: {fix}")
+
+    # ---- the walk ------------------------------------------------------------------------------------
+
+    def to_plan(self) -> tuple[Plan, int, str | None, bool]:
+        g = self.graph
+        if g.InputsLength() != 1 or g.OutputsLength() != 1:
+            raise ConfigError(f"--model {self.path} has {g.InputsLength()} inputs and {g.OutputsLength()} outputs: "
+                              "import a model with one image input and one output")
+        inp, start = self.tensor(g.Inputs(0)), 0
+        if inp.dtype == "float32" and self.op_names[:1] == ["QUANTIZE"] and self._io(0)[0][:1] == [inp.index]:
+            inp, start = self.tensor(self._io(0)[1][0]), 1  # the converter's default float input: the plan takes its int8
+        if inp.dtype != "int8" or len(inp.shape) != 4 or inp.shape[0] != 1:
+            raise ConfigError(f"--model {self.path}: input '{inp.name}' is {inp.dtype} {list(inp.shape)}, not int8 "
+                              "(1, H, W, C): convert with full int8 quantization and batch 1")
+        end, softmax = self._dropped_tail()
+        _, h, w, c = inp.shape
+        if h != w:
+            raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
+        input_q = inp.qparams("model input")
+        values = {inp.index: _Value((c, h, w), input_q)}
+        current, layers, pending_pads = inp.index, [], (0, 0, 0, 0)
+        last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in _COMPUTE_OPS), default=-1)
+        i = start
+        while i < end:
+            op, name = self.ops[i], self.op_names[i]
+            inputs, outputs = self._io(i)
+            if not inputs or inputs[0] != current or len(outputs) != 1:
+                self.refuse(i, "does not continue the chain from the previous op", "only sequential models (no branches, "
+                            "no residual connections) fit the int8 plan")
+            out = self.tensor(outputs[0])
+            value = values[current]
+            if pending_pads != (0, 0, 0, 0) and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
+            if name == "PAD":
+                pending_pads = self._pad(i, inputs, value, out)
+                values[out.index] = value  # the conv takes the unpadded map with these pads
+            elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                layer = self._convolution(i, op, name, inputs, value, out, pending_pads, i == last_compute)
+                pending_pads = (0, 0, 0, 0)
+                layers.append(layer)
+                values[out.index] = _Value(layer.output_shape, layer.output_q)
+            elif name == "FULLY_CONNECTED":
+                layer = self._fully_connected(i, op, inputs, value, out)
+                layers.append(layer)
+                values[out.index] = _Value(layer.output_shape, layer.output_q)
+            elif name == "AVERAGE_POOL_2D":
+                layer = self._global_pool(i, op, inputs, value, out, value.q)
+                count = int(np.prod(value.shape[1:]))
+                if count % 2 == 0 and value.q.zero_point != 0:
+                    self.refuse(i, f"averages an even count ({count}) at zero point {value.q.zero_point}", "TFLite rounds "
+                                "the raw sum, the plan the zero-point-free one, so ties differ: pool an odd-sized map")
+                layers.append(layer)
+                values[out.index] = _Value(layer.output_shape, layer.output_q)
+            elif name == "QUANTIZE":
+                layer, out = self._int16_pool(i, value, out)
+                layers.append(layer)
+                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                i += 2
+            elif name == "RESHAPE":
+                values[out.index] = self._reshape(i, value, out)
+            else:  # SOFTMAX, DEQUANTIZE
+                self.refuse(i, "is not at the model's end", f"only a trailing {name} can be dropped")
+            current = out.index
+            i += 1
+        tail = current
+        for j in range(end, len(self.ops)):  # the dropped SOFTMAX / DEQUANTIZE continue the chain to the output
+            inputs, outputs = self._io(j)
+            if inputs[:1] != [tail]:
+                self.refuse(j, "does not continue the chain from the previous op", "only sequential models fit the int8 plan")
+            tail = outputs[0]
+        if tail != g.Outputs(0):
+            raise ConfigError(f"--model {self.path}: the output tensor is not the end of the op chain: import a "
+                              "sequential model whose last op gives the output")
+        if not layers or layers[-1].kind != "fc":
+            raise ConfigError(f"--model {self.path} does not end in a classifier (FULLY_CONNECTED, or a CONV_2D over the "
+                              "whole map): the int8 plan ends in an fc layer")
+        return Plan(input_q, (c, h, w), layers), current, softmax, start == 1
+
+    def _io(self, i: int) -> tuple[list[int], list[int]]:
+        op = self.ops[i]
+        return ([int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [],
+                [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [])
+
+    def _dropped_tail(self) -> tuple[int, str | None]:
+        """Where the plan's ops end: before a trailing SOFTMAX (the logits are its input) and before a
+        trailing DEQUANTIZE to float32 (the converter's default float output; the plan gives its int8)."""
+        end, softmax = len(self.ops), None
+        if self.op_names[end - 1:end] == ["DEQUANTIZE"]:
+            end -= 1
+        if self.op_names[end - 1:end] == ["SOFTMAX"]:
+            end, softmax = end - 1, SOFTMAX_DROPPED
+        return end, softmax
+
+    def _pad(self, i, inputs, value, out) -> tuple[int, int, int, int]:
+        paddings = self.tensor(inputs[1]).data
+        if paddings is None or paddings.shape != (4, 2) or len(value.shape) != 3:
+            self.refuse(i, "has no constant (4, 2) paddings on an NHWC map", "fold the padding into the conv (SAME)")
+        if paddings[0].any() or paddings[3].any() or (paddings < 0).any():
+            self.refuse(i, "pads the batch or channel axis", "only spatial zero padding fits the int8 plan")
+        if out.qparams(f"op {i}") != value.q:
+            self.refuse(i, "changes the quantization", "PAD must keep its input's scale and zero point")
+        (top, bottom), (left, right) = paddings[1], paddings[2]
+        return int(top), int(left), int(bottom), int(right)
+
+    def _weights(self, i: int, index: int, channels: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """int8 weights and their per-output-channel float32 scales (a per-tensor scale repeated)."""
+        t = self.tensor(index)
+        if t.data is None or t.dtype != "int8":
+            self.refuse(i, f"has {t.dtype} or non-constant weights", "quantize the weights to int8 (full int8 conversion)")
+        if t.zero_point.any():
+            self.refuse(i, "has asymmetric weights (non-zero weight zero point)", "weights must be symmetric int8")
+        if (t.data == -128).any():
+            self.refuse(i, "has weights of -128", "the int8 plan takes symmetric weights in [-127, 127], as the TFLite "
+                        "converter writes them")
+        if len(t.scale) == 1:
+            scales = np.full(channels, t.scale[0], np.float32)
+        elif len(t.scale) == channels and t.quantized_dimension == axis:
+            scales = t.scale.astype(np.float32)
+        else:
+            self.refuse(i, f"has {len(t.scale)} weight scales along axis {t.quantized_dimension}",
+                        f"quantize per tensor or per output channel ({channels} scales)")
+        return t.data, scales
+
+    def _bias(self, i: int, inputs: list[int], channels: int) -> np.ndarray:
+        if len(inputs) < 3 or inputs[2] < 0:
+            return np.zeros(channels, np.int32)
+        t = self.tensor(inputs[2])
+        if t.data is None or t.dtype != "int32" or t.data.size != channels:
+            self.refuse(i, f"has a {t.dtype} bias of {t.data.size if t.data is not None else 0} values",
+                        f"the int8 plan takes a constant int32 bias of {channels} values")
+        return t.data.reshape(channels).astype(np.int32)
+
+    def _requantization(self, in_q: QParams, w_scales: np.ndarray, out_q: QParams) -> dict:
+        """Multipliers and shifts as TFLite's PopulateConvolutionQuantizationParams: each float32 scale
+        widened to double, in_scale * w_scale[c] / out_scale, then QuantizeMultiplier."""
+        in_s, out_s = float(np.float32(in_q.scale)), float(np.float32(out_q.scale))
+        pairs = [quantize_multiplier(in_s * float(s) / out_s) for s in w_scales]
+        return {"multiplier": np.array([m for m, _ in pairs], np.int32), "shift": np.array([s for _, s in pairs], np.int32),
+                "weight_scale": w_scales.astype(np.float32)}
+
+    def _activation(self, i: int, code: int, out_q: QParams) -> dict:
+        """act_min / act_max as TFLite's CalculateActivationRangeQuantized: the bound divided by the float32
+        scale in float32, rounded half away from zero, plus the zero point."""
+        if code not in _ACTIVATIONS:
+            self.refuse(i, f"has fused activation {code}", "use NONE, RELU or RELU6")
+        scale = np.float32(out_q.scale)
+
+        def quantize(real: float) -> int:
+            v = float(np.float32(real) / scale)
+            return out_q.zero_point + int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+        activation = _ACTIVATIONS[code]
+        lo = -128 if activation == "none" else max(-128, quantize(0.0))
+        hi = min(127, quantize(6.0)) if activation == "relu6" else 127
+        return {"activation": activation, "act_min": int(lo), "act_max": int(hi)}
+
+    def _same_pads(self, h: int, w: int, k: int, s: int, oh: int, ow: int) -> tuple[int, int, int, int]:
+        """TFLite's ComputePaddingHeightWidth (dilation 1): total = max((out - 1) * s + k - in, 0), the
+        odd row / column at the bottom / right."""
+        th, tw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+        return th // 2, tw // 2, th - th // 2, tw - tw // 2
+
+    def _convolution(self, i, op, name, inputs, value, out, extra_pads, last) -> Layer:
+        depthwise = name == "DEPTHWISE_CONV_2D"
+        opts = self.options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        shape = value.shape
+        if len(shape) == 1 and not value.flattened_map:  # (F,) read as a (F, 1, 1) map, e.g. after an fc
+            shape = (shape[0], 1, 1)
+        if len(shape) != 3 or len(out.shape) != 4:
+            self.refuse(i, "does not take an NHWC map", "convolutions need (1, H, W, C) tensors")
+        c, h, w = shape
+        _, oh, ow, o = out.shape
+        s = opts.StrideH()
+        if s != opts.StrideW() or opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
+            self.refuse(i, "has unequal strides or dilation", "the int8 plan takes equal strides and no dilation")
+        out_q = out.qparams(f"op {i}")
+        if depthwise:
+            if opts.DepthMultiplier() not in (0, 1) or o != c:
+                self.refuse(i, f"has depth multiplier {opts.DepthMultiplier()}", "use depth multiplier 1")
+            weight, scales = self._weights(i, inputs[1], o, 3)
+            if weight.shape[0] != 1 or weight.shape[3] != c:
+                self.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (1, K, K, {c})")
+            weight = np.ascontiguousarray(weight[0].transpose(2, 0, 1)[:, None])  # (1, K, K, C) -> (C, 1, K, K)
+        else:
+            weight, scales = self._weights(i, inputs[1], o, 0)
+            if weight.shape[3] != c:
+                self.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (O, K, K, {c})")
+            weight = np.ascontiguousarray(weight.transpose(0, 3, 1, 2))  # OHWI -> OIHW
+        k = weight.shape[-1]
+        if weight.shape[-2] != k:
+            self.refuse(i, f"has a {weight.shape[-2]}x{k} kernel", "the int8 plan takes square kernels")
+        padded_h, padded_w = h + extra_pads[0] + extra_pads[2], w + extra_pads[1] + extra_pads[3]
+        same = self._same_pads(padded_h, padded_w, k, s, oh, ow) if opts.Padding() == self.tfl.Padding.SAME else (0, 0, 0, 0)
+        pads = tuple(int(a + b) for a, b in zip(extra_pads, same))
+        arrays = {"weight": weight, "bias": self._bias(i, inputs, o), **self._requantization(value.q, scales, out_q)}
+        common = dict(input_q=value.q, output_q=out_q, arrays=arrays, **self._activation(i, opts.FusedActivationFunction(), out_q))
+        if not depthwise and last and (oh, ow) == (1, 1) and (k, k) == (h, w) and not any(pads):
+            fc_weight = weight.reshape(o, -1)  # OIHW flattened = the plan's CHW order
+            return Layer(f"layer{i}_fc", "fc", (c * h * w,), (o,), **{**common, "arrays": {**arrays, "weight": fc_weight}})
+        kind = "depthwise" if depthwise else ("pointwise" if k == 1 and not any(pads) else "conv")
+        layer = Layer(f"layer{i}_{kind}", kind, (c, h, w), (o, oh, ow), stride=int(s), pads=pads, **common)
+        if layer.conv_output_hw() != (oh, ow):
+            self.refuse(i, f"outputs {oh}x{ow}, not the {layer.conv_output_hw()} its padding and stride give",
+                        "re-convert the model")
+        return layer
+
+    def _fully_connected(self, i, op, inputs, value, out) -> Layer:
+        opts = self.options(op, "FullyConnectedOptions")
+        if opts.WeightsFormat() != 0 or opts.KeepNumDims():
+            self.refuse(i, "uses shuffled weights or keep_num_dims", "convert with the default FULLY_CONNECTED options")
+        features = int(np.prod(value.shape))
+        weight, scales = self._weights(i, inputs[1], self.tensor(inputs[1]).shape[0], 0)
+        o = weight.shape[0]
+        if weight.shape[1] != features:
+            self.refuse(i, f"takes {weight.shape[1]} features, its input has {features}", "re-convert the model")
+        if value.flattened_map is not None:  # the input was flattened in NHWC order, the plan flattens CHW
+            c, h, w = value.flattened_map
+            weight = weight.reshape(o, h, w, c).transpose(0, 3, 1, 2).reshape(o, features)
+        elif len(value.shape) == 3 and value.shape[1:] != (1, 1):
+            self.refuse(i, "reads an unflattened map", "RESHAPE the map to (1, features) before it")
+        out_q = out.qparams(f"op {i}")
+        arrays = {"weight": np.ascontiguousarray(weight), "bias": self._bias(i, inputs, o),
+                  **self._requantization(value.q, scales, out_q)}
+        if (arrays["shift"] < 0).any():  # then LiteRT rounds once where the plan (gemmlowp) rounds twice
+            self.refuse(i, f"requantizes by {min(float(value.q.scale) * float(s) / out_q.scale for s in scales):.3g} "
+                        "(< 0.5), which LiteRT's kernel rounds once and the int8 plan's fc twice",
+                        "write the classifier as a CONV_2D over the pooled map (as Keras' MobileNet and edgepack do)")
+        return Layer(f"layer{i}_fc", "fc", (features,), (o,), input_q=value.q, output_q=out_q, arrays=arrays,
+                     **self._activation(i, opts.FusedActivationFunction(), out_q))
+
+    def _global_pool(self, i, op, inputs, value, out, in_q: QParams) -> Layer:
+        if len(value.shape) != 3:
+            self.refuse(i, "does not take an NHWC map", "pool the (1, H, W, C) map")
+        c, h, w = value.shape
+        opts = self.options(op, "Pool2DOptions")
+        if (opts.FilterHeight(), opts.FilterWidth()) != (h, w) or opts.FusedActivationFunction() != 0:
+            self.refuse(i, f"pools {opts.FilterHeight()}x{opts.FilterWidth()} of a {h}x{w} map",
+                        "only a global average pool (filter = the whole map, no activation) fits the int8 plan")
+        if int(np.prod(out.shape)) != c:
+            self.refuse(i, f"outputs {list(out.shape)}", f"a global pool outputs {c} values")
+        out_q = out.qparams(f"op {i}")
+        if out_q.scale != in_q.scale or (out.dtype == "int8" and out_q != in_q):
+            self.refuse(i, "changes the quantization", "the plan's global pool keeps its input's scale and zero point")
+        keep = len(out.shape) == 4
+        return Layer(f"layer{i}_avgpool", "avgpool", (c, h, w), (c, 1, 1) if keep else (c,), input_q=in_q, output_q=out_q)
+
+    def _int16_pool(self, i, value, wide) -> tuple[Layer, _Tensor]:
+        """edgepack's exporter's exact global pool: QUANTIZE int8 -> int16 (zero point 0, same scale),
+        AVERAGE_POOL_2D in int16, QUANTIZE int16 -> int8 (same scale)."""
+        names = self.op_names[i:i + 3]
+        fix = "QUANTIZE is imported only in edgepack's int8 -> int16 -> int8 global-pool pattern"
+        if names != ["QUANTIZE", "AVERAGE_POOL_2D", "QUANTIZE"] or wide.dtype != "int16":
+            self.refuse(i, f"starts {' -> '.join(names)} ({wide.dtype})", fix)
+        wide_q = wide.qparams(f"op {i}")
+        if wide_q != QParams(value.q.scale, 0):
+            self.refuse(i, "rescales", fix)
+        pool_op = self.ops[i + 1]
+        pooled = self.tensor(int(pool_op.OutputsAsNumpy()[0]))
+        pool_inputs = [int(x) for x in pool_op.InputsAsNumpy()]
+        quant_op = self.ops[i + 2]
+        if pool_inputs[0] != wide.index or int(quant_op.InputsAsNumpy()[0]) != pooled.index or pooled.dtype != "int16":
+            self.refuse(i, "is not followed by an int16 pool and its QUANTIZE", fix)
+        out = self.tensor(int(quant_op.OutputsAsNumpy()[0]))
+        if out.dtype != "int8" or pooled.qparams(f"op {i + 1}") != wide_q:
+            self.refuse(i + 2, f"gives {out.dtype}", fix)
+        layer = self._global_pool(i + 1, pool_op, pool_inputs, value, out, value.q)
+        return layer, out
+
+    def _reshape(self, i, value, out) -> _Value:
+        """RESHAPE changes no value: a (1, 1, 1, C) map and (1, C) are the same bytes; a map flattened
+        to (1, F) is read in NHWC order, which the fc after it accounts for."""
+        if int(np.prod(out.shape)) != int(np.prod(value.shape)) or out.qparams(f"op {i}") != value.q:
+            self.refuse(i, "changes the element count or quantization", "RESHAPE may only flatten the map before the fc")
+        if len(out.shape) == 4 and out.shape[1:3] == (1, 1) and (len(value.shape) == 1 or value.shape[1:] == (1, 1)):
+            return _Value((out.shape[3], 1, 1), value.q)
+        if len(out.shape) == 2 and out.shape[0] == 1:
+            flat = value.shape if len(value.shape) == 3 and value.shape[1:] != (1, 1) else value.flattened_map
+            return _Value((out.shape[1],), value.q, flat)
+        if len(out.shape) == 4 and len(value.shape) == 3 and tuple(out.shape[1:]) == (value.shape[1], value.shape[2], value.shape[0]):
+            return value
+        self.refuse(i, f"reshapes to {list(out.shape)}", "RESHAPE may only flatten the map before the fc")

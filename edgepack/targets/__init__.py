@@ -1,0 +1,283 @@
+"""The one loader and validator of target files: a target is data, adding a board is adding a file.
+
+The built-in targets are the ``*.toml`` files in this package folder. Your own board files live in
+folders given by ``--targets DIR`` (``target_dirs`` in the Python API) and ``EDGEPACK_TARGETS``
+(os.pathsep-separated); a name is looked up like a command on PATH, first match wins: ``--targets``
+folders in order, then ``EDGEPACK_TARGETS`` folders, then the built-in ones. So a file of yours named
+``rpi4.toml`` overrides the built-in rpi4 (``edgepack targets`` says so).
+
+Each file is parsed into frozen dataclasses, one per table, with the type of every key and the
+backends that read it: an unknown key, a key no code of that backend reads, or a value of the wrong
+type is refused with one line naming the file, the table and the key. Files are validated one at a
+time, so a broken file of yours never hides the other targets.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from edgepack.errors import TargetError
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+ENV_VAR = "EDGEPACK_TARGETS"
+BACKENDS = ("onnxruntime", "tvm", "openvino", "c", "tflm")
+
+
+def setting(*backends: str, choices: tuple = (), positive: bool = False):
+    """A key of a target table, read by ``backends``; None when the file leaves it out (the backend's default)."""
+    return field(default=None, metadata={"backends": backends, "choices": choices, "positive": positive})
+
+
+class Table:
+    """A target-file table: the keys the file sets (None = not set) and how to write them back as TOML data."""
+
+    def to_json(self) -> dict:
+        """Only the keys the file set, as plain TOML values: what the manifest records."""
+        return {f.name: list(v) if isinstance(v, tuple) else v
+                for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class Compiler(Table):
+    """[compiler]: how the backend lowers the int8 plan."""
+    tvm_target: str | dict | None = setting("tvm")  # a TVM tag or a table of TVM target attributes
+    arch: str | None = setting("tvm", choices=("aarch64", "x86_64"))
+    cross_compiler: str | None = setting("tvm")
+    int8_kernels: str | None = setting("tvm", choices=("auto", "generic", "vnni", "neon"))
+    batch: int | None = setting("openvino", positive=True)
+    compress_to_fp16: bool | None = setting("openvino")
+    kernels: str | None = setting("c", choices=("portable", "fast"))
+    compare_kernels: bool | None = setting("c")
+    cflags: tuple[str, ...] | None = setting("c")
+
+
+@dataclass(frozen=True)
+class Toolchain(Table):
+    """[toolchain]: the C compiler, its flags and the Cortex-M memory map (c backend)."""
+    kind: str | None = setting("c", choices=("cortex-m", "host"))
+    cc: str | None = setting("c")
+    size: str | None = setting("c")
+    debian_packages: str | None = setting("c")
+    arch_flags: tuple[str, ...] | None = setting("c")
+    ldflags: tuple[str, ...] | None = setting("c")
+    flash_origin: int | None = setting("c")
+    flash_length: int | None = setting("c", positive=True)
+    ram_origin: int | None = setting("c")
+    ram_length: int | None = setting("c", positive=True)
+    cross_cc: str | None = setting("c")
+    cross_debian_packages: str | None = setting("c")
+    cross_arch_flags: tuple[str, ...] | None = setting("c")
+    cross_ldflags: tuple[str, ...] | None = setting("c")
+
+
+@dataclass(frozen=True)
+class Run(Table):
+    """[run]: how the artifact runs here (emulator, device, timeouts)."""
+    device: str | None = setting("openvino", "c")
+    threads: int | None = setting("openvino", positive=True)
+    cpu: dict | None = setting("openvino")  # OpenVINO properties for the CPU device
+    npu: dict | None = setting("openvino")  # OpenVINO properties for the NPU device
+    qemu_cpu: str | None = setting("tvm")
+    emulator: str | None = setting("c")
+    machine: str | None = setting("c")
+    debian_package: str | None = setting("c")
+    emulator_args: tuple[str, ...] | None = setting("c")
+    systick_hz: int | None = setting("c", positive=True)
+    instructions_per_tick: int | None = setting("c", positive=True)
+    timeout_s: float | None = setting("c", positive=True)
+    image_timeout_s: float | None = setting("c", positive=True)
+    cross_emulator: str | None = setting("c")
+    cross_debian_package: str | None = setting("c")
+
+
+@dataclass(frozen=True)
+class Rpc(Table):
+    """[rpc]: the device key boards of this target register with at a TVM RPC tracker."""
+    key: str | None = setting("tvm")
+
+
+@dataclass(frozen=True)
+class Budget(Table):
+    """[budget]: memory the compiled model may use (microcontrollers)."""
+    flash_bytes: int | None = setting("c", positive=True)
+    ram_bytes: int | None = setting("c", positive=True)
+
+
+@dataclass(frozen=True)
+class Tolerances(Table):
+    """[tolerances]: how far a bench may fall behind its baseline (edgepack.benchmark.compare)."""
+    latency_increase: float | None = setting(*BACKENDS)
+    accuracy_drop_points: float | None = setting(*BACKENDS)
+    agreement_drop_points: float | None = setting(*BACKENDS)
+    cost_increase: float | None = setting(*BACKENDS)
+
+
+TABLES = {"compiler": Compiler, "toolchain": Toolchain, "run": Run, "rpc": Rpc, "budget": Budget,
+          "tolerances": Tolerances}
+REQUIRED = ("name", "description", "backend")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    backend: str
+    path: Path
+    compiler: Compiler = field(default_factory=Compiler)
+    toolchain: Toolchain = field(default_factory=Toolchain)
+    run: Run = field(default_factory=Run)
+    rpc: Rpc = field(default_factory=Rpc)
+    budget: Budget = field(default_factory=Budget)
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+    @property
+    def builtin(self) -> bool:
+        return self.path.parent == BUILTIN_DIR
+
+    def to_json(self) -> dict:
+        """The target as plain data (what the file set): recorded in the manifest, read back by bench."""
+        tables = {name: getattr(self, name).to_json() for name in TABLES}
+        return {"name": self.name, "backend": self.backend, "description": self.description,
+                **{name: table for name, table in tables.items() if table}}
+
+
+# ---------------------------------------------------------------- parsing one file
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _matches(value, hint) -> bool:
+    """Whether a TOML value has the type a table field declares (an int is a float; a bool is not an int)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, list) and all(_matches(v, typing.get_args(hint)[0]) for v in value)
+    if hint is type(None):
+        return False  # TOML has no null: None only means "not in the file"
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0])[2:]}s"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}[hint]
+
+
+def _parse_table(cls, data, table: str, backend: str, path: Path):
+    if not isinstance(data, dict):
+        raise TargetError(f"target file {path}: '{table}' must be a table ([{table}])")
+    schema, hints = {f.name: f for f in fields(cls)}, typing.get_type_hints(cls)
+    readable = [name for name, f in schema.items() if backend in f.metadata["backends"]]
+    values = {}
+    for name, value in data.items():
+        if name not in schema:
+            valid = (f"valid keys for the {backend} backend are {', '.join(readable)}" if readable
+                     else f"the {backend} backend reads no [{table}] table: remove it")
+            raise TargetError(f"target file {path}: [{table}] has no key '{name}'"
+                              f"{_did_you_mean(name, readable or schema)}: {valid}")
+        meta = schema[name].metadata
+        if backend not in meta["backends"]:
+            raise TargetError(f"target file {path}: [{table}] {name} is not read by the {backend} backend "
+                              f"(only by {', '.join(meta['backends'])}): remove it")
+        if not _matches(value, hints[name]):
+            raise TargetError(f"target file {path}: [{table}] {name} must be {_describe(hints[name])}, got {value!r}")
+        if meta["choices"] and value not in meta["choices"]:
+            raise TargetError(f"target file {path}: [{table}] {name} must be one of {', '.join(meta['choices'])}, "
+                              f"got {value!r}{_did_you_mean(str(value), meta['choices'])}")
+        if meta["positive"] and value <= 0:
+            raise TargetError(f"target file {path}: [{table}] {name} must be positive, got {value!r}")
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def parse_target(path: Path) -> Target:
+    """One target file -> Target, or a TargetError naming the file and what is wrong in it."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise TargetError(f"target file {path} is not valid TOML ({e}): fix its syntax")
+    for name in REQUIRED:
+        if not isinstance(data.get(name), str):
+            raise TargetError(f"target file {path} lacks the string field '{name}': add it")
+    if data["name"] != path.stem:
+        raise TargetError(f"target file {path} names itself '{data['name']}': name must equal the file name '{path.stem}'")
+    backend = data["backend"]
+    if backend not in BACKENDS:
+        raise TargetError(f"target file {path}: backend '{backend}' is unknown{_did_you_mean(backend, BACKENDS)}: "
+                          f"use one of {', '.join(BACKENDS)}")
+    for name in data:
+        if name not in REQUIRED and name not in TABLES:
+            raise TargetError(f"target file {path}: unknown field '{name}'{_did_you_mean(name, [*REQUIRED, *TABLES])}: "
+                              f"a target file has {', '.join(REQUIRED)} and the tables {', '.join(TABLES)}")
+    tables = {name: _parse_table(cls, data.get(name, {}), name, backend, path) for name, cls in TABLES.items()}
+    return Target(name=data["name"], description=data["description"], backend=backend, path=path, **tables)
+
+
+# ---------------------------------------------------------------- the search path
+
+def search_folders(target_dirs=()) -> list[Path]:
+    """Where target files are looked up, first match wins: ``target_dirs`` (--targets), EDGEPACK_TARGETS, built-in."""
+    folders = []
+    for origin, paths in (("--targets", target_dirs or ()),
+                          (ENV_VAR, [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p])):
+        for p in paths:
+            folder = Path(p).expanduser().absolute()
+            if not folder.is_dir():
+                raise TargetError(f"{origin} {p}: no such folder: pass a folder that holds your target .toml files")
+            folders.append(folder)
+    folders.append(BUILTIN_DIR)
+    return list(dict.fromkeys(f.resolve() for f in folders))  # the same folder twice is searched once
+
+
+def target_files(target_dirs=()) -> dict[str, list[Path]]:
+    """Every target name -> its files in search order (the first one is the target; the others it overrides)."""
+    found: dict[str, list[Path]] = {}
+    for folder in search_folders(target_dirs):
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, []).append(path)
+    return dict(sorted(found.items()))
+
+
+def get_target(name: str, target_dirs=()) -> Target:
+    """The target ``name``: only its own file is parsed, so another broken file does not stop it."""
+    files = target_files(target_dirs)
+    if name not in files:
+        raise TargetError(f"unknown target '{name}'{_did_you_mean(name, files)}: choose one of {', '.join(files)} "
+                          "(see `edgepack targets`; your own board files: --targets DIR or EDGEPACK_TARGETS)")
+    return parse_target(files[name][0])
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every target file on the search path, each validated on its own."""
+    targets: dict[str, Target]  # the good ones, by name
+    broken: dict[Path, str]  # a file that does not parse -> its one-line error
+    overrides: dict[str, tuple[Path, ...]]  # name -> the files (built-in or further down the path) it hides
+
+
+def catalogue(target_dirs=()) -> Catalogue:
+    targets, broken, overrides = {}, {}, {}
+    for name, paths in target_files(target_dirs).items():
+        try:
+            targets[name] = parse_target(paths[0])
+        except TargetError as e:
+            broken[paths[0]] = str(e)
+        if len(paths) > 1:
+            overrides[name] = tuple(paths[1:])
+    return Catalogue(targets, broken, overrides)
+
+
+def load_targets(target_dirs=()) -> dict[str, Target]:
+    """Every good target, by name (see catalogue() for the broken files)."""
+    return catalogue(target_dirs).targets

@@ -1,0 +1,280 @@
+"""--model FILE.tflite: int8 TFLite models read back as the int8 plan, compiled for plan backends and benched
+bit-exact with LiteRT's reference kernels (issue 14, item 4)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgepack.interop import litert, tflite_export
+from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize, _Tensor
+from edgepack.interop.tflite_import import SOFTMAX_DROPPED, read_tflite
+from edgepack.errors import ConfigError
+from edgepack.plan import reference
+from edgepack.plan.plan import QParams
+
+TARGETS = ("c-host", "cortex-m4", "rpi4")
+
+
+def _cli(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _fc_options(b, tfl, o, vector):
+    tfl.FullyConnectedOptionsStart(b)
+    tfl.FullyConnectedOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsEnd(b)
+
+
+def _softmax_options(b, tfl, o, vector):
+    tfl.SoftmaxOptionsStart(b)
+    tfl.SoftmaxOptionsAddBeta(b, 1.0)
+    return tfl.BuiltinOptions.SoftmaxOptions, tfl.SoftmaxOptionsEnd(b)
+
+
+def _concat_options(b, tfl, o, vector):
+    tfl.ConcatenationOptionsStart(b)
+    tfl.ConcatenationOptionsAddAxis(b, 3)
+    return tfl.BuiltinOptions.ConcatenationOptions, tfl.ConcatenationOptionsEnd(b)
+
+
+def _dequantize_options(b, tfl, o, vector):
+    tfl.DequantizeOptionsStart(b)
+    return tfl.BuiltinOptions.DequantizeOptions, tfl.DequantizeOptionsEnd(b)
+
+
+@pytest.fixture
+def schema_writer(monkeypatch):
+    """edgepack's flatbuffer writer, taught the three ops its exporter never writes (for converter-like files)."""
+    for code, version, options in (("FULLY_CONNECTED", 4, _fc_options), ("SOFTMAX", 2, _softmax_options),
+                                   ("CONCATENATION", 2, _concat_options), ("DEQUANTIZE", 2, _dequantize_options)):
+        monkeypatch.setitem(tflite_export.OP_VERSIONS, code, version)
+        monkeypatch.setitem(tflite_export._OPTIONS, code, options)
+    return _serialize
+
+
+def _converter_like(ending: str = "conv", float_io: bool = False) -> bytes:
+    """What TensorFlow's converter writes for a small Keras MobileNet at 48x48 (int8 in and out): SAME
+    padding (stride 2 on even maps: 0 rows top, 1 bottom), per-channel int8 weights, asymmetric
+    activations, a global AVERAGE_POOL_2D (3x3), then as keras.applications.MobileNet ends: a 1x1 CONV_2D
+    classifier, RESHAPE to (1, classes) and SOFTMAX. ``ending`` "fc": RESHAPE then FULLY_CONNECTED with
+    the converter's usual output multiplier (< 0.5); "concat": a branch joined by CONCATENATION. ``float_io``:
+    the converter's default float32 interface (QUANTIZE first, DEQUANTIZE last)."""
+    rng = np.random.default_rng(14)
+    g = _Graph()
+    q = QParams(float(np.float32(1 / 127.5)), -1)
+    x = g.input = g.activation("serving_default_input:0", (1, 48, 48, 3), q)
+    if float_io:
+        g.tensors.append(_Tensor("float_input", (1, 48, 48, 3), "float32"))
+        g.input = len(g.tensors) - 1
+        g.op("QUANTIZE", [g.input], [x])
+    # (kind, kernel, stride, out channels, activation); spatial 48 -> 24 -> 12 -> 6 -> 3
+    layers = [("conv", 3, 2, 8, "RELU6"), ("dw", 3, 1, 8, "RELU6"), ("pw", 1, 1, 16, "RELU6"), ("dw", 3, 2, 16, "RELU"),
+              ("pw", 1, 1, 16, "RELU6"), ("dw", 3, 2, 16, "RELU6"), ("dw", 3, 2, 16, "NONE"), ("pw", 1, 1, 24, "RELU6")]
+    shape = (1, 48, 48, 3)
+    for i, (kind, k, s, o, act) in enumerate(layers):
+        c = shape[3]
+        fan_in = k * k * (1 if kind == "dw" else c)
+        w_scale = rng.uniform(0.004, 0.02, o).astype(np.float32)
+        weight = rng.integers(-127, 128, (1, k, k, o) if kind == "dw" else (o, k, k, c)).astype(np.int8)
+        out_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(fan_in) * 60.0)),
+                        -128 if act != "NONE" else int(rng.integers(-10, 10)))
+        wt = g.constant(f"w{i}", weight, w_scale, 3 if kind == "dw" else 0)
+        bias = g.constant(f"b{i}", rng.integers(-2000, 2000, o).astype(np.int32), _bias_scale(q, w_scale))
+        shape = (1, -(-shape[1] // s), -(-shape[2] // s), o)
+        y = g.activation(f"y{i}", shape, out_q)
+        code = "DEPTHWISE_CONV_2D" if kind == "dw" else "CONV_2D"
+        extra = {"depth_multiplier": 1} if kind == "dw" else {}
+        g.op(code, [x, wt, bias], [y], padding="SAME", stride=s, activation=act, **extra)
+        if ending == "concat" and i == 1:
+            joined = g.activation("joined", shape[:3] + (2 * o,), out_q)
+            g.op("CONCATENATION", [y, x], [joined])
+            g.output = joined
+            return _serialize(g)
+        x, q = y, out_q
+    features = shape[3]
+    pooled = g.activation("pooled", (1, 1, 1, features), q)
+    g.op("AVERAGE_POOL_2D", [x], [pooled], filter_h=3, filter_w=3, stride=1, padding="VALID", activation="NONE")
+    w_scale = rng.uniform(0.004, 0.02, 10).astype(np.float32)
+    logits_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(features) * 60.0)), 3)
+    bias = rng.integers(-3000, 3000, 10).astype(np.int32)
+    logits = g.activation("logits", (1, 10), logits_q)
+    if ending == "fc":
+        flat = g.activation("flat", (1, features), q)
+        g.op("RESHAPE", [pooled, g.constant("flat_shape", np.array([1, features], np.int32))], [flat], new_shape=[1, features])
+        wt = g.constant("fc_w", rng.integers(-127, 128, (10, features)).astype(np.int8), w_scale)
+        g.op("FULLY_CONNECTED", [flat, wt, g.constant("fc_b", bias, _bias_scale(q, w_scale))], [logits], activation="NONE")
+    else:
+        wt = g.constant("conv_preds_w", rng.integers(-127, 128, (10, 1, 1, features)).astype(np.int8), w_scale)
+        preds = g.activation("conv_preds", (1, 1, 1, 10), logits_q)
+        g.op("CONV_2D", [pooled, wt, g.constant("conv_preds_b", bias, _bias_scale(q, w_scale))], [preds],
+             padding="VALID", stride=1, activation="NONE")
+        g.op("RESHAPE", [preds, g.constant("reshape_2", np.array([1, 10], np.int32))], [logits], new_shape=[1, 10])
+    probs = g.activation("predictions", (1, 10), QParams(1 / 256, -128))
+    g.op("SOFTMAX", [logits], [probs])
+    g.output = probs
+    if float_io:
+        g.tensors.append(_Tensor("float_predictions", (1, 10), "float32"))
+        g.output = len(g.tensors) - 1
+        g.op("DEQUANTIZE", [probs], [g.output])
+    return _serialize(g)
+
+
+@pytest.fixture(scope="module")
+def edgepack_tflite(tmp_path_factory):
+    """model.tflite of an edgepack artifact at 64x64 (its global pool is the int16 QUANTIZE pattern)."""
+    out = tmp_path_factory.mktemp("source") / "a"
+    r = _cli("compile", "--target", "c-host", "--alpha", "0.25", "--resolution", "64", "--eval-size", "16",
+             "--calib-size", "32", "-o", out)
+    assert r.returncode == 0, r.stderr
+    return out / "model.tflite"
+
+
+def _compile_and_bench(source, target, tmp_path, softmax: str | None):
+    out = tmp_path / f"imported-{target}"
+    r = _cli("compile", "--model", source, "--target", target, "--eval-size", "16", "-o", out)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["import"]["softmax"] == softmax
+    assert manifest["metrics"]["reference_vs_litert_import"]["bit_exact"] is True
+    imported = read_tflite(source)
+    golden_x, golden_y = np.load(out / "golden_input.npy"), np.load(out / "golden_output.npy")
+    assert np.array_equal(golden_y, litert.run_reference_tensor(source, golden_x, imported.logits_tensor,
+                                                                 imported.litert_input()))
+    report = tmp_path / f"bench-{target}.json"
+    r = _cli("bench", out, "--json", report)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(report.read_text())
+    assert result["passed"] and any("bit-exact" in c["name"] and c["passed"] for c in result["checks"])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_edgepack_written_tflite_compiles_and_benches(edgepack_tflite, target, tmp_path):
+    _compile_and_bench(edgepack_tflite, target, tmp_path, softmax=None)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_path):
+    source = tmp_path / "converted_net.tflite"
+    source.write_bytes(_converter_like())
+    imported = read_tflite(source)
+    assert imported.softmax == SOFTMAX_DROPPED and imported.classes == 10 and imported.resolution == 48
+    strided = [layer for layer in imported.plan.layers if layer.kind in ("conv", "depthwise") and layer.stride == 2]
+    assert strided and all(layer.pads == (0, 0, 1, 1) for layer in strided)  # SAME on even maps: bottom/right
+    _compile_and_bench(source, target, tmp_path, softmax=SOFTMAX_DROPPED)
+
+
+def test_converter_float_interface_is_dropped(schema_writer, tmp_path):
+    """The converter's default float32 in/out (QUANTIZE first, DEQUANTIZE last): the plan runs the int8 inside."""
+    source = tmp_path / "float_io_net.tflite"
+    source.write_bytes(_converter_like(float_io=True))
+    imported = read_tflite(source)
+    assert imported.float_input and imported.softmax == SOFTMAX_DROPPED
+    _compile_and_bench(source, "c-host", tmp_path, softmax=SOFTMAX_DROPPED)
+
+
+def test_even_average_pool_with_a_zero_point_is_refused(tmp_path):
+    """TFLite's int8 AVERAGE_POOL_2D rounds the raw sum: over an even count with a zero point its ties differ."""
+    g = _Graph()
+    q = QParams(0.05, -128)
+    x = g.input = g.activation("map", (1, 2, 2, 4), q)
+    y = g.output = g.activation("pooled", (1, 1, 1, 4), q)
+    g.op("AVERAGE_POOL_2D", [x], [y], filter_h=2, filter_w=2, stride=1, padding="VALID", activation="NONE")
+    source = tmp_path / "even_pool.tflite"
+    source.write_bytes(_serialize(g))
+    with pytest.raises(ConfigError, match="even count.*odd-sized map"):
+        read_tflite(source)
+
+
+def test_edgepack_written_tflite_reads_back_as_its_plan(edgepack_tflite):
+    from edgepack.plan.plan import Plan
+
+    original, imported = Plan.load(edgepack_tflite.parent), read_tflite(edgepack_tflite).plan
+    assert imported.input_q == original.input_q and len(imported.layers) == len(original.layers)
+    for a, b in zip(imported.layers, original.layers):
+        assert (a.kind, a.input_shape, a.output_shape, a.pads, a.stride, a.input_q, a.output_q, a.act_min, a.act_max) == \
+               (b.kind, b.input_shape, b.output_shape, b.pads, b.stride, b.input_q, b.output_q, b.act_min, b.act_max)
+        assert a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
+
+
+def test_concatenation_is_refused_by_name_before_any_work(schema_writer, tmp_path):
+    source = tmp_path / "branchy.tflite"
+    source.write_bytes(_converter_like("concat"))
+    r = _cli("compile", "--model", source, "--target", "c-host", "-o", tmp_path / "out", timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CONCATENATION" in lines[0] and "CONV_2D, DEPTHWISE_CONV_2D" in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_api_compiles_a_tflite_path(edgepack_tflite, tmp_path):
+    import edgepack
+
+    folder = edgepack.compile(str(edgepack_tflite), "c-host", output=str(tmp_path / "api"), eval_size=8)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "model" and manifest["model"]["resolution"] == 64
+    assert edgepack.bench(folder)["passed"]
+
+
+def test_fully_connected_that_litert_rounds_once_is_refused(schema_writer, tmp_path):
+    """LiteRT's int8 FULLY_CONNECTED rounds acc * M once; with M < 0.5 the plan's fc (gemmlowp) rounds twice."""
+    source = tmp_path / "dense_head.tflite"
+    source.write_bytes(_converter_like("fc"))
+    r = _cli("compile", "--model", source, "--target", "c-host", "-o", tmp_path / "out", timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "FULLY_CONNECTED" in lines[0] and "CONV_2D" in lines[0], r.stderr
+
+
+def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp_path):
+    """RESHAPE of a 2x2 map to (1, F) flattens in NHWC order; the imported fc's weights follow the plan's CHW
+    order, and with an output multiplier >= 0.5 (one rounding either way) the plan is LiteRT's arithmetic."""
+    rng = np.random.default_rng(3)
+    g = _Graph()
+    q = QParams(0.05, 7)
+    x = g.input = g.activation("map", (1, 2, 2, 4), q)
+    flat = g.activation("flat", (1, 16), q)
+    g.op("RESHAPE", [x, g.constant("shape", np.array([1, 16], np.int32))], [flat], new_shape=[1, 16])
+    w_scale = rng.uniform(0.005, 0.02, 6).astype(np.float32)
+    wt = g.constant("w", rng.integers(-2, 3, (6, 16)).astype(np.int8), w_scale)
+    bias = g.constant("b", rng.integers(-100, 100, 6).astype(np.int32), _bias_scale(q, w_scale))
+    y = g.activation("y", (1, 6), QParams(float(np.float32(0.05 * 0.005 * 1.3)), -2))
+    g.op("FULLY_CONNECTED", [flat, wt, bias], [y], activation="NONE")
+    g.output = y
+    source = tmp_path / "flat_fc.tflite"
+    source.write_bytes(_serialize(g))
+    imported = read_tflite(source)
+    assert [layer.kind for layer in imported.plan.layers] == ["fc"] and imported.softmax is None
+    x = rng.integers(-128, 128, (400, 4, 2, 2)).astype(np.int8)
+    got = reference.run(imported.plan, x)
+    assert np.array_equal(got, litert.run_reference(source, x)) and 0.05 < float((np.abs(got) < 127).mean())
+
+
+def test_mean_is_refused_with_the_reason(schema_writer, monkeypatch, tmp_path):
+    def mean_options(b, tfl, o, vector):
+        tfl.ReducerOptionsStart(b)
+        tfl.ReducerOptionsAddKeepDims(b, True)
+        return tfl.BuiltinOptions.ReducerOptions, tfl.ReducerOptionsEnd(b)
+
+    monkeypatch.setitem(tflite_export.OP_VERSIONS, "MEAN", 2)
+    monkeypatch.setitem(tflite_export._OPTIONS, "MEAN", mean_options)
+    g = _Graph()
+    q = QParams(0.05, 0)
+    x = g.input = g.activation("map", (1, 3, 3, 4), q)
+    y = g.output = g.activation("mean", (1, 1, 1, 4), q)
+    g.op("MEAN", [x, g.constant("axes", np.array([1, 2], np.int32))], [y])
+    source = tmp_path / "mean.tflite"
+    source.write_bytes(_serialize(g))
+    with pytest.raises(ConfigError, match="MEAN.*rounds twice.*AVERAGE_POOL_2D"):
+        read_tflite(source)
+
+
+def test_quantize_multiplier_rounds_ties_away_from_zero_as_tflite():
+    """TFLite's QuantizeMultiplier uses std::round: 0.5 + 2^-32 is mantissa * 2^31 = 2^30 + 0.5 exactly."""
+    from edgepack.plan.plan import quantize_multiplier
+
+    assert quantize_multiplier(0.5 + 2.0**-32) == ((1 << 30) + 1, 0)
