@@ -82,8 +82,9 @@ def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
     from edgepack.model.weights import load_checkpoint, pretrained
 
     if config.checkpoint:
-        return load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes), Path(config.checkpoint).name
-    return pretrained(config.alpha, config.resolution, config.classes), "shipped digits weights"
+        return (load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes, config.architecture),
+                Path(config.checkpoint).name)
+    return pretrained(config.alpha, config.resolution, config.classes, config.architecture), "shipped digits weights"
 
 
 def _model_provenance(config: CompileConfig) -> dict:
@@ -377,6 +378,7 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             "backend_info": backend_info,
             "model": {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
                       "classes": config.classes, "weights": source, "input_shape": list(config.input_shape),
+                      **({} if config.model_name else {"builtin": config.architecture}),
                       **_model_provenance(config)},
             "preprocessing": {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
             "params": profile["params"], "macs": profile["macs"],

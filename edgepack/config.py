@@ -83,9 +83,12 @@ class CompileConfig:
     target_dirs: tuple = ()  # folders of your own target files, searched first (--targets; edgepack.targets)
     model_spec: str | None = None  # the CLI's --model FILE.py:NAME, recorded so debug can rebuild the model
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
+    architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
 
     def __post_init__(self):
-        self.alpha = check_alpha(self.alpha)
+        from edgepack.model.builtin import max_alpha
+
+        self.alpha = check_alpha(self.alpha, max_alpha(self.architecture))
         # an imported .tflite brings its own input size: any square size its convs accept
         self.resolution = check_count(self.resolution, "resolution") if self.tflite_model else check_resolution(self.resolution)
         self.classes = check_classes(self.classes)
@@ -124,7 +127,7 @@ class CompileConfig:
             return Path("artifacts") / f"{Path(self.tflite_model).stem.lower()}_{self.resolution}_{self.target}_int8"
         if self.model_name:  # a user module: named after its class
             return Path("artifacts") / f"{self.model_name.lower()}_{self.resolution}_{self.target}_{self.quant.value}"
-        return Path("artifacts") / f"mobilenet_v1_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"
+        return Path("artifacts") / f"{self.architecture}_{self.alpha:g}_{self.resolution}_{self.target}_{self.quant.value}"
 
     @property
     def preprocessing(self) -> dict:

@@ -72,11 +72,11 @@ def rebuild_model(manifest: dict, folder):
     if m["weights"] == SHIPPED_WEIGHTS:
         from edgepack.model.weights import pretrained
 
-        return pretrained(m["alpha"], m["resolution"], m["classes"])
-    if checkpoint is not None and not m["weights"].startswith("user module"):  # a MobileNetV1 state dict
+        return pretrained(m["alpha"], m["resolution"], m["classes"], m.get("builtin", "mobilenet_v1"))
+    if checkpoint is not None and not m["weights"].startswith("user module"):  # a built-in model's state dict
         from edgepack.model.weights import load_checkpoint
 
-        return load_checkpoint(checkpoint, m["alpha"], m["resolution"], m["classes"])
+        return load_checkpoint(checkpoint, m["alpha"], m["resolution"], m["classes"], m.get("builtin", "mobilenet_v1"))
     raise ConfigError(f"{folder} was compiled from {m['weights']}, which it cannot rebuild (an in-memory model, or an "
                       "artifact from an older edgepack): pass the same model, edgepack.debug(artifact, model=...), or recompile")
 

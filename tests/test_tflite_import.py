@@ -24,12 +24,6 @@ def _cli(*args, timeout=900):
                           timeout=timeout)
 
 
-def _fc_options(b, tfl, o, vector):
-    tfl.FullyConnectedOptionsStart(b)
-    tfl.FullyConnectedOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
-    return tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsEnd(b)
-
-
 def _softmax_options(b, tfl, o, vector):
     tfl.SoftmaxOptionsStart(b)
     tfl.SoftmaxOptionsAddBeta(b, 1.0)
@@ -50,20 +44,23 @@ def _dequantize_options(b, tfl, o, vector):
 @pytest.fixture
 def schema_writer(monkeypatch):
     """edgepack's flatbuffer writer, taught the three ops its exporter never writes (for converter-like files)."""
-    for code, version, options in (("FULLY_CONNECTED", 4, _fc_options), ("SOFTMAX", 2, _softmax_options),
-                                   ("CONCATENATION", 2, _concat_options), ("DEQUANTIZE", 2, _dequantize_options)):
+    for code, version, options in (("SOFTMAX", 2, _softmax_options), ("CONCATENATION", 2, _concat_options),
+                                   ("DEQUANTIZE", 2, _dequantize_options)):
         monkeypatch.setitem(tflite_export.OP_VERSIONS, code, version)
         monkeypatch.setitem(tflite_export._OPTIONS, code, options)
     return _serialize
 
 
-def _converter_like(ending: str = "conv", float_io: bool = False) -> bytes:
+def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
     """What TensorFlow's converter writes for a small Keras MobileNet at 48x48 (int8 in and out): SAME
     padding (stride 2 on even maps: 0 rows top, 1 bottom), per-channel int8 weights, asymmetric
-    activations, a global AVERAGE_POOL_2D (3x3), then as keras.applications.MobileNet ends: a 1x1 CONV_2D
-    classifier, RESHAPE to (1, classes) and SOFTMAX. ``ending`` "fc": RESHAPE then FULLY_CONNECTED with
-    the converter's usual output multiplier (< 0.5); "concat": a branch joined by CONCATENATION. ``float_io``:
-    the converter's default float32 interface (QUANTIZE first, DEQUANTIZE last)."""
+    activations, then as a Keras classifier ends (GlobalAveragePooling2D, Dense, softmax): MEAN over the
+    3x3 map (keep_dims, to its own scale and zero point), RESHAPE to (1, features), FULLY_CONNECTED with
+    the converter's usual output multiplier (< 0.5) and SOFTMAX. ``ending`` "flat_mean": MEAN without
+    keep_dims straight into the FULLY_CONNECTED; "conv": as keras.applications.MobileNet ends, a global
+    AVERAGE_POOL_2D, a 1x1 CONV_2D classifier, RESHAPE to (1, classes) and SOFTMAX; "concat": a branch
+    joined by CONCATENATION. ``float_io``: the converter's default float32 interface (QUANTIZE first,
+    DEQUANTIZE last)."""
     rng = np.random.default_rng(14)
     g = _Graph()
     q = QParams(float(np.float32(1 / 127.5)), -1)
@@ -81,7 +78,7 @@ def _converter_like(ending: str = "conv", float_io: bool = False) -> bytes:
         fan_in = k * k * (1 if kind == "dw" else c)
         w_scale = rng.uniform(0.004, 0.02, o).astype(np.float32)
         weight = rng.integers(-127, 128, (1, k, k, o) if kind == "dw" else (o, k, k, c)).astype(np.int8)
-        out_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(fan_in) * 60.0)),
+        out_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(fan_in) * 30.0)),
                         -128 if act != "NONE" else int(rng.integers(-10, 10)))
         wt = g.constant(f"w{i}", weight, w_scale, 3 if kind == "dw" else 0)
         bias = g.constant(f"b{i}", rng.integers(-2000, 2000, o).astype(np.int32), _bias_scale(q, w_scale))
@@ -97,18 +94,28 @@ def _converter_like(ending: str = "conv", float_io: bool = False) -> bytes:
             return _serialize(g)
         x, q = y, out_q
     features = shape[3]
-    pooled = g.activation("pooled", (1, 1, 1, features), q)
-    g.op("AVERAGE_POOL_2D", [x], [pooled], filter_h=3, filter_w=3, stride=1, padding="VALID", activation="NONE")
     w_scale = rng.uniform(0.004, 0.02, 10).astype(np.float32)
-    logits_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(features) * 60.0)), 3)
     bias = rng.integers(-3000, 3000, 10).astype(np.int32)
-    logits = g.activation("logits", (1, 10), logits_q)
-    if ending == "fc":
-        flat = g.activation("flat", (1, features), q)
-        g.op("RESHAPE", [pooled, g.constant("flat_shape", np.array([1, features], np.int32))], [flat], new_shape=[1, features])
+    if ending in ("dense", "flat_mean"):
+        mean_q = QParams(float(np.float32(q.scale * 0.6)), -20)  # the converter gives the pooled tensor its own range
+        keep = ending == "dense"
+        pooled = g.activation("pooled", (1, 1, 1, features) if keep else (1, features), mean_q)
+        g.op("MEAN", [x, g.constant("reduction_indices", np.array([1, 2], np.int32))], [pooled], keep_dims=keep)
+        flat = pooled
+        if keep:
+            flat = g.activation("flat", (1, features), mean_q)
+            g.op("RESHAPE", [pooled, g.constant("flat_shape", np.array([1, features], np.int32))], [flat],
+                 new_shape=[1, features])
+        logits_q = QParams(float(np.float32(mean_q.scale * float(w_scale.mean()) * np.sqrt(features) * 60.0)), 3)
+        logits = g.activation("logits", (1, 10), logits_q)
         wt = g.constant("fc_w", rng.integers(-127, 128, (10, features)).astype(np.int8), w_scale)
-        g.op("FULLY_CONNECTED", [flat, wt, g.constant("fc_b", bias, _bias_scale(q, w_scale))], [logits], activation="NONE")
+        g.op("FULLY_CONNECTED", [flat, wt, g.constant("fc_b", bias, _bias_scale(mean_q, w_scale))], [logits],
+             activation="NONE")
     else:
+        pooled = g.activation("pooled", (1, 1, 1, features), q)
+        g.op("AVERAGE_POOL_2D", [x], [pooled], filter_h=3, filter_w=3, stride=1, padding="VALID", activation="NONE")
+        logits_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(features) * 60.0)), 3)
+        logits = g.activation("logits", (1, 10), logits_q)
         wt = g.constant("conv_preds_w", rng.integers(-127, 128, (10, 1, 1, features)).astype(np.int8), w_scale)
         preds = g.activation("conv_preds", (1, 1, 1, 10), logits_q)
         g.op("CONV_2D", [pooled, wt, g.constant("conv_preds_b", bias, _bias_scale(q, w_scale))], [preds],
@@ -165,6 +172,11 @@ def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_p
     assert imported.softmax == SOFTMAX_DROPPED and imported.classes == 10 and imported.resolution == 48
     strided = [layer for layer in imported.plan.layers if layer.kind in ("conv", "depthwise") and layer.stride == 2]
     assert strided and all(layer.pads == (0, 0, 1, 1) for layer in strided)  # SAME on even maps: bottom/right
+    pool, fc = imported.plan.layers[-2:]
+    assert (pool.kind, pool.pool, fc.kind, fc.rounding) == ("avgpool", "mean", "fc", "single")
+    assert (fc.arrays["shift"] < 0).all() and pool.output_q != pool.input_q  # rounding once differs; MEAN rescales
+    x = np.random.default_rng(4).integers(-128, 128, (24, *imported.plan.input_shape)).astype(np.int8)
+    assert len(np.unique(reference.run(imported.plan, x))) > 50  # the head sees varied activations
     _compile_and_bench(source, target, tmp_path, softmax=SOFTMAX_DROPPED)
 
 
@@ -177,17 +189,29 @@ def test_converter_float_interface_is_dropped(schema_writer, tmp_path):
     _compile_and_bench(source, "c-host", tmp_path, softmax=SOFTMAX_DROPPED)
 
 
-def test_even_average_pool_with_a_zero_point_is_refused(tmp_path):
-    """TFLite's int8 AVERAGE_POOL_2D rounds the raw sum: over an even count with a zero point its ties differ."""
+@pytest.mark.parametrize("zero_point", [-128, 0, 17])
+def test_even_average_pool_imports_as_litert_rounds_it(zero_point, tmp_path):
+    """TFLite's int8 AVERAGE_POOL_2D rounds the raw sum, zero point included: over an even count with a
+    zero point its ties differ from the plan's "average", so it becomes a "raw_average" pool, exact."""
+    rng = np.random.default_rng(5)
     g = _Graph()
-    q = QParams(0.05, -128)
-    x = g.input = g.activation("map", (1, 2, 2, 4), q)
-    y = g.output = g.activation("pooled", (1, 1, 1, 4), q)
-    g.op("AVERAGE_POOL_2D", [x], [y], filter_h=2, filter_w=2, stride=1, padding="VALID", activation="NONE")
+    q = QParams(0.05, zero_point)
+    x = g.input = g.activation("map", (1, 4, 4, 8), q)
+    pooled = g.activation("pooled", (1, 1, 1, 8), q)
+    g.op("AVERAGE_POOL_2D", [x], [pooled], filter_h=4, filter_w=4, stride=1, padding="VALID", activation="NONE")
+    w_scale = np.full(3, 0.01, np.float32)
+    bias = g.constant("b", np.zeros(3, np.int32), _bias_scale(q, w_scale))
+    g.output = g.activation("y", (1, 3), QParams(0.05 * 0.01 * 40, 0))
+    g.op("FULLY_CONNECTED", [pooled, g.constant("w", rng.integers(-127, 128, (3, 8)).astype(np.int8), w_scale), bias],
+         [g.output], activation="NONE")
     source = tmp_path / "even_pool.tflite"
     source.write_bytes(_serialize(g))
-    with pytest.raises(ConfigError, match="even count.*odd-sized map"):
-        read_tflite(source)
+    plan = read_tflite(source).plan
+    assert plan.layers[0].pool == ("average" if zero_point == 0 else "raw_average")
+    images = rng.integers(-128, 128, (300, 8, 4, 4)).astype(np.int8)
+    want = litert.run_reference_tensor(source, images, pooled).reshape(300, 8)
+    got = reference.run(plan, images, collect=True)[1][0].reshape(300, 8)
+    assert np.array_equal(got, want), f"{int((got != want).sum())} of {want.size} pooled values differ"
 
 
 def test_edgepack_written_tflite_reads_back_as_its_plan(edgepack_tflite):
@@ -220,19 +244,25 @@ def test_python_api_compiles_a_tflite_path(edgepack_tflite, tmp_path):
     assert edgepack.bench(folder)["passed"]
 
 
-def test_fully_connected_that_litert_rounds_once_is_refused(schema_writer, tmp_path):
-    """LiteRT's int8 FULLY_CONNECTED rounds acc * M once; with M < 0.5 the plan's fc (gemmlowp) rounds twice."""
-    source = tmp_path / "dense_head.tflite"
-    source.write_bytes(_converter_like("fc"))
-    r = _cli("compile", "--model", source, "--target", "c-host", "-o", tmp_path / "out", timeout=60)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "FULLY_CONNECTED" in lines[0] and "CONV_2D" in lines[0], r.stderr
+@pytest.mark.parametrize("ending", ["flat_mean", "conv"])
+def test_other_converter_heads_match_litert(schema_writer, ending, tmp_path):
+    """MEAN without keep_dims straight into FULLY_CONNECTED, and keras.applications.MobileNet's AVERAGE_POOL_2D
+    and 1x1 CONV_2D classifier: the imported plan's logits are LiteRT's reference kernels' on every value."""
+    source = tmp_path / f"{ending}.tflite"
+    source.write_bytes(_converter_like(ending))
+    imported = read_tflite(source)
+    pool, fc = imported.plan.layers[-2:]
+    want_heads = {"flat_mean": ("mean", "single", (pool.input_shape[0],)), "conv": ("average", "double", (pool.input_shape[0], 1, 1))}
+    assert (pool.pool, fc.rounding, pool.output_shape) == want_heads[ending]
+    x = np.random.default_rng(4).integers(-128, 128, (24, *imported.plan.input_shape)).astype(np.int8)
+    want = litert.run_reference_tensor(source, x, imported.logits_tensor)
+    got = reference.run(imported.plan, x)
+    assert len(np.unique(want)) > 10 and np.array_equal(got, want.reshape(got.shape))
 
 
 def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp_path):
     """RESHAPE of a 2x2 map to (1, F) flattens in NHWC order; the imported fc's weights follow the plan's CHW
-    order, and with an output multiplier >= 0.5 (one rounding either way) the plan is LiteRT's arithmetic."""
+    order, and the fc rounds acc * M once (rounding "single"), as LiteRT's kernel."""
     rng = np.random.default_rng(3)
     g = _Graph()
     q = QParams(0.05, 7)
@@ -248,28 +278,23 @@ def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp
     source = tmp_path / "flat_fc.tflite"
     source.write_bytes(_serialize(g))
     imported = read_tflite(source)
-    assert [layer.kind for layer in imported.plan.layers] == ["fc"] and imported.softmax is None
+    assert [(layer.kind, layer.rounding) for layer in imported.plan.layers] == [("fc", "single")]
+    assert imported.softmax is None
     x = rng.integers(-128, 128, (400, 4, 2, 2)).astype(np.int8)
     got = reference.run(imported.plan, x)
     assert np.array_equal(got, litert.run_reference(source, x)) and 0.05 < float((np.abs(got) < 127).mean())
 
 
-def test_mean_is_refused_with_the_reason(schema_writer, monkeypatch, tmp_path):
-    def mean_options(b, tfl, o, vector):
-        tfl.ReducerOptionsStart(b)
-        tfl.ReducerOptionsAddKeepDims(b, True)
-        return tfl.BuiltinOptions.ReducerOptions, tfl.ReducerOptionsEnd(b)
-
-    monkeypatch.setitem(tflite_export.OP_VERSIONS, "MEAN", 2)
-    monkeypatch.setitem(tflite_export._OPTIONS, "MEAN", mean_options)
+def test_mean_over_channels_is_refused(tmp_path):
+    """Only a global MEAN (axes H and W) is a plan pool; one over the channels is refused by what it averages."""
     g = _Graph()
     q = QParams(0.05, 0)
     x = g.input = g.activation("map", (1, 3, 3, 4), q)
-    y = g.output = g.activation("mean", (1, 1, 1, 4), q)
-    g.op("MEAN", [x, g.constant("axes", np.array([1, 2], np.int32))], [y])
+    y = g.output = g.activation("mean", (1, 3, 3, 1), q)
+    g.op("MEAN", [x, g.constant("axes", np.array([3], np.int32))], [y], keep_dims=True)
     source = tmp_path / "mean.tflite"
     source.write_bytes(_serialize(g))
-    with pytest.raises(ConfigError, match="MEAN.*rounds twice.*AVERAGE_POOL_2D"):
+    with pytest.raises(ConfigError, match=r"op 0 \(MEAN\) does not average .* over H and W: only a global mean"):
         read_tflite(source)
 
 

@@ -51,8 +51,8 @@ def arena_estimate(tflite_bytes: bytes) -> dict:
         buffers.append(Buffer(f"t{t}", -(-size // ALIGNMENT) * ALIGNMENT, first[t], last.get(t, first[t])))
     activations = greedy_by_size(buffers)
     per_channel = 0
-    for op in ops:  # conv / depthwise keep int32 multiplier and shift per output channel
-        if op.InputsLength() >= 2 and op.Inputs(1) in constant:
+    for op in ops:  # conv / depthwise / fc keep int32 multiplier and shift per output channel (MEAN's axes: none)
+        if op.InputsLength() >= 2 and op.Inputs(1) in constant and graph.Tensors(op.Inputs(1)).Type() == 9:  # INT8
             weight = graph.Tensors(op.Inputs(1))
             per_channel += 2 * 4 * int(weight.ShapeAsNumpy()[0 if weight.ShapeAsNumpy()[0] > 1 else -1])
     persistent = graph.TensorsLength() * EVAL_TENSOR_BYTES + len(ops) * NODE_BYTES + per_channel + FIXED_BYTES

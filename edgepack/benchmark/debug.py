@@ -41,6 +41,9 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray) -> list[tup
              "avgpool": (nn.AdaptiveAvgPool2d, nn.AvgPool2d), "fc": nn.Linear}
     pairs, pos = [], 0
     for layer in plan.layers:
+        if layer.kind == "add":  # a tensor sum, not a module call: no hook sees it
+            pairs.append(None)
+            continue
         while not isinstance(calls[pos][0], kinds[layer.kind]):
             pos += 1
         _, x, y = calls[pos]
@@ -93,7 +96,10 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, c
     io = fp32_layer_io(fold(model.eval()), plan, data.images)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = []
-    for layer, (x, y), q_out in zip(plan.layers, io, cumulative):
+    for layer, pair, q_out in zip(plan.layers, io, cumulative):
+        if pair is None:  # an add: its fp32 counterpart is not a module output (the next layers show its error)
+            continue
+        x, y = pair
         isolated = layer.output_q.dequantize(reference.KERNELS[layer.kind](layer.input_q.quantize(x), layer))
         y = y.reshape(isolated.shape)
         rows.append({

@@ -7,15 +7,17 @@ from edgepack.cli.flags import add_targets_flag, positive_int
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="build a verified artifact folder for a target")
     p.add_argument("--target", required=True, help="target name (see `edgepack targets`)")
-    p.add_argument("--alpha", default="0.75", help="width multiplier in (0, 1] (default 0.75)")
+    p.add_argument("--alpha", default="0.75", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution, a multiple of 32 (default 224)")
     p.add_argument("--classes", help="classes of the model (default 10, the digits; with --model, its last Linear); "
                    "another count needs --checkpoint (or --random-head)")
     p.add_argument("--random-head", action="store_true", help="allow --classes N != 10 without --checkpoint: the "
                    "classifier is randomly initialised (its accuracy is chance)")
-    p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of MobileNetV1: a class (built with "
-                   "no arguments) or function in a Python file or module (package.module:NAME); weights from --checkpoint")
-    p.add_argument("--checkpoint", help="state dict of MobileNetV1, or of --model (default: the shipped digits weights)")
+    p.add_argument("--model", metavar="NAME|FILE.py:NAME", help="mobilenet_v1 (default) or mobilenet_v2, or your own "
+                   "nn.Module: a class (built with no arguments) or function in a Python file or module "
+                   "(package.module:NAME); weights from --checkpoint")
+    p.add_argument("--checkpoint", help="state dict of the built-in model, or of --model FILE.py:NAME "
+                   "(default: the shipped digits weights)")
     p.add_argument("--quant", default="ptq", help="ptq (default), qat or none (fp32)")
     p.add_argument("--weight-granularity", default="per-channel", help="per-channel (default) or per-tensor")
     p.add_argument("--calibration", help="ImageFolder directory or .npz (default: bundled digits calibration split)")
@@ -27,7 +29,7 @@ def add_parser(sub) -> None:
                    "as the shipped weights expect); recorded in the manifest, reused by bench and debug")
     p.add_argument("--std", default="0.5", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
     p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
-    p.add_argument("-o", "--output", help="artifact folder (default artifacts/mobilenet_v1_<alpha>_<res>_<target>_<quant>, "
+    p.add_argument("-o", "--output", help="artifact folder (default artifacts/<model>_<alpha>_<res>_<target>_<quant>, "
                    "with --model artifacts/<classname>_<res>_<target>_<quant>); "
                    "an existing one is replaced only if it is an unchanged edgepack artifact")
     p.add_argument("--force", action="store_true", help="replace an edgepack artifact folder even if files in it were "
@@ -50,18 +52,22 @@ def run(args) -> int:
     from edgepack.interop.tflite_import import is_tflite_spec
     if is_tflite_spec(args.model):
         return _run_tflite(args)
+    from edgepack.model.builtin import BUILTIN, DEFAULT
+
+    architecture = args.model if args.model in BUILTIN else DEFAULT
+    user_model = args.model if args.model and args.model not in BUILTIN else None
     model_name = None
-    if args.model:
+    if user_model:
         from edgepack.model.user import parse_model_spec
-        model_name = parse_model_spec(args.model)[1]
+        model_name = parse_model_spec(user_model)[1]
     config = CompileConfig(
         target=args.target, alpha=args.alpha, resolution=args.resolution,
         classes=args.classes if args.classes is not None else 10, model_name=model_name,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
-        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head, model_spec=args.model,
-        target_dirs=tuple(args.targets or ()),
+        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head, model_spec=user_model,
+        target_dirs=tuple(args.targets or ()), architecture=architecture,
     )
     get_target(config.target, config.target_dirs)
     check_output_dir(config.output_path(), config.force)
@@ -69,9 +75,9 @@ def run(args) -> int:
         from edgepack.compiler import compile_model, model_classes
 
         model = None
-        if args.model:
+        if user_model:
             from edgepack.model.user import load_user_model
-            model = load_user_model(args.model, args.checkpoint)
+            model = load_user_model(user_model, args.checkpoint)
             config.classes = model_classes(model, args.classes)
         compile_model(config, model)
     return 0

@@ -13,9 +13,12 @@ reference kernels (op resolver BUILTIN_REF) reproduce edgepack's int8 outputs bi
   they are 0, and otherwise (PyTorch's symmetric 1 on such a layer) an explicit PAD (filled with the
   input's zero point, i.e. real 0) before a VALID conv;
 - the global average pool is AVERAGE_POOL_2D over the whole map (in int16 with zero point 0 when the
-  count is even, see _global_average_pool);
+  count is even, see _global_average_pool); a "mean" pool (imported from a MEAN) is MEAN again;
 - the fc is a CONV_2D whose kernel covers the map, then RESHAPE to (1, classes): LiteRT's
-  FULLY_CONNECTED rounds per-channel int8 once, with a 16-bit multiplier (see _fully_connected);
+  FULLY_CONNECTED rounds acc * M once, the plan's fc twice (see _fully_connected); an fc with
+  rounding "single" (imported from a FULLY_CONNECTED) is FULLY_CONNECTED again;
+- an add is ADD (its int8 kernel prepares the plan's add multipliers from the two input scales and the
+  output scale, see edgepack.plan.plan.add_multipliers); a residual tensor feeds both its readers;
 - fused ReLU / ReLU6 become TFLite fused activations whose clamp equals the plan's act_min/act_max.
 
 LiteRT's default CPU path (XNNPACK) requantizes in fp32 and differs by one step on some values.
@@ -31,12 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.errors import ToolchainError, UnsupportedModelError
-from edgepack.plan.plan import Layer, Plan, QParams
+from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams
 
 DESCRIPTION = "edgepack int8 plan"
 SCHEMA_VERSION = 3
 # Op versions as the TFLite converter marks int8 (per-channel) models; they only select a registration.
-OP_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "AVERAGE_POOL_2D": 2, "QUANTIZE": 2, "RESHAPE": 1}
+OP_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "AVERAGE_POOL_2D": 2, "QUANTIZE": 2, "RESHAPE": 1,
+               "ADD": 2, "FULLY_CONNECTED": 4, "MEAN": 2}
 _CONST_ALIGNMENT = 16  # constant buffers start on 16 bytes, as the converter lays them out
 
 
@@ -67,6 +71,7 @@ class _Graph:
         self.ops: list[_Op] = []
         self.quant: dict[int, QParams] = {}
         self.input = self.output = -1
+        self.more_inputs: list[int] = []  # further subgraph inputs (one-op test models)
 
     def activation(self, name: str, shape: tuple[int, ...], q: QParams, dtype: str = "int8") -> int:
         self.tensors.append(_Tensor(name, tuple(shape), dtype, np.array([q.scale], np.float32),
@@ -91,11 +96,15 @@ def plan_to_tflite(plan: Plan) -> bytes:
         raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
     g = _Graph()
     c, h, w = plan.input_shape
-    x = g.input = g.activation("input", (1, h, w, c), plan.input_q)
+    produced = {PLAN_INPUT: g.activation("input", (1, h, w, c), plan.input_q)}  # plan tensor -> .tflite tensor
+    g.input = produced[PLAN_INPUT]
     for i, layer in enumerate(plan.layers):
-        if g.quant[x] != layer.input_q:
-            raise UnsupportedModelError(f"{layer.name}: its input quantization differs from the previous output's: "
-                                        "the plan has no requantize op to express that in .tflite")
+        sources = [produced[j] for j in plan.inputs_of(i)]
+        x = sources[0]
+        for t, q in zip(sources, (layer.input_q, layer.input2_q)):
+            if g.quant[t] != q:
+                raise UnsupportedModelError(f"{layer.name}: its input quantization differs from its producer's output: "
+                                            "the plan has no requantize op to express that in .tflite")
         prefix = f"{i}.{layer.name}"
         if layer.kind in ("conv", "pointwise", "depthwise"):
             x = _convolution(g, x, layer, prefix)
@@ -103,8 +112,12 @@ def plan_to_tflite(plan: Plan) -> bytes:
             x = _global_average_pool(g, x, layer, prefix)
         elif layer.kind == "fc":
             x = _fully_connected(g, x, layer, prefix)
+        elif layer.kind == "add":
+            x = g.activation(prefix, g.tensors[x].shape, layer.output_q)
+            g.op("ADD", sources, [x], activation=_fused_activation(layer))
         else:
             raise UnsupportedModelError(f"{layer.name}: layer kind {layer.kind!r} has no .tflite form")
+        produced[i] = x
     g.output = x
     return _serialize(g)
 
@@ -147,10 +160,15 @@ def _global_average_pool(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     away from zero, the plan rounds sum(x - zp): the two differ only on ties, which an odd count cannot
     have. For an even count the pool runs in int16 with zero point 0 (exact QUANTIZE ops around it:
     the scale is unchanged). MEAN is no alternative: LiteRT 2.3 folds 1/count into a multiplier and
-    rounds twice."""
+    rounds twice, which only a "mean" pool reproduces (it is written as MEAN)."""
     c, h, w = layer.input_shape
+    if layer.pool == "mean":
+        y = g.activation(prefix, (1, 1, 1, c) if len(layer.output_shape) == 3 else (1, c), layer.output_q)
+        g.op("MEAN", [x, g.constant(f"{prefix}/axes", np.array([1, 2], np.int32))], [y],
+             keep_dims=len(layer.output_shape) == 3)
+        return y
     q, pool = layer.input_q, dict(filter_h=h, filter_w=w, stride=1, padding="VALID", activation="NONE")
-    if (h * w) % 2:
+    if (h * w) % 2 or layer.pool == "raw_average":  # "raw_average" is AVERAGE_POOL_2D's arithmetic (imported)
         y = g.activation(prefix, (1, 1, 1, c), layer.output_q)
         g.op("AVERAGE_POOL_2D", [x], [y], **pool)
         return y
@@ -168,7 +186,10 @@ def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     """The fc as a VALID CONV_2D whose kernel covers the whole (H, W) map, then RESHAPE to (1, classes).
     LiteRT's FULLY_CONNECTED requantizes per-channel int8 with a 16-bit multiplier rounded once (its
     int64 MultiplyByQuantizedMultiplier), which differs from the plan on ties; CONV_2D rounds as the plan.
-    The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE."""
+    The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE.
+    An fc that rounds once is TFLite's FULLY_CONNECTED (_single_rounding_fc)."""
+    if layer.rounding == "single":
+        return _single_rounding_fc(g, x, layer, prefix)
     shape = g.tensors[x].shape
     if len(shape) != 4:  # an fc after an fc: (1, F) -> (1, 1, 1, F)
         features = shape[-1]
@@ -187,6 +208,26 @@ def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     new_shape = g.constant(f"{prefix}/shape", np.array([1, classes], np.int32))
     y = g.activation(prefix, (1, classes), layer.output_q)
     g.op("RESHAPE", [y4, new_shape], [y], new_shape=[1, classes])
+    return y
+
+
+def _single_rounding_fc(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+    """FULLY_CONNECTED on (1, features): a map is first RESHAPEd, which flattens it in NHWC order, so the
+    plan's CHW-ordered weight columns are reordered to HWC."""
+    shape, classes = g.tensors[x].shape, layer.output_shape[0]
+    weight = layer.weight
+    if len(shape) == 4:
+        _, h, w, c = shape
+        weight = weight.reshape(classes, c, h, w).transpose(0, 2, 3, 1).reshape(classes, -1)
+        flat_shape = g.constant(f"{prefix}/flat_shape", np.array([1, h * w * c], np.int32))
+        flat = g.activation(f"{prefix}/flat", (1, h * w * c), g.quant[x])
+        g.op("RESHAPE", [x, flat_shape], [flat], new_shape=[1, h * w * c])
+        x = flat
+    w_scale = layer.weight_scales().astype(np.float32)
+    wt = g.constant(f"{prefix}/weight", np.ascontiguousarray(weight), w_scale, 0)
+    bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
+    y = g.activation(prefix, (1, classes), layer.output_q)
+    g.op("FULLY_CONNECTED", [x, wt, bias], [y], activation=_fused_activation(layer))
     return y
 
 
@@ -308,7 +349,7 @@ def _serialize(g: _Graph) -> bytes:
         operators.append(tfl.OperatorEnd(b))
 
     tensor_vec, op_vec = tables(tensors), tables(operators)
-    inputs, outputs, name = vector([g.input], np.int32), vector([g.output], np.int32), b.CreateString("main")
+    inputs, outputs, name = vector([g.input] + g.more_inputs, np.int32), vector([g.output], np.int32), b.CreateString("main")
     tfl.SubGraphStart(b)
     tfl.SubGraphAddTensors(b, tensor_vec)
     tfl.SubGraphAddInputs(b, inputs)
@@ -379,6 +420,24 @@ def _pool_options(b, tfl, o, vector):
     return tfl.BuiltinOptions.Pool2DOptions, tfl.Pool2DOptionsEnd(b)
 
 
+def _add_options(b, tfl, o, vector):
+    tfl.AddOptionsStart(b)
+    tfl.AddOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.AddOptions, tfl.AddOptionsEnd(b)
+
+
+def _fully_connected_options(b, tfl, o, vector):
+    tfl.FullyConnectedOptionsStart(b)
+    tfl.FullyConnectedOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsEnd(b)
+
+
+def _mean_options(b, tfl, o, vector):
+    tfl.ReducerOptionsStart(b)
+    tfl.ReducerOptionsAddKeepDims(b, o["keep_dims"])
+    return tfl.BuiltinOptions.ReducerOptions, tfl.ReducerOptionsEnd(b)
+
+
 def _quantize_options(b, tfl, o, vector):
     tfl.QuantizeOptionsStart(b)
     return tfl.BuiltinOptions.QuantizeOptions, tfl.QuantizeOptionsEnd(b)
@@ -390,4 +449,5 @@ def _pad_options(b, tfl, o, vector):
 
 
 _OPTIONS = {"CONV_2D": _conv_options, "DEPTHWISE_CONV_2D": _depthwise_options, "RESHAPE": _reshape_options,
-            "AVERAGE_POOL_2D": _pool_options, "QUANTIZE": _quantize_options, "PAD": _pad_options}
+            "AVERAGE_POOL_2D": _pool_options, "QUANTIZE": _quantize_options, "PAD": _pad_options, "ADD": _add_options,
+            "FULLY_CONNECTED": _fully_connected_options, "MEAN": _mean_options}

@@ -14,18 +14,18 @@ name before any heavy work. Each op maps onto a plan layer with TFLite's own int
   QuantizeMultiplier; fused RELU / RELU6 become act_min / act_max as CalculateActivationRangeQuantized;
 - AVERAGE_POOL_2D over the whole map (quantization kept) is the global pool; so is edgepack's own
   QUANTIZE int8->int16, AVERAGE_POOL_2D int16, QUANTIZE int16->int8 (tflite_export._global_average_pool);
-- FULLY_CONNECTED is the fc (an NHWC-flattened input's weights are reordered to the plan's CHW order);
+  MEAN over H and W (keep_dims either way, Keras' GlobalAveragePooling2D) is a "mean" pool: LiteRT folds
+  1/count into its requantization (plan.mean_requantization), which may rescale;
+- FULLY_CONNECTED is an fc with rounding "single": LiteRT rounds acc * M once, not twice as gemmlowp
+  (an NHWC-flattened input's weights are reordered to the plan's CHW order);
   RESHAPE is a no-op; a trailing SOFTMAX is dropped: the plan's output is its input, the logits;
 - the converter's default float32 interface (a first QUANTIZE float32 -> int8, a last DEQUANTIZE) is
   dropped too: the plan takes and gives the int8 tensors inside it.
 
-Three TFLite int8 kernels round differently from the plan, measured against LiteRT 2.3's reference
-kernels, and are refused by name (ConfigError) rather than imported inexactly: MEAN (1/count folded into
-its requantization, two roundings: hundreds of differing logits in 3000); AVERAGE_POOL_2D over an even
-count with a non-zero zero point (it rounds the raw sum, the plan the zero-point-free sum: ties differ);
-FULLY_CONNECTED whose output multiplier is below 0.5 (LiteRT rounds acc * M once, the plan's
-gemmlowp arithmetic twice: ~0.5% of logits differ). A classifier written as a CONV_2D over the (pooled)
-map, as Keras' MobileNet and edgepack's exporter end, rounds as the plan does.
+AVERAGE_POOL_2D over an even count with a non-zero zero point rounds the raw sum, zero point included,
+where the plan's "average" pool rounds the zero-point-free sum (ties differ): it becomes a "raw_average"
+pool. All of this is checked against LiteRT 2.3's reference kernels (tests/test_tflite_heads.py and
+tests/test_tflite_import.py).
 
 Whether the plan is bit-exact with the file is not assumed: compile checks the numpy reference
 against LiteRT's reference kernels on the file itself (compiler._compile_imported).
@@ -40,16 +40,13 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.errors import ConfigError, ToolchainError
-from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
+from edgepack.plan.plan import Layer, Plan, QParams, mean_requantization, quantize_multiplier
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "RESHAPE", "PAD", "QUANTIZE",
-                 "SOFTMAX", "DEQUANTIZE")
-# Ops the plan could name but whose TFLite int8 arithmetic it does not reproduce bit for bit.
-_INEXACT_OPS = {"MEAN": "LiteRT's int8 MEAN folds 1/count into its requantization and rounds twice, which the plan's "
-                        "global pool does not reproduce; pool with AVERAGE_POOL_2D over the whole map instead"}
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "RESHAPE", "PAD",
+                 "QUANTIZE", "SOFTMAX", "DEQUANTIZE")
 SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
 PLAN_BACKENDS = ("c", "tvm", "tflm")  # backends that lower the int8 plan itself
-_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "QUANTIZE")
+_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MEAN", "QUANTIZE")
 _ACTIVATIONS = {0: "none", 1: "relu", 3: "relu6"}  # tflite.ActivationFunctionType NONE, RELU, RELU6
 
 
@@ -183,9 +180,6 @@ class _Graph:
         except Exception as e:  # a truncated or corrupt flatbuffer fails somewhere in the generated readers
             raise ConfigError(f"--model {path} is not a readable TFLite model ({type(e).__name__}): pass an intact .tflite file")
         unsupported = sorted(set(self.op_names) - set(SUPPORTED_OPS))
-        inexact = [_INEXACT_OPS[name] for name in unsupported if name in _INEXACT_OPS]
-        if inexact:
-            raise ConfigError(f"--model {path} uses {', '.join(unsupported)}: {inexact[0]}")
         if unsupported:
             raise ConfigError(f"--model {path} uses {', '.join(unsupported)}, outside the int8 plan: edgepack imports "
                               f"only {', '.join(SUPPORTED_OPS)}")
@@ -274,10 +268,12 @@ class _Graph:
                 values[out.index] = _Value(layer.output_shape, layer.output_q)
             elif name == "AVERAGE_POOL_2D":
                 layer = self._global_pool(i, op, inputs, value, out, value.q)
-                count = int(np.prod(value.shape[1:]))
-                if count % 2 == 0 and value.q.zero_point != 0:
-                    self.refuse(i, f"averages an even count ({count}) at zero point {value.q.zero_point}", "TFLite rounds "
-                                "the raw sum, the plan the zero-point-free one, so ties differ: pool an odd-sized map")
+                if int(np.prod(value.shape[1:])) % 2 == 0 and value.q.zero_point != 0:
+                    layer.pool = "raw_average"  # TFLite rounds the raw sum: on ties unlike the plan's "average"
+                layers.append(layer)
+                values[out.index] = _Value(layer.output_shape, layer.output_q)
+            elif name == "MEAN":
+                layer = self._mean(i, op, inputs, value, out)
                 layers.append(layer)
                 values[out.index] = _Value(layer.output_shape, layer.output_q)
             elif name == "QUANTIZE":
@@ -450,12 +446,24 @@ class _Graph:
         out_q = out.qparams(f"op {i}")
         arrays = {"weight": np.ascontiguousarray(weight), "bias": self._bias(i, inputs, o),
                   **self._requantization(value.q, scales, out_q)}
-        if (arrays["shift"] < 0).any():  # then LiteRT rounds once where the plan (gemmlowp) rounds twice
-            self.refuse(i, f"requantizes by {min(float(value.q.scale) * float(s) / out_q.scale for s in scales):.3g} "
-                        "(< 0.5), which LiteRT's kernel rounds once and the int8 plan's fc twice",
-                        "write the classifier as a CONV_2D over the pooled map (as Keras' MobileNet and edgepack do)")
         return Layer(f"layer{i}_fc", "fc", (features,), (o,), input_q=value.q, output_q=out_q, arrays=arrays,
-                     **self._activation(i, opts.FusedActivationFunction(), out_q))
+                     rounding="single", **self._activation(i, opts.FusedActivationFunction(), out_q))
+
+    def _mean(self, i, op, inputs, value, out) -> Layer:
+        """MEAN over H and W of an NHWC map: a "mean" pool, requantized as LiteRT's kernel does."""
+        axes = self.tensor(inputs[1]).data if len(inputs) > 1 else None
+        if len(value.shape) != 3 or axes is None or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+            self.refuse(i, "does not average a (1, H, W, C) map over H and W", "only a global mean over axes [1, 2] "
+                        "fits the int8 plan")
+        c, h, w = value.shape
+        if int(np.prod(out.shape)) != c or out.dtype != "int8":
+            self.refuse(i, f"outputs {out.dtype} {list(out.shape)}", f"a global pool outputs {c} int8 values")
+        out_q = out.qparams(f"op {i}")
+        multiplier, shift = mean_requantization(value.q.scale, out_q.scale, h * w)
+        arrays = {"multiplier": np.full(c, multiplier, np.int32), "shift": np.full(c, shift, np.int32)}
+        keep = self.options(op, "ReducerOptions").KeepDims()
+        return Layer(f"layer{i}_mean", "avgpool", (c, h, w), (c, 1, 1) if keep else (c,), input_q=value.q,
+                     output_q=out_q, pool="mean", arrays=arrays)
 
     def _global_pool(self, i, op, inputs, value, out, in_q: QParams) -> Layer:
         if len(value.shape) != 3:

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from edgepack.errors import CheckpointError
-from edgepack.model.mobilenet import MobileNetV1, check_alpha
+from edgepack.model import builtin
+from edgepack.validate import check_alpha
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -39,23 +40,31 @@ def load_compact(path: Path) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
 
 
-def pretrained(alpha: float, resolution: int = 224, num_classes: int = DIGITS_CLASSES) -> MobileNetV1:
-    """MobileNetV1 with the shipped digits weights (one checkpoint per alpha serves every resolution)."""
-    alpha = check_alpha(alpha)
-    path = weights_path(alpha)
+def shipped_alphas(model: str = builtin.DEFAULT) -> list[float]:
+    """The widths the package ships digits weights for, read from the weights folder."""
+    prefix, suffix = f"{model}_", "_digits.npz"
+    return sorted((float(p.name[len(prefix):-len(suffix)]) for p in WEIGHTS_DIR.glob(f"{prefix}*{suffix}")), reverse=True)
+
+
+def pretrained(alpha: float, resolution: int = 224, num_classes: int = DIGITS_CLASSES,
+               model: str = builtin.DEFAULT) -> torch.nn.Module:
+    """The built-in ``model`` with the shipped digits weights (one checkpoint per alpha serves every resolution)."""
+    alpha = check_alpha(alpha, builtin.max_alpha(model))
+    path = weights_path(alpha, model)
     if not path.exists():
-        shipped = ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS)
+        shipped = ", ".join(f"{a:g}" for a in shipped_alphas(model)) or "none yet"
+        which, option = ("", "") if model == builtin.DEFAULT else (f" {model}", f" --model {model}")
         raise CheckpointError(
-            f"no shipped weights for alpha {alpha:g} (shipped: {shipped}): pass --checkpoint PATH "
-            f"or train them with scripts/train_digits.py --alpha {alpha:g}"
+            f"no shipped{which} weights for alpha {alpha:g} (shipped: {shipped}): pass --checkpoint PATH "
+            f"or train them with scripts/train_digits.py{option} --alpha {alpha:g}"
         )
     state = load_compact(path)
     if num_classes != DIGITS_CLASSES:
         # keep the feature extractor, re-initialise the classifier for a different label set
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    model = MobileNetV1(alpha, resolution, num_classes)
-    model.load_state_dict(state, strict=num_classes == DIGITS_CLASSES)
-    return model.eval()
+    net = builtin.build(model, alpha, resolution, num_classes)
+    net.load_state_dict(state, strict=num_classes == DIGITS_CLASSES)
+    return net.eval()
 
 
 def check_finite(state: dict, where: str) -> None:
@@ -66,11 +75,13 @@ def check_finite(state: dict, where: str) -> None:
             raise CheckpointError(f"{where}: {name} has {bad} NaN or infinite values: retrain or repair the weights")
 
 
-def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes: int) -> MobileNetV1:
-    """A state dict of our MobileNetV1 saved with torch.save (or an .npz from save_compact)."""
+def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes: int,
+                    model_name: str = builtin.DEFAULT) -> torch.nn.Module:
+    """A state dict of the built-in ``model_name`` saved with torch.save (or an .npz from save_compact)."""
     path = Path(path)
+    cls = builtin.BUILTIN[builtin.check_builtin(model_name)][1]
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist: pass the path of a MobileNetV1 state dict")
+        raise CheckpointError(f"checkpoint {path} does not exist: pass the path of a {cls} state dict")
     try:
         if path.suffix == ".npz":
             state = load_compact(path)
@@ -83,19 +94,19 @@ def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a state dict of tensors: save model.state_dict()")
     check_finite(state, f"checkpoint {path}")
-    model = MobileNetV1(alpha, resolution, num_classes)
+    model = builtin.build(model_name, alpha, resolution, num_classes)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         found = "; ".join(f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in (
             ("missing keys", missing), ("unexpected keys", unexpected)) if keys)
-        raise CheckpointError(f"checkpoint {path} is not a state dict of edgepack's MobileNetV1 ({found}): save "
-                              "MobileNetV1(...).state_dict(), or compile your own nn.Module with edgepack.compile(model, ...)")
+        raise CheckpointError(f"checkpoint {path} is not a state dict of edgepack's {cls} ({found}): save "
+                              f"{cls}(...).state_dict(), or compile your own nn.Module with edgepack.compile(model, ...)")
     wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
     if wrong:
         k = wrong[0]
         raise CheckpointError(
-            f"checkpoint {path} does not match MobileNetV1(alpha={alpha:g}, classes={num_classes}): {k} has shape "
+            f"checkpoint {path} does not match {cls}(alpha={alpha:g}, classes={num_classes}): {k} has shape "
             f"{tuple(state[k].shape)}, expected {tuple(expected[k].shape)}: pass the --alpha and --classes it was trained with")
     model.load_state_dict(state, strict=True)
     return model.eval()

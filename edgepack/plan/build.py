@@ -1,8 +1,9 @@
 """Derive the int8 plan from a PT2E-converted graph (quantize/dequantize nodes around aten ops).
 
-The graph must be a chain: input -> conv/linear/pool layers (each between a dequantize and a
-quantize node, optionally with a fused ReLU/ReLU6) -> output. Anything else is refused with
-the name of the node that breaks the chain.
+Each conv/linear/pool/add node sits between dequantize and quantize nodes (optionally with a fused
+ReLU/ReLU6 before the quantize); a layer's input is found by following its dequantize back to the
+quantize node its producer wrote, so the plan is a graph (a residual tensor feeds its next layer and
+its add). Anything else is refused with the name of the node.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 from torch.fx import GraphModule, Node
 
 from edgepack.errors import UnsupportedModelError
-from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
-from edgepack.quantize.quantizer import SHARED_OPS, is_activation, is_relu6
+from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
+from edgepack.quantize.quantizer import ADD_OPS, SHARED_OPS, is_activation, is_relu6
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -20,6 +21,7 @@ Q_OPS = {qd.quantize_per_tensor.default}
 DQ_TENSOR = {qd.dequantize_per_tensor.default}
 DQ_CHANNEL = {qd.dequantize_per_channel.default}
 POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
+COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
 RESHAPE_OPS = SHARED_OPS - POOL_OPS
 
 
@@ -47,7 +49,8 @@ def _users(node: Node) -> list[Node]:
 def _single_user(node: Node) -> Node:
     users = _users(node)
     if len(users) != 1:
-        raise UnsupportedModelError(f"{node.name} feeds {len(users)} nodes: only chain topologies can be lowered")
+        raise UnsupportedModelError(f"{node.name} feeds {len(users)} nodes before it is quantized: the int8 plan "
+                                    "quantizes every layer's output (after at most one ReLU/ReLU6)")
     return users[0]
 
 
@@ -151,42 +154,87 @@ def _pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Laye
     return Layer(node.name, "avgpool", shape, out_shape, input_q=in_q, output_q=out_q), q_out
 
 
+def _add_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[Layer, Node]:
+    """TFLite's int8 ADD of two equally shaped tensors, each in its producer's quantization (what the
+    observers chose: PT2E shares an add input's observer with its producer's output)."""
+    (qa, _, shape_a), (qb, _, shape_b) = sources
+    if shape_a != shape_b:
+        raise UnsupportedModelError(f"{node.name}: adds tensors of shapes {shape_a} and {shape_b}: only equal shapes "
+                                    "(no broadcasting) are supported")
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    multiplier, shift = add_multipliers(qa, qb, out_q)
+    lo, hi = _clamp(activation, out_q)
+    return Layer(node.name, "add", shape_a, shape_a, qa, out_q, lo, hi, activation=activation,
+                 arrays={"multiplier": multiplier, "shift": shift}, input2_q=qb), q_out
+
+
+def _is_shape_arithmetic(node: Node) -> bool:
+    """sym_size and friends of a dynamic batch: they compute view sizes, not data."""
+    return "sym_size" in str(node.target) or isinstance(node.meta.get("val"), (int, torch.SymInt))
+
+
 def build_plan(gm: GraphModule, input_shape: tuple[int, int, int]) -> Plan:
-    """Walk the converted graph from its input to its output, one layer per compute node."""
+    """One layer per compute node, in graph order; each quantize node a layer wrote is a plan tensor."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedModelError(f"model has {len(placeholders)} inputs: exactly one image input is supported")
     q_in = _single_user(placeholders[0])
     if q_in.target not in Q_OPS:
         raise UnsupportedModelError("model input is not quantized: the first layer must be a conv")
-    input_q, shape, current, layers = _qparams(q_in), tuple(input_shape), q_in, []
-    while True:
-        consumers = [u for u in _users(current) if u.target in DQ_TENSOR]
-        if not consumers:
-            break
-        if len(_users(current)) != 1:
-            raise UnsupportedModelError(f"{current.name} feeds {len(_users(current))} nodes: only chains are supported")
-        dq = consumers[0]
-        node = _single_user(dq)
-        in_q = _qparams(dq)
-        if node.target in (aten.conv2d.default, aten.linear.default):
-            layer, current = _compute_layer(gm, node, shape, in_q)
-        elif node.target in POOL_OPS:
-            layer, current = _pool_layer(node, shape, in_q)
+    input_q, layers = _qparams(q_in), []
+    tensors: dict[Node, tuple[int, tuple]] = {q_in: (PLAN_INPUT, tuple(input_shape))}  # quantize node -> (tensor, shape)
+    fused: set[Node] = set()  # activation and quantize nodes a layer took as its output
+
+    def source(node: Node, arg: int) -> tuple[QParams, int, tuple]:
+        dq = node.args[arg]
+        if not (isinstance(dq, Node) and dq.target in DQ_TENSOR):
+            raise UnsupportedModelError(f"{node.name}: input {arg} is not quantized (no dequantize before it)")
+        if dq.args[0] not in tensors:
+            raise UnsupportedModelError(f"{node.name}: input {arg} does not come from a layer the int8 plan has")
+        index, shape = tensors[dq.args[0]]
+        return _qparams(dq), index, shape
+
+    output_tensor = None
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            data = node.args[0][0] if isinstance(node.args[0], (tuple, list)) else node.args[0]
+            if isinstance(data, Node) and data.target in DQ_TENSOR and data.args[0] in tensors:
+                output_tensor = tensors[data.args[0]][0]
+            continue
+        if node.op != "call_function" or node in fused or node is q_in:
+            continue
+        if node.target in Q_OPS | DQ_TENSOR | DQ_CHANNEL or _is_shape_arithmetic(node):
+            continue
+        if node.target in ADD_OPS:
+            sources = [source(node, 0), source(node, 1)]
+            layer, q_out = _add_layer(node, sources)
+            layer.inputs = (sources[0][1], sources[1][1])
+        elif node.target in COMPUTE_OPS or node.target in POOL_OPS:
+            in_q, index, shape = source(node, 0)
+            if node.target in COMPUTE_OPS:
+                layer, q_out = _compute_layer(gm, node, shape, in_q)
+            else:
+                layer, q_out = _pool_layer(node, shape, in_q)
+            layer.inputs = () if index == len(layers) - 1 else (index,)  # () = the previous layer
         elif node.target in RESHAPE_OPS:
+            in_q, index, shape = source(node, 0)
             q_out, _ = _output(node)
             if _qparams(q_out) != in_q:
                 raise UnsupportedModelError(f"{node.name}: reshape changes quantization parameters")
-            shape, current = (int(np.prod(shape)),), q_out
+            tensors[q_out] = (index, (int(np.prod(shape)),))
+            fused.add(q_out)
             continue
-        elif node.op == "output":
-            break
         else:
             raise UnsupportedModelError(f"{node.name}: operator {node.target} is not supported by the int8 plan")
+        fused.update(u for u in _users(node) if is_activation(u))
+        fused.add(q_out)
         layers.append(layer)
-        shape = layer.output_shape
+        tensors[q_out] = (len(layers) - 1, tuple(layer.output_shape))
     if not layers or layers[-1].kind != "fc":
         raise UnsupportedModelError("the model must end in a quantized Linear classifier")
+    if output_tensor != len(layers) - 1:
+        raise UnsupportedModelError("the model's output is not its last layer's: the int8 plan returns the last layer")
     plan = Plan(input_q, tuple(input_shape), layers)
     problems = plan.problems()
     if problems:

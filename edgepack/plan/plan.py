@@ -1,14 +1,22 @@
 """The int8 plan: what every integer executor (numpy reference, C runtime, TVM int8) runs.
 
 Format on disk (documented in README "Int8 plan format"):
-  plan.json  {"format": "edgepack-int8-plan", "version": 2, "layout": "NCHW",
+  plan.json  {"format": "edgepack-int8-plan", "version": 3, "layout": "NCHW",
               "input": {shape, scale, zero_point}, "output": {...}, "layers": [Layer...]}
              Version 2 stores each layer's zero padding as "pads": [top, left, bottom, right]
              (TFLite's SAME pads stride-2 layers bottom/right only); version 1 stored one symmetric
              "padding": p and still loads, as pads (p, p, p, p).
+             Version 3 makes the plan a graph: each layer's "inputs" are the indices of the layers it
+             reads (-1 = the plan input; [] = the previous layer, so v1/v2 chains load unchanged),
+             and the "add" kind adds two tensors (its second input's QParams in "input2_q").
+             An fc's "rounding" is "double" (gemmlowp, the default) or "single" (TFLite's
+             FULLY_CONNECTED); an avgpool's "pool" is "average" (the default), "mean" (TFLite's int8
+             MEAN) or "raw_average" (TFLite's int8 AVERAGE_POOL_2D). Layers without them load with the defaults.
   plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
              "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
-             "i.weight_scale" float32 (O). Pooling layers have no arrays.
+             "i.weight_scale" float32 (O). Pooling layers have no arrays; an add has "i.multiplier"
+             and "i.shift" (3,) for [input a, input b, output] (TFLite's int8 ADD, see add_multipliers);
+             a "mean" pool has "i.multiplier" and "i.shift" (C), one value repeated (mean_requantization).
 Both are written deterministically (sorted keys, fixed zip timestamps) so artifacts are
 byte-identical for identical inputs.
 """
@@ -25,11 +33,15 @@ import numpy as np
 
 from edgepack.errors import ArtifactError
 
-FORMAT, VERSION = "edgepack-int8-plan", 2
-READABLE_VERSIONS = (1, 2)
-LAYER_KINDS = ("conv", "depthwise", "pointwise", "avgpool", "fc")
+FORMAT, VERSION = "edgepack-int8-plan", 3
+READABLE_VERSIONS = (1, 2, 3)
+LAYER_KINDS = ("conv", "depthwise", "pointwise", "avgpool", "fc", "add")
 CONV_KINDS = ("conv", "depthwise", "pointwise")
 ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")
+ROUNDINGS = ("double", "single")  # fc requantization: gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
+POOLS = ("average", "mean", "raw_average")  # global pool: the plan's rounded average, TFLite's int8 MEAN or AVERAGE_POOL_2D
+PLAN_INPUT = -1  # in Layer.inputs: the plan's input tensor
+ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD widens both inputs by 2^20 before rescaling them
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,10 @@ class Layer:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # zero-point rows/columns added (top, left, bottom, right)
     activation: str = "none"  # none | relu | relu6
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    inputs: tuple[int, ...] = ()  # layers whose outputs this one reads (PLAN_INPUT = the plan input); () = previous
+    input2_q: QParams | None = None  # an add's second input (input_q is its first)
+    rounding: str = "double"  # fc only: "single" rounds acc * M once, as TFLite's FULLY_CONNECTED (README "Arithmetic")
+    pool: str = "average"  # avgpool only: "mean" / "raw_average" as TFLite's int8 MEAN / AVERAGE_POOL_2D (README "Arithmetic")
 
     @property
     def weight(self) -> np.ndarray:
@@ -72,11 +88,17 @@ class Layer:
         w = self.weight
         return self.arrays["bias"].astype(np.int64) - input_zero_point * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
 
+    def pool_zero_points(self) -> tuple[int, int]:
+        """What an average pool subtracts from its inputs and adds to its rounded mean: the zero points, or
+        none for "raw_average" (TFLite's AVERAGE_POOL_2D averages the raw int8 values, in and out scale equal)."""
+        return (0, 0) if self.pool == "raw_average" else (self.input_q.zero_point, self.output_q.zero_point)
+
     def meta(self) -> dict:
         d = asdict(self)
         d.pop("arrays")
         d["input_shape"], d["output_shape"] = list(self.input_shape), list(self.output_shape)
         d["pads"] = list(self.pads)
+        d["inputs"] = list(self.inputs)
         return d
 
     def conv_output_hw(self) -> tuple[int, int]:
@@ -100,6 +122,24 @@ class Plan:
     def output_shape(self) -> tuple[int, ...]:
         return self.layers[-1].output_shape
 
+    def inputs_of(self, i: int) -> tuple[int, ...]:
+        """The tensors layer ``i`` reads: layer indices, PLAN_INPUT for the plan input."""
+        return tuple(self.layers[i].inputs) or (i - 1,)
+
+    def last_readers(self) -> dict[int, int]:
+        """Tensor (layer index or PLAN_INPUT) -> the last layer that reads it: how long it must stay alive."""
+        last = {}
+        for i in range(len(self.layers)):
+            for j in self.inputs_of(i):
+                last[j] = i
+        return last
+
+    def is_chain(self) -> bool:
+        return all(self.inputs_of(i) == (i - 1,) for i in range(len(self.layers)))
+
+    def tensor_shape(self, j: int) -> tuple[int, ...]:
+        return tuple(self.input_shape) if j == PLAN_INPUT else tuple(self.layers[j].output_shape)
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT, "version": VERSION, "layout": "NCHW",
@@ -120,11 +160,29 @@ class Plan:
         outside [2^30, 2^31), shifts outside [-31, 30], accumulators that can leave int32, conv output
         sizes that do not follow from the input, pads, kernel and stride."""
         found = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if layer.kind not in LAYER_KINDS:
                 found.append(f"{layer.name}: unknown kind {layer.kind!r}")
                 continue
+            graph = self._input_problems(i)
+            if graph:
+                found += graph
+                continue
+            if layer.rounding not in ROUNDINGS or (layer.rounding != "double" and layer.kind != "fc"):
+                found.append(f"{layer.name}: rounding {layer.rounding!r} is not one of {', '.join(ROUNDINGS)} "
+                             "(and only an fc may round once)")
+                continue
+            if layer.pool not in POOLS or (layer.pool != "average" and layer.kind != "avgpool"):
+                found.append(f"{layer.name}: pool {layer.pool!r} is not one of {', '.join(POOLS)} "
+                             "(and only an avgpool may be a mean)")
+                continue
             if layer.kind == "avgpool":
+                found += _mean_pool_problems(layer) if layer.pool == "mean" else []
+                if layer.pool == "raw_average" and layer.input_q != layer.output_q:
+                    found.append(f"{layer.name}: a raw_average pool must keep its input's scale and zero point")
+                continue
+            if layer.kind == "add":
+                found += self._add_problems(i)
                 continue
             a = layer.arrays
             missing = [k for k in ARRAYS if k not in a]
@@ -148,6 +206,31 @@ class Plan:
                 found += _conv_geometry_problems(layer)
         return found
 
+    def _input_problems(self, i: int) -> list[str]:
+        """Every input must be the plan input or an earlier layer (the layers are in execution order)."""
+        layer, wanted = self.layers[i], 2 if self.layers[i].kind == "add" else 1
+        inputs = self.inputs_of(i)
+        if any(type(j) is not int or not PLAN_INPUT <= j < i for j in inputs):
+            return [f"{layer.name}: inputs {list(inputs)} are not the plan input (-1) or earlier layers (< {i})"]
+        if len(inputs) != wanted:
+            return [f"{layer.name}: a {layer.kind} layer reads {wanted} input(s), not {len(inputs)}"]
+        return []
+
+    def _add_problems(self, i: int) -> list[str]:
+        layer = self.layers[i]
+        shapes = {tuple(layer.input_shape), tuple(layer.output_shape)} | {self.tensor_shape(j) for j in self.inputs_of(i)}
+        if len(shapes) != 1:
+            return [f"{layer.name}: an add needs inputs and output of one shape, got {sorted(shapes)}"]
+        if layer.input2_q is None:
+            return [f"{layer.name}: an add needs input2_q (its second input's quantization)"]
+        a = layer.arrays
+        if any(k not in a or a[k].dtype != np.int32 or a[k].shape != (3,) for k in ("multiplier", "shift")):
+            return [f"{layer.name}: an add needs int32 multiplier and shift arrays of 3 (input a, input b, output)"]
+        m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
+        if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 0)):
+            return [f"{layer.name}: add multipliers must be Q31 in [2^30, 2^31) with shifts in [-31, 0]"]
+        return []
+
     @classmethod
     def load(cls, folder: Path) -> "Plan":
         folder = Path(folder)
@@ -158,7 +241,7 @@ class Plan:
         except Exception as e:  # OSError, zlib.error, BadZipFile, ValueError, ...: a damaged file either way
             raise ArtifactError(f"cannot read the int8 plan in {folder} ({type(e).__name__}): recompile the artifact")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
-            raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v1 or v{VERSION}: recompile with this edgepack")
+            raise ArtifactError(f"{folder}/plan.json is not an {FORMAT} v1 to v{VERSION}: recompile with this edgepack")
         try:
             plan = cls._from_json(meta, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -175,6 +258,8 @@ class Plan:
             own = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.split(".", 1)[0] == str(i)}
             m = dict(m)
             m["pads"] = (m.pop("padding"),) * 4 if meta["version"] == 1 else tuple(m["pads"])
+            m["inputs"] = tuple(m.get("inputs", ()))
+            m["input2_q"] = QParams(**m["input2_q"]) if m.get("input2_q") else None
             layers.append(Layer(
                 **{**m, "input_q": QParams(**m["input_q"]), "output_q": QParams(**m["output_q"]),
                    "input_shape": tuple(m["input_shape"]), "output_shape": tuple(m["output_shape"])},
@@ -182,6 +267,20 @@ class Plan:
             ))
         inp = meta["input"]
         return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers)
+
+
+def _mean_pool_problems(layer: Layer) -> list[str]:
+    """A mean pool requantizes sum(x - zp) by one multiplier and shift (mean_requantization) repeated per
+    channel; 1/count is folded into that multiplier, so it may be below 2^30."""
+    a, channels = layer.arrays, layer.input_shape[0]
+    if any(k not in a or a[k].dtype != np.int32 or a[k].shape != (channels,) for k in ("multiplier", "shift")):
+        return [f"{layer.name}: a mean pool needs int32 multiplier and shift arrays of {channels} values"]
+    m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
+    if np.ptp(m) or np.ptp(sh):
+        return [f"{layer.name}: a mean pool's multiplier and shift must be the same for every channel"]
+    if m[0] < 0 or m[0] >= 1 << 31 or not -31 <= sh[0] <= 30:
+        return [f"{layer.name}: mean pool multiplier or shift outside [0, 2^31) and [-31, 30]"]
+    return []
 
 
 def _conv_geometry_problems(layer: Layer) -> list[str]:
@@ -214,6 +313,16 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             zf.writestr(info, buf.getvalue())
 
 
+def mean_requantization(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
+    """(multiplier, shift) of TFLite's int8 MEAN over ``count`` values (LiteRT 2.3, reference/reduce.h
+    QuantizedMeanOrSum): QuantizeMultiplier(in / out) of the float32 scales widened to double, then 1/count
+    folded in: the multiplier times 2^s integer-divided by count, s = floor(log2(count)) capped at 32 and at
+    31 + shift, and the shift lowered by s. The mean is then the usual requantize(sum(x - in_zp))."""
+    m, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    s = min(count.bit_length() - 1, 32, 31 + shift)
+    return (m << s) // count, shift - s
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """real = M0 * 2^shift with M0 a Q31 integer in [2^30, 2^31) (TFLite's QuantizeMultiplier)."""
     if real <= 0.0:
@@ -226,3 +335,14 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if shift < -31:  # too small to matter: the output is always the zero point
         return 0, 0
     return q, shift
+
+
+def add_multipliers(a: QParams, b: QParams, out: QParams) -> tuple[np.ndarray, np.ndarray]:
+    """(multiplier, shift) int32 (3,) for [input a, input b, output] as TFLite's int8 ADD prepares them
+    (kernels/add.cc): both inputs rescaled to twice the larger input scale after a 2^20 left shift,
+    then to the output scale. Scales are float32 in a .tflite, so they are rounded to float32 first."""
+    sa, sb, so = (float(np.float32(q.scale)) for q in (a, b, out))
+    twice_max = 2.0 * max(sa, sb)
+    reals = (sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * so))
+    pairs = [quantize_multiplier(r) for r in reals]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)

@@ -2,7 +2,9 @@
 
 Arithmetic contract (TFLite / gemmlowp): acc = sum((x - in_zp) * w) + bias in int32;
 out = clamp(SaturatingRoundingDoublingHighMul(acc << max(shift,0), M0) rounding->> max(-shift,0)
-+ out_zp, act_min, act_max). Every other integer executor must match this bit for bit.
++ out_zp, act_min, act_max); an fc with rounding "single" (TFLite's FULLY_CONNECTED) rounds once:
+(acc * M0 + 2^(30 - shift)) >> (31 - shift). A "mean" pool is requantize(sum(x - in_zp)) with its own
+multiplier (TFLite's int8 MEAN). Every other integer executor must match this bit for bit.
 
 Convolutions are computed as float GEMMs on integer values: |x - zp| <= 255, |w| <= 127, so each
 product is < 2^15; float32 holds every partial sum exactly while K * 255 * 127 < 2^24, float64 up to
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgepack.plan.plan import Layer, Plan
+from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -52,25 +54,35 @@ def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1) -> np.ndarr
     shape[channel_axis] = -1
     mult = layer.arrays["multiplier"].astype(np.int64).reshape(shape)
     shift = layer.arrays["shift"].astype(np.int64).reshape(shape)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     v = acc.astype(np.int64)
+    if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: one rounding, |acc * M0| < 2^62 fits int64
+        v *= mult
+        v += np.int64(1) << (30 - shift)
+        v >>= 31 - shift
+    else:
+        v = _round_twice(v, mult, shift)
+    v += layer.output_q.zero_point
+    np.clip(v, layer.act_min, layer.act_max, out=v)
+    return v.astype(np.int8)
+
+
+def _round_twice(v: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, in place where it can."""
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     if left.any():
         v <<= left
         np.clip(v, INT32_MIN, INT32_MAX, out=v)
     if (mult == INT32_MIN).any():
-        v = rounding_divide_by_pot(rounding_doubling_high_mul(v, mult), right)
-    else:
-        v *= mult
-        v += 1 << 30
-        v >>= 31
-        if right.any():
-            nonneg = v >= 0
-            v += ((np.int64(1) << right) - 1) >> 1
-            v += nonneg & (right > 0)
-            v >>= right
-    v += layer.output_q.zero_point
-    np.clip(v, layer.act_min, layer.act_max, out=v)
-    return v.astype(np.int8)
+        return rounding_divide_by_pot(rounding_doubling_high_mul(v, mult), right)
+    v *= mult
+    v += 1 << 30
+    v >>= 31
+    if right.any():
+        nonneg = v >= 0
+        v += ((np.int64(1) << right) - 1) >> 1
+        v += nonneg & (right > 0)
+        v >>= right
+    return v
 
 
 def _gemm_dtype(terms: int):
@@ -124,12 +136,17 @@ def depthwise(x: np.ndarray, layer: Layer) -> np.ndarray:
 
 
 def avgpool(x: np.ndarray, layer: Layer) -> np.ndarray:
-    """Global average in the shared input/output scale: round half away from zero."""
+    """Global average in the shared input/output scale: round half away from zero (a "raw_average" pool
+    rounds the raw values' mean, zero point included, as TFLite's AVERAGE_POOL_2D). A "mean" pool
+    requantizes the sum instead, by its multiplier with 1/count folded in (TFLite's int8 MEAN)."""
     n, c = x.shape[:2]
     count = int(np.prod(x.shape[2:]))
-    total = (x.astype(np.int64) - layer.input_q.zero_point).reshape(n, c, -1).sum(-1)
+    zp_in, zp_out = layer.pool_zero_points()
+    total = (x.astype(np.int64) - zp_in).reshape(n, c, -1).sum(-1)
+    if layer.pool == "mean":
+        return requantize(total, layer).reshape((n,) + tuple(layer.output_shape))
     mean = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
-    out = np.clip(mean + layer.output_q.zero_point, -128, 127).astype(np.int8)
+    out = np.clip(mean + zp_out, -128, 127).astype(np.int8)
     return out.reshape((n,) + tuple(layer.output_shape))
 
 
@@ -138,16 +155,37 @@ def fc(x: np.ndarray, layer: Layer) -> np.ndarray:
     return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"][None], layer)
 
 
-KERNELS = {"conv": conv, "pointwise": conv, "depthwise": depthwise, "avgpool": avgpool, "fc": fc}
+def _rescale(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) on int64-held int32 values."""
+    return rounding_divide_by_pot(rounding_doubling_high_mul(x, np.int64(multiplier)), np.int64(-shift))
+
+
+def add(a: np.ndarray, b: np.ndarray, layer: Layer) -> np.ndarray:
+    """TFLite's int8 ADD (reference_integer_ops::Add): each input, minus its zero point and shifted left
+    by 20 bits, is rescaled to twice the larger input scale; their sum is rescaled to the output."""
+    (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
+    wide_a = (a.astype(np.int64) - layer.input_q.zero_point) << ADD_LEFT_SHIFT
+    wide_b = (b.astype(np.int64) - layer.input2_q.zero_point) << ADD_LEFT_SHIFT
+    raw = _rescale(wide_a, ma, sa) + _rescale(wide_b, mb, sb)  # |each| <= 2^27: the sum stays in int32
+    out = _rescale(raw, mo, so) + layer.output_q.zero_point
+    return np.clip(out, layer.act_min, layer.act_max).astype(np.int8)
+
+
+KERNELS = {"conv": conv, "pointwise": conv, "depthwise": depthwise, "avgpool": avgpool, "fc": fc, "add": add}
 
 
 def run(plan: Plan, x: np.ndarray, collect: bool = False):
     """int8 input (N, C, H, W) -> int8 logits (N, classes); with ``collect`` also every layer's output."""
     if x.dtype != np.int8 or tuple(x.shape[1:]) != tuple(plan.input_shape):
         raise ValueError(f"reference input must be int8 (N, {', '.join(map(str, plan.input_shape))}), got {x.dtype} {x.shape}")
-    outputs = []
-    for layer in plan.layers:
-        x = KERNELS[layer.kind](x, layer)
+    outputs, alive, last_reader = [], {PLAN_INPUT: x}, plan.last_readers()
+    for i, layer in enumerate(plan.layers):
+        sources = plan.inputs_of(i)
+        x = KERNELS[layer.kind](*(alive[j] for j in sources), layer)
+        for j in set(sources):  # a tensor is dropped after its last reader (a residual input lives until its add)
+            if last_reader[j] == i:
+                del alive[j]
+        alive[i] = x
         if collect:
             outputs.append(x)
     return (x, outputs) if collect else x

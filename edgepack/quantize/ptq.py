@@ -8,7 +8,7 @@ from torch import nn
 from edgepack.data import Dataset
 from edgepack.errors import DataError
 from edgepack.progress import progress
-from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity
+from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
 
 MAX_BATCH = 1024
 
@@ -41,7 +41,9 @@ def quantize_ptq(
 
     check_calibration(calibration, input_shape)
     images = torch.from_numpy(np.ascontiguousarray(calibration.images))
-    prepared = prepare_pt2e(export(folded, images[:2]).module(), EdgepackQuantizer(granularity))
+    exported = export(folded, images[:2]).module()
+    check_graph_ops(exported)
+    prepared = prepare_pt2e(exported, EdgepackQuantizer(granularity))
     for start in progress(range(0, len(images), batch), "calibrating", unit="batch"):
         prepared(images[start:start + batch])
     return convert_pt2e(prepared)

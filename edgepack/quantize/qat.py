@@ -16,7 +16,7 @@ from torch import nn
 from edgepack.data import Dataset
 from edgepack.progress import progress
 from edgepack.quantize.ptq import check_calibration, export
-from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity
+from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
 
 ZERO_GAMMA = 1e-6
 
@@ -49,7 +49,9 @@ def quantize_qat(
     torch.manual_seed(seed)
     images = torch.from_numpy(np.ascontiguousarray(train.images))
     labels = torch.from_numpy(train.labels)
-    prepared = prepare_qat_pt2e(export(model, images[:2]).module(), EdgepackQuantizer(granularity, qat=True))
+    exported = export(model, images[:2]).module()
+    check_graph_ops(exported)
+    prepared = prepare_qat_pt2e(exported, EdgepackQuantizer(granularity, qat=True))
     with torch.no_grad():  # initialise observer ranges on the calibration set before training
         calib = torch.from_numpy(np.ascontiguousarray(calibration.images))
         for start in range(0, len(calib), batch):

@@ -2,10 +2,15 @@
 
 Weights: int8 symmetric in [-127, 127], per output channel (default) or per tensor (only to
 show why per-tensor collapses depthwise layers). Activations: int8 per-tensor affine.
-Annotates conv2d / linear (+ BatchNorm in QAT graphs) (+ ReLU / ReLU6), average pooling and
-flatten, the operator set of MobileNet-style chains.
+Annotates conv2d / linear (+ BatchNorm in QAT graphs) (+ ReLU / ReLU6), average pooling,
+flatten and the residual add (+ ReLU / ReLU6): the operator set of MobileNet v1 / v2-style graphs.
+An add's inputs keep their producers' quantization (PT2E shares the observer of an input edge with
+its producer's output observer when the specs are the same), so the int8 add rescales each input
+from its own scale, as TFLite's ADD does.
 """
 from __future__ import annotations
+
+import operator
 
 import torch
 from torch.fx import Node
@@ -19,15 +24,33 @@ from torchao.quantization.pt2e.quantizer import (
 )
 
 from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
+from edgepack.errors import UnsupportedModelError
 
 aten = torch.ops.aten
 COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
 BATCHNORM_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
 ACTIVATION_OPS = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
+ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.add, operator.add
 SHARED_OPS = {  # output keeps the input's quantization parameters
     aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim,
     aten.flatten.using_ints, aten.view.default, aten.reshape.default,
 }
+
+
+SUPPORTED_OPS = COMPUTE_OPS | BATCHNORM_OPS | ACTIVATION_OPS | SHARED_OPS | ADD_OPS | {operator.getitem}
+
+
+def check_graph_ops(model: torch.fx.GraphModule) -> None:
+    """Refuse, by node, any tensor operator the int8 plan has no layer for, before calibration spends
+    time on the model (shape arithmetic of the dynamic batch is no tensor operator)."""
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target in SUPPORTED_OPS:
+            continue
+        if isinstance(node.meta.get("val"), torch.Tensor):
+            name = getattr(node.target, "__name__", str(node.target))
+            raise UnsupportedModelError(
+                f"{node.name}: operator {name} is not supported by the int8 plan: build the model from conv2d, "
+                "linear, relu/relu6, + (add), global average pooling and flatten")
 
 
 def activation_spec(qat: bool) -> QuantizationSpec:
@@ -73,6 +96,12 @@ def is_relu6(node: Node) -> bool:
     return node.target in (aten.hardtanh.default, aten.hardtanh_.default) and tuple(node.args[1:3]) == (0.0, 6.0)
 
 
+def is_tensor_add(node: Node) -> bool:
+    """x + y of two tensors, unscaled (alpha=1): the residual add the int8 plan has."""
+    return (len(node.args) == 2 and all(isinstance(a, Node) for a in node.args)
+            and node.kwargs.get("alpha", 1) == 1)
+
+
 def is_activation(node: Node) -> bool:
     return node.target in (aten.relu.default, aten.relu_.default) or is_relu6(node)
 
@@ -92,6 +121,8 @@ class EdgepackQuantizer(Quantizer):
                 continue
             if node.target in COMPUTE_OPS:
                 self._annotate_compute(node, act, weight)
+            elif node.target in ADD_OPS and is_tensor_add(node):
+                self._annotate_add(node, act)
             elif node.target in SHARED_OPS and isinstance(node.args[0], Node):
                 inp = node.args[0]
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -100,6 +131,17 @@ class EdgepackQuantizer(Quantizer):
                     _annotated=True,
                 )
         return model
+
+    @staticmethod
+    def _annotate_add(node: Node, act: QuantizationSpec) -> None:
+        """Both inputs and the output (after a fused ReLU/ReLU6, if any) int8 per-tensor."""
+        a, b = node.args[:2]
+        node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map={a: act, b: act}, _annotated=True)
+        user = _only_user(node)
+        last = user if user is not None and is_activation(user) else node
+        ann = last.meta.get("quantization_annotation") or QuantizationAnnotation(_annotated=True)
+        ann.output_qspec = act
+        last.meta["quantization_annotation"] = ann
 
     @staticmethod
     def _annotate_compute(node: Node, act: QuantizationSpec, weight: QuantizationSpec) -> None:

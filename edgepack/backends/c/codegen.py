@@ -35,11 +35,10 @@ def check_supported(plan: Plan) -> None:
     for q, what in ((plan.input_q, "model input"), (plan.output_q, "model output")):
         if not -128 <= q.zero_point <= 127:
             raise UnsupportedModelError(f"{what} zero point {q.zero_point} is outside int8")
-    previous = tuple(plan.input_shape)
     for i, layer in enumerate(plan.layers):
-        if numel(layer.input_shape) != numel(previous):
-            _fail(layer, i, f"input shape {layer.input_shape} does not match the previous output {previous}")
-        previous = tuple(layer.output_shape)
+        for j in plan.inputs_of(i):
+            if not -1 <= j < i or numel(layer.input_shape) != numel(plan.tensor_shape(j)):
+                _fail(layer, i, f"input shape {layer.input_shape} does not match its input tensor {j}")
         for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
             if not -128 <= zp <= 127:
                 _fail(layer, i, f"zero point {zp} is outside int8")
@@ -50,21 +49,20 @@ def check_supported(plan: Plan) -> None:
                 _fail(layer, i, "only global average pooling (C, H, W) -> (C,) is supported")
             if numel(layer.input_shape[1:]) >= 2**23:
                 _fail(layer, i, "the pooled plane has 2^23 or more values (int32 sum bound)")
+            if layer.pool == "mean":
+                _check_requantization(layer, i, layer.input_shape[0])
+            continue
+        if layer.kind == "add":
+            _check_add(plan, layer, i)
             continue
         if layer.kind not in PORTABLE:
             _fail(layer, i, f"kind '{layer.kind}' is unknown")
         w, out_c = layer.arrays["weight"], layer.output_shape[0]
         if w.dtype != np.int8:
             _fail(layer, i, f"weights are {w.dtype}, not int8")
-        for name, dtype in (("bias", np.int32), ("multiplier", np.int32), ("shift", np.int32)):
-            a = layer.arrays[name]
-            if a.shape != (out_c,):
-                _fail(layer, i, f"{name} has shape {a.shape}, expected ({out_c},)")
-        mult, shift = layer.arrays["multiplier"].astype(np.int64), layer.arrays["shift"].astype(np.int64)
-        if mult.min() < 0 or mult.max() > INT32_MAX:
-            _fail(layer, i, "a requantization multiplier is outside [0, 2^31)")
-        if shift.min() < -31 or shift.max() > 31:
-            _fail(layer, i, f"a requantization shift is outside [-31, 31] ({shift.min()}..{shift.max()})")
+        if layer.arrays["bias"].shape != (out_c,):
+            _fail(layer, i, f"bias has shape {layer.arrays['bias'].shape}, expected ({out_c},)")
+        _check_requantization(layer, i, out_c)
         if layer.kind == "fc":
             if w.shape != (out_c, numel(layer.input_shape)):
                 _fail(layer, i, f"weight shape {w.shape} does not match {numel(layer.input_shape)} -> {out_c}")
@@ -88,6 +86,32 @@ def check_supported(plan: Plan) -> None:
     check_accumulators(plan)
 
 
+def _check_requantization(layer: Layer, i: int, channels: int) -> None:
+    """Multipliers in [0, 2^31) and shifts in [-31, 31], or [-31, 30] when rounding once (31 - shift > 0)."""
+    for name in ("multiplier", "shift"):
+        a = layer.arrays[name]
+        if a.shape != (channels,):
+            _fail(layer, i, f"{name} has shape {a.shape}, expected ({channels},)")
+    mult, shift = layer.arrays["multiplier"].astype(np.int64), layer.arrays["shift"].astype(np.int64)
+    if mult.min() < 0 or mult.max() > INT32_MAX:
+        _fail(layer, i, "a requantization multiplier is outside [0, 2^31)")
+    top = 30 if layer.rounding == "single" else 31
+    if shift.min() < -31 or shift.max() > top:
+        _fail(layer, i, f"a requantization shift is outside [-31, {top}] ({shift.min()}..{shift.max()})")
+
+
+def _check_add(plan: Plan, layer: Layer, i: int) -> None:
+    """ep_add: two inputs of the output's shape, in-int8 zero points, 3 rescalings smaller than one."""
+    if len(plan.inputs_of(i)) != 2 or layer.input2_q is None or not -128 <= layer.input2_q.zero_point <= 127:
+        _fail(layer, i, "an add needs two inputs with int8 zero points")
+    if any(plan.tensor_shape(j) != tuple(layer.output_shape) for j in plan.inputs_of(i)):
+        _fail(layer, i, "an add's inputs must have its output's shape")
+    mult, shift = (layer.arrays.get(k, np.zeros(0)).astype(np.int64) for k in ("multiplier", "shift"))
+    if mult.shape != (3,) or shift.shape != (3,) or mult.min() < 0 or mult.max() > INT32_MAX \
+            or shift.min() < -31 or shift.max() > 0:
+        _fail(layer, i, "an add needs 3 multipliers in [0, 2^31) and shifts in [-31, 0]")
+
+
 def accumulator_bound(layer: Layer) -> np.ndarray:
     """Per output channel: |bias| + max|x - zp| * sum|w|, the bound of every partial sum (kernels.c)."""
     w = np.abs(layer.arrays["weight"].astype(np.int64)).reshape(layer.arrays["weight"].shape[0], -1)
@@ -97,7 +121,7 @@ def accumulator_bound(layer: Layer) -> np.ndarray:
 
 def check_accumulators(plan: Plan) -> None:
     for i, layer in enumerate(plan.layers):
-        if layer.kind == "avgpool":
+        if layer.kind in ("avgpool", "add"):
             continue
         bound = accumulator_bound(layer)
         if bound.max() > INT32_MAX:
@@ -107,7 +131,7 @@ def check_accumulators(plan: Plan) -> None:
 
 def small_accumulators(layer: Layer) -> bool:
     """EP_FLAG_SMALL_ACC: every channel's accumulator bound, left-shifted, stays below 2^29."""
-    if layer.kind == "avgpool":
+    if layer.kind in ("avgpool", "add"):
         return False
     left = np.maximum(layer.arrays["shift"].astype(np.int64), 0)
     return bool(np.all(accumulator_bound(layer) << left < 2**29))
@@ -214,25 +238,32 @@ int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *aren
                     f"stride {layer.stride}, pads {list(layer.pads)}, activation {layer.activation} */\n")
         a = layer.arrays
         refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
-        if layer.kind != "avgpool":
+        if layer.kind not in ("avgpool", "add"):
             body.append(c_array("int8_t", f"edgepack_l{i}_weight", a["weight"]))
             body.append(c_array("int32_t", f"edgepack_l{i}_bias", a["bias"]))
+            refs.update(weight=f"edgepack_l{i}_weight", bias=f"edgepack_l{i}_bias")
+        if layer.kind != "avgpool" or layer.pool == "mean":
             body.append(c_array("int32_t", f"edgepack_l{i}_multiplier", a["multiplier"]))
             body.append(c_array("int8_t", f"edgepack_l{i}_shift", a["shift"]))
-            refs = {k: f"edgepack_l{i}_{k}" for k in refs}
+            refs.update(multiplier=f"edgepack_l{i}_multiplier", shift=f"edgepack_l{i}_shift")
         k = int(a["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
-        flags = "EP_FLAG_SMALL_ACC" if small_accumulators(layer) else "0"
+        flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
+                                                 ("EP_FLAG_SINGLE_ROUNDING", layer.rounding == "single")) if on) or "0"
         top, left, bottom, right = layer.pads
+        # ep_avgpool's zero points: none for TFLite's raw average (Layer.pool_zero_points)
+        in_zp, out_zp = layer.pool_zero_points() if layer.kind == "avgpool" else (layer.input_q.zero_point,
+                                                                                   layer.output_q.zero_point)
         body.append(
             f"static const ep_layer edgepack_l{i} = {{\n"
             f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
             f"    .ksize = {k}, .stride = {layer.stride}, .pad_top = {top}, .pad_left = {left}, "
             f".pad_bottom = {bottom}, .pad_right = {right},\n"
-            f"    .in_zp = {layer.input_q.zero_point}, .out_zp = {layer.output_q.zero_point}, "
+            f"    .in_zp = {in_zp}, .out_zp = {out_zp}, "
+            + (f".in2_zp = {layer.input2_q.zero_point}, " if layer.kind == "add" else "") +
             f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"
             f"    .weight = {refs['weight']}, .bias = {refs['bias']}, .multiplier = {refs['multiplier']}, "
             f".shift = {refs['shift']},\n    .flags = {flags},\n}};\n")
-        src = "input" if i == 0 else f"arena + {memory.offset(f't{i - 1}')}"
+        src = ", ".join("input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i))
         dst = "output" if i == n - 1 else f"arena + {memory.offset(f't{i}')}"
         fn, scratch = layer_kernel(layer, kernels)
         if scratch:

@@ -2,6 +2,7 @@
 
 A buffer lives from the step that writes it (``first``) to the last step that reads it
 (``last``), both inclusive. Two buffers may share bytes only if their lifetimes are disjoint.
+A residual tensor lives until its add reads it, so graphs (not chains) get greedy-by-size alone.
 Two planners run and the smaller arena wins (both sizes are reported):
   - greedy-by-size, TFLite Micro's GreedyMemoryPlanner: buffers are placed largest first, each
     at the lowest offset where it overlaps no already-placed buffer alive at the same time
@@ -133,7 +134,7 @@ def plan_buffers(buffers: list[Buffer]) -> MemoryPlan:
 
 
 PORTABLE = {"conv": "ep_conv", "depthwise": "ep_depthwise", "pointwise": "ep_pointwise",
-            "avgpool": "ep_avgpool", "fc": "ep_fc"}
+            "avgpool": "ep_avgpool", "fc": "ep_fc", "add": "ep_add"}
 CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
 
 
@@ -149,6 +150,8 @@ def layer_kernel(layer, kernels: str) -> tuple[str, int]:
         if planes is not None and k == 3 and planes <= CONV_FAST_MAX_IN:
             (_, h, w), (top, left, bottom, right) = layer.input_shape, layer.pads
             return f"ep_{layer.kind}_fast", planes * (h + top + bottom) * (w + left + right) + 4
+    if layer.kind == "avgpool" and layer.pool == "mean":
+        return "ep_mean_pool", 0
     return PORTABLE[layer.kind], 0
 
 
@@ -157,15 +160,16 @@ def scratch_bytes(layer, kernels: str) -> int:
 
 
 def tensor_buffers(plan: Plan, kernels: str) -> list[Buffer]:
-    """The arena's buffers for a chain: layer i's output lives over steps [i, i + 1]."""
-    n = len(plan.layers)
+    """The arena's buffers: layer i's output lives from step i to its last reader (i + 1 in a chain;
+    a residual input until its add)."""
+    n, last_reader = len(plan.layers), plan.last_readers()
     buffers = []
     for i, layer in enumerate(plan.layers):
         if i < n - 1:
             size = 1
             for d in layer.output_shape:
                 size *= int(d)
-            buffers.append(Buffer(f"t{i}", size, i, i + 1))
+            buffers.append(Buffer(f"t{i}", size, i, last_reader.get(i, i)))
         scratch = scratch_bytes(layer, kernels)
         if scratch:
             buffers.append(Buffer(f"s{i}", scratch, i, i))

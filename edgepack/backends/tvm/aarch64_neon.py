@@ -375,6 +375,11 @@ class _Lowering:
         return self.emit_te("none", global_average_pool(layer, hw, c_pad), x, name=f"avgpool_{i}")
 
     def fc(self, x, layer: Layer, i: int):
+        if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
+            features, n_pad = shape(x)[1], pad16(layer.output_shape[0])
+            consts = scheduled.single_rounding_tables(layer, 0, features, n_pad)
+            return self.emit_te("none", scheduled.single_rounding_fc(layer, features, n_pad), x,
+                                *map(self.const, consts), name=f"fc_{i}")
         return self.gemm(x, layer.weight, layer, f"fc_{i}")
 
 

@@ -3,7 +3,9 @@
 Per conv layer: pad the int8 input with its zero point (a real 0), conv2d(int8, int8) with
 int32 accumulation, subtract in_zp * sum(w) (folded into the bias, since every window is then
 full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, truncating >> 31,
-rounding divide by 2^right, + out_zp, clamp, cast to int8. Bit-exact with edgepack.plan.reference.
+rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
+(acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so. Bit-exact with
+edgepack.plan.reference.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ def _requantize(bb, acc, layer: Layer, channel_shape: tuple[int, ...]):
     shift = layer.arrays["shift"].astype(np.int64).reshape(channel_shape)
     left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     x = bb.emit(op.astype(acc, "int64"))
+    if layer.rounding == "single":
+        total_shift = _const(31 - shift, "int64")
+        rounded = op.add(op.multiply(x, _const(mult, "int64")), _const(np.int64(1) << (30 - shift), "int64"))
+        return _clamp(bb, bb.emit(op.right_shift(rounded, total_shift)), layer)
     if left.any():
         x = bb.emit(op.clip(op.left_shift(x, _const(left, "int64")), -(2**31), 2**31 - 1))
     ab = bb.emit(op.multiply(x, _const(mult, "int64")))
@@ -42,6 +48,14 @@ def _requantize(bb, acc, layer: Layer, channel_shape: tuple[int, ...]):
                                    op.astype(op.less(high, _const(0, "int64")), "int64")))
         rounded = op.astype(op.greater(remainder, threshold), "int64")
         high = bb.emit(op.add(op.right_shift(high, _const(right, "int64")), rounded))
+    return _clamp(bb, high, layer)
+
+
+def _clamp(bb, high, layer: Layer):
+    """Requantized int64 values + the output zero point, clamped to the activation range, as int8."""
+    from tvm import relax
+
+    op = relax.op
     out = bb.emit(op.add(high, _const(layer.output_q.zero_point, "int64")))
     out = bb.emit(op.clip(out, layer.act_min, layer.act_max))
     return bb.emit(op.astype(out, "int8"))
@@ -68,12 +82,16 @@ def _avgpool(bb, x, layer: Layer):
     op = relax.op
     c, h, w = layer.input_shape
     count = h * w
-    total = bb.emit(op.sum(op.subtract(op.astype(x, "int32"), _const(layer.input_q.zero_point, "int32")), axis=[2, 3], keepdims=True))
+    zp_in, zp_out = layer.pool_zero_points()
+    total = bb.emit(op.sum(op.subtract(op.astype(x, "int32"), _const(zp_in, "int32")), axis=[2, 3], keepdims=True))
+    if layer.pool == "mean":  # TFLite's int8 MEAN: the sum requantized (1/count is in the multiplier)
+        out = _requantize(bb, total, layer, (1, -1, 1, 1))
+        return bb.emit(op.reshape(out, (-1,) + tuple(layer.output_shape)))
     half, n = _const(count // 2, "int32"), _const(count, "int32")
     nonneg = bb.emit(op.greater_equal(total, _const(0, "int32")))
     mean = bb.emit(op.where(nonneg, op.floor_divide(op.add(total, half), n),
                             op.negative(op.floor_divide(op.add(op.negative(total), half), n))))
-    out = bb.emit(op.clip(op.add(mean, _const(layer.output_q.zero_point, "int32")), -128, 127))
+    out = bb.emit(op.clip(op.add(mean, _const(zp_out, "int32")), -128, 127))
     out = bb.emit(op.astype(out, "int8"))
     if tuple(layer.output_shape) != (c, 1, 1):
         out = bb.emit(op.reshape(out, (-1,) + tuple(layer.output_shape)))

@@ -113,11 +113,15 @@ def _int8(value):
 
 def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
     """TE function of the global pool over (H*W, C) activations held as value + ``offset`` (128 for the
-    uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as reference.avgpool."""
+    uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as reference.avgpool
+    (zero points per Layer.pool_zero_points); a "mean" pool's sum requantized by its one multiplier and
+    shift (TFLite's int8 MEAN)."""
     from tvm import te, tirx as tir
 
     dtype = "uint8" if offset else "int8"
-    zp_in, zp_out = layer.input_q.zero_point + offset, layer.output_q.zero_point
+    zp_in, zp_out = layer.pool_zero_points()
+    zp_in += offset
+    lo, hi = (layer.act_min, layer.act_max) if layer.pool == "mean" else (-128, 127)
 
     def fn(x):
         r = te.reduce_axis((0, hw), "r")
@@ -125,8 +129,61 @@ def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
 
         def mean(_, n):
             t = total[0, n]
-            m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
-            return (tir.max(tir.min(m + zp_out, 127), -128) + offset).astype(dtype)
+            if layer.pool == "mean":
+                m = _round_twice(t, int(layer.arrays["multiplier"][0]), int(layer.arrays["shift"][0]))
+            else:
+                m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))
+            return (tir.max(tir.min(m + zp_out, hi), lo) + offset).astype(dtype)
         return te.compute((1, channels), mean, name="out")
 
     return fn
+
+
+def _round_twice(acc, multiplier: int, shift: int):
+    """gemmlowp's requantization of an int32 TE value by one constant multiplier and shift, in int64:
+    saturating left shift, floor((v * M + 2^30) / 2^31) (M > INT32_MIN), rounding divide by 2^right."""
+    from tvm import tirx as tir
+
+    i64 = "int64"
+    v = acc.astype(i64)
+    if shift > 0:
+        v = tir.max(tir.min(v << tir.const(shift, i64), tir.const(2**31 - 1, i64)), tir.const(-(2**31), i64))
+    high = (v * tir.const(multiplier, i64) + tir.const(1 << 30, i64)) >> tir.const(31, i64)
+    right = max(-shift, 0)
+    if right:
+        mask = (1 << right) - 1
+        up = (high & tir.const(mask, i64)) > tir.const(mask >> 1, i64) + (high < tir.const(0, i64)).astype(i64)
+        high = (high >> tir.const(right, i64)) + up.astype(i64)
+    return high.astype("int32")
+
+
+def single_rounding_fc(layer: Layer, features: int, n_pad: int, offset: int = 0):
+    """TE function of an fc that rounds once (rounding "single", TFLite's FULLY_CONNECTED): x (1, features)
+    held as value + ``offset`` (128 for VNNI's uint8), w (n_pad, features) zero-padded int8, b the bias
+    folded with zp + offset, m the multipliers, s the total shifts 31 - shift (single_rounding_tables).
+    Plain int64 arithmetic: the fc is tiny next to the convolutions."""
+    from tvm import te, tirx as tir
+
+    dtype, i64 = ("uint8" if offset else "int8"), "int64"
+
+    def fn(x, w, b, m, s):
+        k = te.reduce_axis((0, features), "k")
+        acc = te.compute((1, n_pad), lambda _, n: te.sum(x[0, k].astype("int32") * w[n, k].astype("int32"), axis=k),
+                         name="acc")
+
+        def out(_, n):
+            total_shift = s[n].astype(i64)
+            v = ((acc[0, n] + b[n]).astype(i64) * m[n].astype(i64) + (tir.const(1, i64) << (total_shift - 1))) >> total_shift
+            v = v.astype("int32") + layer.output_q.zero_point
+            return (tir.max(tir.min(v, layer.act_max), layer.act_min) + offset).astype(dtype)
+        return te.compute((1, n_pad), out, name="out")
+
+    return fn
+
+
+def single_rounding_tables(layer: Layer, offset: int, features: int, n_pad: int) -> list[np.ndarray]:
+    """The constants single_rounding_fc takes after x: weight, folded bias, multipliers, total shifts."""
+    m, s = np.zeros(n_pad, np.int32), np.full(n_pad, 31, np.int32)
+    o = len(layer.arrays["multiplier"])
+    m[:o], s[:o] = layer.arrays["multiplier"], 31 - layer.arrays["shift"]
+    return [zero_padded(layer.weight, n_pad, features), folded_bias(layer, layer.input_q.zero_point + offset, n_pad), m, s]

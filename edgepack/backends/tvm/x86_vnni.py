@@ -331,6 +331,11 @@ class _Lowering:
         return self.emit("pool", global_average_pool(layer, hw, c_pad, offset=128), x, name=f"avgpool_{i}")
 
     def fc(self, x, layer: Layer, i: int):
+        if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
+            features, n_pad = shape(x)[1], pad16(layer.output_shape[0])
+            consts = scheduled.single_rounding_tables(layer, 128, features, n_pad)
+            return self.emit("plain", scheduled.single_rounding_fc(layer, features, n_pad, offset=128), x,
+                             *map(self.const, consts), name=f"fc_{i}")
         return self.gemm(x, layer.weight, layer, layer.input_q.zero_point + 128, f"fc_{i}")  # last too: uint8
 
 
@@ -339,7 +344,7 @@ def plan_to_relax_vnni(plan: Plan):
     low = _Lowering(plan)
     mod = scheduled.plan_function(plan, low)
     schedulers = {"gemm": _schedule_gemm, "channels": _schedule_channels, "depthwise": _schedule_depthwise,
-                  "pool": lambda f: f}
+                  "pool": lambda f: f, "plain": lambda f: f}
     for gv in list(mod.get_global_vars()):
         kind = low.kinds.get(gv.name_hint)
         if kind is not None:

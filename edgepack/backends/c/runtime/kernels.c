@@ -65,9 +65,18 @@ int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift)
     return ep_rounding_divide_by_pot(ep_srdhm((int32_t)shifted, multiplier), right);
 }
 
+int32_t ep_requantize_single(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    /* shift in [-31, 30]: total in [1, 62]; |acc * M0| < 2^62, so the sum fits int64 */
+    const int32_t total = 31 - shift;
+    return (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << (total - 1))) >> total);
+}
+
 int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc)
 {
-    int64_t v = (int64_t)ep_requantize(acc, l->multiplier[channel], l->shift[channel]) + l->out_zp;
+    int64_t v = (int64_t)((l->flags & EP_FLAG_SINGLE_ROUNDING)
+                              ? ep_requantize_single(acc, l->multiplier[channel], l->shift[channel])
+                              : ep_requantize(acc, l->multiplier[channel], l->shift[channel])) + l->out_zp;
     if (v < l->act_min) {
         v = l->act_min;
     }
@@ -172,6 +181,19 @@ void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out)
     }
 }
 
+void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t count = l->in_h * l->in_w;
+    int32_t c, i;
+    for (c = 0; c < l->in_c; c++) {
+        int32_t total = 0;
+        for (i = 0; i < count; i++) {
+            total += (int32_t)in[c * count + i] - l->in_zp;
+        }
+        out[c] = ep_output(l, c, total);
+    }
+}
+
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out)
 {
     int32_t o, i;
@@ -182,5 +204,32 @@ void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out)
             acc += ((int32_t)in[i] - l->in_zp) * (int32_t)wo[i];
         }
         out[o] = ep_output(l, o, acc);
+    }
+}
+
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp for |x| < 2^29 (shift <= 0): SRDHM cannot
+ * saturate there, and its division by 2^31 truncating toward zero is done with shifts */
+static int32_t ep_add_rescale(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int64_t ab = (int64_t)x * (int64_t)multiplier;
+    const int64_t v = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
+    const int32_t high = (int32_t)(v >= 0 ? v >> 31 : -((-v) >> 31));
+    return ep_rounding_divide_by_pot(high, -shift);
+}
+
+void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    /* |q - zp| <= 255, times 2^20 < 2^28; each rescaled input is at most half of that (its real
+     * multiplier is <= 1/2), so the sum stays below 2^28: int32 throughout */
+    const int32_t n = l->out_c * l->out_h * l->out_w;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t wide_a = ((int32_t)a[i] - l->in_zp) * (1 << 20);
+        const int32_t wide_b = ((int32_t)b[i] - l->in2_zp) * (1 << 20);
+        const int32_t sum = ep_add_rescale(wide_a, l->multiplier[0], l->shift[0])
+                            + ep_add_rescale(wide_b, l->multiplier[1], l->shift[1]);
+        int32_t v = ep_add_rescale(sum, l->multiplier[2], l->shift[2]) + l->out_zp;
+        v = v < l->act_min ? l->act_min : v;
+        out[i] = (int8_t)(v > l->act_max ? l->act_max : v);
     }
 }

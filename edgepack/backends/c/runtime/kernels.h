@@ -9,7 +9,11 @@
  *
  * SRDHM = gemmlowp SaturatingRoundingDoublingHighMul (C division truncating toward zero),
  * RDBPOT = gemmlowp RoundingDivideByPOT (round half away from zero). Global average pooling
- * rounds (sum - count * in_zp) / count half away from zero.
+ * rounds (sum - count * in_zp) / count half away from zero (TFLite's AVERAGE_POOL_2D: the generator
+ * sets in_zp = out_zp = 0, it averages the raw values); a mean pool (TFLite's int8 MEAN)
+ * requantizes that sum as above, 1/count folded into its multiplier (which may be below 2^30).
+ * An fc flagged EP_FLAG_SINGLE_ROUNDING (TFLite's FULLY_CONNECTED) rounds once instead:
+ *   out = clamp((acc * M0 + 2^(30 - shift)) >> (31 - shift) + out_zp, act_min, act_max)   (int64)
  *
  * C99, no malloc, no floating point, no global state: every kernel reads its parameters from a
  * const ep_layer (placed in flash by the generated model.c) and writes only its output tensor
@@ -27,10 +31,11 @@ typedef struct {
     int32_t pad_top, pad_left;   /* zero-point rows above / columns left of the input */
     int32_t pad_bottom, pad_right; /* ... below / right of it (TFLite's SAME pads these alone) */
     int32_t in_zp, out_zp;       /* zero points of input and output */
+    int32_t in2_zp;              /* an add's second input zero point */
     int32_t act_min, act_max;    /* fused activation clamp in the output's int8 domain */
     const int8_t *weight;        /* conv (O, I, K, K), depthwise (C, 1, K, K), fc (O, I) */
     const int32_t *bias;         /* (O), scale in_scale * w_scale[o], zero point 0 */
-    const int32_t *multiplier;   /* (O) Q31 M0 in [2^30, 2^31), or 0 */
+    const int32_t *multiplier;   /* (O) Q31 M0 in [2^30, 2^31), or 0; an add: (3) input a, input b, output */
     const int8_t *shift;         /* (O) M = M0 * 2^shift */
     int32_t flags;               /* EP_FLAG_* facts the generator proved for this layer */
 } ep_layer;
@@ -38,11 +43,14 @@ typedef struct {
 /* every channel's accumulator bound |bias| + max|x - zp| * sum|w|, times 2^max(shift, 0), is
  * below 2^29: the fast kernels may requantize without 64-bit arithmetic (kernels_fast.c) */
 #define EP_FLAG_SMALL_ACC 1
+/* an fc that rounds acc * M once (TFLite's FULLY_CONNECTED), not gemmlowp's twice */
+#define EP_FLAG_SINGLE_ROUNDING 2
 
 /* requantization primitives (exported so they can be tested on their own) */
 int32_t ep_srdhm(int32_t a, int32_t b);
 int32_t ep_rounding_divide_by_pot(int32_t x, int32_t exponent);
 int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift);
+int32_t ep_requantize_single(int32_t acc, int32_t multiplier, int32_t shift);
 int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc);
 
 /* portable reference kernels: any kernel size, stride and (top, left, bottom, right) padding */
@@ -50,7 +58,12 @@ void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out);
+void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
+/* TFLite's int8 ADD of two (C, H, W) tensors: each input minus its zero point, times 2^20, rescaled
+ * by MultiplyByQuantizedMultiplierSmallerThanOneExp(multiplier[k], shift[k]) (k = 0 for a, 1 for b),
+ * the sum rescaled by multiplier[2], shift[2], plus out_zp, clamped. int32 values, no division. */
+void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
  * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
