@@ -116,7 +116,7 @@ class CompileConfig:
         check_input_path(self.calibration, "--calibration")
         check_input_path(self.eval_data, "--eval-data")
         images = (self.calib_size or DEFAULT_CALIBRATION_IMAGES) + (self.eval_size or DEFAULT_EVAL_IMAGES)
-        check_memory(self.alpha, self.resolution, images)
+        check_memory(self.alpha, self.resolution, images, self.architecture)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -68,17 +68,27 @@ def available_memory() -> int | None:
     return None
 
 
-def compile_memory_estimate(alpha: float, resolution: int, images: int, batch: int = 64) -> int:
+# Channels of each built-in model's widest activation, all at R/2, as (per alpha, at least): MobileNetV1's
+# first pointwise layer (64 alpha); MobileNetV2's first 6x expansion of 16 alpha channels (96 alpha, the 16
+# rounded up to 8 at least). Peak RSS of `compile --target host --alpha 1.0 --calib-size 64 --eval-size 64`
+# (/usr/bin/time -v) grew from 96 to 192 by 0.82 GiB for V1 and 1.10 GiB for V2, 1.34x; these widths
+# make the estimate grow 1.42x.
+WIDEST_CHANNELS = {"mobilenet_v1": (64, 8), "mobilenet_v2": (96, 48)}
+
+
+def compile_memory_estimate(alpha: float, resolution: int, images: int, batch: int = 64,
+                            architecture: str = "mobilenet_v1") -> int:
     """Bytes a MobileNet-sized compile holds at its peak: the float32 image arrays (3 x R x R each)
-    plus one forward batch of the widest activation (the first pointwise layer, 64 alpha channels at
-    R/2, input and output alive). An estimate to refuse the absurd, not a promise."""
+    plus one forward batch of the widest activation (WIDEST_CHANNELS at R/2, input and output alive).
+    An estimate to refuse the absurd, not a promise."""
+    per_alpha, least = WIDEST_CHANNELS.get(architecture, WIDEST_CHANNELS["mobilenet_v1"])
     images_bytes = images * 3 * resolution * resolution * 4
-    widest = max(64 * alpha, 8) * (resolution // 2) ** 2 * 4
+    widest = max(per_alpha * alpha, least) * (resolution // 2) ** 2 * 4
     return int(images_bytes + 2 * batch * widest)
 
 
-def check_memory(alpha: float, resolution: int, images: int) -> None:
-    need = compile_memory_estimate(alpha, resolution, images)
+def check_memory(alpha: float, resolution: int, images: int, architecture: str = "mobilenet_v1") -> None:
+    need = compile_memory_estimate(alpha, resolution, images, architecture=architecture)
     have = available_memory()
     if have is not None and need > MEMORY_HEADROOM * have:
         raise ConfigError(f"resolution {resolution} needs about {need / 2**30:.1f} GiB for {images} images "

@@ -102,3 +102,43 @@ def test_artifact_report_renders(host_artifact, tmp_path, capsys):
     assert code == 0
     dom = _render(tmp_path / "a.html")
     assert 'data-images-loaded="1"' in dom and 'data-tables="5"' in dom and "Bench checks" in dom
+
+
+@pytest.mark.slow
+def test_mobilenet_v1_and_v2_sweeps_on_one_plot(tmp_path, capsys):
+    """`sweep --model mobilenet_v2` sweeps alpha and resolution (random weights with BatchNorm statistics: no V2
+    weights are shipped yet), `sweep --model mobilenet_v1` uses the shipped ones, and `report DIR1 DIR2` puts both
+    on one accuracy-vs-Mult-Adds plot, a series per model (the paper's Figure 5); one checkpoint for two
+    architectures is refused before any build."""
+    import torch
+
+    from edgepack.data import load_dataset
+    from edgepack.model.mobilenet_v2 import MobileNetV2
+    from tests.test_residual import _with_batchnorm_statistics
+
+    torch.manual_seed(0)
+    digits = load_dataset(None, "calibration", 32, 10, (0.5,) * 3, (0.5,) * 3)
+    v2 = _with_batchnorm_statistics(MobileNetV2(0.35, 32, 10), torch.from_numpy(digits.images[:64]))
+    torch.save(v2.state_dict(), tmp_path / "v2.pt")
+    small = ["--target", "c-host", "--resolution", "32,64", "--eval-size", "16", "--calib-size", "16", "--jobs", "1"]
+    code, _, err = run_cli(capsys, "sweep", *small, "--model", "mobilenet_v1,mobilenet_v2", "--checkpoint",
+                           str(tmp_path / "v2.pt"), "-o", str(tmp_path / "refused"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "edgepack report DIR1 DIR2" in err, err
+    assert not (tmp_path / "refused").exists()
+    code, _, err = run_cli(capsys, "sweep", *small, "--model", "mobilenet_v2", "--alpha", "0.35", "--checkpoint",
+                           str(tmp_path / "v2.pt"), "-o", str(tmp_path / "v2"))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "sweep", *small, "--model", "mobilenet_v1", "--alpha", "0.25", "-o", str(tmp_path / "v1"))
+    assert code == 0, err
+    v2_rows = json.loads((tmp_path / "v2" / "sweep.json").read_text())["rows"]
+    assert [(r["model"], r["alpha"], r["resolution"], r["passed"]) for r in v2_rows] == \
+        [("mobilenet_v2", 0.35, 32, True), ("mobilenet_v2", 0.35, 64, True)]
+    assert v2_rows[1]["macs"] > 3.5 * v2_rows[0]["macs"]
+    assert json.loads((tmp_path / "v2" / "mobilenet_v2_a0.35_r32" / "manifest.json").read_text())["model"]["name"] == "MobileNetV2"
+    code, out, err = run_cli(capsys, "report", str(tmp_path / "v1"), str(tmp_path / "v2"), "-o", str(tmp_path / "both.html"))
+    assert code == 0, err
+    page = (tmp_path / "both.html").read_text()
+    assert page.count("<td>mobilenet_v1</td>") == 2 and page.count("<td>mobilenet_v2</td>") == 2
+    assert page.count("<img") == 2 and "accuracy vs Mult-Adds" in page
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "v1"), str(tmp_path / "v2" / "mobilenet_v2_a0.35_r32"))
+    assert code == 2 and "is not a sweep folder" in err

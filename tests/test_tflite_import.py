@@ -303,3 +303,115 @@ def test_quantize_multiplier_rounds_ties_away_from_zero_as_tflite():
     from edgepack.plan.plan import quantize_multiplier
 
     assert quantize_multiplier(0.5 + 2.0**-32) == ((1 << 30) + 1, 0)
+
+
+@pytest.fixture(scope="module")
+def v2_tflite(tmp_path_factory):
+    """model.tflite of an edgepack MobileNetV2 artifact (alpha 0.35, 32x32, random weights with BatchNorm
+    statistics of the digits): 10 residual ADDs, each reading the block input and the projection conv."""
+    import torch
+
+    from edgepack.data import load_dataset
+    from edgepack.model.mobilenet_v2 import MobileNetV2
+    from tests.test_residual import _with_batchnorm_statistics
+
+    torch.manual_seed(0)
+    digits = load_dataset(None, "calibration", 32, 10, (0.5,) * 3, (0.5,) * 3)
+    model = _with_batchnorm_statistics(MobileNetV2(0.35, 32, 10), torch.from_numpy(digits.images[:64]))
+    folder = tmp_path_factory.mktemp("v2source")
+    torch.save(model.state_dict(), folder / "v2.pt")
+    r = _cli("compile", "--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", "32", "--checkpoint",
+             folder / "v2.pt", "--target", "c-host", "--calib-size", "16", "--eval-size", "16", "-o", folder / "a")
+    assert r.returncode == 0, r.stderr
+    return folder / "a" / "model.tflite"
+
+
+def test_edgepack_written_v2_tflite_reads_back_as_its_graph_plan(v2_tflite):
+    from edgepack.plan.plan import Plan
+
+    original, imported = Plan.load(v2_tflite.parent), read_tflite(v2_tflite).plan
+    assert not original.is_chain() and len(imported.layers) == len(original.layers)
+    assert sum(layer.kind == "add" for layer in imported.layers) == 10
+    for a, b in zip(imported.layers, original.layers):
+        assert (a.kind, a.inputs, a.input_shape, a.pads, a.stride, a.input_q, a.input2_q, a.output_q, a.act_min,
+                a.act_max) == (b.kind, b.inputs, b.input_shape, b.pads, b.stride, b.input_q, b.input2_q, b.output_q,
+                               b.act_min, b.act_max)
+        assert a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
+
+
+def test_edgepack_written_v2_tflite_compiles_and_benches(v2_tflite, tmp_path):
+    _compile_and_bench(v2_tflite, "c-host", tmp_path, softmax=None)
+
+
+def _residual_tflite(activation: str, second: str = "residual") -> tuple[bytes, int]:
+    """A residual block as a converter writes one: a 1x1 CONV_2D, then ADD of its output and the block's input
+    (each with its own scale and zero point, the sum with a third, fused ``activation``), then MEAN and
+    FULLY_CONNECTED; the file and the sum's tensor index. ``second``: "constant" adds a constant tensor,
+    "broadcast" a (1, 1, 1, C) activation."""
+    rng = np.random.default_rng(13)
+    g = _Graph()
+    q = QParams(float(np.float32(0.043)), 5)
+    x = g.input = g.activation("input", (1, 6, 6, 8), q)
+    w_scale = rng.uniform(0.004, 0.02, 8).astype(np.float32)
+    conv_q = QParams(float(np.float32(0.071)), -9)
+    y = g.activation("conv", (1, 6, 6, 8), conv_q)
+    g.op("CONV_2D", [x, g.constant("w", rng.integers(-127, 128, (8, 1, 1, 8)).astype(np.int8), w_scale, 0),
+                     g.constant("b", rng.integers(-300, 300, 8).astype(np.int32), _bias_scale(q, w_scale))], [y],
+         padding="VALID", stride=1, activation="NONE")
+    if second == "constant":
+        addend = g.constant("c", rng.integers(-128, 128, (1, 6, 6, 8)).astype(np.int8), np.float32([0.05]))
+    elif second == "broadcast":
+        addend = g.activation("pooled", (1, 1, 1, 8), q)
+        g.op("AVERAGE_POOL_2D", [x], [addend], filter_h=6, filter_w=6, stride=1, padding="VALID", activation="NONE")
+    else:
+        addend = x
+    sum_q = QParams(float(np.float32(0.09)), -3)
+    s = g.activation("sum", (1, 6, 6, 8), sum_q)
+    g.op("ADD", [y, addend], [s], activation=activation)
+    mean_q = QParams(float(np.float32(0.05)), 2)
+    pooled = g.activation("mean", (1, 8), mean_q)
+    g.op("MEAN", [s, g.constant("axes", np.array([1, 2], np.int32))], [pooled], keep_dims=False)
+    fc_scale = rng.uniform(0.004, 0.02, 4).astype(np.float32)
+    g.output = g.activation("logits", (1, 4), QParams(float(np.float32(0.02)), 1))
+    g.op("FULLY_CONNECTED", [pooled, g.constant("fc_w", rng.integers(-127, 128, (4, 8)).astype(np.int8), fc_scale),
+                             g.constant("fc_b", np.zeros(4, np.int32), _bias_scale(mean_q, fc_scale))], [g.output],
+         activation="NONE")
+    return _serialize(g), s
+
+
+@pytest.mark.parametrize("activation", ["NONE", "RELU", "RELU6"])
+def test_residual_add_imports_as_litert_computes_it(activation, tmp_path):
+    """ADD of a conv's output and the block input (three scales and zero points, fused activation): the
+    imported plan is a graph whose add reads both, and its sums are LiteRT's reference kernels' on every value."""
+    source = tmp_path / "residual.tflite"
+    data, sum_tensor = _residual_tflite(activation)
+    source.write_bytes(data)
+    plan = read_tflite(source).plan
+    assert [layer.kind for layer in plan.layers] == ["pointwise", "add", "avgpool", "fc"]
+    add = plan.layers[1]
+    assert add.inputs == (0, -1) and add.input_q != add.input2_q and add.activation == activation.lower()
+    images = np.random.default_rng(6).integers(-128, 128, (300, 8, 6, 6)).astype(np.int8)
+    sums = reference.run(plan, images, collect=True)[1][1]
+    want = litert.run_reference_tensor(source, images, sum_tensor).reshape(300, 6, 6, 8).transpose(0, 3, 1, 2)
+    assert np.array_equal(sums, want), f"{int((sums != want).sum())} of {want.size} sums differ"
+    assert len(np.unique(sums)) > 60 and (activation == "NONE" or sums.min() == add.act_min)  # RELU6: 68 levels
+    assert np.array_equal(reference.run(plan, images), litert.run_reference(source, images))
+
+
+@pytest.mark.parametrize("second, why", [("constant", "a constant operand"), ("broadcast", "no broadcasting")])
+def test_add_the_plan_cannot_express_is_refused(second, why, tmp_path):
+    source = tmp_path / f"{second}.tflite"
+    source.write_bytes(_residual_tflite("NONE", second)[0])
+    with pytest.raises(ConfigError, match=rf"op \d \(ADD\) .*{why}"):
+        read_tflite(source)
+
+
+def test_imported_residual_model_for_a_chain_only_backend_is_refused_before_work(v2_tflite, tmp_path):
+    """A backend declared chain-only (backends.SUPPORTS_GRAPHS) refuses an imported .tflite with ADD at once."""
+    from tests.test_residual import CHAIN_ONLY_TVM
+
+    r = subprocess.run([sys.executable, "-c", CHAIN_ONLY_TVM, "compile", "--model", str(v2_tflite), "--target", "rpi4",
+                        "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "model.tflite has residual adds, which the tvm backend of target rpi4 does not lower yet" in r.stderr
+    assert r.stdout.splitlines()[-1] == "no torch" and not (tmp_path / "out").exists()

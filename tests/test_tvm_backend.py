@@ -187,6 +187,24 @@ def test_vnni_left_shift_and_rounding_paths_bit_exact(x86_artifact):
     assert len(np.unique(want)) > 2  # not every logit saturated
 
 
+def run_on_x86(plan: Plan, kernels: str, x: np.ndarray) -> np.ndarray:
+    """int8 outputs of ``plan`` built for this host with the VNNI kernels or the generic Relax route."""
+    import tvm
+    from tvm import relax
+
+    from edgepack.backends.tvm import x86_vnni
+    from edgepack.backends.tvm.relax_int8 import plan_to_relax
+
+    tgt = tvm_target(get_target("x86-tvm"))
+    if kernels == "vnni":
+        assert _host_has_vnni() and x86_vnni.supported(plan, tgt)
+        ex = x86_vnni.build(plan, tgt)
+    else:
+        ex = tvm.compile(plan_to_relax(plan), target=tgt, relax_pipeline=relax.get_default_pipeline(tgt))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    return np.concatenate([vm["main"](tvm.runtime.tensor(image[None])).numpy() for image in x])
+
+
 @pytest.mark.parametrize("kernels", ["generic", "vnni"])
 def test_asymmetric_pads_bit_exact_on_host(kernels):
     """A plan with TensorFlow-SAME pads (0, 0, 1, 1) on its stride-2 layers and (2, 0, 0, 2) on a
@@ -195,21 +213,12 @@ def test_asymmetric_pads_bit_exact_on_host(kernels):
     import tvm
     from tvm import relax
 
-    from edgepack.backends.tvm import x86_vnni
-    from edgepack.backends.tvm.relax_int8 import plan_to_relax
     from edgepack.plan import reference
     from tests.test_neon_kernels import random_plan
 
     plan = random_plan(3, width=16, res=16, asymmetric=True)  # left and right shifts mixed in each layer
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
-    tgt = tvm_target(get_target("x86-tvm"))
-    if kernels == "vnni":
-        assert _host_has_vnni() and x86_vnni.supported(plan, tgt)
-        ex = x86_vnni.build(plan, tgt)
-    else:
-        ex = tvm.compile(plan_to_relax(plan), target=tgt, relax_pipeline=relax.get_default_pipeline(tgt))
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    got = np.concatenate([vm["main"](tvm.runtime.tensor(image[None])).numpy() for image in x])
+    got = run_on_x86(plan, kernels, x)
     want = reference.run(plan, x)
     assert len(np.unique(want)) > 2
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} values differ"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from edgepack.errors import ToolchainError, missing_dependency
+from edgepack.errors import ToolchainError, UnsupportedModelError, missing_dependency
 
 MODULES = {
     "onnxruntime": "edgepack.backends.onnxruntime",
@@ -15,6 +15,19 @@ MODULES = {
     "c": "edgepack.backends.c",
     "tflm": "edgepack.backends.tflm",
 }
+
+# Whether a backend lowers a graph plan (layers reading earlier layers' outputs: the "add" of a residual block,
+# e.g. MobileNetV2's), not only a chain. Read without importing the backend, so a residual model is refused
+# before any torch work; a backend that learns graphs flips its entry here.
+SUPPORTS_GRAPHS = {"onnxruntime": True, "openvino": True, "tvm": True, "c": True, "tflm": True}
+
+
+def check_graph_support(target, model: str) -> None:
+    """Refuse the residual ``model`` (a name for the message) for ``target`` if its backend lowers chains only."""
+    if not SUPPORTS_GRAPHS.get(target.backend, False):
+        able = "/".join(name for name, ok in SUPPORTS_GRAPHS.items() if ok)
+        raise UnsupportedModelError(f"{model} has residual adds, which the {target.backend} backend of target {target.name} "
+                                    f"does not lower yet: use a target of the {able} backends, e.g. c-host, cortex-m4 or host")
 
 
 def backend_module(name: str):

@@ -1,4 +1,5 @@
-"""Self-contained HTML report (tables + PNG plots inlined as data URIs) for an artifact or a sweep."""
+"""Self-contained HTML report (tables + PNG plots inlined as data URIs) for an artifact, a sweep, or several
+sweeps on one page (e.g. MobileNetV1 and MobileNetV2 on one accuracy-vs-Mult-Adds plot)."""
 from __future__ import annotations
 
 import base64
@@ -84,10 +85,16 @@ def artifact_report(folder: Path, eval_data=None) -> str:
     return _page(f"edgepack report: {folder.name}", sections)
 
 
+def _sweep_columns(rows: list[dict]) -> list[str]:
+    """The leading columns: the model when named, the alpha when any point has one (a user model has none)."""
+    return ([c for c in ("sweep", "model") if any(r.get(c) for r in rows)]
+            + (["alpha"] if any(r.get("alpha") is not None for r in rows) else []))
+
+
 def sweep_report(folder: Path) -> str:
     data = json.loads((folder / "sweep.json").read_text())
     rows = data["rows"]
-    first = ["model"] if any(r.get("model") for r in rows) else ["alpha"]  # a user model has no alpha axis
+    first = _sweep_columns(rows)
     quality = (["fp32_accuracy", "int8_accuracy"] if any(r.get("int8_accuracy") is not None for r in rows)
                else ["top1_agreement"])  # unlabelled eval inputs: fidelity instead of accuracy
     sections = ["<h2>Sweep</h2>", _table(rows, [*first, "resolution", "macs", "params", *quality,
@@ -98,11 +105,43 @@ def sweep_report(folder: Path) -> str:
     return _page(f"edgepack sweep report: target {data['target']}", sections)
 
 
+def sweeps_report(folders: list[Path]) -> str:
+    """Several sweep folders: their points in one table (the "sweep" column names the folder) and the plots
+    redrawn from all of them, one series per model when they hold different models (the paper's Figure 5)."""
+    from edgepack.benchmark.sweep import plot_sweep
+
+    rows, targets = [], []
+    for folder in folders:
+        data = json.loads((folder / "sweep.json").read_text())
+        targets.append(data["target"])
+        for r in data["rows"]:  # sweeps before --model named MobileNetV1 points with model null
+            rows.append({"sweep": folder.name, **r, "model": r.get("model") or ("mobilenet_v1" if r.get("alpha") else None)})
+    quality = (["fp32_accuracy", "int8_accuracy"] if all(r.get("int8_accuracy") is not None for r in rows)
+               else ["top1_agreement"])
+    target = " + ".join(dict.fromkeys(targets))
+    sections = ["<h2>Sweeps</h2>", _table(rows, [*_sweep_columns(rows), "resolution", "macs", "params", *quality,
+                                                 "latency_median_ms", "cost", "passed"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        for png in plot_sweep(rows, Path(tmp), target):
+            alt = "accuracy vs Mult-Adds" if png.name == "accuracy_vs_macs.png" else "accuracy vs latency"
+            sections += [f"<h2>{alt}</h2>", _img(png, alt)]
+    return _page(f"edgepack sweeps report: {', '.join(f.name for f in folders)} (target {target})", sections)
+
+
 def write_report(path, out=None, eval_data=None) -> Path:
-    """Write the page to ``out`` (default beside the artifact / inside the sweep), creating missing
-    parent folders; ``eval_data`` as for bench_artifact."""
-    folder = Path(path).resolve()  # "." and ".." have no name to derive the default file from
-    if (folder / "sweep.json").exists():
+    """Write the page to ``out`` (default beside the artifact / inside the sweep; for several sweep
+    folders, beside the first as <first>+<second>.report.html), creating missing parent folders;
+    ``eval_data`` as for bench_artifact."""
+    paths = [Path(p).resolve() for p in (path if isinstance(path, (list, tuple)) else [path])]
+    folder = paths[0]  # "." and ".." have no name to derive the default file from
+    if len(paths) > 1:
+        not_sweeps = [p for p in paths if not (p / "sweep.json").exists()]
+        if not_sweeps:
+            raise ConfigError(f"{not_sweeps[0]} is not a sweep folder: several folders are plotted together only when "
+                              "each is what `edgepack sweep` wrote")
+        make_page = lambda: sweeps_report(paths)  # noqa: E731
+        default = folder.with_name("+".join(p.name for p in paths) + ".report.html")
+    elif (folder / "sweep.json").exists():
         make_page, default = (lambda: sweep_report(folder)), folder / "report.html"
     elif (folder / "manifest.json").exists():
         make_page, default = (lambda: artifact_report(folder, eval_data)), folder.with_name(folder.name + ".report.html")

@@ -3,7 +3,9 @@
 
 Every compile of the matrix takes the same model and data options as `edgepack compile` (``compile_options``:
 checkpoint, model_spec, calibration, eval_data, mean, std, classes). A user model (``model_spec``) has no
-width multiplier: its sweep is over resolutions only (alpha None), and an alpha list is refused."""
+width multiplier: its sweep is over resolutions only (alpha None), and an alpha list is refused. Built-in
+models (``models``: mobilenet_v1, mobilenet_v2, or both) are swept over alpha and resolution; with several,
+the plots follow the paper's Figure 5: one series per model, points labelled alpha/resolution."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from edgepack.errors import ConfigError
+from edgepack.model.builtin import DEFAULT, check_builtin, shipped_alphas
 
 SWEEP_FORMAT = "edgepack-sweep"
 COLUMNS = ("model", "alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "top1_agreement",
@@ -44,6 +47,8 @@ def _build(job: dict) -> str:
         options.update(model_name=parse_model_spec(options["model_spec"])[1], classes=model_classes(model, options.get("classes")))
     if job["alpha"] is not None:
         options["alpha"] = job["alpha"]
+    if job["architecture"] is not None:
+        options["architecture"] = job["architecture"]
     config = CompileConfig(target=job["target"], resolution=job["resolution"], eval_size=job["eval_size"],
                            calib_size=job["calib_size"], output=job["output"], **options)
     return str(compile_model(config, model, log=lambda *_: None))
@@ -58,7 +63,7 @@ def _bench(job: dict, folder: str) -> dict:
     cost = report.get("cost") or {}
     user_model = manifest["model"].get("module") is not None
     return {
-        "model": manifest["model"]["name"] if user_model else None, "alpha": job["alpha"],
+        "model": manifest["model"]["name"] if user_model else manifest["model"].get("builtin", DEFAULT), "alpha": job["alpha"],
         "resolution": job["resolution"], "macs": manifest["macs"],
         "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
         "int8_accuracy": report["accuracy"],
@@ -86,28 +91,74 @@ def check_sweep_output(out: Path) -> None:
                           "pass -o with a new or empty folder")
 
 
-def check_alphas(alphas: list[float] | None, model_spec: str | None) -> list:
-    """The alpha axis: [None] for a user model (which has no width multiplier; an alpha list is refused)."""
+# the default alpha axis of each built-in model: the widths its digits weights are trained for
+DEFAULT_ALPHAS = {"mobilenet_v1": [1.0, 0.75, 0.5, 0.25], "mobilenet_v2": [1.0, 0.75, 0.5, 0.35]}
+
+
+def parse_models(text: str | None) -> list[str] | None:
+    """--model: built-in names, comma-separated (mobilenet_v1,mobilenet_v2), or None for a user model's
+    FILE.py:NAME (or no --model: MobileNetV1)."""
+    if text is None:
+        return [DEFAULT]
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if ":" in str(text) or str(text).endswith(".py"):
+        return None
+    return list(dict.fromkeys(check_builtin(n) for n in names))
+
+
+def check_alphas(alphas: list[float] | None, model_spec: str | None, model: str = DEFAULT) -> list:
+    """The alpha axis of ``model``: the given one, else its default; [None] for a user model (which has no
+    width multiplier; an alpha list is refused)."""
     if model_spec is None:
-        return alphas or [1.0, 0.75, 0.5, 0.25]
+        return alphas or DEFAULT_ALPHAS[model]
     if alphas:
         raise ConfigError(f"--alpha is MobileNetV1's width multiplier and --model {model_spec} has none: drop --alpha "
                           "(a user model is swept over --resolution only)")
     return [None]
 
 
+def check_models(models: list[str] | None, checkpoint: str | None) -> None:
+    """One checkpoint holds one architecture: a sweep of several built-in models takes their shipped weights."""
+    if models and len(models) > 1 and checkpoint:
+        raise ConfigError(f"--checkpoint {checkpoint} cannot hold both {' and '.join(models)}: sweep each model into its own "
+                          "folder (--model NAME --checkpoint PATH -o DIR) and plot them together with `edgepack report DIR1 DIR2 -o F.html`")
+
+
+def check_shipped(model: str, alphas: list[float]) -> None:
+    """Without --checkpoint every point needs shipped weights: refused before any build, not in a worker."""
+    missing = [a for a in alphas if a not in shipped_alphas(model)]
+    if missing:
+        shipped = ", ".join(f"{a:g}" for a in shipped_alphas(model)) or "none yet"
+        raise ConfigError(f"no shipped {model} weights for alpha {', '.join(f'{a:g}' for a in missing)} (shipped: "
+                          f"{shipped}): pass --alpha with shipped widths, or --model {model} --checkpoint PATH")
+
+
+def _point_folder(model: str | None, several: bool, alpha: float | None, resolution: int) -> str:
+    if alpha is None:
+        return f"r{resolution}"
+    return (f"{model}_" if several or model != DEFAULT else "") + f"a{alpha:g}_r{resolution}"
+
+
 def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: Path, jobs: int | None = None,
           eval_size: int | None = None, calib_size: int | None = None, count: int = 30, log=print,
-          compile_options: dict | None = None) -> Path:
-    """``compile_options``: CompileConfig fields given to every compile (see the module docstring)."""
+          compile_options: dict | None = None, models: list[str] | None = None) -> Path:
+    """``compile_options``: CompileConfig fields given to every compile (see the module docstring); ``models``:
+    the built-in architectures to sweep (default MobileNetV1; ignored for a user model)."""
     compile_options = {k: v for k, v in (compile_options or {}).items() if v is not None}
-    alphas = check_alphas(alphas, compile_options.get("model_spec"))
+    user_model = compile_options.get("model_spec")
+    models = [None] if user_model else (models or [DEFAULT])
+    check_models(models, compile_options.get("checkpoint"))
+    axes = {m: check_alphas(alphas, user_model, m or DEFAULT) for m in models}
+    if not user_model and not compile_options.get("checkpoint"):
+        for model, model_alphas in axes.items():
+            check_shipped(model, model_alphas)
     out = Path(out).absolute()
     check_sweep_output(out)
     out.mkdir(parents=True, exist_ok=True)
-    points = [{"target": target, "alpha": a, "resolution": r, "eval_size": eval_size, "calib_size": calib_size,
-               "count": count, "compile": compile_options, "output": str(out / (f"r{r}" if a is None else f"a{a:g}_r{r}"))}
-              for a in alphas for r in resolutions]
+    points = [{"target": target, "architecture": m, "alpha": a, "resolution": r, "eval_size": eval_size,
+               "calib_size": calib_size, "count": count, "compile": compile_options,
+               "output": str(out / _point_folder(m, len(models) > 1, a, r))}
+              for m in models for a in axes[m] for r in resolutions]
     workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
     log(f"sweep: {len(points)} builds for {target} on {workers} processes")
     rows = []
@@ -116,6 +167,7 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
     for job, folder in zip(points, folders):  # ... then bench one at a time, on an otherwise idle machine
         row = _bench(job, folder)
         point = f"res {row['resolution']}" if row["alpha"] is None else f"alpha {row['alpha']:g} res {row['resolution']}"
+        point = f"{row['model']} {point}" if len(models) > 1 else point
         quality = (f"int8 {row['int8_accuracy']:.2%}" if row["int8_accuracy"] is not None
                    else f"top-1 agreement with reference {row['top1_agreement']:.2%} (no labelled eval data)")
         log(f"  {point}: {quality} ({'pass' if row['passed'] else 'FAIL'})")
@@ -147,17 +199,24 @@ def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
         if not all(r[key] for r in rows):
             continue
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        model = next((r["model"] for r in rows if r.get("model")), None)  # a user model: one series, no alpha
-        for alpha in sorted({r["alpha"] for r in rows if r["alpha"] is not None}, reverse=True) or [None]:
-            pts = sorted((r for r in rows if r["alpha"] == alpha), key=lambda r: r[key])
+        models = list(dict.fromkeys(r["model"] for r in rows if r.get("model")))
+        model = models[0] if models else None  # a user model: one series, no alpha
+        # several models: the paper's Figure 5, one series per model, points labelled alpha/resolution;
+        # one model: Figure 4, one series per alpha, points labelled with the resolution
+        by_model = len(models) > 1
+        series = models if by_model else (sorted({r["alpha"] for r in rows if r["alpha"] is not None}, reverse=True) or [None])
+        for s in series:
+            pts = sorted((r for r in rows if (r.get("model") if by_model else r["alpha"]) == s), key=lambda r: r[key])
             xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
-            ax.plot(xs, [r[y_key] * 100 for r in pts], "o-", label=model if alpha is None else f"alpha {alpha:g}")
+            label = s if by_model else (model if s is None else f"alpha {s:g}")
+            ax.plot(xs, [r[y_key] * 100 for r in pts], "o-", label=label)
             for x, r in zip(xs, pts):
-                ax.annotate(str(r["resolution"]), (x, r[y_key] * 100), fontsize=7)
+                text = f"{r['alpha']:g}/{r['resolution']}" if by_model and r["alpha"] is not None else str(r["resolution"])
+                ax.annotate(text, (x, r[y_key] * 100), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(y_label)
-        ax.set_title(f"{model or 'MobileNetV1'}, target {target}")
+        ax.set_title(f"{' vs '.join(models) or 'MobileNetV1'}, target {target}")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / name, dpi=90)

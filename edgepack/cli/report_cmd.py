@@ -3,10 +3,11 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report for an artifact or sweep folder")
-    p.add_argument("path", help="artifact folder or sweep folder")
-    p.add_argument("-o", "--output", help="HTML file (default: <artifact>.report.html or <sweep>/report.html); "
-                   "missing parent folders are created")
+    p = sub.add_parser("report", help="write a self-contained HTML report for an artifact or sweep folder(s)")
+    p.add_argument("path", nargs="+", help="artifact folder or sweep folder; several sweep folders (e.g. a MobileNetV1 "
+                   "and a MobileNetV2 sweep) share one table and one accuracy-vs-Mult-Adds plot, a series per model")
+    p.add_argument("-o", "--output", help="HTML file (default: <artifact>.report.html, <sweep>/report.html, or for "
+                   "several sweeps <first>+<second>.report.html beside the first); missing parent folders are created")
     p.add_argument("--eval-data", metavar="PATH", help="the compile's --eval-data, when it was too large to copy into "
                    "the artifact (as for bench)")
     p.set_defaults(run=run)
@@ -19,6 +20,6 @@ def run(args) -> int:
     check_output_file(args.output, "-o")  # before the bench it runs, not after
     from edgepack.benchmark.report import write_report
 
-    path = write_report(absolute(args.path), absolute(args.output), eval_data=absolute(args.eval_data))
+    path = write_report([absolute(p) for p in args.path], absolute(args.output), eval_data=absolute(args.eval_data))
     print(f"report written to {path}")
     return 0

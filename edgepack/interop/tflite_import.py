@@ -1,8 +1,9 @@
 """An int8 .tflite model read back as the int8 plan, so any backend can compile it (issue 14, item 4).
 
 The file is read with the PyPI ``tflite`` package (the generated flatbuffer schema; no TensorFlow).
-Only a chain of the ops the plan can express is accepted, and an op outside SUPPORTED_OPS is refused by
-name before any heavy work. Each op maps onto a plan layer with TFLite's own integer arithmetic:
+A graph of the ops the plan can express is accepted (ops in the file's execution order, each reading
+tensors earlier ops produced), and an op outside SUPPORTED_OPS is refused by name before any heavy work.
+Each op maps onto a plan layer with TFLite's own integer arithmetic:
 
 - CONV_2D / DEPTHWISE_CONV_2D (depth multiplier 1): OHWI / 1HWC weights become the plan's OIHW /
   (C, 1, KH, KW); SAME padding becomes TFLite's pads (ComputePaddingHeightWidth: bottom/right get the odd
@@ -19,6 +20,9 @@ name before any heavy work. Each op maps onto a plan layer with TFLite's own int
 - FULLY_CONNECTED is an fc with rounding "single": LiteRT rounds acc * M once, not twice as gemmlowp
   (an NHWC-flattened input's weights are reordered to the plan's CHW order);
   RESHAPE is a no-op; a trailing SOFTMAX is dropped: the plan's output is its input, the logits;
+- ADD of two activations of one shape (a residual sum, e.g. MobileNetV2's) is an "add" layer reading the
+  layers that produced them, its multipliers prepared as TFLite's int8 ADD does (plan.add_multipliers) and
+  its fused RELU / RELU6 the same clamp as a conv's;
 - the converter's default float32 interface (a first QUANTIZE float32 -> int8, a last DEQUANTIZE) is
   dropped too: the plan takes and gives the int8 tensors inside it.
 
@@ -34,19 +38,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgepack.errors import ConfigError, ToolchainError
-from edgepack.plan.plan import Layer, Plan, QParams, mean_requantization, quantize_multiplier
+from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "RESHAPE", "PAD",
-                 "QUANTIZE", "SOFTMAX", "DEQUANTIZE")
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "ADD", "RESHAPE",
+                 "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE")
 SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
 PLAN_BACKENDS = ("c", "tvm", "tflm")  # backends that lower the int8 plan itself
-_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MEAN", "QUANTIZE")
+_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MEAN", "QUANTIZE", "ADD")
+_NO_PADS = (0, 0, 0, 0)
 _ACTIVATIONS = {0: "none", 1: "relu", 3: "relu6"}  # tflite.ActivationFunctionType NONE, RELU, RELU6
 
 
@@ -103,18 +108,22 @@ def read_tflite(path) -> ImportedModel:
                          graph.op_counts)
 
 
-def check_backend(target) -> None:
-    """An imported model has only its plan: backends that run qdq.onnx (onnxruntime, openvino) cannot take it."""
+def check_backend(target, imported: ImportedModel | None = None) -> None:
+    """An imported model has only its plan: backends that run qdq.onnx (onnxruntime, openvino) cannot take it,
+    and a residual one (an ADD) needs a backend that lowers graph plans."""
     if target.backend not in PLAN_BACKENDS:
         raise ConfigError(f"target {target.name} runs qdq.onnx, which an imported .tflite does not give: use a target "
                           "that compiles the int8 plan (c-host, cortex-m4, cortex-m7, rpi4, rpi5, arm64-a53, x86-tvm, tflm)")
+    if imported is not None and not imported.plan.is_chain():
+        from edgepack.backends import check_graph_support
+        check_graph_support(target, imported.path.name)
 
 
 def plan_profile(plan: Plan) -> dict:
     """Parameters and multiply-adds of a plan (an imported model has no torch module to profile)."""
     params = macs = 0
     for layer in plan.layers:
-        if layer.kind == "avgpool":
+        if "weight" not in layer.arrays:  # pools and adds: no weights, no multiply-adds
             continue
         weights = int(layer.weight.size)
         params += weights + int(layer.arrays["bias"].size)
@@ -152,11 +161,15 @@ class _Tensor:
 @dataclass
 class _Value:
     """An activation as the plan sees it: (C, H, W) or (F,), its quantization, and for an (F,) that a
-    RESHAPE flattened from a map, that map's (C, H, W) (flattened in NHWC order, not the plan's CHW)."""
+    RESHAPE flattened from a map, that map's (C, H, W) (flattened in NHWC order, not the plan's CHW);
+    the plan tensor holding it (a layer index, PLAN_INPUT for the input), and the pads of a PAD that
+    produced it (folded into the conv that reads it)."""
 
     shape: tuple[int, ...]
     q: QParams
     flattened_map: tuple[int, int, int] | None = None
+    producer: int = PLAN_INPUT
+    pads: tuple[int, int, int, int] = _NO_PADS
 
 
 class _Graph:
@@ -240,46 +253,47 @@ class _Graph:
         if h != w:
             raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
         input_q = inp.qparams("model input")
-        values = {inp.index: _Value((c, h, w), input_q)}
-        current, layers, pending_pads = inp.index, [], (0, 0, 0, 0)
+        values = {inp.index: _Value((c, h, w), input_q)}  # .tflite tensor -> what the plan holds for it
+        current, layers = inp.index, []
         last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in _COMPUTE_OPS), default=-1)
+
+        def append(layer: Layer, reads: tuple[int, ...]) -> _Value:
+            """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
+            layer.inputs = () if reads == (len(layers) - 1,) and layer.kind != "add" else reads
+            layers.append(layer)
+            return _Value(layer.output_shape, layer.output_q, producer=len(layers) - 1)
+
         i = start
         while i < end:
             op, name = self.ops[i], self.op_names[i]
             inputs, outputs = self._io(i)
-            if not inputs or inputs[0] != current or len(outputs) != 1:
-                self.refuse(i, "does not continue the chain from the previous op", "only sequential models (no branches, "
-                            "no residual connections) fit the int8 plan")
+            if not inputs or inputs[0] not in values or len(outputs) != 1:
+                self.refuse(i, "reads a tensor no earlier op produced", "import a model whose ops are stored in "
+                            "execution order, each with one output")
             out = self.tensor(outputs[0])
-            value = values[current]
-            if pending_pads != (0, 0, 0, 0) and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            value = values[inputs[0]]
+            if value.pads != _NO_PADS and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
             if name == "PAD":
-                pending_pads = self._pad(i, inputs, value, out)
-                values[out.index] = value  # the conv takes the unpadded map with these pads
+                values[out.index] = replace(value, pads=self._pad(i, inputs, value, out))  # the conv takes the unpadded map
             elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-                layer = self._convolution(i, op, name, inputs, value, out, pending_pads, i == last_compute)
-                pending_pads = (0, 0, 0, 0)
-                layers.append(layer)
-                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                layer = self._convolution(i, op, name, inputs, value, out, value.pads, i == last_compute)
+                values[out.index] = append(layer, (value.producer,))
             elif name == "FULLY_CONNECTED":
-                layer = self._fully_connected(i, op, inputs, value, out)
-                layers.append(layer)
-                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                values[out.index] = append(self._fully_connected(i, op, inputs, value, out), (value.producer,))
             elif name == "AVERAGE_POOL_2D":
                 layer = self._global_pool(i, op, inputs, value, out, value.q)
                 if int(np.prod(value.shape[1:])) % 2 == 0 and value.q.zero_point != 0:
                     layer.pool = "raw_average"  # TFLite rounds the raw sum: on ties unlike the plan's "average"
-                layers.append(layer)
-                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                values[out.index] = append(layer, (value.producer,))
             elif name == "MEAN":
-                layer = self._mean(i, op, inputs, value, out)
-                layers.append(layer)
-                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                values[out.index] = append(self._mean(i, op, inputs, value, out), (value.producer,))
+            elif name == "ADD":
+                other = self._addend(i, inputs, values)
+                values[out.index] = append(self._add(i, op, value, other, out), (value.producer, other.producer))
             elif name == "QUANTIZE":
                 layer, out = self._int16_pool(i, value, out)
-                layers.append(layer)
-                values[out.index] = _Value(layer.output_shape, layer.output_q)
+                values[out.index] = append(layer, (value.producer,))
                 i += 2
             elif name == "RESHAPE":
                 values[out.index] = self._reshape(i, value, out)
@@ -291,15 +305,21 @@ class _Graph:
         for j in range(end, len(self.ops)):  # the dropped SOFTMAX / DEQUANTIZE continue the chain to the output
             inputs, outputs = self._io(j)
             if inputs[:1] != [tail]:
-                self.refuse(j, "does not continue the chain from the previous op", "only sequential models fit the int8 plan")
+                self.refuse(j, "does not continue the chain from the previous op", "only a trailing SOFTMAX / "
+                            "DEQUANTIZE of the logits can be dropped")
             tail = outputs[0]
-        if tail != g.Outputs(0):
-            raise ConfigError(f"--model {self.path}: the output tensor is not the end of the op chain: import a "
-                              "sequential model whose last op gives the output")
+        if tail != g.Outputs(0) or not layers or values[current].producer != len(layers) - 1:
+            raise ConfigError(f"--model {self.path}: the output tensor is not the result of the last op: import a "
+                              "model whose last op gives the output")
         if not layers or layers[-1].kind != "fc":
             raise ConfigError(f"--model {self.path} does not end in a classifier (FULLY_CONNECTED, or a CONV_2D over the "
                               "whole map): the int8 plan ends in an fc layer")
-        return Plan(input_q, (c, h, w), layers), current, softmax, start == 1
+        plan = Plan(input_q, (c, h, w), layers)
+        unread = sorted(set(range(len(layers) - 1)) - set(plan.last_readers()))
+        if unread:  # a branch that never reaches the output: the plan would compute it for nothing
+            raise ConfigError(f"--model {self.path}: the output of {layers[unread[0]].name} is never used: import a "
+                              "model whose every op leads to the output")
+        return plan, current, softmax, start == 1
 
     def _io(self, i: int) -> tuple[list[int], list[int]]:
         op = self.ops[i]
@@ -465,6 +485,30 @@ class _Graph:
         return Layer(f"layer{i}_mean", "avgpool", (c, h, w), (c, 1, 1) if keep else (c,), input_q=value.q,
                      output_q=out_q, pool="mean", arrays=arrays)
 
+    def _addend(self, i, inputs, values) -> _Value:
+        """An ADD's second operand: an activation an earlier op computed (a residual input), not a constant."""
+        if len(inputs) != 2 or inputs[1] not in values:
+            self.refuse(i, "does not add two activations the model computed (a constant operand?)",
+                        "the int8 plan's add sums two earlier tensors, as a residual connection does")
+        if values[inputs[1]].pads != _NO_PADS:
+            self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
+        return values[inputs[1]]
+
+    def _add(self, i, op, a: _Value, b: _Value, out) -> Layer:
+        """ADD of two tensors of one shape: multipliers and shifts as TFLite's int8 ADD prepares them from the
+        float32 scales (plan.add_multipliers), the fused activation as a conv's."""
+        if a.shape != b.shape or a.flattened_map or b.flattened_map or int(np.prod(out.shape)) != int(np.prod(a.shape)):
+            self.refuse(i, f"adds {list(a.shape)} and {list(b.shape)} into {list(out.shape)}",
+                        "the int8 plan adds two tensors of one shape (no broadcasting)")
+        if out.dtype != "int8":
+            self.refuse(i, f"outputs {out.dtype}", "the int8 plan's add outputs int8")
+        out_q = out.qparams(f"op {i}")
+        multiplier, shift = add_multipliers(a.q, b.q, out_q)
+        opts = self.options(op, "AddOptions")
+        return Layer(f"layer{i}_add", "add", a.shape, a.shape, input_q=a.q, output_q=out_q, input2_q=b.q,
+                     arrays={"multiplier": multiplier, "shift": shift},
+                     **self._activation(i, opts.FusedActivationFunction(), out_q))
+
     def _global_pool(self, i, op, inputs, value, out, in_q: QParams) -> Layer:
         if len(value.shape) != 3:
             self.refuse(i, "does not take an NHWC map", "pool the (1, H, W, C) map")
@@ -509,10 +553,10 @@ class _Graph:
         if int(np.prod(out.shape)) != int(np.prod(value.shape)) or out.qparams(f"op {i}") != value.q:
             self.refuse(i, "changes the element count or quantization", "RESHAPE may only flatten the map before the fc")
         if len(out.shape) == 4 and out.shape[1:3] == (1, 1) and (len(value.shape) == 1 or value.shape[1:] == (1, 1)):
-            return _Value((out.shape[3], 1, 1), value.q)
+            return _Value((out.shape[3], 1, 1), value.q, producer=value.producer)
         if len(out.shape) == 2 and out.shape[0] == 1:
             flat = value.shape if len(value.shape) == 3 and value.shape[1:] != (1, 1) else value.flattened_map
-            return _Value((out.shape[1],), value.q, flat)
+            return _Value((out.shape[1],), value.q, flat, producer=value.producer)
         if len(out.shape) == 4 and len(value.shape) == 3 and tuple(out.shape[1:]) == (value.shape[1], value.shape[2], value.shape[0]):
             return value
         self.refuse(i, f"reshapes to {list(out.shape)}", "RESHAPE may only flatten the map before the fc")

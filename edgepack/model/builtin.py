@@ -1,6 +1,8 @@
 """The built-in architectures, by the name `--model` takes (`edgepack info --model mobilenet_v2`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgepack.errors import ConfigError
 
 # name -> (module, class, largest width multiplier the paper lists)
@@ -9,6 +11,7 @@ BUILTIN = {
     "mobilenet_v2": ("edgepack.model.mobilenet_v2", "MobileNetV2", 1.4),
 }
 DEFAULT = "mobilenet_v1"
+RESIDUAL = {"mobilenet_v2"}  # plans with an "add": only backends.SUPPORTS_GRAPHS lower them
 
 
 def check_builtin(name: str) -> str:
@@ -19,6 +22,15 @@ def check_builtin(name: str) -> str:
 
 def max_alpha(name: str) -> float:
     return BUILTIN[check_builtin(name)][2]
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # the shipped digits weights, <name>_<alpha>_digits.npz
+
+
+def shipped_alphas(name: str = DEFAULT) -> list[float]:
+    """The widths the package ships digits weights for, read from the weights folder (no torch import)."""
+    prefix, suffix = f"{name}_", "_digits.npz"
+    return sorted((float(p.name[len(prefix):-len(suffix)]) for p in WEIGHTS_DIR.glob(f"{prefix}*{suffix}")), reverse=True)
 
 
 def build(name: str, alpha: float, resolution: int, classes: int):

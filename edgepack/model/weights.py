@@ -15,7 +15,8 @@ from edgepack.errors import CheckpointError
 from edgepack.model import builtin
 from edgepack.validate import check_alpha
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR = builtin.WEIGHTS_DIR
+shipped_alphas = builtin.shipped_alphas  # listed without torch, for the CLI's checks
 DEFAULT_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 DIGITS_CLASSES = 10
 
@@ -38,12 +39,6 @@ def save_compact(model: torch.nn.Module, path: Path) -> None:
 def load_compact(path: Path) -> dict[str, torch.Tensor]:
     with np.load(path) as z:
         return {k: torch.from_numpy(z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
-
-
-def shipped_alphas(model: str = builtin.DEFAULT) -> list[float]:
-    """The widths the package ships digits weights for, read from the weights folder."""
-    prefix, suffix = f"{model}_", "_digits.npz"
-    return sorted((float(p.name[len(prefix):-len(suffix)]) for p in WEIGHTS_DIR.glob(f"{prefix}*{suffix}")), reverse=True)
 
 
 def pretrained(alpha: float, resolution: int = 224, num_classes: int = DIGITS_CLASSES,

@@ -20,7 +20,9 @@ XNNPACK on a Cortex-A72. These kernels do what XNNPACK's A72 kernels do, in TIR:
 - Depthwise convolutions run 16 channels at a time: the filter taps stay in registers along an
   output row, two taps are multiplied into int16 (SMULL + SMLAL, same bound) and widened into the
   int32 accumulators with SADDW.
-- Work is split across the target's cores over GEMM tiles and depthwise rows (T.parallel).
+- A residual add (TFLite's int8 ADD) runs 16 channels per step: SXTL, the zero point, << 20, SQRDMULH
+  and the rounding shift per input, their sum rescaled the same way, SQXTN and the clamp.
+- Work is split across the target's cores over GEMM tiles, depthwise rows and add pixels (T.parallel).
 
 Arithmetic is the contract of edgepack.plan.reference: outputs are bit-exact with it.
 """
@@ -30,7 +32,7 @@ import numpy as np
 
 from edgepack.backends.tvm import scheduled
 from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, global_average_pool, pad16, shape, zero_padded
-from edgepack.plan.plan import Layer, Plan
+from edgepack.plan.plan import ADD_LEFT_SHIFT, Layer, Plan
 
 K_STEP = 16  # int8 values of K per micro-kernel step (one q register)
 MAX_ACCUMULATORS = 16  # int32x4 accumulators per register tile (of 32 NEON registers)
@@ -130,6 +132,51 @@ def narrow(vectors: list, layer: Layer):
     b = T.vectorcombine("int8x16", *bytes8) if lanes == 16 else bytes8[0]
     b = T.max(T.min(b, T.Broadcast(T.int8(layer.act_max), lanes)), T.Broadcast(T.int8(layer.act_min), lanes))
     return T.vectorlow("int8x4", b) if len(vectors) == 1 else b
+
+
+def rescale4(x, multiplier: int, shift: int):
+    """int32x4 -> TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp by one constant multiplier and
+    shift <= 0: SQRDMULH, then the sign fix-up and SRSHL of requantize4 (RoundingDivideByPOT)."""
+    from tvm.script import tirx as T
+
+    x = _neon("sqrdmulh", "int32x4", x, T.Broadcast(T.int32(multiplier), 4))
+    if shift == 0:
+        return x
+    negright = T.Broadcast(T.int32(shift), 4)
+    x = _neon("sqadd", "int32x4", x, T.shift_right(T.bitwise_and(x, negright), T.Broadcast(T.int32(31), 4)))
+    return _neon("srshl", "int32x4", x, negright)
+
+
+def add_func(m: int, c: int, layer: Layer):
+    """out[p, ch] = TFLite's int8 ADD of a[p, ch] and b[p, ch] (reference.add), 16 channels per step: each
+    input widened to int32x4 (SXTL), minus its zero point, << 20, rescaled (SQRDMULH + rounding shift),
+    the sum rescaled to the output scale, + zero point, narrowed and clamped. |x - zp| << 20 < 2^28 and
+    each rescaled input is below 2^27, so int32 lanes hold every step (the sum cannot saturate)."""
+    from tvm.script import tirx as T
+
+    (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
+    zp_a, zp_b = layer.input_q.zero_point, layer.input2_q.zero_point
+
+    def widened(x, zero_point: int) -> list:
+        """int8x16 -> four int32x4 of (x - zp) << 20."""
+        halves = [T.Cast("int16x8", part("int8x8", x)) for part in (T.vectorlow, T.vectorhigh)]
+        return [T.shift_left(T.Cast("int32x4", part("int16x4", h)) - T.Broadcast(T.int32(zero_point), 4),
+                             T.Broadcast(T.int32(ADD_LEFT_SHIFT), 4))
+                for h in halves for part in (T.vectorlow, T.vectorhigh)]
+
+    def block(x, y) -> list:
+        return [rescale4(rescale4(u, ma, sa) + rescale4(v, mb, sb), mo, so) + T.Broadcast(T.int32(layer.output_q.zero_point), 4)
+                for u, v in zip(widened(x, zp_a), widened(y, zp_b))]
+
+    @T.prim_func
+    def add(a: T.Buffer((m, c), "int8"), b: T.Buffer((m, c), "int8"), out: T.Buffer((m, c), "int8")):
+        T.func_attr({"tir.noalias": True})
+        for p in T.parallel(m):
+            for cb in T.serial(c // LANES):
+                out[p, T.Ramp(cb * LANES, 1, LANES)] = narrow(block(a[p, T.Ramp(cb * LANES, 1, LANES)],
+                                                                    b[p, T.Ramp(cb * LANES, 1, LANES)]), layer)
+
+    return add
 
 
 def gemm_row(acc, r: int, nt: int, ch, bias, tables: dict, layer: Layer):
@@ -373,6 +420,10 @@ class _Lowering:
     def avgpool(self, x, layer: Layer, i: int):
         hw, c_pad = shape(x)
         return self.emit_te("none", global_average_pool(layer, hw, c_pad), x, name=f"avgpool_{i}")
+
+    def add(self, a, b, layer: Layer, i: int):
+        m, c_pad = shape(a)
+        return self.call(add_func(m, c_pad, layer), f"add_{i}", [a, b], (m, c_pad))
 
     def fc(self, x, layer: Layer, i: int):
         if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.tvm.toolchain import CACHE, HOST_ARCH, require
-from edgepack.errors import ToolchainError, UnsupportedModelError, VerificationError
+from edgepack.errors import ToolchainError, VerificationError
 from edgepack.targets import Target
 
 LIBRARY = "model.so"
@@ -112,15 +112,7 @@ def cpu_features(tvm_tgt) -> list[str]:
     return [f for f in CPU_FEATURES if codegen.target_has_features(f, tvm_tgt)]
 
 
-def check_chain(plan) -> None:
-    """The Relax and hand-scheduled lowerings walk the plan as a chain: a graph plan (with an add) is
-    refused here rather than lowered wrongly."""
-    if plan is not None and not plan.is_chain():
-        raise UnsupportedModelError("residual graphs are not lowered by the TVM backend yet: use c-host/cortex-m4 or host")
-
-
 def lower(build, folder: Path) -> dict:
-    check_chain(build.plan)
     import tvm
     import tvm_ffi
 

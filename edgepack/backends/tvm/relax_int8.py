@@ -4,14 +4,15 @@ Per conv layer: pad the int8 input with its zero point (a real 0), conv2d(int8, 
 int32 accumulation, subtract in_zp * sum(w) (folded into the bias, since every window is then
 full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, truncating >> 31,
 rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
-(acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so. Bit-exact with
+(acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so; an add is TFLite's
+int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64. Bit-exact with
 edgepack.plan.reference.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from edgepack.plan.plan import Layer, Plan
+from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
 
 
 def _const(value, dtype: str):
@@ -109,20 +110,56 @@ def _fc(bb, x, layer: Layer):
     return _requantize(bb, acc, layer, (1, -1))
 
 
-LOWERINGS = {"conv": _conv, "pointwise": _conv, "depthwise": _conv, "avgpool": _avgpool, "fc": _fc}
+def _rescale(bb, x, multiplier: int, shift: int):
+    """TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) on int64-held int32 values:
+    SaturatingRoundingDoublingHighMul as floor((x * M + 2^30) / 2^31) (M is never INT32_MIN), then
+    RoundingDivideByPOT (round half away from zero)."""
+    from tvm import relax
+
+    op = relax.op
+    high = bb.emit(op.right_shift(op.add(op.multiply(x, _const(multiplier, "int64")), _const(1 << 30, "int64")),
+                                  _const(31, "int64")))
+    right = -shift
+    if not right:
+        return high
+    mask = (1 << right) - 1
+    threshold = op.add(_const(mask >> 1, "int64"), op.astype(op.less(high, _const(0, "int64")), "int64"))
+    up = op.astype(op.greater(op.bitwise_and(high, _const(mask, "int64")), threshold), "int64")
+    return bb.emit(op.add(op.right_shift(high, _const(right, "int64")), up))
+
+
+def _add(bb, a, b, layer: Layer):
+    """TFLite's int8 ADD as reference.add: each input minus its zero point, << 20, rescaled by its own
+    multiplier; the sum rescaled to the output, + zero point, clamped (in int64, exact)."""
+    from tvm import relax
+
+    op = relax.op
+    (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
+
+    def widened(x, zero_point: int):
+        centred = op.subtract(op.astype(x, "int64"), _const(zero_point, "int64"))
+        return bb.emit(op.left_shift(centred, _const(ADD_LEFT_SHIFT, "int64")))
+
+    total = bb.emit(op.add(_rescale(bb, widened(a, layer.input_q.zero_point), ma, sa),
+                           _rescale(bb, widened(b, layer.input2_q.zero_point), mb, sb)))
+    return _clamp(bb, _rescale(bb, total, mo, so), layer)
+
+
+LOWERINGS = {"conv": _conv, "pointwise": _conv, "depthwise": _conv, "avgpool": _avgpool, "fc": _fc, "add": _add}
 
 
 def plan_to_relax(plan: Plan, batch: int = 1):
-    """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``."""
+    """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``: the plan's graph, each
+    layer reading its input tensors by layer index (a residual input stays bound until its add)."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((batch,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            y = x
-            for layer in plan.layers:
-                y = LOWERINGS[layer.kind](bb, y, layer)
-            out = bb.emit_output(y)
+            tensors = {PLAN_INPUT: x}
+            for i, layer in enumerate(plan.layers):
+                tensors[i] = LOWERINGS[layer.kind](bb, *(tensors[j] for j in plan.inputs_of(i)), layer)
+            out = bb.emit_output(tensors[len(plan.layers) - 1])
         bb.emit_func_output(out)
     return bb.get()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepack.plan.plan import Layer, Plan
+from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
 
 LANES = 16  # channels are padded to a multiple of 16 in both kernel sets
 
 
 def chain_shaped(plan: Plan) -> bool:
-    """conv ... global pool ... FC: the first layer reads the NCHW input (a conv), pools are global, the
-    FC reads a pooled 1x1 feature, and no multiplier is INT32_MIN (the saturating case both leave out)."""
+    """conv ... global pool ... FC: the first layer reads the NCHW input (a conv) and no other layer does
+    (adds read NHWC tensors of earlier layers), pools are global, the FC reads a pooled 1x1 feature, and no
+    multiplier is INT32_MIN (the saturating case both leave out)."""
     layers = plan.layers
     if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
+        return False
+    if any(PLAN_INPUT in plan.inputs_of(i) for i in range(1, len(layers))):
         return False
     if any((layer.arrays["multiplier"] == -(2**31)).any() for layer in layers if "multiplier" in layer.arrays):
         return False
@@ -77,27 +80,33 @@ def relax_pipeline(tvm_tgt):
 
 def plan_function(plan: Plan, low):
     """The Relax ``main(x: int8[1, C, H, W]) -> int8[1, classes]`` of a kernel set: one call per plan layer
-    through ``low`` (a kernel set's lowering: conv, pointwise, depthwise, avgpool, fc and its BlockBuilder
-    ``bb``), then the logits. Returns the IRModule, kernels not yet scheduled by the caller."""
+    through ``low`` (a kernel set's lowering: conv, pointwise, depthwise, avgpool, fc, add and its
+    BlockBuilder ``bb``), each reading its input tensors by layer index (a residual input stays bound until
+    its add; Relax frees it after its last use), then the logits. Returns the IRModule, kernels not yet
+    scheduled by the caller."""
     from tvm import relax, te
 
     bb = low.bb
     x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            y, nchw = x, True
+            tensors = {PLAN_INPUT: x}
             for i, layer in enumerate(plan.layers):
+                sources = [tensors[j] for j in plan.inputs_of(i)]
+                nchw = i == 0  # only the first layer reads the NCHW model input (chain_shaped)
                 if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
-                    y = low.conv(y, layer, i, nchw)
+                    y = low.conv(*sources, layer, i, nchw)
                 elif layer.kind == "pointwise":
-                    y = low.pointwise(y, layer, i)
+                    y = low.pointwise(*sources, layer, i)
                 elif layer.kind == "depthwise":
-                    y = low.depthwise(y, layer, i)
+                    y = low.depthwise(*sources, layer, i)
                 elif layer.kind == "avgpool":
-                    y = low.avgpool(y, layer, i)
+                    y = low.avgpool(*sources, layer, i)
+                elif layer.kind == "add":
+                    y = low.add(*sources, layer, i)
                 else:
-                    y = low.fc(y, layer, i)
-                nchw = False
+                    y = low.fc(*sources, layer, i)
+                tensors[i] = y
             classes = plan.layers[-1].output_shape[0]
             y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: _int8(t[a, b]), name="out"), y,
                            primfunc_name_hint="logits")

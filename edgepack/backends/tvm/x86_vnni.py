@@ -12,7 +12,8 @@ Runtime. Here each layer is one TE compute with its own schedule, in the layout 
   over up to 16 zmm accumulators (output pixels x 16-channel blocks); the gemmlowp
   requantization runs right after, vectorised over the 16 channels, while the tile is hot.
 - Depthwise convolutions are vectorised over channels, parallel over rows; the global pool and
-  the FC are tiny and left simple.
+  the FC are tiny and left simple. A residual add (TFLite's int8 ADD) is one kernel vectorised
+  over 16 channels; tensors are kept by layer index, so a block's input lives until its add.
 
 Arithmetic is the contract of edgepack.plan.reference: the output is bit-exact with it.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from edgepack.backends.tvm import scheduled
 from edgepack.backends.tvm.scheduled import LANES, chain_shaped, folded_bias, global_average_pool, pad16, shape, zero_padded
-from edgepack.plan.plan import Layer, Plan
+from edgepack.plan.plan import ADD_LEFT_SHIFT, Layer, Plan
 
 # LANES (16) = int32 lanes of a zmm register = output channels per vpdpbusd
 ACCUMULATORS = 16  # zmm accumulators per register tile (rows x 16-channel blocks)
@@ -88,6 +89,45 @@ def _requantize(acc, n, t, layer: Layer):
     for var, value in reversed(steps):
         body = tir.Let(var, value, body)
     return body
+
+
+def _add_te(a, b, layer: Layer):
+    """TFLite's int8 ADD (reference.add) of two (pixels, C) uint8 activations (value + 128): each input
+    minus its zero point, << 20 (|x - zp| <= 255: int32 holds it), rescaled by its own multiplier, the sum
+    rescaled to the output, + zero point, clamped, + 128. Rescaling is SaturatingRoundingDoublingHighMul as
+    floor((x * M + 2^30) / 2^31) in int64 (M < 2^31; the result stays below 2^28) and RoundingDivideByPOT
+    in int32 as floor((x + 2^(e-1) - [x < 0]) / 2^e) (the identity of reference.requantize; comparisons
+    here make TVM's vectoriser fold a boolx16 constant it cannot build). The steps are let-bound (as in
+    _requantize), or each rescale would repeat its operand."""
+    from tvm import te, tirx as tir
+
+    i32, i64 = "int32", "int64"
+    (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
+
+    def value(p, n):
+        steps = []
+
+        def let(bound):
+            var = tir.Var(f"v{len(steps)}", i32)
+            steps.append((var, bound))
+            return var
+
+        def rescale(x, multiplier: int, shift: int):
+            high = let(((x.astype(i64) * tir.const(multiplier, i64) + tir.const(1 << 30, i64)) >> 31).astype(i32))
+            if shift == 0:
+                return high
+            return (high + ((1 << -shift) >> 1) + (high >> 31)) >> -shift  # high >> 31: -1 below zero
+
+        wide_a = let((a[p, n].astype(i32) - (layer.input_q.zero_point + 128)) << ADD_LEFT_SHIFT)
+        wide_b = let((b[p, n].astype(i32) - (layer.input2_q.zero_point + 128)) << ADD_LEFT_SHIFT)
+        total = let(rescale(wide_a, ma, sa) + rescale(wide_b, mb, sb))
+        out = rescale(total, mo, so) + layer.output_q.zero_point
+        body = (tir.max(tir.min(out, tir.const(layer.act_max, i32)), tir.const(layer.act_min, i32)) + 128).astype("uint8")
+        for var, bound in reversed(steps):
+            body = tir.Let(var, bound, body)
+        return body
+
+    return te.compute(tuple(a.shape), value, name="out")
 
 
 def _gemm_te(a, w_packed, bias, tables, layer: Layer):
@@ -329,6 +369,10 @@ class _Lowering:
     def avgpool(self, x, layer: Layer, i: int):
         hw, c_pad = shape(x)
         return self.emit("pool", global_average_pool(layer, hw, c_pad, offset=128), x, name=f"avgpool_{i}")
+
+    def add(self, a, b, layer: Layer, i: int):
+        """A residual add of two uint8 NHWC tensors, vectorised over 16 channels (_add_te)."""
+        return self.emit("channels", lambda a, b: _add_te(a, b, layer), a, b, name=f"add_{i}")
 
     def fc(self, x, layer: Layer, i: int):
         if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
