@@ -9,6 +9,8 @@ Recipe (one checkpoint must serve every resolution, BatchNorm statistics include
      weighted toward 224 and 192 (the hardest for shared statistics), cosine-decayed lr 3e-3,
      gradient clipping at 2 (RECIPES: steps and weights per alpha).
   4. Save float16 weights (edgepack.model.weights.save_compact) and report eval accuracy of what ships.
+  --resume repeats step 3 only, from the shipped weights, with resolutions weighted further toward 224
+  (RESUME_SPEC): MobileNetV2 0.35 after steps 1-3 was 96.1% at 224, under the 97% bar, 97.2-98.1% below it.
     python scripts/train_digits.py --alpha 1.0 0.75 0.5 0.25
     python scripts/train_digits.py --model mobilenet_v2 --alpha 1.0 0.75 0.5 0.35
 Deterministic for a fixed thread count (2 here). Measured on this 2-core host with other jobs
@@ -38,6 +40,7 @@ RECIPES = {
 }
 RECIPES[0.35] = RECIPES[0.25]  # MobileNetV2's narrowest published width
 BATCH, LR, WEIGHT_DECAY, FT_LR, CLIP = 32, 0.1, 5e-4, 3e-3, 2.0
+RESUME_SPEC = "96:1,128:1,160:1,192:2,224:4"
 
 
 def train_pixels() -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,11 +119,26 @@ def train(name: str, alpha: float, seed: int = 0) -> torch.nn.Module:
     model.train()
     run_steps(model, opt, sched, steps, spec, pixels, labels, gen, clip=0.0)
     recalibrate(model, pixels, labels, gen)
-    model.eval()  # fine-tune with BatchNorm frozen in the shared statistics
+    return fine_tune(model, ft_steps, ft_spec, pixels, labels, gen)
+
+
+def fine_tune(model, steps: int, spec: str, pixels, labels, gen) -> torch.nn.Module:
+    """BatchNorm frozen in the shared statistics (eval mode), cosine-decayed lr, clipped gradients."""
+    model.eval()
     opt = torch.optim.SGD(param_groups(model, WEIGHT_DECAY), lr=FT_LR, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, ft_steps)
-    run_steps(model, opt, sched, ft_steps, ft_spec, pixels, labels, gen, CLIP)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    run_steps(model, opt, sched, steps, spec, pixels, labels, gen, CLIP)
     return model.eval()
+
+
+def resume(name: str, alpha: float, seed: int = 0) -> torch.nn.Module:
+    """Step 3 again from the shipped weights, weighted further toward 224."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    pixels, labels = train_pixels()
+    model = build(name, alpha, 224, DIGITS_CLASSES)
+    model.load_state_dict(load_compact(weights_path(alpha, name)))
+    return fine_tune(model, RECIPES[alpha][2], RESUME_SPEC, pixels, labels, gen)
 
 
 def main() -> None:
@@ -129,13 +147,14 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-only", action="store_true", help="only report eval accuracy of the shipped weights")
+    ap.add_argument("--resume", action="store_true", help="only fine-tune the shipped weights again (step 3, RESUME_SPEC)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     for alpha in args.alpha:
         path = weights_path(alpha, args.model)
         if not args.check_only:
             t = time.time()
-            save_compact(train(args.model, alpha, args.seed), path)
+            save_compact((resume if args.resume else train)(args.model, alpha, args.seed), path)
             print(f"alpha {alpha:g} trained in {time.time() - t:.0f}s", flush=True)
         model = build(args.model, alpha, 224, DIGITS_CLASSES)
         model.load_state_dict(load_compact(path))  # measure what ships (float16 weights)

@@ -18,8 +18,8 @@ def test_artifact_contents(host_artifact):
     manifest = verify(host_artifact)
     assert set(manifest["files"]) == {"qdq.onnx", "plan.json", "plan.npz", "golden_input.npy", "golden_output.npy",
                                       "model.tflite"}
-    assert manifest["model"] == {"name": "MobileNetV1", "alpha": ALPHA, "resolution": RES, "classes": 10,
-                                 "weights": "shipped digits weights", "input_shape": [3, RES, RES]}
+    assert manifest["model"] == {"name": "MobileNetV1", "builtin": "mobilenet_v1", "alpha": ALPHA, "resolution": RES,
+                                 "classes": 10, "weights": "shipped digits weights", "input_shape": [3, RES, RES]}
     assert manifest["folding"]["max_abs_logit_diff"] < 1e-4
     assert manifest["params"] > 0 and manifest["macs"] > 0
     m = manifest["metrics"]

@@ -166,7 +166,8 @@ def test_resolution_mismatch_and_wrong_shapes_are_refused_in_one_line(user_data,
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_compiles_a_user_model_from_npz_with_mean_and_std(user_data, tmp_path, capsys):
+@pytest.mark.parametrize("target", ["host", "c-host", "rpi4"])  # ONNX Runtime, the C runner, TVM under qemu
+def test_cli_compiles_a_user_model_from_npz_with_mean_and_std(target, user_data, tmp_path, capsys):
     """--model FILE.py:NAME + --checkpoint + an .npz of pixels + --mean/--std; bench reuses the mapping."""
     model, _, _, _ = user_data
     (tmp_path / "net.py").write_text(NET_SOURCE)
@@ -179,7 +180,7 @@ def test_cli_compiles_a_user_model_from_npz_with_mean_and_std(user_data, tmp_pat
     np.savez(tmp_path / "calib.npz", images=pixels[:CALIBRATION], labels=labels[:CALIBRATION])
     np.savez(tmp_path / "eval.npz", images=pixels[CALIBRATION:], labels=labels[CALIBRATION:])
     out = tmp_path / "cli"
-    code, _, err = run_cli(capsys, "compile", "--target", "host", "--model", f"{tmp_path / 'net.py'}:SevenClassNet",
+    code, _, err = run_cli(capsys, "compile", "--target", target, "--model", f"{tmp_path / 'net.py'}:SevenClassNet",
                            "--checkpoint", str(tmp_path / "net.pt"), "--resolution", str(RES),
                            "--calibration", str(tmp_path / "calib.npz"), "--eval-data", str(tmp_path / "eval.npz"),
                            "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "-o", str(out))
