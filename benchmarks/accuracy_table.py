@@ -2,7 +2,7 @@
 
 int8 figures are the numpy integer reference running the plan (what every integer backend
 reproduces bit for bit).
-    python benchmarks/accuracy_table.py [--resolution 128] [--alpha 1 0.75 0.5 0.25] [--qat-epochs 1]
+    python benchmarks/accuracy_table.py [--model mobilenet_v1|mobilenet_v2] [--resolution 128] [--alpha 1 0.75 0.5 0.25] [--qat-epochs 1]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def int8_accuracy(converted, shape, data) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2 (shipped weights)")
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--qat-epochs", type=int, default=1)
@@ -34,11 +35,11 @@ def main() -> None:
     r = args.resolution
     shape = (3, r, r)
     data = {s: load_digits_split(s, r) for s in ("train", "calibration", "eval")}
-    print(f"digits eval split ({len(data['eval'])} images), resolution {r}, calibration {len(data['calibration'])} images")
+    print(f"{args.model}: digits eval split ({len(data['eval'])} images), resolution {r}, calibration {len(data['calibration'])} images")
     print("| alpha | fp32 | PTQ per-channel | PTQ per-tensor | QAT per-channel | QAT time s |")
     print("|---:|---:|---:|---:|---:|---:|")
     for alpha in args.alpha:
-        model = pretrained(alpha, r)
+        model = pretrained(alpha, r, model=args.model)
         folded = fold(model)
         fp32 = accuracy(torch_logits(folded, data["eval"].images), data["eval"].labels)
         pc = int8_accuracy(quantize_ptq(folded, data["calibration"], shape), shape, data["eval"])

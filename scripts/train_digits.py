@@ -131,14 +131,14 @@ def fine_tune(model, steps: int, spec: str, pixels, labels, gen) -> torch.nn.Mod
     return model.eval()
 
 
-def resume(name: str, alpha: float, seed: int = 0) -> torch.nn.Module:
+def resume(name: str, alpha: float, seed: int = 0, spec: str = RESUME_SPEC) -> torch.nn.Module:
     """Step 3 again from the shipped weights, weighted further toward 224."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     pixels, labels = train_pixels()
     model = build(name, alpha, 224, DIGITS_CLASSES)
     model.load_state_dict(load_compact(weights_path(alpha, name)))
-    return fine_tune(model, RECIPES[alpha][2], RESUME_SPEC, pixels, labels, gen)
+    return fine_tune(model, RECIPES[alpha][2], spec, pixels, labels, gen)
 
 
 def main() -> None:
@@ -147,14 +147,17 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-only", action="store_true", help="only report eval accuracy of the shipped weights")
-    ap.add_argument("--resume", action="store_true", help="only fine-tune the shipped weights again (step 3, RESUME_SPEC)")
+    ap.add_argument("--resume", action="store_true", help="only fine-tune the shipped weights again (step 3)")
+    ap.add_argument("--resume-spec", default=RESUME_SPEC, help=f"resolution weights of --resume (default {RESUME_SPEC})")
     args = ap.parse_args()
     torch.set_num_threads(2)
     for alpha in args.alpha:
         path = weights_path(alpha, args.model)
         if not args.check_only:
             t = time.time()
-            save_compact((resume if args.resume else train)(args.model, alpha, args.seed), path)
+            model = (resume(args.model, alpha, args.seed, args.resume_spec) if args.resume
+                     else train(args.model, alpha, args.seed))
+            save_compact(model, path)
             print(f"alpha {alpha:g} trained in {time.time() - t:.0f}s", flush=True)
         model = build(args.model, alpha, 224, DIGITS_CLASSES)
         model.load_state_dict(load_compact(path))  # measure what ships (float16 weights)
