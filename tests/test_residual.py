@@ -120,6 +120,17 @@ def test_user_residual_network_compiles_and_benches_bit_exact(target, user_resid
     _assert_residual_memory(out, manifest)
 
 
+def test_user_residual_network_on_host_benches_pass(user_residual, tmp_path):
+    """host runs the QDQ ONNX file in ONNX Runtime (float arithmetic around int8 tensors): not bit-exact, so
+    bench checks top-1 agreement with the integer reference instead."""
+    model, images = user_residual
+    out = edgepack.compile(model, target="host", calibration=images, output=str(tmp_path / "res"))
+    report = bench_artifact(out, eval_size=8)
+    assert report["passed"], report["checks"]
+    assert report["fidelity"]["top1_agreement_vs_reference"] >= 0.99
+    assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 3
+
+
 class Concatenating(nn.Module):
     def __init__(self):
         super().__init__()
