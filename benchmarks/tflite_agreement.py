@@ -5,7 +5,7 @@ its model.tflite (edgepack/interop/tflite_export.py). Then every eval image runs
 reference, LiteRT's reference kernels (BUILTIN_REF) and LiteRT's default CPU path (XNNPACK, which requantizes
 in float). The reference kernels must agree bit for bit; for XNNPACK the table counts the int8 logits that
 differ, by how much, and the images whose top-1 changes.
-    python benchmarks/tflite_agreement.py [--resolution 224] [--alpha 1 0.75 0.5 0.25] [--images N]
+    python benchmarks/tflite_agreement.py [--model mobilenet_v2] [--resolution 224] [--alpha 1 0.75 0.5 0.25] [--images N]
 """
 from __future__ import annotations
 
@@ -26,19 +26,20 @@ from edgepack.quantize.ptq import quantize_ptq
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2 (shipped weights)")
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--images", type=int, default=None, help="first N eval images (default: the whole split)")
     args = ap.parse_args()
     r, shape = args.resolution, (3, args.resolution, args.resolution)
     calibration, evaluation = load_digits_split("calibration", r), load_digits_split("eval", r).take(args.images)
-    print(f"digits eval split: {len(evaluation)} images at {r}x{r}; LiteRT {litert.version()}")
+    print(f"{args.model}, digits eval split: {len(evaluation)} images at {r}x{r}; LiteRT {litert.version()}")
     print("| alpha | images | reference kernels: values differing | XNNPACK: values differing | of values "
           "| max abs diff | top-1 changed | seconds |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for alpha in args.alpha:
         t = time.perf_counter()
-        plan = build_plan(quantize_ptq(fold(pretrained(alpha, r)), calibration, shape), shape)
+        plan = build_plan(quantize_ptq(fold(pretrained(alpha, r, model=args.model)), calibration, shape), shape)
         model = plan_to_tflite(plan)
         x = plan.input_q.quantize(evaluation.images)
         want = reference.run_batched(plan, x)
