@@ -51,20 +51,12 @@ class DepthwiseSeparable(nn.Sequential):
         )
 
 
-class MobileNetV1(nn.Module):
-    """MobileNet v1 with width multiplier ``alpha`` and input ``resolution`` (rho = resolution/224)."""
+class MobileNet(nn.Module):
+    """What every MobileNet shares: a feature stack, global average pooling, a linear classifier, and the
+    reference implementations' initialisation."""
 
-    def __init__(self, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000):
-        super().__init__()
-        self.alpha = check_alpha(alpha)
-        self.resolution = check_resolution(resolution)
-        self.num_classes = check_classes(num_classes)
-        channels = scaled_channels(STEM_CHANNELS, self.alpha)
-        layers: list[nn.Module] = [ConvBNReLU(3, channels, 3, STEM_STRIDE)]
-        for stride, out in BODY:
-            out = scaled_channels(out, self.alpha)
-            layers.append(DepthwiseSeparable(channels, out, stride))
-            channels = out
+    def classify(self, layers: list[nn.Module], channels: int) -> None:
+        """Install ``layers`` as the features and a ``channels`` -> classes head, then initialise everything."""
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
@@ -84,3 +76,20 @@ class MobileNetV1(nn.Module):
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         return (batch, 3, self.resolution, self.resolution)
+
+
+class MobileNetV1(MobileNet):
+    """MobileNet v1 with width multiplier ``alpha`` and input ``resolution`` (rho = resolution/224)."""
+
+    def __init__(self, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000):
+        super().__init__()
+        self.alpha = check_alpha(alpha)
+        self.resolution = check_resolution(resolution)
+        self.num_classes = check_classes(num_classes)
+        channels = scaled_channels(STEM_CHANNELS, self.alpha)
+        layers: list[nn.Module] = [ConvBNReLU(3, channels, 3, STEM_STRIDE)]
+        for stride, out in BODY:
+            out = scaled_channels(out, self.alpha)
+            layers.append(DepthwiseSeparable(channels, out, stride))
+            channels = out
+        self.classify(layers, channels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgepack.model.mobilenet import MobileNet
 from edgepack.validate import check_alpha, check_classes, check_resolution
 
 MAX_ALPHA = 1.4  # the widest the paper lists
@@ -65,7 +66,7 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(MobileNet):
     """MobileNet v2 with width multiplier ``alpha`` and input ``resolution``."""
 
     def __init__(self, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000):
@@ -82,22 +83,4 @@ class MobileNetV2(nn.Module):
                 channels = out
         last = make_divisible(LAST_CHANNELS * max(1.0, self.alpha))
         layers.append(ConvBNReLU6(channels, last, 1))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.classifier = nn.Linear(last, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.pool(self.features(x))))
-
-    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
-        return (batch, 3, self.resolution, self.resolution)
+        self.classify(layers, last)
