@@ -98,6 +98,8 @@ FLAG_CASES = {  # finding 4 (sizes), 6 (resolution bound), 12 (flags before torc
     "sweep into a project": (["sweep", "--target", "host", "-o", "{tmp}/project"], "not an edgepack sweep"),
     "tune trials 0": (["tune", "--target", "x86-tvm", "--trials", "0"], "--trials"),
     "tune alpha 0": (["tune", "--target", "x86-tvm", "--alpha", "0"], "alpha"),
+    "tune unknown model": (["tune", "--target", "x86-tvm", "--model", "resnet50"], "unknown model 'resnet50'"),
+    "tune v1 alpha 1.4": (["tune", "--target", "x86-tvm", "--alpha", "1.4"], "outside (0, 1]"),
     "info alpha 0": (["info", "--alpha", "0"], "alpha"),
     "info resolution 33": (["info", "--resolution", "33"], "multiple of 32"),
     "missing subcommand flag": (["compile"], "--target"),

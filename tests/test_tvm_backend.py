@@ -247,3 +247,21 @@ def test_vnni_mixed_left_and_right_shifts_in_one_layer_bit_exact():
     want = reference.run(plan, x)
     assert len(np.unique(want)) > 2
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} values differ"
+
+
+def test_tune_mobilenet_v2_then_a_generic_compile_uses_the_records_bit_exact(tmp_path, monkeypatch, capsys):
+    """`tune --model mobilenet_v2` measures the residual graph's tasks on this CPU; the generic Relax
+    lowering of a V2 compile then builds from those records and stays bit-exact."""
+    monkeypatch.setenv("EDGEPACK_TUNING_DIR", str(tmp_path / "tuning"))
+    code, out, err = run_cli(capsys, "tune", "--target", "x86-tvm", "--model", "mobilenet_v2", "--alpha", "0.35",
+                             "--resolution", "32", "--trials", "4")
+    assert code == 0, err
+    records = tmp_path / "tuning" / "x86-tvm" / "database_tuning_record.json"
+    assert records.read_text().count("\n") >= 1
+    monkeypatch.setenv("EDGEPACK_TVM_INT8_KERNELS", "generic")
+    folder = edgepack.compile(target="x86-tvm", architecture="mobilenet_v2", output=str(tmp_path / "v2"),
+                              **dict(SMALL, alpha=0.35, resolution=32))
+    assert "MetaSchedule records for x86-tvm" in json.dumps(_manifest(folder)["backend_info"])
+    report = bench_artifact(folder, count=3)
+    assert report["passed"], report["checks"]
+    assert "eval: host == reference (bit-exact)" in {c["name"] for c in report["checks"]}

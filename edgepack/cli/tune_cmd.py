@@ -8,6 +8,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="tune a TVM target with MetaSchedule; records land in ~/.cache/edgepack/tuning/<target>/")
     p.add_argument("--target", required=True, help="a TVM target (x86-tvm here; ARM targets need --rpc)")
     p.add_argument("--trials", type=positive_int, default=64, help="global trial budget (default 64)")
+    p.add_argument("--model", default="mobilenet_v1", help="the built-in model to tune for: mobilenet_v1 (default) or "
+                   "mobilenet_v2 (records are kept per workload, so both can share a target's database)")
     p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution (default 224)")
     p.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker that serves the target's boards")
@@ -20,10 +22,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import tempfile
 
+    from edgepack.model.builtin import max_alpha
     from edgepack.targets import get_target
     from edgepack.validate import check_alpha, check_resolution
 
-    check_alpha(args.alpha), check_resolution(args.resolution)  # before TVM and torch load
+    check_alpha(args.alpha, max_alpha(args.model)), check_resolution(args.resolution)  # before TVM and torch load
     target = get_target(args.target, args.targets)
     from edgepack.backends.tvm import tune
 
@@ -37,7 +40,8 @@ def run(args) -> int:
     from edgepack.plan.plan import Plan
 
     with tempfile.TemporaryDirectory() as tmp:  # the int8 plan of the model to tune for
-        config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8, output=f"{tmp}/a")
+        config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8,
+                               output=f"{tmp}/a", architecture=args.model)
         plan = Plan.load(compile_model(config, log=lambda *_: None))
     tune.tune(plan_to_relax(plan), target, args.trials, rpc=args.rpc, key=key)
     from edgepack.backends.tvm.lower import int8_kernels, tvm_target
