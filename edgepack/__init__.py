@@ -44,7 +44,8 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
 
 def _compile_tflite(path, target: str, eval_data=None, **options):
     """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.interop.tflite_import);
-    resolution and classes come from the file, ``eval_data`` is optional (default: the digits split)."""
+    resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, unlabelled:
+    fidelity only); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
     from edgepack.compiler import CompileConfig, compile_model
     from edgepack.inputs import datasets, is_in_memory
     from edgepack.interop.tflite_import import read_tflite
@@ -56,6 +57,9 @@ def _compile_tflite(path, target: str, eval_data=None, **options):
         if options.setdefault(name, value) != value:
             raise ConfigError(f"{name}={options[name]} but {imported.path.name} has {value}: drop {name} (it comes from the file)")
     _, ev, _ = datasets(None, eval_data, imported.resolution)
+    if "mean" not in options and "std" not in options:  # pixels onto the range of the file's input quantization
+        from edgepack.evaldata import quantization_mapping
+        options["mean"], options["std"] = quantization_mapping(imported.plan.input_q)
     options.setdefault("model_name", imported.path.stem)
     config = CompileConfig(target=target, tflite_model=str(imported.path),
                            eval_data=None if is_in_memory(eval_data) else eval_data, **options)

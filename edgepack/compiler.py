@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgepack import __version__, evaldata, provenance
-from edgepack.config import SHIPPED_CLASSES, CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
+from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.data import Dataset, load_dataset
@@ -180,15 +180,24 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
 
 def _imported_eval_set(config: CompileConfig, classes: int, eval_set: Dataset | None) -> Dataset:
     """The eval inputs of an imported model: the given ones, else the digits eval split at the model's
-    resolution, labelled only when the model has the 10 digit classes (else fidelity only)."""
+    resolution, unlabelled whatever the class count: an imported model's classes are not the digits, so it
+    is measured for fidelity only (accuracy needs the user's labelled --eval-data; ``--eval-data digits`` too)."""
     if eval_set is not None:
         return eval_set.take(config.eval_size)
     if config.eval_data is not None:
         return _load_data(config.eval_data, "eval", config.eval_size, config)
-    digits = load_dataset(None, "eval", config.resolution, SHIPPED_CLASSES, config.mean, config.std).take(config.eval_size)
-    if classes == SHIPPED_CLASSES:
-        return digits
-    return Dataset(digits.images, None, f"{digits.source} ({len(digits)} images), unlabelled: the model has {classes} classes")
+    return evaldata.bundled_eval(config.resolution, classes, False, config.eval_size, config.mean, config.std)
+
+
+def _imported_preprocessing(config: CompileConfig, input_q, in_memory: bool) -> dict:
+    """How an imported model's inputs were made, for the manifest: pixels mapped by mean/std, by default
+    those of the file's input quantization (evaldata.quantization_mapping), or given by the user."""
+    lo, hi = input_q.scale * (-128 - input_q.zero_point), input_q.scale * (127 - input_q.zero_point)
+    derived = (tuple(config.mean), tuple(config.std)) == evaldata.quantization_mapping(input_q)
+    how = (f"from the .tflite's input quantization (scale {input_q.scale:.6g}, zero point {input_q.zero_point}): "
+           f"pixels 0..255 -> [{lo:.6g}, {hi:.6g}], int8 inputs pixel - 128" if derived else "--mean/--std as given")
+    record = {**config.preprocessing, "input_mapping": how}
+    return {**record, "in_memory": "Python API inputs, used as given"} if in_memory else record
 
 
 def _compile_imported(config: CompileConfig, log, target: Target, out: Path, eval_set: Dataset | None = None) -> Path:
@@ -251,7 +260,7 @@ def _compile_imported(config: CompileConfig, log, target: Target, out: Path, eva
             "model": {"name": name, "alpha": None, "resolution": config.resolution, "classes": imported.classes,
                       "weights": f"imported int8 .tflite {imported.path.name}", "input_shape": list(config.input_shape)},
             "import": imported.record(),
-            "preprocessing": config.preprocessing,
+            "preprocessing": _imported_preprocessing(config, plan.input_q, eval_set is not None),
             "params": profile["params"], "macs": profile["macs"],
             "quantization": {"mode": "imported", "weights": "as given in the .tflite (int8, per channel or per tensor)",
                              "activations": "as given in the .tflite (int8 per-tensor affine)",

@@ -15,6 +15,10 @@ fixed zip timestamps, so the same inputs still give a byte-identical artifact. U
 (the Python API's held-out calibration inputs) are stored without ``labels`` and recorded with
 ``"labelled": false``: bench then reports fidelity but no accuracy. Files are loaded with the
 manifest's ``preprocessing`` mean/std (edgepack.data.normalise).
+
+The bundled digits are recorded with ``"labelled": false`` too when a model is measured on them for
+fidelity only (an imported .tflite, whose classes are not the digits): ``bundled_eval`` picks the
+images from that flag and the model's class count, for compile and bench alike.
 """
 from __future__ import annotations
 
@@ -25,8 +29,10 @@ import numpy as np
 
 from edgepack.data import Dataset, digits_source, load_dataset, normalise
 from edgepack.errors import ArtifactError, DataError
+from edgepack.plan.plan import QParams
 
 EVAL_FILE = "eval_data.npz"
+DIGIT_CLASSES = 10  # the bundled digits split
 COPY_LIMIT_BYTES = 16 << 20  # uncompressed bytes of the stored arrays; larger data stays outside the artifact
 
 
@@ -53,6 +59,35 @@ def bundled_sha256(split: str, classes: int, n: int) -> str:
     return _digest(b"edgepack-digits-v1", np.ascontiguousarray(pixels[:n], np.uint8), np.asarray(labels[:n], "<i8"))
 
 
+def digits_classes(model_classes: int, labelled: bool) -> int:
+    """Which digits a bundled eval set holds: labelled, the model's classes (labels 0..classes-1, as
+    accuracy needs); unlabelled (fidelity only), all ten, whatever the model's class count."""
+    return model_classes if labelled else DIGIT_CLASSES
+
+
+def bundled_eval(resolution: int, model_classes: int, labelled: bool, n: int | None, mean=None, std=None) -> Dataset:
+    """The first ``n`` bundled digits eval images a model of ``model_classes`` classes is measured on,
+    without their labels unless ``labelled``: compile takes them and bench reloads them through this one
+    function (see digits_classes), so both see the same images."""
+    data = load_dataset(None, "eval", resolution, digits_classes(model_classes, labelled), mean, std).take(n)
+    if labelled:
+        return data
+    return Dataset(data.images, None, f"{data.source} ({len(data)} digits images, unlabelled: fidelity only)")
+
+
+def _bundled_digest(model_classes: int, labelled: bool, n: int) -> str:
+    return bundled_sha256("eval", digits_classes(model_classes, labelled), n)
+
+
+def quantization_mapping(input_q: QParams) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The --mean/--std that map pixels 0..255 onto the float range an int8 input quantization represents,
+    [scale * (-128 - zp), scale * (127 - zp)]: an imported model's inputs then quantize to pixel - 128 and use
+    the whole int8 range, where a fixed mapping (e.g. to [-1, 1]) would clip part of it or leave it unused."""
+    std = 1.0 / (255.0 * float(input_q.scale))
+    mean = (128.0 + int(input_q.zero_point)) / 255.0
+    return (mean,) * 3, (std,) * 3
+
+
 def stored_arrays(data: Dataset) -> dict[str, np.ndarray]:
     """The smallest arrays that give ``data`` back exactly: uint8 pixels when the images are
     normalised integer pixels, else the float32 images themselves."""
@@ -74,7 +109,9 @@ def record(data: Dataset, folder: Path, classes: int) -> dict:
     from edgepack.plan.plan import write_npz
 
     if is_bundled(data.source):
-        return {"source": data.source, "images": len(data), "sha256": bundled_sha256("eval", classes, len(data)), "file": None}
+        entry = {"source": data.source, "images": len(data), "sha256": _bundled_digest(classes, data.labelled, len(data)),
+                 "file": None}
+        return entry if data.labelled else {**entry, "labelled": False}
     arrays = stored_arrays(data)
     small = sum(a.nbytes for a in arrays.values()) <= COPY_LIMIT_BYTES
     if small:
@@ -115,8 +152,9 @@ def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> D
         data = read_copy(Path(folder) / ev["file"], ev["source"])
         found = content_sha256(data)
     elif is_bundled(ev["source"]):
-        data = load_dataset(None, "eval", resolution, classes, mean, std).take(n)
-        found = bundled_sha256("eval", classes, n)
+        labelled = ev.get("labelled", True) is not False
+        data = bundled_eval(resolution, classes, labelled, n, mean, std)
+        found = _bundled_digest(classes, labelled, n)
     else:
         raise DataError(f"artifact {folder} holds no copy of its eval data ({what}; too large to copy): "
                         "pass the same data with --eval-data PATH")

@@ -24,10 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-size", type=positive_int, help="use the first N calibration images")
     p.add_argument("--eval-data", help="ImageFolder directory or .npz (default: bundled digits eval split)")
     p.add_argument("--eval-size", type=positive_int, help="use the first N eval images")
-    p.add_argument("--mean", default="0.5", help="how pixels become inputs: (pixel / 255 - mean) / std per channel; one "
+    p.add_argument("--mean", help="how pixels become inputs: (pixel / 255 - mean) / std per channel; one "
                    "value or three comma-separated (R,G,B), e.g. 0.485,0.456,0.406 (default 0.5: pixels to [-1, 1], "
-                   "as the shipped weights expect); recorded in the manifest, reused by bench and debug")
-    p.add_argument("--std", default="0.5", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
+                   "as the shipped weights expect; an imported .tflite without --mean/--std: pixels to the range of "
+                   "its input quantization); recorded in the manifest, reused by bench and debug")
+    p.add_argument("--std", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
     p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
     p.add_argument("-o", "--output", help="artifact folder (default artifacts/<model>_<alpha>_<res>_<target>_<quant>, "
                    "with --model artifacts/<classname>_<res>_<target>_<quant>); "
@@ -66,7 +67,7 @@ def run(args) -> int:
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
-        sign_key=args.sign_key, mean=args.mean, std=args.std, random_head=args.random_head, model_spec=user_model,
+        sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture,
     )
     target = get_target(config.target, config.target_dirs)
@@ -109,11 +110,15 @@ def _run_tflite(args) -> int:
     imported = read_tflite(args.model)
     if args.classes is not None and str(args.classes) != str(imported.classes):
         raise ConfigError(f"--classes {args.classes} but {args.model} has {imported.classes} outputs: drop --classes")
+    mean, std = _pixels(args.mean), _pixels(args.std)
+    if args.mean is None and args.std is None:  # pixels onto the range the file's input quantization represents
+        from edgepack.evaldata import quantization_mapping
+        mean, std = quantization_mapping(imported.plan.input_q)
     config = CompileConfig(
         target=args.target, resolution=imported.resolution, classes=imported.classes,
         model_name=imported.path.stem, tflite_model=str(imported.path), eval_data=args.eval_data,
         eval_size=args.eval_size, output=str(_output(args)), force=args.force, sign_key=args.sign_key,
-        mean=args.mean, std=args.std, target_dirs=tuple(getattr(args, "targets", None) or ()),
+        mean=mean, std=std, target_dirs=tuple(getattr(args, "targets", None) or ()),
     )
     check_backend(get_target(config.target, config.target_dirs), imported)
     check_output_dir(config.output_path(), config.force)
@@ -122,6 +127,11 @@ def _run_tflite(args) -> int:
 
         compile_model(config)
     return 0
+
+
+def _pixels(value):
+    """--mean/--std as given, else 0.5 (pixels to [-1, 1]: the shipped weights' mapping)."""
+    return "0.5" if value is None else value
 
 
 def _output(args):
