@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepack.errors import DeviceError, ToolchainError
+from edgepack import devices
+from edgepack.errors import ToolchainError
 
 EMULATOR = "qemu-aarch64"
 SYSROOT = "/usr/aarch64-linux-gnu"
@@ -126,7 +127,8 @@ def _read_counts(path: Path) -> tuple[int | None, int | None]:
 
 
 def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = False, env: dict | None = None,
-             timeout: float | None = None, cwd=None, stdin: bytes | None = None, inherit_env: bool = True) -> UserRun:
+             timeout: float | None = None, cwd=None, stdin: bytes | None = None, inherit_env: bool = True,
+             what: str | None = None, fix: str | None = None) -> UserRun:
     """Run ``cmd`` (an aarch64 program and its arguments) as `qemu-aarch64 -cpu CPU -L SYSROOT cmd`.
 
     ``cpu``: the board's exact CPU (e.g. cortex-a72), never `max`. ``count``: load the instruction-count
@@ -135,24 +137,23 @@ def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = 
     ``inherit_env=False`` the guest gets ``env`` only.
     Counts depend on the guest's initial stack, which holds argv and the environment: runs compared
     with each other should pass the same environment and argv strings of the same lengths.
-    A run that exceeds ``timeout`` seconds is killed: DeviceError. A non-zero exit is returned, not
+    A run that exceeds ``timeout`` seconds is killed with its process group (edgepack.devices): DeviceError
+    "``what`` did not finish within N s ...: ``fix``". A non-zero exit is returned, not
     raised: ``UserRun.failure(cpu)`` says why in one line.
     """
     qemu = _require(EMULATOR)
     if not Path(sysroot).is_dir():
         raise ToolchainError(f"the aarch64 sysroot {sysroot} is missing: apt-get install -y "
                              f"{PACKAGES.get(sysroot, 'libc6-arm64-cross')} (or run scripts/setup.sh)")
-    with tempfile.TemporaryDirectory(prefix="edgepack-qemu-") as tmp:
+    name = Path(str(cmd[0])).name
+    with devices.run_folder("edgepack-qemu-") as tmp:
         args = [qemu, "-cpu", cpu, "-L", str(sysroot)]
-        counts = Path(tmp) / "counts"
+        counts = tmp / "counts"
         if count:  # QEMU option syntax: a literal comma is written twice
             args += ["-plugin", f"{str(plugin()).replace(',', ',,')},outfile={str(counts).replace(',', ',,')}"]
-        try:
-            r = subprocess.run(args + [str(c) for c in cmd], capture_output=True, env=_environment(env, inherit_env), timeout=timeout,
-                               cwd=cwd, input=stdin)
-        except subprocess.TimeoutExpired:
-            raise DeviceError(f"{EMULATOR} -cpu {cpu} {Path(str(cmd[0])).name} did not finish within {timeout:g} s: "
-                              "it hangs, or it needs a longer timeout") from None
+        r = devices.run(args + [str(c) for c in cmd], env=_environment(env, inherit_env), timeout=timeout, cwd=cwd,
+                        input=stdin, text=False, what=what or f"{EMULATOR} -cpu {cpu} {name}",
+                        fix=fix or "it hangs, or it needs a longer timeout")
         instructions, vector = _read_counts(counts) if count else (None, None)
     return UserRun(r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"),
                    instructions, vector)

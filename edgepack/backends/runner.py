@@ -13,6 +13,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from edgepack.errors import ConfigError
+from edgepack.validate import check_timeout
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,15 @@ class Runner:
 
     @classmethod
     def check_options(cls, backend: str, options: dict) -> dict:
-        """The options, parsed; an option this runner does not take, or a bad value, is a ConfigError."""
+        """The options, parsed; an option this runner does not take, or a bad value, is a ConfigError.
+        ``timeout`` (bench --timeout, always given) is checked and dropped for runners that take none."""
         accepted = ", ".join(flag(n) for n in cls.OPTIONS) or "no device options"
         parsed = {}
         for name, value in options.items():
             option = cls.OPTIONS.get(name)
+            if option is None and name == "timeout":  # it bounds device programs: an in-process runner starts none
+                check_timeout(value)
+                continue
             if option is None:
                 raise ConfigError(f"the {backend} backend does not take {flag(name)}: it accepts {accepted}")
             try:

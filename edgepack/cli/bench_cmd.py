@@ -18,12 +18,13 @@ def add_parser(sub) -> None:
     p.add_argument("--count", type=positive_int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--device", help="run on this device instead of the target's (openvino: cpu or npu)")
-    p.add_argument("--rpc", metavar="HOST:PORT", type=_rpc_address,
+    p.add_argument("--rpc", metavar="HOST:PORT", type=rpc_address,
                    help="TVM artifacts: run on a board over TVM RPC (server, or tracker with --key)")
     p.add_argument("--key", help="with --rpc: the device key to request from the RPC tracker (e.g. rpi4)")
     p.add_argument("--timeout", type=positive_float, default=120.0,
-                   help="with --rpc: seconds any one wait (tracker, free server, session, upload, load, run, "
-                        "timing) may last before the device counts as dead (default 120)")
+                   help="seconds any one run of a device program (native test program, qemu, 16 eval images a run) "
+                        "or, with --rpc, any one wait (tracker, free server, session, upload, load, run, timing) may "
+                        "last before the device counts as hung (default 120)")
     p.add_argument("--verify-key", metavar="PUB", help="Ed25519 public key: refuse (exit 2) an artifact whose manifest.sig "
                    "is missing or not from this key, before running anything")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _rpc_address(text: str) -> str:
+def rpc_address(text: str) -> str:
     """--rpc is checked while parsing, so `--rpc localhost` is refused before any connection."""
     import argparse
 
@@ -49,9 +50,18 @@ def _rpc_address(text: str) -> str:
     return text
 
 
+def check_key(key: str | None, rpc: str | None) -> None:
+    """--key means a board at a tracker: without --rpc it would be silently ignored."""
+    from edgepack.errors import ConfigError
+
+    if key is not None and not rpc:
+        raise ConfigError(f"--key {key} names a board at an RPC tracker: pass --rpc TRACKER_HOST:PORT with it, or drop --key")
+
+
 def run(args) -> int:
     from edgepack.cli.paths import absolute
 
+    check_key(args.key, args.rpc)
     args.artifact = absolute(args.artifact)  # libraries run programs from other folders: never hand them a relative path
     args.eval_data = absolute(args.eval_data)
     for flag in ("json", "junit", "update_baseline"):
@@ -64,8 +74,7 @@ def run(args) -> int:
     from edgepack.benchmark.run import bench_artifact, format_report
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
-    if args.rpc:
-        device_options["timeout"] = args.timeout
+    device_options["timeout"] = args.timeout  # runners that start no device program drop it (Runner.check_options)
     baseline = compare.load_baseline(args.baseline) if args.baseline else None
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
                             eval_data=args.eval_data, **device_options)

@@ -1,6 +1,7 @@
 """edgepack tune: MetaSchedule tuning records for a TVM target (later compiles pick them up)."""
 from __future__ import annotations
 
+from edgepack.cli.bench_cmd import check_key, rpc_address
 from edgepack.cli.flags import add_targets_flag, positive_int
 
 
@@ -12,8 +13,8 @@ def add_parser(sub) -> None:
                    "mobilenet_v2 (records are kept per workload, so both can share a target's database)")
     p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution (default 224)")
-    p.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker that serves the target's boards")
-    p.add_argument("--key", help="device key at the tracker (default: the target's [rpc] key)")
+    p.add_argument("--rpc", metavar="HOST:PORT", type=rpc_address, help="RPC tracker that serves the target's boards")
+    p.add_argument("--key", help="with --rpc: device key at the tracker (default: the target's [rpc] key)")
     p.add_argument("--retarget-from", metavar="TARGET", help="copy another target's records instead of measuring")
     add_targets_flag(p)
     p.set_defaults(run=run)
@@ -26,6 +27,7 @@ def run(args) -> int:
     from edgepack.targets import get_target
     from edgepack.validate import check_alpha, check_resolution
 
+    check_key(args.key, args.rpc)
     check_alpha(args.alpha, max_alpha(args.model)), check_resolution(args.resolution)  # before TVM and torch load
     target = get_target(args.target, args.targets)
     from edgepack.backends.tvm import tune

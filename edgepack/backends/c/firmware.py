@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from edgepack import devices
+from edgepack.devices import find_tool
 from edgepack.errors import BuildError, DeviceError, TargetError, ToolchainError
 
 KINDS = ("cortex-m", "host")
@@ -93,13 +94,6 @@ class BuildSpec:
 
 
 # ---------------------------------------------------------------- tools
-
-def find_tool(tool: str, packages: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolchainError(f"{tool} is not installed: on Debian/Ubuntu run `apt-get install {packages}`")
-    return path
-
 
 def require_tools(spec: BuildSpec, run: bool = True) -> None:
     """Fail before any work if a compiler, the C library or an emulator is missing."""
@@ -303,8 +297,13 @@ class RunResult:
     stdout: str
 
 
-def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, device: str) -> RunResult:
-    """Stream int8 images (N, ...) through the test program on ``device``; outputs (N, output_size)."""
+def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, device: str,
+               timeout: float | None = None, fix: str | None = None) -> RunResult:
+    """Stream int8 images (N, ...) through the test program on ``device``; outputs (N, output_size).
+
+    ``timeout``: seconds the run may take (bench's --timeout); None takes the target file's
+    [run] timeout_s + image_timeout_s per image (compile's own runs). ``fix``: what the timeout
+    message tells the user to do."""
     binary = Path(binary).resolve()  # the program runs in a temporary folder: a relative path would miss it
     x = np.ascontiguousarray(x, dtype=np.int8)
     n = int(x.shape[0])
@@ -317,20 +316,24 @@ def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, d
         cmd = [qemu, str(binary), "input.bin", "output.bin"]
     else:
         cmd = [str(binary), "input.bin", "output.bin"]
-    timeout = float(r.get("timeout_s", 120)) + n * float(r.get("image_timeout_s", 30))
-    with tempfile.TemporaryDirectory(prefix="edgepack-run-") as tmp:
-        x.tofile(Path(tmp) / "input.bin")
+    if timeout is None:
+        timeout = float(r.get("timeout_s", 120)) + n * float(r.get("image_timeout_s", 30))
+        fix = fix or f"the firmware hangs or crashed, or raise [run] timeout_s of target {spec.target}"
+    what = f"the {spec.target} {device} test program on {n} image{'s' if n != 1 else ''}"
+    with devices.run_folder() as tmp:
+        x.tofile(tmp / "input.bin")
         try:
-            proc = subprocess.run(cmd, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise DeviceError(f"{device}: no result after {timeout:.0f} s for {n} images (hung or crashed firmware?)")
+            proc = devices.run(cmd, timeout=timeout, what=what, fix=fix or "pass a larger --timeout", cwd=tmp)
         except OSError as e:
             raise DeviceError(f"{device}: cannot start {cmd[0]} ({e.strerror}): recompile the artifact on this machine")
-        out_path = Path(tmp) / "output.bin"
+        out_path = tmp / "output.bin"
         if proc.returncode != 0:
             tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
             raise DeviceError(f"{device}: the test program exited with status {proc.returncode}: {tail}")
-        outputs = np.fromfile(out_path, dtype=np.int8) if out_path.exists() else np.zeros(0, np.int8)
+        if not out_path.is_file():
+            raise DeviceError(f"{what} exited 0 but wrote no output.bin in its run folder {tmp}: "
+                              "recompile the artifact with this edgepack")
+        outputs = np.fromfile(out_path, dtype=np.int8)
     if outputs.size != n * output_size:
         raise DeviceError(f"{device}: expected {n} x {output_size} output values, got {outputs.size}")
     ticks = [int(m.group(1)) for m in re.finditer(r"^EDGEPACK image \d+ ticks (\d+)$", proc.stdout, re.M)]
@@ -345,11 +348,11 @@ def callgrind_instructions(binary: Path, x: np.ndarray) -> int | None:
     if valgrind is None:
         return None
     binary = Path(binary).resolve()  # run from a temporary folder, like run_images
-    with tempfile.TemporaryDirectory(prefix="edgepack-cg-") as tmp:
-        np.ascontiguousarray(x[:1], dtype=np.int8).tofile(Path(tmp) / "input.bin")
+    with devices.run_folder("edgepack-cg-") as tmp:
+        np.ascontiguousarray(x[:1], dtype=np.int8).tofile(tmp / "input.bin")
         cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=cg.out", "--toggle-collect=edgepack_invoke",
                str(binary), "input.bin", "output.bin"]
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
-        text = (Path(tmp) / "cg.out").read_text() if (Path(tmp) / "cg.out").exists() else ""
+        proc = devices.run(cmd, timeout=600, what=f"callgrind on {binary.name}", fix="check valgrind", cwd=tmp)
+        text = (tmp / "cg.out").read_text() if (tmp / "cg.out").is_file() else ""
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
     return int(m.group(1)) if proc.returncode == 0 and m else None

@@ -10,6 +10,9 @@ from edgepack.backends import runner
 from edgepack.backends.c import firmware
 from edgepack.backends.c.firmware import BuildSpec
 from edgepack.errors import ArtifactError, ConfigError
+from edgepack.validate import check_timeout
+
+DEFAULT_TIMEOUT_S = 120.0  # bench --timeout's default
 
 
 class Runner(runner.Runner):
@@ -18,10 +21,13 @@ class Runner(runner.Runner):
     artifact has is in its manifest, so the value is checked here, not in OPTIONS."""
 
     OPTIONS = {"device": runner.Option("a device the artifact was built for (c-host: native or qemu-aarch64; "
-                                       "cortex-m: its QEMU machine)")}
+                                       "cortex-m: its QEMU machine)"),
+               "timeout": runner.Option("seconds one run of the test program may last, > 0", check_timeout)}
+    IMAGES_PER_RUN = 16  # eval images go through the program in runs this long, each bounded by the timeout
 
-    def __init__(self, folder: Path, manifest: dict, device: str | None = None):
+    def __init__(self, folder: Path, manifest: dict, device: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
         super().__init__(Path(folder), manifest)
+        self.timeout = check_timeout(timeout)
         self.spec = BuildSpec.from_target(manifest["target"])
         info = manifest["backend_info"]
         binaries = info.get("binaries", {})
@@ -49,12 +55,16 @@ class Runner(runner.Runner):
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != np.int8 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"run_int8 needs int8 (N, {', '.join(map(str, self.input_shape))}), got {x.dtype} {x.shape}")
-        result = firmware.run_images(self.spec, self.binary, x, self.output_size, self.device)
-        self.ticks += result.ticks
-        self.layer_ticks = result.layer_ticks or self.layer_ticks
-        if result.stack_bytes is not None:
-            self.stack_bytes = max(self.stack_bytes or 0, result.stack_bytes)
-        return result.outputs
+        outputs = []
+        for start in range(0, len(x), self.IMAGES_PER_RUN):
+            result = firmware.run_images(self.spec, self.binary, x[start:start + self.IMAGES_PER_RUN], self.output_size,
+                                         self.device, timeout=self.timeout, fix="pass a larger --timeout")
+            self.ticks += result.ticks
+            self.layer_ticks = result.layer_ticks or self.layer_ticks
+            if result.stack_bytes is not None:
+                self.stack_bytes = max(self.stack_bytes or 0, result.stack_bytes)
+            outputs.append(result.outputs)
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.output_size), np.int8)
 
     def time_one(self, image: np.ndarray):
         """Native c-host only: edgepack_invoke of the shared library, in process. Emulators: None."""

@@ -5,18 +5,18 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgepack import qemu
+from edgepack import devices, qemu
 from edgepack.backends import runner
 from edgepack.backends.tvm import toolchain
-from edgepack.errors import ArtifactError, DeviceError, ToolchainError
+from edgepack.errors import ArtifactError, ConfigError, DeviceError, ToolchainError
 from edgepack.validate import check_timeout
 
 COST_METHOD = "qemu TCG plugin, (3 images - 1 image) / 2, 1 thread"
+IMAGES_PER_RUN = 16  # bench's qemu runs: this many images per run, each run bounded by --timeout
 
 
 def use_all_cores() -> int:
@@ -38,11 +38,12 @@ def qemu_cpu(target: dict) -> str | None:
 
 
 def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: int, *, threads: int | None = None,
-                count: bool = False, timeout: float = 120.0) -> tuple[np.ndarray, qemu.UserRun]:
+                count: bool = False, timeout: float = 120.0, fix: str | None = None) -> tuple[np.ndarray, qemu.UserRun]:
     """The C++ runner on ``batch`` (int8 or float32, NCHW) under qemu-user with the exact ``cpu``: what
     bench, the compile's verification and the cost figure all run; ``outputs`` values per image (the
     artifact's output size, see output_size). ``threads`` sets TVM_NUM_THREADS
-    (default: this process's TVM_NUM_THREADS, else TVM's choice).
+    (default: this process's TVM_NUM_THREADS, else TVM's choice). The run may last ``timeout`` seconds
+    (``fix``: what the timeout message tells the user to do).
 
     The guest always sees the same argv strings (runner, library and data linked under fixed names in a
     temporary folder) and no other environment: its initial stack, and so the instruction count, does
@@ -51,20 +52,25 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: 
         raise ToolchainError(f"edgepack runs only aarch64 libraries under qemu-user, not {arch}: use an RPC board")
     exe = toolchain.runner(arch)
     threads = threads or os.environ.get("TVM_NUM_THREADS")
-    with tempfile.TemporaryDirectory(prefix="edgepack-run-") as tmp:
-        folder = Path(tmp)
+    with devices.run_folder() as folder:
+        tmp = str(folder)
         np.ascontiguousarray(batch).tofile(folder / "in.bin")
         os.symlink(Path(exe).absolute(), folder / "runner")
         os.symlink(Path(library).absolute(), folder / "model.so")
         n, c, h, w = batch.shape
         r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, outputs, batch.dtype.name], cpu=cpu,
                           count=count, timeout=timeout, cwd=tmp, inherit_env=False,
-                          env={"TVM_NUM_THREADS": threads} if threads else None)
+                          env={"TVM_NUM_THREADS": threads} if threads else None,
+                          what=f"{Path(library).name} under qemu-{arch} -cpu {cpu} on {n} image{'s' if n != 1 else ''}",
+                          fix=fix)
         failure = r.failure(cpu)
         if failure:
             fix = (f"compile for the {cpu} (a target whose tvm_target enables no feature the board lacks, such as +dotprod)"
                    if r.returncode == -signal.SIGILL else "recompile the artifact with this edgepack")
             raise DeviceError(f"{Path(library).name} under qemu-{arch} -cpu {cpu} {failure}; {fix}")
+        if not (folder / "out.bin").is_file():
+            raise DeviceError(f"{Path(library).name} under qemu-{arch} -cpu {cpu} exited 0 but wrote no out.bin in its "
+                              f"run folder {folder}: recompile the artifact with this edgepack")
         return np.fromfile(folder / "out.bin", batch.dtype).reshape(n, outputs), r
 
 
@@ -91,14 +97,17 @@ class Runner(runner.Runner):
     OPTIONS = {
         "rpc": runner.Option("HOST:PORT of a TVM RPC server, or of the tracker with --key", _rpc_address),
         "key": runner.Option("the device key to request from the RPC tracker (e.g. rpi4)"),
-        "timeout": runner.Option("seconds any one wait on the board may last, > 0", check_timeout),
+        "timeout": runner.Option("seconds any one device program run or wait on the board may last, > 0", check_timeout),
     }
 
     def __init__(self, folder: Path, manifest: dict, rpc: str | None = None, key: str | None = None,
                  timeout: float = 120.0):
         super().__init__(folder, manifest)
+        if key and not rpc:
+            raise ConfigError(f"--key {key} names a board at an RPC tracker: pass --rpc TRACKER_HOST:PORT with it, "
+                              "or drop --key")
         self.folder, self.info = Path(folder), manifest["backend_info"]
-        self.manifest, self.timeout = manifest, timeout
+        self.manifest, self.timeout = manifest, check_timeout(timeout)
         self.plan_q = manifest["plan"] is not None
         self.library = self.folder / self.info["library"]
         self.outputs = output_size(self.folder, manifest)
@@ -165,9 +174,12 @@ class Runner(runner.Runner):
             raise DeviceError(f"{self.device} failed while running ({type(e).__name__}): check the device and retry")
 
     def _run_qemu(self, batch: np.ndarray) -> np.ndarray:
+        """In runs of IMAGES_PER_RUN images, each bounded by the timeout (--timeout)."""
         dtype = np.int8 if self.plan_q else np.float32
-        return run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, batch.astype(dtype, copy=False),
-                           self.outputs, timeout=self.timeout + 2 * len(batch))[0]
+        batch = batch.astype(dtype, copy=False)
+        return np.concatenate([run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, batch[i:i + IMAGES_PER_RUN],
+                                           self.outputs, timeout=self.timeout, fix="pass a larger --timeout")[0]
+                               for i in range(0, len(batch), IMAGES_PER_RUN)])
 
     def cost(self) -> dict | None:
         """qemu: guest instructions per inference on the board's exact CPU, one thread, counted by edgepack's
@@ -178,7 +190,8 @@ class Runner(runner.Runner):
             return None
         image = np.load(self.folder / "golden_input.npy")[:1].astype(np.int8 if self.plan_q else np.float32)
         one, three = (run_on_qemu(self.library, self.info["arch"], self.qemu_cpu, np.repeat(image, n, axis=0), self.outputs,
-                                  threads=1, count=True, timeout=self.timeout + 2 * n)[1] for n in (1, 3))
+                                  threads=1, count=True, timeout=self.timeout, fix="pass a larger --timeout")[1]
+                      for n in (1, 3))
         if one.instructions is None or three.instructions is None:
             raise DeviceError(f"the QEMU plugin wrote no instruction counts for {self.library.name}: "
                               "rebuild it with `python3 -m edgepack.qemu build`")

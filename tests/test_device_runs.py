@@ -1,0 +1,176 @@
+"""Device program runs are bounded and cleaned up (edgepack.devices): bench --timeout bounds every run of
+an artifact's device program, a stop signal ends the program's whole process group and removes its run
+folder, a program that writes no output is named as such, and --key / --rpc are checked before any work.
+
+Each CLI case runs as its own process with a private TMPDIR, so the run folders it leaves can be counted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgepack import devices
+from edgepack.artifact import write_manifest
+from edgepack.errors import DeviceError
+
+SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
+
+
+def edgepack(*argv, tmpdir: Path, timeout=120):
+    """The CLI as a process with TMPDIR=tmpdir; (exit code, stdout, stderr, seconds)."""
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, "TMPDIR": str(tmpdir), "EDGEPACK_PROGRESS": "auto"})
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
+
+
+def assert_one_line(code, err, want_code, *words):
+    assert code == want_code, err
+    lines = err.splitlines()
+    assert len(lines) == 1, f"stderr is not one line:\n{err}"
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def c_host(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dev") / "art"
+    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out, tmpdir=out.parent, timeout=600)
+    assert code == 0, err
+    return out
+
+
+def with_program(c_host: Path, folder: Path, script: str) -> Path:
+    """A copy of the artifact whose native test program is ``script`` (sh), with a rehashed manifest:
+    what a hung or broken device program looks like to bench."""
+    art = folder / "art"
+    shutil.copytree(c_host, art)
+    program = art / "bin" / "edgepack_run"
+    program.write_text("#!/bin/sh\n" + script)
+    program.chmod(0o755)
+    write_manifest(art, json.loads((art / "manifest.json").read_text()))
+    return art
+
+
+# A program that hangs, with a child of its own; both write their pid where the test can read it.
+HANG = 'echo $$ >> "{pids}"\nsleep 300 &\necho $! >> "{pids}"\nwait\n'
+
+
+@pytest.mark.slow
+def test_bench_timeout_bounds_a_hung_device_program(c_host, tmp_path):
+    pids, tmp = tmp_path / "pids", tmp_path / "tmp"
+    tmp.mkdir()
+    art = with_program(c_host, tmp_path, HANG.format(pids=pids))
+    before = tree(art)
+    code, _, err, seconds = edgepack("bench", art, "--timeout", "5", "--eval-size", "1", tmpdir=tmp, timeout=60)
+    assert_one_line(code, err, 2, "c-host native test program", "did not finish within 5 s", "--timeout")
+    assert seconds < 25, seconds  # 5 s and Python's start-up, not 120 s + 30 s per image
+    assert tree(art) == before
+    assert list(tmp.iterdir()) == []  # the run folder is gone
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2 and not any(alive(p) for p in started)  # the program and its child were killed
+
+
+@pytest.mark.slow
+def test_sigterm_to_bench_ends_its_device_program_and_run_folder(c_host, tmp_path):
+    pids, tmp = tmp_path / "pids", tmp_path / "tmp"
+    tmp.mkdir()
+    art = with_program(c_host, tmp_path, HANG.format(pids=pids))
+    p = subprocess.Popen([sys.executable, "-m", "edgepack.cli.main", "bench", str(art), "--eval-size", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp), "EDGEPACK_PROGRESS": "auto"})
+    deadline = time.monotonic() + 60
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = [int(x) for x in pids.read_text().split()]
+    assert len(started) == 2 and all(alive(x) for x in started) and list(tmp.glob("edgepack-run-*"))
+    sent = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert_one_line(code, p.stderr.read(), 143, "terminated")
+    time.sleep(0.2)  # the killed group is reparented to init, which reaps it
+    assert not any(alive(x) for x in started)
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_device_program_that_writes_no_output_is_named(c_host, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    art = with_program(c_host, tmp_path, "exit 0\n")
+    code, _, err, _ = edgepack("bench", art, "--eval-size", "1", tmpdir=tmp)
+    assert_one_line(code, err, 2, "wrote no output.bin in its run folder", "recompile")
+    assert "expected" not in err
+    assert list(tmp.iterdir()) == []
+
+
+# ---------------------------------------------------------------- flags checked before any work
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "no-such-artifact", "--key", "rpi4"], ("--key rpi4", "--rpc")),
+    (["tune", "--target", "x86-tvm", "--rpc", "nohost"], ("nohost", "port")),
+    (["tune", "--target", "x86-tvm", "--rpc", "host:notaport"], ("notaport", "1 to 65535")),
+    (["tune", "--target", "x86-tvm", "--key", "rpi4"], ("--key rpi4", "--rpc")),
+])
+def test_rpc_flags_are_checked_before_any_work(argv, words, tmp_path):
+    code, out, err, seconds = edgepack(*argv, tmpdir=tmp_path, timeout=60)
+    assert_one_line(code, err, 2, *words)
+    assert out == "" and seconds < 10  # no compile, no TVM import
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the runner itself
+
+def test_run_kills_the_whole_group_on_timeout(tmp_path):
+    pids = tmp_path / "pids"
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match=r"^the sleeper did not finish within 0\.5 s .*: try again$"):
+        devices.run(["sh", "-c", f'sleep 300 & echo $! > "{pids}"; sleep 301'], timeout=0.5, what="the sleeper",
+                    fix="try again")
+    assert time.monotonic() - start < 5
+    time.sleep(0.2)
+    assert not alive(int(pids.read_text()))
+
+
+def test_abandon_kills_running_programs_and_removes_run_folders(tmp_path, monkeypatch):
+    """What the stop-signal handler calls: here from a timer thread while a run is waiting."""
+    import threading
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    pids = tmp_path / "pids"
+
+    def stop_when_started():
+        while not pids.exists() or not pids.read_text().strip():
+            time.sleep(0.05)
+        devices.abandon()
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    with devices.run_folder() as folder:
+        assert folder.parent == tmp_path and folder.name.startswith("edgepack-run-")
+        result = devices.run(["sh", "-c", f'sleep 300 & echo $! > "{pids}"; wait'], timeout=60, what="x", fix="y")
+        assert not folder.exists()  # removed by abandon() while the run was still going
+    assert result.returncode == -signal.SIGKILL
+    time.sleep(0.2)
+    assert not alive(int(pids.read_text()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pids"]
