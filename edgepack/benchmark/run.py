@@ -17,6 +17,7 @@ from edgepack.benchmark import compare
 from edgepack import evaldata
 from edgepack.evaluate import accuracy, agreement, max_abs_diff
 from edgepack.plan import reference
+from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
 
 MIN_AGREEMENT = 0.99
@@ -47,8 +48,8 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     manifest = verify(folder)
     runner_class = backend_module(manifest["backend"]).Runner
     runner = runner_class(folder, manifest, **runner_class.check_options(manifest["backend"], device_options))
-    golden_x, golden_y = np.load(folder / "golden_input.npy"), np.load(folder / "golden_output.npy")
     plan = Plan.load(folder) if manifest.get("plan") else None
+    golden_x, golden_y = load_golden(folder, plan)
     data = eval_set(manifest, eval_size, folder, eval_data)
     checks: list[Check] = []
     report: dict = {"artifact": str(folder), "target": manifest["target"]["name"], "backend": manifest["backend"],

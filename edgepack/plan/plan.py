@@ -41,6 +41,7 @@ ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")
 ROUNDINGS = ("double", "single")  # fc requantization: gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
 POOLS = ("average", "mean", "raw_average")  # global pool: the plan's rounded average, TFLite's int8 MEAN or AVERAGE_POOL_2D
 PLAN_INPUT = -1  # in Layer.inputs: the plan's input tensor
+MAX_TENSOR_ELEMENTS = 1 << 26  # int8 values in one tensor (3 x 4096 x 4096 is 50 Mi): more is a damaged plan
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD widens both inputs by 2^20 before rescaling them
 
 
@@ -156,55 +157,77 @@ class Plan:
         return ["plan.json", "plan.npz"]
 
     def problems(self) -> list[str]:
-        """What breaks the int8 contract (README "Arithmetic"): missing or mistyped arrays, multipliers
-        outside [2^30, 2^31), shifts outside [-31, 30], accumulators that can leave int32, conv output
-        sizes that do not follow from the input, pads, kernel and stride."""
-        found = []
-        for i, layer in enumerate(self.layers):
-            if layer.kind not in LAYER_KINDS:
-                found.append(f"{layer.name}: unknown kind {layer.kind!r}")
-                continue
-            graph = self._input_problems(i)
-            if graph:
-                found += graph
-                continue
-            if layer.rounding not in ROUNDINGS or (layer.rounding != "double" and layer.kind != "fc"):
-                found.append(f"{layer.name}: rounding {layer.rounding!r} is not one of {', '.join(ROUNDINGS)} "
-                             "(and only an fc may round once)")
-                continue
-            if layer.pool not in POOLS or (layer.pool != "average" and layer.kind != "avgpool"):
-                found.append(f"{layer.name}: pool {layer.pool!r} is not one of {', '.join(POOLS)} "
-                             "(and only an avgpool may be a mean)")
-                continue
-            if layer.kind == "avgpool":
-                found += _mean_pool_problems(layer) if layer.pool == "mean" else []
-                if layer.pool == "raw_average" and layer.input_q != layer.output_q:
-                    found.append(f"{layer.name}: a raw_average pool must keep its input's scale and zero point")
-                continue
-            if layer.kind == "add":
-                found += self._add_problems(i)
-                continue
-            a = layer.arrays
-            missing = [k for k in ARRAYS if k not in a]
-            if missing:
-                found.append(f"{layer.name}: no {', '.join(missing)}")
-                continue
-            out = layer.output_shape[0]
-            dtypes = {"weight": np.int8, "bias": np.int32, "multiplier": np.int32, "shift": np.int32}
-            bad = [k for k, t in dtypes.items() if a[k].dtype != t] + [k for k in ARRAYS if len(a[k]) != out]
-            if bad:
-                found.append(f"{layer.name}: {', '.join(sorted(set(bad)))} of the wrong type or length")
-                continue
-            m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
-            if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 30)):
-                found.append(f"{layer.name}: requantization multiplier or shift outside the Q31 contract")
-            terms = int(np.prod(a["weight"].shape[1:]))
-            worst = np.abs(a["bias"].astype(np.int64)) + terms * 255 * 127
-            if np.any(worst > 2**31 - 1):
-                found.append(f"{layer.name}: bias too large for the int32 accumulator (its weights are ~0 next to the bias)")
-            if layer.kind in CONV_KINDS:
-                found += _conv_geometry_problems(layer)
+        """What breaks the int8 contract (README "Arithmetic"): no layers, shapes that are not positive
+        integers or too large, a layer whose input is not what its producer outputs or whose weights do not
+        match its sizes, scales that are not finite and positive, zero points and clamps outside int8,
+        missing or mistyped arrays, multipliers outside [2^30, 2^31), shifts outside [-31, 30],
+        accumulators that can leave int32, conv output sizes that do not follow from the input, pads,
+        kernel and stride. Every executor trusts a plan that has none of these."""
+        found = self._header_problems()
+        if found:
+            return found
+        for i in range(len(self.layers)):
+            found += self._layer_problems(i)
         return found
+
+    def _header_problems(self) -> list[str]:
+        if not isinstance(self.layers, list) or not self.layers:
+            return ["the plan has no layers (it needs at least one)"]
+        shape = self.input_shape
+        if not _is_shape(shape) or len(shape) != 3:
+            return [f"input shape {list(shape) if isinstance(shape, (list, tuple)) else shape!r} is not 3 positive "
+                    "integers (C, H, W)"]
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            return [f"input shape {list(shape)} has more than {MAX_TENSOR_ELEMENTS:,} values"]
+        return [f"plan input: {p}" for p in _qparams_problems(self.input_q)]
+
+    def _layer_problems(self, i: int) -> list[str]:
+        layer = self.layers[i]
+        if layer.kind not in LAYER_KINDS:
+            return [f"{layer.name}: unknown kind {layer.kind!r}"]
+        found = self._input_problems(i) or self._shape_problems(i) or _activation_problems(layer)
+        if found:
+            return found
+        if layer.rounding not in ROUNDINGS or (layer.rounding != "double" and layer.kind != "fc"):
+            return [f"{layer.name}: rounding {layer.rounding!r} is not one of {', '.join(ROUNDINGS)} "
+                    "(and only an fc may round once)"]
+        if layer.pool not in POOLS or (layer.pool != "average" and layer.kind != "avgpool"):
+            return [f"{layer.name}: pool {layer.pool!r} is not one of {', '.join(POOLS)} "
+                    "(and only an avgpool may be a mean)"]
+        if layer.kind == "avgpool":
+            if layer.pool == "raw_average" and layer.input_q != layer.output_q:
+                return [f"{layer.name}: a raw_average pool must keep its input's scale and zero point"]
+            return _mean_pool_problems(layer) if layer.pool == "mean" else []
+        if layer.kind == "add":
+            return self._add_problems(i)
+        return _weighted_problems(layer)
+
+    def _shape_problems(self, i: int) -> list[str]:
+        """Each shape is positive integers of a sane size, and each input is what its producer outputs
+        (a (C, H, W) map and its flattened (C*H*W,) vector are one tensor: a flatten moves no data)."""
+        layer = self.layers[i]
+        for what, shape in (("input", layer.input_shape), ("output", layer.output_shape)):
+            if not _is_shape(shape):
+                return [f"{layer.name}: {what} shape {shape!r} is not positive integers"]
+            if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+                return [f"{layer.name}: {what} shape {list(shape)} has more than {MAX_TENSOR_ELEMENTS:,} values"]
+        for j in self.inputs_of(i):
+            made, need = self.tensor_shape(j), tuple(layer.input_shape)
+            if not _is_shape(made):
+                continue  # its producer's own problem, reported there
+            if (made != need) if len(made) == len(need) else math.prod(made) != math.prod(need):
+                source = "the plan input" if j == PLAN_INPUT else self.layers[j].name
+                return [f"{layer.name}: its input shape {list(need)} is not the {list(made)} that {source} outputs"]
+        if layer.kind in CONV_KINDS + ("avgpool",) and len(layer.input_shape) != 3:
+            return [f"{layer.name}: a {layer.kind} layer reads a (C, H, W) map, not {list(layer.input_shape)}"]
+        if layer.kind in CONV_KINDS and len(layer.output_shape) != 3:
+            return [f"{layer.name}: a {layer.kind} layer outputs a (C, H, W) map, not {list(layer.output_shape)}"]
+        if layer.kind == "avgpool" and math.prod(layer.output_shape) != layer.input_shape[0]:
+            return [f"{layer.name}: a global pool of {layer.input_shape[0]} channels outputs "
+                    f"{layer.input_shape[0]} values, not {list(layer.output_shape)}"]
+        if layer.kind == "fc" and math.prod(layer.output_shape) != layer.output_shape[0]:
+            return [f"{layer.name}: an fc outputs a vector, not {list(layer.output_shape)}"]
+        return []
 
     def _input_problems(self, i: int) -> list[str]:
         """Every input must be the plan input or an earlier layer (the layers are in execution order)."""
@@ -269,6 +292,82 @@ class Plan:
         return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers)
 
 
+def _is_shape(shape) -> bool:
+    return (isinstance(shape, (tuple, list)) and len(shape) > 0
+            and all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d > 0 for d in shape))
+
+
+def _qparams_problems(q) -> list[str]:
+    """A scale that is not finite and positive (NaN quantizes to garbage with only a RuntimeWarning), or a
+    zero point outside int8."""
+    if not isinstance(q, QParams):
+        return ["quantization parameters missing"]
+    scale, zp = q.scale, q.zero_point
+    if not isinstance(scale, (int, float, np.floating)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
+        return [f"scale {scale!r} is not a finite positive number"]
+    if not isinstance(zp, (int, np.integer)) or isinstance(zp, bool) or not -128 <= zp <= 127:
+        return [f"zero point {zp!r} is not an integer in [-128, 127]"]
+    return []
+
+
+def _activation_problems(layer: Layer) -> list[str]:
+    qs = [("input", layer.input_q), ("output", layer.output_q)] + ([("input2", layer.input2_q)] if layer.input2_q else [])
+    for what, q in qs:
+        bad = _qparams_problems(q)
+        if bad:
+            return [f"{layer.name}: {what} {bad[0]}"]
+    lo, hi = layer.act_min, layer.act_max
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi)) or not -128 <= lo <= hi <= 127:
+        return [f"{layer.name}: activation clamp [{lo!r}, {hi!r}] is not an int8 range"]
+    return []
+
+
+def _weighted_problems(layer: Layer) -> list[str]:
+    """A conv or fc: arrays present, typed, sized for the layer's channels, and inside the Q31 contract."""
+    a = layer.arrays
+    missing = [k for k in ARRAYS if k not in a]
+    if missing:
+        return [f"{layer.name}: no {', '.join(missing)}"]
+    out = layer.output_shape[0]
+    dtypes = {"weight": np.int8, "bias": np.int32, "multiplier": np.int32, "shift": np.int32}
+    bad = [k for k, t in dtypes.items() if a[k].dtype != t] + [k for k in ARRAYS if a[k].ndim < 1 or len(a[k]) != out]
+    bad += [k for k in ARRAYS if k != "weight" and a[k].ndim != 1]
+    if bad:
+        return [f"{layer.name}: {', '.join(sorted(set(bad)))} of the wrong type or length (the layer has {out} outputs)"]
+    if not np.issubdtype(a["weight_scale"].dtype, np.floating) or not np.all(np.isfinite(a["weight_scale"])):
+        return [f"{layer.name}: weight_scale is not finite floating-point numbers"]
+    wrong = _weight_shape_problems(layer)
+    if wrong:
+        return wrong
+    found = []
+    m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
+    if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 30)):
+        found.append(f"{layer.name}: requantization multiplier or shift outside the Q31 contract")
+    terms = int(np.prod(a["weight"].shape[1:]))
+    worst = np.abs(a["bias"].astype(np.int64)) + terms * 255 * 127
+    if np.any(worst > 2**31 - 1):
+        found.append(f"{layer.name}: bias too large for the int32 accumulator (its weights are ~0 next to the bias)")
+    if layer.kind in CONV_KINDS:
+        found += _conv_geometry_problems(layer)
+    return found
+
+
+def _weight_shape_problems(layer: Layer) -> list[str]:
+    """The weights must be as wide as the layer's input: (O, C, K, K) for a conv of C input channels,
+    (C, 1, K, K) for a depthwise one (C in = C out), (O, features) for an fc."""
+    w, (c, *_) = layer.weight, layer.input_shape
+    if layer.kind == "fc":
+        want, ok = f"({layer.output_shape[0]}, {math.prod(layer.input_shape)})", w.ndim == 2 and w.shape[1] == math.prod(layer.input_shape)
+    elif layer.kind == "depthwise":
+        want, ok = f"({c}, 1, K, K)", w.ndim == 4 and w.shape[1] == 1 and layer.output_shape[0] == c
+    else:
+        want, ok = f"({layer.output_shape[0]}, {c}, K, K)", w.ndim == 4 and w.shape[1] == c
+    if not ok:
+        return [f"{layer.name}: weight of shape {list(w.shape)} does not fit a {layer.kind} layer of input "
+                f"{list(layer.input_shape)} and output {list(layer.output_shape)} (expected {want})"]
+    return []
+
+
 def _mean_pool_problems(layer: Layer) -> list[str]:
     """A mean pool requantizes sum(x - zp) by one multiplier and shift (mean_requantization) repeated per
     channel; 1/count is folded into that multiplier, so it may be below 2^30."""
@@ -291,6 +390,9 @@ def _conv_geometry_problems(layer: Layer) -> list[str]:
         return [f"{layer.name}: pads {list(pads)} are not 4 non-negative integers (top, left, bottom, right)"]
     if w.ndim != 4 or w.shape[2] != w.shape[3] or len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
         return [f"{layer.name}: a conv needs a square (O, I, K, K) weight and (C, H, W) shapes"]
+    c, h, wd = layer.input_shape
+    if c * (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) > MAX_TENSOR_ELEMENTS:
+        return [f"{layer.name}: pads {list(pads)} make a padded input of more than {MAX_TENSOR_ELEMENTS:,} values"]
     if type(layer.stride) is not int or layer.stride < 1:
         return [f"{layer.name}: stride {layer.stride} is not a positive integer"]
     if layer.kind == "pointwise" and (w.shape[-1] != 1 or any(pads)):
