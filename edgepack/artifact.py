@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -55,7 +56,31 @@ def defer_signal(signum: int) -> bool:
     return False
 
 
+def kind_of(path: Path) -> str | None:
+    """None for a regular file (not a symlink); else what it is, for messages. Checked before any open:
+    opening a FIFO blocks until someone writes to it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def _tree(folder: Path):
+    """(relative name, kind_of) of everything under ``folder`` except folders, never following a symlink."""
+    for root, dirs, files in os.walk(folder):
+        for name in sorted(files) + [d for d in sorted(dirs) if os.path.islink(os.path.join(root, d))]:
+            path = Path(root) / name
+            yield path.relative_to(folder).as_posix(), kind_of(path)
+
+
 def _is_edgepack_manifest(folder: Path) -> dict | None:
+    if kind_of(folder / MANIFEST) is not None:
+        return None
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -72,22 +97,21 @@ def replace_blockers(out: Path) -> list[str]:
         return ["not an edgepack artifact"]
     listed = manifest["files"]
     problems = []
-    for p in sorted(out.rglob("*")):
-        name = p.relative_to(out).as_posix()
-        if p.is_dir() and not p.is_symlink():
+    for name, kind in _tree(out):
+        if name in (MANIFEST, SIGNATURE) and kind is None:
             continue
-        if name in (MANIFEST, SIGNATURE):
-            continue
-        if name not in listed or not p.is_file() or p.is_symlink():
-            problems.append(f"{name} is not part of the artifact")
-        elif sha256(p) != listed[name].get("sha256"):
+        if name not in listed or kind is not None:
+            problems.append(f"{name} is not part of the artifact" + (f" ({kind})" if kind else ""))
+        elif not isinstance(listed[name], dict) or sha256(out / name) != listed[name].get("sha256"):
             problems.append(f"{name} was modified")
     return problems
 
 
-def check_output_dir(out: Path, force: bool = False) -> None:
+def check_output_dir(out: Path, force: bool = False, inputs: dict | None = None) -> None:
     """Refuse an output edgepack must not replace: a file, a folder that is not an edgepack artifact
-    (never, even with --force), or an artifact holding files edgepack did not write (unless --force)."""
+    (never, even with --force), an artifact holding files edgepack did not write (unless --force), a
+    folder inside an artifact or holding one, or one that holds an input of this compile (``inputs``:
+    flag -> path), which replacing it would delete."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"output {out} exists and is not a folder: pass -o with a new or empty folder path")
@@ -96,6 +120,8 @@ def check_output_dir(out: Path, force: bool = False) -> None:
             if not parent.is_dir():
                 raise OutputError(f"{parent} (a parent of output {out}) is a file: pass -o with a folder path")
             break
+    _check_not_nested(out)
+    _check_inputs_outside(out, inputs or {})
     if not out.is_dir() or not any(out.iterdir()):
         return
     problems = replace_blockers(out)
@@ -106,6 +132,32 @@ def check_output_dir(out: Path, force: bool = False) -> None:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise OutputError(f"output folder {out} is an edgepack artifact with changes ({shown}): move them out, "
                           "choose another -o, or pass --force to replace it anyway")
+
+
+def _check_not_nested(out: Path) -> None:
+    """An output inside an artifact would break that artifact (its manifest does not list the new files);
+    an artifact inside the output would be deleted with it."""
+    resolved = out.resolve()
+    for parent in resolved.parents:
+        if _is_edgepack_manifest(parent) is not None:
+            raise OutputError(f"output {out} is inside the edgepack artifact {parent}, which it would break: "
+                              "choose a -o outside it")
+    if resolved.is_dir():
+        for manifest in sorted(resolved.rglob(MANIFEST)):
+            if manifest.parent != resolved and _is_edgepack_manifest(manifest.parent) is not None:
+                raise OutputError(f"output {out} holds the edgepack artifact {manifest.parent}, which replacing it would "
+                                  "delete: nothing was changed; choose another -o")
+
+
+def _check_inputs_outside(out: Path, inputs: dict) -> None:
+    resolved = out.resolve()
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        given = Path(path).resolve()
+        if given == resolved or resolved in given.parents:
+            raise OutputError(f"output {out} holds the {flag} input {path}, which replacing it would delete: "
+                              "choose a -o elsewhere")
 
 
 @contextlib.contextmanager
@@ -211,15 +263,24 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
 
 
 def read_manifest(folder: Path) -> dict:
+    """The manifest, checked against the artifact schema (edgepack.manifest_schema) before anyone reads it."""
+    from edgepack import manifest_schema
+
     path = Path(folder) / MANIFEST
     if not Path(folder).is_dir():
         raise ArtifactError(f"artifact {folder} does not exist: compile it with `edgepack compile -o {folder}`")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    kind = kind_of(path)
+    if kind == "missing":
         raise ArtifactError(f"{folder} has no {MANIFEST}: it is not a complete artifact, recompile it")
-    except json.JSONDecodeError as e:
+    if kind is not None:
+        raise ArtifactError(f"{path} is {kind}, not a regular file: recompile the artifact, do not edit artifacts")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is corrupt ({e}): recompile the artifact")
+    except OSError as e:
+        raise ArtifactError(f"{path} cannot be read ({e.strerror}): check its permissions")
+    return manifest_schema.check(manifest, str(path))
 
 
 def verify(folder: Path) -> dict:
@@ -227,17 +288,16 @@ def verify(folder: Path) -> dict:
     (manifest.sig, the signature of the manifest, cannot be listed in it: edgepack.signing checks it)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    listed = manifest.get("files", {})
-    problems = []
+    listed = manifest["files"]
+    present = dict(_tree(folder))
+    problems = [f"{name} is {kind}, not a regular file" for name, kind in present.items() if kind is not None]
     for name, info in sorted(listed.items()):
-        path = folder / name
-        if not path.is_file():
+        if name not in present:
             problems.append(f"{name} is missing")
-        elif not isinstance(info, dict) or sha256(path) != info.get("sha256"):
+        elif present[name] is None and sha256(folder / name) != info["sha256"]:
             problems.append(f"{name} was modified (sha256 mismatch)")
-    extra = sorted(name for name in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-                   if name not in (MANIFEST, SIGNATURE) and name not in listed)
-    problems += [f"{name} is not in the manifest" for name in extra]
+    problems += [f"{name} is not in the manifest" for name, kind in present.items()
+                 if kind is None and name not in (MANIFEST, SIGNATURE) and name not in listed]
     if problems:
         raise ArtifactError(f"artifact {folder} failed verification: {'; '.join(problems)}: recompile it, do not edit artifacts")
     return manifest

@@ -166,7 +166,7 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
         from edgepack.signing import load_private_key
         load_private_key(config.sign_key)  # a bad key fails now, not after the compile work
     out = config.output_path()
-    check_output_dir(out, config.force)
+    check_output_dir(out, config.force, config.inputs)
     with output_lock(out):
         if config.tflite_model:
             return _compile_imported(config, log, target, out, eval_set)

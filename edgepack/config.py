@@ -136,3 +136,12 @@ class CompileConfig:
 
     def output_path(self) -> Path:
         return (Path(self.output) if self.output else self.default_output()).absolute()
+
+    @property
+    def inputs(self) -> dict:
+        """What this compile reads, by flag: the output folder must hold none of them (replacing it deletes them)."""
+        module = self.model_spec.rsplit(":", 1)[0] if self.model_spec and ".py:" in self.model_spec else None
+        paths = {"--checkpoint": self.checkpoint, "--calibration": self.calibration, "--eval-data": self.eval_data,
+                 "--model": self.tflite_model or module, "--sign-key": self.sign_key}
+        paths.update({f"--targets {d}": d for d in self.target_dirs})
+        return {flag: path for flag, path in paths.items() if path}

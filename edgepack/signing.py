@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from edgepack.artifact import MANIFEST, SIGNATURE, read_manifest, verify
+from edgepack.artifact import MANIFEST, SIGNATURE, kind_of, read_manifest, verify
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 FORMAT, VERSION, ALGORITHM = "edgepack-signature", 1, "ed25519"
@@ -80,8 +80,12 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         raise OutputError(f"{path} already exists: choose another name, or delete it if you mean to replace that key")
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror}): choose a writable folder")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:  # a full disk: no half-written key left behind
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _read_pem(path, flag: str) -> bytes:
@@ -168,8 +172,11 @@ def sign_folder(folder, private_key) -> Path:
 def read_signature(folder) -> dict | None:
     """The parsed manifest.sig of ``folder`` (None if unsigned); ArtifactError if it is not one."""
     path = Path(folder) / SIGNATURE
-    if not path.exists():
+    kind = kind_of(path)
+    if kind == "missing":
         return None
+    if kind is not None:
+        raise ArtifactError(f"{path} is {kind}, not a regular file: recompile the artifact with --sign-key")
     try:
         sig = json.loads(path.read_text())
         raw = base64.b64decode(sig["signature"], validate=True)

@@ -74,7 +74,7 @@ def run(args) -> int:
     if architecture in RESIDUAL:  # before torch: lowering would refuse it after calibration
         from edgepack.backends import check_graph_support
         check_graph_support(target, architecture)
-    check_output_dir(config.output_path(), config.force)
+    check_output_dir(config.output_path(), config.force, config.inputs)
     with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
         from edgepack.compiler import compile_model, model_classes
 
@@ -121,7 +121,7 @@ def _run_tflite(args) -> int:
         mean=mean, std=std, target_dirs=tuple(getattr(args, "targets", None) or ()),
     )
     check_backend(get_target(config.target, config.target_dirs), imported)
-    check_output_dir(config.output_path(), config.force)
+    check_output_dir(config.output_path(), config.force, config.inputs)
     with output_lock(config.output_path()):
         from edgepack.compiler import compile_model
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -174,9 +175,10 @@ def _describe(hint) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}[hint]
 
 
-def _parse_table(cls, data, table: str, backend: str, path: Path):
+def _parse_table(cls, data, table: str, backend: str, where: str):
+    """``where`` names the source in messages: "target file PATH", or an artifact's manifest."""
     if not isinstance(data, dict):
-        raise TargetError(f"target file {path}: '{table}' must be a table ([{table}])")
+        raise TargetError(f"{where}: '{table}' must be a table ([{table}])")
     schema, hints = {f.name: f for f in fields(cls)}, typing.get_type_hints(cls)
     readable = [name for name, f in schema.items() if backend in f.metadata["backends"]]
     values = {}
@@ -184,44 +186,94 @@ def _parse_table(cls, data, table: str, backend: str, path: Path):
         if name not in schema:
             valid = (f"valid keys for the {backend} backend are {', '.join(readable)}" if readable
                      else f"the {backend} backend reads no [{table}] table: remove it")
-            raise TargetError(f"target file {path}: [{table}] has no key '{name}'"
+            raise TargetError(f"{where}: [{table}] has no key '{name}'"
                               f"{_did_you_mean(name, readable or schema)}: {valid}")
         meta = schema[name].metadata
         if backend not in meta["backends"]:
-            raise TargetError(f"target file {path}: [{table}] {name} is not read by the {backend} backend "
+            raise TargetError(f"{where}: [{table}] {name} is not read by the {backend} backend "
                               f"(only by {', '.join(meta['backends'])}): remove it")
         if not _matches(value, hints[name]):
-            raise TargetError(f"target file {path}: [{table}] {name} must be {_describe(hints[name])}, got {value!r}")
+            raise TargetError(f"{where}: [{table}] {name} must be {_describe(hints[name])}, got {value!r}")
         if meta["choices"] and value not in meta["choices"]:
-            raise TargetError(f"target file {path}: [{table}] {name} must be one of {', '.join(meta['choices'])}, "
+            raise TargetError(f"{where}: [{table}] {name} must be one of {', '.join(meta['choices'])}, "
                               f"got {value!r}{_did_you_mean(str(value), meta['choices'])}")
         if meta["positive"] and value <= 0:
-            raise TargetError(f"target file {path}: [{table}] {name} must be positive, got {value!r}")
+            raise TargetError(f"{where}: [{table}] {name} must be positive, got {value!r}")
         values[name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
 
 
 def parse_target(path: Path) -> Target:
     """One target file -> Target, or a TargetError naming the file and what is wrong in it."""
+    if path.exists() and not path.is_file():  # a FIFO would block the read below
+        raise TargetError(f"target file {path} is not a regular file: pass a folder of .toml files")
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise TargetError(f"target file {path} is not valid TOML ({e}): fix its syntax")
+    where = f"target file {path}"
+    if isinstance(data.get("name"), str) and data["name"] != path.stem:
+        raise TargetError(f"{where} names itself '{data['name']}': name must equal the file name '{path.stem}'")
+    return _target_from_data(data, path, where)
+
+
+def target_from_json(data, where: str) -> Target:
+    """The target an artifact's manifest records (Target.to_json()), checked as strictly as a target file:
+    bench runs what it names, so a tampered manifest must not name any other program or option."""
+    if not isinstance(data, dict):
+        raise TargetError(f"{where} must be a table of the target's settings, got {type(data).__name__}")
+    return _target_from_data(data, Path(f"{data.get('name')}.toml"), where)
+
+
+def _target_from_data(data: dict, path: Path, where: str) -> Target:
     for name in REQUIRED:
         if not isinstance(data.get(name), str):
-            raise TargetError(f"target file {path} lacks the string field '{name}': add it")
-    if data["name"] != path.stem:
-        raise TargetError(f"target file {path} names itself '{data['name']}': name must equal the file name '{path.stem}'")
+            raise TargetError(f"{where} lacks the string field '{name}': add it")
     backend = data["backend"]
     if backend not in BACKENDS:
-        raise TargetError(f"target file {path}: backend '{backend}' is unknown{_did_you_mean(backend, BACKENDS)}: "
+        raise TargetError(f"{where}: backend '{backend}' is unknown{_did_you_mean(backend, BACKENDS)}: "
                           f"use one of {', '.join(BACKENDS)}")
     for name in data:
         if name not in REQUIRED and name not in TABLES:
-            raise TargetError(f"target file {path}: unknown field '{name}'{_did_you_mean(name, [*REQUIRED, *TABLES])}: "
+            raise TargetError(f"{where}: unknown field '{name}'{_did_you_mean(name, [*REQUIRED, *TABLES])}: "
                               f"a target file has {', '.join(REQUIRED)} and the tables {', '.join(TABLES)}")
-    tables = {name: _parse_table(cls, data.get(name, {}), name, backend, path) for name, cls in TABLES.items()}
+    tables = {name: _parse_table(cls, data.get(name, {}), name, backend, where) for name, cls in TABLES.items()}
+    check_run_commands(tables["run"], where)
     return Target(name=data["name"], description=data["description"], backend=backend, path=path, **tables)
+
+
+# ---------------------------------------------------------------- what a device run may execute
+
+PROGRAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a command looked up on PATH: no folder, no option
+TOKEN = re.compile(r"[A-Za-z0-9_.,=:+-]*")  # an option value: no path, no space
+# QEMU options an emulator run may carry, with how many values follow each. Nothing that loads or writes
+# a file (-plugin, -L, -D, -kernel, -drive, -chardev ...): bench runs the artifact's own program only.
+EMULATOR_OPTIONS = {"-nographic": 0, "-semihosting": 0, "-semihosting-config": 1, "-icount": 1, "-cpu": 1, "-m": 1,
+                    "-smp": 1, "-accel": 1, "-rtc": 1}
+
+
+def check_run_commands(run: "Run", where: str) -> None:
+    """Refuse a [run] table naming a program by path or an emulator option outside EMULATOR_OPTIONS."""
+    for key in ("emulator", "cross_emulator"):
+        value = getattr(run, key)
+        if value is not None and not PROGRAM.fullmatch(value):
+            raise TargetError(f"{where}: [run] {key} {value!r} must be a program name found on PATH (no folder): "
+                              "install the emulator or put its folder on PATH")
+    for key in ("machine", "qemu_cpu"):
+        value = getattr(run, key)
+        if value is not None and not (value and TOKEN.fullmatch(value)):
+            raise TargetError(f"{where}: [run] {key} {value!r} must be a QEMU machine or CPU name")
+    args = list(run.emulator_args or ())
+    while args:
+        option = args.pop(0)
+        if option not in EMULATOR_OPTIONS:
+            raise TargetError(f"{where}: [run] emulator_args option {option!r} is not allowed: use only "
+                              f"{', '.join(EMULATOR_OPTIONS)}")
+        for _ in range(EMULATOR_OPTIONS[option]):
+            value = args.pop(0) if args else None
+            if value is None or not TOKEN.fullmatch(value):
+                raise TargetError(f"{where}: [run] emulator_args {option} needs a plain value (no path or space), "
+                                  f"got {value!r}")
 
 
 # ---------------------------------------------------------------- the search path

@@ -1,0 +1,244 @@
+"""An artifact is confined to its folder: what its manifest names, verify and bench read or run only
+inside it, whatever a hand-edited (and re-hashed) manifest says; a compile never writes into, over or
+around another artifact or its own inputs; nothing edgepack must open can block it (FIFOs).
+
+Each CLI case runs as its own process and checks the exit code, the whole stderr (one line), the time,
+and that nothing outside ran or changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgepack.artifact import write_manifest
+
+SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
+
+
+def edgepack(*argv, cwd=None, timeout=120):
+    """Run the CLI as a process; (exit code, stdout, stderr, seconds)."""
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
+                       cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
+
+
+def one_line(code, err, want_code, *words):
+    assert code == want_code, err
+    lines = err.splitlines()
+    assert len(lines) == 1, f"stderr is not one line:\n{err}"
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def c_artifact(tmp_path_factory):
+    out = tmp_path_factory.mktemp("conf") / "art"
+    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out, timeout=600)
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture
+def evil(tmp_path):
+    """A program outside every artifact that records whether anything ran it."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "outside" / "evil.sh"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+    return script, marker
+
+
+def tampered(src: Path, dst: Path, edit) -> Path:
+    """A copy of ``src`` whose manifest ``edit`` changed, re-hashed as an attacker would (verify's sha256s pass)."""
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest.pop("files")
+    edit(dst, manifest)
+    write_manifest(dst, manifest)
+    return dst
+
+
+# ---------------------------------------------------------------- what a manifest names stays inside
+
+NAMED_OUTSIDE = {
+    "binary by absolute path": lambda m, evil: m["backend_info"]["binaries"].__setitem__("native", str(evil)),
+    "binary by ..": lambda m, evil: m["backend_info"]["binaries"].__setitem__("native", "../outside/evil.sh"),
+    "emulator by path": lambda m, evil: m["target"]["run"].__setitem__("cross_emulator", str(evil)),
+    "emulator option loading a plugin": lambda m, evil: m["target"]["run"].update(
+        emulator_args=["-plugin", str(evil)]),
+    "golden output outside": lambda m, evil: m["golden"].__setitem__("output", "/etc/passwd"),
+}
+
+
+@pytest.mark.parametrize("case", NAMED_OUTSIDE)
+def test_manifest_naming_anything_outside_is_refused_before_it_runs(case, c_artifact, tmp_path, evil):
+    script, marker = evil
+    art = tampered(c_artifact, tmp_path / "art", lambda d, m: NAMED_OUTSIDE[case](m, script))
+    before = snapshot(tmp_path / "art")
+    for command in (["verify", art], ["bench", art, "--eval-size", "1", "--count", "1"]):
+        code, _, err, seconds = edgepack(*command)
+        one_line(code, err, 2, "manifest.json", "recompile")
+        assert seconds < 60
+    assert not marker.exists(), "bench ran a program the manifest named outside the artifact"
+    assert snapshot(art) == before
+
+
+def test_file_entry_outside_the_folder_with_the_right_sha256_is_refused(c_artifact, tmp_path):
+    art = tampered(c_artifact, tmp_path / "art", lambda d, m: None)
+    (tmp_path / "outside.bin").write_bytes(b"outside")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["../outside.bin"] = {"sha256": hashlib.sha256(b"outside").hexdigest(), "bytes": 7}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err, _ = edgepack("verify", art)
+    one_line(code, err, 2, "'../outside.bin'", "leaves the artifact folder")
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_symlink_inside_an_artifact_is_refused_and_never_followed(link, c_artifact, tmp_path, evil):
+    script, marker = evil
+    art = tmp_path / "art"
+    shutil.copytree(c_artifact, art)
+    if link == "file":  # the device binary replaced by a link to a program outside, same name, so the manifest is untouched
+        (art / "bin" / "edgepack_run").unlink()
+        (art / "bin" / "edgepack_run").symlink_to(script)
+    else:
+        shutil.rmtree(art / "bin")
+        (art / "bin").symlink_to(script.parent)
+    for command in (["verify", art], ["bench", art, "--eval-size", "1", "--count", "1"]):
+        code, _, err, _ = edgepack(*command)
+        one_line(code, err, 2, "symbolic link" if link == "file" else "bin")
+    assert not marker.exists()
+
+
+def test_host_model_file_outside_is_not_loaded(tmp_path):
+    src = tmp_path / "host"
+    code, _, err, _ = edgepack("compile", "--target", "host", *SMALL, "-o", src, timeout=600)
+    assert code == 0, err
+    art = tampered(src, tmp_path / "art", lambda d, m: m["backend_info"].__setitem__("model_file", str(src / "qdq.onnx")))
+    code, _, err, _ = edgepack("bench", art, "--eval-size", "1", "--count", "1")
+    one_line(code, err, 2, "backend_info.model_file", "not a file listed")
+
+
+# ---------------------------------------------------------------- a manifest is parsed against its schema
+
+SCHEMA_CASES = {
+    "a list": ("[1, 2]", "a JSON list"),
+    "a string": ('"artifact"', "a JSON str"),
+    "files as a list": (lambda m: {**m, "files": ["qdq.onnx"]}, "files is"),
+    "resolution 'big'": (lambda m: {**m, "model": {**m["model"], "resolution": "big"}}, "model.resolution is 'big'"),
+    "an unknown key": (lambda m: {**m, "surprise": 1}, "'surprise' was unexpected"),
+    "no golden": (lambda m: {k: v for k, v in m.items() if k != "golden"}, "'golden'"),
+    "a bad sha256": (lambda m: {**m, "files": {k: {**v, "sha256": "x"} for k, v in m["files"].items()}}, "sha256"),
+    "unknown backend": (lambda m: {**m, "backend": "evil"}, "backend 'evil'"),
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_CASES)
+def test_malformed_manifest_is_one_line_for_verify_and_bench(case, c_artifact, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(c_artifact, art)
+    edit, words = SCHEMA_CASES[case]
+    manifest = json.loads((art / "manifest.json").read_text())
+    (art / "manifest.json").write_text(edit if isinstance(edit, str) else json.dumps(edit(manifest)))
+    for command in (["verify", art], ["bench", art, "--eval-size", "1"]):
+        code, _, err, _ = edgepack(*command)
+        one_line(code, err, 2, "manifest.json", words)
+
+
+# ---------------------------------------------------------------- FIFOs never block
+
+@pytest.mark.parametrize("name", ["manifest.json", "manifest.sig", "plan.json"])
+def test_fifo_in_an_artifact_is_refused_without_opening_it(name, c_artifact, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(c_artifact, art)
+    if (art / name).exists():
+        (art / name).unlink()
+    os.mkfifo(art / name)
+    code, _, err, seconds = edgepack("verify", art, timeout=30)
+    one_line(code, err, 2, name, "FIFO")
+    assert seconds < 20
+    code, _, err, seconds = edgepack("compile", "--target", "c-host", *SMALL, "-o", art, timeout=30)
+    one_line(code, err, 2, str(art))
+    assert seconds < 20 and (art / name).exists()
+
+
+# ---------------------------------------------------------------- compile never writes into, over or around
+
+def test_compile_into_a_folder_inside_an_artifact_is_refused(c_artifact, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(c_artifact, art)
+    before = snapshot(art)
+    code, _, err, seconds = edgepack("compile", "--target", "c-host", *SMALL, "-o", art / "sub")
+    one_line(code, err, 2, "inside the edgepack artifact", "choose a -o outside it")
+    assert seconds < 10 and snapshot(art) == before
+    assert edgepack("verify", art)[0] == 0
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_compile_over_a_folder_holding_an_artifact_is_refused(force, c_artifact, tmp_path):
+    holder = tmp_path / "holder"
+    shutil.copytree(c_artifact, holder / "inner")
+    before = snapshot(holder)
+    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", holder, *(["--force"] if force else []))
+    one_line(code, err, 2, "holds the edgepack artifact", "inner")
+    assert snapshot(holder) == before
+
+
+@pytest.mark.parametrize("flag", ["--calibration", "--eval-data"])
+def test_compile_over_a_folder_holding_its_own_input_is_refused(flag, c_artifact, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(c_artifact, art)
+    before = snapshot(art)
+    for given in (art, art / "plan.npz"):  # the output folder itself, or a file inside it
+        code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, flag, given, "-o", art, "--force")
+        one_line(code, err, 2, f"holds the {flag} input")
+    assert snapshot(art) == before
+
+
+# ---------------------------------------------------------------- keys: both or neither
+
+def test_keygen_on_a_full_disk_leaves_no_half_key_pair(tmp_path, monkeypatch):
+    import errno
+
+    from edgepack import signing
+
+    real_fdopen = os.fdopen
+    calls = []
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, mode="r", *a, **k):  # the second file (the public key) hits the full disk
+        calls.append(fd)
+        f = real_fdopen(fd, mode, *a, **k)
+        return FullDisk(f) if len(calls) == 2 else f
+
+    monkeypatch.setattr(signing.os, "fdopen", fdopen)
+    with pytest.raises(OSError):
+        signing.generate_keypair(tmp_path / "k.key", tmp_path / "k.pub")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
