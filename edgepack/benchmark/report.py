@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
+import os
 import tempfile
 from pathlib import Path
 
+from edgepack.artifact import read_manifest
+from edgepack.benchmark.sweep import read_sweep
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
@@ -49,7 +51,7 @@ def artifact_report(folder: Path, eval_data=None) -> str:
     from edgepack.benchmark.debug import debug_artifact, plot_debug
     from edgepack.benchmark.run import bench_artifact
 
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
     bench = bench_artifact(folder, count=20, eval_data=eval_data)
     m, metrics = manifest["model"], manifest["metrics"]
     fidelity = bench.get("fidelity") or {}
@@ -92,7 +94,7 @@ def _sweep_columns(rows: list[dict]) -> list[str]:
 
 
 def sweep_report(folder: Path) -> str:
-    data = json.loads((folder / "sweep.json").read_text())
+    data = read_sweep(folder)
     rows = data["rows"]
     first = _sweep_columns(rows)
     quality = (["fp32_accuracy", "int8_accuracy"] if any(r.get("int8_accuracy") is not None for r in rows)
@@ -112,7 +114,7 @@ def sweeps_report(folders: list[Path]) -> str:
 
     rows, targets = [], []
     for folder in folders:
-        data = json.loads((folder / "sweep.json").read_text())
+        data = read_sweep(folder)
         targets.append(data["target"])
         for r in data["rows"]:  # sweeps before --model named MobileNetV1 points with model null
             rows.append({"sweep": folder.name, **r, "model": r.get("model") or ("mobilenet_v1" if r.get("alpha") else None)})
@@ -135,15 +137,15 @@ def write_report(path, out=None, eval_data=None) -> Path:
     paths = [Path(p).resolve() for p in (path if isinstance(path, (list, tuple)) else [path])]
     folder = paths[0]  # "." and ".." have no name to derive the default file from
     if len(paths) > 1:
-        not_sweeps = [p for p in paths if not (p / "sweep.json").exists()]
+        not_sweeps = [p for p in paths if not os.path.lexists(p / "sweep.json")]
         if not_sweeps:
             raise ConfigError(f"{not_sweeps[0]} is not a sweep folder: several folders are plotted together only when "
                               "each is what `edgepack sweep` wrote")
         make_page = lambda: sweeps_report(paths)  # noqa: E731
         default = folder.with_name("+".join(p.name for p in paths) + ".report.html")
-    elif (folder / "sweep.json").exists():
+    elif os.path.lexists(folder / "sweep.json"):  # read_sweep refuses what is no regular file
         make_page, default = (lambda: sweep_report(folder)), folder / "report.html"
-    elif (folder / "manifest.json").exists():
+    elif os.path.lexists(folder / "manifest.json"):
         make_page, default = (lambda: artifact_report(folder, eval_data)), folder.with_name(folder.name + ".report.html")
     else:
         raise ConfigError(f"{folder} is neither an artifact nor a sweep folder: pass what `edgepack compile` or `edgepack sweep` wrote")

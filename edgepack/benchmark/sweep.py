@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from edgepack.errors import ConfigError
+from edgepack import devices
+from edgepack.errors import ArtifactError, ConfigError, OutputError
 from edgepack.model.builtin import DEFAULT, check_builtin, shipped_alphas
 
 SWEEP_FORMAT = "edgepack-sweep"
@@ -23,10 +26,83 @@ COLUMNS = ("model", "alpha", "resolution", "macs", "params", "fp32_accuracy", "i
 
 
 def parse_list(text: str, check, what: str) -> list:
-    values = [check(v.strip()) for v in str(text).split(",") if v.strip()]
+    """The checked values, each once (a point listed twice would be built twice into one folder)."""
+    values = list(dict.fromkeys(check(v.strip()) for v in str(text).split(",") if v.strip()))
     if not values:
         raise ConfigError(f"--{what} needs a comma-separated list, e.g. 1,0.75,0.5,0.25")
     return values
+
+
+# what the tables and plots read from each row, and the types they read
+ROW_TYPES = {"alpha": (int, float, type(None)), "resolution": (int,), "macs": (int, float), "params": (int, float),
+             "fp32_accuracy": (int, float, type(None)), "int8_accuracy": (int, float, type(None)),
+             "latency_median_ms": (int, float, type(None)), "passed": (bool,)}
+INCOMPLETE = "incomplete"  # sweep.json's state while the sweep runs: a stopped sweep is still recognised
+
+
+def _sweep_problem(data) -> str | None:
+    """Why ``data`` is not an edgepack sweep table (None if it is one)."""
+    if not isinstance(data, dict) or not (data.get("format") == SWEEP_FORMAT or {"target", "rows"} <= set(data)):
+        return "not an edgepack sweep table"
+    if not isinstance(data.get("target"), str) or not isinstance(data.get("rows"), list):
+        return "its target is not a name or its rows are not a list"
+    for i, row in enumerate(data["rows"]):
+        if not isinstance(row, dict):
+            return f"row {i} is not an object"
+        for key, types in ROW_TYPES.items():
+            if not isinstance(row.get(key, ...), types) or (isinstance(row.get(key), bool) and bool not in types):
+                return f"row {i} has no valid {key!r}"
+    return None
+
+
+def _load_sweep(path: Path) -> tuple[dict | None, str | None]:
+    """(the table, None) or (None / the data, why it is not one); never opens what is not a regular file
+    (a FIFO would hang the read)."""
+    if path.is_symlink() or not path.is_file():
+        return None, "it is not a regular file"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"unreadable or corrupt: {getattr(e, 'strerror', None) or type(e).__name__}"
+    return data, _sweep_problem(data)
+
+
+def read_sweep(folder: Path) -> dict:
+    """The sweep.json of a finished sweep in ``folder``, checked (ArtifactError otherwise)."""
+    path = Path(folder) / "sweep.json"
+    data, problem = _load_sweep(path)
+    if problem:
+        raise ArtifactError(f"{path} is not a sweep table edgepack can read ({problem}): pass the folder of a "
+                            "finished `edgepack sweep`, or rerun the sweep into a new folder")
+    if data.get("state") == INCOMPLETE:
+        raise ArtifactError(f"the sweep in {folder} was stopped before it finished: rerun the same `edgepack sweep` "
+                            f"command (-o {folder}) to complete it")
+    return data
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Written under a temporary name and renamed: a stopped sweep never leaves half a sweep.json."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _worker_init() -> None:
+    """In each build worker: Ctrl-C (sent to the whole terminal group) is left to the main process, which
+    then stops the workers with SIGTERM; on SIGTERM a worker removes its partial artifact and device runs
+    and exits at once, quietly (the main process prints the one line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+
+
+def _worker_stop(signum, frame) -> None:
+    from edgepack import artifact
+
+    if artifact.defer_signal(signum):
+        return  # an artifact is being renamed into place: the signal comes again when it is done
+    artifact.abandon()
+    devices.abandon()
+    os._exit(128 + signum)
 
 
 def _build(job: dict) -> str:
@@ -82,13 +158,13 @@ def check_sweep_output(out: Path) -> None:
         raise ConfigError(f"sweep output {out} is not a folder: pass -o with a folder path")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    try:
-        previous = json.loads((out / "sweep.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        previous = None
-    if not (isinstance(previous, dict) and (previous.get("format") == SWEEP_FORMAT or {"target", "rows"} <= set(previous))):
-        raise ConfigError(f"sweep output {out} is not empty and not an edgepack sweep: nothing was changed; "
+    if not os.path.lexists(out / "sweep.json"):
+        raise OutputError(f"sweep output {out} is not empty and not an edgepack sweep: nothing was changed; "
                           "pass -o with a new or empty folder")
+    problem = _load_sweep(out / "sweep.json")[1]
+    if problem:
+        raise OutputError(f"sweep output {out} has a sweep.json that is not a sweep table edgepack can read ({problem}): "
+                          "nothing was changed; pass -o with a new or empty folder")
 
 
 # the default alpha axis of each built-in model: the widths its digits weights are trained for
@@ -159,11 +235,17 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
                "calib_size": calib_size, "count": count, "compile": compile_options,
                "output": str(out / _point_folder(m, len(models) > 1, a, r))}
               for m in models for a in axes[m] for r in resolutions]
+    points = list({p["output"]: p for p in points}.values())  # a point listed twice is built once
+    # marks the folder as an edgepack sweep from the start: a stopped sweep is rerun over it, not refused
+    _write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "target": target, "state": INCOMPLETE, "rows": []})
     workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
     log(f"sweep: {len(points)} builds for {target} on {workers} processes")
     rows = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:  # build in parallel ...
-        folders = list(pool.map(_build, points))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:  # build in parallel ...
+        results = pool.map(_build, points)
+        for child in multiprocessing.active_children():  # a stop signal ends them (edgepack.devices.abandon)
+            devices.adopt(child.pid)
+        folders = list(results)
     for job, folder in zip(points, folders):  # ... then bench one at a time, on an otherwise idle machine
         row = _bench(job, folder)
         point = f"res {row['resolution']}" if row["alpha"] is None else f"alpha {row['alpha']:g} res {row['resolution']}"
@@ -176,8 +258,8 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    (out / "sweep.json").write_text(json.dumps({"format": SWEEP_FORMAT, "target": target, "rows": rows}, indent=1) + "\n")
     plot_sweep(rows, out, target)
+    _write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "target": target, "rows": rows})  # last: the sweep is done
     log(f"sweep table and plots in {out}")
     return out
 
