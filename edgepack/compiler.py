@@ -294,6 +294,8 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
         model, source = build_model(config)
     else:
         check_supported(model)
+        from edgepack.model.user import probe_forward
+        probe_forward(model, config.input_shape, f"--model {config.model_spec}" if config.model_spec else type(model).__name__)
         source = f"user module {type(model).__name__}"
     from edgepack.model.weights import check_finite
     check_finite(model.state_dict(), f"model {type(model).__name__}")

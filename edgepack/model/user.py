@@ -3,13 +3,18 @@ where NAME is an nn.Module class (built with no arguments) or a function returni
 ``--checkpoint`` its state dict. The spec is checked without importing torch (parse_model_spec);
 the module is imported only when the compile starts (load_user_model). Constructors run after
 ``torch.manual_seed(0)``, so a model built without a checkpoint is the same on every run.
+
+The user's code (the module's import, NAME(), and a probe forward on the input the data will have) runs
+under one guard (call_user_code): an exception, ``sys.exit`` or a KeyboardInterrupt it raises is the
+user's code failing, exit 2 naming the file, the function and the original message, never an exit
+code, an "interrupted" or an "internal error" that edgepack did not choose.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from edgepack.errors import CheckpointError, ConfigError
+from edgepack.errors import CheckpointError, ConfigError, EdgepackError, UnsupportedModelError
 
 SPEC_FORMAT = "FILE.py:NAME or package.module:NAME (NAME an nn.Module class or a function returning one)"
 
@@ -36,24 +41,22 @@ def load_user_model(spec: str, checkpoint: str | None = None):
     from torch import nn
 
     where, name = parse_model_spec(spec)
-    try:
+
+    def import_module():
         if where.endswith(".py"):
             path = Path(where).resolve()
             module_spec = importlib.util.spec_from_file_location(f"edgepack_user_model_{path.stem}", path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except Exception as e:
-        raise ConfigError(f"--model {spec}: importing {where} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): fix the module")
+            return module
+        return importlib.import_module(where)
+
+    module = call_user_code(import_module, f"--model {spec}: importing {where}", "fix the module", ConfigError)
     factory = getattr(module, name, None)
     if factory is None:
         raise ConfigError(f"--model {spec}: {where} defines no {name}: name an nn.Module class or a function returning one")
     torch.manual_seed(0)
-    try:
-        model = factory()
-    except Exception as e:
-        raise ConfigError(f"--model {spec}: {name}() failed ({type(e).__name__}): it must build the model with no arguments")
+    model = call_user_code(factory, f"--model {spec}: {name}()", f"fix {name} in {where}: it must build the model with no arguments")
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--model {spec}: {name}() returned a {type(model).__name__}, not a torch.nn.Module")
     if checkpoint:
@@ -67,3 +70,44 @@ def load_user_model(spec: str, checkpoint: str | None = None):
             raise CheckpointError(f"checkpoint {checkpoint} does not load into {type(model).__name__} ({type(e).__name__}: "
                                   f"{first}): save it with torch.save(model.state_dict(), path) from the same class")
     return model
+
+
+def call_user_code(call, what: str, fix: str, error: type[EdgepackError] = UnsupportedModelError):
+    """``call()``, the user's code: whatever it raises, a ``sys.exit`` or a KeyboardInterrupt included (a real
+    Ctrl-C on the CLI never gets here: its signal handler ends edgepack at once), becomes ``error`` naming
+    ``what`` and the original message."""
+    try:
+        return call()
+    except BaseException as e:  # noqa: BLE001 - the user's code may end any way it likes; we say how it did
+        raise error(f"{what} failed ({_how(e)}): {fix}") from e
+
+
+def _how(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    if isinstance(e, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    message = " ".join(str(e).split())
+    return f"{type(e).__name__}: {message[:300]}" if message else type(e).__name__
+
+
+def probe_forward(model, input_shape: tuple[int, ...], name: str) -> None:
+    """One forward pass, in eval mode, on a zero batch of the shape the calibration and eval data will have,
+    before any data is read: a model that cannot take edgepack's (N, C, H, W) float32 images, or that does
+    not return (N, classes) logits, fails here by name. ``name``: the --model spec, or the class name."""
+    import torch
+
+    batch = (2, *input_shape)
+    fix = (f"it must take edgepack's {input_shape[0]}-channel {input_shape[1]}x{input_shape[2]} images, float32 {batch}, "
+           "and return (N, classes) logits")
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = call_user_code(lambda: model(torch.zeros(batch)), f"{name}: {type(model).__name__}.forward on a "
+                                 f"{batch} batch", fix)
+    finally:
+        model.train(training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != batch[0]:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise UnsupportedModelError(f"{name}: {type(model).__name__}.forward returned {got}, not (N, classes) logits: {fix}")
