@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.errors import CheckpointError, ConfigError, DataError
-from edgepack.validate import check_alpha, check_classes, check_count, check_memory, check_resolution
+from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument,
+                               check_resolution, check_target_name, file_kind)
 
 DEFAULT_CALIBRATION_IMAGES, DEFAULT_EVAL_IMAGES = 180, 360  # the bundled digits split
 SHIPPED_CLASSES = 10  # the shipped weights classify the 10 digits
@@ -28,14 +29,18 @@ def check_input_path(spec, flag: str) -> None:
     """A data or checkpoint path must exist; say what it is when it is the wrong kind of thing."""
     if spec is None or str(spec) == "digits":
         return
+    check_path_argument(spec, flag)
     path = Path(spec)
     error = CheckpointError if flag == "--checkpoint" else DataError
-    if not path.exists():
+    kind = file_kind(path)  # by stat: opening a FIFO would wait forever
+    if kind is None and not path.exists():
         raise error(f"{flag} {path} does not exist: check the path")
-    if flag == "--checkpoint" and not path.is_file():
-        raise error(f"{flag} {path} is a folder: pass the state dict file saved with torch.save(model.state_dict(), path)")
-    if flag != "--checkpoint" and not (path.is_dir() or path.is_file()):
-        raise error(f"{flag} {path} is neither a folder nor a file: pass an ImageFolder directory or an .npz file")
+    if flag == "--checkpoint" and kind is not None:
+        raise error(f"{flag} {path} is {kind}, not a regular file: pass the state dict file saved with "
+                    "torch.save(model.state_dict(), path)")
+    if flag != "--checkpoint" and kind not in (None, "a folder"):
+        raise error(f"{flag} {path} is {kind}, not a regular file or a folder: pass an ImageFolder directory or "
+                    "an .npz file")
 
 
 def check_pixel_mapping(values, flag: str, positive: bool) -> tuple[float, float, float]:
@@ -88,6 +93,7 @@ class CompileConfig:
     def __post_init__(self):
         from edgepack.model.builtin import max_alpha
 
+        self.target = check_target_name(self.target)
         self.alpha = check_alpha(self.alpha, max_alpha(self.architecture))
         # an imported .tflite brings its own input size: any square size its convs accept
         self.resolution = check_count(self.resolution, "resolution") if self.tflite_model else check_resolution(self.resolution)

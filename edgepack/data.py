@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.errors import DataError
+from edgepack.validate import check_regular_file, file_kind
 
 SHIPPED_DATA = Path(__file__).resolve().parent / "calibration"  # package data: the digits split
 DIGITS_FILE = "digits.npz"
@@ -105,22 +106,46 @@ def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None,
     return Dataset(normalise(resize(pixels, resolution), mean, std), labels, f"digits:{split}")
 
 
-def load_image_folder(root: Path, resolution: int, mean=None, std=None) -> Dataset:
-    """ImageFolder layout: one sub-folder per class (sorted names = label order), PNG/JPEG inside."""
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # Pillow's modes for 16-bit grayscale (PNG, TIFF)
+
+
+def read_image(f: Path, resolution: int) -> np.ndarray:
+    """One image file as float32 (3, R, R) pixels in 0..255, whatever its bit depth: 16-bit grayscale is
+    scaled by 255/65535 (Pillow's convert("RGB") would clip it to 255, a white image). Refuses a FIFO or
+    device (opening one would wait forever) and an image over Pillow's decompression-bomb limit."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    check_regular_file(f, "image", DataError, "remove it from the class folder")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a warning line would break one-line stderr
+            with Image.open(f) as im:
+                if im.mode in SIXTEEN_BIT_MODES:
+                    gray = np.asarray(im, np.float32)
+                    if gray.min() < 0 or gray.max() > 65535:
+                        raise DataError(f"image {f} has {im.mode} pixels outside 0..65535: save it as 8- or 16-bit PNG")
+                    gray = Image.fromarray(gray * np.float32(255 / 65535))  # mode "F"
+                    return np.repeat(np.asarray(gray.resize((resolution, resolution), Image.BILINEAR))[None], 3, axis=0)
+                rgb = im.convert("RGB").resize((resolution, resolution), Image.BILINEAR)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"image {f} is too large to decode safely ({' '.join(str(e).split())}): resize it "
+                        f"(the model reads {resolution}x{resolution})")
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {f}: {e}; remove or re-save it as PNG/JPEG")
+    return np.asarray(rgb, np.float32).transpose(2, 0, 1)
+
+
+def load_image_folder(root: Path, resolution: int, mean=None, std=None) -> Dataset:
+    """ImageFolder layout: one sub-folder per class (sorted names = label order), PNG/JPEG inside."""
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     images, labels = [], []
     for label, name in enumerate(classes):
         for f in sorted((root / name).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            try:
-                with Image.open(f) as im:
-                    rgb = im.convert("RGB").resize((resolution, resolution), Image.BILINEAR)
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"cannot read image {f}: {e}; remove or re-save it as PNG/JPEG")
-            images.append(np.asarray(rgb, np.uint8).transpose(2, 0, 1))
+            images.append(read_image(f, resolution))
             labels.append(label)
     if not images:
         raise DataError(f"no PNG/JPEG images under {root}: use one sub-folder per class with images inside")
@@ -204,6 +229,9 @@ def load_dataset(spec: str | Path | None, split: str, resolution: int, classes: 
             data = load_image_folder(path, resolution, mean, std)
         elif path.is_file():
             data = load_npz(path, resolution, mean, std)
+        elif file_kind(path) is not None:  # a FIFO, socket or device: never opened (a FIFO would block)
+            raise DataError(f"data {path} is {file_kind(path)}, not a regular file or a folder: pass an ImageFolder "
+                            "directory or an .npz file")
         else:
             raise DataError(f"data {path} does not exist: pass an ImageFolder directory or an .npz file")
     if len(data) == 0:

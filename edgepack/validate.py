@@ -7,7 +7,16 @@ import math
 from edgepack.errors import ConfigError
 
 MIN_RESOLUTION = 32
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; more makes a classifier of gigabytes, never an edge model
+MAX_TIMEOUT = 86_400.0  # one day: a longer wait is a hang, and 1e300 s overflows every clock it reaches
 MEMORY_HEADROOM = 0.8  # share of the available memory a compile may plan to use
+
+
+def shown(value) -> str:
+    """A user value as a message shows it: the CLI's "0" and the API's 0 read alike, so both say the same."""
+    if isinstance(value, str) and (not value or value != value.strip()):
+        return repr(value)
+    return str(value)
 
 
 def check_alpha(alpha, maximum: float = 1.0) -> float:
@@ -22,10 +31,20 @@ def check_alpha(alpha, maximum: float = 1.0) -> float:
 
 
 def whole_number(value) -> int | None:
-    """``value`` as an int if it names a whole number (42, "42", 42.0), else None (never a bool)."""
+    """``value`` as an int if it names a whole number (42, "42", 42.0, "1e3"), else None (never a bool)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return None
     try:
         n = int(value)
-        if isinstance(value, bool) or n != float(value):
+        if n != value:
             return None
     except (TypeError, ValueError, OverflowError):
         return None
@@ -43,8 +62,8 @@ def check_resolution(resolution) -> int:
 
 def check_classes(num_classes) -> int:
     value = whole_number(num_classes)
-    if value is None or value < 2:
-        raise ConfigError(f"classes {num_classes!r} must be an integer >= 2")
+    if value is None or not 2 <= value <= MAX_CLASSES:
+        raise ConfigError(f"classes {shown(num_classes)} must be an integer from 2 to {MAX_CLASSES:,}")
     return value
 
 
@@ -52,8 +71,39 @@ def check_count(value, flag: str) -> int:
     """A size flag (--eval-size, --count, --images, ...): a positive integer, never a Python slice."""
     n = whole_number(value)
     if n is None or n < 1:
-        raise ConfigError(f"{flag} {value!r} is not a positive integer: pass a count of at least 1")
+        raise ConfigError(f"{flag} {shown(value)} is not a positive integer: pass a count of at least 1")
     return n
+
+
+def check_non_negative_count(value, flag: str) -> int:
+    """--warmup and the like: a whole number, 0 allowed."""
+    n = whole_number(value)
+    if n is None or n < 0:
+        raise ConfigError(f"{flag} {shown(value)} is not an integer >= 0: pass 0 or a positive count")
+    return n
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and not isinstance(value, bool) else None
+
+
+def check_non_negative_number(value, flag: str) -> float:
+    """A tolerance (--max-latency-increase, ...): a finite number >= 0."""
+    number = _finite(value)
+    if number is None or number < 0:
+        raise ConfigError(f"{flag} {shown(value)} is not a number >= 0: pass e.g. {flag} 0.1")
+    return number
+
+
+def check_positive_number(value, flag: str) -> float:
+    number = _finite(value)
+    if number is None or number <= 0:
+        raise ConfigError(f"{flag} {shown(value)} is not a number > 0: pass e.g. {flag} 1.5")
+    return number
 
 
 def available_memory() -> int | None:
@@ -87,13 +137,16 @@ def compile_memory_estimate(alpha: float, resolution: int, images: int, batch: i
     return int(images_bytes + 2 * batch * widest)
 
 
-def check_memory(alpha: float, resolution: int, images: int, architecture: str = "mobilenet_v1") -> None:
-    need = compile_memory_estimate(alpha, resolution, images, architecture=architecture)
+def check_memory(alpha: float, resolution: int, images: int, architecture: str = "mobilenet_v1", batch: int = 64) -> None:
+    """Refuse a run whose estimate (compile_memory_estimate) exceeds the memory available here; ``batch`` 1 and
+    ``images`` 1 is one forward pass, as `edgepack info` makes."""
+    need = compile_memory_estimate(alpha, resolution, images, batch, architecture)
     have = available_memory()
     if have is not None and need > MEMORY_HEADROOM * have:
-        raise ConfigError(f"resolution {resolution} needs about {need / 2**30:.1f} GiB for {images} images "
-                          f"(this machine has {have / 2**30:.1f} GiB available): use a lower --resolution or fewer "
-                          "images (--calib-size, --eval-size)")
+        fewer = " or fewer images (--calib-size, --eval-size)" if images > 1 else ""
+        raise ConfigError(f"resolution {resolution} needs about {need / 2**30:.1f} GiB for {images} image"
+                          f"{'s' if images > 1 else ''} (this machine has {have / 2**30:.1f} GiB available): use a "
+                          f"lower --resolution{fewer}")
 
 
 def check_rpc_address(address) -> tuple[str, int]:
@@ -114,11 +167,89 @@ def check_rpc_address(address) -> tuple[str, int]:
 
 
 def check_timeout(seconds, flag: str = "--timeout") -> float:
-    """A wait limit in seconds: finite and > 0 (0 or inf would mean "wait forever", the hang it guards)."""
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{flag} {seconds!r} is not a number of seconds > 0: pass e.g. {flag} 30")
+    """A wait limit in seconds: > 0 and at most a day (0 or inf would mean "wait forever", the hang it guards;
+    1e300 overflows the clocks it is added to)."""
+    value = _finite(seconds)
+    if value is None or not 0 < value <= MAX_TIMEOUT:
+        raise ConfigError(f"{flag} {shown(seconds)} is not a number of seconds in (0, {MAX_TIMEOUT:.0f}] (one day): "
+                          f"pass e.g. {flag} 30")
     return value
+
+
+def file_kind(path) -> str | None:
+    """What ``path`` is when it is not a regular file ("a FIFO", "a folder", ...); None for a regular file
+    or a missing path. Read with stat, never open: opening a FIFO blocks until someone writes to it."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else None
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_file(path, what: str, error=ConfigError, fix: str = "pass a regular file") -> None:
+    """Refuse anything but a regular file (or a missing path: the caller says "does not exist") by what it is."""
+    kind = file_kind(path)
+    if kind is not None:
+        raise error(f"{what} {path} is {kind}, not a regular file: {fix}")
+
+
+def check_path_argument(value, what: str, error=ConfigError):
+    """A file or folder argument of the Python API: a str or os.PathLike, never None or an object."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise error(f"{what} {shown(value)} is not a path: pass the path of a file or folder (a str or pathlib.Path)")
+    return value
+
+
+def check_target_name(target) -> str:
+    """--target / ``target=``: a non-empty name; the target loader then says whether it exists."""
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"target {shown(target)} is not a target name: pass one such as 'host' "
+                          "(`edgepack targets` lists them)")
+    return target
+
+
+def check_key_prefix(prefix) -> str:
+    """keygen -o PREFIX writes PREFIX.key and PREFIX.pub: the prefix must end in a file name, or the pair
+    becomes hidden files named only by their suffix ('.key', 'keys/.pub')."""
+    import os
+
+    text = "" if prefix is None else str(prefix)
+    name = os.path.basename(text)
+    if name in ("", ".", "..") or not name.strip():
+        example = os.path.join(text if name in (".", "..") else os.path.dirname(text), "release")
+        raise ConfigError(f"keygen -o {shown(text)} names no file: pass a prefix ending in a name, e.g. -o {example} "
+                          f"(writes {example}.key and {example}.pub)")
+    return text
+
+
+def check_model(model) -> None:
+    """The Python API's ``model`` (and what a --model file builds): an nn.Module whose weights are float32
+    values on the CPU, the form edgepack calibrates and exports; a half-precision or meta-device model
+    would fail deep inside torch. Called only with a model in hand, so torch is already loaded."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model {model!r:.80} is a {type(model).__name__}, not a torch.nn.Module: pass an nn.Module, "
+                          "the path of an int8 .tflite file, or None for the built-in model "
+                          "(architecture='mobilenet_v2' for V2)")
+    name = type(model).__name__
+    for what, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.device.type == "meta":
+            raise ConfigError(f"model {name}: {what} is on the meta device (it has no values): load real weights first, "
+                              "e.g. model.to_empty(device='cpu') then model.load_state_dict(...)")
+        if tensor.device.type != "cpu":
+            raise ConfigError(f"model {name}: {what} is on {tensor.device}: edgepack compiles on the CPU: pass model.cpu()")
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            raise ConfigError(f"model {name}: {what} is {str(tensor.dtype).replace('torch.', '')}: edgepack quantizes "
+                              "from float32 weights: pass model.float()")

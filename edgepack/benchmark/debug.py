@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgepack.artifact import verify
-from edgepack.errors import ArtifactError
+from edgepack.errors import ArtifactError, ConfigError
 from edgepack.data import Dataset
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
@@ -26,14 +26,23 @@ from edgepack.plan.plan import Plan
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
-def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input, output) of the fp32 counterpart of each plan layer, matched by call order."""
+MISMATCH_FIX = "pass the model the artifact was compiled from"
+
+
+def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
+                  name: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, output) of the fp32 counterpart of each plan layer, matched by call order; a model that cannot
+    run the plan's inputs, or whose layers do not line up with the plan's, is a ConfigError naming the layer."""
     calls: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, i[0].detach(), o.detach())))
              for m in folded.modules() if not list(m.children())]
+    name = name or type(folded).__name__
     try:
         with torch.no_grad():
             folded(torch.from_numpy(images))
+    except Exception as e:  # the user's model, not edgepack: its own words, one line
+        raise ConfigError(f"model {name} cannot run the artifact's {tuple(images.shape[1:])} inputs ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]}): {MISMATCH_FIX}") from None
     finally:
         for h in hooks:
             h.remove()
@@ -44,13 +53,20 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray) -> list[tup
         if layer.kind == "add":  # a tensor sum, not a module call: no hook sees it
             pairs.append(None)
             continue
-        while not isinstance(calls[pos][0], kinds[layer.kind]):
+        while pos < len(calls) and not isinstance(calls[pos][0], kinds[layer.kind]):
             pos += 1
+        if pos == len(calls):
+            raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) has no "
+                              f"counterpart among its modules: {MISMATCH_FIX}")
         _, x, y = calls[pos]
         pos += 1
         if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][0], ACTIVATIONS):
             y = calls[pos][2]
             pos += 1
+        if (x[0].numel(), y[0].numel()) != (int(np.prod(layer.input_shape)), int(np.prod(layer.output_shape))):
+            raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) maps "
+                              f"{tuple(layer.input_shape)} to {tuple(layer.output_shape)}, the model's layer maps "
+                              f"{tuple(x.shape[1:])} to {tuple(y.shape[1:])}: {MISMATCH_FIX}")
         pairs.append((x.numpy(), y.numpy()))
     return pairs
 
@@ -69,8 +85,12 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, c
     as for edgepack.compile) to use instead; in-memory calibration is not stored, so without it such an
     artifact is debugged on its own eval inputs."""
     from edgepack import provenance
+    from edgepack.validate import check_count, check_model, check_path_argument
 
-    folder = Path(artifact)
+    folder = Path(check_path_argument(artifact, "artifact"))
+    images = check_count(images, "--images")  # the CLI's flag and the API's argument: one check, one message
+    if model is not None:
+        check_model(model)
     manifest = verify(folder)
     if not manifest.get("plan"):
         raise ArtifactError(f"{folder} is an fp32 artifact (--quant none): it has no int8 plan to debug; compile with "
@@ -93,7 +113,7 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, c
             data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
     data = data.take(images)
     plan = Plan.load(folder)
-    io = fp32_layer_io(fold(model.eval()), plan, data.images)
+    io = fp32_layer_io(fold(model.eval()), plan, data.images, type(model).__name__)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = []
     for layer, pair, q_out in zip(plan.layers, io, cumulative):

@@ -15,12 +15,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.validate import check_alpha, check_classes, check_resolution
+    from edgepack.validate import check_alpha, check_classes, check_memory, check_resolution
 
-    from edgepack.model.builtin import build, max_alpha
+    from edgepack.model.builtin import build, check_builtin, max_alpha
 
     alpha = check_alpha(args.alpha, max_alpha(args.model))  # every flag before torch loads
-    check_resolution(args.resolution), check_classes(args.classes)
+    resolution, _ = check_resolution(args.resolution), check_classes(args.classes)
+    check_memory(alpha, resolution, images=1, architecture=check_builtin(args.model), batch=1)  # one forward pass
     from edgepack.model.profile import format_summary, summary
 
     model = build(args.model, alpha, args.resolution, args.classes)

@@ -11,7 +11,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from edgepack.signing import PRIVATE_SUFFIX, PUBLIC_SUFFIX, generate_keypair, short
+    from edgepack.validate import check_key_prefix
 
+    check_key_prefix(args.output)  # "" or "keys/" would write the hidden files .key and .pub
     private, public = args.output + PRIVATE_SUFFIX, args.output + PUBLIC_SUFFIX
     key = generate_keypair(private, public)
     print(f"wrote {private} (private: keep it secret, sign with `edgepack compile --sign-key {private}`) and "

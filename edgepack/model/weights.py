@@ -13,7 +13,7 @@ import torch
 
 from edgepack.errors import CheckpointError
 from edgepack.model import builtin
-from edgepack.validate import check_alpha
+from edgepack.validate import check_alpha, check_regular_file
 
 WEIGHTS_DIR = builtin.WEIGHTS_DIR
 shipped_alphas = builtin.shipped_alphas  # listed without torch, for the CLI's checks
@@ -75,6 +75,7 @@ def load_checkpoint(path: str | Path, alpha: float, resolution: int, num_classes
     """A state dict of the built-in ``model_name`` saved with torch.save (or an .npz from save_compact)."""
     path = Path(path)
     cls = builtin.BUILTIN[builtin.check_builtin(model_name)][1]
+    check_regular_file(path, "checkpoint", CheckpointError, f"pass the path of a {cls} state dict")  # never open a FIFO
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass the path of a {cls} state dict")
     try:
