@@ -24,11 +24,16 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
     """
     from edgepack.compiler import CompileConfig, compile_model
+    from edgepack.data import check_labels
     from edgepack.inputs import datasets, is_in_memory
     from edgepack.interop.tflite_import import is_tflite_spec
+    from edgepack.validate import check_model, check_target_name
 
+    check_target_name(target)
     if is_tflite_spec(model):
         return _compile_tflite(model, target, eval_data, **options)
+    if model is not None:
+        check_model(model)
     cal, ev, resolution = datasets(calibration, eval_data, options.get("resolution"))
     if resolution is not None:
         options["resolution"] = resolution
@@ -39,6 +44,8 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
         options["classes"] = model_classes(model, options.get("classes"))
     config = CompileConfig(target=target, calibration=None if is_in_memory(calibration) else calibration,
                            eval_data=None if is_in_memory(eval_data) else eval_data, **options)
+    if ev is not None:  # labels 0..classes-1, as the CLI's files are checked (edgepack.data.load_dataset)
+        check_labels(ev, config.classes)
     return compile_model(config, model, calibration_data=cal, eval_set=ev)
 
 
@@ -66,11 +73,24 @@ def _compile_tflite(path, target: str, eval_data=None, **options):
     return compile_model(config, eval_set=ev)
 
 
-def bench(artifact, **options):
-    """Verify and measure an artifact folder; returns the report dict (see edgepack.benchmark.run)."""
+def bench(artifact, eval_size: int | None = None, count: int = 50, warmup: int = 5, eval_data=None, **device_options):
+    """Verify and measure an artifact folder; returns the report dict (see edgepack.benchmark.run).
+    The arguments are checked as `edgepack bench` checks its flags, with the same messages."""
     from edgepack.benchmark.run import bench_artifact
+    from edgepack.validate import (check_count, check_non_negative_count, check_path_argument, check_rpc_address,
+                                   check_timeout)
 
-    return bench_artifact(artifact, **options)
+    check_path_argument(artifact, "artifact")
+    eval_size = None if eval_size is None else check_count(eval_size, "--eval-size")
+    count, warmup = check_count(count, "--count"), check_non_negative_count(warmup, "--warmup")
+    if eval_data is not None:
+        check_path_argument(eval_data, "eval_data")
+    if device_options.get("rpc") is not None:
+        check_rpc_address(device_options["rpc"])
+    if device_options.get("timeout") is not None:
+        device_options["timeout"] = check_timeout(device_options["timeout"])
+    return bench_artifact(artifact, eval_size=eval_size, count=count, warmup=warmup, eval_data=eval_data,
+                          **device_options)
 
 
 def debug(artifact, model=None, calibration=None, images: int = 32):

@@ -81,7 +81,9 @@ def run(args) -> int:
         model = None
         if user_model:
             from edgepack.model.user import load_user_model
+            from edgepack.validate import check_model
             model = load_user_model(user_model, args.checkpoint)
+            check_model(model)  # float32 weights on the CPU, as the Python API checks
             config.classes = model_classes(model, args.classes)
         compile_model(config, model)
     return 0

@@ -22,12 +22,11 @@ def _on_stop(signum, frame):
     cross a C++ extension that calls back into Python (onnx's import did: std::terminate, exit -6)."""
     import os
 
-    from edgepack import artifact, devices
+    from edgepack import artifact
 
     if artifact.defer_signal(signum):
         return  # an artifact is being renamed into place: the signal comes again when it is done
     artifact.abandon()
-    devices.abandon()  # device programs' process groups, sweep workers, run folders
     what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
     print(f"edgepack {_COMMAND}: {what}", file=sys.stderr, flush=True)
     os._exit(143 if signum == signal.SIGTERM else 130)
@@ -39,6 +38,20 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"{self.prog}: error: {message}: see `{self.prog} --help`", file=sys.stderr)
         sys.exit(2)
+
+    def _get_value(self, action, arg_string):
+        """A flag typed by edgepack.cli.flags.FlagType is checked with its name, so the line is the one the
+        Python API raises for the same value (argparse's own hook passes only the text)."""
+        from edgepack.cli.flags import FlagType
+        from edgepack.errors import ConfigError
+
+        if isinstance(action.type, FlagType) and action.option_strings:
+            try:
+                return action.type.check(arg_string, action.option_strings[-1])
+            except ConfigError as e:
+                print(f"{self.prog}: error: {_one_line(e)}", file=sys.stderr)
+                sys.exit(2)
+        return super()._get_value(action, arg_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     _COMMAND = args.command
     previous = {sig: signal.signal(sig, _on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError we handle
+        return code
     except EdgepackError as e:
         print(f"edgepack {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
@@ -67,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgepack {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: one line unless --verbose asks for the traceback
-        missing = missing_dependency(e)  # a lazily imported package absent from this environment is not a bug
-        if missing is not None:
-            print(f"edgepack {args.command}: error: {missing}", file=sys.stderr)
-            return missing.exit_code
+        if isinstance(e, BrokenPipeError) and _stdout_closed():
+            return SIGPIPE_EXIT
+        # a lazily imported package absent from this environment, or a full disk, is not a bug
+        expected = missing_dependency(e) or disk_full(e, args)
+        if expected is not None:
+            print(f"edgepack {args.command}: error: {expected}", file=sys.stderr)
+            return expected.exit_code
         if args.verbose:
             import traceback
 
@@ -85,6 +103,50 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
+
+
+SIGPIPE_EXIT = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader went away (`edgepack targets | head -1`: end quietly, as other Unix tools do),
+    rather than a pipe to a device program; if so stdout is pointed at /dev/null, or Python would report the
+    unflushed rest when it exits."""
+    import os
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poll.poll(0)):
+            return False
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
+        return False
+    return True
+
+
+# The output paths a subcommand writes, by argparse attribute: where a full disk most likely is.
+OUTPUT_ARGS = ("output", "json", "junit", "update_baseline", "plot")
+
+
+def disk_full(e: BaseException, args) -> "OutputError | None":
+    """An OSError ENOSPC or EDQUOT anywhere in ``e``'s chain as the one-line error naming the path (the file
+    being written when known, else the command's output paths); None for anything else."""
+    import errno
+
+    from edgepack.errors import OutputError
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+            paths = [e.filename] if e.filename else [getattr(args, a) for a in OUTPUT_ARGS if getattr(args, a, None)]
+            where = f" (writing {', '.join(map(str, paths))})" if paths else ""
+            return OutputError(f"{what}{where}: free some space there, or write to another disk")
+        e = e.__cause__ or e.__context__
+    return None
 
 
 if __name__ == "__main__":
