@@ -13,7 +13,10 @@ bit for bit and the footprint fits the target's [budget]. Any exception leaves n
 """
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import numpy as np
 from edgepack.backends.c import codegen, firmware
 from edgepack.backends.c.firmware import BuildSpec
 from edgepack.backends.c.memplan import plan_memory
-from edgepack.errors import BudgetError, UnsupportedModelError, VerificationError
+from edgepack.errors import BudgetError, BuildError, UnsupportedModelError, VerificationError
 
 
 def _verify(result, want: np.ndarray, device: str, what: str) -> None:
@@ -45,11 +48,61 @@ def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str, target_file
                           f"use a smaller --alpha or --resolution, or raise [budget] in {target_file}")
 
 
+# What one interrupt can add to the stack at any instant of edgepack_invoke (Armv7-M ARM, B1.5.7): the exception
+# entry pushes 8 words (R0-R3, R12, LR, PC, xPSR), 26 when the FPU context is live (S0-S15, FPSCR and a reserved
+# word, stacked lazily but reserved on entry), aligned to 8 bytes (up to one padding word), then the handler runs
+# on the same (main) stack. Only SysTick is enabled and faults end the run, so interrupts never nest.
+EXCEPTION_FRAME_BYTES = {False: 8 * 4, True: 26 * 4}
+FRAME_ALIGNMENT_BYTES = 4
+
+
+def stack_margin(spec: BuildSpec, work: Path) -> dict:
+    """The worst a SysTick interrupt adds to the measured high-water mark, from this build: whether the FPU
+    context can be live (the compiler defines __ARM_FP, and startup_cortexm.c then enables the FPU) and the
+    SysTick handler's own frame (gcc -fstack-usage of startup_cortexm.c with the firmware's flags)."""
+    probe = subprocess.run([spec.cc, *spec.arch_flags, "-dM", "-E", "-x", "c", os.devnull], capture_output=True, text=True)
+    fpu = re.search(r"^#define __ARM_FP ", probe.stdout, re.M) is not None
+    su_dir = work / "stack-usage"
+    su_dir.mkdir(exist_ok=True)
+    cmd = [spec.cc, *spec.arch_flags, *spec.cflags, *spec.defines, "-fstack-usage", "-c", str(work / "startup_cortexm.c"),
+           "-o", str(su_dir / "startup_cortexm.o")]
+    proc = subprocess.run(cmd, cwd=su_dir, capture_output=True, text=True)
+    su = su_dir / "startup_cortexm.su"
+    found = re.search(r":SysTick_Handler\t(\d+)\t(\S+)", su.read_text()) if proc.returncode == 0 and su.is_file() else None
+    if found is None or found.group(2) != "static":
+        raise BuildError(f"cannot bound the SysTick handler's stack with {spec.cc} -fstack-usage "
+                         f"({(proc.stderr or 'no static figure').strip()[:200]}): please report this edgepack bug")
+    frame, handler = EXCEPTION_FRAME_BYTES[fpu], int(found.group(1))
+    return {"exception_frame_bytes": frame, "alignment_bytes": FRAME_ALIGNMENT_BYTES, "systick_handler_bytes": handler,
+            "fpu_context": fpu, "total_bytes": frame + FRAME_ALIGNMENT_BYTES + handler}
+
+
 def _cost_section(spec: BuildSpec, result, kernels: str) -> dict:
     ipt = spec.run.get("instructions_per_tick")
     ticks = result.ticks
     return {"kernels": kernels, "ticks_per_inference": ticks[0], "ticks_min": min(ticks), "ticks_max": max(ticks),
             "instructions_per_inference": ticks[0] * ipt if ipt else None, "images": len(ticks)}
+
+
+def _stack_figures(run, margin: dict | None, images: int) -> dict:
+    """stack_bytes: the measured high-water mark plus the interrupt margin, a bound (None off Cortex-M)."""
+    if margin is None:
+        return {"stack_bytes": run.stack_bytes}
+    return {"stack_bytes": run.stack_bytes + margin["total_bytes"], "stack_measured_bytes": run.stack_bytes,
+            "stack_margin": margin,
+            "stack_method": f"painted high-water mark below main's stack pointer over {images} golden images under QEMU, "
+                            "plus the most a SysTick interrupt adds at any instant: its exception frame "
+                            f"({margin['exception_frame_bytes']} B{', FPU context' if margin['fpu_context'] else ''}), "
+                            f"{margin['alignment_bytes']} B of 8-byte alignment and SysTick_Handler's own frame "
+                            f"({margin['systick_handler_bytes']} B, gcc -fstack-usage)"}
+
+
+def _model_ram(library_ram: int, arena: int, stack: int | None) -> dict:
+    """The model's own RAM (what a user's firmware adds for it): the arena, the rest of the model library's
+    data + bss (its state), and on Cortex-M the stack bound of edgepack_invoke."""
+    state = library_ram - arena
+    return {"model_ram_bytes": library_ram + (stack or 0),
+            "model_ram": {"arena_bytes": arena, "state_bytes": state, "stack_bytes": stack}}
 
 
 def lower(build, folder: Path) -> dict:
@@ -90,9 +143,10 @@ def lower(build, folder: Path) -> dict:
             _verify(result, golden_y, device, f"golden ({len(golden_x)} images)")
             runs[device] = result
         main = runs[devices[0]]
-        stack = main.stack_bytes or 0
+        margin = stack_margin(spec, Path(tmp) / spec.kernels) if spec.kind == "cortex-m" else None
+        stack = (main.stack_bytes or 0) + (margin["total_bytes"] if margin else 0)
         ram = measured["ram"] + stack
-        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + measured stack {stack:,}",
+        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + stack {stack:,}",
                          build.target.path)
 
         cost: dict = {}
@@ -127,12 +181,14 @@ def lower(build, folder: Path) -> dict:
     per_layer = codegen.weight_bytes(plan)
     build.manifest["memory_plan"] = memory.to_json()
     build.manifest["footprint"] = {
-        "flash_bytes": measured["flash"], "ram_bytes": ram, "stack_bytes": main.stack_bytes,
+        "flash_bytes": measured["flash"], "ram_bytes": ram, **_stack_figures(main, margin, len(golden_x)),
+        **_model_ram(sizes["model_library"]["ram"], memory.arena_bytes, stack if margin else None),
         "arena_bytes": memory.arena_bytes, "naive_arena_bytes": memory.naive_bytes,
         "constants_bytes": sum(r["total_bytes"] for r in per_layer),
         "measured_on": "firmware ELF (model + test harness + newlib)" if spec.kind == "cortex-m" else "model library objects",
-        "ram_counts": "data + bss (the arena is in bss) + measured stack high-water of edgepack_invoke"
-                      if spec.kind == "cortex-m" else "data + bss of the model library objects",
+        "ram_counts": "harness total: firmware data + bss (the arena, the harness's image buffers, newlib's state) + "
+                      "stack_bytes; model_ram_bytes is the model's own share" if spec.kind == "cortex-m"
+                      else "data + bss of the model library objects",
         "budget": {k: v for k, v in spec.budget.items()}, **sizes, "per_layer": per_layer,
     }
     build.manifest["cost"] = cost

@@ -99,7 +99,9 @@ class Runner(runner.Runner):
                 report[f"{other}_kernels_ticks_per_inference"] = compiled[other]["ticks_per_inference"]
         if "speedup_fast_vs_portable" in compiled:
             report["speedup_fast_vs_portable"] = compiled["speedup_fast_vs_portable"]
-        report.update(flash_bytes=fp.get("flash_bytes"), ram_bytes=fp.get("ram_bytes"),
-                      stack_bytes=self.stack_bytes if self.stack_bytes is not None else fp.get("stack_bytes"),
-                      arena_bytes=mem.get("arena_bytes"), naive_arena_bytes=mem.get("naive_bytes"))
+        # the stack figure is a bound: this run's high-water mark plus the interrupt margin compile recorded
+        margin = (fp.get("stack_margin") or {}).get("total_bytes", 0)
+        stack = fp.get("stack_bytes") if self.stack_bytes is None else max(self.stack_bytes + margin, fp.get("stack_bytes") or 0)
+        report.update(flash_bytes=fp.get("flash_bytes"), ram_bytes=fp.get("ram_bytes"), model_ram_bytes=fp.get("model_ram_bytes"),
+                      stack_bytes=stack, arena_bytes=mem.get("arena_bytes"), naive_arena_bytes=mem.get("naive_bytes"))
         return report

@@ -9,7 +9,9 @@
  * (deterministic under `qemu-system-arm -icount shift=0`) and the stack high-water mark of
  * edgepack_invoke is measured by painting. Lines on stdout, for the edgepack runner:
  *   EDGEPACK image <i> ticks <n>      EDGEPACK layer <l> ticks <n> (first image)
- *   EDGEPACK stack <bytes> (deepest edgepack_invoke, SysTick exception frames included)
+ *   EDGEPACK stack <bytes> (the deepest point below main's stack pointer that any edgepack_invoke
+ *                           reached; a SysTick exception frame only if one happened to land there:
+ *                           compile adds the worst case, see backends/c/lower.py stack_margin)
  *   EDGEPACK images <N>
  * Exit codes: 0 ok, 2 cannot open input, 3 truncated input, 4 cannot write output,
  * 5 edgepack_invoke failed.
@@ -29,6 +31,9 @@ extern volatile uint32_t edgepack_systick_wraps; /* startup_cortexm.c */
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define EP_STACK_PAINT 0x5AA5C33Cu
 #define EP_STACK_WORDS (64u * 1024u / 4u) /* measure up to 64 KB of stack below main's frame */
+#ifndef EDGEPACK_SYSTICK_RELOAD /* SysTick wraps (interrupts) every 2^24 ticks; a test build interrupts far more often */
+#define EDGEPACK_SYSTICK_RELOAD 0xFFFFFFu
+#endif
 
 static uint64_t ticks(void)
 {
@@ -37,7 +42,7 @@ static uint64_t ticks(void)
         wraps = edgepack_systick_wraps;
         value = SYST_CVR;
     } while (wraps != edgepack_systick_wraps);
-    return ((uint64_t)wraps << 24) + (0xFFFFFFu - value);
+    return (uint64_t)wraps * ((uint64_t)EDGEPACK_SYSTICK_RELOAD + 1u) + (EDGEPACK_SYSTICK_RELOAD - value);
 }
 
 static uint64_t layer_ticks[EDGEPACK_LAYERS + 1];
@@ -53,13 +58,15 @@ void edgepack_layer_done(int layer)
     }
 }
 
-static uint32_t stack_used(volatile uint32_t *bottom)
+/* bytes between main's stack pointer and the lowest painted word overwritten (the unpainted words just
+ * below sp count as used: an upper bound when the call stayed inside them) */
+static uint32_t stack_used(volatile uint32_t *bottom, uint32_t sp)
 {
     uint32_t i = 0;
     while (i < EP_STACK_WORDS && bottom[i] == EP_STACK_PAINT) {
         i++;
     }
-    return (EP_STACK_WORDS - i) * 4u;
+    return sp - (uint32_t)(uintptr_t)(bottom + i);
 }
 #else
 void edgepack_layer_done(int layer)
@@ -81,7 +88,7 @@ int main(int argc, char **argv)
     __asm volatile("mov %0, sp" : "=r"(sp));
     /* the stack below this frame that is painted before each inference (64 bytes of margin) */
     bottom = (volatile uint32_t *)((sp - 64u - EP_STACK_WORDS * 4u) & ~7u);
-    SYST_RVR = 0xFFFFFFu;
+    SYST_RVR = EDGEPACK_SYSTICK_RELOAD;
     SYST_CVR = 0u;
     SYST_CSR = 7u; /* enable, interrupt on wrap, processor clock */
 #endif
@@ -121,7 +128,7 @@ int main(int argc, char **argv)
                 break;
             }
             t1 = ticks();
-            used = stack_used(bottom);
+            used = stack_used(bottom, sp);
             stack_max = used > stack_max ? used : stack_max;
             printf("EDGEPACK image %lu ticks %lu\n", n, (unsigned long)(t1 - t0));
             if (n == 0) {
