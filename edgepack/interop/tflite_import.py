@@ -254,8 +254,9 @@ def _read_contents(tfl, data: bytes, path: Path) -> _Contents:
         frames = traceback.extract_tb(e.__traceback__)
         if not frames or Path(frames[-1].filename).parent.name != "flatbuffers":
             raise
-        raise DataError(f"--model {path} is corrupt: an offset or length in it points outside the file "
-                        f"({type(e).__name__}): convert the model again or copy it intact") from None
+        kind = type(e).__name__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__name__}"
+        raise DataError(f"--model {path} is corrupt: an offset or length in it points outside the file ({kind}): "
+                        "convert the model again or copy it intact") from None
 
 
 def _length(n: int, data: bytes, path: Path, what: str) -> int:
@@ -368,7 +369,7 @@ def _check_tensor(c: _Contents, i: int, t: _RawTensor, path: Path, corrupt) -> N
     if dtype is None:
         corrupt(f"{where} has type {t.type}, which the TFLite schema does not define")
     if any(d < 1 for d in t.shape) or math.prod(t.shape) > MAX_TENSOR_ELEMENTS:
-        corrupt(f"{where} has shape {list(t.shape)}: dimensions must be positive and at most "
+        corrupt(f"{where} has shape {_dims(t.shape)}: dimensions must be positive and at most "
                 f"{MAX_TENSOR_ELEMENTS} values in all")
     if not 0 <= t.buffer < len(c.buffers):
         corrupt(f"{where} uses buffer {t.buffer}, and the model has {len(c.buffers)} buffers")
@@ -378,9 +379,14 @@ def _check_tensor(c: _Contents, i: int, t: _RawTensor, path: Path, corrupt) -> N
             raise ConfigError(f"--model {path}: {where} holds {dtype} constants, which no op the int8 plan imports takes")
         need = math.prod(t.shape) * np.dtype(_NUMPY_TYPES[dtype]).itemsize
         if len(raw) != need:
-            corrupt(f"{where} has {len(raw)} bytes in buffer {t.buffer} but its shape {list(t.shape)} of {dtype} "
+            corrupt(f"{where} has {len(raw)} bytes in buffer {t.buffer} but its shape {_dims(t.shape)} of {dtype} "
                     f"needs {need}")
     _check_quantization(where, dtype, t, corrupt)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    """A shape for a one-line message: a corrupt one may have thousands of dimensions."""
+    return str(list(shape)) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:8]))}, ... ({len(shape)} dimensions)]"
 
 
 def _check_quantization(where: str, dtype: str, t: _RawTensor, corrupt) -> None:
@@ -396,7 +402,7 @@ def _check_quantization(where: str, dtype: str, t: _RawTensor, corrupt) -> None:
     if ((zero < lo) | (zero > hi)).any():
         corrupt(f"{where} has zero point {int(zero[(zero < lo) | (zero > hi)][0])}, outside {dtype}'s [{lo}, {hi}]")
     if len(scale) > 1 and not (0 <= t.quantized_dimension < len(t.shape) and t.shape[t.quantized_dimension] == len(scale)):
-        corrupt(f"{where} has {len(scale)} scales along dimension {t.quantized_dimension} of shape {list(t.shape)}")
+        corrupt(f"{where} has {len(scale)} scales along dimension {t.quantized_dimension} of shape {_dims(t.shape)}")
 
 
 def _decode(c: _Contents, i: int) -> _Tensor:
