@@ -47,7 +47,8 @@ def check_output_file(path, flag: str) -> None:
     folder = next(parent for parent in p.absolute().parents if parent.exists())
     if not folder.is_dir():
         raise OutputError(f"{flag} {p}: {folder} is a file, not a folder: pass a file path under a folder")
-    if os.statvfs(folder).f_bavail == 0:  # a full disk now fails the write only after the whole run
+    disk = os.statvfs(folder)
+    if disk.f_blocks and not disk.f_bavail:  # a full disk now fails the write only after the whole run (/proc has none)
         raise OutputError(f"{flag} {p}: no space left on device ({folder} has no free blocks): free some space there, "
                           "or write to another disk")
     try:
