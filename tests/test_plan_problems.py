@@ -236,3 +236,18 @@ def test_debug_refuses_an_edited_plan_in_one_line(case, artifact, tmp_path):
     code, _, err, _ = edgepack("debug", bad, "--images", "4")
     assert_one_line(code, err, 2, "error:", *words)
 
+
+
+@pytest.mark.slow
+def test_bench_of_a_tvm_artifact_with_a_damaged_golden_output_is_one_line(tmp_path):
+    """The TVM runner reads the output width from golden_output.npy before bench reads the golden files:
+    the same loader, the same one line."""
+    from tests.test_reliability import SMALL, _resign, assert_one_line, edgepack
+
+    art = tmp_path / "tvm"
+    code, _, err, _ = edgepack("compile", "--target", "x86-tvm", *SMALL, "-o", art)
+    assert code == 0, err
+    _damaged_header("golden_output.npy")(art)
+    _resign(art)
+    code, _, err, _ = edgepack("bench", art, "--eval-size", "4", "--count", "2", "--warmup", "1")
+    assert_one_line(code, err, 2, "error:", "golden_output.npy", "recompile")

@@ -79,7 +79,8 @@ def output_size(folder: Path, manifest: dict) -> int:
     shape the plan or fp32 model produced), never from the config's class count."""
     golden = Path(folder) / "golden_output.npy"
     if golden.exists():
-        return int(np.load(golden, mmap_mode="r").shape[-1])
+        from edgepack.plan.golden import load_npy  # a damaged file: one line, exit 2
+        return int(load_npy(golden, mmap=True).shape[-1])
     return int(manifest["model"]["classes"])  # an artifact without golden files (never written by compile)
 
 
