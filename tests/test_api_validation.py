@@ -24,6 +24,7 @@ SAME_MESSAGE = {
     "bench eval-size 2.5": (lambda p: edgepack.bench(p["artifact"], eval_size=2.5), ["bench", "{artifact}", "--eval-size", "2.5"]),
     "bench count 0": (lambda p: edgepack.bench(p["artifact"], count=0), ["bench", "{artifact}", "--count", "0"]),
     "bench warmup -1": (lambda p: edgepack.bench(p["artifact"], warmup=-1), ["bench", "{artifact}", "--warmup", "-1"]),
+    "bench timeout 1e300": (lambda p: edgepack.bench(p["artifact"], timeout="1e300"), ["bench", "{artifact}", "--timeout", "1e300"]),
     "debug images 0": (lambda p: edgepack.debug(p["artifact"], images=0), ["debug", "{artifact}", "--images", "0"]),
     "compile eval-size 0": (lambda p: edgepack.compile(target="host", eval_size=0, output=p["out"]),
                             ["compile", "--target", "host", "--eval-size", "0", "-o", "{out}"]),

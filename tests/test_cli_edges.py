@@ -62,6 +62,7 @@ HUGE = {
                             "classes 3000000000 must be an integer from 2 to 100,000"),
     "info resolution 65536": (["info", "--resolution", "65536"], "resolution 65536 needs about"),
     "bench count 1e400": (["bench", "{tmp}", "--count", "1e400"], "--count 1e400 is not a positive integer"),
+    "bench timeout 1e300": (["bench", "{tmp}", "--timeout", "1e300"], "--timeout 1e300 is not a number of seconds in (0, 86400]"),
 }
 
 

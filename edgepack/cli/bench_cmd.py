@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_float, positive_int,
+from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_int, seconds,
                                 write_output_file)
 from edgepack.validate import check_rpc_address
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rpc", metavar="HOST:PORT", type=rpc_address,
                    help="TVM artifacts: run on a board over TVM RPC (server, or tracker with --key)")
     p.add_argument("--key", help="with --rpc: the device key to request from the RPC tracker (e.g. rpi4)")
-    p.add_argument("--timeout", type=positive_float, default=120.0,
+    p.add_argument("--timeout", type=seconds, default=120.0,
                    help="seconds any one run of a device program (native test program, qemu, 16 eval images a run) "
                         "or, with --rpc, any one wait (tracker, free server, session, upload, load, run, timing) may "
                         "last before the device counts as hung (default 120)")
