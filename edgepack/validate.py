@@ -99,13 +99,6 @@ def check_non_negative_number(value, flag: str) -> float:
     return number
 
 
-def check_positive_number(value, flag: str) -> float:
-    number = _finite(value)
-    if number is None or number <= 0:
-        raise ConfigError(f"{flag} {shown(value)} is not a number > 0: pass e.g. {flag} 1.5")
-    return number
-
-
 def available_memory() -> int | None:
     """MemAvailable in bytes (Linux), None where it cannot be read."""
     try:

@@ -1,4 +1,5 @@
-"""argparse types shared by the subcommands: a size is a positive integer, never a Python slice."""
+"""argparse types shared by the subcommands (each one check of edgepack.validate: a size is a positive integer,
+never a Python slice), and the report files they write."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ class FlagType:
 positive_int = FlagType(validate.check_count)
 non_negative_int = FlagType(validate.check_non_negative_count)
 non_negative_float = FlagType(validate.check_non_negative_number)
-positive_float = FlagType(validate.check_positive_number)
 seconds = FlagType(validate.check_timeout)  # a wait limit: > 0 and at most a day
 
 
