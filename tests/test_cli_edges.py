@@ -113,6 +113,13 @@ def test_checkpoint_fifo_is_named_as_a_fifo(tmp_path):
     assert out[-1] == "no torch" and not (tmp_path / "out").exists()
 
 
+def test_baseline_fifo_is_refused_not_hung(tmp_path):
+    os.mkfifo(tmp_path / "baseline.json")
+    (tmp_path / "artifact").mkdir()
+    code, _, err, _ = edgepack("bench", tmp_path / "artifact", "--baseline", tmp_path / "baseline.json", timeout=60)
+    assert_one_line(code, err, 2, "baseline", "is a FIFO, not a regular file")
+
+
 def _image_folder(root: Path) -> Path:
     from PIL import Image
 

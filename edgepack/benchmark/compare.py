@@ -101,7 +101,11 @@ BASELINE_FIELDS = {
 
 def load_baseline(path) -> dict:
     """A version-2 baseline with every field of the right type, or a one-line ConfigError naming the fix."""
+    from edgepack.validate import file_kind
+
     regenerate = f"regenerate it with `edgepack bench ARTIFACT --update-baseline {path}`"
+    if file_kind(path) not in (None, "a folder"):  # by stat: reading a FIFO would wait forever
+        raise ConfigError(f"baseline {path} is {file_kind(path)}, not a regular file: pass the baseline's .json file")
     try:
         data = json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
