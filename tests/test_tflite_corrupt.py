@@ -195,6 +195,7 @@ def test_python_api_refuses_a_damaged_tflite_as_the_cli_does(converter, tmp_path
 
     path = tmp_path / "damaged.tflite"
     path.write_bytes(edited(converter, **{"tensor 2 Type": 7}))
-    with pytest.raises(DataError, match=r"tensor 2 \('b0'\) has 32 bytes in buffer \d+ but its shape \[8\] of int16 needs 16"):
+    with pytest.raises(DataError, match=r"tensor 2 \('b0'\) has 32 bytes in buffer \d+ but its shape \[8\] of int16 "
+                                        "needs 16"):
         edgepack.compile(str(path), "c-host", output=str(tmp_path / "api"))
     assert not (tmp_path / "api").exists()

@@ -31,6 +31,12 @@ where the plan's "average" pool rounds the zero-point-free sum (ties differ): it
 pool. All of this is checked against LiteRT 2.3's reference kernels (tests/test_tflite_heads.py and
 tests/test_tflite_import.py).
 
+A damaged file is refused before any of this, by what is wrong in it: the flatbuffer's tables are copied
+out once (flatbuffers' own out-of-bounds errors, and only those, mean "corrupt"), then every index,
+shape, type, buffer size, scale and zero point is checked against the schema (_check_structure); the walk
+checks each op's operands, options and output sizes as LiteRT's Prepare would, and last LiteRT itself
+loads and prepares the file, so compile never meets a file LiteRT refuses or aborts on.
+
 Whether the plan is bit-exact with the file is not assumed: compile checks the numpy reference
 against LiteRT's reference kernels on the file itself (compiler._compile_imported).
 """
@@ -97,7 +103,8 @@ def is_tflite_spec(spec) -> bool:
 
 
 def read_tflite(path) -> ImportedModel:
-    """Parse ``path`` into the int8 plan; a ConfigError names what the plan cannot express and the fix."""
+    """Parse ``path`` into the int8 plan; a ConfigError names what the plan cannot express and the fix, a
+    DataError what is damaged in the file (each exit 2, one line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--model {path}: no such .tflite file: pass the path of an int8 TFLite model")
@@ -232,10 +239,8 @@ class _Contents:
     """What the importer reads from a .tflite, copied out of the flatbuffer (see _read_contents)."""
 
     version: int  # the TFLite schema version; LiteRT reads 3 only
-    subgraphs: int
     opcodes: list[tuple[int, str]]  # (builtin code, custom code)
     buffers: list[bytes | None]  # constant data, None when empty
-    buffer_ranges: list[str]  # where each buffer's data lies, for messages
     tensors: list[_RawTensor]
     ops: list[_Op]
     inputs: list[int]
@@ -279,27 +284,26 @@ def _copy_contents(tfl, data: bytes, path: Path) -> _Contents:
         custom = code.CustomCode()
         opcodes.append((max(code.BuiltinCode(), code.DeprecatedBuiltinCode()),  # TFLite's GetBuiltinCode
                         custom.decode(errors="replace") if custom else ""))
-    buffers, ranges = [], []
+    buffers = []
     for i in range(_length(model.BuffersLength(), data, path, "buffers")):
         buffer = model.Buffers(i)
         if buffer.DataLength():
             buffers.append(buffer.DataAsNumpy().tobytes())
-            ranges.append("in the flatbuffer")
         elif buffer.Offset() > 1:  # large models keep constants after the flatbuffer
             offset, size = buffer.Offset(), buffer.Size()
             if offset + size > len(data):
                 raise DataError(f"--model {path} is corrupt: buffer {i} lies at bytes {offset}..{offset + size}, past "
                                 f"the end of the {len(data)}-byte file: convert the model again or copy it intact")
             buffers.append(data[offset:offset + size])
-            ranges.append(f"at byte {offset}")
         else:
             buffers.append(None)
-            ranges.append("empty")
     tensors = [_copy_tensor(graph.Tensors(i)) for i in range(_length(graph.TensorsLength(), data, path, "tensors"))]
-    ops = [_copy_op(tfl, graph.Operators(i)) for i in range(_length(graph.OperatorsLength(), data, path, "operators"))]
+    options = {v: k for k, v in vars(tfl.BuiltinOptions).items() if not k.startswith("_")}
+    ops = [_copy_op(tfl, graph.Operators(i), options)
+           for i in range(_length(graph.OperatorsLength(), data, path, "operators"))]
     io = [graph.InputsAsNumpy() if graph.InputsLength() else [], graph.OutputsAsNumpy() if graph.OutputsLength() else []]
     type_names = {v: k.lower() for k, v in vars(tfl.TensorType).items() if not k.startswith("_")}
-    return _Contents(model.Version(), subgraphs, opcodes, buffers, ranges, tensors, ops, *([int(x) for x in v] for v in io), type_names)
+    return _Contents(model.Version(), opcodes, buffers, tensors, ops, *([int(x) for x in v] for v in io), type_names)
 
 
 def _copy_tensor(t) -> _RawTensor:
@@ -311,10 +315,10 @@ def _copy_tensor(t) -> _RawTensor:
                       q.QuantizedDimension() if q is not None else 0)
 
 
-def _copy_op(tfl, op) -> _Op:
+def _copy_op(tfl, op, option_names: dict[int, str]) -> _Op:
     inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
     outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
-    kind = {v: k for k, v in vars(tfl.BuiltinOptions).items() if not k.startswith("_")}.get(op.BuiltinOptionsType())
+    kind = option_names.get(op.BuiltinOptionsType())
     table, options = op.BuiltinOptions(), None
     if table is not None and kind not in (None, "NONE") and hasattr(tfl, kind):
         options = getattr(tfl, kind)()
@@ -412,7 +416,8 @@ def _decode(c: _Contents, i: int) -> _Tensor:
     zero = t.zero_point
     data = None
     if raw is not None:
-        data = np.frombuffer(raw, np.dtype(_NUMPY_TYPES[dtype]).newbyteorder("<")).reshape(t.shape).astype(_NUMPY_TYPES[dtype])
+        numpy_type = np.dtype(_NUMPY_TYPES[dtype])
+        data = np.frombuffer(raw, numpy_type.newbyteorder("<")).reshape(t.shape).astype(numpy_type)
     return _Tensor(i, t.name, t.shape, dtype, t.scale, zero, t.quantized_dimension, data)
 
 
@@ -447,7 +452,7 @@ class _Graph:
         """The op's builtin options as ``table_class`` (the file may omit them: then TFLite's defaults)."""
         expected = getattr(self.tfl.BuiltinOptions, table_class)
         if op.options_type not in (self.tfl.BuiltinOptions.NONE, expected):
-            i = self.ops.index(op)
+            i = next(k for k, other in enumerate(self.ops) if other is op)
             raise DataError(f"--model {self.path} is corrupt: op {i} ({self.op_names[i]}) has builtin options of type "
                             f"{op.options_type}, not {table_class}: convert the model again")
         return op.options if op.options is not None else _default_options(self.tfl, table_class)
@@ -486,7 +491,8 @@ class _Graph:
                             "execution order, each with one output")
             out = self.tensor(outputs[0])
             if name != "QUANTIZE" and out.dtype != "int8":
-                self.refuse(i, f"outputs {out.dtype}", "the int8 plan's ops output int8 (convert with full int8 quantization)")
+                self.refuse(i, f"outputs {out.dtype}", "the int8 plan's ops output int8 (convert with full int8 "
+                            "quantization)")
             value = values[inputs[0]]
             if value.pads != _NO_PADS and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
@@ -634,7 +640,8 @@ class _Graph:
         """A conv's or fc's plan arrays. A multiplier above 1 is a left shift of the int32 accumulator, which
         TFLite's kernels do in int32 (overflow is undefined there): refused unless no input can overflow it."""
         arrays = {"weight": weight, "bias": self._bias(i, inputs, len(weight)), **self._requantization(in_q, scales, out_q)}
-        worst = np.abs(weight.reshape(len(weight), -1).astype(np.int64)).sum(axis=1) * 255 + np.abs(arrays["bias"].astype(np.int64))
+        terms = np.abs(weight.reshape(len(weight), -1).astype(np.int64)).sum(axis=1)
+        worst = terms * 255 + np.abs(arrays["bias"].astype(np.int64))  # |accumulator| for any input
         shifted = worst * 2.0 ** np.maximum(arrays["shift"], 0)
         if (shifted > 2**31 - 1).any():
             c = int(np.argmax(shifted))
@@ -754,7 +761,8 @@ class _Graph:
     def _mean(self, i, op, inputs, value, out) -> Layer:
         """MEAN over H and W of an NHWC map: a "mean" pool, requantized as LiteRT's kernel does."""
         axes = self.operand(i, inputs, 1, "axes").data
-        if len(value.shape) != 3 or axes is None or axes.dtype.kind != "i" or not ((-4 <= axes) & (axes < 4)).all() or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+        axes_ok = axes is not None and axes.dtype.kind == "i" and ((-4 <= axes) & (axes < 4)).all()
+        if len(value.shape) != 3 or not axes_ok or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
             self.refuse(i, "does not average a (1, H, W, C) map over H and W", "only a global mean over axes [1, 2] "
                         "fits the int8 plan")
         c, h, w = value.shape
@@ -820,7 +828,8 @@ class _Graph:
         wide_q = wide.qparams(f"--model {self.path}: op {i}")
         if wide_q != QParams(value.q.scale, 0):
             self.refuse(i, "rescales", fix)
-        pool_op, (pool_inputs, pool_outputs), (quant_inputs, quant_outputs) = self.ops[i + 1], self._io(i + 1), self._io(i + 2)
+        pool_op, (pool_inputs, pool_outputs) = self.ops[i + 1], self._io(i + 1)
+        quant_inputs, quant_outputs = self._io(i + 2)
         if len(pool_outputs) != 1 or len(quant_outputs) != 1 or pool_inputs[:1] != [wide.index]:
             self.refuse(i, "is not followed by an int16 pool and its QUANTIZE", fix)
         pooled = self.tensor(pool_outputs[0])
