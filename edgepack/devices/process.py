@@ -46,6 +46,7 @@ def run(cmd: list, *, timeout: float | None, what: str, fix: str, cwd=None, env:
     exit is returned, not raised. OSError (the program cannot start) is left to the caller, who knows
     the fix."""
     proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, start_new_session=True, text=text,
+                            errors="replace" if text else None,  # a crashing program may print any bytes
                             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _GROUPS[proc.pid] = proc
