@@ -397,16 +397,18 @@ def _check_quantization(where: str, dtype: str, t: _RawTensor, corrupt) -> None:
     scale, zero = t.scale, t.zero_point
     if not len(scale):
         return  # not quantized: refused by name where an op needs a scale (_Tensor.qparams, _weights)
+    if len(zero) != len(scale):  # LiteRT's InterpreterBuilder refuses it too
+        corrupt(f"{where} has {len(scale)} scales and {len(zero)} zero points")
+    if len(scale) > 1 and not (0 <= t.quantized_dimension < len(t.shape) and t.shape[t.quantized_dimension] == len(scale)):
+        corrupt(f"{where} has {len(scale)} scales along dimension {t.quantized_dimension} of shape {_dims(t.shape)}")
+    if dtype not in _ZERO_POINT_RANGES:
+        return  # e.g. an int32 bias: the plan derives its requantization from the input and weight scales
     if not (np.isfinite(scale) & (scale > 0)).all():
         corrupt(f"{where} has scale {float(scale[~(np.isfinite(scale) & (scale > 0))][0])}: scales must be positive "
                 "and finite")
-    if len(zero) != len(scale):
-        corrupt(f"{where} has {len(scale)} scales and {len(zero)} zero points")
-    lo, hi = _ZERO_POINT_RANGES.get(dtype, (-(2**31), 2**31 - 1))
+    lo, hi = _ZERO_POINT_RANGES[dtype]
     if ((zero < lo) | (zero > hi)).any():
         corrupt(f"{where} has zero point {int(zero[(zero < lo) | (zero > hi)][0])}, outside {dtype}'s [{lo}, {hi}]")
-    if len(scale) > 1 and not (0 <= t.quantized_dimension < len(t.shape) and t.shape[t.quantized_dimension] == len(scale)):
-        corrupt(f"{where} has {len(scale)} scales along dimension {t.quantized_dimension} of shape {_dims(t.shape)}")
 
 
 def _decode(c: _Contents, i: int) -> _Tensor:
