@@ -243,9 +243,13 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
     rows = []
     with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:  # build in parallel ...
         results = pool.map(_build, points)
-        for child in multiprocessing.active_children():  # a stop signal ends them (edgepack.devices.abandon)
-            devices.adopt(child.pid)
-        folders = list(results)
+        pids = [child.pid for child in multiprocessing.active_children()]
+        for pid in pids:  # a stop signal ends them (edgepack.devices.abandon)
+            devices.adopt(pid)
+        try:
+            folders = list(results)
+        finally:
+            devices.release(pids)
     for job, folder in zip(points, folders):  # ... then bench one at a time, on an otherwise idle machine
         row = _bench(job, folder)
         point = f"res {row['resolution']}" if row["alpha"] is None else f"alpha {row['alpha']:g} res {row['resolution']}"

@@ -22,7 +22,7 @@ RUN_PREFIX = "edgepack-run-"
 STOP_GRACE_S = 10.0  # how long adopted workers get to clean up after SIGTERM before SIGKILL
 
 _GROUPS: dict[int, subprocess.Popen] = {}  # running device programs, each the leader of its own process group
-_ADOPTED: dict[int, int] = {}  # other children to stop with edgepack (sweep's build workers): pid -> owner pid
+_ADOPTED: dict[int, tuple] = {}  # other children to stop with edgepack (sweep's workers): pid -> (owner pid, psutil.Process)
 _FOLDERS: set[Path] = set()  # run folders in use
 
 
@@ -88,8 +88,18 @@ def run_folder(prefix: str = RUN_PREFIX):
 
 
 def adopt(pid: int) -> None:
-    """Stop child ``pid`` (a worker process of this one) with edgepack: SIGTERM, then SIGKILL after a grace time."""
-    _ADOPTED[pid] = os.getpid()
+    """Stop child ``pid`` (a worker process of this one) with edgepack: SIGTERM, then SIGKILL after a grace time.
+    Held as a psutil.Process, which knows its start time: a pid reused by another program is never signalled."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        _ADOPTED[pid] = (os.getpid(), psutil.Process(pid))
+
+
+def release(pids) -> None:
+    """The workers ``pids`` have ended: forget them."""
+    for pid in pids:
+        _ADOPTED.pop(pid, None)
 
 
 def abandon() -> None:
@@ -107,16 +117,14 @@ def _stop_adopted() -> None:
     it), wait for them to clean up and exit, SIGKILL the rest."""
     import psutil
 
-    mine = [pid for pid, owner in _ADOPTED.items() if owner == os.getpid()]
+    mine = {pid: proc for pid, (owner, proc) in _ADOPTED.items() if owner == os.getpid()}
     procs = []
-    for pid in mine:
+    for proc in mine.values():
         with contextlib.suppress(psutil.Error):
-            p = psutil.Process(pid)
-            p.terminate()
-            procs.append(p)
+            proc.terminate()  # checks the start time first: NoSuchProcess if the pid now names another process
+            procs.append(proc)
     _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    for pid in mine:
-        _ADOPTED.pop(pid, None)
+    release(mine)
