@@ -174,3 +174,41 @@ def test_abandon_kills_running_programs_and_removes_run_folders(tmp_path, monkey
     time.sleep(0.2)
     assert not alive(int(pids.read_text()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pids"]
+
+
+def _qemu_processes(program: Path) -> list:
+    return [p for p in psutil.process_iter(["cmdline"]) if str(program) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_qemu_user_runs_are_bounded_and_stopped_with_edgepack(tmp_path, monkeypatch):
+    """edgepack.qemu (the TVM backend's device runs) goes through the same runner: its timeout names the
+    run, and abandon() (the stop-signal handler) ends a run in progress and removes its folder."""
+    import threading
+
+    from edgepack import qemu
+
+    if shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which(qemu.EMULATOR) is None:
+        pytest.fail("the aarch64 cross compiler and qemu-user are installed by scripts/setup.sh")
+    (tmp_path / "sleeper.c").write_text("#include <unistd.h>\nint main(void) { sleep(300); return 0; }\n")
+    program = tmp_path / "sleeper"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O1", "-o", str(program), str(tmp_path / "sleeper.c")], check=True)
+    runs = tmp_path / "tmp"
+    runs.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(runs))
+
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match=r"sleeper did not finish within 1 s .*longer timeout"):
+        qemu.run_user([program], cpu="cortex-a72", timeout=1)
+    assert time.monotonic() - start < 10 and list(runs.iterdir()) == []
+
+    def stop_when_started():
+        while not _qemu_processes(program):
+            time.sleep(0.05)
+        time.sleep(0.2)
+        devices.abandon()
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    start = time.monotonic()
+    result = qemu.run_user([program], cpu="cortex-a72", timeout=60)
+    assert result.returncode == -signal.SIGKILL and time.monotonic() - start < 10
+    assert list(runs.iterdir()) == [] and not [p for p in _qemu_processes(program) if p.status() != psutil.STATUS_ZOMBIE]
