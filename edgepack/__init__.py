@@ -94,8 +94,9 @@ def bench(artifact, eval_size: int | None = None, count: int = 50, warmup: int =
 
 
 def debug(artifact, model=None, calibration=None, images: int = 32):
-    """Per-layer int8 vs fp32 error of an artifact (see edgepack.benchmark.debug); ``model`` is needed
-    only for an artifact compiled from an in-memory model, ``calibration`` overrides the inputs."""
+    """Per-layer int8 vs fp32 error of an artifact (see edgepack.benchmark.debug); ``model`` is needed for
+    an artifact compiled from an in-memory model (the nn.Module) or from --model (its "FILE.py:NAME":
+    debug runs no code an artifact names), ``calibration`` overrides the inputs."""
     from edgepack.benchmark.debug import debug_artifact
 
     return debug_artifact(artifact, images=images, model=model, calibration=calibration)

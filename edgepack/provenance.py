@@ -55,20 +55,20 @@ def checked_file(record: dict, what: str, folder) -> Path:
     return path
 
 
-def rebuild_model(manifest: dict, folder):
-    """The fp32 model the artifact was compiled from: shipped weights, its checkpoint, or its --model."""
+def rebuild_model(manifest: dict, folder, model_spec: str | None = None):
+    """The fp32 model the artifact was compiled from: shipped weights, its checkpoint, or its --model.
+
+    A --model is code: it is run only when the caller names it again (``model_spec``, debug's --model)
+    and it is the file the artifact records, never because a manifest (which anyone can edit) names it."""
     m = manifest["model"]
     if (manifest.get("quantization") or {}).get("mode") == "imported":
         raise ConfigError(f"{folder} was imported from an int8 .tflite ({m['weights']}): there is no fp32 model to compare "
                           "its layers with; debug the model it was quantized from instead")
     checkpoint = checked_file(m["checkpoint"], "checkpoint", folder) if m.get("checkpoint") else None
     if m.get("module"):  # the CLI's --model (weights from its --checkpoint, or its seeded constructor)
-        module = m["module"]
-        if module.get("file"):
-            checked_file({"path": module["file"], "sha256": module["sha256"]}, "model file", folder)
         from edgepack.model.user import load_user_model
 
-        return load_user_model(module["spec"], checkpoint)
+        return load_user_model(_consented_module(m["module"], model_spec, folder), checkpoint)
     if m["weights"] == SHIPPED_WEIGHTS:
         from edgepack.model.weights import pretrained
 
@@ -79,6 +79,20 @@ def rebuild_model(manifest: dict, folder):
         return load_checkpoint(checkpoint, m["alpha"], m["resolution"], m["classes"], m.get("builtin", "mobilenet_v1"))
     raise ConfigError(f"{folder} was compiled from {m['weights']}, which it cannot rebuild (an in-memory model, or an "
                       "artifact from an older edgepack): pass the same model, edgepack.debug(artifact, model=...), or recompile")
+
+
+def _consented_module(module: dict, model_spec: str | None, folder) -> str:
+    """``model_spec`` when it names the very code the artifact recorded; a one-line ConfigError otherwise."""
+    recorded = module.get("spec", "?")
+    if model_spec is None:
+        raise ConfigError(f"{folder} was compiled from the model code {recorded}; edgepack does not run code an artifact "
+                          f"names: pass --model {recorded} (Python: model=...) to debug it with that code")
+    given = module_record(model_spec)
+    same_name = str(recorded).rpartition(":")[2] == str(model_spec).rpartition(":")[2]
+    if not same_name or module.get("sha256") is None or given.get("sha256") != module["sha256"]:
+        raise ConfigError(f"--model {model_spec} is not the code {folder} was compiled from ({recorded}, sha256 "
+                          f"{str(module.get('sha256'))[:16]}): pass that file, or recompile the artifact")
+    return given["spec"]
 
 
 def calibration_record(spec, data, classes: int) -> dict:

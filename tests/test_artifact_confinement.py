@@ -242,3 +242,36 @@ def test_keygen_on_a_full_disk_leaves_no_half_key_pair(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         signing.generate_keypair(tmp_path / "k.key", tmp_path / "k.pub")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- debug runs no code a manifest names
+
+def test_debug_never_imports_model_code_the_manifest_names(tmp_path, evil):
+    from tests.test_user_model import NET_SOURCE
+
+    _, marker = evil
+    import numpy as np
+
+    (tmp_path / "net.py").write_text(NET_SOURCE)
+    pixels = np.random.default_rng(2).integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    np.savez(tmp_path / "calib.npz", images=pixels, labels=np.arange(20) % 7)
+    code, _, err, _ = edgepack("compile", "--target", "host", "--model", f"{tmp_path / 'net.py'}:SevenClassNet",
+                               "--resolution", "32", "--calibration", tmp_path / "calib.npz", "--mean", "0", "--std", "1",
+                               "-o", tmp_path / "src", timeout=600)
+    assert code == 0, err
+    smuggled = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n" + NET_SOURCE
+    (tmp_path / "evil.py").write_text(smuggled)
+
+    def point_at_evil(d, m):  # the code rides inside the artifact, with a record that matches it
+        (d / "evil.py").write_text(smuggled)
+        m["model"]["module"] = {"spec": f"{d / 'evil.py'}:SevenClassNet", "file": str(d / "evil.py"),
+                                "sha256": hashlib.sha256(smuggled.encode()).hexdigest()}
+
+    art = tampered(tmp_path / "src", tmp_path / "art", point_at_evil)
+    code, _, err, _ = edgepack("debug", art)
+    one_line(code, err, 2, "does not run code an artifact names", "--model")
+    code, _, err, _ = edgepack("debug", art, "--model", f"{tmp_path / 'net.py'}:SevenClassNet")
+    one_line(code, err, 2, "is not the code")
+    code, _, err, _ = edgepack("report", art, "-o", tmp_path / "r.html")
+    assert code == 0, err
+    assert not marker.exists(), "debug or report imported code the artifact named"

@@ -119,22 +119,25 @@ def test_debug_and_report_of_a_user_model_artifact(user_model_artifact, capsys):
                            "--checkpoint", str(tmp / "net.pt"), "--resolution", "32", "--calibration", str(tmp / "calib.npz"),
                            "--mean", "0", "--std", "1", "-o", str(tmp / "art"))
     assert code == 0, err
-    code, stdout, err = run_cli(capsys, "debug", str(tmp / "art"), "--json", str(tmp / "d.json"))
+    spec = f"{tmp / 'net.py'}:SevenClassNet"
+    code, _, err = run_cli(capsys, "debug", str(tmp / "art"))  # the artifact names code: debug runs it only when asked
+    assert code == 2 and f"--model {spec}" in one_line(err) and "does not run code an artifact names" in err, err
+    code, stdout, err = run_cli(capsys, "debug", str(tmp / "art"), "--model", spec, "--json", str(tmp / "d.json"))
     assert code == 0, err
     d = json.loads((tmp / "d.json").read_text())
     assert d["images"] == 24 and d["inputs"].startswith(f"npz:{tmp / 'calib.npz'}")  # the 24 kept to calibrate
     inputs = torch.from_numpy(np.load(tmp / "calib.npz")["images"][:24].astype(np.float32) / 255)
     assert rows_equal(d, debug_artifact(tmp / "art", model=model, calibration=inputs))
     assert all(r["isolated_sqnr_db"] > 15 for r in d["layers"]), d["layers"]
-    code, _, err = run_cli(capsys, "report", str(tmp / "art"))
+    code, _, err = run_cli(capsys, "report", str(tmp / "art"), "--model", spec)
     assert code == 0, err
     page = (tmp / "art.report.html").read_text()
     assert "Per-layer error" in page and "SevenClassNet" in page and "top-1 agreement with int8 reference" in page
     assert "device accuracy" not in page and "fp32 accuracy" not in page  # unlabelled: fidelity, no accuracy
     (tmp / "net.py").write_text(NET_SOURCE + "\n# edited\n")
     try:
-        code, _, err = run_cli(capsys, "debug", str(tmp / "art"))
-        assert code == 2 and "net.py" in one_line(err) and "changed" in err, err
+        code, _, err = run_cli(capsys, "debug", str(tmp / "art"), "--model", spec)
+        assert code == 2 and "net.py" in one_line(err) and "is not the code" in err, err
     finally:
         (tmp / "net.py").write_text(NET_SOURCE)
 

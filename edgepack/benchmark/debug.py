@@ -78,17 +78,20 @@ def weight_spread(layer) -> float:
     return float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0
 
 
-def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, calibration=None) -> dict:
+def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = None, calibration=None) -> dict:
     """Per-layer figures on the inputs the artifact was calibrated with (edgepack.provenance): the fp32
-    model is rebuilt from what the compile recorded (shipped weights, checkpoint, --model file), or is
-    ``model`` (required for an in-memory model). ``calibration``: model inputs (array, tensor, iterable,
-    as for edgepack.compile) to use instead; in-memory calibration is not stored, so without it such an
-    artifact is debugged on its own eval inputs."""
+    model is rebuilt from what the compile recorded (shipped weights, checkpoint), or is ``model``: an
+    nn.Module (required for an in-memory model), or the ``FILE.py:NAME`` the artifact was compiled from
+    (required for a --model artifact: debug runs no code a manifest names). ``calibration``: model inputs
+    (array, tensor, iterable, as for edgepack.compile) to use instead; in-memory calibration is not stored,
+    so without it such an artifact is debugged on its own eval inputs."""
     from edgepack import provenance
     from edgepack.validate import check_count, check_model, check_path_argument
 
     folder = Path(check_path_argument(artifact, "artifact"))
     images = check_count(images, "--images")  # the CLI's flag and the API's argument: one check, one message
+    model_spec = model if isinstance(model, str) else None
+    model = None if model_spec else model
     if model is not None:
         check_model(model)
     manifest = verify(folder)
@@ -96,7 +99,7 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | None = None, c
         raise ArtifactError(f"{folder} is an fp32 artifact (--quant none): it has no int8 plan to debug; compile with "
                             "--quant ptq or qat")
     if model is None:
-        model = provenance.rebuild_model(manifest, folder)
+        model = provenance.rebuild_model(manifest, folder, model_spec)
     if calibration is not None:
         from edgepack.inputs import check_shape, inputs_of
 

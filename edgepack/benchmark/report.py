@@ -47,7 +47,7 @@ def _page(title: str, sections: list[str]) -> str:
             f"<script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
-def artifact_report(folder: Path, eval_data=None) -> str:
+def artifact_report(folder: Path, eval_data=None, model=None) -> str:
     from edgepack.benchmark.debug import debug_artifact, plot_debug
     from edgepack.benchmark.run import bench_artifact
 
@@ -74,7 +74,7 @@ def artifact_report(folder: Path, eval_data=None) -> str:
         sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
     if manifest.get("plan"):
         try:
-            d = debug_artifact(folder, images=16)
+            d = debug_artifact(folder, images=16, model=model)
         except (ConfigError, ArtifactError) as e:  # an in-memory model (Python API), or its files are gone or changed
             sections += ["<h2>Per-layer error (int8 vs fp32)</h2>", f"<p>not computed: {html.escape(str(e))}</p>"]
         else:
@@ -130,10 +130,10 @@ def sweeps_report(folders: list[Path]) -> str:
     return _page(f"edgepack sweeps report: {', '.join(f.name for f in folders)} (target {target})", sections)
 
 
-def write_report(path, out=None, eval_data=None) -> Path:
+def write_report(path, out=None, eval_data=None, model=None) -> Path:
     """Write the page to ``out`` (default beside the artifact / inside the sweep; for several sweep
     folders, beside the first as <first>+<second>.report.html), creating missing parent folders;
-    ``eval_data`` as for bench_artifact."""
+    ``eval_data`` as for bench_artifact; ``model`` as for debug_artifact (the per-layer section)."""
     paths = [Path(p).resolve() for p in (path if isinstance(path, (list, tuple)) else [path])]
     folder = paths[0]  # "." and ".." have no name to derive the default file from
     if len(paths) > 1:
@@ -146,7 +146,7 @@ def write_report(path, out=None, eval_data=None) -> Path:
     elif os.path.lexists(folder / "sweep.json"):  # read_sweep refuses what is no regular file
         make_page, default = (lambda: sweep_report(folder)), folder / "report.html"
     elif os.path.lexists(folder / "manifest.json"):
-        make_page, default = (lambda: artifact_report(folder, eval_data)), folder.with_name(folder.name + ".report.html")
+        make_page, default = (lambda: artifact_report(folder, eval_data, model)), folder.with_name(folder.name + ".report.html")
     else:
         raise ConfigError(f"{folder} is neither an artifact nor a sweep folder: pass what `edgepack compile` or `edgepack sweep` wrote")
     target = Path(out) if out else default

@@ -10,6 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--images", type=positive_int, default=32, help="calibration images to use (default 32)")
     p.add_argument("--plot", metavar="PNG", help="write a per-layer plot")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--model", metavar="FILE.py:NAME", help="the --model the artifact was compiled from (checked by "
+                   "sha256): debug runs that code only when you name it here, never because the artifact does")
     p.set_defaults(run=run)
 
 
@@ -18,7 +20,7 @@ def run(args) -> int:
     check_output_file(args.json, "--json")
     from edgepack.benchmark.debug import debug_artifact, format_debug, plot_debug, write_json
 
-    d = debug_artifact(args.artifact, images=args.images)
+    d = debug_artifact(args.artifact, images=args.images, model=args.model)
     print(format_debug(d))
     if args.plot:
         print(f"plot written to {plot_debug(d, args.plot)}")

@@ -22,11 +22,12 @@ def _on_stop(signum, frame):
     cross a C++ extension that calls back into Python (onnx's import did: std::terminate, exit -6)."""
     import os
 
-    from edgepack import artifact
+    from edgepack import artifact, devices
 
     if artifact.defer_signal(signum):
         return  # an artifact is being renamed into place: the signal comes again when it is done
     artifact.abandon()
+    devices.abandon()  # device programs' process groups, sweep workers, run folders
     what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
     print(f"edgepack {_COMMAND}: {what}", file=sys.stderr, flush=True)
     os._exit(143 if signum == signal.SIGTERM else 130)

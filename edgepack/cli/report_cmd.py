@@ -10,6 +10,8 @@ def add_parser(sub) -> None:
                    "several sweeps <first>+<second>.report.html beside the first); missing parent folders are created")
     p.add_argument("--eval-data", metavar="PATH", help="the compile's --eval-data, when it was too large to copy into "
                    "the artifact (as for bench)")
+    p.add_argument("--model", metavar="FILE.py:NAME", help="as for debug: the --model the artifact was compiled from, "
+                   "for the per-layer section (report runs no code the artifact names)")
     p.set_defaults(run=run)
 
 
@@ -20,6 +22,7 @@ def run(args) -> int:
     check_output_file(args.output, "-o")  # before the bench it runs, not after
     from edgepack.benchmark.report import write_report
 
-    path = write_report([absolute(p) for p in args.path], absolute(args.output), eval_data=absolute(args.eval_data))
+    path = write_report([absolute(p) for p in args.path], absolute(args.output), eval_data=absolute(args.eval_data),
+                        model=args.model)
     print(f"report written to {path}")
     return 0
