@@ -12,10 +12,10 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
+from edgepack.files import kind_of as path_kind
 from edgepack.errors import ArtifactError, OutputError
 
 MANIFEST = "manifest.json"
@@ -57,17 +57,8 @@ def defer_signal(signum: int) -> bool:
 
 
 def kind_of(path: Path) -> str | None:
-    """None for a regular file (not a symlink); else what it is, for messages. Checked before any open:
-    opening a FIFO blocks until someone writes to it."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return "missing"
-    if stat.S_ISREG(mode):
-        return None
-    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((what for test, what in kinds if test(mode)), "not a regular file")
+    """None for a regular file (not a symlink), "missing", or what else it is: checked before any open."""
+    return "missing" if not os.path.lexists(path) else path_kind(path, follow_links=False)
 
 
 def _tree(folder: Path):

@@ -49,6 +49,10 @@ class DeviceError(EdgepackError):
     """A device (emulator, RPC board) failed, hung, timed out or went away."""
 
 
+class DeviceTimeout(DeviceError):
+    """A device program did not finish within its time limit (it was killed with its process group)."""
+
+
 class DeviceUnavailable(EdgepackError):
     """A step needs a device (board, NPU) that is not attached here."""
 

@@ -170,22 +170,10 @@ def check_timeout(seconds, flag: str = "--timeout") -> float:
 
 
 def file_kind(path) -> str | None:
-    """What ``path`` is when it is not a regular file ("a FIFO", "a folder", ...); None for a regular file
-    or a missing path. Read with stat, never open: opening a FIFO blocks until someone writes to it."""
-    import os
-    import stat
+    """What ``path`` is when it is not a regular file, following links (edgepack.files.kind_of)."""
+    from edgepack.files import kind_of
 
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "a broken symbolic link" if os.path.islink(path) else None
-    except OSError as e:
-        return f"unreadable ({e.strerror})"
-    if stat.S_ISREG(mode):
-        return None
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
+    return kind_of(path)
 
 
 def check_regular_file(path, what: str, error=ConfigError, fix: str = "pass a regular file") -> None:

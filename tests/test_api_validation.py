@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 import edgepack
 from edgepack.errors import EdgepackError
-from tests.test_reliability import SMALL, assert_one_line, edgepack as run_edgepack, tree
+from tests.cli import SMALL, assert_one_line, edgepack as run_edgepack, tree
 
 # case -> (API call on the paths dict, CLI argv with {name} for those paths)
 SAME_MESSAGE = {

@@ -11,38 +11,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from edgepack.artifact import write_manifest
-
-SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
-
-
-def edgepack(*argv, cwd=None, timeout=120):
-    """Run the CLI as a process; (exit code, stdout, stderr, seconds)."""
-    start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
-                       cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
-    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
-
-
-def one_line(code, err, want_code, *words):
-    assert code == want_code, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"stderr is not one line:\n{err}"
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in sorted(folder.rglob("*"))}
-
+from tests.cli import SMALL, assert_one_line as one_line, edgepack, tree as snapshot
 
 @pytest.fixture(scope="module")
 def c_artifact(tmp_path_factory):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_reliability import SMALL, TRACKED, assert_one_line, edgepack, tree
+from tests.cli import SMALL, TRACKED, assert_one_line, edgepack, tree
 
 
 def tracked(*argv, timeout=60):

@@ -21,28 +21,14 @@ import pytest
 from edgepack import devices
 from edgepack.artifact import write_manifest
 from edgepack.errors import DeviceError
+from tests.cli import assert_one_line, edgepack as run_cli_process, tree
 
 SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
 
 
 def edgepack(*argv, tmpdir: Path, timeout=120):
-    """The CLI as a process with TMPDIR=tmpdir; (exit code, stdout, stderr, seconds)."""
-    start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, "TMPDIR": str(tmpdir), "EDGEPACK_PROGRESS": "auto"})
-    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
-
-
-def assert_one_line(code, err, want_code, *words):
-    assert code == want_code, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"stderr is not one line:\n{err}"
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-def tree(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+    """The CLI as a process with TMPDIR=tmpdir, so the run folders it leaves can be counted."""
+    return run_cli_process(*argv, timeout=timeout, env={"TMPDIR": str(tmpdir)})
 
 
 def alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def m4(tmp_path_factory):
-    from tests.test_reliability import SMALL, edgepack
+    from tests.cli import SMALL, edgepack
 
     out = tmp_path_factory.mktemp("m4") / "art"
     code, _, err, _ = edgepack("compile", "--target", "cortex-m4", *SMALL, "-o", out)
@@ -77,7 +77,7 @@ def test_model_ram_is_arena_state_and_stack_below_the_harness_total(m4):
 
 
 def test_bench_reports_model_ram_beside_the_harness_total(m4):
-    from tests.test_reliability import edgepack
+    from tests.cli import edgepack
 
     folder, manifest = m4
     code, out, err, _ = edgepack("bench", folder, "--eval-size", "4")

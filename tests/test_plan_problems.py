@@ -138,7 +138,7 @@ def test_golden_files_are_checked_against_the_plan(tmp_path):
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from tests.test_reliability import SMALL, edgepack
+    from tests.cli import SMALL, edgepack
 
     out = tmp_path_factory.mktemp("plans") / "art"
     code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out)
@@ -209,7 +209,7 @@ ARTIFACT_CASES = {  # name: (edit, words of the one stderr line)
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ARTIFACT_CASES)
 def test_bench_refuses_an_edited_artifact_in_one_line(case, artifact, tmp_path):
-    from tests.test_reliability import _resign, assert_one_line, edgepack, tree
+    from tests.cli import resign as _resign, assert_one_line, edgepack, tree
 
     edit, words = ARTIFACT_CASES[case]
     bad = tmp_path / "bad"
@@ -226,7 +226,7 @@ def test_bench_refuses_an_edited_artifact_in_one_line(case, artifact, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["conv input channels doubled", "no layers", "NaN input scale"])
 def test_debug_refuses_an_edited_plan_in_one_line(case, artifact, tmp_path):
-    from tests.test_reliability import _resign, assert_one_line, edgepack
+    from tests.cli import resign as _resign, assert_one_line, edgepack
 
     edit, words = ARTIFACT_CASES[case]
     bad = tmp_path / "bad"
@@ -242,7 +242,7 @@ def test_debug_refuses_an_edited_plan_in_one_line(case, artifact, tmp_path):
 def test_bench_of_a_tvm_artifact_with_a_damaged_golden_output_is_one_line(tmp_path):
     """The TVM runner reads the output width from golden_output.npy before bench reads the golden files:
     the same loader, the same one line."""
-    from tests.test_reliability import SMALL, _resign, assert_one_line, edgepack
+    from tests.cli import SMALL, resign as _resign, assert_one_line, edgepack
 
     art = tmp_path / "tvm"
     code, _, err, _ = edgepack("compile", "--target", "x86-tvm", *SMALL, "-o", art)

@@ -8,7 +8,6 @@ in test_artifact_paths.py, baselines (5) in test_baseline.py, signatures in test
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,38 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgepack.artifact import output_lock, write_manifest
+from edgepack.artifact import output_lock
+from tests.cli import SMALL, TRACKED, assert_one_line, edgepack, resign as _resign, tree
 from tests.conftest import run_cli
-
-SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
-
-
-def edgepack(*argv, cwd=None, timeout=600):
-    """Run the CLI as a process; (exit code, stdout, stderr, seconds)."""
-    start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
-                       cwd=cwd, timeout=timeout, env={**os.environ, "EDGEPACK_PROGRESS": "auto"})
-    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
-
-
-# The CLI in a process that also says whether torch was imported: why a bad flag costs milliseconds.
-TRACKED = ("import sys\nfrom edgepack.cli.main import main\ntry:\n    rc = main(sys.argv[1:])\n"
-           "except SystemExit as e:\n    rc = e.code\nprint('torch imported' if 'torch' in sys.modules else 'no torch')\n"
-           "sys.exit(rc)")
-
-
-def assert_one_line(code, err, want_code, *words):
-    assert code == want_code, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"stderr is not one line:\n{err}"
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-def tree(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
-
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
@@ -305,13 +275,6 @@ def test_bad_checkpoint_is_refused_by_name(case, tmp_path):
 
 
 # ---------------------------------------------------------------- finding 10: tracebacks in bench / debug
-
-def _resign(folder: Path) -> None:
-    """Update the manifest's sha256s after an edit, as an attacker (or a careless script) would."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest.pop("files")
-    write_manifest(folder, manifest)
-
 
 def test_debug_of_an_fp32_artifact_is_one_line(fp32_artifact):
     code, _, err, _ = edgepack("debug", fp32_artifact)

@@ -6,39 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from edgepack.benchmark.sweep import parse_list
+from tests.cli import assert_one_line, edgepack, tree
 
 ROW = {"model": "mobilenet_v1", "alpha": 0.25, "resolution": 32, "macs": 834688, "params": 210170, "fp32_accuracy": 0.5,
        "int8_accuracy": 0.5, "top1_agreement": 1.0, "latency_median_ms": 0.07, "cost": None, "passed": True,
        "artifact": "a0.25_r32"}
 GOOD = {"format": "edgepack-sweep", "target": "host", "rows": [ROW]}
-
-
-def edgepack(*argv, timeout=60):
-    start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "edgepack.cli.main", *map(str, argv)], capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, "EDGEPACK_PROGRESS": "auto"})
-    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
-
-
-def assert_one_line(code, err, want_code, *words):
-    assert code == want_code, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"stderr is not one line:\n{err}"
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-def tree(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*")) if not p.is_fifo()}
 
 
 SWEEP_FILES = {

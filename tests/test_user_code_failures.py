@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_reliability import assert_one_line, edgepack
+from tests.cli import assert_one_line, edgepack
 
 MODELS = '''
 import sys

@@ -3,7 +3,7 @@ killed on timeout, error or a stop signal, a temporary run folder removed in eve
 "find this tool or name its apt package" lookup. Every device program edgepack runs (native test
 programs, qemu-user, qemu-system, valgrind) goes through here, so a hung one never outlives its limit
 or edgepack itself."""
-from edgepack.devices.process import Finished, RunTimeout, abandon, adopt, release, run, run_folder
+from edgepack.devices.process import Finished, abandon, adopt, release, run, run_folder
 from edgepack.devices.tools import find_tool
 
-__all__ = ["Finished", "RunTimeout", "abandon", "adopt", "find_tool", "release", "run", "run_folder"]
+__all__ = ["Finished", "abandon", "adopt", "find_tool", "release", "run", "run_folder"]

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepack.errors import DeviceError
+from edgepack.errors import DeviceTimeout
 
 RUN_PREFIX = "edgepack-run-"
 STOP_GRACE_S = 10.0  # how long adopted workers get to clean up after SIGTERM before SIGKILL
@@ -24,10 +24,6 @@ STOP_GRACE_S = 10.0  # how long adopted workers get to clean up after SIGTERM be
 _GROUPS: dict[int, subprocess.Popen] = {}  # running device programs, each the leader of its own process group
 _ADOPTED: dict[int, tuple] = {}  # other children to stop with edgepack (sweep's workers): pid -> (owner pid, psutil.Process)
 _FOLDERS: set[Path] = set()  # run folders in use
-
-
-class RunTimeout(DeviceError):
-    """A device program did not finish within its time limit; it was killed with its process group."""
 
 
 @dataclass
@@ -42,7 +38,7 @@ def run(cmd: list, *, timeout: float | None, what: str, fix: str, cwd=None, env:
     """Run ``cmd`` in its own session with stdout/stderr captured, for at most ``timeout`` seconds.
 
     On timeout, an error or an exception (KeyboardInterrupt included) the whole process group is
-    killed; a timeout raises RunTimeout "``what`` did not finish within N s ...: ``fix``". A non-zero
+    killed; a timeout raises DeviceTimeout "``what`` did not finish within N s ...: ``fix``". A non-zero
     exit is returned, not raised. OSError (the program cannot start) is left to the caller, who knows
     the fix."""
     proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, start_new_session=True, text=text,
@@ -54,7 +50,7 @@ def run(cmd: list, *, timeout: float | None, what: str, fix: str, cwd=None, env:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _end(proc)
-        raise RunTimeout(f"{what} did not finish within {timeout:g} s (it hangs, or needs more time): {fix}") from None
+        raise DeviceTimeout(f"{what} did not finish within {timeout:g} s (it hangs, or needs more time): {fix}") from None
     except BaseException:
         _end(proc)
         raise
