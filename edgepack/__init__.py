@@ -1,7 +1,8 @@
 """edgepack: MobileNet-style PyTorch CNNs to verified int8 artifacts for edge devices."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from edgepack.version import __version__
+
 __all__ = ["compile", "bench", "debug", "CompileConfig", "__version__"]
 
 

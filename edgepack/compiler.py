@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepack import __version__, evaldata, provenance
+from edgepack import evaldata, provenance
 from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (CompileConfig re-exported)
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
@@ -23,6 +23,7 @@ from edgepack.plan import reference
 from edgepack.plan.build import build_plan
 from edgepack.plan.plan import Plan
 from edgepack.targets import Target, get_target
+from edgepack.version import __version__
 
 GOLDEN_IMAGES = 8
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepack import __version__
 from edgepack.backends.c.memplan import PORTABLE, MemoryPlan, layer_kernel, scratch_bytes
 from edgepack.errors import UnsupportedModelError
 from edgepack.plan.plan import Layer, Plan
+from edgepack.version import __version__
 
 INT32_MAX = 2**31 - 1
 KERNEL_SETS = ("portable", "fast")
