@@ -46,6 +46,7 @@ def loop_program(tmp_path_factory):
     return folder / "loop"
 
 
+@pytest.mark.slow
 def test_plugin_counts_every_instruction_and_the_simd_fp_ones(loop_program):
     """2000 more loop iterations = exactly 14000 more instructions, 6000 of them vector; and the same
     run counts the same twice."""
@@ -148,6 +149,7 @@ def _sdot_expected(x: np.ndarray, classes: int) -> np.ndarray:
     return acc[:, np.arange(classes) % 4].astype(np.int8)
 
 
+@pytest.mark.slow
 def test_dotprod_library_is_refused_on_a_cortex_a72(tmp_path, monkeypatch):
     """Bench's runner on an rpi4 ('cortex-a72') artifact whose library uses SDOT: SIGILL, one-line
     DeviceError naming the CPU. Under qemu's default `-cpu max` SDOT would run, so this fails unless the

@@ -59,6 +59,7 @@ NAMED_OUTSIDE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", NAMED_OUTSIDE)
 def test_manifest_naming_anything_outside_is_refused_before_it_runs(case, c_artifact, tmp_path, evil):
     script, marker = evil
@@ -72,6 +73,7 @@ def test_manifest_naming_anything_outside_is_refused_before_it_runs(case, c_arti
     assert snapshot(art) == before
 
 
+@pytest.mark.slow
 def test_file_entry_outside_the_folder_with_the_right_sha256_is_refused(c_artifact, tmp_path):
     art = tampered(c_artifact, tmp_path / "art", lambda d, m: None)
     (tmp_path / "outside.bin").write_bytes(b"outside")
@@ -82,6 +84,7 @@ def test_file_entry_outside_the_folder_with_the_right_sha256_is_refused(c_artifa
     one_line(code, err, 2, "'../outside.bin'", "leaves the artifact folder")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("link", ["file", "folder"])
 def test_symlink_inside_an_artifact_is_refused_and_never_followed(link, c_artifact, tmp_path, evil):
     script, marker = evil
@@ -99,6 +102,7 @@ def test_symlink_inside_an_artifact_is_refused_and_never_followed(link, c_artifa
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_host_model_file_outside_is_not_loaded(tmp_path):
     src = tmp_path / "host"
     code, _, err, _ = edgepack("compile", "--target", "host", *SMALL, "-o", src, timeout=600)
@@ -122,6 +126,7 @@ SCHEMA_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SCHEMA_CASES)
 def test_malformed_manifest_is_one_line_for_verify_and_bench(case, c_artifact, tmp_path):
     art = tmp_path / "art"
@@ -136,6 +141,7 @@ def test_malformed_manifest_is_one_line_for_verify_and_bench(case, c_artifact, t
 
 # ---------------------------------------------------------------- FIFOs never block
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["manifest.json", "manifest.sig", "plan.json"])
 def test_fifo_in_an_artifact_is_refused_without_opening_it(name, c_artifact, tmp_path):
     art = tmp_path / "art"
@@ -153,6 +159,7 @@ def test_fifo_in_an_artifact_is_refused_without_opening_it(name, c_artifact, tmp
 
 # ---------------------------------------------------------------- compile never writes into, over or around
 
+@pytest.mark.slow
 def test_compile_into_a_folder_inside_an_artifact_is_refused(c_artifact, tmp_path):
     art = tmp_path / "art"
     shutil.copytree(c_artifact, art)
@@ -163,6 +170,7 @@ def test_compile_into_a_folder_inside_an_artifact_is_refused(c_artifact, tmp_pat
     assert edgepack("verify", art)[0] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("force", [False, True])
 def test_compile_over_a_folder_holding_an_artifact_is_refused(force, c_artifact, tmp_path):
     holder = tmp_path / "holder"
@@ -173,6 +181,7 @@ def test_compile_over_a_folder_holding_an_artifact_is_refused(force, c_artifact,
     assert snapshot(holder) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--calibration", "--eval-data"])
 def test_compile_over_a_folder_holding_its_own_input_is_refused(flag, c_artifact, tmp_path):
     art = tmp_path / "art"
@@ -220,6 +229,7 @@ def test_keygen_on_a_full_disk_leaves_no_half_key_pair(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- debug runs no code a manifest names
 
+@pytest.mark.slow
 def test_debug_never_imports_model_code_the_manifest_names(tmp_path, evil):
     from tests.test_user_model import NET_SOURCE
 

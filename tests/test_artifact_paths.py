@@ -49,6 +49,7 @@ def one_line(err: str) -> str:
 
 # ---------------------------------------------------------------- 8: relative artifact paths
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", [None, "qemu-aarch64"])
 def test_bench_c_host_by_relative_path(c_host, capsys, monkeypatch, device):
     monkeypatch.chdir(c_host.parent)
@@ -57,6 +58,7 @@ def test_bench_c_host_by_relative_path(c_host, capsys, monkeypatch, device):
     assert "result: PASS" in out
 
 
+@pytest.mark.slow
 def test_library_runs_a_relative_binary_path(c_host, monkeypatch):
     """Fixed at the source too: the C runner gets the relative folder and runs the program from a temp folder."""
     monkeypatch.chdir(c_host.parent)
@@ -64,6 +66,7 @@ def test_library_runs_a_relative_binary_path(c_host, monkeypatch):
         assert edgepack.bench("ch", count=3, device=device)["passed"]
 
 
+@pytest.mark.slow
 def test_bench_cortex_m4_by_relative_path(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "compile", "--target", "cortex-m4", *SMALL, "--eval-size", "8",
@@ -74,6 +77,7 @@ def test_bench_cortex_m4_by_relative_path(tmp_path, capsys, monkeypatch):
     assert "result: PASS" in out
 
 
+@pytest.mark.slow
 def test_report_by_relative_path(c_host, capsys, monkeypatch):
     monkeypatch.chdir(c_host.parent)
     code, out, err = run_cli(capsys, "report", "ch")
@@ -82,6 +86,7 @@ def test_report_by_relative_path(c_host, capsys, monkeypatch):
     assert "data-images-loaded" in (c_host.parent / "ch.report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_output_that_is_a_folder_is_refused(c_host, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pages").mkdir()
@@ -91,6 +96,7 @@ def test_report_output_that_is_a_folder_is_refused(c_host, capsys, monkeypatch, 
     assert list((tmp_path / "pages").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_report_output_under_a_missing_folder_is_created(c_host, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "report", str(c_host), "-o", "missing/dir/x.html")
@@ -101,12 +107,14 @@ def test_report_output_under_a_missing_folder_is_created(c_host, capsys, monkeyp
 
 # ---------------------------------------------------------------- 9: eval data recorded by content
 
+@pytest.mark.slow
 def test_digits_eval_is_recorded_by_content(c_host):
     ev = verify(c_host)["eval"]
     assert ev["source"].startswith("digits:eval") and ev["file"] is None and len(ev["sha256"]) == 64
     assert "spec" not in ev
 
 
+@pytest.mark.slow
 def test_digits_artifact_benches_on_a_cpu_with_other_resize_kernels(tmp_path):
     """At resolution 96 torch's DEFAULT and AVX2 bilinear kernels round differently: the digits
     checksum covers the source pixels, so a bench on another CPU is not refused."""
@@ -121,6 +129,7 @@ def test_digits_artifact_benches_on_a_cpu_with_other_resize_kernels(tmp_path):
     assert "result: PASS" in proc.stdout
 
 
+@pytest.mark.slow
 def test_edited_eval_checksum_is_refused(c_host, capsys, tmp_path):
     art = shutil.copytree(c_host, tmp_path / "ch")
     manifest = json.loads((art / "manifest.json").read_text())
@@ -131,6 +140,7 @@ def test_edited_eval_checksum_is_refused(c_host, capsys, tmp_path):
     assert "differs from what it was compiled with" in one_line(err)
 
 
+@pytest.mark.slow
 def test_artifact_with_own_eval_data_benches_anywhere(tmp_path, capsys, monkeypatch):
     """Compiled with a relative --eval-data, moved elsewhere, data deleted, benched from a third folder."""
     work, elsewhere, third = (tmp_path / d for d in ("work", "elsewhere", "third"))
@@ -160,6 +170,7 @@ def test_artifact_with_own_eval_data_benches_anywhere(tmp_path, capsys, monkeypa
     assert report["accuracy"] == manifest["metrics"]["int8_accuracy"]  # the very images compile measured
 
 
+@pytest.mark.slow
 def test_eval_data_too_large_to_copy_needs_the_same_data(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(evaldata, "COPY_LIMIT_BYTES", 0)
     monkeypatch.chdir(tmp_path)
@@ -208,6 +219,7 @@ def test_eval_copy_gives_the_images_back_bit_for_bit(tmp_path):
         assert evaldata.content_sha256(back) == entry["sha256"]
 
 
+@pytest.mark.slow
 def test_write_report_refuses_a_folder_before_benching(c_host, tmp_path, monkeypatch):
     from edgepack.benchmark import report
     from edgepack.errors import OutputError

@@ -56,6 +56,7 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_update_baseline_records_what_was_measured(baselines):
     tvm = json.loads(baselines["x86-generic"].read_text())
     assert tvm["version"] == 2 and tvm["target"] == "x86-tvm" and tvm["backend"] == "tvm"
@@ -72,11 +73,13 @@ def test_rpc_device_identity_has_no_port():
     assert device_identity("host") == "host" and device_identity("qemu-aarch64") == "qemu-aarch64"
 
 
+@pytest.mark.slow
 def test_matching_baseline_passes(host_small, baselines, capsys):
     code, out, err = run_cli(capsys, "bench", str(host_small), *FAST, "--baseline", str(baselines["host"]))
     assert code == 0 and "no regression" in out and err == ""
 
 
+@pytest.mark.slow
 def test_x86_tvm_baseline_refused_for_host_artifact(host_small, baselines, capsys):
     code, out, err = run_cli(capsys, "bench", str(host_small), *FAST, "--baseline", str(baselines["x86-generic"]))
     line = one_error_line(err)
@@ -84,6 +87,7 @@ def test_x86_tvm_baseline_refused_for_host_artifact(host_small, baselines, capsy
     assert "no regression" not in out
 
 
+@pytest.mark.slow
 def test_vnni_baseline_refused_for_generic_artifact_naming_the_matching_file(x86_generic, baselines, tmp_path, capsys):
     shutil.copy(baselines["x86-generic"], tmp_path / "x86-generic.json")
     vnni = edited(baselines["x86-generic"], tmp_path / "x86-vnni.json", kernels="vnni")
@@ -93,6 +97,7 @@ def test_vnni_baseline_refused_for_generic_artifact_naming_the_matching_file(x86
     assert f"use {tmp_path / 'x86-generic.json'}" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value, named", [
     ("eval_images", 120, "eval_images 120"),
     ("device", "rpc key x86", 'device "rpc key x86"'),
@@ -104,6 +109,7 @@ def test_other_mismatches_refused(host_small, baselines, tmp_path, capsys, field
     assert code == 2 and named in one_error_line(err)
 
 
+@pytest.mark.slow
 def test_edgepack_version_difference_is_reported_not_refused(host_small, baselines, tmp_path, capsys):
     older = edited(baselines["host"], tmp_path / "older.json", edgepack_version="0.0.1")
     code, out, err = run_cli(capsys, "bench", str(host_small), *FAST, "--baseline", str(older))
@@ -111,6 +117,7 @@ def test_edgepack_version_difference_is_reported_not_refused(host_small, baselin
     assert 'note: baseline edgepack_version "0.0.1"' in out and "no regression" in out
 
 
+@pytest.mark.slow
 def test_version_1_baseline_refused(host_small, baselines, tmp_path, capsys):
     v1 = edited(baselines["host"], tmp_path / "v1.json", version=1)
     code, _, err = run_cli(capsys, "bench", str(host_small), *FAST, "--baseline", str(v1))
@@ -141,6 +148,7 @@ def _invalid(kind: str, base: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, expected", [
     ("list", "holds a JSON list"),
     ("wrong-type", '"accuracy" is "high"'),
@@ -167,6 +175,7 @@ def test_invalid_baseline_one_line_exit_2(host_small, baselines, tmp_path, capsy
     assert "result:" not in out  # refused before benching
 
 
+@pytest.mark.slow
 def test_update_baseline_into_a_directory_is_one_line(host_small, tmp_path, capsys):
     code, _, err = run_cli(capsys, "bench", str(host_small), *FAST, "--update-baseline", str(tmp_path))
     assert code == 2 and str(tmp_path) in one_error_line(err)

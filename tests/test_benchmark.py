@@ -14,6 +14,8 @@ from edgepack.benchmark.debug import debug_artifact
 from edgepack.plan.plan import Plan
 from tests.conftest import ALPHA, RES, run_cli
 
+pytestmark = pytest.mark.slow  # every test here benches a compiled artifact or runs a sweep
+
 
 def worsened_copy(src, dst, layer_index=5, extra_shift=-2):
     """A consistent (re-signed) artifact whose plan has a wrong shift in one layer: a compiler bug."""

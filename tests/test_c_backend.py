@@ -57,6 +57,7 @@ def _check(report, name_part):
 
 # ---------------------------------------------------------------- end to end on the three targets
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture,machine", [("m4_artifact", "mps2-an386"), ("m7_artifact", "mps2-an500")])
 def test_cortex_m_bench_is_bit_exact(fixture, machine, request):
     folder = request.getfixturevalue(fixture)
@@ -94,6 +95,7 @@ def test_cortex_m_bench_is_bit_exact(fixture, machine, request):
     assert mem["arena_bytes"] <= mem["naive_bytes"] and mem["arena_bytes"] == mem["lower_bound_bytes"]
 
 
+@pytest.mark.slow
 def test_c_host_native_and_aarch64(host_artifact_c):
     manifest = verify(host_artifact_c)
     assert manifest["backend_info"]["kernels"] == "portable"
@@ -110,6 +112,7 @@ def test_c_host_native_and_aarch64(host_artifact_c):
     assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
 
 
+@pytest.mark.slow
 def test_generated_project_is_reproducible(m4_artifact, tmp_path):
     """Same plan -> byte-identical model.c/model.h and firmware, whatever folder it is built in."""
     manifest = read_manifest(m4_artifact)
@@ -124,6 +127,7 @@ def test_generated_project_is_reproducible(m4_artifact, tmp_path):
         assert built.files[firmware.FIRMWARE].read_bytes() == elf
 
 
+@pytest.mark.slow
 def test_runtime_uses_no_heap_and_no_float(m4_artifact, tmp_path):
     """Built for a Cortex-M4 without FPU, the model library needs no malloc and no float helpers."""
     spec = dataclasses.replace(firmware.BuildSpec.from_target(read_manifest(m4_artifact)["target"]),
@@ -223,6 +227,7 @@ def _run_plan(spec, plan, x, kernels, work):
     return firmware.run_images(spec, binary, x, codegen.numel(plan.output_shape), spec.devices()[0]).outputs
 
 
+@pytest.mark.slow
 def test_kernels_match_reference_on_random_layers(tmp_path):
     """Portable and fast kernels (host gcc: fast ones with C emulations of the DSP intrinsics), and
     the fast ones with the real SMLAD/SXTB16 on Cortex-M4 under QEMU, all equal the numpy reference."""
@@ -285,6 +290,7 @@ def _corrupt_fc_weight(folder: Path) -> tuple[str, str]:
     return text[:start] + "    " + ", ".join(values) + "\n" + text[end:], f"{old} -> {new}"
 
 
+@pytest.mark.slow
 def test_corrupted_weight_is_caught(m4_artifact, tmp_path):
     # 1. an edited model.c in an artifact: bench refuses it before running anything
     bad = tmp_path / "tampered"
@@ -307,6 +313,7 @@ def test_corrupted_weight_is_caught(m4_artifact, tmp_path):
 
 # ---------------------------------------------------------------- budget, toolchain errors
 
+@pytest.mark.slow
 def test_budget_overflow_fails_compile_and_leaves_nothing(tmp_path):
     """Two 16 x 128 x 128 activations alive together need 512 KB of arena: over cortex-m4's 256 KB."""
     model = nn.Sequential(
@@ -344,6 +351,7 @@ def _assert_sound(plan):
     assert lower_bound(plan.buffers) <= plan.arena_bytes <= plan.naive_bytes
 
 
+@pytest.mark.slow
 def test_memory_plan_of_the_model(m4_artifact):
     plan = Plan.load(m4_artifact)
     for kernels in ("portable", "fast"):

@@ -14,6 +14,7 @@ from tests.conftest import ALPHA, RES, run_cli
 SMALL = ["--alpha", str(ALPHA), "--resolution", str(RES), "--eval-size", "40", "--calib-size", "32"]
 
 
+@pytest.mark.slow
 def test_artifact_contents(host_artifact):
     manifest = verify(host_artifact)
     assert set(manifest["files"]) == {"qdq.onnx", "plan.json", "plan.npz", "golden_input.npy", "golden_output.npy",
@@ -27,6 +28,7 @@ def test_artifact_contents(host_artifact):
     assert np.load(host_artifact / "golden_input.npy").dtype == np.int8
 
 
+@pytest.mark.slow
 def test_bench_passes_and_catches_tampering(host_artifact, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "bench", str(host_artifact), "--count", "5", "--json", str(tmp_path / "r.json"))
     assert code == 0, out
@@ -56,6 +58,7 @@ def test_two_compiles_are_byte_identical(capsys, tmp_path):
     assert [sha256(tmp_path / "a" / f) for f in files] == [sha256(tmp_path / "b" / f) for f in files]
 
 
+@pytest.mark.slow
 def test_bring_your_own_model(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(

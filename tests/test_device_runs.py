@@ -166,6 +166,7 @@ def _qemu_processes(program: Path) -> list:
     return [p for p in psutil.process_iter(["cmdline"]) if str(program) in " ".join(p.info["cmdline"] or [])]
 
 
+@pytest.mark.slow
 def test_qemu_user_runs_are_bounded_and_stopped_with_edgepack(tmp_path, monkeypatch):
     """edgepack.qemu (the TVM backend's device runs) goes through the same runner: its timeout names the
     run, and abandon() (the stop-signal handler) ends a run in progress and removes its folder."""

@@ -97,6 +97,7 @@ def test_random_plans_bit_exact(cpu, tmp_path):
             assert int((got != want).sum()) == 0, f"seed {seed}, {threads} threads: {int((got != want).sum())} values differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["cortex-a72", "cortex-a76"])
 def test_asymmetric_pads_bit_exact(cpu, tmp_path):
     """TensorFlow-SAME pads (0, 0, 1, 1) on the stride-2 layers, (2, 0, 0, 2) on the stride-1 depthwise:

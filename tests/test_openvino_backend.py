@@ -26,6 +26,7 @@ def npu_artifact(tmp_path_factory):
     return edgepack.compile(target="intel-npu", output=str(tmp_path_factory.mktemp("ov") / "npu"), **SMALL)
 
 
+@pytest.mark.slow
 def test_intel_cpu_artifact_is_a_static_int8_ir(cpu_artifact):
     manifest = verify(cpu_artifact)
     assert {"model.xml", "model.bin", "qdq.onnx", "plan.json"} <= set(manifest["files"])
@@ -37,6 +38,7 @@ def test_intel_cpu_artifact_is_a_static_int8_ir(cpu_artifact):
     assert sizes["i8"] > 5 * sizes.get("f32", 0), sizes  # weights stored as int8, only scales/bias in f32
 
 
+@pytest.mark.slow
 def test_intel_cpu_convolutions_execute_in_int8(cpu_artifact):
     v = json.loads((cpu_artifact / "manifest.json").read_text())["backend_info"]["cpu_verification"]
     assert v["against"] == "numpy int8 reference" and v["eval_images"] == 40
@@ -50,6 +52,7 @@ def test_intel_cpu_convolutions_execute_in_int8(cpu_artifact):
     assert any(k.endswith("_I8") for k in layers["kernels"])
 
 
+@pytest.mark.slow
 def test_intel_cpu_bench_reports_latency_and_int8_kernels(cpu_artifact):
     report = bench_artifact(cpu_artifact, count=5)
     assert report["passed"] and report["device"] == "OpenVINO CPU"
@@ -62,6 +65,7 @@ def test_intel_cpu_bench_reports_latency_and_int8_kernels(cpu_artifact):
     assert d["layers"]["int8_layers"] > 0
 
 
+@pytest.mark.slow
 def test_intel_cpu_bench_cli_prints_load_time_and_int8_counts(cpu_artifact, capsys):
     code, out, err = run_cli(capsys, "bench", str(cpu_artifact), "--count", "3")
     assert code == 0, out + err
@@ -70,6 +74,7 @@ def test_intel_cpu_bench_cli_prints_load_time_and_int8_counts(cpu_artifact, caps
     assert code == 2 and "use cpu or npu" in err
 
 
+@pytest.mark.slow
 def test_float_baseline_runs_in_f32_not_bf16(tmp_path):
     out = edgepack.compile(target="intel-cpu", quant="none", output=str(tmp_path / "fp32"), **SMALL)
     v = verify(out)["backend_info"]["cpu_verification"]
@@ -79,6 +84,7 @@ def test_float_baseline_runs_in_f32_not_bf16(tmp_path):
     assert {p for precisions in v["layers"]["by_type"].values() for p in precisions} == {"f32"}
 
 
+@pytest.mark.slow
 def test_intel_npu_records_the_truth_and_bench_needs_device_cpu(npu_artifact, cpu_artifact, capsys):
     manifest = verify(npu_artifact)
     info = manifest["backend_info"]
@@ -101,6 +107,7 @@ def test_intel_npu_records_the_truth_and_bench_needs_device_cpu(npu_artifact, cp
     assert "result: PASS" in out
 
 
+@pytest.mark.slow
 def test_compile_fails_when_the_ir_disagrees_with_the_reference(cpu_artifact, tmp_path):
     """A real mismatch: the plan of the shipped weights against the IR of a randomly initialised model."""
     from edgepack.backends import openvino as backend

@@ -152,6 +152,7 @@ def test_avgpool_and_fc():
     assert np.abs(out - np.clip(np.round(real / 0.2), -128, 127)).max() <= 1
 
 
+@pytest.mark.slow
 def test_plan_round_trip(host_artifact, tmp_path):
     plan = Plan.load(host_artifact)
     plan.save(tmp_path)
@@ -166,6 +167,7 @@ def test_plan_round_trip(host_artifact, tmp_path):
             assert (layer.arrays["multiplier"] >= 2**30).all()
 
 
+@pytest.mark.slow
 def test_reference_agrees_with_onnxruntime_and_torch(host_artifact):
     """The numpy reference against ORT running the QDQ file (and the torch PT2E graph), on digits eval."""
     import json

@@ -118,6 +118,7 @@ def test_output_never_deletes_a_git_checkout(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".repo")]
 
 
+@pytest.mark.slow
 def test_output_artifact_with_user_files_needs_force(artifact, tmp_path):
     out = tmp_path / "art"
     shutil.copytree(artifact, out)
@@ -276,11 +277,13 @@ def test_bad_checkpoint_is_refused_by_name(case, tmp_path):
 
 # ---------------------------------------------------------------- finding 10: tracebacks in bench / debug
 
+@pytest.mark.slow
 def test_debug_of_an_fp32_artifact_is_one_line(fp32_artifact):
     code, _, err, _ = edgepack("debug", fp32_artifact)
     assert_one_line(code, err, 2, "fp32 artifact", "--quant ptq")
 
 
+@pytest.mark.slow
 def test_resigned_corrupt_plan_is_one_line(artifact, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(artifact, bad)
@@ -293,6 +296,7 @@ def test_resigned_corrupt_plan_is_one_line(artifact, tmp_path):
         assert_one_line(code, err, 2, "cannot read the int8 plan")
 
 
+@pytest.mark.slow
 def test_resigned_plan_outside_the_int8_contract_is_one_line(artifact, tmp_path):
     from edgepack.plan.plan import Plan
 
@@ -306,6 +310,7 @@ def test_resigned_plan_outside_the_int8_contract_is_one_line(artifact, tmp_path)
     assert_one_line(code, err, 2, "bias too large for the int32 accumulator")
 
 
+@pytest.mark.slow
 def test_internal_error_exits_3_with_one_line(artifact, capsys, monkeypatch):
     import edgepack.benchmark.run as run
 

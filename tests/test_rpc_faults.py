@@ -118,6 +118,7 @@ def error_within(seconds: float, call):
     return outcome.get("error")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_key", [True, False], ids=["tracker", "server"])
 def test_nothing_listening_fails_at_once(artifact, with_key):
     """Was: 62 s of TVM's connect_with_retry and 12 warnings. --timeout 60 shows it does not wait."""
@@ -135,6 +136,7 @@ def test_tracker_refusal_takes_milliseconds():
     assert time.monotonic() - start < 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("address, problem", [
     ("localhost", "has no port"), (":9190", "has no host"), ("localhost:http", "port 'http' is not a number"),
     ("10.0.0.2:0", "port '0' is not a number"), ("10.0.0.2:65536", "port '65536' is not a number"),
@@ -147,6 +149,7 @@ def test_rpc_address_without_host_and_port_is_refused_before_connecting(artifact
         Runner(artifact, _manifest(artifact), rpc=address, key="x86")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf", "soon"])
 def test_timeout_must_be_positive_seconds(artifact, timeout):
     code, err, _ = bench(artifact, "--rpc", "127.0.0.1:9190", "--timeout", timeout)

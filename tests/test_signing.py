@@ -63,6 +63,7 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(c
     assert private.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_signed_artifact_verifies_with_its_key(signed, capsys):
     art, pub = signed / "art", signed / "release.pub"
     fp = short(fingerprint(load_public_key(pub)))
@@ -78,6 +79,7 @@ def test_signed_artifact_verifies_with_its_key(signed, capsys):
     assert f"signed by key {fp}" in out
 
 
+@pytest.mark.slow
 def test_signing_leaves_the_artifact_byte_identical_and_is_deterministic(signed, capsys, tmp_path):
     """The manifest is the same with or without --sign-key; the same key signs it to the same bytes."""
     plain = tmp_path / "plain"
@@ -131,6 +133,7 @@ REFUSALS = {  # case: (tamper, key file to verify with, what the one line must s
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["verify", "bench"])
 @pytest.mark.parametrize("case", REFUSALS)
 def test_verify_key_refuses(signed, capsys, tmp_path, case, command):
@@ -144,6 +147,7 @@ def test_verify_key_refuses(signed, capsys, tmp_path, case, command):
     assert err.startswith(f"edgepack {command}: error: ") and message in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, message", [
     ("release.pub", "is a public key: sign with the private key (.key)"),
     ("missing.key", "does not exist: create a key pair with `edgepack keygen"),
@@ -163,6 +167,7 @@ def test_compile_refuses_a_bad_sign_key_before_any_work(signed, capsys, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_sign_key_fails_fast_with_one_line(signed, tmp_path):
     """From a fresh process: nothing heavy (torch) is imported before the key is checked."""
     probe = ("import sys; from edgepack.cli.main import main; code = main(sys.argv[1:]); "

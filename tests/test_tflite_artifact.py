@@ -21,6 +21,7 @@ def _compile(capsys, target, out):
     return json.loads((out / "manifest.json").read_text()), stdout
 
 
+@pytest.mark.slow
 def test_host_artifact_holds_a_verified_tflite(capsys, tmp_path):
     manifest, stdout = _compile(capsys, "host", tmp_path / "h")
     verify(tmp_path / "h")  # model.tflite is listed with its sha256 like every file
@@ -60,6 +61,7 @@ def _wrong_zero_point(monkeypatch):
     monkeypatch.setattr(tflite_export._Graph, "activation", activation_with_wrong_zero_point)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tamper", [_wrong_bias, _wrong_zero_point])
 def test_a_wrong_tflite_is_refused(capsys, tmp_path, monkeypatch, tamper):
     tamper(monkeypatch)
@@ -69,6 +71,7 @@ def test_a_wrong_tflite_is_refused(capsys, tmp_path, monkeypatch, tamper):
     assert list(tmp_path.iterdir()) == []  # no artifact, no temporary folder
 
 
+@pytest.mark.slow
 def test_compile_writes_nothing_to_stderr(tmp_path):
     """LiteRT's C++ log line ("INFO: Created TensorFlow Lite XNNPACK delegate") must not reach the user."""
     run = subprocess.run([sys.executable, "-m", "edgepack.cli.main", "compile", "--target", "host", *TINY,

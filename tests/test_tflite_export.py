@@ -38,6 +38,7 @@ def _assert_bit_exact(folder):
     assert np.array_equal(got, want), f"{int((got != want).sum())} of {want.size} logits differ"
 
 
+@pytest.mark.slow
 def test_bit_exact_under_litert_reference_kernels(host_artifact):
     _assert_bit_exact(host_artifact)  # alpha 0.25, 64x64: a 2x2 final map, so the even-count pool path
 
@@ -51,6 +52,7 @@ def test_bit_exact_alpha_075(tmp_path_factory):
     _assert_bit_exact(folder)
 
 
+@pytest.mark.slow
 def test_same_plan_same_bytes(host_artifact, tmp_path):
     plan = Plan.load(host_artifact)
     first = plan_to_tflite(plan)
@@ -97,6 +99,7 @@ def test_padding_choice(h, k, s, pads, out, want):
     assert _tflite_padding(h, h, k, s, pads, out, out) == want
 
 
+@pytest.mark.slow
 def test_tensorflow_same_pads_export_as_same_and_stay_bit_exact(host_artifact):
     """The shipped plan with its stride-2 layers padded as TensorFlow's SAME, (top, left, bottom, right) =
     (0, 0, 1, 1): every conv is a SAME or VALID CONV_2D / DEPTHWISE_CONV_2D, no PAD op; the PyTorch plan

@@ -21,6 +21,8 @@ from edgepack.interop.tflite_import import read_tflite
 from edgepack.plan import reference
 from tests.tflite_mutations import converter_like, mutations
 
+pytestmark = pytest.mark.slow  # the mutated files are made from a compiled artifact's model.tflite
+
 SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
 COUNTS = {"edgepack": 200, "converter": 200, "converter_float_io": 150}  # 550 in-process mutations
 CASE_SECONDS = 10  # per in-process mutation; a CLI run gets 30 s

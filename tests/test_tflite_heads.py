@@ -205,6 +205,7 @@ def test_head_plan_bit_exact_in_tvm_on_host(kernels, pool):
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} values differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpu, pool", [("cortex-a72", "mean"), ("cortex-a76", "raw_average")])
 def test_head_plan_bit_exact_in_neon_under_qemu(cpu, pool, tmp_path):
     """SMULL (a72) and SDOT (a76) kernel sets, each with one of the pools; the fc is the same TE kernel."""
@@ -218,6 +219,7 @@ def test_head_plan_bit_exact_in_neon_under_qemu(cpu, pool, tmp_path):
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} values differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", ["mean", "raw_average"])
 def test_head_plan_bit_exact_in_c_on_host_and_cortex_m4(pool, tmp_path):
     from edgepack.backends.c import firmware

@@ -19,6 +19,7 @@ def tflm_artifact(tmp_path_factory):
     return edgepack.compile(target="tflm", alpha=0.25, resolution=96, eval_size=16, calib_size=32, output=str(out))
 
 
+@pytest.mark.slow
 def test_c_array_holds_the_verified_tflite_and_compiles_warning_free(tflm_artifact, tmp_path):
     manifest = json.loads((tflm_artifact / "manifest.json").read_text())
     assert {"model.tflite", "model_data.c", "model_data.h"} <= set(manifest["files"])
@@ -37,6 +38,7 @@ def test_c_array_holds_the_verified_tflite_and_compiles_warning_free(tflm_artifa
     assert size == len(model)
 
 
+@pytest.mark.slow
 def test_arena_estimate_is_recorded_and_sane(tflm_artifact):
     info = json.loads((tflm_artifact / "manifest.json").read_text())["backend_info"]
     arena = info["arena"]
@@ -47,6 +49,7 @@ def test_arena_estimate_is_recorded_and_sane(tflm_artifact):
     assert 2 * 48 * 48 * 8 <= arena["activations_bytes"] < arena["naive_activations_bytes"]
 
 
+@pytest.mark.slow
 def test_bench_runs_the_bytes_under_litert_reference_kernels(tflm_artifact, capsys):
     code, out, err = run_cli(capsys, "bench", str(tflm_artifact))
     assert code == 0, out + err

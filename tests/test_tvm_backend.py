@@ -35,6 +35,7 @@ def _host_has_vnni() -> bool:
     return codegen.target_has_features("avx512vnni", tvm_target(get_target("x86-tvm")))
 
 
+@pytest.mark.slow
 def test_x86_int8_is_bit_exact_on_host(x86_artifact):
     info = _manifest(x86_artifact)["backend_info"]
     assert info["dtype"] == "int8" and info["tvm_version"].startswith("0.27") and "llvm" in info["tvm_target"]
@@ -47,6 +48,7 @@ def test_x86_int8_is_bit_exact_on_host(x86_artifact):
 
 
 
+@pytest.mark.slow
 def test_a_device_option_the_runner_does_not_take_is_refused_in_one_line(x86_artifact, capsys):
     """The TVM runner once swallowed unknown options: `--device npu` benched on the host as if accepted."""
     code, out, err = run_cli(capsys, "bench", str(x86_artifact), "--device", "npu")
@@ -54,6 +56,7 @@ def test_a_device_option_the_runner_does_not_take_is_refused_in_one_line(x86_art
     assert "--device" in err and "--rpc, --key, --timeout" in err and "tvm" in err, err
 
 
+@pytest.mark.slow
 def test_a_bad_device_option_value_is_refused_before_connecting(x86_artifact):
     from edgepack.errors import ConfigError
 
@@ -111,6 +114,7 @@ def test_rpc_tracker_bench_and_dead_server(x86_artifact):
         assert time.monotonic() - start < 30
 
 
+@pytest.mark.slow
 def test_unknown_rpc_device_gives_clear_error(x86_artifact, capsys):
     from edgepack.backends.tvm.rpc_local import free_port
 
@@ -118,6 +122,7 @@ def test_unknown_rpc_device_gives_clear_error(x86_artifact, capsys):
     assert code == 2 and "nothing accepts connections at" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels", ["auto", "generic"])
 def test_x86_int8_kernels_bit_exact(tmp_path, monkeypatch, kernels):
     """alpha 0.75: 24-channel layers are padded to the 16-lane VNNI kernels; the generic Relax
@@ -138,6 +143,7 @@ def test_x86_int8_kernels_bit_exact(tmp_path, monkeypatch, kernels):
     assert {"golden: host == reference (bit-exact)", "eval: host == reference (bit-exact)"} <= {c["name"] for c in report["checks"]}
 
 
+@pytest.mark.slow
 def test_int8_kernel_choice(x86_artifact):
     import dataclasses
 
@@ -162,6 +168,7 @@ def test_int8_kernel_choice(x86_artifact):
         int8_kernels(bad, plan, tvm_target(bad))
 
 
+@pytest.mark.slow
 def test_vnni_left_shift_and_rounding_paths_bit_exact(x86_artifact):
     """Shipped plans rarely have multipliers > 1; give every layer a left shift, or a long right
     shift, and the VNNI kernels must still equal the reference bit for bit."""
@@ -249,6 +256,7 @@ def test_vnni_mixed_left_and_right_shifts_in_one_layer_bit_exact():
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} values differ"
 
 
+@pytest.mark.slow
 def test_tune_mobilenet_v2_then_a_generic_compile_uses_the_records_bit_exact(tmp_path, monkeypatch, capsys):
     """`tune --model mobilenet_v2` measures the residual graph's tasks on this CPU; the generic Relax
     lowering of a V2 compile then builds from those records and stays bit-exact."""

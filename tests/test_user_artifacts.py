@@ -17,6 +17,8 @@ from edgepack.errors import ConfigError
 from tests.conftest import run_cli
 from tests.test_user_model import NET_SOURCE, seven_class_net
 
+pytestmark = pytest.mark.slow  # every test here compiles an artifact
+
 CALIB, EVAL = 24, 16
 
 

@@ -87,6 +87,7 @@ def api_artifact(user_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_api_compiles_in_memory_arrays_named_after_the_class(api_artifact, user_data):
     model, _, eval_images, labels = user_data
     assert api_artifact.parent.name == "artifacts" and api_artifact.name == "sevenclassnet_32_host_ptq"
@@ -102,6 +103,7 @@ def test_api_compiles_in_memory_arrays_named_after_the_class(api_artifact, user_
     assert manifest["quantization"]["calibration"]["images"] == CALIBRATION
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["host", "c-host", "rpi4", "arm64-a53", "x86-tvm", "cortex-m4", "cortex-m7",
                                     "intel-cpu", "intel-npu"])
 def test_user_model_benches_pass_on_every_target(target, user_data, tmp_path):
@@ -117,6 +119,7 @@ def test_user_model_benches_pass_on_every_target(target, user_data, tmp_path):
     assert report["fidelity"]["top1_agreement_vs_reference"] >= 0.99
 
 
+@pytest.mark.slow
 def test_iterables_of_batches_and_pairs_are_accepted(user_data, tmp_path):
     """A DataLoader of (input, label) pairs for both arguments gives the same artifact as the arrays."""
     model, calibration, eval_images, labels = user_data
@@ -131,6 +134,7 @@ def test_iterables_of_batches_and_pairs_are_accepted(user_data, tmp_path):
     assert verify(a)["eval"]["sha256"] == verify(b)["eval"]["sha256"]
 
 
+@pytest.mark.slow
 def test_without_eval_labels_no_accuracy_but_fidelity(user_data, tmp_path):
     model, calibration, _, _ = user_data
     out = edgepack.compile(model, "host", calibration=calibration, output=str(tmp_path / "unlabelled"))
@@ -166,6 +170,7 @@ def test_resolution_mismatch_and_wrong_shapes_are_refused_in_one_line(user_data,
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["host", "c-host", "rpi4"])  # ONNX Runtime, the C runner, TVM under qemu
 def test_cli_compiles_a_user_model_from_npz_with_mean_and_std(target, user_data, tmp_path, capsys):
     """--model FILE.py:NAME + --checkpoint + an .npz of pixels + --mean/--std; bench reuses the mapping."""
@@ -199,6 +204,7 @@ def test_cli_compiles_a_user_model_from_npz_with_mean_and_std(target, user_data,
     assert code == 0 and "result: PASS" in stdout, err
 
 
+@pytest.mark.slow
 def test_cli_user_model_without_eval_data_holds_out_calibration(user_data, tmp_path, capsys):
     """Never the digits split: the last 20% of the calibration file measure fidelity, no accuracy."""
     model, _, _, _ = user_data
