@@ -96,6 +96,7 @@ def _assert_residual_memory(folder, manifest):
     assert manifest["footprint"]["naive_arena_bytes"] == memory["naive_bytes"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["c-host", "cortex-m4"])
 def test_mobilenet_v2_compiles_and_benches_bit_exact(target, v2_checkpoint, tmp_path, capsys):
     out = tmp_path / "v2"
@@ -109,6 +110,7 @@ def test_mobilenet_v2_compiles_and_benches_bit_exact(target, v2_checkpoint, tmp_
     assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 10  # the stride-1 blocks of Table 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["c-host", "cortex-m4"])
 def test_user_residual_network_compiles_and_benches_bit_exact(target, user_residual, tmp_path):
     model, images = user_residual
@@ -120,6 +122,7 @@ def test_user_residual_network_compiles_and_benches_bit_exact(target, user_resid
     _assert_residual_memory(out, manifest)
 
 
+@pytest.mark.slow
 def test_user_residual_network_on_host_benches_pass(user_residual, tmp_path):
     """host runs the QDQ ONNX file in ONNX Runtime (float arithmetic around int8 tensors): not bit-exact, so
     bench checks top-1 agreement with the integer reference instead."""
@@ -187,6 +190,7 @@ def test_v2_for_a_chain_only_backend_is_refused_before_torch(v2_checkpoint, tmp_
 from tests.test_tvm_backend import _host_has_vnni  # noqa: E402 (TVM tests below only)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["x86-tvm", "rpi4"])
 def test_mobilenet_v2_compiles_for_tvm_and_benches_bit_exact(target, v2_checkpoint, tmp_path, capsys):
     """V2's ten residual adds through the hand-scheduled kernels (VNNI on this host's CPU where it has
@@ -202,6 +206,7 @@ def test_mobilenet_v2_compiles_for_tvm_and_benches_bit_exact(target, v2_checkpoi
     assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, kernels", [("x86-tvm", "auto"), ("x86-tvm", "generic"), ("rpi4", "auto")])
 def test_user_residual_network_compiles_for_tvm_and_benches_bit_exact(target, kernels, user_residual, tmp_path,
                                                                       monkeypatch):
@@ -288,6 +293,7 @@ def test_random_graph_plans_bit_exact_on_x86(kernels):
         assert got.shape == want.shape and int((got != want).sum()) == 0, f"seed {seed}: {int((got != want).sum())} differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["cortex-a72", "cortex-a76"])
 def test_random_graph_plans_bit_exact_on_neon(cpu, tmp_path):
     """The same plans through the NEON kernels under qemu-aarch64 (SMULL GEMMs on the A72, SDOT on the A76),

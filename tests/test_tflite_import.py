@@ -159,11 +159,13 @@ def _compile_and_bench(source, target, tmp_path, softmax: str | None):
     assert result["passed"] and any("bit-exact" in c["name"] and c["passed"] for c in result["checks"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_edgepack_written_tflite_compiles_and_benches(edgepack_tflite, target, tmp_path):
     _compile_and_bench(edgepack_tflite, target, tmp_path, softmax=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_path):
     source = tmp_path / "converted_net.tflite"
@@ -180,6 +182,7 @@ def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_p
     _compile_and_bench(source, target, tmp_path, softmax=SOFTMAX_DROPPED)
 
 
+@pytest.mark.slow
 def test_converter_float_interface_is_dropped(schema_writer, tmp_path):
     """The converter's default float32 in/out (QUANTIZE first, DEQUANTIZE last): the plan runs the int8 inside."""
     source = tmp_path / "float_io_net.tflite"
@@ -214,6 +217,7 @@ def test_even_average_pool_imports_as_litert_rounds_it(zero_point, tmp_path):
     assert np.array_equal(got, want), f"{int((got != want).sum())} of {want.size} pooled values differ"
 
 
+@pytest.mark.slow
 def test_edgepack_written_tflite_reads_back_as_its_plan(edgepack_tflite):
     from edgepack.plan.plan import Plan
 
@@ -235,6 +239,7 @@ def test_concatenation_is_refused_by_name_before_any_work(schema_writer, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_python_api_compiles_a_tflite_path(edgepack_tflite, tmp_path):
     import edgepack
 
@@ -326,6 +331,7 @@ def v2_tflite(tmp_path_factory):
     return folder / "a" / "model.tflite"
 
 
+@pytest.mark.slow
 def test_edgepack_written_v2_tflite_reads_back_as_its_graph_plan(v2_tflite):
     from edgepack.plan.plan import Plan
 
@@ -339,6 +345,7 @@ def test_edgepack_written_v2_tflite_reads_back_as_its_graph_plan(v2_tflite):
         assert a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
 
 
+@pytest.mark.slow
 def test_edgepack_written_v2_tflite_compiles_and_benches(v2_tflite, tmp_path):
     _compile_and_bench(v2_tflite, "c-host", tmp_path, softmax=None)
 
