@@ -171,10 +171,6 @@ def compile_model(config: CompileConfig, model: nn.Module | None = None, log=pri
     with output_lock(out):
         if config.tflite_model:
             return _compile_imported(config, log, target, out, eval_set)
-        from edgepack.model.builtin import RESIDUAL
-        if model is None and config.architecture in RESIDUAL:  # known residual: refused before calibration
-            from edgepack.backends import check_graph_support
-            check_graph_support(target, config.architecture)
         return _compile_locked(config, model, log, target, out, calibration_data, eval_set)
 
 
@@ -213,7 +209,6 @@ def _compile_imported(config: CompileConfig, log, target: Target, out: Path, eva
     backend = backend_module(target.backend)
     times: dict[str, float] = {}
     imported = read_tflite(config.tflite_model)
-    check_backend(target, imported)
     plan = imported.plan
     evalset = _imported_eval_set(config, imported.classes, eval_set)
     if tuple(evalset.images.shape[1:]) != tuple(plan.input_shape):

@@ -19,6 +19,7 @@ from edgepack.data import load_dataset
 from edgepack.errors import UnsupportedModelError
 from edgepack.model.mobilenet_v2 import MobileNetV2
 from edgepack.plan.plan import Plan
+from tests.cli import TRACKED
 from tests.conftest import run_cli
 
 RES = 32
@@ -157,32 +158,6 @@ def test_v2_without_shipped_weights_names_checkpoint(capsys, tmp_path):
                            "--target", "host", "-o", str(tmp_path / "x"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "no shipped mobilenet_v2 weights for alpha 1.4" in err and "--checkpoint" in err
-
-
-# The CLI in a process whose tvm backend is declared chain-only (as it is until it lowers graphs), saying whether
-# torch was imported: a residual model for such a target is refused before any torch work.
-CHAIN_ONLY_TVM = ("import sys\nimport edgepack.backends\nedgepack.backends.SUPPORTS_GRAPHS['tvm'] = False\n"
-                  "from edgepack.cli.main import main\ntry:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n"
-                  "    rc = e.code\nprint('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(rc)")
-
-
-def test_every_backend_declares_whether_it_lowers_graphs():
-    from edgepack.backends import MODULES, SUPPORTS_GRAPHS
-
-    assert set(SUPPORTS_GRAPHS) == set(MODULES) and all(SUPPORTS_GRAPHS[b] for b in ("c", "onnxruntime", "openvino", "tflm"))
-
-
-def test_v2_for_a_chain_only_backend_is_refused_before_torch(v2_checkpoint, tmp_path):
-    import subprocess
-    import sys
-
-    p = subprocess.run([sys.executable, "-c", CHAIN_ONLY_TVM, "compile", "--model", "mobilenet_v2", "--alpha", "0.35",
-                        "--resolution", str(RES), "--checkpoint", str(v2_checkpoint), "--target", "rpi4", "-o",
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
-    assert "mobilenet_v2 has residual adds, which the tvm backend of target rpi4 does not lower yet" in p.stderr
-    assert "c-host" in p.stderr and p.stdout.splitlines()[-1] == "no torch"
-    assert not (tmp_path / "out").exists()
 
 
 # ---- residual graphs through the TVM backend: generic Relax, x86 VNNI kernels, AArch64 NEON kernels ----------
@@ -364,7 +339,7 @@ def test_v2_memory_estimate_is_its_own_and_checked_before_torch(tmp_path):
     CompileConfig(target="c-host", alpha=1.0, resolution=between)
     with pytest.raises(ConfigError, match=rf"resolution {between} needs about .* GiB"):
         CompileConfig(target="c-host", alpha=1.0, resolution=between, architecture="mobilenet_v2")
-    p = subprocess.run([sys.executable, "-c", CHAIN_ONLY_TVM, "compile", "--model", "mobilenet_v2", "--alpha", "1.4",
+    p = subprocess.run([sys.executable, "-c", TRACKED, "compile", "--model", "mobilenet_v2", "--alpha", "1.4",
                         "--resolution", "4096", "--target", "c-host", "-o", str(tmp_path / "out")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "needs about" in p.stderr, p.stderr

@@ -411,14 +411,3 @@ def test_add_the_plan_cannot_express_is_refused(second, why, tmp_path):
     source.write_bytes(_residual_tflite("NONE", second)[0])
     with pytest.raises(ConfigError, match=rf"op \d \(ADD\) .*{why}"):
         read_tflite(source)
-
-
-def test_imported_residual_model_for_a_chain_only_backend_is_refused_before_work(v2_tflite, tmp_path):
-    """A backend declared chain-only (backends.SUPPORTS_GRAPHS) refuses an imported .tflite with ADD at once."""
-    from tests.test_residual import CHAIN_ONLY_TVM
-
-    r = subprocess.run([sys.executable, "-c", CHAIN_ONLY_TVM, "compile", "--model", str(v2_tflite), "--target", "rpi4",
-                        "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
-    assert "model.tflite has residual adds, which the tvm backend of target rpi4 does not lower yet" in r.stderr
-    assert r.stdout.splitlines()[-1] == "no torch" and not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from edgepack.devices.timing import latency_stats
 from edgepack.errors import ConfigError
 from edgepack.validate import check_timeout
 
@@ -83,10 +84,8 @@ class Runner:
         return None
 
     def latency(self, image: np.ndarray, warmup: int, count: int) -> dict | None:
-        """Latency statistics (edgepack.benchmark.measure.latency_stats), or None on emulated devices.
+        """Latency statistics (edgepack.devices.timing.latency_stats), or None on emulated devices.
         The default times time_one() with the host's clock; boards over RPC use their own."""
-        from edgepack.benchmark.measure import latency_stats
-
         timer = self.time_one(image)
         return None if timer is None else latency_stats(timer, warmup=warmup, count=count)
 

@@ -53,7 +53,7 @@ def run(args) -> int:
     from edgepack.interop.tflite_import import is_tflite_spec
     if is_tflite_spec(args.model):
         return _run_tflite(args)
-    from edgepack.model.builtin import BUILTIN, DEFAULT, RESIDUAL
+    from edgepack.model.builtin import BUILTIN, DEFAULT
 
     architecture = args.model if args.model in BUILTIN else DEFAULT
     user_model = args.model if args.model and args.model not in BUILTIN else None
@@ -70,10 +70,7 @@ def run(args) -> int:
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture,
     )
-    target = get_target(config.target, config.target_dirs)
-    if architecture in RESIDUAL:  # before torch: lowering would refuse it after calibration
-        from edgepack.backends import check_graph_support
-        check_graph_support(target, architecture)
+    get_target(config.target, config.target_dirs)  # an unknown or broken target file is refused before torch
     check_output_dir(config.output_path(), config.force, config.inputs)
     with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
         from edgepack.compiler import compile_model, model_classes
@@ -122,7 +119,7 @@ def _run_tflite(args) -> int:
         eval_size=args.eval_size, output=str(_output(args)), force=args.force, sign_key=args.sign_key,
         mean=mean, std=std, target_dirs=tuple(getattr(args, "targets", None) or ()),
     )
-    check_backend(get_target(config.target, config.target_dirs), imported)
+    check_backend(get_target(config.target, config.target_dirs))
     check_output_dir(config.output_path(), config.force, config.inputs)
     with output_lock(config.output_path()):
         from edgepack.compiler import compile_model

@@ -28,11 +28,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.backends import check_graph_support
     from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list,
                                           parse_models, sweep)
     from edgepack.config import CompileConfig
-    from edgepack.model.builtin import DEFAULT, RESIDUAL, max_alpha
+    from edgepack.model.builtin import DEFAULT, max_alpha
     from edgepack.targets import get_target
     from edgepack.validate import check_alpha, check_resolution
 
@@ -49,14 +48,12 @@ def run(args) -> int:
                "eval_data": args.eval_data, "mean": args.mean, "std": args.std, "classes": args.classes,
                "target_dirs": tuple(args.targets or ())}
     # every flag checked before torch is imported, on the matrix's largest point of each model
-    target = get_target(args.target, args.targets)
+    get_target(args.target, args.targets)  # an unknown or broken target file is refused before torch
     for model in models or [None]:
         CompileConfig(target=args.target, alpha=max(a or 1.0 for a in check_alphas(alphas, user_model, model or DEFAULT)),
                       resolution=max(resolutions), model_name=model_name, calib_size=args.calib_size,
                       eval_size=args.eval_size, architecture=model or DEFAULT,
                       **{k: v for k, v in options.items() if v is not None})
-        if model in RESIDUAL:
-            check_graph_support(target, model)
         if model and not args.checkpoint:
             check_shipped(model, check_alphas(alphas, None, model))
     check_sweep_output(args.output)

@@ -138,15 +138,11 @@ def _check_litert_prepares(path: Path, data: bytes) -> None:
                         "(a damaged file, or ops newer than LiteRT reads)") from None
 
 
-def check_backend(target, imported: ImportedModel | None = None) -> None:
-    """An imported model has only its plan: backends that run qdq.onnx (onnxruntime, openvino) cannot take it,
-    and a residual one (an ADD) needs a backend that lowers graph plans."""
+def check_backend(target) -> None:
+    """An imported model has only its plan: backends that run qdq.onnx (onnxruntime, openvino) cannot take it."""
     if target.backend not in PLAN_BACKENDS:
         raise ConfigError(f"target {target.name} runs qdq.onnx, which an imported .tflite does not give: use a target "
                           "that compiles the int8 plan (c-host, cortex-m4, cortex-m7, rpi4, rpi5, arm64-a53, x86-tvm, tflm)")
-    if imported is not None and not imported.plan.is_chain():
-        from edgepack.backends import check_graph_support
-        check_graph_support(target, imported.path.name)
 
 
 def plan_profile(plan: Plan) -> dict:

@@ -11,7 +11,6 @@ BUILTIN = {
     "mobilenet_v2": ("edgepack.model.mobilenet_v2", "MobileNetV2", 1.4),
 }
 DEFAULT = "mobilenet_v1"
-RESIDUAL = {"mobilenet_v2"}  # plans with an "add": only backends.SUPPORTS_GRAPHS lower them
 
 
 def check_builtin(name: str) -> str:

@@ -22,11 +22,12 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from edgepack.backends.registry import NAMES
 from edgepack.errors import TargetError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 ENV_VAR = "EDGEPACK_TARGETS"
-BACKENDS = ("onnxruntime", "tvm", "openvino", "c", "tflm")
+BACKENDS = NAMES  # edgepack.backends.registry: the one backend list, read without importing any backend
 
 
 def setting(*backends: str, choices: tuple = (), positive: bool = False):

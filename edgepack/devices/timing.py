@@ -1,4 +1,6 @@
-"""Latency statistics in the style of OpenVINO's benchmark_app: warm-up, then count runs."""
+"""Latency statistics in the style of OpenVINO's benchmark_app: warm-up, then count runs. Host-clock timing
+of a device run belongs to the devices layer, so every backend runner (edgepack.backends.runner) reads it
+from below."""
 from __future__ import annotations
 
 import time
