@@ -256,6 +256,7 @@ def _graph_case(seed: int, width: int):
     return plan, x, want
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels", ["generic", "vnni"])
 def test_random_graph_plans_bit_exact_on_x86(kernels):
     """Random graph plans with adds (mixed scales and zero points, saturation, rounding ties, one tensor
