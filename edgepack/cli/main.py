@@ -54,6 +54,15 @@ class OneLineParser(argparse.ArgumentParser):
                 sys.exit(2)
         return super()._get_value(action, arg_string)
 
+    def _get_values(self, action, arg_strings):
+        """``--count=--`` is the value "--" (refused by the flag's check), not an empty list: argparse 3.11
+        strips a "--" even from an option's own value and then skips the type check."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="edgepack", description="MobileNet-style PyTorch CNNs to verified int8 edge artifacts.")
