@@ -16,6 +16,25 @@ def host_artifact(tmp_path_factory):
     return edgepack.compile(target="host", alpha=ALPHA, resolution=RES, eval_size=120, output=str(out))
 
 
+@pytest.fixture(scope="session")
+def small_artifacts(tmp_path_factory):
+    """target -> the small model (tests.cli.SMALL) compiled by the CLI once per run: tests read it or copy it
+    (shutil.copytree) before they edit anything, so one compile per target serves every module."""
+    from tests.cli import SMALL, edgepack
+
+    built = {}
+
+    def get(target: str):
+        if target not in built:
+            out = tmp_path_factory.mktemp("small") / target
+            code, _, err, _ = edgepack("compile", "--target", target, *SMALL, "-o", out)
+            assert code == 0 and err == "", err  # a successful compile prints nothing on stderr
+            built[target] = out
+        return built[target]
+
+    return get
+
+
 def run_cli(capsys, *argv):
     """Run the CLI in-process; return (exit code, stdout, stderr)."""
     from edgepack.cli.main import main

@@ -144,11 +144,8 @@ def test_api_refuses_labels_outside_the_classes_as_the_cli_does(labels, tmp_path
 
 
 @pytest.fixture(scope="module")
-def small_artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("api") / "art"
-    code, _, err, _ = run_edgepack("compile", "--target", "host", *SMALL, "-o", out)
-    assert code == 0, err
-    return out
+def small_artifact(small_artifacts):
+    return small_artifacts("host")
 
 
 OTHER_MODELS = {  # model -> what the message says

@@ -18,12 +18,10 @@ import pytest
 from edgepack.artifact import write_manifest
 from tests.cli import SMALL, assert_one_line as one_line, edgepack, tree as snapshot
 
+
 @pytest.fixture(scope="module")
-def c_artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("conf") / "art"
-    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out, timeout=600)
-    assert code == 0, err
-    return out
+def c_artifact(small_artifacts):
+    return small_artifacts("c-host")
 
 
 @pytest.fixture

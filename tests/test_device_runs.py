@@ -39,11 +39,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def c_host(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dev") / "art"
-    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out, tmpdir=out.parent, timeout=600)
-    assert code == 0, err
-    return out
+def c_host(small_artifacts):
+    return small_artifacts("c-host")
 
 
 def with_program(c_host: Path, folder: Path, script: str) -> Path:

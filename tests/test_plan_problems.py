@@ -137,13 +137,8 @@ def test_golden_files_are_checked_against_the_plan(tmp_path):
 # ---------------------------------------------------------------- CLI: bench / debug of an edited artifact
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    from tests.cli import SMALL, edgepack
-
-    out = tmp_path_factory.mktemp("plans") / "art"
-    code, _, err, _ = edgepack("compile", "--target", "c-host", *SMALL, "-o", out)
-    assert code == 0, err
-    return out
+def artifact(small_artifacts):
+    return small_artifacts("c-host")
 
 
 def _edit_plan_json(folder: Path, edit) -> None:

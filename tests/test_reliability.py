@@ -23,12 +23,10 @@ from edgepack.artifact import output_lock
 from tests.cli import SMALL, TRACKED, assert_one_line, edgepack, resign as _resign, tree
 from tests.conftest import run_cli
 
+
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rel") / "art"
-    code, _, err, _ = edgepack("compile", "--target", "host", *SMALL, "-o", out)
-    assert code == 0 and err == "", err  # finding 12: a successful compile prints nothing on stderr
-    return out
+def artifact(small_artifacts):
+    return small_artifacts("host")
 
 
 @pytest.fixture(scope="module")
