@@ -282,10 +282,77 @@ def _compile_imported(config: CompileConfig, log, target: Target, out: Path, eva
 
 def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target: Target, out: Path,
                     calibration_data: Dataset | None = None, eval_set: Dataset | None = None) -> Path:
+    """The torch front end: model -> fold -> quantize -> plan, then the checks, the lowering and the manifest."""
     from edgepack.quantize.export import export_qdq_onnx
 
     backend = backend_module(target.backend)
     times: dict[str, float] = {}
+    model, source = _prepare_model(config, model)
+    calibration, evalset = _torch_inputs(config, calibration_data, eval_set)
+    profile = summary(model, config.input_shape)
+
+    with _timed(times, "fold"):
+        folded = fold(model)
+        fold_err = folding_error(model, folded, torch.from_numpy(evalset.images[:64]))
+    with _timed(times, "fp32_eval"):
+        fp32 = torch_logits(folded, evalset.images)
+    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {_percent(_accuracy(fp32, evalset.labels))}")
+    converted, plan, quantization = _quantize(config, model, folded, calibration, calibration_data is not None, times)
+
+    with atomic_folder(out, config.force) as folder:
+        onnx_file = "qdq.onnx" if plan else "model.onnx"
+        with _timed(times, "export"):
+            export_qdq_onnx(converted if plan else folded, torch.from_numpy(evalset.images[:2]), folder / onnx_file)
+        metrics = {"fp32_accuracy": _accuracy(fp32, evalset.labels)}
+        if not evalset.labelled:
+            metrics["accuracy_note"] = "no labelled eval data: no accuracy figure; fidelity measured on " + evalset.source
+        if plan:
+            golden_x, golden_y, ref, tflite = _int8_checks(plan, converted, folder / onnx_file, evalset, fp32, metrics,
+                                                            profile["macs"], times, log)
+        else:
+            golden_x, golden_y, ref, tflite = evalset.images[:GOLDEN_IMAGES], fp32[:GOLDEN_IMAGES].astype(np.float32), None, None
+        np.save(folder / "golden_input.npy", golden_x)
+        np.save(folder / "golden_output.npy", golden_y)
+        build = Build(config, target, folded, plan, onnx_file, golden_x, golden_y, evalset.images, fp32, ref)
+        with _timed(times, "lower"):
+            backend_info = backend.lower(build, folder)
+        manifest = {
+            "edgepack_version": __version__,
+            "target": target.to_json(),
+            "backend": target.backend,
+            "backend_info": backend_info,
+            "model": _model_entry(config, model, source),
+            "preprocessing": {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"}
+                                                         if calibration_data is not None or eval_set is not None else {})},
+            "params": profile["params"], "macs": profile["macs"],
+            "quantization": quantization,
+            "folding": {"max_abs_logit_diff": fold_err},
+            "eval": evaldata.record(evalset, folder, config.classes),
+            "metrics": metrics,
+            "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
+            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
+                     "input": asdict(plan.input_q), "output": asdict(plan.output_q)} if plan else None,
+            "tflite": tflite,
+            **build.manifest,
+        }
+        write_manifest(folder, manifest)
+        if config.sign_key:  # inside the temporary folder: the artifact appears already signed
+            from edgepack.signing import sign_folder
+            sign_folder(folder, config.sign_key)
+    log("stage times (s): " + json.dumps(times))
+    log(f"artifact written to {out}")
+    return out
+
+
+def _model_entry(config: CompileConfig, model: nn.Module, source: str) -> dict:
+    """The manifest's "model": what was compiled, and what debug needs to rebuild it (edgepack.provenance)."""
+    return {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
+            "classes": config.classes, "weights": source, "input_shape": list(config.input_shape),
+            **({} if config.model_name else {"builtin": config.architecture}), **_model_provenance(config)}
+
+
+def _prepare_model(config: CompileConfig, model: nn.Module | None) -> tuple[nn.Module, str]:
+    """The built-in model, or the user's checked (supported layers, a forward that runs, finite weights); in eval mode."""
     if model is None:
         model, source = build_model(config)
     else:
@@ -295,8 +362,11 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
         source = f"user module {type(model).__name__}"
     from edgepack.model.weights import check_finite
     check_finite(model.state_dict(), f"model {type(model).__name__}")
-    model = model.eval()
-    in_memory = calibration_data is not None or eval_set is not None  # Python API inputs, used as given
+    return model.eval(), source
+
+
+def _torch_inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: Dataset | None):
+    """(calibration, eval) datasets: the Python API's in-memory inputs as given, else the config's paths."""
     calibration = (calibration_data.take(config.calib_size) if calibration_data is not None
                    else _load_data(config.calibration, "calibration", config.calib_size, config))
     if eval_set is None and config.eval_data is None and config.model_name and config.calibration is not None:
@@ -306,17 +376,16 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
     if config.quant == QuantMode.QAT and not calibration.labelled:
         raise ConfigError("quant='qat' needs labelled training data, and in-memory calibration inputs have no labels: "
                           "use quant='ptq', or a labelled .npz/ImageFolder calibration path")
-    from edgepack.quantize.ptq import check_calibration, quantize_ptq
+    from edgepack.quantize.ptq import check_calibration
     check_calibration(calibration, config.input_shape)
     check_calibration(evalset, config.input_shape)
-    profile = summary(model, config.input_shape)
+    return calibration, evalset
 
-    with _timed(times, "fold"):
-        folded = fold(model)
-        fold_err = folding_error(model, folded, torch.from_numpy(evalset.images[:64]))
-    with _timed(times, "fp32_eval"):
-        fp32 = torch_logits(folded, evalset.images)
-    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {_percent(_accuracy(fp32, evalset.labels))}")
+
+def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, in_memory: bool,
+              times: dict):
+    """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none."""
+    from edgepack.quantize.ptq import quantize_ptq
 
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
@@ -334,80 +403,45 @@ def _compile_locked(config: CompileConfig, model: nn.Module | None, log, target:
             weights=f"int8 symmetric [-127, 127], {config.weight_granularity.value}",
             activations="int8 per-tensor affine [-128, 127]",
             calibration=provenance.calibration_record(
-                None if calibration_data is not None else (config.calibration or "digits"), calibration, config.classes),
+                None if in_memory else (config.calibration or "digits"), calibration, config.classes),
             framework="torchao PT2E",
         )
         with _timed(times, "plan"):
             plan = build_plan(converted, config.input_shape)
+    return converted, plan, quantization
 
-    with atomic_folder(out, config.force) as folder:
-        onnx_file = "qdq.onnx" if plan else "model.onnx"
-        with _timed(times, "export"):
-            export_qdq_onnx(converted if plan else folded, torch.from_numpy(evalset.images[:2]), folder / onnx_file)
-        metrics = {"fp32_accuracy": _accuracy(fp32, evalset.labels)}
-        if not evalset.labelled:
-            metrics["accuracy_note"] = "no labelled eval data: no accuracy figure; fidelity measured on " + evalset.source
-        golden_x = evalset.images[:GOLDEN_IMAGES]
-        if plan:
-            plan.save(folder)
-            with _timed(times, "reference"):
-                q_in = plan.input_q.quantize(evalset.images)
-                ref_q = reference.run_batched(plan, q_in)
-                ref = plan.output_q.dequantize(ref_q)
-            with _timed(times, "torch_int8_eval"):  # a cross-check: PT2E's simulated int8 is slow at 224
-                torch_int8 = torch_logits(converted, evalset.images[:TORCH_INT8_CHECK_IMAGES])
-            from edgepack.backends.onnxruntime import run_onnx
-            with _timed(times, "onnxruntime_eval"):
-                ort_int8 = run_onnx(folder / onnx_file, evalset.images)
-            metrics.update(
-                int8_accuracy=_accuracy(ref, evalset.labels),
-                int8_torch_accuracy=_accuracy(torch_int8, evalset.take(TORCH_INT8_CHECK_IMAGES).labels),
-                int8_onnxruntime_accuracy=_accuracy(ort_int8, evalset.labels),
-                reference_vs_torch_int8={**compare("reference", ref[:TORCH_INT8_CHECK_IMAGES], "torch PT2E", torch_int8),
-                                         "images": len(torch_int8)},
-                reference_vs_onnxruntime=compare("reference", ref, "onnxruntime QDQ", ort_int8),
-                int8_vs_fp32={**compare("reference", ref, "fp32 folded", fp32), "sqnr_db": sqnr_db(fp32, ref)},
-            )
-            golden_x, golden_y = q_in[:GOLDEN_IMAGES], ref_q[:GOLDEN_IMAGES]  # the first eval images
-            with _timed(times, "litert_verify"):
-                tflite = _export_tflite(plan, folder, q_in, ref_q, len(golden_x), profile["macs"])
-            xnn = tflite["xnnpack_vs_reference"]
-            log(f"model.tflite bit-exact under LiteRT's reference kernels on {xnn['images']} images; LiteRT's XNNPACK "
-                f"path differs on {xnn['values_differing']} of {xnn['values']} values (at most {xnn['max_abs_diff']})")
-            log(f"int8 accuracy {_percent(metrics['int8_accuracy'])} (reference), agreement with ONNX Runtime "
-                f"{metrics['reference_vs_onnxruntime']['top1_agreement']:.2%}")
-        else:
-            golden_y = fp32[:GOLDEN_IMAGES].astype(np.float32)
-        np.save(folder / "golden_input.npy", golden_x)
-        np.save(folder / "golden_output.npy", golden_y)
-        build = Build(config, target, folded, plan, onnx_file, golden_x, golden_y, evalset.images, fp32, ref if plan else None)
-        with _timed(times, "lower"):
-            backend_info = backend.lower(build, folder)
-        manifest = {
-            "edgepack_version": __version__,
-            "target": target.to_json(),
-            "backend": target.backend,
-            "backend_info": backend_info,
-            "model": {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
-                      "classes": config.classes, "weights": source, "input_shape": list(config.input_shape),
-                      **({} if config.model_name else {"builtin": config.architecture}),
-                      **_model_provenance(config)},
-            "preprocessing": {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
-            "params": profile["params"], "macs": profile["macs"],
-            "quantization": quantization,
-            "folding": {"max_abs_logit_diff": fold_err},
-            "eval": evaldata.record(evalset, folder, config.classes),
-            "metrics": metrics,
-            "golden": {"images": int(len(golden_x)), "input": "golden_input.npy", "output": "golden_output.npy"},
-            "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
-                     "input": asdict(plan.input_q), "output": asdict(plan.output_q)} if plan else None,
-            "tflite": tflite if plan else None,
-            **build.manifest,
-        }
-        write_manifest(folder, manifest)
-        if config.sign_key:  # inside the temporary folder: the artifact appears already signed
-            from edgepack.signing import sign_folder
-            sign_folder(folder, config.sign_key)
-    log("stage times (s): " + json.dumps(times))
-    log(f"artifact written to {out}")
-    return out
+
+def _int8_checks(plan: Plan, converted, onnx_path: Path, evalset: Dataset, fp32: np.ndarray, metrics: dict, macs: int,
+                 times: dict, log):
+    """The plan saved beside ``onnx_path``, its reference run on the eval images and cross-checked against torch's
+    simulated int8, ONNX Runtime and LiteRT (model.tflite); fills ``metrics``. Returns (golden input, golden
+    output, reference logits, the manifest's tflite entry)."""
+    folder = onnx_path.parent
+    plan.save(folder)
+    with _timed(times, "reference"):
+        q_in = plan.input_q.quantize(evalset.images)
+        ref_q = reference.run_batched(plan, q_in)
+        ref = plan.output_q.dequantize(ref_q)
+    with _timed(times, "torch_int8_eval"):  # a cross-check: PT2E's simulated int8 is slow at 224
+        torch_int8 = torch_logits(converted, evalset.images[:TORCH_INT8_CHECK_IMAGES])
+    from edgepack.backends.onnxruntime import run_onnx
+    with _timed(times, "onnxruntime_eval"):
+        ort_int8 = run_onnx(onnx_path, evalset.images)
+    metrics.update(
+        int8_accuracy=_accuracy(ref, evalset.labels),
+        int8_torch_accuracy=_accuracy(torch_int8, evalset.take(TORCH_INT8_CHECK_IMAGES).labels),
+        int8_onnxruntime_accuracy=_accuracy(ort_int8, evalset.labels),
+        reference_vs_torch_int8={**compare("reference", ref[:TORCH_INT8_CHECK_IMAGES], "torch PT2E", torch_int8),
+                                 "images": len(torch_int8)},
+        reference_vs_onnxruntime=compare("reference", ref, "onnxruntime QDQ", ort_int8),
+        int8_vs_fp32={**compare("reference", ref, "fp32 folded", fp32), "sqnr_db": sqnr_db(fp32, ref)},
+    )
+    golden_x, golden_y = q_in[:GOLDEN_IMAGES], ref_q[:GOLDEN_IMAGES]  # the first eval images
+    with _timed(times, "litert_verify"):
+        tflite = _export_tflite(plan, folder, q_in, ref_q, len(golden_x), macs)
+    xnn = tflite["xnnpack_vs_reference"]
+    log(f"model.tflite bit-exact under LiteRT's reference kernels on {xnn['images']} images; LiteRT's XNNPACK "
+        f"path differs on {xnn['values_differing']} of {xnn['values']} values (at most {xnn['max_abs_diff']})")
+    log(f"int8 accuracy {_percent(metrics['int8_accuracy'])} (reference), agreement with ONNX Runtime "
+        f"{metrics['reference_vs_onnxruntime']['top1_agreement']:.2%}")
+    return golden_x, golden_y, ref, tflite
