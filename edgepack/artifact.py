@@ -133,11 +133,21 @@ def _check_not_nested(out: Path) -> None:
         if _is_edgepack_manifest(parent) is not None:
             raise OutputError(f"output {out} is inside the edgepack artifact {parent}, which it would break: "
                               "choose a -o outside it")
-    if resolved.is_dir():
-        for manifest in sorted(resolved.rglob(MANIFEST)):
-            if manifest.parent != resolved and _is_edgepack_manifest(manifest.parent) is not None:
-                raise OutputError(f"output {out} holds the edgepack artifact {manifest.parent}, which replacing it would "
-                                  "delete: nothing was changed; choose another -o")
+    for folder in _subfolders(resolved, deep=_is_edgepack_manifest(resolved) is not None):
+        if _is_edgepack_manifest(folder) is not None:
+            raise OutputError(f"output {out} holds the edgepack artifact {folder}, which replacing it would "
+                              "delete: nothing was changed; choose another -o")
+
+
+def _subfolders(folder: Path, deep: bool) -> list[Path]:
+    """The folders under ``folder`` (not following links): all of them in an artifact (a small tree), only its
+    children elsewhere (any other non-empty folder is refused anyway: this only names the artifact in it)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    if not deep:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+    return sorted(Path(root) / d for root, dirs, _ in os.walk(folder) for d in dirs
+                  if not os.path.islink(os.path.join(root, d)))
 
 
 def _check_inputs_outside(out: Path, inputs: dict) -> None:
