@@ -1,14 +1,14 @@
 """Backends, by the name a target file gives. Each module offers ``lower(build, folder) -> dict``
 (writes its files, returns its manifest section) and ``Runner(folder, manifest, **options)`` for bench,
 a subclass of edgepack.backends.runner.Runner (the one interface bench calls; it declares its options).
-The backends are the ones edgepack.backends.registry lists (the only list); modules are imported
+The backends are the ones edgepack.targets.backends lists (the only list); modules are imported
 lazily so heavy runtimes load only when used."""
 from __future__ import annotations
 
 import importlib
 
-from edgepack.backends.registry import MODULES
 from edgepack.errors import ToolchainError, missing_dependency
+from edgepack.targets.backends import MODULES
 
 
 def backend_module(name: str):

@@ -22,12 +22,12 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from edgepack.backends.registry import NAMES
 from edgepack.errors import TargetError
+from edgepack.targets.backends import NAMES
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 ENV_VAR = "EDGEPACK_TARGETS"
-BACKENDS = NAMES  # edgepack.backends.registry: the one backend list, read without importing any backend
+BACKENDS = NAMES  # edgepack.targets.backends: the one backend list, read without importing any backend
 
 
 def setting(*backends: str, choices: tuple = (), positive: bool = False):

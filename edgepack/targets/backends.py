@@ -2,7 +2,9 @@
 
 Only names and module paths, importing nothing, so the target loader (edgepack.targets) and the
 manifest checks read the backend names without loading any backend or its runtime; the modules
-themselves are imported lazily by edgepack.backends.backend_module. Adding a backend is one line here."""
+themselves are imported lazily by edgepack.backends.backend_module. It lives with the target files, below
+the backends, because targets name backends and backends read targets: the list is what both share.
+Adding a backend is one line here."""
 
 MODULES = {
     "onnxruntime": "edgepack.backends.onnxruntime",
