@@ -4,18 +4,26 @@ The output is a pure function of (plan, kernel set, memory plan): no timestamps,
 the same plan gives byte-identical sources. Everything the C cannot check at run time is
 checked here, before any code is written (supported shapes, requantization ranges, and the
 int32 accumulator bound that kernels.c's overflow proof relies on).
+
+What differs per op kind lives in one place, ``C_LOWERINGS`` (the C executor's table of the op
+registry, edgepack.ops): one ``CLowering`` per kind says what it refuses, which constant arrays and
+``ep_layer`` fields model.c holds for it and which kernels.h function runs it (portable or fast, with
+its scratch). A plan holding a kind without an entry is refused by op name before any work.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from edgepack.backends.c.memplan import PORTABLE, MemoryPlan, layer_kernel, scratch_bytes
 from edgepack.errors import UnsupportedModelError
+from edgepack.ops import Lowerings
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
 INT32_MAX = 2**31 - 1
 KERNEL_SETS = ("portable", "fast")
+CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
+
+C_LOWERINGS = Lowerings("C")
 
 
 def numel(shape) -> int:
@@ -26,8 +34,197 @@ def _fail(layer: Layer, i: int, why: str):
     raise UnsupportedModelError(f"layer {i} '{layer.name}' ({layer.kind}) cannot be lowered to C: {why}")
 
 
+# ---------------------------------------------------------------- the C lowering of each op kind
+
+class CLowering:
+    """How one op kind becomes C. The defaults are those of a layer without weights that requantizes."""
+    portable = ""  # the kernels.h function of the portable set (the fast set falls back to it)
+    weighted = False  # int8 weight + int32 bias arrays, and an int32 accumulator bound to prove
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        """Refuse (``_fail``) what the kernel does not implement exactly, beyond the checks of every layer."""
+
+    def requantized(self, layer: Layer) -> bool:
+        """model.c holds its int32 multiplier and int8 shift arrays."""
+        return True
+
+    def ksize(self, layer: Layer) -> int:
+        return 1
+
+    def zero_points(self, layer: Layer) -> tuple[int, int]:
+        """ep_layer's in_zp and out_zp."""
+        return layer.input_q.zero_point, layer.output_q.zero_point
+
+    def extra_fields(self, layer: Layer) -> str:
+        """ep_layer fields only this kind sets, each followed by ", "."""
+        return ""
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """The fast set's kernel for shapes it specialises, with its scratch bytes (kernels.h EP_*_FAST_SCRATCH)."""
+        return None
+
+    def portable_kernel(self, layer: Layer) -> str:
+        return self.portable
+
+    def kernel(self, layer: Layer, kernels: str) -> tuple[str, int]:
+        return (self.fast(layer) if kernels == "fast" else None) or (self.portable_kernel(layer), 0)
+
+
+class _Weighted(CLowering):
+    """Convolutions and fc: int8 weights, int32 bias, per-channel requantization."""
+    weighted = True
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        w, out_c = layer.arrays["weight"], layer.output_shape[0]
+        if w.dtype != np.int8:
+            _fail(layer, i, f"weights are {w.dtype}, not int8")
+        if layer.arrays["bias"].shape != (out_c,):
+            _fail(layer, i, f"bias has shape {layer.arrays['bias'].shape}, expected ({out_c},)")
+        _check_requantization(layer, i, out_c)
+        self.check_shapes(layer, i)
+
+    def check_shapes(self, layer: Layer, i: int) -> None:
+        raise NotImplementedError
+
+
+class _Fc(_Weighted):
+    portable = "ep_fc"
+
+    def check_shapes(self, layer: Layer, i: int) -> None:
+        w, out_c = layer.arrays["weight"], layer.output_shape[0]
+        if w.shape != (out_c, numel(layer.input_shape)):
+            _fail(layer, i, f"weight shape {w.shape} does not match {numel(layer.input_shape)} -> {out_c}")
+
+
+class _Conv(_Weighted):
+    """A full convolution; its fast kernel copies up to CONV_FAST_MAX_IN padded input planes into scratch."""
+    portable, fast_kernel = "ep_conv", "ep_conv_fast"
+
+    def ksize(self, layer: Layer) -> int:
+        return int(layer.arrays["weight"].shape[-1])
+
+    def groups_in(self, layer: Layer) -> int:
+        """Input channels each output channel reads."""
+        return layer.input_shape[0]
+
+    def check_kind(self, layer: Layer, i: int, k: int) -> None:
+        """What this kind of convolution adds to the shape checks."""
+
+    def check_shapes(self, layer: Layer, i: int) -> None:
+        w, out_c = layer.arrays["weight"], layer.output_shape[0]
+        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
+            _fail(layer, i, "convolutions need (C, H, W) input and output")
+        _, h, wd = layer.input_shape
+        k = w.shape[-1] if w.ndim == 4 else 1
+        groups_in = self.groups_in(layer)
+        if w.ndim not in (2, 4) or w.shape[0] != out_c or (w.ndim == 4 and w.shape[1:] != (groups_in, k, k)) \
+                or (w.ndim == 2 and (w.shape[1] != groups_in or k != 1)):
+            _fail(layer, i, f"weight shape {w.shape} does not fit {layer.input_shape} -> {layer.output_shape}")
+        self.check_kind(layer, i, k)
+        s, (top, left, bottom, right) = layer.stride, layer.pads
+        expect = ((h + top + bottom - k) // s + 1, (wd + left + right - k) // s + 1)
+        if s < 1 or min(layer.pads) < 0 or tuple(layer.output_shape[1:]) != expect:
+            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, pads {list(layer.pads)}, kernel {k}")
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        planes = self.groups_in(layer)
+        if self.ksize(layer) != 3 or planes > CONV_FAST_MAX_IN:
+            return None
+        (_, h, w), (top, left, bottom, right) = layer.input_shape, layer.pads
+        return self.fast_kernel, planes * (h + top + bottom) * (w + left + right) + 4
+
+
+class _Depthwise(_Conv):
+    portable, fast_kernel = "ep_depthwise", "ep_depthwise_fast"
+
+    def groups_in(self, layer: Layer) -> int:
+        return 1
+
+    def check_kind(self, layer: Layer, i: int, k: int) -> None:
+        if layer.output_shape[0] != layer.input_shape[0]:
+            _fail(layer, i, "a depthwise conv must keep its channel count")
+
+
+class _Pointwise(_Conv):
+    portable = "ep_pointwise"
+
+    def ksize(self, layer: Layer) -> int:
+        return 1
+
+    def check_kind(self, layer: Layer, i: int, k: int) -> None:
+        if k != 1 or any(layer.pads):
+            _fail(layer, i, "a pointwise conv must be 1x1 without padding")
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        if layer.stride == 1 and not any(layer.pads):
+            return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
+        return None
+
+
+class _AvgPool(CLowering):
+    """Global average pooling; a "mean" pool (TFLite's int8 MEAN) requantizes its sum with ep_mean_pool."""
+    portable = "ep_avgpool"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        if len(layer.input_shape) != 3 or numel(layer.output_shape) != layer.input_shape[0]:
+            _fail(layer, i, "only global average pooling (C, H, W) -> (C,) is supported")
+        if numel(layer.input_shape[1:]) >= 2**23:
+            _fail(layer, i, "the pooled plane has 2^23 or more values (int32 sum bound)")
+        if layer.pool == "mean":
+            _check_requantization(layer, i, layer.input_shape[0])
+
+    def requantized(self, layer: Layer) -> bool:
+        return layer.pool == "mean"
+
+    def zero_points(self, layer: Layer) -> tuple[int, int]:
+        return layer.pool_zero_points()  # none for TFLite's raw average (Layer.pool_zero_points)
+
+    def portable_kernel(self, layer: Layer) -> str:
+        return "ep_mean_pool" if layer.pool == "mean" else self.portable
+
+
+class _Add(CLowering):
+    """TFLite's int8 ADD of two tensors (ep_add)."""
+    portable = "ep_add"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        """Two inputs of the output's shape, in-int8 zero points, 3 rescalings smaller than one."""
+        if len(plan.inputs_of(i)) != 2 or layer.input2_q is None or not -128 <= layer.input2_q.zero_point <= 127:
+            _fail(layer, i, "an add needs two inputs with int8 zero points")
+        if any(plan.tensor_shape(j) != tuple(layer.output_shape) for j in plan.inputs_of(i)):
+            _fail(layer, i, "an add's inputs must have its output's shape")
+        mult, shift = (layer.arrays.get(k, np.zeros(0)).astype(np.int64) for k in ("multiplier", "shift"))
+        if mult.shape != (3,) or shift.shape != (3,) or mult.min() < 0 or mult.max() > INT32_MAX \
+                or shift.min() < -31 or shift.max() > 0:
+            _fail(layer, i, "an add needs 3 multipliers in [0, 2^31) and shifts in [-31, 0]")
+
+    def extra_fields(self, layer: Layer) -> str:
+        return f".in2_zp = {layer.input2_q.zero_point}, "
+
+
+C_LOWERINGS.register("conv")(_Conv())
+C_LOWERINGS.register("depthwise")(_Depthwise())
+C_LOWERINGS.register("pointwise")(_Pointwise())
+C_LOWERINGS.register("avgpool")(_AvgPool())
+C_LOWERINGS.register("fc")(_Fc())
+C_LOWERINGS.register("add")(_Add())
+
+
+def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:
+    """The C function that runs ``layer`` with the ``kernels`` set, and its scratch bytes (the
+    EP_*_FAST_SCRATCH macros of kernels.h). Shapes the fast kernels do not specialise use the portable kernel."""
+    return C_LOWERINGS[layer.kind].kernel(layer, kernels)
+
+
+def scratch_total(plan: Plan, kernels: str) -> int:
+    return sum(layer_kernel(layer, kernels)[1] for layer in plan.layers)
+
+
+# ---------------------------------------------------------------- checks before any code is written
+
 def check_supported(plan: Plan) -> None:
-    """Refuse, by layer, anything the C kernels do not implement exactly."""
+    """Refuse, by layer, anything the C kernels do not implement exactly (an op kind they lack by its name)."""
+    C_LOWERINGS.check(plan)
     if not plan.layers:
         raise UnsupportedModelError("the int8 plan has no layers: nothing to generate")
     if len(plan.input_shape) != 3:
@@ -36,54 +233,21 @@ def check_supported(plan: Plan) -> None:
         if not -128 <= q.zero_point <= 127:
             raise UnsupportedModelError(f"{what} zero point {q.zero_point} is outside int8")
     for i, layer in enumerate(plan.layers):
-        for j in plan.inputs_of(i):
-            if not -1 <= j < i or numel(layer.input_shape) != numel(plan.tensor_shape(j)):
-                _fail(layer, i, f"input shape {layer.input_shape} does not match its input tensor {j}")
-        for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
-            if not -128 <= zp <= 127:
-                _fail(layer, i, f"zero point {zp} is outside int8")
-        if not -128 <= layer.act_min <= layer.act_max <= 127:
-            _fail(layer, i, f"activation range [{layer.act_min}, {layer.act_max}] is not inside int8")
-        if layer.kind == "avgpool":
-            if len(layer.input_shape) != 3 or numel(layer.output_shape) != layer.input_shape[0]:
-                _fail(layer, i, "only global average pooling (C, H, W) -> (C,) is supported")
-            if numel(layer.input_shape[1:]) >= 2**23:
-                _fail(layer, i, "the pooled plane has 2^23 or more values (int32 sum bound)")
-            if layer.pool == "mean":
-                _check_requantization(layer, i, layer.input_shape[0])
-            continue
-        if layer.kind == "add":
-            _check_add(plan, layer, i)
-            continue
-        if layer.kind not in PORTABLE:
-            _fail(layer, i, f"kind '{layer.kind}' is unknown")
-        w, out_c = layer.arrays["weight"], layer.output_shape[0]
-        if w.dtype != np.int8:
-            _fail(layer, i, f"weights are {w.dtype}, not int8")
-        if layer.arrays["bias"].shape != (out_c,):
-            _fail(layer, i, f"bias has shape {layer.arrays['bias'].shape}, expected ({out_c},)")
-        _check_requantization(layer, i, out_c)
-        if layer.kind == "fc":
-            if w.shape != (out_c, numel(layer.input_shape)):
-                _fail(layer, i, f"weight shape {w.shape} does not match {numel(layer.input_shape)} -> {out_c}")
-            continue
-        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
-            _fail(layer, i, "convolutions need (C, H, W) input and output")
-        c, h, wd = layer.input_shape
-        k = w.shape[-1] if w.ndim == 4 else 1
-        groups_in = 1 if layer.kind == "depthwise" else c
-        if w.ndim not in (2, 4) or w.shape[0] != out_c or (w.ndim == 4 and w.shape[1:] != (groups_in, k, k)) \
-                or (w.ndim == 2 and (w.shape[1] != groups_in or k != 1)):
-            _fail(layer, i, f"weight shape {w.shape} does not fit {layer.input_shape} -> {layer.output_shape}")
-        if layer.kind == "depthwise" and out_c != c:
-            _fail(layer, i, "a depthwise conv must keep its channel count")
-        if layer.kind == "pointwise" and (k != 1 or any(layer.pads)):
-            _fail(layer, i, "a pointwise conv must be 1x1 without padding")
-        s, (top, left, bottom, right) = layer.stride, layer.pads
-        expect = ((h + top + bottom - k) // s + 1, (wd + left + right - k) // s + 1)
-        if s < 1 or min(layer.pads) < 0 or tuple(layer.output_shape[1:]) != expect:
-            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, pads {list(layer.pads)}, kernel {k}")
+        _check_layer(plan, layer, i)
+        C_LOWERINGS[layer.kind].check(plan, layer, i)
     check_accumulators(plan)
+
+
+def _check_layer(plan: Plan, layer: Layer, i: int) -> None:
+    """What every layer needs: inputs of its size, int8 zero points, an activation range inside int8."""
+    for j in plan.inputs_of(i):
+        if not -1 <= j < i or numel(layer.input_shape) != numel(plan.tensor_shape(j)):
+            _fail(layer, i, f"input shape {layer.input_shape} does not match its input tensor {j}")
+    for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
+        if not -128 <= zp <= 127:
+            _fail(layer, i, f"zero point {zp} is outside int8")
+    if not -128 <= layer.act_min <= layer.act_max <= 127:
+        _fail(layer, i, f"activation range [{layer.act_min}, {layer.act_max}] is not inside int8")
 
 
 def _check_requantization(layer: Layer, i: int, channels: int) -> None:
@@ -100,18 +264,6 @@ def _check_requantization(layer: Layer, i: int, channels: int) -> None:
         _fail(layer, i, f"a requantization shift is outside [-31, {top}] ({shift.min()}..{shift.max()})")
 
 
-def _check_add(plan: Plan, layer: Layer, i: int) -> None:
-    """ep_add: two inputs of the output's shape, in-int8 zero points, 3 rescalings smaller than one."""
-    if len(plan.inputs_of(i)) != 2 or layer.input2_q is None or not -128 <= layer.input2_q.zero_point <= 127:
-        _fail(layer, i, "an add needs two inputs with int8 zero points")
-    if any(plan.tensor_shape(j) != tuple(layer.output_shape) for j in plan.inputs_of(i)):
-        _fail(layer, i, "an add's inputs must have its output's shape")
-    mult, shift = (layer.arrays.get(k, np.zeros(0)).astype(np.int64) for k in ("multiplier", "shift"))
-    if mult.shape != (3,) or shift.shape != (3,) or mult.min() < 0 or mult.max() > INT32_MAX \
-            or shift.min() < -31 or shift.max() > 0:
-        _fail(layer, i, "an add needs 3 multipliers in [0, 2^31) and shifts in [-31, 0]")
-
-
 def accumulator_bound(layer: Layer) -> np.ndarray:
     """Per output channel: |bias| + max|x - zp| * sum|w|, the bound of every partial sum (kernels.c)."""
     w = np.abs(layer.arrays["weight"].astype(np.int64)).reshape(layer.arrays["weight"].shape[0], -1)
@@ -121,7 +273,7 @@ def accumulator_bound(layer: Layer) -> np.ndarray:
 
 def check_accumulators(plan: Plan) -> None:
     for i, layer in enumerate(plan.layers):
-        if layer.kind in ("avgpool", "add"):
+        if not C_LOWERINGS[layer.kind].weighted:
             continue
         bound = accumulator_bound(layer)
         if bound.max() > INT32_MAX:
@@ -131,7 +283,7 @@ def check_accumulators(plan: Plan) -> None:
 
 def small_accumulators(layer: Layer) -> bool:
     """EP_FLAG_SMALL_ACC: every channel's accumulator bound, left-shifted, stays below 2^29."""
-    if layer.kind in ("avgpool", "add"):
+    if not C_LOWERINGS[layer.kind].weighted:
         return False
     left = np.maximum(layer.arrays["shift"].astype(np.int64), 0)
     return bool(np.all(accumulator_bound(layer) << left < 2**29))
@@ -150,6 +302,8 @@ def weight_bytes(plan: Plan) -> list[dict]:
         rows.append(row)
     return rows
 
+
+# ---------------------------------------------------------------- model.h and model.c
 
 def _int_literal(v: int) -> str:
     return "(-2147483647 - 1)" if v == -(2**31) else str(v)
@@ -173,16 +327,19 @@ def _dims(layer: Layer) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return chw(layer.input_shape), chw(layer.output_shape)
 
 
-def generate(plan: Plan, kernels: str, memory: MemoryPlan) -> dict[str, str]:
-    """model.h and model.c for ``plan`` with the ``kernels`` set ("portable" or "fast")."""
+def generate(plan: Plan, kernels: str, memory) -> dict[str, str]:
+    """model.h and model.c for ``plan`` with the ``kernels`` set ("portable" or "fast") and ``memory``, the
+    plan's memplan.MemoryPlan for that set."""
     if kernels not in KERNEL_SETS:
         raise UnsupportedModelError(f"kernel set '{kernels}' is unknown: use portable or fast")
     check_supported(plan)
-    n = len(plan.layers)
+    return {"model.h": _header(plan, kernels, memory), "model.c": _source(plan, kernels, memory)}
+
+
+def _header(plan: Plan, kernels: str, memory) -> str:
     c_in, h_in, w_in = (int(d) for d in plan.input_shape)
     out_size = numel(plan.output_shape)
-    arena = memory.arena_bytes
-    header = f"""/* Generated by edgepack {__version__} from the int8 plan (plan.json / plan.npz). Do not edit.
+    return f"""/* Generated by edgepack {__version__} from the int8 plan (plan.json / plan.npz). Do not edit.
  *
  * int edgepack_invoke(const int8_t *input, int8_t *output)
  *   input:  int8 (C, H, W) = ({c_in}, {h_in}, {w_in}), real = EDGEPACK_INPUT_SCALE * (q - EDGEPACK_INPUT_ZERO_POINT)
@@ -200,7 +357,7 @@ def generate(plan: Plan, kernels: str, memory: MemoryPlan) -> dict[str, str]:
 
 #define EDGEPACK_VERSION "{__version__}"
 #define EDGEPACK_KERNELS "{kernels}"
-#define EDGEPACK_LAYERS {n}
+#define EDGEPACK_LAYERS {len(plan.layers)}
 
 #define EDGEPACK_INPUT_CHANNELS {c_in}
 #define EDGEPACK_INPUT_HEIGHT {h_in}
@@ -215,7 +372,7 @@ def generate(plan: Plan, kernels: str, memory: MemoryPlan) -> dict[str, str]:
 
 /* static memory plan: {memory.planner}; {len(memory.buffers)} buffers,
  * naive sum {memory.naive_bytes} bytes, lower bound {memory.lower_bound_bytes} bytes */
-#define EDGEPACK_ARENA_SIZE {arena}
+#define EDGEPACK_ARENA_SIZE {memory.arena_bytes}
 
 #ifdef EDGEPACK_PROFILE
 void edgepack_layer_done(int layer); /* provided by the application, called after every layer */
@@ -229,51 +386,62 @@ int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *aren
 
 #endif /* EDGEPACK_MODEL_H */
 """
+
+
+def _source(plan: Plan, kernels: str, memory) -> str:
+    """model.c: per layer its constants and ep_layer, then the invoke functions calling the kernels in order."""
     body = [f"/* Generated by edgepack {__version__} from the int8 plan. Do not edit. Kernels: {kernels}. */\n",
             '#include "model.h"\n#include "kernels.h"\n']
     calls = []
     for i, layer in enumerate(plan.layers):
-        (ic, ih, iw), (oc, oh, ow) = _dims(layer)
-        body.append(f"\n/* layer {i}: {layer.name}, {layer.kind}, ({ic}, {ih}, {iw}) -> ({oc}, {oh}, {ow}), "
-                    f"stride {layer.stride}, pads {list(layer.pads)}, activation {layer.activation} */\n")
-        a = layer.arrays
-        refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
-        if layer.kind not in ("avgpool", "add"):
-            body.append(c_array("int8_t", f"edgepack_l{i}_weight", a["weight"]))
-            body.append(c_array("int32_t", f"edgepack_l{i}_bias", a["bias"]))
-            refs.update(weight=f"edgepack_l{i}_weight", bias=f"edgepack_l{i}_bias")
-        if layer.kind != "avgpool" or layer.pool == "mean":
-            body.append(c_array("int32_t", f"edgepack_l{i}_multiplier", a["multiplier"]))
-            body.append(c_array("int8_t", f"edgepack_l{i}_shift", a["shift"]))
-            refs.update(multiplier=f"edgepack_l{i}_multiplier", shift=f"edgepack_l{i}_shift")
-        k = int(a["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
-        flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
-                                                 ("EP_FLAG_SINGLE_ROUNDING", layer.rounding == "single")) if on) or "0"
-        top, left, bottom, right = layer.pads
-        # ep_avgpool's zero points: none for TFLite's raw average (Layer.pool_zero_points)
-        in_zp, out_zp = layer.pool_zero_points() if layer.kind == "avgpool" else (layer.input_q.zero_point,
-                                                                                   layer.output_q.zero_point)
-        body.append(
-            f"static const ep_layer edgepack_l{i} = {{\n"
-            f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
-            f"    .ksize = {k}, .stride = {layer.stride}, .pad_top = {top}, .pad_left = {left}, "
-            f".pad_bottom = {bottom}, .pad_right = {right},\n"
-            f"    .in_zp = {in_zp}, .out_zp = {out_zp}, "
-            + (f".in2_zp = {layer.input2_q.zero_point}, " if layer.kind == "add" else "") +
-            f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"
-            f"    .weight = {refs['weight']}, .bias = {refs['bias']}, .multiplier = {refs['multiplier']}, "
-            f".shift = {refs['shift']},\n    .flags = {flags},\n}};\n")
-        src = ", ".join("input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i))
-        dst = "output" if i == n - 1 else f"arena + {memory.offset(f't{i}')}"
-        fn, scratch = layer_kernel(layer, kernels)
-        if scratch:
-            calls.append(f"    {fn}(&edgepack_l{i}, {src}, {dst}, arena + {memory.offset(f's{i}')});")
-        else:
-            calls.append(f"    {fn}(&edgepack_l{i}, {src}, {dst});")
-        calls.append(f"    EDGEPACK_LAYER_DONE({i});")
+        body.append(_layer_definitions(i, layer))
+        calls.append(_layer_call(plan, i, layer, kernels, memory))
+    body.append(_invoke_functions(memory, calls))
+    return "".join(body)
+
+
+def _layer_definitions(i: int, layer: Layer) -> str:
+    """Layer i's comment, constant arrays and ``static const ep_layer edgepack_l<i>``."""
+    lowering = C_LOWERINGS[layer.kind]
+    (ic, ih, iw), (oc, oh, ow) = _dims(layer)
+    parts = [f"\n/* layer {i}: {layer.name}, {layer.kind}, ({ic}, {ih}, {iw}) -> ({oc}, {oh}, {ow}), "
+             f"stride {layer.stride}, pads {list(layer.pads)}, activation {layer.activation} */\n"]
+    refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
+    arrays = (("weight", "int8_t"), ("bias", "int32_t")) if lowering.weighted else ()
+    arrays += (("multiplier", "int32_t"), ("shift", "int8_t")) if lowering.requantized(layer) else ()
+    for name, ctype in arrays:
+        parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
+        refs[name] = f"edgepack_l{i}_{name}"
+    flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
+                                             ("EP_FLAG_SINGLE_ROUNDING", layer.rounding == "single")) if on) or "0"
+    top, left, bottom, right = layer.pads
+    in_zp, out_zp = lowering.zero_points(layer)
+    parts.append(
+        f"static const ep_layer edgepack_l{i} = {{\n"
+        f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
+        f"    .ksize = {lowering.ksize(layer)}, .stride = {layer.stride}, .pad_top = {top}, .pad_left = {left}, "
+        f".pad_bottom = {bottom}, .pad_right = {right},\n"
+        f"    .in_zp = {in_zp}, .out_zp = {out_zp}, {lowering.extra_fields(layer)}"
+        f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"
+        f"    .weight = {refs['weight']}, .bias = {refs['bias']}, .multiplier = {refs['multiplier']}, "
+        f".shift = {refs['shift']},\n    .flags = {flags},\n}};\n")
+    return "".join(parts)
+
+
+def _layer_call(plan: Plan, i: int, layer: Layer, kernels: str, memory) -> str:
+    """The kernel call of layer i: its inputs (the model input or arena tensors), its output, its scratch."""
+    src = ", ".join("input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i))
+    dst = "output" if i == len(plan.layers) - 1 else f"arena + {memory.offset(f't{i}')}"
+    fn, scratch = layer_kernel(layer, kernels)
+    if scratch:
+        return f"    {fn}(&edgepack_l{i}, {src}, {dst}, arena + {memory.offset(f's{i}')});\n    EDGEPACK_LAYER_DONE({i});"
+    return f"    {fn}(&edgepack_l{i}, {src}, {dst});\n    EDGEPACK_LAYER_DONE({i});"
+
+
+def _invoke_functions(memory, calls: list[str]) -> str:
     offsets = "\n".join(f" *   {b.name}: offset {b.offset}, {b.size} bytes, steps {b.first}..{b.last}"
                         for b in memory.buffers)
-    body.append(f"""
+    return f"""
 /* arena layout (t<i> = output of layer i, s<i> = scratch of layer i):
 {offsets}
  */
@@ -289,7 +457,7 @@ int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *aren
 #ifndef EDGEPACK_NO_STATIC_ARENA
 static union {{
     int64_t align; /* 8-byte alignment for every planned offset */
-    int8_t bytes[{"EDGEPACK_ARENA_SIZE" if arena else "8 /* this model keeps nothing in the arena */"}];
+    int8_t bytes[{"EDGEPACK_ARENA_SIZE" if memory.arena_bytes else "8 /* this model keeps nothing in the arena */"}];
 }} edgepack_arena;
 
 int edgepack_invoke(const int8_t *input, int8_t *output)
@@ -297,9 +465,4 @@ int edgepack_invoke(const int8_t *input, int8_t *output)
     return edgepack_invoke_with_arena(input, output, edgepack_arena.bytes);
 }}
 #endif
-""")
-    return {"model.h": header, "model.c": "".join(body)}
-
-
-def scratch_total(plan: Plan, kernels: str) -> int:
-    return sum(scratch_bytes(layer, kernels) for layer in plan.layers)
+"""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from edgepack.backends.c.codegen import C_LOWERINGS, layer_kernel
 from edgepack.plan.plan import Plan
 
 ALIGNMENT = 8  # bytes; arena offsets and sizes are multiples of it (word/double-word loads)
@@ -133,29 +134,8 @@ def plan_buffers(buffers: list[Buffer]) -> MemoryPlan:
                       {k: v[0] for k, v in candidates.items()})
 
 
-PORTABLE = {"conv": "ep_conv", "depthwise": "ep_depthwise", "pointwise": "ep_pointwise",
-            "avgpool": "ep_avgpool", "fc": "ep_fc", "add": "ep_add"}
-CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
-
-
-def layer_kernel(layer, kernels: str) -> tuple[str, int]:
-    """The C function that runs ``layer`` with the ``kernels`` set, and its scratch bytes
-    (the EP_*_FAST_SCRATCH macros of kernels.h). Shapes the fast kernels do not specialise use
-    the portable kernel."""
-    k = int(layer.arrays["weight"].shape[-1]) if layer.kind in ("conv", "depthwise") else 1
-    if kernels == "fast":
-        if layer.kind == "pointwise" and layer.stride == 1 and not any(layer.pads):
-            return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
-        planes = {"depthwise": 1, "conv": layer.input_shape[0]}.get(layer.kind)
-        if planes is not None and k == 3 and planes <= CONV_FAST_MAX_IN:
-            (_, h, w), (top, left, bottom, right) = layer.input_shape, layer.pads
-            return f"ep_{layer.kind}_fast", planes * (h + top + bottom) * (w + left + right) + 4
-    if layer.kind == "avgpool" and layer.pool == "mean":
-        return "ep_mean_pool", 0
-    return PORTABLE[layer.kind], 0
-
-
 def scratch_bytes(layer, kernels: str) -> int:
+    """The scratch of the kernel the ``kernels`` set runs ``layer`` with (codegen.C_LOWERINGS chooses it)."""
     return layer_kernel(layer, kernels)[1]
 
 
@@ -177,4 +157,5 @@ def tensor_buffers(plan: Plan, kernels: str) -> list[Buffer]:
 
 
 def plan_memory(plan: Plan, kernels: str) -> MemoryPlan:
+    C_LOWERINGS.check(plan)  # an op kind the C executor lacks is refused by name, not as a missing table entry
     return plan_buffers(tensor_buffers(plan, kernels))

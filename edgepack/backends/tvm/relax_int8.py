@@ -6,13 +6,17 @@ full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, trunca
 rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
 (acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so; an add is TFLite's
 int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64. Bit-exact with
-edgepack.plan.reference.
+edgepack.plan.reference. Each op kind is one entry of ``TVM_LOWERINGS`` (the generic TVM executor's table of
+the op registry, edgepack.ops); a plan holding a kind without one is refused by op name.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from edgepack.ops import Lowerings
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
+
+TVM_LOWERINGS = Lowerings("TVM generic")
 
 
 def _const(value, dtype: str):
@@ -62,7 +66,7 @@ def _clamp(bb, high, layer: Layer):
     return bb.emit(op.astype(out, "int8"))
 
 
-def _conv(bb, x, layer: Layer):
+def _convolution(bb, x, layer: Layer, groups: int):
     from tvm import relax
 
     op = relax.op
@@ -71,12 +75,23 @@ def _conv(bb, x, layer: Layer):
     top, left, bottom, right = layer.pads
     if any(layer.pads):  # pad_width is (before, after) per axis, NCHW
         x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zp)))
-    groups = w.shape[0] if layer.kind == "depthwise" else 1
     acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.stride, padding=0, groups=groups, out_dtype="int32"))
     acc = bb.emit(op.add(acc, _const(layer.folded_bias(zp).astype(np.int32).reshape(1, -1, 1, 1), "int32")))
     return _requantize(bb, acc, layer, (1, -1, 1, 1))
 
 
+@TVM_LOWERINGS.register("conv", "pointwise")
+def _conv(bb, x, layer: Layer):
+    return _convolution(bb, x, layer, groups=1)
+
+
+@TVM_LOWERINGS.register("depthwise")
+def _depthwise(bb, x, layer: Layer):
+    """One group per channel (the weights are (C, 1, k, k))."""
+    return _convolution(bb, x, layer, groups=layer.weight.shape[0])
+
+
+@TVM_LOWERINGS.register("avgpool")
 def _avgpool(bb, x, layer: Layer):
     from tvm import relax
 
@@ -99,6 +114,7 @@ def _avgpool(bb, x, layer: Layer):
     return out
 
 
+@TVM_LOWERINGS.register("fc")
 def _fc(bb, x, layer: Layer):
     from tvm import relax
 
@@ -128,6 +144,7 @@ def _rescale(bb, x, multiplier: int, shift: int):
     return bb.emit(op.add(op.right_shift(high, _const(right, "int64")), up))
 
 
+@TVM_LOWERINGS.register("add")
 def _add(bb, a, b, layer: Layer):
     """TFLite's int8 ADD as reference.add: each input minus its zero point, << 20, rescaled by its own
     multiplier; the sum rescaled to the output, + zero point, clamped (in int64, exact)."""
@@ -145,21 +162,19 @@ def _add(bb, a, b, layer: Layer):
     return _clamp(bb, _rescale(bb, total, mo, so), layer)
 
 
-LOWERINGS = {"conv": _conv, "pointwise": _conv, "depthwise": _conv, "avgpool": _avgpool, "fc": _fc, "add": _add}
-
-
 def plan_to_relax(plan: Plan, batch: int = 1):
     """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``: the plan's graph, each
     layer reading its input tensors by layer index (a residual input stays bound until its add)."""
     from tvm import relax
 
+    TVM_LOWERINGS.check(plan)
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((batch,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
         with bb.dataflow():
             tensors = {PLAN_INPUT: x}
             for i, layer in enumerate(plan.layers):
-                tensors[i] = LOWERINGS[layer.kind](bb, *(tensors[j] for j in plan.inputs_of(i)), layer)
+                tensors[i] = TVM_LOWERINGS[layer.kind](bb, *(tensors[j] for j in plan.inputs_of(i)), layer)
             out = bb.emit_output(tensors[len(plan.layers) - 1])
         bb.emit_func_output(out)
     return bb.get()

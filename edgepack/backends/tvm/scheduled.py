@@ -1,20 +1,76 @@
 """What the hand-scheduled int8 kernel sets (x86_vnni.py, aarch64_neon.py) share: which plans they
-take, the per-channel constants, and the Relax pipeline that only lowers (the kernels are scheduled)."""
+take, the per-channel constants, and the Relax pipeline that only lowers (the kernels are scheduled).
+
+Both sets lower the same op kinds with methods of the same names (conv, pointwise, depthwise, avgpool,
+add, fc), so one table, ``SCHEDULED_LOWERINGS`` (of the op registry, edgepack.ops), says per kind which
+method emits it and where in a plan the kernels take it; a kind without an entry sends the plan to the
+generic Relax route (``supported`` is False) and is refused by op name if built here directly."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from edgepack.ops import Lowerings
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
 
 LANES = 16  # channels are padded to a multiple of 16 in both kernel sets
 
 
+def _anywhere(layer: Layer, spatial: int) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """One op kind in the kernel sets. ``emit(low, sources, layer, i)`` calls the kernel set's lowering ``low``
+    on the layer's input tensors; ``fits(layer, spatial)`` says whether the kernels take the layer after a
+    tensor of ``spatial`` pixels (0 before the first layer)."""
+    emit: Callable
+    first: bool = False  # may be the first layer: reads the NCHW model input
+    last: bool = False  # may be the last layer: writes the logits
+    fits: Callable[[Layer, int], bool] = _anywhere
+
+
+def _conv(low, sources, layer: Layer, i: int):
+    return low.conv(*sources, layer, i, i == 0)  # only the first layer reads the NCHW model input
+
+
+def _pointwise(low, sources, layer: Layer, i: int):
+    """A pointwise conv reading the model input is a conv (its NCHW -> NHWC copy is the conv's)."""
+    return _conv(low, sources, layer, i) if i == 0 else low.pointwise(*sources, layer, i)
+
+
+def _method(name: str) -> Callable:
+    return lambda low, sources, layer, i: getattr(low, name)(*sources, layer, i)
+
+
+def _global_pool(layer: Layer, spatial: int) -> bool:
+    return tuple(layer.output_shape[1:]) in ((), (1, 1))
+
+
+def _reads_a_pooled_feature(layer: Layer, spatial: int) -> bool:
+    return spatial == 1
+
+
+SCHEDULED_LOWERINGS = Lowerings("TVM hand-scheduled (VNNI / NEON)")
+SCHEDULED_LOWERINGS.register("conv")(Scheduled(_conv, first=True))
+SCHEDULED_LOWERINGS.register("pointwise")(Scheduled(_pointwise, first=True))
+SCHEDULED_LOWERINGS.register("depthwise")(Scheduled(_method("depthwise")))
+SCHEDULED_LOWERINGS.register("avgpool")(Scheduled(_method("avgpool"), fits=_global_pool))
+SCHEDULED_LOWERINGS.register("add")(Scheduled(_method("add")))
+SCHEDULED_LOWERINGS.register("fc")(Scheduled(_method("fc"), last=True, fits=_reads_a_pooled_feature))
+
+
 def chain_shaped(plan: Plan) -> bool:
-    """conv ... global pool ... FC: the first layer reads the NCHW input (a conv) and no other layer does
-    (adds read NHWC tensors of earlier layers), pools are global, the FC reads a pooled 1x1 feature, and no
-    multiplier is INT32_MIN (the saturating case both leave out)."""
+    """conv ... global pool ... FC: every kind in the table, the first layer reads the NCHW input (a conv)
+    and no other layer does (adds read NHWC tensors of earlier layers), pools are global, the FC reads a
+    pooled 1x1 feature, and no multiplier is INT32_MIN (the saturating case both leave out)."""
     layers = plan.layers
-    if layers[0].kind not in ("conv", "pointwise") or layers[-1].kind != "fc":
+    if any(layer.kind not in SCHEDULED_LOWERINGS for layer in layers):
+        return False
+    if not SCHEDULED_LOWERINGS[layers[0].kind].first or not SCHEDULED_LOWERINGS[layers[-1].kind].last:
         return False
     if any(PLAN_INPUT in plan.inputs_of(i) for i in range(1, len(layers))):
         return False
@@ -22,12 +78,9 @@ def chain_shaped(plan: Plan) -> bool:
         return False
     spatial = 0
     for layer in layers:
-        if layer.kind == "fc" and spatial != 1:
+        if not SCHEDULED_LOWERINGS[layer.kind].fits(layer, spatial):
             return False
-        if layer.kind == "avgpool" and tuple(layer.output_shape[1:]) not in ((), (1, 1)):
-            return False
-        if layer.kind != "fc":
-            spatial = int(np.prod(layer.output_shape[1:]))
+        spatial = int(np.prod(layer.output_shape[1:]))
     return True
 
 
@@ -80,12 +133,13 @@ def relax_pipeline(tvm_tgt):
 
 def plan_function(plan: Plan, low):
     """The Relax ``main(x: int8[1, C, H, W]) -> int8[1, classes]`` of a kernel set: one call per plan layer
-    through ``low`` (a kernel set's lowering: conv, pointwise, depthwise, avgpool, fc, add and its
-    BlockBuilder ``bb``), each reading its input tensors by layer index (a residual input stays bound until
+    through ``low`` (a kernel set's lowering: the methods SCHEDULED_LOWERINGS calls and its BlockBuilder
+    ``bb``), each reading its input tensors by layer index (a residual input stays bound until
     its add; Relax frees it after its last use), then the logits. Returns the IRModule, kernels not yet
     scheduled by the caller."""
     from tvm import relax, te
 
+    SCHEDULED_LOWERINGS.check(plan)
     bb = low.bb
     x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
@@ -93,22 +147,10 @@ def plan_function(plan: Plan, low):
             tensors = {PLAN_INPUT: x}
             for i, layer in enumerate(plan.layers):
                 sources = [tensors[j] for j in plan.inputs_of(i)]
-                nchw = i == 0  # only the first layer reads the NCHW model input (chain_shaped)
-                if layer.kind == "conv" or (nchw and layer.kind == "pointwise"):
-                    y = low.conv(*sources, layer, i, nchw)
-                elif layer.kind == "pointwise":
-                    y = low.pointwise(*sources, layer, i)
-                elif layer.kind == "depthwise":
-                    y = low.depthwise(*sources, layer, i)
-                elif layer.kind == "avgpool":
-                    y = low.avgpool(*sources, layer, i)
-                elif layer.kind == "add":
-                    y = low.add(*sources, layer, i)
-                else:
-                    y = low.fc(*sources, layer, i)
-                tensors[i] = y
+                tensors[i] = SCHEDULED_LOWERINGS[layer.kind].emit(low, sources, layer, i)
             classes = plan.layers[-1].output_shape[0]
-            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: _int8(t[a, b]), name="out"), y,
+            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: _int8(t[a, b]), name="out"),
+                           tensors[len(plan.layers) - 1],
                            primfunc_name_hint="logits")
             out = bb.emit_output(y)
         bb.emit_func_output(out)
