@@ -74,7 +74,7 @@ def test_add_matches_tflite_reference_transcription(seed):
         a, b, out, activation = _random_case(rng, saturating=case % 4 == 0)
         layer = _add_layer(a, b, out, activation)
         qa, qb = _inputs(rng, 300)
-        got = reference.add(qa, qb, layer)
+        got = reference.kernel(layer, qa, qb)
         assert got.tolist() == tflite_add(qa, qb, a, b, out, layer.act_min, layer.act_max), (a, b, out, activation)
 
 
@@ -104,7 +104,7 @@ def test_add_matches_litert_reference_kernels():
             it.set_tensor(ins[1]["index"], qb.transpose(0, 2, 3, 1).copy())
             it.invoke()
             lite = it.get_tensor(it.get_output_details()[0]["index"]).transpose(0, 3, 1, 2)
-            ours = reference.add(qa, qb, layer)
+            ours = reference.kernel(layer, qa, qb)
             assert np.array_equal(lite, ours), (a, b, out, activation, int((lite != ours).sum()))
             saturated += int(((ours == -128) | (ours == 127)).sum())
     assert saturated > 0
@@ -146,7 +146,7 @@ def test_graph_plan_saves_loads_and_runs(tmp_path):
     assert loaded.layers[1].inputs == (-1, 0) and loaded.layers[1].input2_q == plan.layers[1].input2_q
     x = rng.integers(-128, 128, (5, 4, 3, 3)).astype(np.int8)
     out, outputs = reference.run(loaded, x, collect=True)
-    want = reference.add(x, outputs[0], plan.layers[1])  # the add reads the plan input and the conv
+    want = reference.kernel(plan.layers[1], x, outputs[0])  # the add reads the plan input and the conv
     assert np.array_equal(outputs[1], want) and out.shape == (5, 2)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgepack import ops
 from edgepack.artifact import verify
 from edgepack.errors import ArtifactError, ConfigError
 from edgepack.data import Dataset
@@ -50,10 +51,10 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
              "avgpool": (nn.AdaptiveAvgPool2d, nn.AvgPool2d), "fc": nn.Linear}
     pairs, pos = [], 0
     for layer in plan.layers:
-        if layer.kind == "add":  # a tensor sum, not a module call: no hook sees it
+        if ops.get(layer.kind).arity > 1:  # e.g. an add: a tensor sum, not a module call, so no hook sees it
             pairs.append(None)
             continue
-        while pos < len(calls) and not isinstance(calls[pos][0], kinds[layer.kind]):
+        while pos < len(calls) and not isinstance(calls[pos][0], kinds.get(layer.kind, ())):
             pos += 1
         if pos == len(calls):
             raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) has no "
@@ -123,7 +124,7 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
         if pair is None:  # an add: its fp32 counterpart is not a module output (the next layers show its error)
             continue
         x, y = pair
-        isolated = layer.output_q.dequantize(reference.KERNELS[layer.kind](layer.input_q.quantize(x), layer))
+        isolated = layer.output_q.dequantize(reference.kernel(layer, layer.input_q.quantize(x)))
         y = y.reshape(isolated.shape)
         rows.append({
             "layer": layer.name, "kind": layer.kind,

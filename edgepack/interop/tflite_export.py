@@ -18,7 +18,7 @@ reference kernels (op resolver BUILTIN_REF) reproduce edgepack's int8 outputs bi
   FULLY_CONNECTED rounds acc * M once, the plan's fc twice (see _fully_connected); an fc with
   rounding "single" (imported from a FULLY_CONNECTED) is FULLY_CONNECTED again;
 - an add is ADD (its int8 kernel prepares the plan's add multipliers from the two input scales and the
-  output scale, see edgepack.plan.plan.add_multipliers); a residual tensor feeds both its readers;
+  output scale, see edgepack.ops.arith.add_multipliers); a residual tensor feeds both its readers;
 - fused ReLU / ReLU6 become TFLite fused activations whose clamp equals the plan's act_min/act_max.
 
 LiteRT's default CPU path (XNNPACK) requantizes in fp32 and differs by one step on some values.
@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack import ops
 from edgepack.errors import ToolchainError, UnsupportedModelError
+from edgepack.ops import Lowerings
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams
 
 DESCRIPTION = "edgepack int8 plan"
@@ -90,9 +92,13 @@ class _Graph:
         self.ops.append(_Op(code, inputs, outputs, options))
 
 
+LOWER = Lowerings("TFLite export")  # op kind -> fn(graph, sources, layer, prefix) -> the output tensor
+
+
 def plan_to_tflite(plan: Plan) -> bytes:
     """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) -> int8 logits (1, classes)."""
-    if not plan.layers or plan.layers[-1].kind != "fc":
+    LOWER.check(plan)
+    if not plan.layers or not ops.get(plan.layers[-1].kind).classifier:
         raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
     g = _Graph()
     c, h, w = plan.input_shape
@@ -100,25 +106,12 @@ def plan_to_tflite(plan: Plan) -> bytes:
     g.input = produced[PLAN_INPUT]
     for i, layer in enumerate(plan.layers):
         sources = [produced[j] for j in plan.inputs_of(i)]
-        x = sources[0]
         for t, q in zip(sources, (layer.input_q, layer.input2_q)):
             if g.quant[t] != q:
                 raise UnsupportedModelError(f"{layer.name}: its input quantization differs from its producer's output: "
                                             "the plan has no requantize op to express that in .tflite")
-        prefix = f"{i}.{layer.name}"
-        if layer.kind in ("conv", "pointwise", "depthwise"):
-            x = _convolution(g, x, layer, prefix)
-        elif layer.kind == "avgpool":
-            x = _global_average_pool(g, x, layer, prefix)
-        elif layer.kind == "fc":
-            x = _fully_connected(g, x, layer, prefix)
-        elif layer.kind == "add":
-            x = g.activation(prefix, g.tensors[x].shape, layer.output_q)
-            g.op("ADD", sources, [x], activation=_fused_activation(layer))
-        else:
-            raise UnsupportedModelError(f"{layer.name}: layer kind {layer.kind!r} has no .tflite form")
-        produced[i] = x
-    g.output = x
+        produced[i] = LOWER[layer.kind](g, sources, layer, f"{i}.{layer.name}")
+    g.output = produced[len(plan.layers) - 1]
     return _serialize(g)
 
 
@@ -129,39 +122,59 @@ def write_tflite(plan: Plan, path: Path) -> Path:
     return path
 
 
-def _convolution(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+def _padded(g: _Graph, x: int, layer: Layer, prefix: str) -> tuple[int, str]:
+    """(the conv's input, its TFLite padding): SAME or VALID when one pads as the plan, else an explicit PAD
+    (filled with the zero point) before a VALID conv."""
     c, h, w = layer.input_shape
-    o, oh, ow = layer.output_shape
+    _, oh, ow = layer.output_shape
     k, s, (top, left, bottom, right) = layer.weight.shape[-1], layer.stride, layer.pads
     padding = _tflite_padding(h, w, k, s, layer.pads, oh, ow)
-    if padding is None:  # pads neither SAME nor VALID can express: pad explicitly, then VALID
-        pads = g.constant(f"{prefix}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32))
-        padded = g.activation(f"{prefix}/padded", (1, top + h + bottom, left + w + right, c), layer.input_q)
-        g.op("PAD", [x, pads], [padded])
-        x, padding = padded, "VALID"
-    w_scale = layer.weight_scales().astype(np.float32)
-    if layer.kind == "depthwise":
-        weight, axis = layer.weight[:, 0].transpose(1, 2, 0)[None], 3  # (C, 1, k, k) -> (1, k, k, C)
-    else:
-        weight, axis = layer.weight.transpose(0, 2, 3, 1), 0  # (O, I, k, k) -> OHWI
-    wt = g.constant(f"{prefix}/weight", weight, w_scale, axis)
-    bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
-    y = g.activation(prefix, (1, oh, ow, o), layer.output_q)
-    common = dict(padding=padding, stride=s, activation=_fused_activation(layer))
-    if layer.kind == "depthwise":
-        g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, **common)
-    else:
-        g.op("CONV_2D", [x, wt, bias], [y], **common)
+    if padding is not None:
+        return x, padding
+    pads = g.constant(f"{prefix}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32))
+    padded = g.activation(f"{prefix}/padded", (1, top + h + bottom, left + w + right, c), layer.input_q)
+    g.op("PAD", [x, pads], [padded])
+    return padded, "VALID"
+
+
+@LOWER.register("conv", "pointwise")
+def _convolution(g: _Graph, sources: list[int], layer: Layer, prefix: str) -> int:
+    """CONV_2D, weights OHWI (the plan's (O, I, k, k) transposed)."""
+    x, padding = _padded(g, sources[0], layer, prefix)
+    weight = layer.weight.transpose(0, 2, 3, 1)
+    wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 0)
+    g.op("CONV_2D", [x, wt, bias], [y], padding=padding, stride=layer.stride, activation=_fused_activation(layer))
     return y
 
 
-def _global_average_pool(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+@LOWER.register("depthwise")
+def _depthwise(g: _Graph, sources: list[int], layer: Layer, prefix: str) -> int:
+    """DEPTHWISE_CONV_2D, weights 1HWC (the plan's (C, 1, k, k)), quantized along dimension 3."""
+    x, padding = _padded(g, sources[0], layer, prefix)
+    weight = layer.weight[:, 0].transpose(1, 2, 0)[None]
+    wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 3)
+    g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, padding=padding, stride=layer.stride,
+         activation=_fused_activation(layer))
+    return y
+
+
+def _weighted_conv_tensors(g: _Graph, layer: Layer, prefix: str, weight: np.ndarray, axis: int) -> tuple[int, int, int]:
+    """The weight (per-channel scales along ``axis``), bias and output tensors of a convolution."""
+    o, oh, ow = layer.output_shape
+    w_scale = layer.weight_scales().astype(np.float32)
+    wt = g.constant(f"{prefix}/weight", weight, w_scale, axis)
+    bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
+    return wt, bias, g.activation(prefix, (1, oh, ow, o), layer.output_q)
+
+
+@LOWER.register("avgpool")
+def _global_average_pool(g: _Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """AVERAGE_POOL_2D over the whole map. Its kernel rounds the raw sum (zero point included) half
     away from zero, the plan rounds sum(x - zp): the two differ only on ties, which an odd count cannot
     have. For an even count the pool runs in int16 with zero point 0 (exact QUANTIZE ops around it:
     the scale is unchanged). MEAN is no alternative: LiteRT 2.3 folds 1/count into a multiplier and
     rounds twice, which only a "mean" pool reproduces (it is written as MEAN)."""
-    c, h, w = layer.input_shape
+    x, (c, h, w) = sources[0], layer.input_shape
     if layer.pool == "mean":
         y = g.activation(prefix, (1, 1, 1, c) if len(layer.output_shape) == 3 else (1, c), layer.output_q)
         g.op("MEAN", [x, g.constant(f"{prefix}/axes", np.array([1, 2], np.int32))], [y],
@@ -182,12 +195,14 @@ def _global_average_pool(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     return y
 
 
-def _fully_connected(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
+@LOWER.register("fc")
+def _fully_connected(g: _Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """The fc as a VALID CONV_2D whose kernel covers the whole (H, W) map, then RESHAPE to (1, classes).
     LiteRT's FULLY_CONNECTED requantizes per-channel int8 with a 16-bit multiplier rounded once (its
     int64 MultiplyByQuantizedMultiplier), which differs from the plan on ties; CONV_2D rounds as the plan.
     The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE.
     An fc that rounds once is TFLite's FULLY_CONNECTED (_single_rounding_fc)."""
+    x = sources[0]
     if layer.rounding == "single":
         return _single_rounding_fc(g, x, layer, prefix)
     shape = g.tensors[x].shape
@@ -228,6 +243,14 @@ def _single_rounding_fc(g: _Graph, x: int, layer: Layer, prefix: str) -> int:
     bias = g.constant(f"{prefix}/bias", layer.arrays["bias"].astype(np.int32), _bias_scale(layer.input_q, w_scale))
     y = g.activation(prefix, (1, classes), layer.output_q)
     g.op("FULLY_CONNECTED", [x, wt, bias], [y], activation=_fused_activation(layer))
+    return y
+
+
+@LOWER.register("add")
+def _add(g: _Graph, sources: list[int], layer: Layer, prefix: str) -> int:
+    """ADD: its int8 kernel prepares the plan's add multipliers from the three scales (add_multipliers)."""
+    y = g.activation(prefix, g.tensors[sources[0]].shape, layer.output_q)
+    g.op("ADD", sources, [y], activation=_fused_activation(layer))
     return y
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack import ops
 from edgepack.errors import ConfigError, DataError, ToolchainError
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
@@ -476,7 +477,7 @@ class _Graph:
 
         def append(layer: Layer, reads: tuple[int, ...]) -> _Value:
             """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
-            layer.inputs = () if reads == (len(layers) - 1,) and layer.kind != "add" else reads
+            layer.inputs = () if reads == (len(layers) - 1,) and ops.get(layer.kind).arity == 1 else reads
             layers.append(layer)
             return _Value(layer.output_shape, layer.output_q, producer=len(layers) - 1)
 
@@ -532,7 +533,7 @@ class _Graph:
         if tail != self.outputs[0] or not layers or values[current].producer != len(layers) - 1:
             raise ConfigError(f"--model {self.path}: the output tensor is not the result of the last op: import a "
                               "model whose last op gives the output")
-        if not layers or layers[-1].kind != "fc":
+        if not layers or not ops.get(layers[-1].kind).classifier:
             raise ConfigError(f"--model {self.path} does not end in a classifier (FULLY_CONNECTED, or a CONV_2D over the "
                               "whole map): the int8 plan ends in an fc layer")
         plan = Plan(input_q, (c, h, w), layers)

@@ -30,6 +30,7 @@ class Op:
     weighted: bool = False  # carries weight / bias / multiplier / shift / weight_scale arrays
     summary: str = ""  # one phrase for refusals and `edgepack info`, e.g. "3x3 / 1x1 convolution"
     extra: dict = field(default_factory=dict, compare=False)
+    classifier: bool = False  # may end a plan: outputs the (classes,) logits (a .tflite's output, the importer's end)
 
 
 _OPS: dict[str, Op] = {}

@@ -26,87 +26,20 @@ import io
 import json
 import math
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgepack import ops
 from edgepack.errors import ArtifactError
+# Layer, QParams and the shared arithmetic live in edgepack.ops (below the plan); imported from here too.
+from edgepack.ops.arith import ADD_LEFT_SHIFT, add_multipliers, mean_requantization, quantize_multiplier  # noqa: F401
+from edgepack.ops.base import (  # noqa: F401
+    ARRAYS, FIELD_DEFAULTS, MAX_TENSOR_ELEMENTS, PLAN_INPUT, POOLS, ROUNDINGS, Layer, QParams, field_problem)
 
 FORMAT, VERSION = "edgepack-int8-plan", 3
 READABLE_VERSIONS = (1, 2, 3)
-LAYER_KINDS = ("conv", "depthwise", "pointwise", "avgpool", "fc", "add")
-CONV_KINDS = ("conv", "depthwise", "pointwise")
-ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")
-ROUNDINGS = ("double", "single")  # fc requantization: gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
-POOLS = ("average", "mean", "raw_average")  # global pool: the plan's rounded average, TFLite's int8 MEAN or AVERAGE_POOL_2D
-PLAN_INPUT = -1  # in Layer.inputs: the plan's input tensor
-MAX_TENSOR_ELEMENTS = 1 << 26  # int8 values in one tensor (3 x 4096 x 4096 is 50 Mi): more is a damaged plan
-ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD widens both inputs by 2^20 before rescaling them
-
-
-@dataclass(frozen=True)
-class QParams:
-    scale: float
-    zero_point: int
-
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(np.round(x / self.scale) + self.zero_point, -128, 127).astype(np.int8)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
-
-
-@dataclass
-class Layer:
-    name: str
-    kind: str  # one of LAYER_KINDS
-    input_shape: tuple[int, ...]  # (C, H, W) or (C,), no batch
-    output_shape: tuple[int, ...]
-    input_q: QParams
-    output_q: QParams
-    act_min: int = -128  # fused activation clamp in the output's int8 domain
-    act_max: int = 127
-    stride: int = 1
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # zero-point rows/columns added (top, left, bottom, right)
-    activation: str = "none"  # none | relu | relu6
-    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    inputs: tuple[int, ...] = ()  # layers whose outputs this one reads (PLAN_INPUT = the plan input); () = previous
-    input2_q: QParams | None = None  # an add's second input (input_q is its first)
-    rounding: str = "double"  # fc only: "single" rounds acc * M once, as TFLite's FULLY_CONNECTED (README "Arithmetic")
-    pool: str = "average"  # avgpool only: "mean" / "raw_average" as TFLite's int8 MEAN / AVERAGE_POOL_2D (README "Arithmetic")
-
-    @property
-    def weight(self) -> np.ndarray:
-        return self.arrays["weight"]
-
-    def weight_scales(self) -> np.ndarray:
-        return self.arrays["weight_scale"]
-
-    def folded_bias(self, input_zero_point: int) -> np.ndarray:
-        """bias - zp * sum(w) per output channel (int64): sum((x - zp) * w) + bias becomes
-        sum(x * w) + folded_bias when every window is full (inputs padded with zp)."""
-        w = self.weight
-        return self.arrays["bias"].astype(np.int64) - input_zero_point * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
-
-    def pool_zero_points(self) -> tuple[int, int]:
-        """What an average pool subtracts from its inputs and adds to its rounded mean: the zero points, or
-        none for "raw_average" (TFLite's AVERAGE_POOL_2D averages the raw int8 values, in and out scale equal)."""
-        return (0, 0) if self.pool == "raw_average" else (self.input_q.zero_point, self.output_q.zero_point)
-
-    def meta(self) -> dict:
-        d = asdict(self)
-        d.pop("arrays")
-        d["input_shape"], d["output_shape"] = list(self.input_shape), list(self.output_shape)
-        d["pads"] = list(self.pads)
-        d["inputs"] = list(self.inputs)
-        return d
-
-    def conv_output_hw(self) -> tuple[int, int]:
-        """(H, W) a conv of this layer's kernel, stride and pads makes of its input."""
-        k, (top, left, bottom, right) = self.weight.shape[-1], self.pads
-        _, h, w = self.input_shape
-        return (h + top + bottom - k) // self.stride + 1, (w + left + right - k) // self.stride + 1
 
 
 @dataclass
@@ -182,25 +115,14 @@ class Plan:
         return [f"plan input: {p}" for p in _qparams_problems(self.input_q)]
 
     def _layer_problems(self, i: int) -> list[str]:
+        """The checks every layer gets, then its op's own (edgepack.ops: shapes, arrays, ranges)."""
         layer = self.layers[i]
-        if layer.kind not in LAYER_KINDS:
+        op = ops.get(layer.kind) if isinstance(layer.kind, str) else None
+        if op is None:
             return [f"{layer.name}: unknown kind {layer.kind!r}"]
-        found = self._input_problems(i) or self._shape_problems(i) or _activation_problems(layer)
-        if found:
-            return found
-        if layer.rounding not in ROUNDINGS or (layer.rounding != "double" and layer.kind != "fc"):
-            return [f"{layer.name}: rounding {layer.rounding!r} is not one of {', '.join(ROUNDINGS)} "
-                    "(and only an fc may round once)"]
-        if layer.pool not in POOLS or (layer.pool != "average" and layer.kind != "avgpool"):
-            return [f"{layer.name}: pool {layer.pool!r} is not one of {', '.join(POOLS)} "
-                    "(and only an avgpool may be a mean)"]
-        if layer.kind == "avgpool":
-            if layer.pool == "raw_average" and layer.input_q != layer.output_q:
-                return [f"{layer.name}: a raw_average pool must keep its input's scale and zero point"]
-            return _mean_pool_problems(layer) if layer.pool == "mean" else []
-        if layer.kind == "add":
-            return self._add_problems(i)
-        return _weighted_problems(layer)
+        found = (self._input_problems(i, op.arity) or self._shape_problems(i) or _activation_problems(layer)
+                 or _field_problems(layer, op))
+        return found or op.problems(self, i)
 
     def _shape_problems(self, i: int) -> list[str]:
         """Each shape is positive integers of a sane size, and each input is what its producer outputs
@@ -218,40 +140,17 @@ class Plan:
             if (made != need) if len(made) == len(need) else math.prod(made) != math.prod(need):
                 source = "the plan input" if j == PLAN_INPUT else self.layers[j].name
                 return [f"{layer.name}: its input shape {list(need)} is not the {list(made)} that {source} outputs"]
-        if layer.kind in CONV_KINDS + ("avgpool",) and len(layer.input_shape) != 3:
-            return [f"{layer.name}: a {layer.kind} layer reads a (C, H, W) map, not {list(layer.input_shape)}"]
-        if layer.kind in CONV_KINDS and len(layer.output_shape) != 3:
-            return [f"{layer.name}: a {layer.kind} layer outputs a (C, H, W) map, not {list(layer.output_shape)}"]
-        if layer.kind == "avgpool" and math.prod(layer.output_shape) != layer.input_shape[0]:
-            return [f"{layer.name}: a global pool of {layer.input_shape[0]} channels outputs "
-                    f"{layer.input_shape[0]} values, not {list(layer.output_shape)}"]
-        if layer.kind == "fc" and math.prod(layer.output_shape) != layer.output_shape[0]:
-            return [f"{layer.name}: an fc outputs a vector, not {list(layer.output_shape)}"]
         return []
 
-    def _input_problems(self, i: int) -> list[str]:
-        """Every input must be the plan input or an earlier layer (the layers are in execution order)."""
-        layer, wanted = self.layers[i], 2 if self.layers[i].kind == "add" else 1
+    def _input_problems(self, i: int, wanted: int) -> list[str]:
+        """Every input must be the plan input or an earlier layer (the layers are in execution order), as many
+        as the op reads."""
+        layer = self.layers[i]
         inputs = self.inputs_of(i)
         if any(type(j) is not int or not PLAN_INPUT <= j < i for j in inputs):
             return [f"{layer.name}: inputs {list(inputs)} are not the plan input (-1) or earlier layers (< {i})"]
         if len(inputs) != wanted:
             return [f"{layer.name}: a {layer.kind} layer reads {wanted} input(s), not {len(inputs)}"]
-        return []
-
-    def _add_problems(self, i: int) -> list[str]:
-        layer = self.layers[i]
-        shapes = {tuple(layer.input_shape), tuple(layer.output_shape)} | {self.tensor_shape(j) for j in self.inputs_of(i)}
-        if len(shapes) != 1:
-            return [f"{layer.name}: an add needs inputs and output of one shape, got {sorted(shapes)}"]
-        if layer.input2_q is None:
-            return [f"{layer.name}: an add needs input2_q (its second input's quantization)"]
-        a = layer.arrays
-        if any(k not in a or a[k].dtype != np.int32 or a[k].shape != (3,) for k in ("multiplier", "shift")):
-            return [f"{layer.name}: an add needs int32 multiplier and shift arrays of 3 (input a, input b, output)"]
-        m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
-        if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 0)):
-            return [f"{layer.name}: add multipliers must be Q31 in [2^30, 2^31) with shifts in [-31, 0]"]
         return []
 
     @classmethod
@@ -322,85 +221,11 @@ def _activation_problems(layer: Layer) -> list[str]:
     return []
 
 
-def _weighted_problems(layer: Layer) -> list[str]:
-    """A conv or fc: arrays present, typed, sized for the layer's channels, and inside the Q31 contract."""
-    a = layer.arrays
-    missing = [k for k in ARRAYS if k not in a]
-    if missing:
-        return [f"{layer.name}: no {', '.join(missing)}"]
-    out = layer.output_shape[0]
-    dtypes = {"weight": np.int8, "bias": np.int32, "multiplier": np.int32, "shift": np.int32}
-    bad = [k for k, t in dtypes.items() if a[k].dtype != t] + [k for k in ARRAYS if a[k].ndim < 1 or len(a[k]) != out]
-    bad += [k for k in ARRAYS if k != "weight" and a[k].ndim != 1]
-    if bad:
-        return [f"{layer.name}: {', '.join(sorted(set(bad)))} of the wrong type or length (the layer has {out} outputs)"]
-    if not np.issubdtype(a["weight_scale"].dtype, np.floating) or not np.all(np.isfinite(a["weight_scale"])):
-        return [f"{layer.name}: weight_scale is not finite floating-point numbers"]
-    wrong = _weight_shape_problems(layer)
-    if wrong:
-        return wrong
-    found = []
-    m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
-    if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((sh < -31) | (sh > 30)):
-        found.append(f"{layer.name}: requantization multiplier or shift outside the Q31 contract")
-    terms = int(np.prod(a["weight"].shape[1:]))
-    worst = np.abs(a["bias"].astype(np.int64)) + terms * 255 * 127
-    if np.any(worst > 2**31 - 1):
-        found.append(f"{layer.name}: bias too large for the int32 accumulator (its weights are ~0 next to the bias)")
-    if layer.kind in CONV_KINDS:
-        found += _conv_geometry_problems(layer)
-    return found
-
-
-def _weight_shape_problems(layer: Layer) -> list[str]:
-    """The weights must be as wide as the layer's input: (O, C, K, K) for a conv of C input channels,
-    (C, 1, K, K) for a depthwise one (C in = C out), (O, features) for an fc."""
-    w, (c, *_) = layer.weight, layer.input_shape
-    if layer.kind == "fc":
-        want, ok = f"({layer.output_shape[0]}, {math.prod(layer.input_shape)})", w.ndim == 2 and w.shape[1] == math.prod(layer.input_shape)
-    elif layer.kind == "depthwise":
-        want, ok = f"({c}, 1, K, K)", w.ndim == 4 and w.shape[1] == 1 and layer.output_shape[0] == c
-    else:
-        want, ok = f"({layer.output_shape[0]}, {c}, K, K)", w.ndim == 4 and w.shape[1] == c
-    if not ok:
-        return [f"{layer.name}: weight of shape {list(w.shape)} does not fit a {layer.kind} layer of input "
-                f"{list(layer.input_shape)} and output {list(layer.output_shape)} (expected {want})"]
-    return []
-
-
-def _mean_pool_problems(layer: Layer) -> list[str]:
-    """A mean pool requantizes sum(x - zp) by one multiplier and shift (mean_requantization) repeated per
-    channel; 1/count is folded into that multiplier, so it may be below 2^30."""
-    a, channels = layer.arrays, layer.input_shape[0]
-    if any(k not in a or a[k].dtype != np.int32 or a[k].shape != (channels,) for k in ("multiplier", "shift")):
-        return [f"{layer.name}: a mean pool needs int32 multiplier and shift arrays of {channels} values"]
-    m, sh = a["multiplier"].astype(np.int64), a["shift"].astype(np.int64)
-    if np.ptp(m) or np.ptp(sh):
-        return [f"{layer.name}: a mean pool's multiplier and shift must be the same for every channel"]
-    if m[0] < 0 or m[0] >= 1 << 31 or not -31 <= sh[0] <= 30:
-        return [f"{layer.name}: mean pool multiplier or shift outside [0, 2^31) and [-31, 30]"]
-    return []
-
-
-def _conv_geometry_problems(layer: Layer) -> list[str]:
-    """A conv whose output size does not follow from its input would make executors read or write
-    outside their buffers."""
-    pads, w = layer.pads, layer.weight
-    if len(pads) != 4 or any(type(p) is not int or p < 0 for p in pads):
-        return [f"{layer.name}: pads {list(pads)} are not 4 non-negative integers (top, left, bottom, right)"]
-    if w.ndim != 4 or w.shape[2] != w.shape[3] or len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
-        return [f"{layer.name}: a conv needs a square (O, I, K, K) weight and (C, H, W) shapes"]
-    c, h, wd = layer.input_shape
-    if c * (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) > MAX_TENSOR_ELEMENTS:
-        return [f"{layer.name}: pads {list(pads)} make a padded input of more than {MAX_TENSOR_ELEMENTS:,} values"]
-    if type(layer.stride) is not int or layer.stride < 1:
-        return [f"{layer.name}: stride {layer.stride} is not a positive integer"]
-    if layer.kind == "pointwise" and (w.shape[-1] != 1 or any(pads)):
-        return [f"{layer.name}: a pointwise conv must be 1x1 without pads"]
-    if tuple(layer.output_shape[1:]) != layer.conv_output_hw():
-        return [f"{layer.name}: output {list(layer.output_shape[1:])} does not follow from input "
-                f"{list(layer.input_shape[1:])}, pads {list(pads)}, kernel {w.shape[-1]} and stride {layer.stride} "
-                f"(expected {list(layer.conv_output_hw())})"]
+def _field_problems(layer: Layer, op: ops.Op) -> list[str]:
+    """A kind-only Layer field (ops.base.KIND_FIELDS) set on a layer whose op does not own it."""
+    for name, default in FIELD_DEFAULTS.items():
+        if name not in op.fields and getattr(layer, name) != default:
+            return [field_problem(layer, name)]
     return []
 
 
@@ -413,38 +238,3 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, buf.getvalue())
-
-
-def mean_requantization(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
-    """(multiplier, shift) of TFLite's int8 MEAN over ``count`` values (LiteRT 2.3, reference/reduce.h
-    QuantizedMeanOrSum): QuantizeMultiplier(in / out) of the float32 scales widened to double, then 1/count
-    folded in: the multiplier times 2^s integer-divided by count, s = floor(log2(count)) capped at 32 and at
-    31 + shift, and the shift lowered by s. The mean is then the usual requantize(sum(x - in_zp))."""
-    m, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
-    s = min(count.bit_length() - 1, 32, 31 + shift)
-    return (m << s) // count, shift - s
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """real = M0 * 2^shift with M0 a Q31 integer in [2^30, 2^31) (TFLite's QuantizeMultiplier)."""
-    if real <= 0.0:
-        return 0, 0
-    mantissa, shift = math.frexp(real)  # real = mantissa * 2^shift, mantissa in [0.5, 1)
-    q = math.floor(mantissa * (1 << 31) + 0.5)  # std::round, half away from zero (Python's round() is half-even)
-    if q == 1 << 31:
-        q //= 2
-        shift += 1
-    if shift < -31:  # too small to matter: the output is always the zero point
-        return 0, 0
-    return q, shift
-
-
-def add_multipliers(a: QParams, b: QParams, out: QParams) -> tuple[np.ndarray, np.ndarray]:
-    """(multiplier, shift) int32 (3,) for [input a, input b, output] as TFLite's int8 ADD prepares them
-    (kernels/add.cc): both inputs rescaled to twice the larger input scale after a 2^20 left shift,
-    then to the output scale. Scales are float32 in a .tflite, so they are rounded to float32 first."""
-    sa, sb, so = (float(np.float32(q.scale)) for q in (a, b, out))
-    twice_max = 2.0 * max(sa, sb)
-    reals = (sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * so))
-    pairs = [quantize_multiplier(r) for r in reals]
-    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
