@@ -39,7 +39,7 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     if resolution is not None:
         options["resolution"] = resolution
     if model is not None:
-        from edgepack.compiler import model_classes
+        from edgepack.frontends.torch import model_classes
 
         options.setdefault("model_name", type(model).__name__)
         options["classes"] = model_classes(model, options.get("classes"))
@@ -51,26 +51,21 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
 
 
 def _compile_tflite(path, target: str, eval_data=None, **options):
-    """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.interop.tflite_import);
+    """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.frontends.tflite);
     resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, unlabelled:
     fidelity only); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
-    from edgepack.compiler import CompileConfig, compile_model
+    from edgepack.compiler import compile_model
+    from edgepack.errors import ConfigError
+    from edgepack.frontends.tflite import compile_config
     from edgepack.inputs import datasets, is_in_memory
     from edgepack.interop.tflite_import import read_tflite
-
-    from edgepack.errors import ConfigError
 
     imported = read_tflite(path)
     for name, value in (("resolution", imported.resolution), ("classes", imported.classes)):
         if options.setdefault(name, value) != value:
             raise ConfigError(f"{name}={options[name]} but {imported.path.name} has {value}: drop {name} (it comes from the file)")
     _, ev, _ = datasets(None, eval_data, imported.resolution)
-    if "mean" not in options and "std" not in options:  # pixels onto the range of the file's input quantization
-        from edgepack.evaldata import quantization_mapping
-        options["mean"], options["std"] = quantization_mapping(imported.plan.input_q)
-    options.setdefault("model_name", imported.path.stem)
-    config = CompileConfig(target=target, tflite_model=str(imported.path),
-                           eval_data=None if is_in_memory(eval_data) else eval_data, **options)
+    config = compile_config(imported, target, eval_data=None if is_in_memory(eval_data) else eval_data, **options)
     return compile_model(config, eval_set=ev)
 
 

@@ -42,17 +42,28 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    """Validate every flag, the target and the output folder before torch is imported."""
-    from edgepack.artifact import check_output_dir, output_lock
-    from edgepack.config import CompileConfig
-    from edgepack.targets import get_target
-
-    if args.sign_key:  # a bad key is reported at once
-        from edgepack.signing import load_private_key
-        load_private_key(args.sign_key)
+    """Validate every flag, the target and the output folder before torch is imported (compiler.preflight,
+    as the Python API does), then load a --model FILE.py and compile."""
+    from edgepack.compiler import compile_locked, preflight
     from edgepack.interop.tflite_import import is_tflite_spec
-    if is_tflite_spec(args.model):
-        return _run_tflite(args)
+
+    config = _tflite_config(args) if is_tflite_spec(args.model) else _torch_config(args)
+    with preflight(config) as target:  # an unwritable or busy output fails here, in milliseconds
+        model = None
+        if config.model_spec:
+            from edgepack.frontends.torch import model_classes
+            from edgepack.model.user import load_user_model
+            from edgepack.validate import check_model
+            model = load_user_model(config.model_spec, args.checkpoint)
+            check_model(model)  # float32 weights on the CPU, as the Python API checks
+            config.classes = model_classes(model, args.classes)
+        compile_locked(config, target, model)
+    return 0
+
+
+def _torch_config(args):
+    """The config of the built-in model or of --model FILE.py:NAME."""
+    from edgepack.config import CompileConfig
     from edgepack.model.builtin import BUILTIN, DEFAULT
 
     architecture = args.model if args.model in BUILTIN else DEFAULT
@@ -61,7 +72,7 @@ def run(args) -> int:
     if user_model:
         from edgepack.model.user import parse_model_spec
         model_name = parse_model_spec(user_model)[1]
-    config = CompileConfig(
+    return CompileConfig(
         target=args.target, alpha=args.alpha, resolution=args.resolution,
         classes=args.classes if args.classes is not None else 10, model_name=model_name,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
@@ -70,20 +81,6 @@ def run(args) -> int:
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture,
     )
-    get_target(config.target, config.target_dirs)  # an unknown or broken target file is refused before torch
-    check_output_dir(config.output_path(), config.force, config.inputs)
-    with output_lock(config.output_path()):  # an unwritable or busy output fails here, in milliseconds
-        from edgepack.compiler import compile_model, model_classes
-
-        model = None
-        if user_model:
-            from edgepack.model.user import load_user_model
-            from edgepack.validate import check_model
-            model = load_user_model(user_model, args.checkpoint)
-            check_model(model)  # float32 weights on the CPU, as the Python API checks
-            config.classes = model_classes(model, args.classes)
-        compile_model(config, model)
-    return 0
 
 
 # Flags that shape a torch model's quantization: an imported .tflite is already int8.
@@ -91,14 +88,12 @@ _NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration",
                    "random_head": "--random-head"}
 
 
-def _run_tflite(args) -> int:
-    """--model FILE.tflite: read the file (unsupported ops are refused here, before torch is imported), take
-    the resolution and class count from it, then compile its plan (edgepack.compiler._compile_imported)."""
-    from edgepack.artifact import check_output_dir, output_lock
-    from edgepack.config import CompileConfig
+def _tflite_config(args):
+    """--model FILE.tflite: read the file (unsupported ops are refused here, before torch is imported); the
+    resolution and class count come from it (edgepack.frontends.tflite.compile_config, as for the API)."""
     from edgepack.errors import ConfigError
-    from edgepack.interop.tflite_import import check_backend, read_tflite
-    from edgepack.targets import get_target
+    from edgepack.frontends.tflite import compile_config
+    from edgepack.interop.tflite_import import read_tflite
 
     given = [flag for attr, flag in _NOT_FOR_TFLITE.items() if getattr(args, attr, None)]
     if args.quant != "ptq":
@@ -109,23 +104,10 @@ def _run_tflite(args) -> int:
     imported = read_tflite(args.model)
     if args.classes is not None and str(args.classes) != str(imported.classes):
         raise ConfigError(f"--classes {args.classes} but {args.model} has {imported.classes} outputs: drop --classes")
-    mean, std = _pixels(args.mean), _pixels(args.std)
-    if args.mean is None and args.std is None:  # pixels onto the range the file's input quantization represents
-        from edgepack.evaldata import quantization_mapping
-        mean, std = quantization_mapping(imported.plan.input_q)
-    config = CompileConfig(
-        target=args.target, resolution=imported.resolution, classes=imported.classes,
-        model_name=imported.path.stem, tflite_model=str(imported.path), eval_data=args.eval_data,
-        eval_size=args.eval_size, output=str(_output(args)), force=args.force, sign_key=args.sign_key,
-        mean=mean, std=std, target_dirs=tuple(getattr(args, "targets", None) or ()),
-    )
-    check_backend(get_target(config.target, config.target_dirs))
-    check_output_dir(config.output_path(), config.force, config.inputs)
-    with output_lock(config.output_path()):
-        from edgepack.compiler import compile_model
-
-        compile_model(config)
-    return 0
+    pixels = {name: value for name, value in (("mean", args.mean), ("std", args.std)) if value is not None}
+    return compile_config(imported, args.target, eval_data=args.eval_data, eval_size=args.eval_size,
+                          output=str(_output(args)), force=args.force, sign_key=args.sign_key,
+                          target_dirs=tuple(getattr(args, "targets", None) or ()), **pixels)
 
 
 def _pixels(value):

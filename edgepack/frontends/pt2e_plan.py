@@ -1,4 +1,4 @@
-"""Derive the int8 plan from a PT2E-converted graph (quantize/dequantize nodes around aten ops).
+"""The int8 plan of a PT2E-converted graph (quantize/dequantize nodes around aten ops): the torch front end's last step.
 
 Each conv/linear/pool/add node sits between dequantize and quantize nodes (optionally with a fused
 ReLU/ReLU6 before the quantize); a layer's input is found by following its dequantize back to the

@@ -1,0 +1,221 @@
+"""The torch front end: model -> fold BatchNorm -> quantize (torchao PT2E, PTQ or QAT) -> int8 plan
+(edgepack.frontends.pt2e_plan). Its peers are torch's simulated int8 graph and ONNX Runtime on the QDQ
+ONNX file it writes into the artifact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgepack import provenance
+from edgepack.config import CompileConfig, QuantMode
+from edgepack.data import Dataset
+from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
+from edgepack.fold import fold, folding_error
+from edgepack.frontends import Source, load_data, percent, timed
+from edgepack.frontends.pt2e_plan import build_plan
+from edgepack.model.profile import summary
+from edgepack.plan.plan import Plan
+
+TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
+SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
+                     nn.Flatten, nn.Linear, nn.Sequential, nn.Identity)
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse, by name, any leaf layer outside the operator set the int8 plan lowers."""
+    for name, m in model.named_modules():
+        if list(m.children()):
+            continue  # a container: its leaves are checked
+        if not isinstance(m, SUPPORTED_MODULES):
+            raise UnsupportedModelError(
+                f"layer '{name or type(m).__name__}' ({type(m).__name__}) is not supported: build the model from "
+                "Conv2d, BatchNorm2d, ReLU/ReLU6, AdaptiveAvgPool2d/AvgPool2d, Flatten and Linear")
+        if isinstance(m, nn.Conv2d) and m.groups not in (1, m.in_channels):
+            raise UnsupportedModelError(f"layer '{name}' is a grouped conv (groups={m.groups}): use groups 1 or = in_channels")
+
+
+def model_classes(model: nn.Module, given: int | None = None) -> int:
+    """The class count of a user model: its last Linear's out_features (a ``classes`` given must agree)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnsupportedModelError(f"model {type(model).__name__} has no Linear layer: end it with "
+                                    "AdaptiveAvgPool2d(1), Flatten and Linear(features, classes)")
+    classes = linears[-1].out_features
+    if given is not None and int(given) != classes:
+        raise ConfigError(f"classes={given} but model {type(model).__name__} ends in Linear(..., {classes}): "
+                          "drop classes (it comes from the model) or change the model")
+    return classes
+
+
+def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
+    """The built-in model of ``config`` with its weights, and where the weights came from."""
+    from edgepack.model.weights import load_checkpoint, pretrained
+
+    if config.checkpoint:
+        return (load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes, config.architecture),
+                Path(config.checkpoint).name)
+    return pretrained(config.alpha, config.resolution, config.classes, config.architecture), "shipped digits weights"
+
+
+def _model_entry(config: CompileConfig, model: nn.Module, source: str) -> dict:
+    """The manifest's "model": what was compiled, and what debug needs to rebuild it (edgepack.provenance):
+    the checkpoint and --model files by absolute path and sha256."""
+    record = {}
+    if config.checkpoint:
+        record["checkpoint"] = provenance.file_record(config.checkpoint)
+    if config.model_spec:
+        record["module"] = provenance.module_record(config.model_spec)
+    return {"name": type(model).__name__, "alpha": config.alpha, "resolution": config.resolution,
+            "classes": config.classes, "weights": source, "input_shape": list(config.input_shape),
+            **({} if config.model_name else {"builtin": config.architecture}), **record}
+
+
+def _prepare_model(config: CompileConfig, model: nn.Module | None) -> tuple[nn.Module, str]:
+    """The built-in model, or the user's checked (supported layers, a forward that runs, finite weights); in eval mode."""
+    from edgepack.model.user import probe_forward
+    from edgepack.model.weights import check_finite
+
+    if model is None:
+        model, source = build_model(config)
+    else:
+        check_supported(model)
+        probe_forward(model, config.input_shape, f"--model {config.model_spec}" if config.model_spec else type(model).__name__)
+        source = f"user module {type(model).__name__}"
+    check_finite(model.state_dict(), f"model {type(model).__name__}")
+    return model.eval(), source
+
+
+def _hold_out(calibration: Dataset) -> tuple[Dataset, Dataset]:
+    """A user model's calibration file without eval data: its last 20% measure fidelity (unlabelled,
+    no accuracy figure) and are not used to calibrate (edgepack.inputs.split_held_out)."""
+    from edgepack.inputs import split_held_out
+
+    kept, held = split_held_out(calibration.images)
+    labels = None if calibration.labels is None else calibration.labels[:len(kept)]
+    return (Dataset(kept, labels, calibration.source),
+            Dataset(held, None, f"{calibration.source}, last {len(held)} inputs held out (unlabelled)"))
+
+
+def _inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: Dataset | None):
+    """(calibration, eval) datasets: the Python API's in-memory inputs as given, else the config's paths."""
+    from edgepack.quantize.ptq import check_calibration
+
+    calibration = (calibration_data.take(config.calib_size) if calibration_data is not None
+                   else load_data(config.calibration, "calibration", config.calib_size, config))
+    if eval_set is None and config.eval_data is None and config.model_name and config.calibration is not None:
+        calibration, eval_set = _hold_out(calibration)  # a user model is never "evaluated" on the digits
+    evalset = (eval_set.take(config.eval_size) if eval_set is not None
+               else load_data(config.eval_data, "eval", config.eval_size, config))
+    if config.quant == QuantMode.QAT and not calibration.labelled:
+        raise ConfigError("quant='qat' needs labelled training data, and in-memory calibration inputs have no labels: "
+                          "use quant='ptq', or a labelled .npz/ImageFolder calibration path")
+    check_calibration(calibration, config.input_shape)
+    check_calibration(evalset, config.input_shape)
+    return calibration, evalset
+
+
+def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, in_memory: bool,
+              times: dict):
+    """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none."""
+    from edgepack.quantize.ptq import quantize_ptq
+
+    quantization: dict = {"mode": config.quant.value}
+    plan = converted = None
+    with timed(times, "quantize"):
+        if config.quant == QuantMode.PTQ:
+            converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity)
+        elif config.quant == QuantMode.QAT:
+            from edgepack.quantize.qat import quantize_qat
+            train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
+            converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
+                                              config.weight_granularity)
+            quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded)
+    if converted is not None:
+        quantization.update(
+            weights=f"int8 symmetric [-127, 127], {config.weight_granularity.value}",
+            activations="int8 per-tensor affine [-128, 127]",
+            calibration=provenance.calibration_record(
+                None if in_memory else (config.calibration or "digits"), calibration, config.classes),
+            framework="torchao PT2E",
+        )
+        with timed(times, "plan"):
+            plan = build_plan(converted, config.input_shape)
+    return converted, plan, quantization
+
+
+def to_plan(model: nn.Module, calibration: Dataset, config: CompileConfig) -> Plan | None:
+    """The int8 plan of a torch ``model`` calibrated on ``calibration`` (fold, quantize, plan), as a compile
+    makes it; None for ``quant="none"``."""
+    return _quantize(config, model.eval(), fold(model), calibration, True, {})[1]
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None else accuracy(logits, labels)
+
+
+def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: Dataset | None,
+              eval_set: Dataset | None, times: dict, log) -> TorchSource:
+    """The built-in or given model folded and quantized, with the fp32 figures the manifest records."""
+    model, weights = _prepare_model(config, model)
+    calibration, evalset = _inputs(config, calibration_data, eval_set)
+    profile = summary(model, config.input_shape)
+    with timed(times, "fold"):
+        folded = fold(model)
+        fold_err = folding_error(model, folded, torch.from_numpy(evalset.images[:64]))
+    with timed(times, "fp32_eval"):
+        fp32 = torch_logits(folded, evalset.images)
+    fp32_accuracy = _accuracy(fp32, evalset.labels)
+    log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {percent(fp32_accuracy)}")
+    in_memory = calibration_data is not None or eval_set is not None
+    converted, plan, quantization = _quantize(config, model, folded, calibration, calibration_data is not None, times)
+    source = TorchSource(plan, evalset, config.classes, profile, _model_entry(config, model, weights),
+                         {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
+                         quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32)
+    source.converted = converted
+    return source
+
+
+class TorchSource(Source):
+    """A torch model's plan; its peers are torch's simulated int8 graph and ONNX Runtime on the QDQ ONNX."""
+
+    converted: torch.fx.GraphModule | None = None
+    onnx_file: str | None = None
+
+    def write_model(self, folder: Path, times: dict) -> str:
+        """qdq.onnx (model.onnx for an fp32 compile): ONNX Runtime's input, shipped in the artifact."""
+        from edgepack.quantize.export import export_qdq_onnx
+
+        self.onnx_file = "qdq.onnx" if self.plan else "model.onnx"
+        with timed(times, "export"):
+            export_qdq_onnx(self.converted if self.plan else self.folded, torch.from_numpy(self.evalset.images[:2]),
+                            folder / self.onnx_file)
+        return self.onnx_file
+
+    def peer_checks(self, folder: Path, q_in, ref_q, ref, metrics: dict, times: dict) -> np.ndarray:
+        from edgepack.backends.onnxruntime import run_onnx
+
+        evalset, fp32 = self.evalset, self.fp32_logits
+        with timed(times, "torch_int8_eval"):  # a cross-check: PT2E's simulated int8 is slow at 224
+            torch_int8 = torch_logits(self.converted, evalset.images[:TORCH_INT8_CHECK_IMAGES])
+        with timed(times, "onnxruntime_eval"):
+            ort_int8 = run_onnx(folder / self.onnx_file, evalset.images)
+        metrics.update(
+            int8_torch_accuracy=_accuracy(torch_int8, evalset.take(TORCH_INT8_CHECK_IMAGES).labels),
+            int8_onnxruntime_accuracy=_accuracy(ort_int8, evalset.labels),
+            reference_vs_torch_int8={**compare("reference", ref[:TORCH_INT8_CHECK_IMAGES], "torch PT2E", torch_int8),
+                                     "images": len(torch_int8)},
+            reference_vs_onnxruntime=compare("reference", ref, "onnxruntime QDQ", ort_int8),
+            int8_vs_fp32={**compare("reference", ref, "fp32 folded", fp32), "sqnr_db": sqnr_db(fp32, ref)},
+        )
+        return ref_q
+
+    def report(self, metrics: dict, tflite: dict, log) -> None:
+        xnn = tflite["xnnpack_vs_reference"]
+        log(f"model.tflite bit-exact under LiteRT's reference kernels on {xnn['images']} images; LiteRT's XNNPACK "
+            f"path differs on {xnn['values_differing']} of {xnn['values']} values (at most {xnn['max_abs_diff']})")
+        log(f"int8 accuracy {percent(metrics['int8_accuracy'])} (reference), agreement with ONNX Runtime "
+            f"{metrics['reference_vs_onnxruntime']['top1_agreement']:.2%}")
