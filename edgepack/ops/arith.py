@@ -79,12 +79,6 @@ def _round_twice(v: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarr
     return v
 
 
-def gemm_dtype(terms: int):
-    """float32 where every partial sum is an integer below 2^24 (exact in float32, and sgemm is twice as
-    fast), float64 otherwise."""
-    return np.float32 if terms * 255 * 127 < 2**24 else np.float64
-
-
 def rescale(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) on int64-held int32 values."""
     return rounding_divide_by_pot(rounding_doubling_high_mul(x, np.int64(multiplier)), np.int64(-shift))

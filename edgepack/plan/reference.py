@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepack import ops
-from edgepack.ops.arith import (  # noqa: F401
-    INT32_MAX, INT32_MIN, requantize, rounding_divide_by_pot, rounding_doubling_high_mul)
+from edgepack.ops.arith import requantize, rounding_divide_by_pot, rounding_doubling_high_mul  # noqa: F401
 from edgepack.ops.avgpool import avgpool_reference
 from edgepack.ops.fc import fc_reference
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
