@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edgepack
-from edgepack import qemu
+from edgepack.devices import qemu, tools
 from edgepack.backends.tvm import device
 from edgepack.backends.tvm.device import Runner
 from edgepack.errors import ArtifactError, DeviceError, ToolchainError
@@ -77,8 +77,8 @@ def test_plugin_is_built_once_and_rebuilt_when_its_source_changes(tmp_path, monk
 @pytest.mark.parametrize("tool, package", [("gcc", "gcc"), ("qemu-aarch64", "qemu-user")])
 def test_missing_tool_names_its_debian_package(tmp_path, monkeypatch, tool, package):
     monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path))  # no plugin built yet: gcc is needed
-    real_which = qemu.shutil.which
-    monkeypatch.setattr(qemu.shutil, "which", lambda name: None if name == tool else real_which(name))
+    real_which = tools.shutil.which
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None if name == tool else real_which(name))
     with pytest.raises(ToolchainError, match=f"apt-get install -y {package}") as e:
         qemu.run_user(["/bin/true"], cpu="cortex-a72", count=True)
     assert len(str(e.value).splitlines()) == 1

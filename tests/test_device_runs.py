@@ -165,11 +165,11 @@ def _qemu_processes(program: Path) -> list:
 
 @pytest.mark.slow
 def test_qemu_user_runs_are_bounded_and_stopped_with_edgepack(tmp_path, monkeypatch):
-    """edgepack.qemu (the TVM backend's device runs) goes through the same runner: its timeout names the
+    """edgepack.devices.qemu (the TVM backend's device runs) goes through the same runner: its timeout names the
     run, and abandon() (the stop-signal handler) ends a run in progress and removes its folder."""
     import threading
 
-    from edgepack import qemu
+    from edgepack.devices import qemu
 
     if shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which(qemu.EMULATOR) is None:
         pytest.fail("the aarch64 cross compiler and qemu-user are installed by scripts/setup.sh")

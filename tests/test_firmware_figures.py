@@ -12,8 +12,9 @@ import subprocess
 
 import pytest
 
-from edgepack.backends.c import firmware
-from edgepack.backends.c.firmware import BuildSpec
+from edgepack.backends.c.build import build
+from edgepack.backends.c.runner import run_images
+from edgepack.backends.c.spec import FIRMWARE, BuildSpec
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +55,11 @@ def test_stack_bound_holds_when_interrupts_land_everywhere(m4, tmp_path):
     spec = BuildSpec.from_target(manifest["target"])
     kernels = manifest["backend_info"]["kernels"]
     busy = dataclasses.replace(spec, cflags=spec.cflags + ("-DEDGEPACK_SYSTICK_RELOAD=97",))
-    built = firmware.build(busy, folder / "c", tmp_path / "busy", kernels)
+    built = build(busy, folder / "c", tmp_path / "busy", kernels)
     import numpy as np
 
     golden = np.load(folder / "golden_input.npy")
-    result = firmware.run_images(busy, built.files[firmware.FIRMWARE], golden, 10, "qemu-system-arm")
+    result = run_images(busy, built.files[FIRMWARE], golden, 10, "qemu-system-arm")
     assert np.array_equal(result.outputs, np.load(folder / "golden_output.npy"))
     fp = manifest["footprint"]
     assert fp["stack_measured_bytes"] < result.stack_bytes <= fp["stack_bytes"]

@@ -1,9 +1,13 @@
 """Device program runs: one process runner (its own session, a time limit, its whole process group
-killed on timeout, error or a stop signal, a temporary run folder removed in every case) and the
-"find this tool or name its apt package" lookup. Every device program edgepack runs (native test
-programs, qemu-user, qemu-system, valgrind) goes through here, so a hung one never outlives its limit
-or edgepack itself. Host-clock latency statistics are edgepack.devices.timing (imported on its own: numpy)."""
-from edgepack.devices.process import Finished, abandon, adopt, release, run, run_folder
-from edgepack.devices.tools import find_tool
+killed on timeout, error or a stop signal, a temporary run folder removed in every case), the Device a
+runner chooses once (this host, qemu-user, qemu-system, valgrind: device.py), "find this tool or name its
+apt package" and the one cache folder (tools.py). Every program edgepack starts (test programs, emulators,
+compilers, local RPC servers) goes through here, so a hung one never outlives its limit or edgepack
+itself. qemu-user runs with instruction counts are edgepack.devices.qemu; host-clock latency statistics
+are edgepack.devices.timing (each imported on its own: numpy)."""
+from edgepack.devices.device import NATIVE, Device, Ran, emulated
+from edgepack.devices.process import Finished, abandon, adopt, pause, release, run, run_folder, run_tool, start, stop
+from edgepack.devices.tools import DEBIAN, SETUP, cache_dir, require
 
-__all__ = ["Finished", "abandon", "adopt", "find_tool", "release", "run", "run_folder"]
+__all__ = ["DEBIAN", "NATIVE", "SETUP", "Device", "Finished", "Ran", "abandon", "adopt", "cache_dir", "emulated",
+           "pause", "release", "require", "run", "run_folder", "run_tool", "start", "stop"]

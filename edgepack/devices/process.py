@@ -59,6 +59,35 @@ def run(cmd: list, *, timeout: float | None, what: str, fix: str, cwd=None, env:
     return Finished(proc.returncode, out, err)
 
 
+def run_tool(cmd: list, cwd=None) -> Finished:
+    """A toolchain command (compiler, linker, ``size``, ``--version``) with its output captured: no time
+    limit (a build is not a device run), but in its own session like any program, so a stop signal ends it."""
+    return run(cmd, timeout=None, what=str(cmd[0]), fix="", cwd=cwd)
+
+
+def start(cmd: list, *, quiet: bool = True) -> subprocess.Popen:
+    """A program left running in the background (a local TVM RPC tracker or server) in its own session,
+    registered so that a stop signal ends its group; ``quiet`` discards its output. End it with :func:`stop`."""
+    sink = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=sink, stderr=sink, start_new_session=True)
+    _GROUPS[proc.pid] = proc
+    return proc
+
+
+def stop(proc: subprocess.Popen, wait: float = 10.0) -> None:
+    """Kill a started program's whole group (TVM's server workers outlive a SIGTERM to their parent) and reap it."""
+    _kill_group(proc.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=wait)
+    _GROUPS.pop(proc.pid, None)
+
+
+def pause(proc: subprocess.Popen) -> None:
+    """SIGSTOP a started program's group: it stays alive (sockets open, connections accepted) but answers nothing."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGSTOP)
+
+
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgepack.backends.c import codegen, firmware
-from edgepack.backends.c.firmware import BuildSpec
+from edgepack import devices
+from edgepack.backends.c import build as c_build
+from edgepack.backends.c import codegen, elf
 from edgepack.backends.c.memplan import plan_memory
+from edgepack.backends.c.runner import callgrind_instructions, run_images
+from edgepack.backends.c.spec import FIRMWARE, HOST_EXE, BuildSpec
 from edgepack.errors import BudgetError, BuildError, UnsupportedModelError, VerificationError
 
 
@@ -60,13 +61,13 @@ def stack_margin(spec: BuildSpec, work: Path) -> dict:
     """The worst a SysTick interrupt adds to the measured high-water mark, from this build: whether the FPU
     context can be live (the compiler defines __ARM_FP, and startup_cortexm.c then enables the FPU) and the
     SysTick handler's own frame (gcc -fstack-usage of startup_cortexm.c with the firmware's flags)."""
-    probe = subprocess.run([spec.cc, *spec.arch_flags, "-dM", "-E", "-x", "c", os.devnull], capture_output=True, text=True)
+    probe = devices.run_tool([spec.cc, *spec.arch_flags, "-dM", "-E", "-x", "c", os.devnull])
     fpu = re.search(r"^#define __ARM_FP ", probe.stdout, re.M) is not None
     su_dir = work / "stack-usage"
     su_dir.mkdir(exist_ok=True)
     cmd = [spec.cc, *spec.arch_flags, *spec.cflags, *spec.defines, "-fstack-usage", "-c", str(work / "startup_cortexm.c"),
            "-o", str(su_dir / "startup_cortexm.o")]
-    proc = subprocess.run(cmd, cwd=su_dir, capture_output=True, text=True)
+    proc = devices.run_tool(cmd, cwd=su_dir)
     su = su_dir / "startup_cortexm.su"
     found = re.search(r":SysTick_Handler\t(\d+)\t(\S+)", su.read_text()) if proc.returncode == 0 and su.is_file() else None
     if found is None or found.group(2) != "static":
@@ -106,103 +107,114 @@ def _model_ram(library_ram: int, arena: int, stack: int | None) -> dict:
 
 
 def lower(build, folder: Path) -> dict:
+    """Generate, build, measure, run on every device, check: one pass, in that order."""
     plan = build.plan
     if plan is None:
         raise UnsupportedModelError("the C backend runs the int8 plan: compile with --quant ptq or qat, not none")
     folder = Path(folder)
     spec = BuildSpec.from_target(build.target.to_json())
-    firmware.require_tools(spec)
+    cortex_m = spec.kind == "cortex-m"
+    c_build.require_tools(spec)
     memory = plan_memory(plan, spec.kernels)
-    generated = codegen.generate(plan, spec.kernels, memory)
-    sources = firmware.write_sources(folder / "c", spec, spec.kernels, generated)
-    out_size = codegen.numel(plan.output_shape)
     golden_x, golden_y = build.golden_input, build.golden_output
-    devices = spec.devices()
-    binaries: dict[str, str] = {}
+    out_size = codegen.numel(plan.output_shape)
     with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp:
-        built = firmware.build(spec, folder / "c", Path(tmp) / spec.kernels, spec.kernels)
-        (folder / "bin").mkdir()
-        for rel, path in built.files.items():
-            shutil.copyfile(path, folder / rel)
-            (folder / rel).chmod(0o755)
-        if spec.kind == "cortex-m":
-            binaries[devices[0]] = firmware.FIRMWARE
-            sizes = firmware.footprint(spec.size, folder / firmware.FIRMWARE, built.objects)
-            measured = sizes["firmware"]
-        else:
-            binaries["native"] = firmware.HOST_EXE
-            if spec.cross:
-                binaries["qemu-aarch64"] = firmware.CROSS_EXE
-            sizes = firmware.footprint(spec.size, None, built.objects)
-            measured = sizes["model_library"]
+        sources, built = c_build.make(spec, folder, Path(tmp) / spec.kernels, spec.kernels,
+                                      codegen.generate(plan, spec.kernels, memory))
+        sizes = elf.footprint(spec.size, folder / FIRMWARE if cortex_m else None, built.objects)
+        measured = sizes["firmware" if cortex_m else "model_library"]
         # before running anything: constants and static RAM alone may already be over budget
         check_budget(spec, measured["flash"], measured["ram"], "before counting the stack", build.target.path)
-        runs = {}
-        for device in devices:
-            result = firmware.run_images(spec, folder / binaries[device], golden_x, out_size, device)
-            _verify(result, golden_y, device, f"golden ({len(golden_x)} images)")
-            runs[device] = result
-        main = runs[devices[0]]
-        margin = stack_margin(spec, Path(tmp) / spec.kernels) if spec.kind == "cortex-m" else None
+        main = _golden_runs(spec, folder, golden_x, golden_y, out_size)
+        margin = stack_margin(spec, built.work) if cortex_m else None
         stack = (main.stack_bytes or 0) + (margin["total_bytes"] if margin else 0)
         ram = measured["ram"] + stack
         check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + stack {stack:,}",
-                         build.target.path)
-
-        cost: dict = {}
-        if spec.kind == "cortex-m":
-            r = spec.run
-            cost = {"metric": "systick_ticks",
-                    "source": f"{r.get('emulator', 'qemu-system-arm')} -M {r.get('machine')} -icount shift=0: SysTick on "
-                              f"the processor clock ({r.get('systick_hz', 25_000_000):,} Hz) while 1 instruction = 1 ns, "
-                              f"so 1 tick = {r.get('instructions_per_tick')} instructions; deterministic",
-                    **_cost_section(spec, main, spec.kernels), "per_layer_ticks": main.layer_ticks}
-            if spec.compare_kernels:
-                other = "portable" if spec.kernels == "fast" else "fast"
-                other_mem = plan_memory(plan, other)
-                odir = Path(tmp) / f"{other}-src"
-                firmware.write_sources(odir, spec, other, codegen.generate(plan, other, other_mem))
-                obuilt = firmware.build(spec, odir, Path(tmp) / other, other)
-                ores = firmware.run_images(spec, obuilt.files[firmware.FIRMWARE], golden_x[:1], out_size, devices[0])
-                _verify(ores, golden_y[:1], devices[0], f"golden ({other} kernels)")
-                osizes = firmware.footprint(spec.size, obuilt.files[firmware.FIRMWARE], obuilt.objects)
-                cost[other] = {**_cost_section(spec, ores, other), "per_layer_ticks": ores.layer_ticks,
-                               "flash_bytes": osizes["firmware"]["flash"], "arena_bytes": other_mem.arena_bytes}
-                fast_ticks = main.ticks[0] if spec.kernels == "fast" else ores.ticks[0]
-                portable_ticks = ores.ticks[0] if spec.kernels == "fast" else main.ticks[0]
-                cost["speedup_fast_vs_portable"] = round(portable_ticks / fast_ticks, 3)
-        else:
-            instr = firmware.callgrind_instructions(folder / firmware.HOST_EXE, golden_x)
-            cost = {"metric": "callgrind_instructions" if instr is not None else None,
-                    "source": "valgrind --tool=callgrind --toggle-collect=edgepack_invoke (native build)"
-                              if instr is not None else "valgrind not installed: no deterministic cost figure",
-                    "kernels": spec.kernels, "instructions_per_inference": instr}
-
-    per_layer = codegen.weight_bytes(plan)
+                     build.target.path)
+        cost = (_cortex_m_cost(spec, plan, main, Path(tmp), golden_x, golden_y, out_size) if cortex_m
+                else _host_cost(spec, folder, golden_x))
     build.manifest["memory_plan"] = memory.to_json()
     build.manifest["footprint"] = {
         "flash_bytes": measured["flash"], "ram_bytes": ram, **_stack_figures(main, margin, len(golden_x)),
         **_model_ram(sizes["model_library"]["ram"], memory.arena_bytes, stack if margin else None),
+        **_footprint_notes(spec, plan, memory, sizes)}
+    build.manifest["cost"] = cost
+    return _backend_info(spec, plan, sources, built, out_size, len(golden_x))
+
+
+def _golden_runs(spec: BuildSpec, folder: Path, golden_x, golden_y, out_size: int):
+    """The golden images through every device's program, each bit-exact or refused; the first device's run."""
+    runs = {}
+    for device, binary in spec.binaries().items():
+        result = run_images(spec, folder / binary, golden_x, out_size, device)
+        _verify(result, golden_y, device, f"golden ({len(golden_x)} images)")
+        runs[device] = result
+    return runs[spec.devices()[0]]
+
+
+def _cortex_m_cost(spec: BuildSpec, plan, main, tmp: Path, golden_x, golden_y, out_size: int) -> dict:
+    """SysTick ticks of the golden run; with compare_kernels, the other kernel set built and run beside it."""
+    r = spec.run
+    cost = {"metric": "systick_ticks",
+            "source": f"{r.get('emulator', 'qemu-system-arm')} -M {r.get('machine')} -icount shift=0: SysTick on "
+                      f"the processor clock ({r.get('systick_hz', 25_000_000):,} Hz) while 1 instruction = 1 ns, "
+                      f"so 1 tick = {r.get('instructions_per_tick')} instructions; deterministic",
+            **_cost_section(spec, main, spec.kernels), "per_layer_ticks": main.layer_ticks}
+    if not spec.compare_kernels:
+        return cost
+    other = "portable" if spec.kernels == "fast" else "fast"
+    other_mem = plan_memory(plan, other)
+    odir = tmp / f"{other}-src"
+    c_build.write_sources(odir, spec, other, codegen.generate(plan, other, other_mem))
+    obuilt = c_build.build(spec, odir, tmp / other, other)
+    device = spec.devices()[0]
+    ores = run_images(spec, obuilt.files[FIRMWARE], golden_x[:1], out_size, device)
+    _verify(ores, golden_y[:1], device, f"golden ({other} kernels)")
+    osizes = elf.footprint(spec.size, obuilt.files[FIRMWARE], obuilt.objects)
+    cost[other] = {**_cost_section(spec, ores, other), "per_layer_ticks": ores.layer_ticks,
+                   "flash_bytes": osizes["firmware"]["flash"], "arena_bytes": other_mem.arena_bytes}
+    fast_ticks = main.ticks[0] if spec.kernels == "fast" else ores.ticks[0]
+    portable_ticks = ores.ticks[0] if spec.kernels == "fast" else main.ticks[0]
+    cost["speedup_fast_vs_portable"] = round(portable_ticks / fast_ticks, 3)
+    return cost
+
+
+def _host_cost(spec: BuildSpec, folder: Path, golden_x) -> dict:
+    instr = callgrind_instructions(folder / HOST_EXE, golden_x)
+    return {"metric": "callgrind_instructions" if instr is not None else None,
+            "source": "valgrind --tool=callgrind --toggle-collect=edgepack_invoke (native build)"
+                      if instr is not None else "valgrind not installed: no deterministic cost figure",
+            "kernels": spec.kernels, "instructions_per_inference": instr}
+
+
+def _footprint_notes(spec: BuildSpec, plan, memory, sizes: dict) -> dict:
+    """The rest of the footprint: the memory plan's figures, constants, what was measured and how RAM counts."""
+    per_layer = codegen.weight_bytes(plan)
+    cortex_m = spec.kind == "cortex-m"
+    return {
         "arena_bytes": memory.arena_bytes, "naive_arena_bytes": memory.naive_bytes,
         "constants_bytes": sum(r["total_bytes"] for r in per_layer),
-        "measured_on": "firmware ELF (model + test harness + newlib)" if spec.kind == "cortex-m" else "model library objects",
+        "measured_on": "firmware ELF (model + test harness + newlib)" if cortex_m else "model library objects",
         "ram_counts": "harness total: firmware data + bss (the arena, the harness's image buffers, newlib's state) + "
-                      "stack_bytes; model_ram_bytes is the model's own share" if spec.kind == "cortex-m"
+                      "stack_bytes; model_ram_bytes is the model's own share" if cortex_m
                       else "data + bss of the model library objects",
         "budget": {k: v for k, v in spec.budget.items()}, **sizes, "per_layer": per_layer,
     }
-    build.manifest["cost"] = cost
+
+
+def _backend_info(spec: BuildSpec, plan, sources: list[str], built, out_size: int, images: int) -> dict:
+    names = spec.devices()
     return {
         "runtime": "edgepack generated C (int8, static arena)",
         "kernels": spec.kernels,
         "toolchain_kind": spec.kind,
-        "compiler": firmware.tool_version(spec.cc),
+        "compiler": c_build.tool_version(spec.cc),
         "cflags": list(spec.cflags + spec.defines), "arch_flags": list(spec.arch_flags), "ldflags": list(spec.ldflags),
         "sources": [f"c/{name}" for name in sources],
-        "binaries": binaries,
-        "devices": devices,
+        "binaries": spec.binaries(),
+        "devices": names,
         "build_commands": built.commands,
         "input_shape": [int(d) for d in plan.input_shape],
         "output_size": out_size,
-        "golden_check": {d: f"bit-exact on {len(golden_x)} golden images" for d in devices},
+        "golden_check": {d: f"bit-exact on {images} golden images" for d in names},
     }

@@ -1,18 +1,101 @@
-"""Runner for bench: streams int8 images through the artifact's binary on its device."""
+"""Running the C test program: the device it runs on (chosen from the target: this host, qemu-user or
+qemu-system; valgrind for the cost figure), the harness's protocol (input.bin in, output.bin out,
+"EDGEPACK ..." lines on stdout) and the Runner bench streams images through."""
 from __future__ import annotations
 
 import ctypes
+import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgepack import devices
 from edgepack.backends import runner
-from edgepack.backends.c import firmware
-from edgepack.backends.c.firmware import BuildSpec
-from edgepack.errors import ArtifactError, ConfigError
+from edgepack.backends.c.spec import CROSS_DEVICE, HOST_LIB, BuildSpec
+from edgepack.errors import ArtifactError, ConfigError, DeviceError
 from edgepack.validate import check_timeout
 
 DEFAULT_TIMEOUT_S = 120.0  # bench --timeout's default
+HARNESS_FILES = ["input.bin", "output.bin"]  # edgepack_main.c's arguments (Cortex-M: the names it opens by semihosting)
+
+
+def device_for(spec: BuildSpec, device: str) -> devices.Device:
+    """Where the test program of ``spec`` runs: Cortex-M firmware boots under the target's qemu-system
+    machine, c-host's aarch64 build runs under qemu-user, the native build on this host."""
+    if spec.kind == "cortex-m":
+        r = spec.run
+        return devices.emulated(device, devices.require(*spec.emulator()), "-M", r["machine"],
+                                *r.get("emulator_args", []), boots=True)
+    if device == CROSS_DEVICE:
+        return devices.emulated(device, devices.require(*spec.cross_emulator()))
+    return devices.Device(device)
+
+
+@dataclass
+class RunResult:
+    outputs: np.ndarray
+    ticks: list[int]
+    layer_ticks: list[int]
+    stack_bytes: int | None
+    stdout: str
+
+
+def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, device: str,
+               timeout: float | None = None, fix: str | None = None) -> RunResult:
+    """Stream int8 images (N, ...) through the test program on ``device``; outputs (N, output_size).
+
+    ``timeout``: seconds the run may take (bench's --timeout); None takes the target file's
+    [run] timeout_s + image_timeout_s per image (compile's own runs). ``fix``: what the timeout
+    message tells the user to do."""
+    binary = Path(binary).resolve()  # the program runs in a temporary folder: a relative path would miss it
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    n = int(x.shape[0])
+    on = device_for(spec, device)
+    if timeout is None:
+        timeout = float(spec.run.get("timeout_s", 120)) + n * float(spec.run.get("image_timeout_s", 30))
+        fix = fix or f"the firmware hangs or crashed, or raise [run] timeout_s of target {spec.target}"
+    what = f"the {spec.target} {device} test program on {n} image{'s' if n != 1 else ''}"
+    try:
+        ran = on.run(binary, HARNESS_FILES, inputs={"input.bin": x.tobytes()}, outputs=["output.bin"],
+                     timeout=timeout, what=what, fix=fix or "pass a larger --timeout")
+    except OSError as e:
+        raise DeviceError(f"{device}: cannot start {on.command(binary)[0]} ({e.strerror}): recompile the artifact on this machine")
+    if ran.returncode != 0:
+        tail = " | ".join((ran.stdout + ran.stderr).strip().splitlines()[-5:])
+        raise DeviceError(f"{device}: the test program exited with status {ran.returncode}: {tail}")
+    if ran.outputs["output.bin"] is None:
+        raise DeviceError(f"{what} exited 0 but wrote no output.bin in its run folder {ran.folder}: "
+                          "recompile the artifact with this edgepack")
+    outputs = np.frombuffer(ran.outputs["output.bin"], dtype=np.int8).copy()
+    if outputs.size != n * output_size:
+        raise DeviceError(f"{device}: expected {n} x {output_size} output values, got {outputs.size}")
+    return _harness_result(outputs.reshape(n, output_size), ran.stdout)
+
+
+def _harness_result(outputs: np.ndarray, stdout: str) -> RunResult:
+    """The harness's figures: SysTick ticks per image and per layer, the stack high-water mark."""
+    ticks = [int(m.group(1)) for m in re.finditer(r"^EDGEPACK image \d+ ticks (\d+)$", stdout, re.M)]
+    layers = [int(m.group(1)) for m in re.finditer(r"^EDGEPACK layer \d+ ticks (\d+)$", stdout, re.M)]
+    stack = re.search(r"^EDGEPACK stack (\d+)$", stdout, re.M)
+    return RunResult(outputs, ticks, layers, int(stack.group(1)) if stack else None, stdout)
+
+
+def callgrind_instructions(binary: Path, x: np.ndarray) -> int | None:
+    """Instructions of edgepack_invoke for one image under valgrind's callgrind (None without valgrind)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    binary = Path(binary).resolve()  # run from a temporary folder, like run_images
+    callgrind = devices.Device("callgrind", (valgrind, "--tool=callgrind", "--callgrind-out-file=cg.out",
+                                             "--toggle-collect=edgepack_invoke"))
+    ran = callgrind.run(binary, HARNESS_FILES, inputs={"input.bin": np.ascontiguousarray(x[:1], dtype=np.int8).tobytes()},
+                        outputs=["cg.out"], timeout=600, what=f"callgrind on {binary.name}", fix="check valgrind",
+                        folder_prefix="edgepack-cg-")
+    text = (ran.outputs["cg.out"] or b"").decode()
+    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+    return int(m.group(1)) if ran.returncode == 0 and m else None
 
 
 class Runner(runner.Runner):
@@ -57,7 +140,7 @@ class Runner(runner.Runner):
             raise ValueError(f"run_int8 needs int8 (N, {', '.join(map(str, self.input_shape))}), got {x.dtype} {x.shape}")
         outputs = []
         for start in range(0, len(x), self.IMAGES_PER_RUN):
-            result = firmware.run_images(self.spec, self.binary, x[start:start + self.IMAGES_PER_RUN], self.output_size,
+            result = run_images(self.spec, self.binary, x[start:start + self.IMAGES_PER_RUN], self.output_size,
                                          self.device, timeout=self.timeout, fix="pass a larger --timeout")
             self.ticks += result.ticks
             self.layer_ticks = result.layer_ticks or self.layer_ticks
@@ -70,7 +153,7 @@ class Runner(runner.Runner):
         """Native c-host only: edgepack_invoke of the shared library, in process. Emulators: None."""
         if self.spec.kind != "host" or self.device != "native":
             return None
-        lib_path = self.folder / firmware.HOST_LIB
+        lib_path = self.folder / HOST_LIB
         if self._lib is None:
             self._lib = ctypes.CDLL(str(lib_path.absolute()))
             self._lib.edgepack_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

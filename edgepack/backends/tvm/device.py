@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack import devices, qemu
+from edgepack import devices
+from edgepack.devices import qemu
 from edgepack.backends import runner
 from edgepack.backends.tvm import toolchain
 from edgepack.errors import ArtifactError, ConfigError, DeviceError, ToolchainError
@@ -125,7 +126,7 @@ class Runner(runner.Runner):
             self.device = "host"
         else:
             self.mode, self.device = "qemu", f"qemu-{self.info['arch']}"
-            self.qemu = toolchain.require(f"qemu-{self.info['arch']}", "qemu-user")
+            self.qemu = devices.require(f"qemu-{self.info['arch']}", "qemu-user", devices.SETUP)
             self.qemu_cpu = qemu_cpu(manifest["target"])
             if self.qemu_cpu is None:
                 raise ArtifactError(f"artifact {self.folder} records no qemu CPU for its {self.info['arch']} target "
@@ -195,7 +196,7 @@ class Runner(runner.Runner):
                       for n in (1, 3))
         if one.instructions is None or three.instructions is None:
             raise DeviceError(f"the QEMU plugin wrote no instruction counts for {self.library.name}: "
-                              "rebuild it with `python3 -m edgepack.qemu build`")
+                              "rebuild it with `python3 -m edgepack.devices.qemu build`")
         per = (three.instructions - one.instructions) / 2
         vector = (three.vector_instructions - one.vector_instructions) / 2
         return {"instructions_per_inference": round(per),

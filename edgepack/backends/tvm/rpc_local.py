@@ -1,16 +1,15 @@
 """A TVM RPC tracker and device servers on 127.0.0.1, for tests and the local CI gate.
 
-Each process starts in its own process group (TVM's server workers outlive SIGTERM to the
-parent), and the whole group is killed on exit.
+Each process is started by edgepack.devices (its own process group: TVM's server workers outlive SIGTERM
+to the parent), and the whole group is killed on exit or by a stop signal.
 """
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
+
+from edgepack import devices
 
 
 def free_port() -> int:
@@ -19,7 +18,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_port(port: int, proc, timeout: float = 60.0) -> None:
+    """Until something listens on ``port``; ``proc`` (a devices.start process) exiting first is an error."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -36,16 +36,15 @@ class LocalRPC:
 
     def __init__(self, key: str = "x86", servers: int = 1, tracker: bool = True):
         self.key, self.n_servers, self.use_tracker = key, servers, tracker
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list = []  # devices.start processes: the tracker first, then the servers
         self.server_ports: list[int] = []
         self.tracker = None
 
-    def _start(self, args: list[str]) -> subprocess.Popen:
+    def _start(self, args: list[str]):
         from edgepack.backends.tvm.device import use_all_cores
 
         use_all_cores()  # the server is this host's "board": all its cores, as on a real one
-        p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+        p = devices.start([sys.executable, "-m", *args])
         self.procs.append(p)
         return p
 
@@ -90,35 +89,21 @@ class LocalRPC:
     def kill_servers(self) -> None:
         """Kill the device servers only (to test a device that dies mid-run)."""
         for p in self.procs[1 if self.tracker else 0:]:
-            _kill_group(p)
+            devices.stop(p)
 
     def freeze_servers(self) -> None:
         """Stop the device servers with SIGSTOP (to test a board that hangs): they stay registered
         and the kernel still accepts connections for them, but nothing answers."""
         for p in self.procs[1 if self.tracker else 0:]:
-            try:
-                os.killpg(p.pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
+            devices.pause(p)
 
     def stop(self) -> None:
         for p in reversed(self.procs):
-            _kill_group(p)
+            devices.stop(p)
         self.procs.clear()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _kill_group(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         ap.error("give the command to run")
     with LocalRPC(key=args.key) as rpc:
-        return subprocess.run([c.replace("{tracker}", rpc.tracker) for c in command]).returncode
+        proc = devices.start([c.replace("{tracker}", rpc.tracker) for c in command], quiet=False)
+        try:
+            return proc.wait()
+        finally:
+            devices.stop(proc)
 
 
 if __name__ == "__main__":

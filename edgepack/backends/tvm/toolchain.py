@@ -10,15 +10,15 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from edgepack import devices
 from edgepack.errors import ToolchainError
 
-CACHE = Path(os.environ.get("EDGEPACK_CACHE", Path.home() / ".cache" / "edgepack"))
+CACHE = devices.cache_dir()  # read at import: tvm/lower.py and benchmarks/bench_tvm.py take tuning records from here
 RUNNER_SOURCE = Path(__file__).with_name("runtime") / "runner.cc"
 HOST_ARCH = platform.machine()
 PACKAGES = {"aarch64": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user", "g++": "g++"}
@@ -27,10 +27,8 @@ WHEEL_PLATFORMS = {"aarch64": ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64
 
 
 def require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolchainError(f"{tool} is not installed: apt-get install -y {package} (or run scripts/setup.sh)")
-    return path
+    """devices.require with the setup-script hint: every tool here is one scripts/setup.sh installs."""
+    return devices.require(tool, package, devices.SETUP)
 
 
 def versions() -> tuple[str, str]:
@@ -80,7 +78,10 @@ def fetch(arch: str = "aarch64") -> Path:
                "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}", "-d", tmp]
         for plat in WHEEL_PLATFORMS[arch]:
             cmd += ["--platform", plat]
-        subprocess.run(cmd + [f"apache-tvm=={tvm_v}", f"apache-tvm-ffi=={ffi_v}"], check=True)
+        done = devices.run_tool(cmd + [f"apache-tvm=={tvm_v}", f"apache-tvm-ffi=={ffi_v}"])
+        if done.returncode:
+            raise ToolchainError(f"pip could not download the {arch} wheels of apache-tvm {tvm_v} / apache-tvm-ffi "
+                                 f"{ffi_v}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:300]}")
         staging = Path(tempfile.mkdtemp(dir=tmp))
         for wheel in Path(tmp).glob("*.whl"):
             with zipfile.ZipFile(wheel) as z:
@@ -111,7 +112,7 @@ def runner(arch: str) -> Path:
     tmp = out / f"runner.{os.getpid()}"
     cmd = [cxx, "-std=c++17", "-O2", f"-I{include}", f"-I{dlpack}", str(RUNNER_SOURCE), "-o", str(tmp), f"-L{out}",
            "-Wl,--no-as-needed", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = devices.run_tool(cmd)
     if result.returncode:
         raise ToolchainError(f"building the TVM runner for {arch} failed: {result.stderr.strip()[:400]}")
     os.replace(tmp, exe)
