@@ -160,3 +160,15 @@ def test_the_ops_package_imports_nothing_of_the_plan():
             "print(sorted(m for m in sys.modules if m.startswith('edgepack.plan')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_threads_that_first_ask_the_registry_all_see_every_builtin_op():
+    """reference.run_batched's threads may be the first to look an op up: none may find the registry half
+    filled (it was marked loaded before its modules were imported, and every thread but one got None)."""
+    code = ("from concurrent.futures import ThreadPoolExecutor\n"
+            "import edgepack.ops as o\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    got = list(pool.map(o.get, ['conv', 'fc', 'add', 'avgpool', 'depthwise', 'pointwise'] * 3))\n"
+            "print(sum(g is None for g in got))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"

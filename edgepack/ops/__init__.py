@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +36,7 @@ class Op:
 
 _OPS: dict[str, Op] = {}
 _BUILTINS_LOADED = False
+_LOADING = threading.RLock()
 
 
 def register(op: Op) -> Op:
@@ -50,13 +52,18 @@ def unregister(kind: str) -> None:
 
 
 def _load_builtins() -> None:
-    """Import every module of this package once, so each registers its op."""
+    """Import every module of this package once, so each registers its op. Marked done only after the last
+    import, under a lock: reference.run_batched's threads may be the first to ask, and none may see a
+    half-filled registry."""
     global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
+    if _BUILTINS_LOADED:
+        return
+    with _LOADING:
+        if not _BUILTINS_LOADED:
+            for info in pkgutil.iter_modules(__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{__name__}.{info.name}")
+            _BUILTINS_LOADED = True
 
 
 def get(kind: str) -> Op | None:
