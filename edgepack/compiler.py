@@ -15,18 +15,16 @@ import numpy as np
 from edgepack import evaldata
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
-from edgepack.config import CompileConfig, QuantMode  # noqa: F401 (re-exported)
+from edgepack.config import CompileConfig
 from edgepack.data import Dataset
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
-from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (tests import it here)
+from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (tests/test_imported_model_bench.py imports it here)
 from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
 from edgepack.signing import load_private_key, sign_folder
 from edgepack.targets import Target, get_target
 from edgepack.version import __version__
-
-TORCH_NAMES = ("model_classes", "build_model", "check_supported", "SUPPORTED_MODULES", "TORCH_INT8_CHECK_IMAGES")
 
 
 @dataclass
@@ -177,11 +175,3 @@ def _manifest(config: CompileConfig, target: Target, source: Source, folder: Pat
         "tflite": tflite,
     }
 
-
-def __getattr__(name):
-    """The torch front end's names, long imported from here (edgepack.benchmark.sweep, benchmarks/), without
-    importing torch with this module."""
-    if name in TORCH_NAMES:
-        from edgepack.frontends import torch as torch_front
-        return getattr(torch_front, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

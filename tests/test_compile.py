@@ -81,3 +81,36 @@ def test_unsupported_layer_is_named(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+
+
+def _imports_in_a_fresh_process(code: str) -> str:
+    """stdout of ``code`` run by a new interpreter that imports edgepack from this work tree."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(edgepack.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                          cwd=root).stdout.strip()
+
+
+def test_the_plan_format_imports_no_torch():
+    """edgepack.plan (the plan, its reference, its golden files) is readable without torch: the torch
+    front end builds plans, the plan package never imports it."""
+    code = ("import pkgutil, importlib, sys, edgepack.plan as p\n"
+            "[importlib.import_module(f'edgepack.plan.{m.name}') for m in pkgutil.iter_modules(p.__path__)]\n"
+            "print('torch' in sys.modules)")
+    assert _imports_in_a_fresh_process(code) == "False"
+
+
+def test_compile_preflight_refuses_before_torch_is_imported(tmp_path):
+    """compiler.preflight (the CLI's and the API's checks: target, key, output, lock) runs without torch, so
+    a bad output is refused in milliseconds; it is the same function for both."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("not an artifact")
+    code = ("import sys\nfrom edgepack.compiler import CompileConfig, preflight\nfrom edgepack.errors import EdgepackError\n"
+            f"try:\n    with preflight(CompileConfig(output={str(tmp_path / 'out')!r})):\n        pass\n"
+            "except EdgepackError as e:\n    print(type(e).__name__, 'torch' in sys.modules)")
+    assert _imports_in_a_fresh_process(code) == "OutputError False"

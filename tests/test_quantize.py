@@ -64,3 +64,19 @@ def test_zero_batchnorm_weight_is_guarded():
         m[1].weight[1] = 0
     assert guard_zero_batchnorm(m) == 1
     assert (m[1].weight != 0).all()
+
+
+def test_to_plan_is_the_plan_the_torch_front_end_builds(data):
+    """frontends.torch.to_plan(model, calibration, config): fold, PTQ and plan in one call, the same plan as
+    the steps one by one; None for quant="none" (an fp32 compile has no plan)."""
+    from edgepack.config import CompileConfig
+    from edgepack.frontends.torch import to_plan
+
+    model, calibration = pretrained(ALPHA, RES), data["calibration"].take(32)
+    config = CompileConfig(alpha=ALPHA, resolution=RES)
+    plan = to_plan(model, calibration, config)
+    steps = build_plan(quantize_ptq(fold(model), calibration, SHAPE), SHAPE)
+    assert [(l.kind, l.output_q) for l in plan.layers] == [(l.kind, l.output_q) for l in steps.layers]
+    assert all(np.array_equal(l.arrays["weight"], s.arrays["weight"]) for l, s in zip(plan.layers, steps.layers)
+               if "weight" in l.arrays)
+    assert to_plan(model, calibration, CompileConfig(alpha=ALPHA, resolution=RES, quant="none")) is None

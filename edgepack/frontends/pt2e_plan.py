@@ -176,68 +176,92 @@ def _is_shape_arithmetic(node: Node) -> bool:
 
 def build_plan(gm: GraphModule, input_shape: tuple[int, int, int]) -> Plan:
     """One layer per compute node, in graph order; each quantize node a layer wrote is a plan tensor."""
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise UnsupportedModelError(f"model has {len(placeholders)} inputs: exactly one image input is supported")
-    q_in = _single_user(placeholders[0])
-    if q_in.target not in Q_OPS:
-        raise UnsupportedModelError("model input is not quantized: the first layer must be a conv")
-    input_q, layers = _qparams(q_in), []
-    tensors: dict[Node, tuple[int, tuple]] = {q_in: (PLAN_INPUT, tuple(input_shape))}  # quantize node -> (tensor, shape)
-    fused: set[Node] = set()  # activation and quantize nodes a layer took as its output
+    walk = _Walk(gm, input_shape)
+    for node in gm.graph.nodes:
+        walk.visit(node)
+    return walk.plan()
 
-    def source(node: Node, arg: int) -> tuple[QParams, int, tuple]:
+
+class _Walk:
+    """The graph walked in order: the layers so far and the plan tensor each quantize node holds."""
+
+    def __init__(self, gm: GraphModule, input_shape: tuple[int, int, int]):
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise UnsupportedModelError(f"model has {len(placeholders)} inputs: exactly one image input is supported")
+        self.q_in = _single_user(placeholders[0])
+        if self.q_in.target not in Q_OPS:
+            raise UnsupportedModelError("model input is not quantized: the first layer must be a conv")
+        self.gm, self.input_shape = gm, tuple(input_shape)
+        self.input_q, self.layers = _qparams(self.q_in), []
+        self.tensors: dict[Node, tuple[int, tuple]] = {self.q_in: (PLAN_INPUT, self.input_shape)}  # quantize node -> (tensor, shape)
+        self.fused: set[Node] = set()  # activation and quantize nodes a layer took as its output
+        self.output_tensor = None
+
+    def source(self, node: Node, arg: int) -> tuple[QParams, int, tuple]:
+        """The quantization, plan tensor and shape of ``node``'s input ``arg``."""
         dq = node.args[arg]
         if not (isinstance(dq, Node) and dq.target in DQ_TENSOR):
             raise UnsupportedModelError(f"{node.name}: input {arg} is not quantized (no dequantize before it)")
-        if dq.args[0] not in tensors:
+        if dq.args[0] not in self.tensors:
             raise UnsupportedModelError(f"{node.name}: input {arg} does not come from a layer the int8 plan has")
-        index, shape = tensors[dq.args[0]]
+        index, shape = self.tensors[dq.args[0]]
         return _qparams(dq), index, shape
 
-    output_tensor = None
-    for node in gm.graph.nodes:
+    def visit(self, node: Node) -> None:
         if node.op == "output":
             data = node.args[0][0] if isinstance(node.args[0], (tuple, list)) else node.args[0]
-            if isinstance(data, Node) and data.target in DQ_TENSOR and data.args[0] in tensors:
-                output_tensor = tensors[data.args[0]][0]
-            continue
-        if node.op != "call_function" or node in fused or node is q_in:
-            continue
+            if isinstance(data, Node) and data.target in DQ_TENSOR and data.args[0] in self.tensors:
+                self.output_tensor = self.tensors[data.args[0]][0]
+            return
+        if node.op != "call_function" or node in self.fused or node is self.q_in:
+            return
         if node.target in Q_OPS | DQ_TENSOR | DQ_CHANNEL or _is_shape_arithmetic(node):
-            continue
+            return
+        if node.target in RESHAPE_OPS:
+            self._reshape(node)
+            return
+        layer, q_out = self._layer(node)
+        self.fused.update(u for u in _users(node) if is_activation(u))
+        self.fused.add(q_out)
+        self.layers.append(layer)
+        self.tensors[q_out] = (len(self.layers) - 1, tuple(layer.output_shape))
+
+    def _layer(self, node: Node) -> tuple[Layer, Node]:
         if node.target in ADD_OPS:
-            sources = [source(node, 0), source(node, 1)]
+            sources = [self.source(node, 0), self.source(node, 1)]
             layer, q_out = _add_layer(node, sources)
             layer.inputs = (sources[0][1], sources[1][1])
-        elif node.target in COMPUTE_OPS or node.target in POOL_OPS:
-            in_q, index, shape = source(node, 0)
-            if node.target in COMPUTE_OPS:
-                layer, q_out = _compute_layer(gm, node, shape, in_q)
-            else:
-                layer, q_out = _pool_layer(node, shape, in_q)
-            layer.inputs = () if index == len(layers) - 1 else (index,)  # () = the previous layer
-        elif node.target in RESHAPE_OPS:
-            in_q, index, shape = source(node, 0)
-            q_out, _ = _output(node)
-            if _qparams(q_out) != in_q:
-                raise UnsupportedModelError(f"{node.name}: reshape changes quantization parameters")
-            tensors[q_out] = (index, (int(np.prod(shape)),))
-            fused.add(q_out)
-            continue
-        else:
+            return layer, q_out
+        if node.target not in COMPUTE_OPS and node.target not in POOL_OPS:
             raise UnsupportedModelError(f"{node.name}: operator {node.target} is not supported by the int8 plan")
-        fused.update(u for u in _users(node) if is_activation(u))
-        fused.add(q_out)
-        layers.append(layer)
-        tensors[q_out] = (len(layers) - 1, tuple(layer.output_shape))
-    if not layers or layers[-1].kind != "fc":
-        raise UnsupportedModelError("the model must end in a quantized Linear classifier")
-    if output_tensor != len(layers) - 1:
-        raise UnsupportedModelError("the model's output is not its last layer's: the int8 plan returns the last layer")
-    plan = Plan(input_q, tuple(input_shape), layers)
-    problems = plan.problems()
-    if problems:
-        raise UnsupportedModelError(f"the model does not fit the int8 contract: {problems[0]}: check the weights "
-                                    "(e.g. a channel whose weights are all ~0) or calibrate with more varied images")
-    return plan
+        in_q, index, shape = self.source(node, 0)
+        if node.target in COMPUTE_OPS:
+            layer, q_out = _compute_layer(self.gm, node, shape, in_q)
+        else:
+            layer, q_out = _pool_layer(node, shape, in_q)
+        layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
+        return layer, q_out
+
+    def _reshape(self, node: Node) -> None:
+        """A flatten or view keeps its input's plan tensor (and quantization) under a flat shape."""
+        in_q, index, shape = self.source(node, 0)
+        q_out, _ = _output(node)
+        if _qparams(q_out) != in_q:
+            raise UnsupportedModelError(f"{node.name}: reshape changes quantization parameters")
+        self.tensors[q_out] = (index, (int(np.prod(shape)),))
+        self.fused.add(q_out)
+
+    def plan(self) -> Plan:
+        """The plan, refused unless it ends in the classifier the graph returns and fits the int8 contract."""
+        layers = self.layers
+        if not layers or layers[-1].kind != "fc":
+            raise UnsupportedModelError("the model must end in a quantized Linear classifier")
+        if self.output_tensor != len(layers) - 1:
+            raise UnsupportedModelError("the model's output is not its last layer's: the int8 plan returns the last layer")
+        plan = Plan(self.input_q, self.input_shape, layers)
+        problems = plan.problems()
+        if problems:
+            raise UnsupportedModelError(f"the model does not fit the int8 contract: {problems[0]}: check the weights "
+                                        "(e.g. a channel whose weights are all ~0) or calibrate with more varied images")
+        return plan
