@@ -1,0 +1,121 @@
+"""Each executor as one function: (plan, int8 inputs (N, C, H, W)) -> its int8 outputs (N, classes), and the
+check each runs before any work (it must refuse an op kind it lacks by name).
+
+The C executor is built here with the host gcc into a shared library called through ctypes: the generated
+model.c and the shipped runtime (kernels.c, and kernels_fast.c for the fast set, which on a host compiles
+its C emulations of the DSP intrinsics) with the c-host target's warnings-as-errors flags. That keeps this
+tier to one gcc run per plan and kernel set, with no firmware, no runner process and no emulator.
+"""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.backends.c import codegen
+from edgepack.backends.c.memplan import plan_memory
+from edgepack.plan.plan import Plan
+
+RUNTIME = Path(codegen.__file__).parent / "runtime"
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wpedantic")  # the c-host target's (targets/c-host.toml)
+
+
+def check_c(plan: Plan) -> None:
+    codegen.check_supported(plan)
+
+
+def run_c(plan: Plan, x: np.ndarray, kernels: str, work: Path) -> np.ndarray:
+    """The generated C with the ``kernels`` set ("portable" or "fast"), one image per edgepack_invoke call."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name, text in codegen.generate(plan, kernels, plan_memory(plan, kernels)).items():
+        (work / name).write_text(text)
+    sources = [str(work / "model.c"), str(RUNTIME / "kernels.c")] + ([str(RUNTIME / "kernels_fast.c")] if kernels == "fast" else [])
+    lib = work / "libmodel.so"
+    subprocess.run(["gcc", *CFLAGS, "-fPIC", "-shared", f"-I{RUNTIME}", f"-I{work}", *sources, "-o", str(lib)],
+                   check=True, capture_output=True, text=True)
+    model = ctypes.CDLL(str(lib))
+    out = np.zeros((len(x), codegen.numel(plan.output_shape)), np.int8)
+    for image, row in zip(np.ascontiguousarray(x), out):
+        assert model.edgepack_invoke(image.ctypes.data_as(ctypes.c_void_p), row.ctypes.data_as(ctypes.c_void_p)) == 0
+    return out
+
+
+def _host_tvm_target():
+    from edgepack.backends.tvm.lower import tvm_target
+    from edgepack.targets import get_target
+
+    return tvm_target(get_target("x86-tvm"))
+
+
+def _run_vm(executable, x: np.ndarray) -> np.ndarray:
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    return np.concatenate([vm["main"](tvm.runtime.tensor(image[None])).numpy() for image in x])
+
+
+def check_tvm_generic(plan: Plan) -> None:
+    from edgepack.backends.tvm.relax_int8 import plan_to_relax
+
+    plan_to_relax(plan)
+
+
+def run_tvm_generic(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """The generic Relax lowering (relax_int8) built with TVM's default pipeline for this x86 host."""
+    import tvm
+    from tvm import relax
+
+    from edgepack.backends.tvm.relax_int8 import plan_to_relax
+
+    tgt = _host_tvm_target()
+    return _run_vm(tvm.compile(plan_to_relax(plan), target=tgt, relax_pipeline=relax.get_default_pipeline(tgt)), x)
+
+
+def host_has_vnni() -> bool:
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return "avx512_vnni" in flags.split()
+
+
+def check_vnni(plan: Plan) -> None:
+    """The hand-scheduled sets take no plan with a kind they lack (lower.py then takes the generic route);
+    built directly, they refuse it by name."""
+    from edgepack.backends.tvm import x86_vnni
+
+    if not x86_vnni.supported(plan, _host_tvm_target()):
+        x86_vnni.plan_to_relax_vnni(plan)  # raises for a kind without a lowering
+        raise AssertionError("the VNNI kernels neither take nor refuse the plan")
+
+
+def run_vnni(plan: Plan, x: np.ndarray) -> np.ndarray:
+    from edgepack.backends.tvm import x86_vnni
+
+    tgt = _host_tvm_target()
+    assert x86_vnni.supported(plan, tgt), "the conformance plans are conv ... pool ... fc shaped"
+    return _run_vm(x86_vnni.build(plan, tgt), x)
+
+
+def check_tflite(plan: Plan) -> None:
+    from edgepack.interop.tflite_export import plan_to_tflite
+
+    plan_to_tflite(plan)
+
+
+def run_tflite(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """The .tflite export under LiteRT's reference kernels (BUILTIN_REF), one NHWC image at a time."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgepack.interop.tflite_export import plan_to_tflite
+
+    it = Interpreter(model_content=plan_to_tflite(plan), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                     num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    logits = []
+    for image in x:
+        it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
+        it.invoke()
+        logits.append(it.get_tensor(out["index"])[0].copy())
+    return np.array(logits)

@@ -1,0 +1,144 @@
+"""The one generator of random int8 plans the conformance tests run on every executor.
+
+Seeded numpy, small shapes, every built-in op kind: conv 3x3 (stride 2 with TensorFlow-SAME or symmetric
+pads, stride 1 with pads 1), depthwise 3x3, pointwise, add (a residual input alive across a layer), a
+global pool in each of its three modes and an fc in each rounding. Quantization is drawn the way TFLite
+prepares it (multipliers from the float32 scales, adds' and means' multipliers as their kernels compute
+them, clamps that are TFLite fused activations), so the same plan is also a valid .tflite and LiteRT
+must agree with the reference too. Output scales are drawn so that requantized values spread over int8
+rather than saturate (a conformance test of all-saturated logits would prove little).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
+
+NO_PADS = (0, 0, 0, 0)
+
+
+def tflite_requantization(in_q: QParams, w_scale: np.ndarray, out_q: QParams) -> dict[str, np.ndarray]:
+    """Multipliers and shifts as TFLite's PopulateConvolutionQuantizationParams: float32 scales widened to
+    double, in_scale * w_scale[c] / out_scale, QuantizeMultiplier."""
+    in_s, out_s = float(np.float32(in_q.scale)), float(np.float32(out_q.scale))
+    pairs = [quantize_multiplier(in_s * float(s) / out_s) for s in w_scale]
+    return {"multiplier": np.array([m for m, _ in pairs], np.int32), "shift": np.array([s for _, s in pairs], np.int32),
+            "weight_scale": w_scale.astype(np.float32)}
+
+
+def _clamp(rng, out_q: QParams) -> dict:
+    """ReLU (TFLite's RELU: from the zero point) on about half the layers, else no clamp."""
+    if rng.random() < 0.5:
+        return {"act_min": max(-128, out_q.zero_point), "act_max": 127, "activation": "relu"}
+    return {"act_min": -128, "act_max": 127, "activation": "none"}
+
+
+def weighted_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                   weight_shape: tuple[int, ...], spread: float = 74.0, steps: float = 40.0, **geometry) -> Layer:
+    """A conv / depthwise / pointwise / fc with random int8 weights and per-channel float32 weight scales;
+    the output scale puts the accumulators' spread at about ``steps`` output steps when the inputs spread
+    about ``spread`` around their zero point (74 for uniform int8)."""
+    out_c, taps = weight_shape[0], int(np.prod(weight_shape[1:]))
+    weight = rng.integers(-127, 128, weight_shape).astype(np.int8)
+    acc_std = np.sqrt(taps * np.mean(weight.astype(np.float64) ** 2)) * spread
+    w_scale = rng.uniform(0.002, 0.02, out_c).astype(np.float32)
+    out_q = QParams(float(np.float32(in_q.scale * float(np.mean(w_scale)) * acc_std / steps)), int(rng.integers(-100, 60)))
+    bias = rng.integers(-int(acc_std), int(acc_std) + 1, out_c).astype(np.int32)
+    arrays = {"weight": weight, "bias": bias, **tflite_requantization(in_q, w_scale, out_q)}
+    return Layer(name=name, kind=kind, input_shape=in_shape, output_shape=out_shape, input_q=in_q, output_q=out_q,
+                 arrays=arrays, **_clamp(rng, out_q), **geometry)
+
+
+def conv_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, int, int], out_c: int, k: int,
+               stride: int = 1, pads: tuple[int, int, int, int] = NO_PADS) -> Layer:
+    """conv (O, I, k, k), depthwise (C, 1, k, k) or pointwise (O, I, 1, 1) over a (C, H, W) input."""
+    c, h, w = in_shape
+    top, left, bottom, right = pads
+    out_c = c if kind == "depthwise" else out_c
+    out_shape = (out_c, (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1)
+    weight_shape = (out_c, 1 if kind == "depthwise" else c, k, k)
+    return weighted_layer(rng, name, kind, in_q, in_shape, out_shape, weight_shape, stride=stride, pads=pads)
+
+
+def fc_layer(rng, name: str, in_q: QParams, features: int, classes: int, rounding: str) -> Layer:
+    """An fc after a global pool, whose averages spread much less than single pixels."""
+    layer = weighted_layer(rng, name, "fc", in_q, (features,), (classes,), (classes, features), spread=8.0)
+    layer.rounding = rounding
+    return layer
+
+
+def add_layer(rng, name: str, a: int, b: int, qa: QParams, qb: QParams, shape: tuple[int, ...]) -> Layer:
+    """TFLite's int8 ADD of layers ``a`` and ``b``: the output scale 0.8-2.5x the larger input scale."""
+    out_q = QParams(float(np.float32(max(qa.scale, qb.scale) * rng.uniform(0.8, 2.5))), int(rng.integers(-100, 60)))
+    multiplier, shift = add_multipliers(qa, qb, out_q)
+    return Layer(name=name, kind="add", input_shape=shape, output_shape=shape, input_q=qa, output_q=out_q,
+                 arrays={"multiplier": multiplier, "shift": shift}, inputs=(a, b), input2_q=qb, **_clamp(rng, out_q))
+
+
+def pool_layer(rng, name: str, in_q: QParams, in_shape: tuple[int, int, int], pool: str, flat: bool) -> Layer:
+    """A global pool, (C, H, W) -> (C,) when ``flat`` else (C, 1, 1). "average" and "raw_average" keep the
+    input's quantization (their kernels do not rescale); "mean" requantizes to a new scale (TFLite's MEAN)."""
+    c, h, w = in_shape
+    out_shape = (c,) if flat else (c, 1, 1)
+    if pool != "mean":
+        return Layer(name=name, kind="avgpool", input_shape=in_shape, output_shape=out_shape, input_q=in_q,
+                     output_q=in_q, pool=pool)
+    out_q = QParams(float(np.float32(in_q.scale * rng.uniform(0.3, 0.9))), int(rng.integers(-100, 60)))
+    multiplier, shift = mean_requantization(in_q.scale, out_q.scale, h * w)
+    arrays = {"multiplier": np.full(c, multiplier, np.int32), "shift": np.full(c, shift, np.int32)}
+    return Layer(name=name, kind="avgpool", input_shape=in_shape, output_shape=out_shape, input_q=in_q, output_q=out_q,
+                 arrays=arrays, pool=pool, **_clamp(rng, out_q))
+
+
+def random_plan(seed: int, pool: str = "average", rounding: str = "double", res: int = 12, width: int = 12,
+                classes: int = 6, same_pads: bool = True) -> Plan:
+    """conv 3x3/2 (l0) -> depthwise 3x3/1 (l1) -> pointwise (l2) -> add(l1, l2) (l3) -> conv 3x3/1 (l4) ->
+    global pool (l5, ``pool``) -> fc (l6, ``rounding``). The first conv pads as TensorFlow's SAME,
+    (top, left, bottom, right) = (0, 0, 1, 1), with ``same_pads``, else 1 all round (PyTorch)."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, res, res), width, 3, 2, (0, 0, 1, 1) if same_pads else (1,) * 4)]
+    shape = layers[0].output_shape
+    layers.append(conv_layer(rng, "depthwise1", "depthwise", layers[0].output_q, shape, width, 3, 1, (1,) * 4))
+    layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, shape, width, 1))
+    layers.append(add_layer(rng, "add3", 1, 2, layers[1].output_q, layers[2].output_q, shape))
+    layers.append(conv_layer(rng, "conv4", "conv", layers[3].output_q, shape, width + 4, 3, 1, (1,) * 4))
+    shape = layers[4].output_shape
+    layers.append(pool_layer(rng, "pool5", layers[4].output_q, shape, pool, flat=seed % 2 == 1))
+    layers.append(fc_layer(rng, "fc6", layers[5].output_q, shape[0], classes, rounding))
+    plan = Plan(q, (3, res, res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Each case holds every op kind; together they hold each pool mode and each fc rounding once. The final
+# maps are 6x6, 5x5 and 4x4 (even counts: the pool's ties); widths 12 and 20 are not multiples of 16 (padded
+# lanes) and 20 + 4 input planes leave the fast C 3x3 conv for its portable fallback. Rounding once or twice
+# differs only on near-ties (about 2^-(right shift + 1) of the logits), hence 64 images: each case then has
+# logits that the other rounding (and, for the raw pool, the plan's average) would change.
+CASES = {
+    "average pool, double-rounding fc, SAME pads": dict(seed=0, pool="average", rounding="double", res=12, width=12),
+    "mean pool, single-rounding fc, pads 1": dict(seed=1, pool="mean", rounding="single", res=10, width=20, same_pads=False),
+    "raw average pool, single-rounding fc": dict(seed=13, pool="raw_average", rounding="single", res=8, width=12),
+}
+IMAGES = 64
+
+
+def case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of CASES[name] and IMAGES random int8 inputs for it."""
+    spec = CASES[name]
+    plan = random_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x
+
+
+def plan_with_unknown_op(kind: str = "neg") -> Plan:
+    """A plan whose middle layer is an op kind no executor implements (built directly, as a plan file
+    written by a newer edgepack could hold it): conv -> ``kind`` -> pool -> fc."""
+    plan = random_plan(0)
+    conv = plan.layers[0]
+    q, shape = conv.output_q, conv.output_shape
+    odd = Layer(name=f"{kind}1", kind=kind, input_shape=shape, output_shape=shape, input_q=q, output_q=q)
+    pool = pool_layer(np.random.default_rng(0), "pool2", q, shape, "average", flat=False)
+    fc = fc_layer(np.random.default_rng(0), "fc3", q, shape[0], 4, "double")
+    return Plan(plan.input_q, plan.input_shape, [conv, odd, pool, fc])
