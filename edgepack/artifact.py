@@ -15,8 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgepack.files import kind_of as path_kind
+from edgepack import manifest_schema
 from edgepack.errors import ArtifactError, OutputError
+from edgepack.files import kind_of as path_kind
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"  # Ed25519 signature of manifest.json (edgepack.signing)
@@ -265,8 +266,6 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
 
 def read_manifest(folder: Path) -> dict:
     """The manifest, checked against the artifact schema (edgepack.manifest_schema) before anyone reads it."""
-    from edgepack import manifest_schema
-
     path = Path(folder) / MANIFEST
     if not Path(folder).is_dir():
         raise ArtifactError(f"artifact {folder} does not exist: compile it with `edgepack compile -o {folder}`")

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgepack.data import Dataset, digits_source, load_dataset, normalise
 from edgepack.errors import ArtifactError, DataError
-from edgepack.plan.plan import QParams
+from edgepack.plan.plan import QParams, write_npz
 
 EVAL_FILE = "eval_data.npz"
 DIGIT_CLASSES = 10  # the bundled digits split
@@ -106,8 +106,6 @@ def is_bundled(source: str) -> bool:
 def record(data: Dataset, folder: Path, classes: int) -> dict:
     """The manifest's "eval" entry for ``data`` (a model of ``classes`` classes); copies it into
     ``folder`` when it is small and does not ship with edgepack."""
-    from edgepack.plan.plan import write_npz
-
     if is_bundled(data.source):
         entry = {"source": data.source, "images": len(data), "sha256": _bundled_digest(classes, data.labelled, len(data)),
                  "file": None}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from edgepack.errors import ArtifactError, TargetError
+from edgepack.targets import BACKENDS, target_from_json
 
 _INT = {"type": "integer", "minimum": 0}
 _QPARAMS = {"type": "object", "required": ["scale", "zero_point"],
@@ -81,7 +82,6 @@ def check(manifest, where: str) -> dict:
         if not isinstance(value, str) or value not in manifest["files"]:
             raise ArtifactError(f"{where}: {section}.{key} names {value!r}, which is not a file listed in the artifact: "
                                 "recompile it, do not edit artifacts")
-    from edgepack.targets import BACKENDS, target_from_json
 
     if manifest["backend"] not in BACKENDS:
         raise ArtifactError(f"{where}: backend {manifest['backend']!r} is unknown (edgepack has {', '.join(BACKENDS)}): "

@@ -10,9 +10,13 @@ An in-memory model (Python API) cannot be rebuilt: the caller passes it again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
+from edgepack.data import load_dataset
 from edgepack.errors import ArtifactError, ConfigError
+from edgepack.evaldata import bundled_sha256, content_sha256
+from edgepack.model.user import load_user_model, parse_model_spec
 
 SHIPPED_WEIGHTS = "shipped digits weights"
 
@@ -30,10 +34,6 @@ def file_record(path) -> dict:
 def module_record(spec: str) -> dict:
     """A --model spec with its file made absolute, and that file's sha256 (a package.module spec:
     the module's source file)."""
-    import importlib.util
-
-    from edgepack.model.user import parse_model_spec
-
     where, name = parse_model_spec(spec)
     if where.endswith(".py"):
         file = Path(where).resolve()
@@ -66,8 +66,6 @@ def rebuild_model(manifest: dict, folder, model_spec: str | None = None):
                           "its layers with; debug the model it was quantized from instead")
     checkpoint = checked_file(m["checkpoint"], "checkpoint", folder) if m.get("checkpoint") else None
     if m.get("module"):  # the CLI's --model (weights from its --checkpoint, or its seeded constructor)
-        from edgepack.model.user import load_user_model
-
         return load_user_model(_consented_module(m["module"], model_spec, folder), checkpoint)
     if m["weights"] == SHIPPED_WEIGHTS:
         from edgepack.model.weights import pretrained
@@ -98,8 +96,6 @@ def _consented_module(module: dict, model_spec: str | None, folder) -> str:
 def calibration_record(spec, data, classes: int) -> dict:
     """The manifest's record of the calibration inputs a compile used: ``spec`` "digits", a path, or
     None for in-memory inputs; the bundled digits by their source pixels (see evaldata.bundled_sha256)."""
-    from edgepack.evaldata import bundled_sha256, content_sha256
-
     where = None if spec is None else ("digits" if str(spec) == "digits" else str(Path(spec).resolve()))
     sha = bundled_sha256("calibration", classes, len(data)) if where == "digits" else content_sha256(data)
     return {"source": data.source, "images": len(data), "spec": where, "sha256": sha}
@@ -109,9 +105,6 @@ def calibration_inputs(manifest: dict, folder):
     """The calibration inputs the artifact was quantized with (Dataset), or None when they were in-memory
     (Python API) and so are not stored. Bundled digits are reloaded by split (their resize may round
     differently on other CPUs, as evaldata notes); files are checked against the recorded sha256."""
-    from edgepack.data import load_dataset
-    from edgepack.evaldata import content_sha256
-
     m, mapping = manifest["model"], manifest.get("preprocessing") or {}
     record = (manifest.get("quantization") or {}).get("calibration") or {}
     if "spec" not in record:  # older artifacts: the bundled digits were the only calibration debug knew

@@ -6,22 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
-
-
-def session(path: Path, threads: int = 2):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64) -> np.ndarray:
-    s = session(path, threads)
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: images[i:i + batch]})[0] for i in range(0, len(images), batch)])
+# run_onnx stays importable here until frontends/torch.py, compiler.py, tests/test_reference.py and
+# benchmarks/bench_openvino.py read it from edgepack.interop.onnxruntime
+from edgepack.interop.onnxruntime import run_onnx, run_session, session  # noqa: F401
 
 
 def lower(build, folder: Path) -> dict:
@@ -44,8 +31,7 @@ class Runner(runner.Runner):
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
-        return np.concatenate([self.session.run(None, {self.input_name: images[i:i + batch]})[0]
-                               for i in range(0, len(images), batch)])
+        return run_session(self.session, images, batch)
 
     def time_one(self, image: np.ndarray):
         feed = {self.input_name: image[None]}

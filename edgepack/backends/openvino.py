@@ -11,9 +11,13 @@ error, and bench refuses to run it unless told ``--device cpu``.
 
 Float layers left in a model run in the CPU's default inference precision, bf16 on this machine;
 the targets force ``INFERENCE_PRECISION_HINT=f32`` so results stay comparable with the reference.
+
+What lower verified is logged (logger edgepack.backends.openvino, INFO), not printed: the CLI shows it on
+stdout, a Python caller decides with the logging module.
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -27,6 +31,7 @@ from edgepack.errors import ConfigError, RegressionError, ToolchainError
 MODEL_XML, MODEL_BIN, NPU_BLOB = "model.xml", "model.bin", "model.npu.blob"
 DEVICES = {"cpu": "CPU", "npu": "NPU"}
 NPU_NOT_COMPILED = "not compiled (no NPU device or compiler)"
+LOG = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.99
 INT8, FLOAT = ("u8", "i8"), ("f32", "bf16", "f16")
 UNTIMED_LAYERS = {"Const", "Input", "Output"}
@@ -207,9 +212,9 @@ def lower(build, folder: Path) -> dict:
     core = ov.Core()
     model = core.read_model(folder / MODEL_XML)  # verify exactly what ships
     verification, load_ms = verify_on_cpu(build, core, model, device_config(run, "CPU"))
-    print(f"OpenVINO CPU: IR loads in {load_ms:.0f} ms; top-1 agreement with the {verification['against']} "
-          f"{verification['top1_agreement']:.2%}, max |logit diff| {verification['max_abs_logit_diff']:.4g}; "
-          f"{describe_layers(verification['layers'])}")
+    LOG.info(f"OpenVINO CPU: IR loads in {load_ms:.0f} ms; top-1 agreement with the {verification['against']} "
+             f"{verification['top1_agreement']:.2%}, max |logit diff| {verification['max_abs_logit_diff']:.4g}; "
+             f"{describe_layers(verification['layers'])}")
     info = {
         "runtime": "openvino", "openvino_version": ov.get_version(), "source_model": build.onnx_file,
         "model_file": MODEL_XML, "weights_file": MODEL_BIN, "input_shape": [batch, *build.config.input_shape],
@@ -219,7 +224,7 @@ def lower(build, folder: Path) -> dict:
     }
     if device == "NPU":
         info.update(compile_npu(core, model, info["device_config"]["NPU"], folder))
-        print(f"OpenVINO NPU: {info['npu']}" + (f" ({one_line(info['npu_error'])})" if "npu_error" in info else ""))
+        LOG.info(f"OpenVINO NPU: {info['npu']}" + (f" ({one_line(info['npu_error'])})" if "npu_error" in info else ""))
     return info
 
 

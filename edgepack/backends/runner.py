@@ -14,6 +14,7 @@ import numpy as np
 
 from edgepack.devices.timing import latency_stats
 from edgepack.errors import ConfigError
+from edgepack.plan.plan import QParams
 from edgepack.validate import check_timeout
 
 
@@ -70,8 +71,6 @@ class Runner:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Float logits for float NCHW images; integer runners quantize and dequantize with the plan."""
-        from edgepack.plan.plan import QParams
-
         plan = self.manifest.get("plan")
         if not plan:
             raise NotImplementedError(f"{type(self).__module__}.Runner runs no float artifacts")

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
+from edgepack.backends.c.memplan import Buffer, greedy_by_size
 from edgepack.errors import UnsupportedModelError
+from edgepack.interop import litert
 
 ARRAY_NAME = "g_edgepack_model_data"
 ALIGNMENT = 16  # TFLM aligns every arena buffer (and wants the flatbuffer) to 16 bytes
@@ -26,8 +28,6 @@ TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}  # tflite TensorType: FL
 def arena_estimate(tflite_bytes: bytes) -> dict:
     """The tensor arena TFLM needs for the model, in bytes (see the module docstring), with its parts."""
     import tflite
-
-    from edgepack.backends.c.memplan import Buffer, greedy_by_size
 
     model = tflite.Model.GetRootAsModel(tflite_bytes, 0)
     graph = model.Subgraphs(0)
@@ -111,6 +111,4 @@ class Runner(runner.Runner):
         self.model = (Path(folder) / manifest["backend_info"]["model_file"]).read_bytes()
 
     def run_int8(self, x: np.ndarray) -> np.ndarray:
-        from edgepack.interop import litert
-
         return litert.run_reference(self.model, x).reshape(len(x), -1)

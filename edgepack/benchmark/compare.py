@@ -18,6 +18,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from edgepack.errors import ConfigError, OutputError
+from edgepack.validate import file_kind
 
 DEFAULT_TOLERANCES = {"latency_increase": 0.10, "accuracy_drop_points": 0.5, "agreement_drop_points": 0.5, "cost_increase": 0.02}
 BASELINE_FORMAT, BASELINE_VERSION = "edgepack-bench-baseline", 2
@@ -101,8 +102,6 @@ BASELINE_FIELDS = {
 
 def load_baseline(path) -> dict:
     """A version-2 baseline with every field of the right type, or a one-line ConfigError naming the fix."""
-    from edgepack.validate import file_kind
-
     regenerate = f"regenerate it with `edgepack bench ARTIFACT --update-baseline {path}`"
     if file_kind(path) not in (None, "a folder"):  # by stat: reading a FIFO would wait forever
         raise ConfigError(f"baseline {path} is {file_kind(path)}, not a regular file: pass the baseline's .json file")

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from edgepack.artifact import read_manifest
-from edgepack.benchmark.sweep import read_sweep
+from edgepack.benchmark.sweep import plot_sweep, read_sweep
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
@@ -110,8 +110,6 @@ def sweep_report(folder: Path) -> str:
 def sweeps_report(folders: list[Path]) -> str:
     """Several sweep folders: their points in one table (the "sweep" column names the folder) and the plots
     redrawn from all of them, one series per model when they hold different models (the paper's Figure 5)."""
-    from edgepack.benchmark.sweep import plot_sweep
-
     rows, targets = [], []
     for folder in folders:
         data = read_sweep(folder)

@@ -16,9 +16,11 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from edgepack import devices
+from edgepack import artifact, devices
+from edgepack.compiler import CompileConfig, compile_model
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 from edgepack.model.builtin import DEFAULT, check_builtin, shipped_alphas
+from edgepack.model.user import load_user_model, parse_model_spec
 
 SWEEP_FORMAT = "edgepack-sweep"
 COLUMNS = ("model", "alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "top1_agreement",
@@ -96,8 +98,6 @@ def _worker_init() -> None:
 
 
 def _worker_stop(signum, frame) -> None:
-    from edgepack import artifact
-
     if artifact.defer_signal(signum):
         return  # an artifact is being renamed into place: the signal comes again when it is done
     artifact.abandon()
@@ -111,14 +111,12 @@ def _build(job: dict) -> str:
     import torch
     from threadpoolctl import threadpool_limits
 
+    from edgepack.frontends.torch import model_classes  # imports torch
+
     torch.set_num_threads(1)
     threadpool_limits(1)
-    from edgepack.compiler import CompileConfig, compile_model, model_classes
-
     options, model = dict(job.get("compile") or {}), None
     if options.get("model_spec"):
-        from edgepack.model.user import load_user_model, parse_model_spec
-
         model = load_user_model(options["model_spec"], options.get("checkpoint"))
         options.update(model_name=parse_model_spec(options["model_spec"])[1], classes=model_classes(model, options.get("classes")))
     if job["alpha"] is not None:

@@ -2,10 +2,15 @@
 or a figure regressed past its tolerance against --baseline."""
 from __future__ import annotations
 
+import argparse
 import json
 
+from edgepack.benchmark import compare
 from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_int, seconds,
                                 write_output_file)
+from edgepack.cli.paths import absolute
+from edgepack.errors import ConfigError
+from edgepack.signing import short, verify_signature
 from edgepack.validate import check_rpc_address
 
 
@@ -39,10 +44,6 @@ def add_parser(sub) -> None:
 
 def rpc_address(text: str) -> str:
     """--rpc is checked while parsing, so `--rpc localhost` is refused before any connection."""
-    import argparse
-
-    from edgepack.errors import ConfigError
-
     try:
         check_rpc_address(text)
     except ConfigError as e:
@@ -52,26 +53,20 @@ def rpc_address(text: str) -> str:
 
 def check_key(key: str | None, rpc: str | None) -> None:
     """--key means a board at a tracker: without --rpc it would be silently ignored."""
-    from edgepack.errors import ConfigError
-
     if key is not None and not rpc:
         raise ConfigError(f"--key {key} names a board at an RPC tracker: pass --rpc TRACKER_HOST:PORT with it, or drop --key")
 
 
 def run(args) -> int:
-    from edgepack.cli.paths import absolute
-
     check_key(args.key, args.rpc)
     args.artifact = absolute(args.artifact)  # libraries run programs from other folders: never hand them a relative path
     args.eval_data = absolute(args.eval_data)
     for flag in ("json", "junit", "update_baseline"):
         check_output_file(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.verify_key:  # before torch is imported, and before anything in the artifact is loaded
-        from edgepack.signing import short, verify_signature
         _, key = verify_signature(args.artifact, args.verify_key)
         print(f"signature verified: {args.artifact} is signed by key {short(key)}")
-    from edgepack.benchmark import compare
-    from edgepack.benchmark.run import bench_artifact, format_report
+    from edgepack.benchmark.run import bench_artifact, format_report  # imports torch
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
     device_options["timeout"] = args.timeout  # runners that start no device program drop it (Runner.check_options)

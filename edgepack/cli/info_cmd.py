@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+from edgepack.model.builtin import build, check_builtin, max_alpha
+from edgepack.validate import check_alpha, check_classes, check_memory, check_resolution
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print a built-in model's report (params, Mult-Adds per layer)")
@@ -15,14 +18,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.validate import check_alpha, check_classes, check_memory, check_resolution
-
-    from edgepack.model.builtin import build, check_builtin, max_alpha
-
     alpha = check_alpha(args.alpha, max_alpha(args.model))  # every flag before torch loads
     resolution, _ = check_resolution(args.resolution), check_classes(args.classes)
     check_memory(alpha, resolution, images=1, architecture=check_builtin(args.model), batch=1)  # one forward pass
-    from edgepack.model.profile import format_summary, summary
+    from edgepack.model.profile import format_summary, summary  # imports torch
 
     model = build(args.model, alpha, args.resolution, args.classes)
     name = type(model).__name__

@@ -1,6 +1,9 @@
 """edgepack keygen: a new Ed25519 key pair for signing artifacts (PREFIX.key private, PREFIX.pub public)."""
 from __future__ import annotations
 
+from edgepack.signing import PRIVATE_SUFFIX, PUBLIC_SUFFIX, generate_keypair, short
+from edgepack.validate import check_key_prefix
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("keygen", help="create an Ed25519 key pair for `compile --sign-key` / `verify --verify-key`")
@@ -10,9 +13,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.signing import PRIVATE_SUFFIX, PUBLIC_SUFFIX, generate_keypair, short
-    from edgepack.validate import check_key_prefix
-
     check_key_prefix(args.output)  # "" or "keys/" would write the hidden files .key and .pub
     private, public = args.output + PRIVATE_SUFFIX, args.output + PUBLIC_SUFFIX
     key = generate_keypair(private, public)

@@ -4,11 +4,19 @@ missing tool, 1 a check failed, 3 an internal error (traceback with --verbose), 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
+import os
+import select
 import signal
 import sys
+import traceback
 
-from edgepack import __version__
+from edgepack import artifact, devices
+from edgepack.cli.flags import FlagType
+from edgepack.errors import EXIT_INTERNAL, ConfigError, EdgepackError, OutputError, missing_dependency
+from edgepack.version import __version__
 
 SUBCOMMANDS = ("info", "targets", "compile", "bench", "tune", "debug", "sweep", "report", "keygen", "verify")
 
@@ -20,10 +28,6 @@ def _on_stop(signum, frame):
     """SIGTERM (what `timeout` and CI cancellation send) and Ctrl-C: remove this process's partial
     artifact and lock, print one line, exit 143 / 130 at once. Raising an exception here instead can
     cross a C++ extension that calls back into Python (onnx's import did: std::terminate, exit -6)."""
-    import os
-
-    from edgepack import artifact, devices
-
     if artifact.defer_signal(signum):
         return  # an artifact is being renamed into place: the signal comes again when it is done
     artifact.abandon()
@@ -43,9 +47,6 @@ class OneLineParser(argparse.ArgumentParser):
     def _get_value(self, action, arg_string):
         """A flag typed by edgepack.cli.flags.FlagType is checked with its name, so the line is the one the
         Python API raises for the same value (argparse's own hook passes only the text)."""
-        from edgepack.cli.flags import FlagType
-        from edgepack.errors import ConfigError
-
         if isinstance(action.type, FlagType) and action.option_strings:
             try:
                 return action.type.check(arg_string, action.option_strings[-1])
@@ -76,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from edgepack.errors import EXIT_INTERNAL, EdgepackError, missing_dependency
-
+    show_library_log()
     global _COMMAND
     _COMMAND = args.command
     previous = {sig: signal.signal(sig, _on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -100,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"edgepack {args.command}: error: {expected}", file=sys.stderr)
             return expected.exit_code
         if args.verbose:
-            import traceback
-
             traceback.print_exc()
         print(f"edgepack {args.command}: internal error ({type(e).__name__}: {_one_line(e)[:300]}): please report it "
               "with the command line; rerun with --verbose for the traceback", file=sys.stderr)
@@ -109,6 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _StdoutHandler(logging.Handler):
+    """The message alone, on whatever sys.stdout is when it is logged (a test's capture included)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record))
+
+
+def show_library_log() -> None:
+    """Library code logs what it verified (the edgepack loggers, INFO) instead of printing; the CLI shows it
+    on stdout, once however often main runs in one process."""
+    logger = logging.getLogger("edgepack")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        logger.addHandler(_StdoutHandler())
 
 
 def _one_line(e: BaseException) -> str:
@@ -122,9 +136,6 @@ def _stdout_closed() -> bool:
     """Whether stdout's reader went away (`edgepack targets | head -1`: end quietly, as other Unix tools do),
     rather than a pipe to a device program; if so stdout is pointed at /dev/null, or Python would report the
     unflushed rest when it exits."""
-    import os
-    import select
-
     try:
         poll = select.poll()
         poll.register(sys.stdout.fileno(), select.POLLOUT)
@@ -143,10 +154,6 @@ OUTPUT_ARGS = ("output", "json", "junit", "update_baseline", "plot")
 def disk_full(e: BaseException, args) -> "OutputError | None":
     """An OSError ENOSPC or EDQUOT anywhere in ``e``'s chain as the one-line error naming the path (the file
     being written when known, else the command's output paths); None for anything else."""
-    import errno
-
-    from edgepack.errors import OutputError
-
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))

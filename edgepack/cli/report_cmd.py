@@ -1,6 +1,10 @@
 """edgepack report: a self-contained HTML page for an artifact or a sweep folder."""
 from __future__ import annotations
 
+from edgepack.benchmark.report import write_report
+from edgepack.cli.flags import check_output_file
+from edgepack.cli.paths import absolute
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report for an artifact or sweep folder(s)")
@@ -16,12 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.cli.flags import check_output_file
-    from edgepack.cli.paths import absolute
-
     check_output_file(args.output, "-o")  # before the bench it runs, not after
-    from edgepack.benchmark.report import write_report
-
     path = write_report([absolute(p) for p in args.path], absolute(args.output), eval_data=absolute(args.eval_data),
                         model=args.model)
     print(f"report written to {path}")

@@ -1,7 +1,14 @@
 """edgepack sweep: build and bench the alpha x resolution matrix for a target."""
 from __future__ import annotations
 
+from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list, parse_models,
+                                      sweep)
 from edgepack.cli.flags import add_targets_flag, positive_int
+from edgepack.config import CompileConfig
+from edgepack.model.builtin import DEFAULT, max_alpha
+from edgepack.model.user import parse_model_spec
+from edgepack.targets import get_target
+from edgepack.validate import check_alpha, check_resolution
 
 
 def add_parser(sub) -> None:
@@ -28,20 +35,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list,
-                                          parse_models, sweep)
-    from edgepack.config import CompileConfig
-    from edgepack.model.builtin import DEFAULT, max_alpha
-    from edgepack.targets import get_target
-    from edgepack.validate import check_alpha, check_resolution
-
     models = parse_models(args.model)  # None: a user model
     widest = max(map(max_alpha, models or [DEFAULT]))  # each model's own bound is checked by CompileConfig below
     alphas = parse_list(args.alpha, lambda a: check_alpha(a, widest), "alpha") if args.alpha is not None else None
     resolutions = parse_list(args.resolution, check_resolution, "resolution")
     model_name = user_model = None
     if models is None:
-        from edgepack.model.user import parse_model_spec
         user_model, model_name = args.model, parse_model_spec(args.model)[1]
     check_models(models, args.checkpoint)
     options = {"model_spec": user_model, "checkpoint": args.checkpoint, "calibration": args.calibration,

@@ -8,6 +8,7 @@ import json
 import sys
 
 from edgepack.cli.flags import add_targets_flag
+from edgepack.targets import BUILTIN_DIR, catalogue
 
 
 def add_parser(sub) -> None:
@@ -18,8 +19,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.targets import BUILTIN_DIR, catalogue
-
     found = catalogue(args.targets)
     targets = found.targets
     if args.json:

@@ -1,8 +1,18 @@
 """edgepack tune: MetaSchedule tuning records for a TVM target (later compiles pick them up)."""
 from __future__ import annotations
 
+import tempfile
+
+from edgepack.backends.tvm import tune
+from edgepack.backends.tvm.lower import int8_kernels, tvm_target
+from edgepack.backends.tvm.relax_int8 import plan_to_relax
 from edgepack.cli.bench_cmd import check_key, rpc_address
 from edgepack.cli.flags import add_targets_flag, positive_int
+from edgepack.compiler import CompileConfig, compile_model
+from edgepack.model.builtin import max_alpha
+from edgepack.plan.plan import Plan
+from edgepack.targets import get_target
+from edgepack.validate import check_alpha, check_resolution
 
 
 def add_parser(sub) -> None:
@@ -21,33 +31,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import tempfile
-
-    from edgepack.model.builtin import max_alpha
-    from edgepack.targets import get_target
-    from edgepack.validate import check_alpha, check_resolution
-
     check_key(args.key, args.rpc)
     check_alpha(args.alpha, max_alpha(args.model)), check_resolution(args.resolution)  # before TVM and torch load
     target = get_target(args.target, args.targets)
-    from edgepack.backends.tvm import tune
-
     if args.retarget_from:
         tune.retarget(get_target(args.retarget_from, args.targets), target)
         return 0
     key = args.key or target.rpc.key
     tune.check_can_measure(target, args.rpc)
-    from edgepack.backends.tvm.relax_int8 import plan_to_relax
-    from edgepack.compiler import CompileConfig, compile_model
-    from edgepack.plan.plan import Plan
-
     with tempfile.TemporaryDirectory() as tmp:  # the int8 plan of the model to tune for
         config = CompileConfig(target="host", alpha=args.alpha, resolution=args.resolution, eval_size=8,
                                output=f"{tmp}/a", architecture=args.model)
         plan = Plan.load(compile_model(config, log=lambda *_: None))
     tune.tune(plan_to_relax(plan), target, args.trials, rpc=args.rpc, key=key)
-    from edgepack.backends.tvm.lower import int8_kernels, tvm_target
-
     if int8_kernels(target, plan, tvm_target(target)) == "vnni":
         print(f"note: int8 compiles for {args.target} use the hand-scheduled VNNI kernels on this CPU; these records "
               "serve the generic lowering (fp32, CPUs without VNNI, or [compiler] int8_kernels = \"generic\")")

@@ -3,6 +3,9 @@ against its sha256 in the manifest and, with --verify-key, the manifest against 
 signature. Exit 0 and one line if it holds, exit 2 and one line if not. Never imports torch."""
 from __future__ import annotations
 
+from edgepack.artifact import verify
+from edgepack.signing import read_signature, short, verify_signature
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("verify", help="check an artifact's files against its manifest (and its signature, with --verify-key)")
@@ -13,9 +16,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from edgepack.artifact import verify
-    from edgepack.signing import read_signature, short, verify_signature
-
     if args.verify_key:
         manifest, key = verify_signature(args.artifact, args.verify_key)
         signed = f"signed by key {short(key)}"

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.backends.tvm.device import run_on_qemu
+from edgepack.backends.tvm.relax_int8 import plan_to_relax
 from edgepack.backends.tvm.toolchain import CACHE, HOST_ARCH, require
-from edgepack.errors import ToolchainError, VerificationError
+from edgepack.errors import TargetError, ToolchainError, VerificationError
 from edgepack.targets import Target
 
 LIBRARY = "model.so"
@@ -45,8 +47,6 @@ def relax_module(build):
     from tvm import relax
 
     if build.plan is not None:
-        from edgepack.backends.tvm.relax_int8 import plan_to_relax
-
         return plan_to_relax(build.plan), "int8 plan -> Relax: conv2d(int8, int8) with int32 accumulation, integer requantization"
     import torch
     from tvm.relax.frontend.torch import from_exported_program
@@ -172,9 +172,6 @@ def _verify_under_qemu(build, folder: Path, arch: str) -> None:
     """A cross-compiled library runs the golden images under qemu-user with the board's exact CPU (the
     runner bench uses), once per thread count; int8 must equal the reference bit for bit. An
     instruction the CPU lacks stops the compile (DeviceError) instead of passing under `-cpu max`."""
-    from edgepack.backends.tvm.device import run_on_qemu
-    from edgepack.errors import TargetError
-
     target = build.target
     cpu = target.run.qemu_cpu
     if cpu is None:

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgepack.backends.tvm.device import use_all_cores
 from edgepack.backends.tvm.lower import database_dir, tvm_target
 from edgepack.backends.tvm.toolchain import HOST_ARCH
 from edgepack.errors import ConfigError, DeviceUnavailable
@@ -70,8 +71,6 @@ def tune(mod, target: Target, trials: int, rpc: str | None = None, key: str | No
     out = database_dir(target)
     tvm_tgt = tvm_target(target)
     if rpc is None:
-        from edgepack.backends.tvm.device import use_all_cores
-
         use_all_cores()  # measure candidates with the threads deployment will use
     with tvm_tgt:  # legalize + fuse first, or task extraction finds nothing to tune
         fused = relax.get_pipeline("zero")(mod)
