@@ -17,11 +17,13 @@ from torch import nn
 
 import edgepack
 from edgepack.artifact import read_manifest, verify, write_manifest
-from edgepack.backends.c import codegen, firmware
-from edgepack.errors import BudgetError
+from edgepack.backends.c import codegen
+from edgepack.backends.c.build import build, require_tools, write_sources
 from edgepack.backends.c.memplan import Buffer, check_no_overlap, lower_bound, plan_buffers, plan_memory
+from edgepack.backends.c.runner import run_images
+from edgepack.backends.c.spec import CROSS_EXE, FIRMWARE, HOST_EXE, BuildSpec
 from edgepack.benchmark.run import bench_artifact
-from edgepack.errors import ArtifactError, ToolchainError
+from edgepack.errors import ArtifactError, BudgetError, ToolchainError
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
 from edgepack.targets import get_target
@@ -108,7 +110,7 @@ def test_c_host_native_and_aarch64(host_artifact_c):
     assert arm["passed"] and arm["latency"] is None
     assert _check(arm, "golden: qemu-aarch64")["value"] == 0 and _check(arm, "eval: qemu-aarch64")["value"] == 0
     # the aarch64 binary really is a static aarch64 executable
-    head = (host_artifact_c / firmware.CROSS_EXE).read_bytes()[:20]
+    head = (host_artifact_c / CROSS_EXE).read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
 
 
@@ -116,23 +118,23 @@ def test_c_host_native_and_aarch64(host_artifact_c):
 def test_generated_project_is_reproducible(m4_artifact, tmp_path):
     """Same plan -> byte-identical model.c/model.h and firmware, whatever folder it is built in."""
     manifest = read_manifest(m4_artifact)
-    spec = firmware.BuildSpec.from_target(manifest["target"])
+    spec = BuildSpec.from_target(manifest["target"])
     plan = Plan.load(m4_artifact)
     files = codegen.generate(plan, spec.kernels, plan_memory(plan, spec.kernels))
     for name, text in files.items():
         assert (m4_artifact / "c" / name).read_text() == text
-    elf = (m4_artifact / firmware.FIRMWARE).read_bytes()
+    elf = (m4_artifact / FIRMWARE).read_bytes()
     for where in ("one", "an/other/place"):
-        built = firmware.build(spec, m4_artifact / "c", tmp_path / where, spec.kernels)
-        assert built.files[firmware.FIRMWARE].read_bytes() == elf
+        built = build(spec, m4_artifact / "c", tmp_path / where, spec.kernels)
+        assert built.files[FIRMWARE].read_bytes() == elf
 
 
 @pytest.mark.slow
 def test_runtime_uses_no_heap_and_no_float(m4_artifact, tmp_path):
     """Built for a Cortex-M4 without FPU, the model library needs no malloc and no float helpers."""
-    spec = dataclasses.replace(firmware.BuildSpec.from_target(read_manifest(m4_artifact)["target"]),
+    spec = dataclasses.replace(BuildSpec.from_target(read_manifest(m4_artifact)["target"]),
                                arch_flags=("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"))
-    built = firmware.build(spec, m4_artifact / "c", tmp_path / "soft", "fast")
+    built = build(spec, m4_artifact / "c", tmp_path / "soft", "fast")
     defined, undefined = set(), set()
     for obj in built.objects.values():  # model.o, kernels.o, kernels_fast.o
         out = subprocess.run(["arm-none-eabi-nm", str(obj)], capture_output=True, text=True, check=True).stdout
@@ -221,10 +223,10 @@ LAYER_CASES = {
 
 def _run_plan(spec, plan, x, kernels, work):
     files = codegen.generate(plan, kernels, plan_memory(plan, kernels))
-    firmware.write_sources(work / "c", spec, kernels, files)
-    built = firmware.build(spec, work / "c", work / "build", kernels, shared_library=False)
-    binary = built.files[firmware.FIRMWARE if spec.kind == "cortex-m" else firmware.HOST_EXE]
-    return firmware.run_images(spec, binary, x, codegen.numel(plan.output_shape), spec.devices()[0]).outputs
+    write_sources(work / "c", spec, kernels, files)
+    built = build(spec, work / "c", work / "build", kernels, shared_library=False)
+    binary = built.files[FIRMWARE if spec.kind == "cortex-m" else HOST_EXE]
+    return run_images(spec, binary, x, codegen.numel(plan.output_shape), spec.devices()[0]).outputs
 
 
 @pytest.mark.slow
@@ -232,8 +234,8 @@ def test_kernels_match_reference_on_random_layers(tmp_path):
     """Portable and fast kernels (host gcc: fast ones with C emulations of the DSP intrinsics), and
     the fast ones with the real SMLAD/SXTB16 on Cortex-M4 under QEMU, all equal the numpy reference."""
     rng = np.random.default_rng(5)
-    host = dataclasses.replace(firmware.BuildSpec.from_target(get_target("c-host").to_json()), cross={})
-    m4 = firmware.BuildSpec.from_target(get_target("cortex-m4").to_json())
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host").to_json()), cross={})
+    m4 = BuildSpec.from_target(get_target("cortex-m4").to_json())
     saw_positive_shift = saw_saturation = False
     for i, (name, case) in enumerate(LAYER_CASES.items()):
         plan, x = _random_layer(rng, **case)
@@ -258,7 +260,7 @@ def test_plan_with_asymmetric_pads_matches_reference(tmp_path):
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
     want = reference.run(plan, x)
     assert len(np.unique(want)) > 2
-    host = dataclasses.replace(firmware.BuildSpec.from_target(get_target("c-host").to_json()), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host").to_json()), cross={})
     for kernels in ("portable", "fast"):
         got = _run_plan(host, plan, x, kernels, tmp_path / kernels).reshape(want.shape)
         assert np.array_equal(got, want), f"{kernels}: {np.count_nonzero(got != want)} values differ"
@@ -302,9 +304,9 @@ def test_corrupted_weight_is_caught(m4_artifact, tmp_path):
     # 2. firmware really built from that model.c, with a manifest re-signed to match it (a broken
     #    build that looks consistent): the bit-exact checks against the reference catch it
     manifest = read_manifest(bad)
-    spec = firmware.BuildSpec.from_target(manifest["target"])
-    built = firmware.build(spec, bad / "c", tmp_path / "rebuild", spec.kernels)
-    shutil.copyfile(built.files[firmware.FIRMWARE], bad / firmware.FIRMWARE)
+    spec = BuildSpec.from_target(manifest["target"])
+    built = build(spec, bad / "c", tmp_path / "rebuild", spec.kernels)
+    shutil.copyfile(built.files[FIRMWARE], bad / FIRMWARE)
     write_manifest(bad, {k: v for k, v in manifest.items() if k != "files"})
     report = bench_artifact(bad, eval_size=8)
     golden = _check(report, "golden: qemu-system-arm")
@@ -332,12 +334,12 @@ def test_budget_overflow_fails_compile_and_leaves_nothing(tmp_path):
 
 def test_missing_tools_name_the_debian_package():
     target = get_target("cortex-m4").to_json()
-    spec = firmware.BuildSpec.from_target({**target, "toolchain": {**target["toolchain"], "cc": "arm-none-eabi-gcc-absent"}})
+    spec = BuildSpec.from_target({**target, "toolchain": {**target["toolchain"], "cc": "arm-none-eabi-gcc-absent"}})
     with pytest.raises(ToolchainError, match="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"):
-        firmware.require_tools(spec)
-    spec = firmware.BuildSpec.from_target({**target, "run": {**target["run"], "emulator": "qemu-system-arm-absent"}})
+        require_tools(spec)
+    spec = BuildSpec.from_target({**target, "run": {**target["run"], "emulator": "qemu-system-arm-absent"}})
     with pytest.raises(ToolchainError, match="qemu-system-arm-absent is not installed.*apt-get install qemu-system-arm"):
-        firmware.require_tools(spec)
+        require_tools(spec)
 
 
 # ---------------------------------------------------------------- static memory plan
