@@ -24,4 +24,4 @@ python3 -m pip install --quiet --disable-pip-version-check -e ".${extras}"
 # aarch64 libtvm_runtime.so / libtvm_ffi.so from the aarch64 wheels of the same versions (cached, never committed)
 python3 -m edgepack.backends.tvm.toolchain fetch >/dev/null
 # edgepack's QEMU TCG plugin counting guest instructions (bench's cost figure for aarch64), built with the host gcc
-python3 -m edgepack.qemu build >/dev/null
+python3 -m edgepack.devices.qemu build >/dev/null
