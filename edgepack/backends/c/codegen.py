@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.plan.plan import Layer, Plan
@@ -37,9 +38,9 @@ def _fail(layer: Layer, i: int, why: str):
 # ---------------------------------------------------------------- the C lowering of each op kind
 
 class CLowering:
-    """How one op kind becomes C. The defaults are those of a layer without weights that requantizes."""
+    """How one op kind becomes C. The defaults are those of a layer that requantizes. Whether model.c holds
+    int8 weights and int32 biases (and an accumulator bound is proven) is the op's (``ops.get(kind).weighted``)."""
     portable = ""  # the kernels.h function of the portable set (the fast set falls back to it)
-    weighted = False  # int8 weight + int32 bias arrays, and an int32 accumulator bound to prove
 
     def check(self, plan: Plan, layer: Layer, i: int) -> None:
         """Refuse (``_fail``) what the kernel does not implement exactly, beyond the checks of every layer."""
@@ -72,7 +73,6 @@ class CLowering:
 
 class _Weighted(CLowering):
     """Convolutions and fc: int8 weights, int32 bias, per-channel requantization."""
-    weighted = True
 
     def check(self, plan: Plan, layer: Layer, i: int) -> None:
         w, out_c = layer.arrays["weight"], layer.output_shape[0]
@@ -273,7 +273,7 @@ def accumulator_bound(layer: Layer) -> np.ndarray:
 
 def check_accumulators(plan: Plan) -> None:
     for i, layer in enumerate(plan.layers):
-        if not C_LOWERINGS[layer.kind].weighted:
+        if not ops.get(layer.kind).weighted:
             continue
         bound = accumulator_bound(layer)
         if bound.max() > INT32_MAX:
@@ -283,7 +283,7 @@ def check_accumulators(plan: Plan) -> None:
 
 def small_accumulators(layer: Layer) -> bool:
     """EP_FLAG_SMALL_ACC: every channel's accumulator bound, left-shifted, stays below 2^29."""
-    if not C_LOWERINGS[layer.kind].weighted:
+    if not ops.get(layer.kind).weighted:
         return False
     left = np.maximum(layer.arrays["shift"].astype(np.int64), 0)
     return bool(np.all(accumulator_bound(layer) << left < 2**29))
@@ -407,7 +407,7 @@ def _layer_definitions(i: int, layer: Layer) -> str:
     parts = [f"\n/* layer {i}: {layer.name}, {layer.kind}, ({ic}, {ih}, {iw}) -> ({oc}, {oh}, {ow}), "
              f"stride {layer.stride}, pads {list(layer.pads)}, activation {layer.activation} */\n"]
     refs = {"weight": "0", "bias": "0", "multiplier": "0", "shift": "0"}
-    arrays = (("weight", "int8_t"), ("bias", "int32_t")) if lowering.weighted else ()
+    arrays = (("weight", "int8_t"), ("bias", "int32_t")) if ops.get(layer.kind).weighted else ()
     arrays += (("multiplier", "int32_t"), ("shift", "int8_t")) if lowering.requantized(layer) else ()
     for name, ctype in arrays:
         parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))

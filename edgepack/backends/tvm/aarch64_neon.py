@@ -455,9 +455,9 @@ def plan_to_relax_neon(plan: Plan, dotprod: bool = False):
     low = _Lowering(plan, dotprod)
     mod = scheduled.plan_function(plan, low)
     for gv in list(mod.get_global_vars()):
-        kind = low.te_kinds.get(gv.name_hint, "")
-        if kind.startswith("copy"):
-            mod[gv] = _schedule_copy(mod[gv], vector=kind == "copy-vector")
+        schedule = low.te_kinds.get(gv.name_hint, "")
+        if schedule.startswith("copy"):
+            mod[gv] = _schedule_copy(mod[gv], vector=schedule == "copy-vector")
     return mod
 
 
