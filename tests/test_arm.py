@@ -12,6 +12,7 @@ import pytest
 import edgepack
 from edgepack.devices import qemu, tools
 from edgepack.backends.tvm import device
+from edgepack.backends.tvm import lower as tvm_lower
 from edgepack.backends.tvm.device import Runner
 from edgepack.errors import ArtifactError, DeviceError, ToolchainError
 from edgepack.targets import get_target, load_targets
@@ -223,7 +224,7 @@ def test_compile_verifies_the_cross_compiled_library_under_qemu(tmp_path, monkey
         calls.append((cpu, kw.get("threads"), len(batch)))
         return real(library, arch, cpu, batch, classes, **kw)
 
-    monkeypatch.setattr(device, "run_on_qemu", spy)
+    monkeypatch.setattr(tvm_lower, "run_on_qemu", spy)  # the name lower's verification calls
     edgepack.compile(target="rpi4", output=str(tmp_path / "ok"), **RPI4_SMALL)
     assert calls == [("cortex-a72", 1, 8), ("cortex-a72", 4, 8)]
 

@@ -20,7 +20,7 @@ import pytest
 
 from edgepack import devices
 from edgepack.artifact import write_manifest
-from edgepack.errors import DeviceError
+from edgepack.errors import DeviceError, ToolchainError
 from tests.cli import assert_one_line, edgepack as run_cli_process, tree
 
 SMALL = ["--alpha", "0.25", "--resolution", "32", "--eval-size", "16", "--calib-size", "16"]
@@ -196,3 +196,64 @@ def test_qemu_user_runs_are_bounded_and_stopped_with_edgepack(tmp_path, monkeypa
     result = qemu.run_user([program], cpu="cortex-a72", timeout=60)
     assert result.returncode == -signal.SIGKILL and time.monotonic() - start < 10
     assert list(runs.iterdir()) == [] and not [p for p in _qemu_processes(program) if p.status() != psutil.STATUS_ZOMBIE]
+
+
+# ---------------------------------------------------------------- one runner, one lookup, one cache folder
+
+def test_only_the_devices_layer_starts_programs():
+    """Every program edgepack starts goes through edgepack.devices (its time limits, process groups and
+    stop-signal cleanup): no other module may call subprocess itself."""
+    package = Path(devices.__file__).parent.parent
+    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
+                 if "subprocess" in p.read_text() and p.parent.name != "devices"]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("how, words", [
+    (devices.DEBIAN, "on Debian/Ubuntu run `apt-get install pkg-x`"),
+    (devices.SETUP, "apt-get install -y pkg-x (or run scripts/setup.sh)"),
+])
+def test_missing_tool_is_one_line_naming_its_package(how, words):
+    with pytest.raises(ToolchainError) as e:
+        devices.require("edgepack-no-such-tool", "pkg-x", how)
+    assert str(e.value) == f"edgepack-no-such-tool is not installed: {words}"
+
+
+def test_cache_folder_follows_edgepack_cache_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path))
+    assert devices.cache_dir() == tmp_path
+    monkeypatch.delenv("EDGEPACK_CACHE")
+    assert devices.cache_dir() == Path.home() / ".cache" / "edgepack"
+
+
+def test_device_run_passes_files_in_and_out_and_removes_its_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    script = tmp_path / "copy.sh"
+    script.write_text('#!/bin/sh\ncat "$1" "$1" > "$2"\necho done\n')
+    script.chmod(0o755)
+    ran = devices.NATIVE.run(script, ["in.bin", "out.bin"], inputs={"in.bin": b"ab"}, outputs=["out.bin", "none.bin"],
+                             timeout=30, what="copy", fix="-")
+    assert (ran.returncode, ran.stdout, ran.outputs) == (0, "done\n", {"out.bin": b"abab", "none.bin": None})
+    assert ran.folder.parent == tmp_path and not ran.folder.exists() and list(tmp_path.iterdir()) == [script]
+
+
+def test_emulated_device_wraps_the_program_and_a_booted_one_gets_no_arguments():
+    user = devices.emulated("qemu-aarch64", "/usr/bin/qemu-aarch64")
+    system = devices.emulated("m4", "/usr/bin/qemu-system-arm", "-M", "mps2-an386", "-semihosting", boots=True)
+    assert user.command("/a/prog", ["in", "out"]) == ["/usr/bin/qemu-aarch64", "/a/prog", "in", "out"]
+    assert system.command("/a/fw.elf", ["in", "out"]) == ["/usr/bin/qemu-system-arm", "-M", "mps2-an386", "-semihosting",
+                                                           "-kernel", "/a/fw.elf"]
+
+
+def test_background_program_is_stopped_with_its_children_and_by_abandon(tmp_path):
+    pids = tmp_path / "pids"
+    for end in (devices.stop, lambda proc: (devices.abandon(), proc.wait(10))):
+        pids.unlink(missing_ok=True)
+        proc = devices.start(["sh", "-c", f'sleep 300 & echo $! > "{pids}"; wait'])
+        deadline = time.monotonic() + 10
+        while (not pids.exists() or not pids.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        end(proc)
+        time.sleep(0.2)
+        assert proc.returncode == -signal.SIGKILL and not alive(int(pids.read_text()))
+        devices.stop(proc)  # stopping twice is harmless
