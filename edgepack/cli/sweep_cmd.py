@@ -1,8 +1,8 @@
 """edgepack sweep: build and bench the alpha x resolution matrix for a target."""
 from __future__ import annotations
 
-from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list, parse_models,
-                                      sweep)
+from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list,
+                                      parse_models, sweep)
 from edgepack.cli.flags import add_targets_flag, positive_int
 from edgepack.config import CompileConfig
 from edgepack.model.builtin import DEFAULT, max_alpha
