@@ -18,7 +18,8 @@ from edgepack.backends import backend_module
 from edgepack.config import CompileConfig
 from edgepack.data import Dataset
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
-from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (tests/test_imported_model_bench.py imports it here)
+from edgepack.frontends import tflite as tflite_front
+from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (a test imports it here)
 from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
@@ -81,8 +82,7 @@ def front_end(config: CompileConfig, model, calibration_data: Dataset | None, ev
               times: dict, log) -> Source:
     """The Source of ``config``: its .tflite read as a plan, else its torch model folded and quantized."""
     if config.tflite_model:
-        from edgepack.frontends import tflite
-        return tflite.to_source(config, eval_set)
+        return tflite_front.to_source(config, eval_set)
     from edgepack.frontends import torch as torch_front  # torch is imported only now
     return torch_front.to_source(config, model, calibration_data, eval_set, times, log)
 
