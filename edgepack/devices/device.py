@@ -4,7 +4,7 @@ the same path: a fresh run folder holding the input files, the program started t
 limit, the output files read back, the folder removed (edgepack.devices.process)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.devices.process import RUN_PREFIX, run, run_folder
@@ -26,13 +26,12 @@ class Ran:
 class Device:
     """``prefix``: the emulator and its options, written before the program (empty: this host).
     ``passes_args``: False when the program is booted, not started (qemu-system -kernel): it gets no argv
-    and reaches its files through semihosting in the run folder. ``env``: the program's whole environment
-    (None: this process's)."""
+    and reaches its files through semihosting in the run folder. The program inherits this process's
+    environment."""
 
     name: str
     prefix: tuple[str, ...] = ()
     passes_args: bool = True
-    env: dict | None = field(default=None, compare=False)
 
     def command(self, program, args=()) -> list[str]:
         return [*self.prefix, str(program), *(map(str, args) if self.passes_args else ())]
@@ -45,7 +44,7 @@ class Device:
         with run_folder(folder_prefix) as folder:
             for name, data in (inputs or {}).items():
                 (folder / name).write_bytes(data)
-            done = run(self.command(program, args), timeout=timeout, what=what, fix=fix, cwd=folder, env=self.env)
+            done = run(self.command(program, args), timeout=timeout, what=what, fix=fix, cwd=folder)
             found = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in outputs}
         return Ran(done.returncode, done.stdout, done.stderr, found, folder)
 
