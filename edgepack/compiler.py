@@ -106,9 +106,9 @@ def run_pipeline(config: CompileConfig, target: Target, source: Source, times: d
         build = Build(config, target, source.folded, source.plan, onnx_file, golden_x, golden_y, source.evalset.images,
                       source.fp32_logits, ref)
         with timed(times, "lower"):
-            backend_info = backend_module(target.backend).lower(build, folder)
+            lowered = backend_module(target.backend).lower(build, folder)
         write_manifest(folder, {**_manifest(config, target, source, folder, metrics, golden_x, tflite),
-                                "backend_info": backend_info, **build.manifest})
+                                **lowered.manifest_entries()})
         if config.sign_key:
             sign_folder(folder, config.sign_key)
     log("stage times (s): " + json.dumps(times))

@@ -6,16 +6,17 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
+from edgepack.backends.lowered import Lowered
 # run_onnx stays importable here until frontends/torch.py, compiler.py, tests/test_reference.py and
 # benchmarks/bench_openvino.py read it from edgepack.interop.onnxruntime
 from edgepack.interop.onnxruntime import run_onnx, run_session, session  # noqa: F401
 
 
-def lower(build, folder: Path) -> dict:
+def lower(build, folder: Path) -> Lowered:
     """Nothing to lower: ONNX Runtime reads the ONNX file the compile already wrote."""
     import onnxruntime as ort
 
-    return {"runtime": "onnxruntime", "onnxruntime_version": ort.__version__, "model_file": build.onnx_file}
+    return Lowered({"runtime": "onnxruntime", "onnxruntime_version": ort.__version__, "model_file": build.onnx_file})
 
 
 class Runner(runner.Runner):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
+from edgepack.backends.lowered import Lowered
 from edgepack.backends.c.memplan import Buffer, greedy_by_size
 from edgepack.errors import UnsupportedModelError
 from edgepack.interop import litert
@@ -84,7 +85,7 @@ extern const unsigned int {ARRAY_NAME}_len;
     return header, source
 
 
-def lower(build, folder: Path) -> dict:
+def lower(build, folder: Path) -> Lowered:
     """model_data.c/.h from the verified model.tflite the compile wrote, and the arena estimate."""
     tflite_file = Path(folder) / "model.tflite"
     if build.plan is None or not tflite_file.is_file():
@@ -94,9 +95,9 @@ def lower(build, folder: Path) -> dict:
     header, source = c_array(data, arena["arena_bytes"])
     (Path(folder) / "model_data.h").write_text(header)
     (Path(folder) / "model_data.c").write_text(source)
-    return {"runtime": "tensorflow lite micro (not built here; bench runs LiteRT's reference kernels)",
-            "model_file": "model.tflite", "c_array": ["model_data.c", "model_data.h"], "array": ARRAY_NAME,
-            "model_bytes": len(data), "arena": arena}
+    return Lowered({"runtime": "tensorflow lite micro (not built here; bench runs LiteRT's reference kernels)",
+                    "model_file": "model.tflite", "c_array": ["model_data.c", "model_data.h"], "array": ARRAY_NAME,
+                    "model_bytes": len(data), "arena": arena}, files=("model_data.h", "model_data.c"))
 
 
 class Runner(runner.Runner):

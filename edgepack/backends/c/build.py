@@ -88,7 +88,7 @@ def _cortex_m_rules(spec: BuildSpec) -> list[str]:
         "%.o: %.c model.h kernels.h", "\t$(CC) $(ARCH) $(CFLAGS) -c $< -o $@", "",
         "# reads input.bin (N int8 images) and writes output.bin in the current folder",
         "run: firmware.elf",
-        f"\t{r.get('emulator', 'qemu-system-arm')} -M {r.get('machine')} {' '.join(r.get('emulator_args', []))} -kernel firmware.elf",
+        f"\t{r.emulator} -M {r.machine} {' '.join(r.emulator_args)} -kernel firmware.elf",
     ]
 
 

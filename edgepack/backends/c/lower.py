@@ -26,6 +26,7 @@ from edgepack.backends.c import codegen, elf
 from edgepack.backends.c.memplan import plan_memory
 from edgepack.backends.c.runner import callgrind_instructions, run_images
 from edgepack.backends.c.spec import FIRMWARE, HOST_EXE, BuildSpec
+from edgepack.backends.lowered import Lowered
 from edgepack.errors import BudgetError, BuildError, UnsupportedModelError, VerificationError
 
 
@@ -38,12 +39,11 @@ def _verify(result, want: np.ndarray, device: str, what: str) -> None:
 
 def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str, target_file: Path) -> None:
     over = []
-    budget = spec.budget
-    if budget.get("flash_bytes") is not None and flash > budget["flash_bytes"]:
-        over.append(f"flash {flash:,} bytes > flash_bytes {budget['flash_bytes']:,} "
-                    f"(by {flash - budget['flash_bytes']:,})")
-    if budget.get("ram_bytes") is not None and ram > budget["ram_bytes"]:
-        over.append(f"RAM {ram:,} bytes > ram_bytes {budget['ram_bytes']:,} (by {ram - budget['ram_bytes']:,})")
+    flash_max, ram_max = spec.budget.flash_bytes, spec.budget.ram_bytes
+    if flash_max is not None and flash > flash_max:
+        over.append(f"flash {flash:,} bytes > flash_bytes {flash_max:,} (by {flash - flash_max:,})")
+    if ram_max is not None and ram > ram_max:
+        over.append(f"RAM {ram:,} bytes > ram_bytes {ram_max:,} (by {ram - ram_max:,})")
     if over:
         raise BudgetError(f"the model does not fit target {spec.target}: {' and '.join(over)} [{detail}]: "
                           f"use a smaller --alpha or --resolution, or raise [budget] in {target_file}")
@@ -79,7 +79,7 @@ def stack_margin(spec: BuildSpec, work: Path) -> dict:
 
 
 def _cost_section(spec: BuildSpec, result, kernels: str) -> dict:
-    ipt = spec.run.get("instructions_per_tick")
+    ipt = spec.run.instructions_per_tick
     ticks = result.ticks
     return {"kernels": kernels, "ticks_per_inference": ticks[0], "ticks_min": min(ticks), "ticks_max": max(ticks),
             "instructions_per_inference": ticks[0] * ipt if ipt else None, "images": len(ticks)}
@@ -106,13 +106,13 @@ def _model_ram(library_ram: int, arena: int, stack: int | None) -> dict:
             "model_ram": {"arena_bytes": arena, "state_bytes": state, "stack_bytes": stack}}
 
 
-def lower(build, folder: Path) -> dict:
+def lower(build, folder: Path) -> Lowered:
     """Generate, build, measure, run on every device, check: one pass, in that order."""
     plan = build.plan
     if plan is None:
         raise UnsupportedModelError("the C backend runs the int8 plan: compile with --quant ptq or qat, not none")
     folder = Path(folder)
-    spec = BuildSpec.from_target(build.target.to_json())
+    spec = BuildSpec.from_target(build.target)
     cortex_m = spec.kind == "cortex-m"
     c_build.require_tools(spec)
     memory = plan_memory(plan, spec.kernels)
@@ -133,13 +133,13 @@ def lower(build, folder: Path) -> dict:
                      build.target.path)
         cost = (_cortex_m_cost(spec, plan, main, Path(tmp), golden_x, golden_y, out_size) if cortex_m
                 else _host_cost(spec, folder, golden_x))
-    build.manifest["memory_plan"] = memory.to_json()
-    build.manifest["footprint"] = {
+    footprint = {
         "flash_bytes": measured["flash"], "ram_bytes": ram, **_stack_figures(main, margin, len(golden_x)),
         **_model_ram(sizes["model_library"]["ram"], memory.arena_bytes, stack if margin else None),
         **_footprint_notes(spec, plan, memory, sizes)}
-    build.manifest["cost"] = cost
-    return _backend_info(spec, plan, sources, built, out_size, len(golden_x))
+    return Lowered(_backend_info(spec, plan, sources, built, out_size, len(golden_x)),
+                   files=(*(f"c/{name}" for name in sources), *spec.binaries().values()),
+                   sections={"memory_plan": memory.to_json(), "footprint": footprint, "cost": cost})
 
 
 def _golden_runs(spec: BuildSpec, folder: Path, golden_x, golden_y, out_size: int):
@@ -156,9 +156,9 @@ def _cortex_m_cost(spec: BuildSpec, plan, main, tmp: Path, golden_x, golden_y, o
     """SysTick ticks of the golden run; with compare_kernels, the other kernel set built and run beside it."""
     r = spec.run
     cost = {"metric": "systick_ticks",
-            "source": f"{r.get('emulator', 'qemu-system-arm')} -M {r.get('machine')} -icount shift=0: SysTick on "
-                      f"the processor clock ({r.get('systick_hz', 25_000_000):,} Hz) while 1 instruction = 1 ns, "
-                      f"so 1 tick = {r.get('instructions_per_tick')} instructions; deterministic",
+            "source": f"{r.emulator} -M {r.machine} -icount shift=0: SysTick on "
+                      f"the processor clock ({r.systick_hz:,} Hz) while 1 instruction = 1 ns, "
+                      f"so 1 tick = {r.instructions_per_tick} instructions; deterministic",
             **_cost_section(spec, main, spec.kernels), "per_layer_ticks": main.layer_ticks}
     if not spec.compare_kernels:
         return cost
@@ -198,7 +198,7 @@ def _footprint_notes(spec: BuildSpec, plan, memory, sizes: dict) -> dict:
         "ram_counts": "harness total: firmware data + bss (the arena, the harness's image buffers, newlib's state) + "
                       "stack_bytes; model_ram_bytes is the model's own share" if cortex_m
                       else "data + bss of the model library objects",
-        "budget": {k: v for k, v in spec.budget.items()}, **sizes, "per_layer": per_layer,
+        "budget": spec.budget.to_json(), **sizes, "per_layer": per_layer,
     }
 
 

@@ -25,9 +25,8 @@ def device_for(spec: BuildSpec, device: str) -> devices.Device:
     """Where the test program of ``spec`` runs: Cortex-M firmware boots under the target's qemu-system
     machine, c-host's aarch64 build runs under qemu-user, the native build on this host."""
     if spec.kind == "cortex-m":
-        r = spec.run
-        return devices.emulated(device, devices.require(*spec.emulator()), "-M", r["machine"],
-                                *r.get("emulator_args", []), boots=True)
+        return devices.emulated(device, devices.require(*spec.emulator()), "-M", spec.run.machine,
+                                *spec.run.emulator_args, boots=True)
     if device == CROSS_DEVICE:
         return devices.emulated(device, devices.require(*spec.cross_emulator()))
     return devices.Device(device)
@@ -54,7 +53,7 @@ def run_images(spec: BuildSpec, binary: Path, x: np.ndarray, output_size: int, d
     n = int(x.shape[0])
     on = device_for(spec, device)
     if timeout is None:
-        timeout = float(spec.run.get("timeout_s", 120)) + n * float(spec.run.get("image_timeout_s", 30))
+        timeout = spec.run.timeout(n)
         fix = fix or f"the firmware hangs or crashed, or raise [run] timeout_s of target {spec.target}"
     what = f"the {spec.target} {device} test program on {n} image{'s' if n != 1 else ''}"
     try:
@@ -111,7 +110,7 @@ class Runner(runner.Runner):
     def __init__(self, folder: Path, manifest: dict, device: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
         super().__init__(Path(folder), manifest)
         self.timeout = check_timeout(timeout)
-        self.spec = BuildSpec.from_target(manifest["target"])
+        self.spec = BuildSpec.from_json(manifest["target"])
         info = manifest["backend_info"]
         binaries = info.get("binaries", {})
         self.device = device or info["devices"][0]
@@ -169,7 +168,7 @@ class Runner(runner.Runner):
         fp, mem, compiled = m.get("footprint", {}), m.get("memory_plan", {}), m.get("cost", {})
         report = {"kernels": m["backend_info"].get("kernels")}
         if self.ticks:
-            ipt = self.spec.run.get("instructions_per_tick")
+            ipt = self.spec.run.instructions_per_tick
             first = self.ticks[0]
             report.update(systick_ticks_per_inference=first, systick_ticks_min=min(self.ticks),
                           systick_ticks_max=max(self.ticks),

@@ -1,19 +1,21 @@
-"""What a target file says about the C backend, read once (``BuildSpec.from_target``), and the names of
-what the build produces.
+"""What a target file says about the C backend, read once into typed values with their defaults
+(``BuildSpec.from_target(target)`` at compile, ``BuildSpec.from_json(manifest["target"])`` at bench),
+and the names of what the build produces.
 
   [compiler]  kernels = "fast" | "portable", compare_kernels, cflags
   [toolchain] kind = "cortex-m" | "host", cc, size, debian_packages, arch_flags, ldflags,
               flash_origin/flash_length/ram_origin/ram_length (cortex-m linker script),
               cross_cc, cross_size, cross_debian_packages, cross_arch_flags, cross_ldflags (host: aarch64)
   [run]       device, emulator, machine, emulator_args, debian_package, instructions_per_tick,
-              systick_hz, timeout_s, image_timeout_s, cross_emulator, cross_debian_package
-  [budget]    flash_bytes, ram_bytes
+              systick_hz, timeout_s, image_timeout_s, cross_emulator, cross_debian_package  (RunSpec)
+  [budget]    flash_bytes, ram_bytes  (BudgetSpec)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from edgepack.errors import TargetError
+from edgepack.targets import Target, target_from_json
 
 KINDS = ("cortex-m", "host")
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wpedantic",
@@ -21,6 +23,42 @@ DEFAULT_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wpedantic"
 FIRMWARE = "bin/firmware.elf"
 HOST_EXE, HOST_LIB, CROSS_EXE = "bin/edgepack_run", "bin/libedgepack_model.so", "bin/edgepack_run_aarch64"
 CROSS_DEVICE = "qemu-aarch64"  # c-host's second device: the static aarch64 build under qemu-user
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """[run] for the C backend: the one place its defaults live."""
+    device: str = "native"  # the first device (bench's default); Cortex-M: the QEMU machine's name
+    emulator: str = "qemu-system-arm"  # Cortex-M: the qemu-system and its Debian package
+    debian_package: str = "qemu-system-arm"
+    machine: str | None = None
+    emulator_args: tuple[str, ...] = ()
+    systick_hz: int = 25_000_000
+    instructions_per_tick: int | None = None
+    timeout_s: float = 120.0  # a compile's device run: timeout_s + image_timeout_s per image
+    image_timeout_s: float = 30.0
+    cross_emulator: str = "qemu-aarch64"  # c-host's aarch64 build under qemu-user, and its Debian package
+    cross_debian_package: str = "qemu-user"
+
+    def timeout(self, images: int) -> float:
+        """Seconds a compile's run of ``images`` images may last."""
+        return float(self.timeout_s) + images * float(self.image_timeout_s)
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """[budget]: memory the model may use; None = no limit."""
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+
+    def to_json(self) -> dict:
+        """The limits the file set (what the manifest's footprint records)."""
+        return {k: v for k, v in (("flash_bytes", self.flash_bytes), ("ram_bytes", self.ram_bytes)) if v is not None}
+
+
+def _set(table) -> dict:
+    """The keys a target table sets (None = left to the spec's default)."""
+    return {k: v for k, v in vars(table).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -37,36 +75,35 @@ class BuildSpec:
     ldflags: tuple[str, ...]
     memory: dict = field(default_factory=dict)
     cross: dict = field(default_factory=dict)
-    run: dict = field(default_factory=dict)
-    budget: dict = field(default_factory=dict)
+    run: RunSpec = field(default_factory=RunSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
 
     @classmethod
-    def from_target(cls, t: dict) -> "BuildSpec":
-        """``t`` is Target.to_json() (also what the manifest records)."""
-        comp, tc, run = t.get("compiler", {}), t.get("toolchain", {}), t.get("run", {})
-        name = t.get("name", "?")
-        kind = tc.get("kind")
-        if kind not in KINDS:
-            raise TargetError(f"target {name}: [toolchain] kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        kernels = comp.get("kernels", "portable")
-        if kernels not in ("portable", "fast"):
-            raise TargetError(f"target {name}: [compiler] kernels must be 'portable' or 'fast', got {kernels!r}")
-        if not isinstance(tc.get("cc"), str):
+    def from_json(cls, data, where: str = "the artifact's manifest: target") -> "BuildSpec":
+        """The spec of a target as a manifest records it (Target.to_json()), checked as strictly as a file."""
+        return cls.from_target(target_from_json(data, where))
+
+    @classmethod
+    def from_target(cls, target: Target | dict) -> "BuildSpec":
+        """The spec of ``target`` (a dict is read as from_json reads it)."""
+        if isinstance(target, dict):
+            return cls.from_json(target)
+        comp, tc, name = target.compiler, target.toolchain, target.name
+        if tc.kind not in KINDS:
+            raise TargetError(f"target {name}: [toolchain] kind must be one of {', '.join(KINDS)}, got {tc.kind!r}")
+        kernels = comp.kernels or "portable"
+        if tc.cc is None:
             raise TargetError(f"target {name}: [toolchain] needs cc = \"<C compiler>\"")
-        for key in ("flash_bytes", "ram_bytes"):
-            value = t.get("budget", {}).get(key)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise TargetError(f"target {name}: [budget] {key} must be a positive integer of bytes, got {value!r}")
-        memory = {k: tc[k] for k in ("flash_origin", "flash_length", "ram_origin", "ram_length") if k in tc}
-        if kind == "cortex-m" and len(memory) != 4:
+        memory = {k: v for k, v in _set(tc).items() if k in ("flash_origin", "flash_length", "ram_origin", "ram_length")}
+        if tc.kind == "cortex-m" and len(memory) != 4:
             raise TargetError(f"target {name}: a cortex-m [toolchain] needs flash_origin, flash_length, ram_origin, ram_length")
-        cross = {k[len("cross_"):]: v for k, v in tc.items() if k.startswith("cross_")}
+        cross = {k[len("cross_"):]: v for k, v in _set(tc).items() if k.startswith("cross_")}
         return cls(
-            target=name, kind=kind, kernels=kernels, compare_kernels=bool(comp.get("compare_kernels", False)),
-            cc=tc["cc"], size=tc.get("size", "size"), packages=tc.get("debian_packages", tc["cc"]),
-            cflags=tuple(comp.get("cflags", DEFAULT_CFLAGS)), arch_flags=tuple(tc.get("arch_flags", ())),
-            ldflags=tuple(tc.get("ldflags", ())), memory=memory, cross=cross, run=dict(run),
-            budget=dict(t.get("budget", {})),
+            target=name, kind=tc.kind, kernels=kernels, compare_kernels=bool(comp.compare_kernels),
+            cc=tc.cc, size=tc.size or "size", packages=tc.debian_packages or tc.cc,
+            cflags=tuple(comp.cflags or DEFAULT_CFLAGS), arch_flags=tuple(tc.arch_flags or ()),
+            ldflags=tuple(tc.ldflags or ()), memory=memory, cross=cross, run=RunSpec(**_set(target.run)),
+            budget=BudgetSpec(**_set(target.budget)),
         )
 
     @property
@@ -81,15 +118,15 @@ class BuildSpec:
         return ["model.h", "kernels.h"] + (["cortexm.ld"] if self.kind == "cortex-m" else [])
 
     def devices(self) -> list[str]:
-        return [self.run.get("device", "native")] + ([CROSS_DEVICE] if self.kind == "host" and self.cross else [])
+        return [self.run.device] + ([CROSS_DEVICE] if self.kind == "host" and self.cross else [])
 
     def emulator(self) -> tuple[str, str]:
         """The Cortex-M emulator (qemu-system) and its Debian package."""
-        return self.run.get("emulator", "qemu-system-arm"), self.run.get("debian_package", "qemu-system-arm")
+        return self.run.emulator, self.run.debian_package
 
     def cross_emulator(self) -> tuple[str, str]:
         """c-host's qemu-user for the aarch64 build, and its Debian package."""
-        return self.run.get("cross_emulator", "qemu-aarch64"), self.run.get("cross_debian_package", "qemu-user")
+        return self.run.cross_emulator, self.run.cross_debian_package
 
     def binaries(self) -> dict[str, str]:
         """Device -> the artifact-relative program that runs on it."""

@@ -12,6 +12,7 @@ import numpy as np
 from edgepack import devices
 from edgepack.backends import runner
 from edgepack.backends.tvm import rpc_client, toolchain
+from edgepack.backends.tvm.spec import TvmSpec
 from edgepack.devices import qemu
 from edgepack.errors import ArtifactError, ConfigError, DeviceError, ToolchainError
 from edgepack.plan.golden import load_npy
@@ -36,8 +37,7 @@ def use_all_cores() -> int:
 def qemu_cpu(target: dict) -> str | None:
     """The board's exact CPU for qemu-user: [run] qemu_cpu of the target file (recorded in the manifest).
     Never qemu's default `max`, which has extensions (SDOT, I8MM, SVE) the board may lack."""
-    cpu = (target.get("run") or {}).get("qemu_cpu")
-    return cpu if isinstance(cpu, str) and cpu else None
+    return TvmSpec.from_json(target).qemu_cpu
 
 
 def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: int, *, threads: int | None = None,

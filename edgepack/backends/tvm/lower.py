@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.backends.lowered import Lowered
 from edgepack.backends.tvm.device import run_on_qemu
 from edgepack.backends.tvm.relax_int8 import plan_to_relax
-from edgepack.backends.tvm.toolchain import CACHE, HOST_ARCH, require
+from edgepack.backends.tvm.spec import TvmSpec
+from edgepack.backends.tvm.toolchain import CACHE, require
 from edgepack.errors import TargetError, ToolchainError, VerificationError
 from edgepack.targets import Target
 
@@ -19,7 +21,7 @@ def tvm_target(target: Target):
     import tvm
     from tvm.target import codegen
 
-    spec = target.compiler.tvm_target
+    spec = TvmSpec.from_target(target).tvm_target
     if isinstance(spec, str):
         return tvm.target.Target(spec)
     if not isinstance(spec, dict):
@@ -85,7 +87,7 @@ def int8_kernels(target: Target, plan, tvm_tgt) -> str:
     """
     import importlib
 
-    choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or (target.compiler.int8_kernels or "auto")
+    choice = os.environ.get("EDGEPACK_TVM_INT8_KERNELS") or TvmSpec.from_target(target).int8_kernels
     if choice not in ("auto", "generic", *KERNEL_SETS):
         raise ToolchainError(f"target {target.name}: int8_kernels must be auto, generic, {' or '.join(KERNEL_SETS)}, "
                              f"not {choice!r} (check [compiler] int8_kernels and EDGEPACK_TVM_INT8_KERNELS)")
@@ -112,12 +114,14 @@ def cpu_features(tvm_tgt) -> list[str]:
     return [f for f in CPU_FEATURES if codegen.target_has_features(f, tvm_tgt)]
 
 
-def lower(build, folder: Path) -> dict:
+def lower(build, folder: Path) -> Lowered:
+    """The plan (or the fp32 model) -> model.so for the target's CPU, run on the golden images before it ships."""
     import tvm
     import tvm_ffi
 
     target = build.target
-    arch = target.compiler.arch or HOST_ARCH
+    spec = TvmSpec.from_target(target)
+    arch = spec.arch
     tvm_tgt = tvm_target(target)
     kernels = int8_kernels(target, build.plan, tvm_tgt)
     if kernels in KERNEL_SETS:
@@ -130,25 +134,25 @@ def lower(build, folder: Path) -> dict:
     else:
         mod, lowering = relax_module(build)
         ex, schedules = build_library(mod, target, tvm_tgt)
-    cross = target.compiler.cross_compiler
-    if arch != HOST_ARCH:
+    cross = spec.cross_compiler
+    if spec.cross:
         if not cross:
             raise ToolchainError(f"target {target.name} builds for {arch} but names no [compiler] cross_compiler")
         from tvm.support.cc import cross_compiler
 
         require(cross, f"g++-{arch}-linux-gnu".replace("_", "-"))
         ex.export_library(str(folder / LIBRARY), fcompile=cross_compiler(cross))
-        _verify_under_qemu(build, folder, arch)
+        _verify_under_qemu(build, folder, spec)
     else:
         ex.export_library(str(folder / LIBRARY))
         _verify_on_host(build, folder)
-    return {
+    return Lowered({
         "runtime": "tvm", "tvm_version": tvm.__version__, "tvm_ffi_version": tvm_ffi.__version__,
         "tvm_target": str(tvm_tgt), "arch": arch, "library": LIBRARY, "cross_compiler": cross,
         "lowering": lowering, "schedules": schedules, "dtype": "int8" if build.plan is not None else "float32",
         "kernels": kernels, "cpu_features": cpu_features(tvm_tgt),
         "input_shape": [1, *build.config.input_shape],
-    }
+    }, files=(LIBRARY,))
 
 
 def _verify_on_host(build, folder: Path) -> None:
@@ -168,15 +172,14 @@ def _verify_on_host(build, folder: Path) -> None:
 VERIFY_THREADS = (1, 4)  # TVM_NUM_THREADS of the compile's qemu runs: single- and multi-threaded code alike
 
 
-def _verify_under_qemu(build, folder: Path, arch: str) -> None:
+def _verify_under_qemu(build, folder: Path, spec: TvmSpec) -> None:
     """A cross-compiled library runs the golden images under qemu-user with the board's exact CPU (the
     runner bench uses), once per thread count; int8 must equal the reference bit for bit. An
     instruction the CPU lacks stops the compile (DeviceError) instead of passing under `-cpu max`."""
-    target = build.target
-    cpu = target.run.qemu_cpu
+    cpu, arch = spec.qemu_cpu, spec.arch
     if cpu is None:
-        raise TargetError(f"target {target.name} builds for {arch} but names no [run] qemu_cpu (the board's exact CPU): "
-                          f"add e.g. qemu_cpu = \"cortex-a72\" to {target.path}")
+        raise TargetError(f"target {spec.name} builds for {arch} but names no [run] qemu_cpu (the board's exact CPU): "
+                          f"add e.g. qemu_cpu = \"cortex-a72\" to {spec.path}")
     golden = np.ascontiguousarray(build.golden_input, np.int8 if build.plan is not None else np.float32)
     for threads in VERIFY_THREADS:
         outs, _ = run_on_qemu(folder / LIBRARY, arch, cpu, golden, build.golden_output.shape[-1], threads=threads,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgepack.backends.tvm.device import use_all_cores
 from edgepack.backends.tvm.lower import database_dir, tvm_target
-from edgepack.backends.tvm.toolchain import HOST_ARCH
+from edgepack.backends.tvm.spec import TvmSpec
 from edgepack.errors import ConfigError, DeviceUnavailable
 from edgepack.targets import Target
 
@@ -51,11 +51,11 @@ def _runner(rpc: str | None, key: str | None):
 def check_can_measure(target: Target, rpc: str | None) -> None:
     if target.backend != "tvm":
         raise ConfigError(f"target {target.name} uses the {target.backend} backend: tuning is for TVM targets")
-    arch = target.compiler.arch or HOST_ARCH
-    if arch != HOST_ARCH and rpc is None:
+    spec = TvmSpec.from_target(target)
+    if spec.cross and rpc is None:
         raise DeviceUnavailable(
-            f"cannot measure {target.name} ({arch}) here without a device: pass --rpc HOST:PORT --key "
-            f"{target.rpc.key or 'KEY'}, or `edgepack tune --target {target.name} --retarget-from x86-tvm` "
+            f"cannot measure {target.name} ({spec.arch}) here without a device: pass --rpc HOST:PORT --key "
+            f"{spec.rpc_key or 'KEY'}, or `edgepack tune --target {target.name} --retarget-from x86-tvm` "
             "to reuse x86 records (they build and run correctly, tuned for the wrong CPU)")
 
 

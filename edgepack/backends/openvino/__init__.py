@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
+from edgepack.backends.lowered import Lowered
+from edgepack.backends.openvino.spec import OpenVinoSpec
 from edgepack.errors import ConfigError, RegressionError, ToolchainError
 
 MODEL_XML, MODEL_BIN, NPU_BLOB = "model.xml", "model.bin", "model.npu.blob"
@@ -35,14 +37,6 @@ LOG = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.99
 INT8, FLOAT = ("u8", "i8"), ("f32", "bf16", "f16")
 UNTIMED_LAYERS = {"Const", "Input", "Output"}
-
-
-def device_config(run: dict, device: str) -> dict:
-    """OpenVINO properties for ``device`` from a target's [run] table ([run.cpu] / [run.npu] + threads)."""
-    config = dict(run.get(device.lower(), {}))
-    if device == "CPU" and "threads" in run:
-        config.setdefault("INFERENCE_NUM_THREADS", int(run["threads"]))
-    return config
 
 
 def convert(onnx_path: Path, input_shape: tuple[int, ...], batch: int = 1):
@@ -197,21 +191,20 @@ def verify_on_cpu(build, core, model, config: dict) -> tuple[dict, float]:
     return result, load_ms
 
 
-def lower(build, folder: Path) -> dict:
+def lower(build, folder: Path) -> Lowered:
     """qdq.onnx (or fp32 model.onnx) -> model.xml / model.bin, verified on the CPU; NPU blob when possible."""
     import openvino as ov
 
-    compiler, run = build.target.compiler, build.target.run.to_json()
-    device = build.target.run.device or "CPU"
+    spec = OpenVinoSpec.from_target(build.target)
+    device, batch = spec.device, spec.batch
     if device not in DEVICES.values():
         raise ConfigError(f"target {build.target.name}: [run] device '{device}' is not one of {', '.join(DEVICES.values())}")
-    batch = compiler.batch or 1
     model = convert(folder / build.onnx_file, build.config.input_shape, batch)
     # f32 constants (scales, FakeQuantize ranges) stay f32: compressing them to f16 would move the int8 grid
-    ov.save_model(model, folder / MODEL_XML, compress_to_fp16=bool(compiler.compress_to_fp16))
+    ov.save_model(model, folder / MODEL_XML, compress_to_fp16=spec.compress_to_fp16)
     core = ov.Core()
     model = core.read_model(folder / MODEL_XML)  # verify exactly what ships
-    verification, load_ms = verify_on_cpu(build, core, model, device_config(run, "CPU"))
+    verification, load_ms = verify_on_cpu(build, core, model, spec.device_config("CPU"))
     LOG.info(f"OpenVINO CPU: IR loads in {load_ms:.0f} ms; top-1 agreement with the {verification['against']} "
              f"{verification['top1_agreement']:.2%}, max |logit diff| {verification['max_abs_logit_diff']:.4g}; "
              f"{describe_layers(verification['layers'])}")
@@ -219,13 +212,13 @@ def lower(build, folder: Path) -> dict:
         "runtime": "openvino", "openvino_version": ov.get_version(), "source_model": build.onnx_file,
         "model_file": MODEL_XML, "weights_file": MODEL_BIN, "input_shape": [batch, *build.config.input_shape],
         "constant_bytes_by_type": constant_bytes(model), "device": device,
-        "device_config": {d: device_config(run, d) for d in DEVICES.values() if d == "CPU" or d == device},
+        "device_config": {d: spec.device_config(d) for d in DEVICES.values() if d == "CPU" or d == device},
         "cpu_verification": verification,
     }
     if device == "NPU":
         info.update(compile_npu(core, model, info["device_config"]["NPU"], folder))
         LOG.info(f"OpenVINO NPU: {info['npu']}" + (f" ({one_line(info['npu_error'])})" if "npu_error" in info else ""))
-    return info
+    return Lowered(info, files=(MODEL_XML, MODEL_BIN, *([NPU_BLOB] if info.get("npu") == "compiled" else [])))
 
 
 class Runner(runner.Runner):
@@ -237,15 +230,15 @@ class Runner(runner.Runner):
         import openvino as ov
 
         super().__init__(folder, manifest)
-        info, run = manifest["backend_info"], manifest["target"].get("run", {})
+        info, spec = manifest["backend_info"], OpenVinoSpec.from_json(manifest["target"])
         built_for = info["device"]
         self.core = ov.Core()
         name = DEVICES[device.lower()] if device else built_for
         if name == "NPU" and "NPU" not in self.core.available_devices:
             why = f"at compile: {one_line(info['npu_error'])}" if info.get("npu_error") else "no NPU in Core().available_devices"
-            raise ToolchainError(f"{manifest['target']['name']} artifact {Path(folder).name}: npu {info.get('npu', 'not compiled')}, "
+            raise ToolchainError(f"{spec.name} artifact {Path(folder).name}: npu {info.get('npu', 'not compiled')}, "
                                  f"and OpenVINO finds no NPU here ({why}): pass --device cpu to bench the same IR on the CPU")
-        self.config = device_config(run, name)
+        self.config = spec.device_config(name)
         self.model = self.core.read_model(Path(folder) / info["model_file"])
         blob = Path(folder) / info.get("npu_blob", NPU_BLOB)
         if name == "NPU" and info.get("npu") == "compiled" and blob.is_file():
