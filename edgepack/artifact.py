@@ -18,6 +18,7 @@ from pathlib import Path
 from edgepack import manifest_schema
 from edgepack.errors import ArtifactError, OutputError
 from edgepack.files import kind_of as path_kind
+from edgepack.manifest_schema import Manifest  # artifact.Manifest: what load() and read() return
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"  # Ed25519 signature of manifest.json (edgepack.signing)
@@ -267,6 +268,25 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
 def read_manifest(folder: Path) -> dict:
     """The manifest, checked against the artifact schema (edgepack.manifest_schema) before anyone reads it."""
     path = Path(folder) / MANIFEST
+    return manifest_schema.check(_read_json(folder), str(path))
+
+
+def read(folder: Path) -> Manifest:
+    """The manifest as a typed Manifest, checked as by ``read_manifest`` (its files are not: see ``load``)."""
+    return manifest_schema.parse(_read_json(folder), str(Path(folder) / MANIFEST))
+
+
+def load(folder: Path) -> Manifest:
+    """The artifact's typed Manifest once every file is checked as by ``verify``: what bench reads."""
+    folder = Path(folder)
+    manifest = read(folder)
+    _check_files(folder, manifest.raw)
+    return manifest
+
+
+def _read_json(folder: Path):
+    """manifest.json parsed, not yet checked; one ArtifactError line when it cannot be."""
+    path = Path(folder) / MANIFEST
     if not Path(folder).is_dir():
         raise ArtifactError(f"artifact {folder} does not exist: compile it with `edgepack compile -o {folder}`")
     kind = kind_of(path)
@@ -275,12 +295,11 @@ def read_manifest(folder: Path) -> dict:
     if kind is not None:
         raise ArtifactError(f"{path} is {kind}, not a regular file: recompile the artifact, do not edit artifacts")
     try:
-        manifest = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is corrupt ({e}): recompile the artifact")
     except OSError as e:
         raise ArtifactError(f"{path} cannot be read ({e.strerror}): check its permissions")
-    return manifest_schema.check(manifest, str(path))
 
 
 def verify(folder: Path) -> dict:
@@ -288,6 +307,11 @@ def verify(folder: Path) -> dict:
     (manifest.sig, the signature of the manifest, cannot be listed in it: edgepack.signing checks it)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    _check_files(folder, manifest)
+    return manifest
+
+
+def _check_files(folder: Path, manifest: dict) -> None:
     listed = manifest["files"]
     present = dict(_tree(folder))
     problems = [f"{name} is {kind}, not a regular file" for name, kind in present.items() if kind is not None]
@@ -300,4 +324,3 @@ def verify(folder: Path) -> dict:
                  if kind is None and name not in (MANIFEST, SIGNATURE) and name not in listed]
     if problems:
         raise ArtifactError(f"artifact {folder} failed verification: {'; '.join(problems)}: recompile it, do not edit artifacts")
-    return manifest

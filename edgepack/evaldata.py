@@ -29,6 +29,7 @@ import numpy as np
 
 from edgepack.data import Dataset, digits_source, load_dataset, normalise
 from edgepack.errors import ArtifactError, DataError
+from edgepack.manifest_schema import EvalRecord, Manifest, Preprocessing
 from edgepack.plan.plan import QParams, write_npz
 
 EVAL_FILE = "eval_data.npz"
@@ -130,33 +131,39 @@ def read_copy(path: Path, source: str) -> Dataset:
     return Dataset(np.asarray(images, np.float32), labels, source)
 
 
-def load(manifest: dict, folder: Path, eval_data: str | Path | None = None) -> Dataset:
+def load(manifest: Manifest | dict, folder: Path, eval_data: str | Path | None = None) -> Dataset:
     """The eval images the artifact was compiled with, from ``eval_data`` if given (checked against
-    the recorded sha256), else its own copy, else the bundled digits split."""
-    model, ev = manifest["model"], manifest["eval"]
-    resolution, classes, n = model["resolution"], model["classes"], int(ev["images"])
-    mapping = manifest.get("preprocessing") or {}
-    mean, std = mapping.get("mean"), mapping.get("std")  # absent in older artifacts: the default mapping
-    if "sha256" not in ev:  # an artifact from before eval data was recorded by content
-        return load_dataset(eval_data or ev.get("spec"), "eval", resolution, classes, mean, std).take(n)
-    what = f"{ev['source']}, {n} images, sha256 {ev['sha256'][:12]}"
+    the recorded sha256), else its own copy, else the bundled digits split. ``manifest``: a Manifest, or
+    a dict with its model, eval and preprocessing sections (what debug still passes)."""
+    if isinstance(manifest, Manifest):
+        model, ev, mapping = manifest.model, manifest.eval, manifest.preprocessing
+        resolution, classes = model.resolution, model.classes
+    else:
+        ev, mapping = EvalRecord.from_json(manifest["eval"]), Preprocessing.from_json(manifest.get("preprocessing"))
+        resolution, classes = manifest["model"]["resolution"], manifest["model"]["classes"]
+    return _load_recorded(ev, resolution, classes, mapping, folder, eval_data)
+
+
+def _load_recorded(ev: EvalRecord, resolution: int, classes: int, mapping: Preprocessing, folder: Path,
+                   eval_data: str | Path | None) -> Dataset:
+    n, mean, std = int(ev.images), mapping.mean, mapping.std
+    what = f"{ev.source}, {n} images, sha256 {ev.sha256[:12]}"
     if eval_data is not None:
         data = load_dataset(Path(eval_data), "eval", resolution, classes, mean, std)
-        if len(data) < n or content_sha256(data.take(n)) != ev["sha256"]:
+        if len(data) < n or content_sha256(data.take(n)) != ev.sha256:
             raise DataError(f"--eval-data {eval_data} is not the data this artifact was compiled with ({what}): "
                             "pass the same images and labels, in the same order, with --eval-data")
         return data.take(n)
-    if ev.get("file"):
-        data = read_copy(Path(folder) / ev["file"], ev["source"])
+    if ev.file:
+        data = read_copy(Path(folder) / ev.file, ev.source)
         found = content_sha256(data)
-    elif is_bundled(ev["source"]):
-        labelled = ev.get("labelled", True) is not False
-        data = bundled_eval(resolution, classes, labelled, n, mean, std)
-        found = _bundled_digest(classes, labelled, n)
+    elif is_bundled(ev.source):
+        data = bundled_eval(resolution, classes, ev.labelled, n, mean, std)
+        found = _bundled_digest(classes, ev.labelled, n)
     else:
         raise DataError(f"artifact {folder} holds no copy of its eval data ({what}; too large to copy): "
                         "pass the same data with --eval-data PATH")
-    if len(data) != n or found != ev["sha256"]:
+    if len(data) != n or found != ev.sha256:
         raise DataError(f"the eval data found for {folder} differs from what it was compiled with ({what}): "
                         "recompile the artifact with this edgepack")
     return data

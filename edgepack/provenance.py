@@ -16,6 +16,7 @@ from pathlib import Path
 from edgepack.data import load_dataset
 from edgepack.errors import ArtifactError, ConfigError
 from edgepack.evaldata import bundled_sha256, content_sha256
+from edgepack.manifest_schema import Manifest
 from edgepack.model.user import load_user_model, parse_model_spec
 
 SHIPPED_WEIGHTS = "shipped digits weights"
@@ -55,27 +56,28 @@ def checked_file(record: dict, what: str, folder) -> Path:
     return path
 
 
-def rebuild_model(manifest: dict, folder, model_spec: str | None = None):
+def rebuild_model(manifest: Manifest | dict, folder, model_spec: str | None = None):
     """The fp32 model the artifact was compiled from: shipped weights, its checkpoint, or its --model.
 
     A --model is code: it is run only when the caller names it again (``model_spec``, debug's --model)
     and it is the file the artifact records, never because a manifest (which anyone can edit) names it."""
-    m = manifest["model"]
-    if (manifest.get("quantization") or {}).get("mode") == "imported":
-        raise ConfigError(f"{folder} was imported from an int8 .tflite ({m['weights']}): there is no fp32 model to compare "
+    manifest = Manifest.of(manifest)
+    m = manifest.model
+    if manifest.quantization.imported:
+        raise ConfigError(f"{folder} was imported from an int8 .tflite ({m.weights}): there is no fp32 model to compare "
                           "its layers with; debug the model it was quantized from instead")
-    checkpoint = checked_file(m["checkpoint"], "checkpoint", folder) if m.get("checkpoint") else None
-    if m.get("module"):  # the CLI's --model (weights from its --checkpoint, or its seeded constructor)
-        return load_user_model(_consented_module(m["module"], model_spec, folder), checkpoint)
-    if m["weights"] == SHIPPED_WEIGHTS:
+    checkpoint = checked_file(m.checkpoint, "checkpoint", folder) if m.checkpoint else None
+    if m.module:  # the CLI's --model (weights from its --checkpoint, or its seeded constructor)
+        return load_user_model(_consented_module(m.module, model_spec, folder), checkpoint)
+    if m.weights == SHIPPED_WEIGHTS:
         from edgepack.model.weights import pretrained
 
-        return pretrained(m["alpha"], m["resolution"], m["classes"], m.get("builtin", "mobilenet_v1"))
-    if checkpoint is not None and not m["weights"].startswith("user module"):  # a built-in model's state dict
+        return pretrained(m.alpha, m.resolution, m.classes, m.builtin)
+    if checkpoint is not None and not m.weights.startswith("user module"):  # a built-in model's state dict
         from edgepack.model.weights import load_checkpoint
 
-        return load_checkpoint(checkpoint, m["alpha"], m["resolution"], m["classes"], m.get("builtin", "mobilenet_v1"))
-    raise ConfigError(f"{folder} was compiled from {m['weights']}, which it cannot rebuild (an in-memory model, or an "
+        return load_checkpoint(checkpoint, m.alpha, m.resolution, m.classes, m.builtin)
+    raise ConfigError(f"{folder} was compiled from {m.weights}, which it cannot rebuild (an in-memory model, or an "
                       "artifact from an older edgepack): pass the same model, edgepack.debug(artifact, model=...), or recompile")
 
 
@@ -101,23 +103,20 @@ def calibration_record(spec, data, classes: int) -> dict:
     return {"source": data.source, "images": len(data), "spec": where, "sha256": sha}
 
 
-def calibration_inputs(manifest: dict, folder):
+def calibration_inputs(manifest: Manifest | dict, folder):
     """The calibration inputs the artifact was quantized with (Dataset), or None when they were in-memory
     (Python API) and so are not stored. Bundled digits are reloaded by split (their resize may round
     differently on other CPUs, as evaldata notes); files are checked against the recorded sha256."""
-    m, mapping = manifest["model"], manifest.get("preprocessing") or {}
-    record = (manifest.get("quantization") or {}).get("calibration") or {}
-    if "spec" not in record:  # older artifacts: the bundled digits were the only calibration debug knew
-        spec, n = "digits", record.get("images")
-    else:
-        spec, n = record["spec"], record["images"]
+    manifest = Manifest.of(manifest)
+    m, mapping, record = manifest.model, manifest.preprocessing, manifest.quantization.calibration
+    spec, n = record.spec, record.images
     if spec is None:
         return None
     if spec != "digits" and not Path(spec).exists():
         raise ArtifactError(f"calibration data {spec} that {folder} was compiled with is gone: restore it, or recompile the artifact")
-    data = load_dataset(None if spec == "digits" else Path(spec), "calibration", m["resolution"], m["classes"],
-                        mapping.get("mean"), mapping.get("std")).take(n)
-    if spec != "digits" and (len(data) != n or content_sha256(data) != record["sha256"]):
+    data = load_dataset(None if spec == "digits" else Path(spec), "calibration", m.resolution, m.classes,
+                        mapping.mean, mapping.std).take(n)
+    if spec != "digits" and (len(data) != n or content_sha256(data) != record.sha256):
         raise ArtifactError(f"calibration data {spec} changed since {folder} was compiled (sha256 differs): restore it, "
                             "or recompile the artifact")
     return data

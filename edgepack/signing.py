@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from edgepack.artifact import MANIFEST, SIGNATURE, kind_of, read_manifest, verify
+from edgepack.artifact import MANIFEST, SIGNATURE, Manifest, kind_of, load, read_manifest
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 FORMAT, VERSION, ALGORITHM = "edgepack-signature", 1, "ed25519"
@@ -189,7 +189,7 @@ def read_signature(folder) -> dict | None:
     return {**sig, "signature": raw}
 
 
-def verify_signature(folder, public_key_path) -> tuple[dict, str]:
+def verify_signature(folder, public_key_path) -> tuple[Manifest, str]:
     """Refuse ``folder`` unless its manifest is signed by the key in ``public_key_path`` and every
     file matches the manifest; return (manifest, fingerprint of the key)."""
     from cryptography.exceptions import InvalidSignature
@@ -210,4 +210,4 @@ def verify_signature(folder, public_key_path) -> tuple[dict, str]:
     except InvalidSignature:
         raise ArtifactError(f"artifact {folder}: {MANIFEST} does not match its signature (edited or re-signed after "
                             "compile): do not ship it; recompile it with --sign-key")
-    return verify(folder), expected
+    return load(folder), expected

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from edgepack.artifact import Manifest
 from edgepack.errors import ConfigError, OutputError
 from edgepack.validate import file_kind
 
@@ -40,14 +41,13 @@ class Delta:
         return self.__dict__.copy()
 
 
-def artifact_identity(manifest: dict) -> dict:
+def artifact_identity(manifest: Manifest) -> dict:
     """What a bench report takes from the manifest so that a baseline records what it measured."""
-    info, model = manifest.get("backend_info") or {}, manifest["model"]
-    kernels = info.get("kernels")
-    return {"kernels": kernels if isinstance(kernels, str) else None, "cpu_features": info.get("cpu_features"),
-            "model": {"alpha": model["alpha"], "resolution": model["resolution"], "classes": model["classes"],
-                      "quant": manifest["quantization"]["mode"]},
-            "edgepack_version": manifest.get("edgepack_version")}
+    info, model = manifest.backend_info, manifest.model
+    return {"kernels": info.kernels, "cpu_features": info.cpu_features,
+            "model": {"alpha": model.alpha, "resolution": model.resolution, "classes": model.classes,
+                      "quant": manifest.quantization.mode},
+            "edgepack_version": manifest.edgepack_version}
 
 
 def device_identity(device: str) -> str:

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgepack.artifact import read_manifest
+from edgepack import artifact
 from edgepack.benchmark.sweep import plot_sweep, read_sweep
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
@@ -51,28 +51,28 @@ def artifact_report(folder: Path, eval_data=None, model=None) -> str:
     from edgepack.benchmark.debug import debug_artifact, plot_debug
     from edgepack.benchmark.run import bench_artifact
 
-    manifest = read_manifest(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
+    manifest = artifact.read(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
     bench = bench_artifact(folder, count=20, eval_data=eval_data)
-    m, metrics = manifest["model"], manifest["metrics"]
+    m, metrics = manifest.model, manifest.metrics
     fidelity = bench.get("fidelity") or {}
     if bench["accuracy"] is None:  # unlabelled eval inputs: fidelity figures instead of accuracy
-        quality = [("accuracy", f"none ({metrics.get('accuracy_note', 'no labelled eval data')})"),
+        quality = [("accuracy", f"none ({metrics.accuracy_note})"),
                    ("top-1 agreement with int8 reference (bench)", fidelity.get("top1_agreement_vs_reference")),
                    ("int8 vs fp32 SQNR dB (compile)", fidelity.get("sqnr_db_vs_fp32_at_compile"))]
     else:
-        quality = [("fp32 accuracy", metrics["fp32_accuracy"]), ("int8 accuracy (reference)", metrics.get("int8_accuracy")),
+        quality = [("fp32 accuracy", metrics.fp32_accuracy), ("int8 accuracy (reference)", metrics.int8_accuracy),
                    ("device accuracy (bench)", bench["accuracy"])]
     # a user model's alpha is not a width multiplier of anything: name the model instead
-    shape = [("alpha", m["alpha"])] if m.get("name", "MobileNetV1") == "MobileNetV1" else [("model", f"{m['name']} ({m['weights']})")]
+    shape = [("alpha", m.alpha)] if m.name == "MobileNetV1" else [("model", f"{m.name} ({m.weights})")]
     summary = [{"field": k, "value": v} for k, v in (
-        ("target", manifest["target"]["name"]), ("backend", manifest["backend"]), *shape,
-        ("resolution", m["resolution"]), ("classes", m["classes"]), ("params", manifest["params"]),
-        ("Mult-Adds", manifest["macs"]), ("quantization", manifest["quantization"].get("weights", manifest["quantization"]["mode"])),
+        ("target", manifest.target.name), ("backend", manifest.backend), *shape,
+        ("resolution", m.resolution), ("classes", m.classes), ("params", manifest.params),
+        ("Mult-Adds", manifest.macs), ("quantization", manifest.quantization.summary),
         *quality, ("bench result", bench["passed"]))]
     sections = ["<h2>Summary</h2>", _table(summary), "<h2>Bench checks</h2>", _table(bench["checks"])]
     if bench.get("latency"):
         sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
-    if manifest.get("plan"):
+    if manifest.plan is not None:
         try:
             d = debug_artifact(folder, images=16, model=model)
         except (ConfigError, ArtifactError) as e:  # an in-memory model (Python API), or its files are gone or changed
@@ -83,7 +83,7 @@ def artifact_report(folder: Path, eval_data=None, model=None) -> str:
                 sections += [f"<h2>Per-layer error (int8 vs fp32, {d['images']} inputs from {html.escape(d['inputs'])})</h2>",
                              _img(png, "per-layer SQNR"),
                              _table(d["layers"], ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
-    sections += ["<h2>Files</h2>", _table([{"file": f, **v} for f, v in manifest["files"].items()])]
+    sections += ["<h2>Files</h2>", _table([{"file": f, "bytes": v.bytes, "sha256": v.sha256} for f, v in manifest.files.items()])]
     return _page(f"edgepack report: {folder.name}", sections)
 
 

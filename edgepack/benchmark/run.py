@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.artifact import verify
+from edgepack.artifact import Manifest, load as load_artifact
 from edgepack.backends import backend_module
 from edgepack.benchmark import compare
 from edgepack import evaldata
@@ -34,10 +34,10 @@ class Check:
         return {"name": self.name, "passed": self.passed, "value": self.value, "expected": self.expected}
 
 
-def eval_set(manifest: dict, eval_size: int | None, folder: Path, eval_data=None):
+def eval_set(manifest: Manifest, eval_size: int | None, folder: Path, eval_data=None):
     """The eval images the compile measured (see edgepack.evaldata), the first ``eval_size`` of them."""
-    ev = manifest["eval"]
-    n = ev["images"] if eval_size is None else min(eval_size, ev["images"])
+    recorded = manifest.eval.images
+    n = recorded if eval_size is None else min(eval_size, recorded)
     return evaldata.load(manifest, folder, eval_data).take(n)
 
 
@@ -45,17 +45,16 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
                    **device_options) -> dict:
     """``eval_data``: the compile's eval data, needed only when it was too large to copy into the artifact."""
     folder = Path(artifact)
-    manifest = verify(folder)
-    runner_class = backend_module(manifest["backend"]).Runner
-    runner = runner_class(folder, manifest, **runner_class.check_options(manifest["backend"], device_options))
-    plan = Plan.load(folder) if manifest.get("plan") else None
+    manifest = load_artifact(folder)
+    runner_class = backend_module(manifest.backend).Runner
+    runner = runner_class(folder, manifest.raw, **runner_class.check_options(manifest.backend, device_options))
+    plan = Plan.load(folder) if manifest.plan is not None else None
     golden_x, golden_y = load_golden(folder, plan)
     data = eval_set(manifest, eval_size, folder, eval_data)
     checks: list[Check] = []
-    report: dict = {"artifact": str(folder), "target": manifest["target"]["name"], "backend": manifest["backend"],
+    report: dict = {"artifact": str(folder), "target": manifest.target.name, "backend": manifest.backend,
                     "device": runner.device, "eval_images": len(data), **compare.artifact_identity(manifest),
-                    "fp32_accuracy_at_compile": manifest["metrics"]["fp32_accuracy"],
-                    "tolerances": manifest["target"].get("tolerances", {})}
+                    "fp32_accuracy_at_compile": manifest.metrics.fp32_accuracy, "tolerances": manifest.tolerances}
 
     ref = None
     if plan is not None:
@@ -79,7 +78,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     if ref is not None:
         agree = agreement(logits, ref)
         report["fidelity"] = {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
-                              "sqnr_db_vs_fp32_at_compile": manifest["metrics"]["int8_vs_fp32"]["sqnr_db"]}
+                              "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db}
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
     report["latency"] = runner.latency(data.images[0], warmup, count)
     if report["latency"] is None:

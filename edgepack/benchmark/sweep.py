@@ -133,13 +133,13 @@ def _bench(job: dict, folder: str) -> dict:
     from edgepack.benchmark.run import bench_artifact
 
     report = bench_artifact(Path(folder), count=job["count"])
-    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    manifest = artifact.read(Path(folder))
     cost = report.get("cost") or {}
-    user_model = manifest["model"].get("module") is not None
+    model = manifest.model
     return {
-        "model": manifest["model"]["name"] if user_model else manifest["model"].get("builtin", DEFAULT), "alpha": job["alpha"],
-        "resolution": job["resolution"], "macs": manifest["macs"],
-        "params": manifest["params"], "fp32_accuracy": manifest["metrics"]["fp32_accuracy"],
+        "model": model.name if model.module is not None else model.builtin, "alpha": job["alpha"],
+        "resolution": job["resolution"], "macs": manifest.macs,
+        "params": manifest.params, "fp32_accuracy": manifest.metrics.fp32_accuracy,
         "int8_accuracy": report["accuracy"],
         "top1_agreement": (report.get("fidelity") or {}).get("top1_agreement_vs_reference"),
         "latency_median_ms": (report.get("latency") or {}).get("median_ms"),

@@ -3,7 +3,7 @@ against its sha256 in the manifest and, with --verify-key, the manifest against 
 signature. Exit 0 and one line if it holds, exit 2 and one line if not. Never imports torch."""
 from __future__ import annotations
 
-from edgepack.artifact import verify
+from edgepack import artifact
 from edgepack.signing import read_signature, short, verify_signature
 
 
@@ -20,9 +20,9 @@ def run(args) -> int:
         manifest, key = verify_signature(args.artifact, args.verify_key)
         signed = f"signed by key {short(key)}"
     else:
-        manifest = verify(args.artifact)
+        manifest = artifact.load(args.artifact)
         sig = read_signature(args.artifact)
         signed = ("unsigned" if sig is None else
                   f"signature by key {short(sig['public_key_sha256'])} not checked: pass --verify-key PUB")
-    print(f"artifact {args.artifact} verified ({len(manifest['files'])} files, {signed})")
+    print(f"artifact {args.artifact} verified ({len(manifest.files)} files, {signed})")
     return 0
