@@ -16,7 +16,7 @@ Pi 5, cortex-a53: Pi 3 / generic A53):
   sys/devices/system/cpu/{possible,present,online} (`-L` redirects those paths).
 
 Instructions per inference = (count with 3 inferences - count with 1) / 2, counted by edgepack's QEMU
-TCG plugin (edgepack.qemu), so start-up, imports and first-run work cancel out. Outputs are checked
+TCG plugin (edgepack.devices.qemu), so start-up, imports and first-run work cancel out. Outputs are checked
 against edgepack's numpy reference: edgepack bit-exact, peers by top-1 and max |diff| in int8 steps.
 
     python benchmarks/bench_arm.py [--alpha 0.75] [--resolution 224] [--json F] [--cpus cortex-a72,...]
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack import qemu
+from edgepack.devices import qemu
 from edgepack.errors import DeviceError, ToolchainError
 
 HERE = Path(__file__).resolve().parent
