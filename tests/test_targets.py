@@ -2,6 +2,7 @@
 validated at a time, and your own board files beside the built-in ones (--targets DIR, EDGEPACK_TARGETS)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -184,3 +185,51 @@ def test_every_command_that_takes_a_target_takes_targets_dir(command, tmp_path, 
     assert code == 2 and len(err.splitlines()) == 1 and "unknown target" not in err
     assert {"compile": "not an edgepack artifact", "sweep": "not an edgepack sweep",
             "tune": f"no tuning records for my-c in {tmp_path / 'tuning' / 'my-c'}"}[command[0]] in err
+
+
+# ---------------------------------------------------------------- each backend's typed spec
+
+def _backend_specs():
+    from edgepack.backends.c.spec import BuildSpec
+    from edgepack.backends.openvino.spec import OpenVinoSpec
+    from edgepack.backends.tvm.spec import TvmSpec
+
+    return {"c": BuildSpec, "tvm": TvmSpec, "openvino": OpenVinoSpec}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_a_backend_spec_reads_the_same_from_the_target_file_and_from_the_manifest_record(name):
+    """Bench rebuilds the spec from the target the manifest records (Target.to_json()): it must be the spec
+    the compile used, defaults included."""
+    target = get_target(name)
+    spec_class = _backend_specs().get(target.backend)
+    if spec_class is None:
+        pytest.skip(f"the {target.backend} backend reads no target table")
+    compiled, benched = spec_class.from_target(target), spec_class.from_json(target.to_json())
+    if hasattr(compiled, "path"):  # the TVM spec names the file in messages; a manifest records only the name
+        compiled = dataclasses.replace(compiled, path=benched.path)
+    assert compiled == benched
+
+
+def test_a_backend_spec_fills_what_the_file_leaves_out_with_its_defaults(tmp_path):
+    """Each default lives in the spec: a target file that sets none of the optional keys still reads as typed values."""
+    from edgepack.backends.tvm.toolchain import HOST_ARCH
+
+    specs = _backend_specs()
+    host_c = parse_target(board(tmp_path, "my-c", '[toolchain]\nkind = "host"\ncc = "gcc"\n', backend="c"))
+    c = specs["c"].from_target(host_c)
+    assert (c.kernels, c.size, c.packages, c.run.device, c.budget.to_json()) == ("portable", "size", "gcc", "native", {})
+    assert c.run.timeout(images=2) == 120 + 2 * 30 and c.cross_emulator() == ("qemu-aarch64", "qemu-user")
+    tvm = specs["tvm"].from_target(parse_target(board(tmp_path, "my-tvm", '[compiler]\ntvm_target = "llvm"\n')))
+    assert (tvm.arch, tvm.int8_kernels, tvm.cross, tvm.qemu_cpu) == (HOST_ARCH, "auto", False, None)
+    ov = specs["openvino"].from_target(parse_target(board(tmp_path, "my-ov", "", backend="openvino")))
+    assert (ov.device, ov.batch, ov.compress_to_fp16, ov.device_config("CPU")) == ("CPU", 1, False, {})
+
+
+def test_openvino_threads_become_the_cpu_thread_count_unless_the_cpu_table_sets_one(tmp_path):
+    run = '[run]\nthreads = 3\n[run.cpu]\nPERFORMANCE_HINT = "LATENCY"\n'
+    spec = _backend_specs()["openvino"].from_target(parse_target(board(tmp_path, "ov", run, backend="openvino")))
+    assert spec.device_config("CPU") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 3}
+    pinned = run + "INFERENCE_NUM_THREADS = 1\n"
+    spec = _backend_specs()["openvino"].from_target(parse_target(board(tmp_path, "ov", pinned, backend="openvino")))
+    assert spec.device_config("CPU")["INFERENCE_NUM_THREADS"] == 1 and spec.device_config("NPU") == {}

@@ -61,3 +61,28 @@ def test_fp32_is_refused_in_one_line(tmp_path, capsys):
                            "--eval-size", "8", "--quant", "none", "-o", str(tmp_path / "x"))
     assert code == 2 and len(err.splitlines()) == 1 and "--quant ptq" in err, err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_lower_returns_the_files_it_wrote_and_leaves_the_build_alone(tflm_artifact, tmp_path):
+    """lower() hands the compiler one Lowered value (the manifest's backend_info, the files written) and
+    changes nothing it was given: the compiler alone writes the manifest."""
+    import shutil
+    from types import SimpleNamespace
+
+    from edgepack.backends import tflm
+    from edgepack.backends.lowered import Lowered
+    from edgepack.plan.plan import Plan
+
+    folder = tmp_path / "again"
+    folder.mkdir()
+    shutil.copy(tflm_artifact / "model.tflite", folder)
+    build = SimpleNamespace(plan=Plan.load(tflm_artifact), manifest={})
+    given = dict(vars(build))
+    lowered = tflm.lower(build, folder)
+    manifest = json.loads((tflm_artifact / "manifest.json").read_text())
+    assert isinstance(lowered, Lowered) and lowered.manifest_entries() == {"backend_info": manifest["backend_info"]}
+    assert vars(build) == given and build.manifest == {}
+    assert sorted(lowered.files) == ["model_data.c", "model_data.h"]
+    for name in lowered.files:
+        assert (folder / name).read_bytes() == (tflm_artifact / name).read_bytes()
