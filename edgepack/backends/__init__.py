@@ -1,6 +1,8 @@
-"""Backends, by the name a target file gives. Each module offers ``lower(build, folder) -> dict``
-(writes its files, returns its manifest section) and ``Runner(folder, manifest, **options)`` for bench,
-a subclass of edgepack.backends.runner.Runner (the one interface bench calls; it declares its options).
+"""Backends, by the name a target file gives. Each is a package of the same parts: ``spec.py`` (what its
+target tables say, typed, with the defaults; backends that read no table have none), ``lower.py``
+(``lower(build, folder) -> Lowered``: writes its files, returns what the manifest records, changes
+nothing else; see lowered.py) and ``runner.py`` (``Runner(folder, manifest, **options)`` for bench, a
+subclass of edgepack.backends.runner.Runner, the one interface bench calls; it declares its options).
 The backends are the ones edgepack.targets.backends lists (the only list); modules are imported
 lazily so heavy runtimes load only when used."""
 from __future__ import annotations

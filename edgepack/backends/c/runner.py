@@ -15,6 +15,7 @@ from edgepack import devices
 from edgepack.backends import runner
 from edgepack.backends.c.spec import CROSS_DEVICE, HOST_LIB, BuildSpec
 from edgepack.errors import ArtifactError, ConfigError, DeviceError
+from edgepack.plan.plan import Plan
 from edgepack.validate import check_timeout
 
 DEFAULT_TIMEOUT_S = 120.0  # bench --timeout's default
@@ -130,7 +131,6 @@ class Runner(runner.Runner):
     @property
     def plan(self):
         if self._plan is None:
-            from edgepack.plan.plan import Plan
             self._plan = Plan.load(self.folder)
         return self._plan
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from edgepack.targets import Target
 
+MODEL_XML, MODEL_BIN, NPU_BLOB = "model.xml", "model.bin", "model.npu.blob"  # what lower writes
+DEVICES = {"cpu": "CPU", "npu": "NPU"}  # bench --device -> the OpenVINO device; [run] device is one of the values
 
 @dataclass(frozen=True)
 class OpenVinoSpec:

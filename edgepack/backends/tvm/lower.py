@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.lowered import Lowered
-from edgepack.backends.tvm.device import run_on_qemu
+from edgepack.backends.tvm.runner import run_on_qemu
 from edgepack.backends.tvm.relax_int8 import plan_to_relax
 from edgepack.backends.tvm.spec import TvmSpec
 from edgepack.backends.tvm.toolchain import CACHE, require

@@ -10,6 +10,7 @@ import sys
 import time
 
 from edgepack import devices
+from edgepack.backends.tvm.runner import use_all_cores
 
 
 def free_port() -> int:
@@ -41,8 +42,6 @@ class LocalRPC:
         self.tracker = None
 
     def _start(self, args: list[str]):
-        from edgepack.backends.tvm.device import use_all_cores
-
         use_all_cores()  # the server is this host's "board": all its cores, as on a real one
         p = devices.start([sys.executable, "-m", *args])
         self.procs.append(p)

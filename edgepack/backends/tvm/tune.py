@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgepack.backends.tvm.device import use_all_cores
+from edgepack.backends.tvm.runner import use_all_cores
 from edgepack.backends.tvm.lower import database_dir, tvm_target
 from edgepack.backends.tvm.spec import TvmSpec
 from edgepack.errors import ConfigError, DeviceUnavailable

@@ -1,7 +1,4 @@
-"""TensorFlow Lite Micro backend, for firmware teams that link TFLM: the artifact's model.tflite (already
-verified bit-exact at compile under LiteRT's reference kernels) as a C array, and the tensor arena TFLM
-needs, estimated by edgepack's planner for TFLM's layout. TFLM itself is not built here (it is in no
-package registry); bench runs the same bytes with LiteRT's reference kernels, the kernels TFLM ports.
+"""lower(): the verified model.tflite as a C array (model_data.c/.h) and the tensor arena TFLM needs.
 
 Arena estimate = TFLM's GreedyMemoryPlanner over the non-constant tensors of the .tflite (model input and
 output included, as TFLM keeps them in the arena; each from the op that writes it to the last op that
@@ -14,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.backends import runner
-from edgepack.backends.lowered import Lowered
 from edgepack.backends.c.memplan import Buffer, greedy_by_size
+from edgepack.backends.lowered import Lowered
 from edgepack.errors import UnsupportedModelError
-from edgepack.interop import litert
 
 ARRAY_NAME = "g_edgepack_model_data"
 ALIGNMENT = 16  # TFLM aligns every arena buffer (and wants the flatbuffer) to 16 bytes
@@ -98,18 +93,3 @@ def lower(build, folder: Path) -> Lowered:
     return Lowered({"runtime": "tensorflow lite micro (not built here; bench runs LiteRT's reference kernels)",
                     "model_file": "model.tflite", "c_array": ["model_data.c", "model_data.h"], "array": ARRAY_NAME,
                     "model_bytes": len(data), "arena": arena}, files=("model_data.h", "model_data.c"))
-
-
-class Runner(runner.Runner):
-    """bench: the artifact's model.tflite through LiteRT's reference kernels (the kernels TFLM ports),
-    on this host; int8 in, int8 out, so bench checks it bit for bit against the reference. No latency:
-    reference kernels on a PC say nothing about a microcontroller's."""
-
-    device = "litert-reference-kernels (host)"
-
-    def __init__(self, folder: Path, manifest: dict):
-        super().__init__(folder, manifest)
-        self.model = (Path(folder) / manifest["backend_info"]["model_file"]).read_bytes()
-
-    def run_int8(self, x: np.ndarray) -> np.ndarray:
-        return litert.run_reference(self.model, x).reshape(len(x), -1)

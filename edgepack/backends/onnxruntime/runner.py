@@ -1,4 +1,4 @@
-"""Host backend: ONNX Runtime on this CPU runs the artifact's ONNX file (QDQ int8 or fp32)."""
+"""bench's Runner for onnxruntime artifacts: the ONNX file in an ONNX Runtime session on this CPU."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,17 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends import runner
-from edgepack.backends.lowered import Lowered
-# run_onnx stays importable here until frontends/torch.py, compiler.py, tests/test_reference.py and
-# benchmarks/bench_openvino.py read it from edgepack.interop.onnxruntime
-from edgepack.interop.onnxruntime import run_onnx, run_session, session  # noqa: F401
-
-
-def lower(build, folder: Path) -> Lowered:
-    """Nothing to lower: ONNX Runtime reads the ONNX file the compile already wrote."""
-    import onnxruntime as ort
-
-    return Lowered({"runtime": "onnxruntime", "onnxruntime_version": ort.__version__, "model_file": build.onnx_file})
+from edgepack.interop.onnxruntime import run_session, session
 
 
 class Runner(runner.Runner):
