@@ -157,7 +157,7 @@ class ModelInfo:
     resolution: int
     classes: int
     input_shape: tuple[int, ...]
-    alpha: float | None = None  # a built-in's width multiplier; None for a user or imported model
+    alpha: float | None = None  # the width multiplier compile was given; None for an imported model
     weights: str | None = None  # where the weights came from, as a phrase (SHIPPED_WEIGHTS, a checkpoint, ...)
     builtin: str = LEGACY_BUILTIN
     checkpoint: dict | None = None  # provenance.file_record of --checkpoint
