@@ -1,7 +1,16 @@
 """edgepack: MobileNet-style PyTorch CNNs to verified int8 artifacts for edge devices."""
 from __future__ import annotations
 
-from edgepack.version import __version__
+from edgepack.version import __version__  # first: modules below may read it while this package loads
+
+from edgepack.compiler import CompileConfig, compile_model
+from edgepack.data import check_labels
+from edgepack.errors import ConfigError
+from edgepack.frontends.tflite import compile_config
+from edgepack.inputs import datasets, is_in_memory
+from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
+from edgepack.validate import (check_count, check_model, check_non_negative_count, check_path_argument,
+                               check_rpc_address, check_target_name, check_timeout)
 
 __all__ = ["compile", "bench", "debug", "CompileConfig", "__version__"]
 
@@ -24,12 +33,6 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     of your own target files, searched before the built-in ones (see edgepack.targets), sign_key: an
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
     """
-    from edgepack.compiler import CompileConfig, compile_model
-    from edgepack.data import check_labels
-    from edgepack.inputs import datasets, is_in_memory
-    from edgepack.interop.tflite_import import is_tflite_spec
-    from edgepack.validate import check_model, check_target_name
-
     check_target_name(target)
     if is_tflite_spec(model):
         return _compile_tflite(model, target, eval_data, **options)
@@ -54,12 +57,6 @@ def _compile_tflite(path, target: str, eval_data=None, **options):
     """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.frontends.tflite);
     resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, unlabelled:
     fidelity only); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
-    from edgepack.compiler import compile_model
-    from edgepack.errors import ConfigError
-    from edgepack.frontends.tflite import compile_config
-    from edgepack.inputs import datasets, is_in_memory
-    from edgepack.interop.tflite_import import read_tflite
-
     imported = read_tflite(path)
     for name, value in (("resolution", imported.resolution), ("classes", imported.classes)):
         if options.setdefault(name, value) != value:
@@ -73,8 +70,6 @@ def bench(artifact, eval_size: int | None = None, count: int = 50, warmup: int =
     """Verify and measure an artifact folder; returns the report dict (see edgepack.benchmark.run).
     The arguments are checked as `edgepack bench` checks its flags, with the same messages."""
     from edgepack.benchmark.run import bench_artifact
-    from edgepack.validate import (check_count, check_non_negative_count, check_path_argument, check_rpc_address,
-                                   check_timeout)
 
     check_path_argument(artifact, "artifact")
     eval_size = None if eval_size is None else check_count(eval_size, "--eval-size")
@@ -97,10 +92,3 @@ def debug(artifact, model=None, calibration=None, images: int = 32):
 
     return debug_artifact(artifact, images=images, model=model, calibration=calibration)
 
-
-def __getattr__(name):
-    if name == "CompileConfig":
-        from edgepack.compiler import CompileConfig
-
-        return CompileConfig
-    raise AttributeError(name)

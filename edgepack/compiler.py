@@ -20,6 +20,7 @@ from edgepack.data import Dataset
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
 from edgepack.frontends import tflite as tflite_front
 from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (a test imports it here)
+from edgepack.interop import litert, tflite_export
 from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
@@ -140,8 +141,6 @@ def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndar
     """Write model.tflite and refuse it unless LiteRT's reference kernels reproduce the int8 reference
     on the first eval images (see frontends.LITERT_MIN_EVAL_IMAGES), which include the ``golden`` ones; the
     manifest entry."""
-    from edgepack.interop import litert, tflite_export
-
     path = tflite_export.write_tflite(plan, folder / "model.tflite")
     count = litert_images(len(eval_q), macs)
     xnnpack = litert.verify(path, eval_q[:count], eval_y[:count])  # raises VerificationError unless bit-exact

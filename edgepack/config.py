@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.errors import CheckpointError, ConfigError, DataError
+from edgepack.model.builtin import max_alpha
 from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument,
                                check_resolution, check_target_name, file_kind)
 
@@ -91,8 +92,6 @@ class CompileConfig:
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
 
     def __post_init__(self):
-        from edgepack.model.builtin import max_alpha
-
         self.target = check_target_name(self.target)
         self.alpha = check_alpha(self.alpha, max_alpha(self.architecture))
         # an imported .tflite brings its own input size: any square size its convs accept

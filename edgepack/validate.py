@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from edgepack.errors import ConfigError
+from edgepack.files import kind_of
 
 MIN_RESOLUTION = 32
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; more makes a classifier of gigabytes, never an edge model
@@ -171,8 +172,6 @@ def check_timeout(seconds, flag: str = "--timeout") -> float:
 
 def file_kind(path) -> str | None:
     """What ``path`` is when it is not a regular file, following links (edgepack.files.kind_of)."""
-    from edgepack.files import kind_of
-
     return kind_of(path)
 
 

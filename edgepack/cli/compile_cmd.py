@@ -1,7 +1,17 @@
 """edgepack compile: model -> int8 artifact folder for a target."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgepack.cli.flags import add_targets_flag, positive_int
+from edgepack.compiler import compile_locked, preflight
+from edgepack.config import CompileConfig
+from edgepack.errors import ConfigError
+from edgepack.frontends.tflite import compile_config
+from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
+from edgepack.model.builtin import BUILTIN, DEFAULT
+from edgepack.model.user import load_user_model, parse_model_spec
+from edgepack.validate import check_model
 
 
 def add_parser(sub) -> None:
@@ -44,16 +54,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Validate every flag, the target and the output folder before torch is imported (compiler.preflight,
     as the Python API does), then load a --model FILE.py and compile."""
-    from edgepack.compiler import compile_locked, preflight
-    from edgepack.interop.tflite_import import is_tflite_spec
-
     config = _tflite_config(args) if is_tflite_spec(args.model) else _torch_config(args)
     with preflight(config) as target:  # an unwritable or busy output fails here, in milliseconds
         model = None
         if config.model_spec:
             from edgepack.frontends.torch import model_classes
-            from edgepack.model.user import load_user_model
-            from edgepack.validate import check_model
             model = load_user_model(config.model_spec, args.checkpoint)
             check_model(model)  # float32 weights on the CPU, as the Python API checks
             config.classes = model_classes(model, args.classes)
@@ -63,14 +68,10 @@ def run(args) -> int:
 
 def _torch_config(args):
     """The config of the built-in model or of --model FILE.py:NAME."""
-    from edgepack.config import CompileConfig
-    from edgepack.model.builtin import BUILTIN, DEFAULT
-
     architecture = args.model if args.model in BUILTIN else DEFAULT
     user_model = args.model if args.model and args.model not in BUILTIN else None
     model_name = None
     if user_model:
-        from edgepack.model.user import parse_model_spec
         model_name = parse_model_spec(user_model)[1]
     return CompileConfig(
         target=args.target, alpha=args.alpha, resolution=args.resolution,
@@ -91,10 +92,6 @@ _NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration",
 def _tflite_config(args):
     """--model FILE.tflite: read the file (unsupported ops are refused here, before torch is imported); the
     resolution and class count come from it (edgepack.frontends.tflite.compile_config, as for the API)."""
-    from edgepack.errors import ConfigError
-    from edgepack.frontends.tflite import compile_config
-    from edgepack.interop.tflite_import import read_tflite
-
     given = [flag for attr, flag in _NOT_FOR_TFLITE.items() if getattr(args, attr, None)]
     if args.quant != "ptq":
         given.append(f"--quant {args.quant}")
@@ -117,6 +114,4 @@ def _pixels(value):
 
 def _output(args):
     """Absolute at the CLI edge: the manifest and messages never depend on where compile ran."""
-    from pathlib import Path
-
     return Path(args.output).absolute() if args.output else None

@@ -17,8 +17,15 @@ from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.frontends import Source, load_data, percent, timed
 from edgepack.frontends.pt2e_plan import build_plan
+from edgepack.inputs import split_held_out
+from edgepack.interop.onnxruntime import run_onnx
 from edgepack.model.profile import summary
+from edgepack.model.user import probe_forward
+from edgepack.model.weights import check_finite, load_checkpoint, pretrained
 from edgepack.plan.plan import Plan
+from edgepack.quantize.export import export_qdq_onnx
+from edgepack.quantize.ptq import check_calibration, quantize_ptq
+from edgepack.quantize.qat import quantize_qat
 
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
 SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
@@ -53,8 +60,6 @@ def model_classes(model: nn.Module, given: int | None = None) -> int:
 
 def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
     """The built-in model of ``config`` with its weights, and where the weights came from."""
-    from edgepack.model.weights import load_checkpoint, pretrained
-
     if config.checkpoint:
         return (load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes, config.architecture),
                 Path(config.checkpoint).name)
@@ -76,9 +81,6 @@ def _model_entry(config: CompileConfig, model: nn.Module, source: str) -> dict:
 
 def _prepare_model(config: CompileConfig, model: nn.Module | None) -> tuple[nn.Module, str]:
     """The built-in model, or the user's checked (supported layers, a forward that runs, finite weights); in eval mode."""
-    from edgepack.model.user import probe_forward
-    from edgepack.model.weights import check_finite
-
     if model is None:
         model, source = build_model(config)
     else:
@@ -92,8 +94,6 @@ def _prepare_model(config: CompileConfig, model: nn.Module | None) -> tuple[nn.M
 def _hold_out(calibration: Dataset) -> tuple[Dataset, Dataset]:
     """A user model's calibration file without eval data: its last 20% measure fidelity (unlabelled,
     no accuracy figure) and are not used to calibrate (edgepack.inputs.split_held_out)."""
-    from edgepack.inputs import split_held_out
-
     kept, held = split_held_out(calibration.images)
     labels = None if calibration.labels is None else calibration.labels[:len(kept)]
     return (Dataset(kept, labels, calibration.source),
@@ -102,8 +102,6 @@ def _hold_out(calibration: Dataset) -> tuple[Dataset, Dataset]:
 
 def _inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: Dataset | None):
     """(calibration, eval) datasets: the Python API's in-memory inputs as given, else the config's paths."""
-    from edgepack.quantize.ptq import check_calibration
-
     calibration = (calibration_data.take(config.calib_size) if calibration_data is not None
                    else load_data(config.calibration, "calibration", config.calib_size, config))
     if eval_set is None and config.eval_data is None and config.model_name and config.calibration is not None:
@@ -121,15 +119,12 @@ def _inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: D
 def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, in_memory: bool,
               times: dict):
     """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none."""
-    from edgepack.quantize.ptq import quantize_ptq
-
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
     with timed(times, "quantize"):
         if config.quant == QuantMode.PTQ:
             converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity)
         elif config.quant == QuantMode.QAT:
-            from edgepack.quantize.qat import quantize_qat
             train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
             converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
                                               config.weight_granularity)
@@ -187,8 +182,6 @@ class TorchSource(Source):
 
     def write_model(self, folder: Path, times: dict) -> str:
         """qdq.onnx (model.onnx for an fp32 compile): ONNX Runtime's input, shipped in the artifact."""
-        from edgepack.quantize.export import export_qdq_onnx
-
         self.onnx_file = "qdq.onnx" if self.plan else "model.onnx"
         with timed(times, "export"):
             export_qdq_onnx(self.converted if self.plan else self.folded, torch.from_numpy(self.evalset.images[:2]),
@@ -196,8 +189,6 @@ class TorchSource(Source):
         return self.onnx_file
 
     def peer_checks(self, folder: Path, q_in, ref_q, ref, metrics: dict, times: dict) -> np.ndarray:
-        from edgepack.backends.onnxruntime import run_onnx
-
         evalset, fp32 = self.evalset, self.fp32_logits
         with timed(times, "torch_int8_eval"):  # a cross-check: PT2E's simulated int8 is slow at 224
             torch_int8 = torch_logits(self.converted, evalset.images[:TORCH_INT8_CHECK_IMAGES])
