@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import edgepack
-from edgepack.backends.tvm.device import Runner
+from edgepack.backends.tvm.runner import Runner
 from edgepack.errors import DeviceError
 from edgepack.backends.tvm.lower import int8_kernels, tvm_target
 from edgepack.backends.tvm.rpc_local import LocalRPC

@@ -261,8 +261,8 @@ class Runner(runner.Runner):
             return VM(RemoteSession(rpc, key, self.timeout, name), self.library, name)
         if self.info["arch"] == toolchain.HOST_ARCH:
             return VM(LocalSession(), self.library, "host")
-        return QemuUser(self.library, self.info["arch"], qemu_cpu(self.manifest["target"]), self.outputs,
-                        self.timeout, self.folder, self.manifest["target"]["name"])
+        spec = TvmSpec.from_json(self.manifest["target"])
+        return QemuUser(self.library, self.info["arch"], spec.qemu_cpu, self.outputs, self.timeout, self.folder, spec.name)
 
     def cost(self) -> dict | None:
         """qemu: the instruction count (QemuUser.cost). None elsewhere (host and RPC runs have latencies)."""
