@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgepack.errors import TargetError, ToolchainError, missing_dependency
-from edgepack.targets import BUILTIN_DIR, catalogue, get_target, parse_target
+from edgepack.targets import BACKENDS, BUILTIN_DIR, catalogue, get_target, parse_target
 from tests.conftest import run_cli
 
 BUILTIN = {"host", "rpi4", "rpi5", "arm64-a53", "x86-tvm", "intel-cpu", "intel-npu", "c-host", "cortex-m4", "cortex-m7", "tflm"}
@@ -233,3 +233,20 @@ def test_openvino_threads_become_the_cpu_thread_count_unless_the_cpu_table_sets_
     pinned = run + "INFERENCE_NUM_THREADS = 1\n"
     spec = _backend_specs()["openvino"].from_target(parse_target(board(tmp_path, "ov", pinned, backend="openvino")))
     assert spec.device_config("CPU")["INFERENCE_NUM_THREADS"] == 1 and spec.device_config("NPU") == {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_has_the_same_parts(backend):
+    """backends/<name>/lower.py holds lower() -> Lowered and runner.py its Runner (bench's interface); the
+    package exports both, so backend_module(name) reads the same for every backend."""
+    import importlib
+    import inspect
+
+    from edgepack.backends import backend_module, runner
+
+    package = backend_module(backend)
+    lower = importlib.import_module(f"{package.__name__}.lower")
+    runs = importlib.import_module(f"{package.__name__}.runner")
+    assert package.lower is lower.lower and package.Runner is runs.Runner
+    assert issubclass(package.Runner, runner.Runner)
+    assert inspect.signature(lower.lower).return_annotation == "Lowered"
