@@ -303,76 +303,41 @@ def _schema():
     return flatbuffers, tflite
 
 
-def _serialize(g: _Graph) -> bytes:
-    flatbuffers, tfl = _schema()
-    b = flatbuffers.Builder(1024)
+class _Writer:
+    """A flatbuffers.Builder with the three vector kinds the model needs. Flatbuffers are built back to
+    front, so the order of the calls below fixes the bytes: keep it."""
 
-    def vector(values, dtype) -> int:
-        return b.CreateNumpyVector(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")))
+    def __init__(self, flatbuffers):
+        self.b = flatbuffers.Builder(1024)
 
-    def tables(offsets: list[int]) -> int:
-        b.StartVector(4, len(offsets), 4)
+    def vector(self, values, dtype) -> int:
+        return self.b.CreateNumpyVector(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")))
+
+    def tables(self, offsets: list[int]) -> int:
+        self.b.StartVector(4, len(offsets), 4)
         for off in reversed(offsets):
-            b.PrependUOffsetTRelative(off)
-        return b.EndVector()
+            self.b.PrependUOffsetTRelative(off)
+        return self.b.EndVector()
 
-    def raw_bytes(data: bytes) -> int:
+    def raw_bytes(self, data: bytes) -> int:
+        b = self.b
         b.StartVector(1, len(data), _CONST_ALIGNMENT)
         b.head = b.head - len(data)
         b.Bytes[b.head:b.head + len(data)] = data
         return b.EndVector()
 
-    # Buffers: 0 is the empty sentinel every activation points at; then one per constant.
-    buffer_of, blobs = {}, [None]
-    for index, t in enumerate(g.tensors):
-        if t.data is not None:
-            buffer_of[index] = len(blobs)
-            blobs.append(t.data.astype(t.data.dtype.newbyteorder("<")).tobytes())
-    blob_offsets = [None if blob is None else raw_bytes(blob) for blob in blobs]
-    buffers = []
-    for off in blob_offsets:
-        tfl.BufferStart(b)
-        if off is not None:
-            tfl.BufferAddData(b, off)
-        buffers.append(tfl.BufferEnd(b))
 
-    tensor_type = {"int8": tfl.TensorType.INT8, "int16": tfl.TensorType.INT16, "int32": tfl.TensorType.INT32,
-                   "float32": tfl.TensorType.FLOAT32}  # float32: the import tests' converter-like float in/out
-    tensors = []
-    for index, t in enumerate(g.tensors):
-        name, shape = b.CreateString(t.name), vector(t.shape, np.int32)
-        quant = None
-        if t.scale is not None:
-            scale, zero = vector(t.scale, np.float32), vector(t.zero_point, np.int64)
-            tfl.QuantizationParametersStart(b)
-            tfl.QuantizationParametersAddScale(b, scale)
-            tfl.QuantizationParametersAddZeroPoint(b, zero)
-            tfl.QuantizationParametersAddQuantizedDimension(b, t.quantized_dimension)
-            quant = tfl.QuantizationParametersEnd(b)
-        tfl.TensorStart(b)
-        tfl.TensorAddShape(b, shape)
-        tfl.TensorAddType(b, tensor_type[t.dtype])
-        tfl.TensorAddBuffer(b, buffer_of.get(index, 0))
-        tfl.TensorAddName(b, name)
-        if quant is not None:
-            tfl.TensorAddQuantization(b, quant)
-        tensors.append(tfl.TensorEnd(b))
-
+def _serialize(g: _Graph) -> bytes:
+    flatbuffers, tfl = _schema()
+    w = _Writer(flatbuffers)
+    b = w.b
+    buffer_of, buffers = _buffers(w, tfl, g)
+    tensors = _tensors(w, tfl, g, buffer_of)
     codes = sorted({op.code for op in g.ops}, key=lambda c: getattr(tfl.BuiltinOperator, c))
-    operators = []
-    for op in g.ops:
-        inputs, outputs = vector(op.inputs, np.int32), vector(op.outputs, np.int32)
-        options_type, options = _OPTIONS[op.code](b, tfl, op.options, vector)
-        tfl.OperatorStart(b)
-        tfl.OperatorAddOpcodeIndex(b, codes.index(op.code))
-        tfl.OperatorAddInputs(b, inputs)
-        tfl.OperatorAddOutputs(b, outputs)
-        tfl.OperatorAddBuiltinOptionsType(b, options_type)
-        tfl.OperatorAddBuiltinOptions(b, options)
-        operators.append(tfl.OperatorEnd(b))
+    operators = _operators(w, tfl, g, codes)
 
-    tensor_vec, op_vec = tables(tensors), tables(operators)
-    inputs, outputs, name = vector([g.input] + g.more_inputs, np.int32), vector([g.output], np.int32), b.CreateString("main")
+    tensor_vec, op_vec = w.tables(tensors), w.tables(operators)
+    inputs, outputs, name = w.vector([g.input] + g.more_inputs, np.int32), w.vector([g.output], np.int32), b.CreateString("main")
     tfl.SubGraphStart(b)
     tfl.SubGraphAddTensors(b, tensor_vec)
     tfl.SubGraphAddInputs(b, inputs)
@@ -390,7 +355,7 @@ def _serialize(g: _Graph) -> bytes:
         tfl.OperatorCodeAddVersion(b, OP_VERSIONS[code])
         opcodes.append(tfl.OperatorCodeEnd(b))
 
-    opcode_vec, subgraph_vec, buffer_vec = tables(opcodes), tables([subgraph]), tables(buffers)
+    opcode_vec, subgraph_vec, buffer_vec = w.tables(opcodes), w.tables([subgraph]), w.tables(buffers)
     description = b.CreateString(DESCRIPTION)
     tfl.ModelStart(b)
     tfl.ModelAddVersion(b, SCHEMA_VERSION)
@@ -400,6 +365,65 @@ def _serialize(g: _Graph) -> bytes:
     tfl.ModelAddBuffers(b, buffer_vec)
     b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def _buffers(w: _Writer, tfl, g: _Graph) -> tuple[dict[int, int], list[int]]:
+    """(tensor index -> buffer index, the buffer tables): 0 is the empty sentinel every activation points
+    at; then one per constant, its bytes little-endian."""
+    buffer_of, blobs = {}, [None]
+    for index, t in enumerate(g.tensors):
+        if t.data is not None:
+            buffer_of[index] = len(blobs)
+            blobs.append(t.data.astype(t.data.dtype.newbyteorder("<")).tobytes())
+    blob_offsets = [None if blob is None else w.raw_bytes(blob) for blob in blobs]
+    buffers = []
+    for off in blob_offsets:
+        tfl.BufferStart(w.b)
+        if off is not None:
+            tfl.BufferAddData(w.b, off)
+        buffers.append(tfl.BufferEnd(w.b))
+    return buffer_of, buffers
+
+
+def _tensors(w: _Writer, tfl, g: _Graph, buffer_of: dict[int, int]) -> list[int]:
+    b = w.b
+    tensor_type = {"int8": tfl.TensorType.INT8, "int16": tfl.TensorType.INT16, "int32": tfl.TensorType.INT32,
+                   "float32": tfl.TensorType.FLOAT32}  # float32: the import tests' converter-like float in/out
+    tensors = []
+    for index, t in enumerate(g.tensors):
+        name, shape = b.CreateString(t.name), w.vector(t.shape, np.int32)
+        quant = None
+        if t.scale is not None:
+            scale, zero = w.vector(t.scale, np.float32), w.vector(t.zero_point, np.int64)
+            tfl.QuantizationParametersStart(b)
+            tfl.QuantizationParametersAddScale(b, scale)
+            tfl.QuantizationParametersAddZeroPoint(b, zero)
+            tfl.QuantizationParametersAddQuantizedDimension(b, t.quantized_dimension)
+            quant = tfl.QuantizationParametersEnd(b)
+        tfl.TensorStart(b)
+        tfl.TensorAddShape(b, shape)
+        tfl.TensorAddType(b, tensor_type[t.dtype])
+        tfl.TensorAddBuffer(b, buffer_of.get(index, 0))
+        tfl.TensorAddName(b, name)
+        if quant is not None:
+            tfl.TensorAddQuantization(b, quant)
+        tensors.append(tfl.TensorEnd(b))
+    return tensors
+
+
+def _operators(w: _Writer, tfl, g: _Graph, codes: list[str]) -> list[int]:
+    b, operators = w.b, []
+    for op in g.ops:
+        inputs, outputs = w.vector(op.inputs, np.int32), w.vector(op.outputs, np.int32)
+        options_type, options = _OPTIONS[op.code](b, tfl, op.options, w.vector)
+        tfl.OperatorStart(b)
+        tfl.OperatorAddOpcodeIndex(b, codes.index(op.code))
+        tfl.OperatorAddInputs(b, inputs)
+        tfl.OperatorAddOutputs(b, outputs)
+        tfl.OperatorAddBuiltinOptionsType(b, options_type)
+        tfl.OperatorAddBuiltinOptions(b, options)
+        operators.append(tfl.OperatorEnd(b))
+    return operators
 
 
 def _conv_options(b, tfl, o, vector):
