@@ -14,7 +14,7 @@ from edgepack.evaluate import accuracy, torch_logits
 from edgepack.fold import fold
 from edgepack.model.weights import pretrained
 from edgepack.plan import reference
-from edgepack.plan.build import build_plan
+from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.quantize.ptq import quantize_ptq
 from edgepack.quantize.qat import quantize_qat
 from edgepack.quantize.quantizer import WeightGranularity

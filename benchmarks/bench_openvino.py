@@ -29,8 +29,9 @@ from common import interleaved, markdown  # noqa: E402
 import edgepack  # noqa: E402
 from edgepack.artifact import verify  # noqa: E402
 from edgepack.backends import openvino as ovb  # noqa: E402
-from edgepack.backends.onnxruntime import run_onnx, session  # noqa: E402
-from edgepack.compiler import CompileConfig, build_model  # noqa: E402
+from edgepack.interop.onnxruntime import run_onnx, session  # noqa: E402
+from edgepack.config import CompileConfig  # noqa: E402
+from edgepack.frontends.torch import build_model  # noqa: E402
 from edgepack.data import load_digits_split  # noqa: E402
 from edgepack.evaluate import accuracy, agreement, sqnr_db, torch_logits  # noqa: E402
 from edgepack.fold import fold  # noqa: E402

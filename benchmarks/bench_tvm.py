@@ -25,7 +25,7 @@ from bench_openvino import torch_int8  # noqa: E402
 from common import interleaved, markdown  # noqa: E402
 
 import edgepack  # noqa: E402
-from edgepack.backends.onnxruntime import session  # noqa: E402
+from edgepack.interop.onnxruntime import session  # noqa: E402
 from edgepack.data import load_digits_split  # noqa: E402
 from edgepack.fold import fold  # noqa: E402
 from edgepack.model.weights import pretrained  # noqa: E402

@@ -20,7 +20,7 @@ from edgepack.interop import litert
 from edgepack.interop.tflite_export import plan_to_tflite
 from edgepack.model.weights import pretrained
 from edgepack.plan import reference
-from edgepack.plan.build import build_plan
+from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.quantize.ptq import quantize_ptq
 
 

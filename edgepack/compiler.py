@@ -19,7 +19,6 @@ from edgepack.config import CompileConfig
 from edgepack.data import Dataset
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
 from edgepack.frontends import tflite as tflite_front
-from edgepack.frontends.tflite import imported_eval_set as _imported_eval_set  # noqa: F401 (a test imports it here)
 from edgepack.interop import litert, tflite_export
 from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference

@@ -142,11 +142,12 @@ def test_python_api_imports_a_model_as_the_cli_does(imported, tmp_path):
 @pytest.mark.parametrize("eval_size", [None, 7])
 def test_compile_and_bench_select_the_same_digits_for_an_imported_model(classes, eval_size, tmp_path):
     """What compile records for an imported model's default eval set, bench finds again (any class count)."""
-    from edgepack.compiler import CompileConfig, _imported_eval_set
+    from edgepack.config import CompileConfig
+    from edgepack.frontends.tflite import imported_eval_set
 
     config = CompileConfig(target="c-host", resolution=RESOLUTION, classes=classes, model_name="net",
                            tflite_model="net.tflite", eval_size=eval_size)
-    data = _imported_eval_set(config, classes, None)
+    data = imported_eval_set(config, classes, None)
     manifest = {"model": {"resolution": RESOLUTION, "classes": classes}, "eval": evaldata.record(data, tmp_path, classes),
                 "preprocessing": config.preprocessing}
     back = evaldata.load(manifest, tmp_path)

@@ -172,7 +172,7 @@ def test_reference_agrees_with_onnxruntime_and_torch(host_artifact):
     """The numpy reference against ORT running the QDQ file (and the torch PT2E graph), on digits eval."""
     import json
 
-    from edgepack.backends.onnxruntime import run_onnx
+    from edgepack.interop.onnxruntime import run_onnx
     from edgepack.data import load_digits_split
     from edgepack.evaluate import agreement
 

@@ -15,14 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepack import ops
+from edgepack import evaldata, ops, provenance
 from edgepack.artifact import verify
-from edgepack.errors import ArtifactError, ConfigError
 from edgepack.data import Dataset
+from edgepack.errors import ArtifactError, ConfigError
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
+from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
+from edgepack.validate import check_count, check_model, check_path_argument
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
@@ -86,9 +88,6 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
     (required for a --model artifact: debug runs no code a manifest names). ``calibration``: model inputs
     (array, tensor, iterable, as for edgepack.compile) to use instead; in-memory calibration is not stored,
     so without it such an artifact is debugged on its own eval inputs."""
-    from edgepack import provenance
-    from edgepack.validate import check_count, check_model, check_path_argument
-
     folder = Path(check_path_argument(artifact, "artifact"))
     images = check_count(images, "--images")  # the CLI's flag and the API's argument: one check, one message
     model_spec = model if isinstance(model, str) else None
@@ -102,8 +101,6 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
     if model is None:
         model = provenance.rebuild_model(manifest, folder, model_spec)
     if calibration is not None:
-        from edgepack.inputs import check_shape, inputs_of
-
         given = inputs_of(calibration, "calibration")
         res = manifest["model"]["resolution"]
         check_shape(given, "calibration", res, f"the artifact is {res}x{res}")
@@ -111,8 +108,6 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
     else:
         data = provenance.calibration_inputs(manifest, folder)
         if data is None:
-            from edgepack import evaldata
-
             data = evaldata.load(manifest, folder)
             data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
     data = data.take(images)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.fx import GraphModule, Node
 
+from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
 from edgepack.quantize.quantizer import ADD_OPS, SHARED_OPS, is_activation, is_relu6
@@ -255,7 +256,7 @@ class _Walk:
     def plan(self) -> Plan:
         """The plan, refused unless it ends in the classifier the graph returns and fits the int8 contract."""
         layers = self.layers
-        if not layers or layers[-1].kind != "fc":
+        if not layers or not ops.get(layers[-1].kind).classifier:
             raise UnsupportedModelError("the model must end in a quantized Linear classifier")
         if self.output_tensor != len(layers) - 1:
             raise UnsupportedModelError("the model's output is not its last layer's: the int8 plan returns the last layer")

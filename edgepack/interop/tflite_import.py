@@ -38,7 +38,7 @@ checks each op's operands, options and output sizes as LiteRT's Prepare would, a
 loads and prepares the file, so compile never meets a file LiteRT refuses or aborts on.
 
 Whether the plan is bit-exact with the file is not assumed: compile checks the numpy reference
-against LiteRT's reference kernels on the file itself (compiler._compile_imported).
+against LiteRT's reference kernels on the file itself (edgepack.frontends.tflite).
 """
 from __future__ import annotations
 

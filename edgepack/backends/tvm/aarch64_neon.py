@@ -148,7 +148,7 @@ def rescale4(x, multiplier: int, shift: int):
 
 
 def add_func(m: int, c: int, layer: Layer):
-    """out[p, ch] = TFLite's int8 ADD of a[p, ch] and b[p, ch] (reference.add), 16 channels per step: each
+    """out[p, ch] = TFLite's int8 ADD of a[p, ch] and b[p, ch] (edgepack.ops.add), 16 channels per step: each
     input widened to int32x4 (SXTL), minus its zero point, << 20, rescaled (SQRDMULH + rounding shift),
     the sum rescaled to the output scale, + zero point, narrowed and clamped. |x - zp| << 20 < 2^28 and
     each rescaled input is below 2^27, so int32 lanes hold every step (the sum cannot saturate)."""

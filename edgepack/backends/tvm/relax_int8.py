@@ -146,7 +146,7 @@ def _rescale(bb, x, multiplier: int, shift: int):
 
 @TVM_LOWERINGS.register("add")
 def _add(bb, a, b, layer: Layer):
-    """TFLite's int8 ADD as reference.add: each input minus its zero point, << 20, rescaled by its own
+    """TFLite's int8 ADD as edgepack.ops.add: each input minus its zero point, << 20, rescaled by its own
     multiplier; the sum rescaled to the output, + zero point, clamped (in int64, exact)."""
     from tvm import relax
 

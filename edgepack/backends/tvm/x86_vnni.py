@@ -92,7 +92,7 @@ def _requantize(acc, n, t, layer: Layer):
 
 
 def _add_te(a, b, layer: Layer):
-    """TFLite's int8 ADD (reference.add) of two (pixels, C) uint8 activations (value + 128): each input
+    """TFLite's int8 ADD (edgepack.ops.add) of two (pixels, C) uint8 activations (value + 128): each input
     minus its zero point, << 20 (|x - zp| <= 255: int32 holds it), rescaled by its own multiplier, the sum
     rescaled to the output, + zero point, clamped, + 128. Rescaling is SaturatingRoundingDoublingHighMul as
     floor((x * M + 2^30) / 2^31) in int64 (M < 2^31; the result stays below 2^28) and RoundingDivideByPOT
