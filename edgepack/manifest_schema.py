@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from edgepack.errors import ArtifactError, TargetError
+from edgepack.ops.base import QParams  # the plan's own: what [plan] input/output record
 from edgepack.targets import BACKENDS, Target, target_from_json
 
 _INT = {"type": "integer", "minimum": 0}
@@ -253,12 +254,6 @@ class Golden:
     @classmethod
     def from_json(cls, g: dict) -> "Golden":
         return cls(g["images"], g["input"], g["output"], g.get("source"))
-
-
-@dataclass(frozen=True)
-class QParams:
-    scale: float
-    zero_point: int
 
 
 @dataclass(frozen=True)
