@@ -380,7 +380,7 @@ def main() -> None:
     tasks, rows = {}, []
 
     def edgepack_task(folder: Path, cpu: str):
-        from edgepack.backends.tvm.device import run_on_qemu
+        from edgepack.backends.tvm.runner import run_on_qemu
 
         manifest = json.loads((folder / "manifest.json").read_text())
         library = folder / manifest["backend_info"]["library"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.tvm import aarch64_neon
-from edgepack.backends.tvm.device import run_on_qemu
+from edgepack.backends.tvm.runner import run_on_qemu
 from edgepack.backends.tvm.lower import tvm_target
 from edgepack.plan.plan import Plan
 from edgepack.targets import get_target

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class Build:
     eval_images: np.ndarray  # the eval split the compile measured, and what it computed on it:
     fp32_logits: np.ndarray | None  # the folded fp32 model's logits
     reference_logits: np.ndarray | None  # the int8 reference's dequantized logits (None for --quant none)
-    manifest: dict = field(default_factory=dict)
 
 
 @contextmanager

@@ -205,7 +205,9 @@ def test_c_add_kernel_matches_reference_on_random_graphs(tmp_path):
     of a graph whose tensors live until their last add, equal the numpy reference."""
     import dataclasses
 
-    from edgepack.backends.c import codegen, firmware
+    from edgepack.backends.c import build, codegen
+    from edgepack.backends.c.runner import run_images
+    from edgepack.backends.c.spec import FIRMWARE, HOST_EXE, BuildSpec
     from edgepack.backends.c.memplan import plan_memory
     from edgepack.targets import get_target
 
@@ -217,15 +219,15 @@ def test_c_add_kernel_matches_reference_on_random_graphs(tmp_path):
     x[1] = -128
     want = reference.run(plan, x).reshape(len(x), -1)
     assert np.any(want == 127) or np.any(want == -128)
-    host = dataclasses.replace(firmware.BuildSpec.from_target(get_target("c-host").to_json()), cross={})
-    m4 = firmware.BuildSpec.from_target(get_target("cortex-m4").to_json())
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    m4 = BuildSpec.from_target(get_target("cortex-m4"))
     for spec, kernels in ((host, "portable"), (host, "fast"), (m4, "fast")):
         work = tmp_path / f"{spec.target}-{kernels}"
         memory = plan_memory(plan, kernels)
         assert {b.name: b.last for b in memory.buffers}["t0"] == max(i for i in range(len(plan.layers))
                                                                     if 0 in plan.inputs_of(i))
-        firmware.write_sources(work / "c", spec, kernels, codegen.generate(plan, kernels, memory))
-        built = firmware.build(spec, work / "c", work / "build", kernels, shared_library=False)
-        binary = built.files[firmware.FIRMWARE if spec.kind == "cortex-m" else firmware.HOST_EXE]
-        got = firmware.run_images(spec, binary, x, codegen.numel(plan.output_shape), spec.devices()[0]).outputs
+        build.write_sources(work / "c", spec, kernels, codegen.generate(plan, kernels, memory))
+        built = build.build(spec, work / "c", work / "build", kernels, shared_library=False)
+        binary = built.files[FIRMWARE if spec.kind == "cortex-m" else HOST_EXE]
+        got = run_images(spec, binary, x, codegen.numel(plan.output_shape), spec.devices()[0]).outputs
         assert np.array_equal(got, want), f"{spec.target} {kernels}: {np.count_nonzero(got != want)} values differ"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import edgepack
-from edgepack.backends.tvm import device
-from edgepack.backends.tvm.device import Runner
+from edgepack.backends.tvm import runner as tvm_runner
+from edgepack.backends.tvm.runner import Runner
 from edgepack.devices import qemu, tools
 from edgepack.errors import ArtifactError, DeviceError, ToolchainError
 from edgepack.targets import get_target, load_targets
@@ -95,9 +95,9 @@ def test_every_aarch64_target_names_its_exact_qemu_cpu():
     assert {"rpi4", "rpi5", "arm64-a53"} <= set(arm)
     expected = {"rpi4": "cortex-a72", "rpi5": "cortex-a76", "arm64-a53": "cortex-a53"}
     for name, target in arm.items():
-        assert device.qemu_cpu(target.to_json()) == tvm_target(target).attrs["mcpu"]
+        assert tvm_runner.qemu_cpu(target.to_json()) == tvm_target(target).attrs["mcpu"]
         if name in expected:
-            assert device.qemu_cpu(target.to_json()) == expected[name]
+            assert tvm_runner.qemu_cpu(target.to_json()) == expected[name]
     rpi5 = tvm_target(get_target("rpi5"))
     assert rpi5.attrs["feature.has_dotprod"] and get_target("rpi5").rpc.key == "rpi5"
     assert not tvm_target(get_target("rpi4")).attrs["feature.has_dotprod"]
@@ -218,7 +218,7 @@ def test_compile_verifies_the_cross_compiled_library_under_qemu(tmp_path, monkey
     from edgepack.plan import reference
 
     calls = []
-    real = device.run_on_qemu
+    real = tvm_runner.run_on_qemu
 
     def spy(library, arch, cpu, batch, classes, **kw):
         calls.append((cpu, kw.get("threads"), len(batch)))
@@ -279,7 +279,7 @@ def test_sweep_plots_instructions_when_there_is_no_latency(rpi4_artifact, tmp_pa
 
     row = sweep._bench({"alpha": 0.25, "resolution": 32, "count": 1}, str(rpi4_artifact))
     assert row["latency_median_ms"] is None and row["cost"] > 100_000
-    cost = device.Runner(rpi4_artifact, json.loads((rpi4_artifact / "manifest.json").read_text())).cost()
+    cost = Runner(rpi4_artifact, json.loads((rpi4_artifact / "manifest.json").read_text())).cost()
     assert row["cost"] == cost[INSTR]
     paths = sweep.plot_sweep([row, {**row, "alpha": 0.5, "cost": row["cost"] * 3}], tmp_path, "rpi4")
     assert [p.name for p in paths] == ["accuracy_vs_macs.png", "accuracy_vs_latency.png"]

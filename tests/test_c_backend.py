@@ -118,7 +118,7 @@ def test_c_host_native_and_aarch64(host_artifact_c):
 def test_generated_project_is_reproducible(m4_artifact, tmp_path):
     """Same plan -> byte-identical model.c/model.h and firmware, whatever folder it is built in."""
     manifest = read_manifest(m4_artifact)
-    spec = BuildSpec.from_target(manifest["target"])
+    spec = BuildSpec.from_json(manifest["target"])
     plan = Plan.load(m4_artifact)
     files = codegen.generate(plan, spec.kernels, plan_memory(plan, spec.kernels))
     for name, text in files.items():
@@ -132,7 +132,7 @@ def test_generated_project_is_reproducible(m4_artifact, tmp_path):
 @pytest.mark.slow
 def test_runtime_uses_no_heap_and_no_float(m4_artifact, tmp_path):
     """Built for a Cortex-M4 without FPU, the model library needs no malloc and no float helpers."""
-    spec = dataclasses.replace(BuildSpec.from_target(read_manifest(m4_artifact)["target"]),
+    spec = dataclasses.replace(BuildSpec.from_json(read_manifest(m4_artifact)["target"]),
                                arch_flags=("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"))
     built = build(spec, m4_artifact / "c", tmp_path / "soft", "fast")
     defined, undefined = set(), set()
@@ -234,8 +234,8 @@ def test_kernels_match_reference_on_random_layers(tmp_path):
     """Portable and fast kernels (host gcc: fast ones with C emulations of the DSP intrinsics), and
     the fast ones with the real SMLAD/SXTB16 on Cortex-M4 under QEMU, all equal the numpy reference."""
     rng = np.random.default_rng(5)
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host").to_json()), cross={})
-    m4 = BuildSpec.from_target(get_target("cortex-m4").to_json())
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    m4 = BuildSpec.from_target(get_target("cortex-m4"))
     saw_positive_shift = saw_saturation = False
     for i, (name, case) in enumerate(LAYER_CASES.items()):
         plan, x = _random_layer(rng, **case)
@@ -260,7 +260,7 @@ def test_plan_with_asymmetric_pads_matches_reference(tmp_path):
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
     want = reference.run(plan, x)
     assert len(np.unique(want)) > 2
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host").to_json()), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
     for kernels in ("portable", "fast"):
         got = _run_plan(host, plan, x, kernels, tmp_path / kernels).reshape(want.shape)
         assert np.array_equal(got, want), f"{kernels}: {np.count_nonzero(got != want)} values differ"
@@ -304,7 +304,7 @@ def test_corrupted_weight_is_caught(m4_artifact, tmp_path):
     # 2. firmware really built from that model.c, with a manifest re-signed to match it (a broken
     #    build that looks consistent): the bit-exact checks against the reference catch it
     manifest = read_manifest(bad)
-    spec = BuildSpec.from_target(manifest["target"])
+    spec = BuildSpec.from_json(manifest["target"])
     built = build(spec, bad / "c", tmp_path / "rebuild", spec.kernels)
     shutil.copyfile(built.files[FIRMWARE], bad / FIRMWARE)
     write_manifest(bad, {k: v for k, v in manifest.items() if k != "files"})
@@ -334,10 +334,10 @@ def test_budget_overflow_fails_compile_and_leaves_nothing(tmp_path):
 
 def test_missing_tools_name_the_debian_package():
     target = get_target("cortex-m4").to_json()
-    spec = BuildSpec.from_target({**target, "toolchain": {**target["toolchain"], "cc": "arm-none-eabi-gcc-absent"}})
+    spec = BuildSpec.from_json({**target, "toolchain": {**target["toolchain"], "cc": "arm-none-eabi-gcc-absent"}})
     with pytest.raises(ToolchainError, match="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"):
         require_tools(spec)
-    spec = BuildSpec.from_target({**target, "run": {**target["run"], "emulator": "qemu-system-arm-absent"}})
+    spec = BuildSpec.from_json({**target, "run": {**target["run"], "emulator": "qemu-system-arm-absent"}})
     with pytest.raises(ToolchainError, match="qemu-system-arm-absent is not installed.*apt-get install qemu-system-arm"):
         require_tools(spec)
 

@@ -52,7 +52,7 @@ def test_stack_bound_holds_when_interrupts_land_everywhere(m4, tmp_path):
     """The same sources built with SysTick interrupting every 98 cycles (so one lands at the deepest point of
     edgepack_invoke): the measured high-water mark grows past the uninterrupted one, and stays within the bound."""
     folder, manifest = m4
-    spec = BuildSpec.from_target(manifest["target"])
+    spec = BuildSpec.from_json(manifest["target"])
     kernels = manifest["backend_info"]["kernels"]
     busy = dataclasses.replace(spec, cflags=spec.cflags + ("-DEDGEPACK_SYSTICK_RELOAD=97",))
     built = build(busy, folder / "c", tmp_path / "busy", kernels)

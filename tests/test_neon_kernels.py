@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgepack.backends.tvm import aarch64_neon
-from edgepack.backends.tvm.device import run_on_qemu
+from edgepack.backends.tvm.runner import run_on_qemu
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams
 

@@ -128,7 +128,6 @@ def test_c_backend_refuses_a_kind_it_has_no_lowering_for_by_name(neg):
 
 
 def test_tvm_backends_refuse_a_kind_they_have_no_lowering_for_by_name(neg):
-    pytest.importorskip("tvm")
     from edgepack.backends.tvm import relax_int8, scheduled
 
     plan = conv_neg_fc()

@@ -12,7 +12,7 @@ import pytest
 
 import edgepack
 from edgepack.backends.tvm import rpc_client
-from edgepack.backends.tvm.device import Runner
+from edgepack.backends.tvm.runner import Runner
 from edgepack.backends.tvm.rpc_local import LocalRPC, free_port
 from edgepack.errors import ConfigError, DeviceError
 

@@ -222,15 +222,15 @@ def test_head_plan_bit_exact_in_neon_under_qemu(cpu, pool, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("pool", ["mean", "raw_average"])
 def test_head_plan_bit_exact_in_c_on_host_and_cortex_m4(pool, tmp_path):
-    from edgepack.backends.c import firmware
+    from edgepack.backends.c.spec import BuildSpec
     from edgepack.targets import get_target
     from tests.test_c_backend import _run_plan
 
     plan = head_plan(pool)
     x = _head_images(plan)
     want = reference.run(plan, x)
-    host = dataclasses.replace(firmware.BuildSpec.from_target(get_target("c-host").to_json()), cross={})
-    m4 = firmware.BuildSpec.from_target(get_target("cortex-m4").to_json())
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    m4 = BuildSpec.from_target(get_target("cortex-m4"))
     for spec, kernels in ((host, "portable"), (host, "fast"), (m4, "fast")):
         got = _run_plan(spec, plan, x, kernels, tmp_path / f"{spec.target}-{kernels}").reshape(want.shape)
         assert np.array_equal(got, want), f"{spec.target} {kernels}: {np.count_nonzero(got != want)} values differ"

@@ -257,7 +257,7 @@ def test_classes_with_random_head_or_quant_none_is_allowed():
 
 def test_tvm_runner_takes_the_output_size_from_the_artifact(tmp_path):
     """The qemu runner's output row size is the artifact's (its golden output), not the config's classes."""
-    from edgepack.backends.tvm.device import output_size
+    from edgepack.backends.tvm.runner import output_size
 
     np.save(tmp_path / "golden_output.npy", np.zeros((8, 7), np.int8))
     assert output_size(tmp_path, {"model": {"classes": 10}}) == 7

@@ -84,10 +84,8 @@ class BuildSpec:
         return cls.from_target(target_from_json(data, where))
 
     @classmethod
-    def from_target(cls, target: Target | dict) -> "BuildSpec":
-        """The spec of ``target`` (a dict is read as from_json reads it)."""
-        if isinstance(target, dict):
-            return cls.from_json(target)
+    def from_target(cls, target: Target) -> "BuildSpec":
+        """The spec of ``target``, as the compile reads it."""
         comp, tc, name = target.compiler, target.toolchain, target.name
         if tc.kind not in KINDS:
             raise TargetError(f"target {name}: [toolchain] kind must be one of {', '.join(KINDS)}, got {tc.kind!r}")
