@@ -28,8 +28,8 @@ Each op maps onto a plan layer with TFLite's own integer arithmetic:
 
 AVERAGE_POOL_2D over an even count with a non-zero zero point rounds the raw sum, zero point included,
 where the plan's "average" pool rounds the zero-point-free sum (ties differ): it becomes a "raw_average"
-pool. All of this is checked against LiteRT 2.3's reference kernels (tests/test_tflite_heads.py and
-tests/test_tflite_import.py).
+pool. All of this is checked against LiteRT 2.3's reference kernels (tests/e2e/test_tflite_heads.py and
+tests/e2e/test_tflite_import.py).
 
 A damaged file is refused before any of this, by what is wrong in it: the flatbuffer's tables are copied
 out once (flatbuffers' own out-of-bounds errors, and only those, mean "corrupt"), then every index,

@@ -38,7 +38,7 @@ def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1) -> np.ndarr
 
     Computed in place on one int64 array (the reference spends most of its time here). Two
     identities keep it short, both checked against the gemmlowp transcriptions in
-    tests/test_reference.py: for b > INT32_MIN, SaturatingRoundingDoublingHighMul(a, b) ==
+    tests/e2e/test_reference.py: for b > INT32_MIN, SaturatingRoundingDoublingHighMul(a, b) ==
     floor((a*b + 2^30) / 2^31); RoundingDivideByPOT(x, e) == floor((x + (2^e-1 >> 1) + [x >= 0 and
     e > 0]) / 2^e). Any multiplier equal to INT32_MIN falls back to the literal functions.
     """

@@ -254,7 +254,7 @@ def test_kernels_match_reference_on_random_layers(tmp_path):
 def test_plan_with_asymmetric_pads_matches_reference(tmp_path):
     """A whole plan with TensorFlow-SAME pads (0, 0, 1, 1) on its stride-2 layers and (2, 0, 0, 2) on a
     stride-1 depthwise (the .tflite importer's plans), portable and fast kernels, natively."""
-    from tests.test_neon_kernels import random_plan
+    from tests.e2e.test_neon_kernels import random_plan
 
     plan = random_plan(3, width=16, res=16, asymmetric=True)
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)

@@ -241,7 +241,7 @@ def test_classes_without_checkpoint_is_refused_before_torch(tmp_path):
     script = ("import sys; from edgepack.cli.main import main; "
               f"code = main(['compile', '--target', 'host', '--classes', '5', '-o', {str(tmp_path / 'x')!r}]); "
               "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(code)")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--checkpoint" in r.stderr and "--classes 5" in r.stderr
     assert r.stdout.strip() == "no torch"

@@ -19,7 +19,7 @@ from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.plan.plan import QParams
 from tests.tflite_mutations import converter_like, edited
-from tests.test_tflite_import import _residual_tflite
+from tests.e2e.test_tflite_import import _residual_tflite
 
 
 @pytest.fixture(scope="module")

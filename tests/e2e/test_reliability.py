@@ -326,7 +326,7 @@ def test_exception_classes_live_in_errors_py():
     """Only edgepack/errors.py defines exception classes (a review finding of issue 10)."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "edgepack"
+    root = Path(__file__).resolve().parents[2] / "edgepack"
     offenders = []
     for path in root.rglob("*.py"):
         if path.name == "errors.py":

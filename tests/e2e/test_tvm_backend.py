@@ -221,7 +221,7 @@ def test_asymmetric_pads_bit_exact_on_host(kernels):
     from tvm import relax
 
     from edgepack.plan import reference
-    from tests.test_neon_kernels import random_plan
+    from tests.e2e.test_neon_kernels import random_plan
 
     plan = random_plan(3, width=16, res=16, asymmetric=True)  # left and right shifts mixed in each layer
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
@@ -240,7 +240,7 @@ def test_vnni_mixed_left_and_right_shifts_in_one_layer_bit_exact():
 
     from edgepack.backends.tvm import x86_vnni
     from edgepack.plan import reference
-    from tests.test_neon_kernels import random_plan
+    from tests.e2e.test_neon_kernels import random_plan
 
     plan = random_plan(3, width=16, res=16, left_shift=True)
     for layer in plan.layers:

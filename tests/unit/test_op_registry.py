@@ -20,7 +20,7 @@ from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
 
 NEG_MODULE = '''
-"""neg: y = -x in the input's own scale (a toy op of tests/test_op_registry.py)."""
+"""neg: y = -x in the input's own scale (a toy op of tests/unit/test_op_registry.py)."""
 import numpy as np
 
 from edgepack import ops

@@ -162,7 +162,7 @@ def test_v2_without_shipped_weights_names_checkpoint(capsys, tmp_path):
 
 # ---- residual graphs through the TVM backend: generic Relax, x86 VNNI kernels, AArch64 NEON kernels ----------
 
-from tests.test_tvm_backend import _host_has_vnni  # noqa: E402 (TVM tests below only)
+from tests.e2e.test_tvm_backend import _host_has_vnni  # noqa: E402 (TVM tests below only)
 
 
 @pytest.mark.slow
@@ -215,7 +215,7 @@ def random_graph_plan(seed: int, width: int, res: int = 12, classes: int = 5) ->
     pool -> fc, random weights and multipliers (left shifts too), zero points of either sign, ``width``
     channels (not a multiple of 16: padded lanes)."""
     from edgepack.plan.plan import Layer, QParams
-    from tests.test_neon_kernels import _layer
+    from tests.e2e.test_neon_kernels import _layer
 
     rng = np.random.default_rng(seed)
     q_in = QParams(0.05, int(rng.integers(-20, 20)))
@@ -261,7 +261,7 @@ def _graph_case(seed: int, width: int):
 def test_random_graph_plans_bit_exact_on_x86(kernels):
     """Random graph plans with adds (mixed scales and zero points, saturation, rounding ties, one tensor
     added to itself, a residual input alive across layers) on the generic Relax route and the VNNI kernels."""
-    from tests.test_tvm_backend import run_on_x86
+    from tests.e2e.test_tvm_backend import run_on_x86
 
     for seed, width in GRAPH_CASES:
         plan, x, want = _graph_case(seed, width)
@@ -275,7 +275,7 @@ def test_random_graph_plans_bit_exact_on_neon(cpu, tmp_path):
     """The same plans through the NEON kernels under qemu-aarch64 (SMULL GEMMs on the A72, SDOT on the A76),
     1 and 4 threads."""
     from edgepack.backends.tvm import aarch64_neon
-    from tests.test_neon_kernels import run_neon, tvm_target
+    from tests.e2e.test_neon_kernels import run_neon, tvm_target
 
     for seed, width in GRAPH_CASES:
         plan, x, want = _graph_case(seed, width)
@@ -301,7 +301,7 @@ def test_an_add_of_the_model_input_takes_the_generic_route():
     from edgepack.backends.tvm.relax_int8 import plan_to_relax
     from edgepack.plan import reference
     from edgepack.targets import get_target
-    from tests.test_neon_kernels import _layer, random_plan
+    from tests.e2e.test_neon_kernels import _layer, random_plan
 
     chain, rng = random_plan(4, width=8, res=8), np.random.default_rng(4)
     c, res = chain.input_shape[0], chain.input_shape[1]

@@ -229,7 +229,7 @@ def test_keygen_on_a_full_disk_leaves_no_half_key_pair(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_debug_never_imports_model_code_the_manifest_names(tmp_path, evil):
-    from tests.test_user_model import NET_SOURCE
+    from tests.e2e.test_user_model import NET_SOURCE
 
     _, marker = evil
     import numpy as np

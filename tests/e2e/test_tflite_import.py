@@ -318,7 +318,7 @@ def v2_tflite(tmp_path_factory):
 
     from edgepack.data import load_dataset
     from edgepack.model.mobilenet_v2 import MobileNetV2
-    from tests.test_residual import _with_batchnorm_statistics
+    from tests.e2e.test_residual import _with_batchnorm_statistics
 
     torch.manual_seed(0)
     digits = load_dataset(None, "calibration", 32, 10, (0.5,) * 3, (0.5,) * 3)

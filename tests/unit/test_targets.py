@@ -135,7 +135,7 @@ def test_unknown_target_suggests_and_lists(capsys):
 
 def _pinned(dist: str) -> set[str]:
     """The version specifiers pyproject.toml gives ``dist`` (order-free: the metadata reorders them)."""
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     pinned = next(d for d in pyproject["project"]["dependencies"] if d.startswith(dist))
     return set(pinned[len(dist):].split("#")[0].replace(" ", "").split(","))
 

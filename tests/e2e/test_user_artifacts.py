@@ -15,7 +15,7 @@ import edgepack
 from edgepack.benchmark.debug import debug_artifact
 from edgepack.errors import ConfigError
 from tests.conftest import run_cli
-from tests.test_user_model import NET_SOURCE, seven_class_net
+from tests.e2e.test_user_model import NET_SOURCE, seven_class_net
 
 pytestmark = pytest.mark.slow  # every test here compiles an artifact
 

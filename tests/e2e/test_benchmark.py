@@ -116,7 +116,7 @@ def test_mobilenet_v1_and_v2_sweeps_on_one_plot(tmp_path, capsys):
 
     from edgepack.data import load_dataset
     from edgepack.model.mobilenet_v2 import MobileNetV2
-    from tests.test_residual import _with_batchnorm_statistics
+    from tests.e2e.test_residual import _with_batchnorm_statistics
 
     torch.manual_seed(0)
     digits = load_dataset(None, "calibration", 32, 10, (0.5,) * 3, (0.5,) * 3)

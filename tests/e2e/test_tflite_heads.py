@@ -124,11 +124,11 @@ def test_plan_saves_rounding_and_pool_and_names_their_misuse(tmp_path):
 
 
 def head_plan(pool: str = "mean", seed: int = 3) -> Plan:
-    """tests.test_neon_kernels.random_plan (SAME pads), its requantization derived from the scales as TFLite
+    """tests.e2e.test_neon_kernels.random_plan (SAME pads), its requantization derived from the scales as TFLite
     does, ending as the converter's models do: a MEAN pool that rescales (pool "mean"), or an
     AVERAGE_POOL_2D over an even count at a non-zero zero point ("raw_average"), then a single-rounding
     fc whose multipliers mix one left shift with right shifts."""
-    from tests.test_neon_kernels import random_plan
+    from tests.e2e.test_neon_kernels import random_plan
 
     plan = random_plan(seed, width=16, res=16, classes=64, asymmetric=True)
     rng = np.random.default_rng(seed)
@@ -209,7 +209,7 @@ def test_head_plan_bit_exact_in_tvm_on_host(kernels, pool):
 @pytest.mark.parametrize("cpu, pool", [("cortex-a72", "mean"), ("cortex-a76", "raw_average")])
 def test_head_plan_bit_exact_in_neon_under_qemu(cpu, pool, tmp_path):
     """SMULL (a72) and SDOT (a76) kernel sets, each with one of the pools; the fc is the same TE kernel."""
-    from tests.test_neon_kernels import run_neon
+    from tests.e2e.test_neon_kernels import run_neon
 
     plan = head_plan(pool)
     x = _head_images(plan)
@@ -224,7 +224,7 @@ def test_head_plan_bit_exact_in_neon_under_qemu(cpu, pool, tmp_path):
 def test_head_plan_bit_exact_in_c_on_host_and_cortex_m4(pool, tmp_path):
     from edgepack.backends.c.spec import BuildSpec
     from edgepack.targets import get_target
-    from tests.test_c_backend import _run_plan
+    from tests.e2e.test_c_backend import _run_plan
 
     plan = head_plan(pool)
     x = _head_images(plan)

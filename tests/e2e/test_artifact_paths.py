@@ -124,7 +124,7 @@ def test_digits_artifact_benches_on_a_cpu_with_other_resize_kernels(tmp_path):
     art = edgepack.compile(target="host", alpha=0.25, resolution=96, eval_size=16, calib_size=16, output=str(tmp_path / "h"))
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     proc = subprocess.run([sys.executable, "-m", "edgepack.cli.main", "bench", str(art), "--count", "2"],
-                          capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result: PASS" in proc.stdout
 
