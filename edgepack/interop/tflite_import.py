@@ -471,77 +471,94 @@ class _Graph:
         if h != w:
             raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
         input_q = inp.qparams(f"--model {self.path}: the model input")
-        values = {inp.index: _Value((c, h, w), input_q)}  # .tflite tensor -> what the plan holds for it
-        current, layers = inp.index, []
-        last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in _COMPUTE_OPS), default=-1)
-
-        def append(layer: Layer, reads: tuple[int, ...]) -> _Value:
-            """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
-            layer.inputs = () if reads == (len(layers) - 1,) and ops.get(layer.kind).arity == 1 else reads
-            layers.append(layer)
-            return _Value(layer.output_shape, layer.output_q, producer=len(layers) - 1)
-
-        i = start
+        self._layers: list[Layer] = []
+        self._values = {inp.index: _Value((c, h, w), input_q)}  # .tflite tensor -> what the plan holds for it
+        self._last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in _COMPUTE_OPS), default=-1)
+        current, i = inp.index, start
         while i < end:
-            op, name = self.ops[i], self.op_names[i]
-            inputs, outputs = self._io(i)
-            if not inputs or inputs[0] not in values or len(outputs) != 1:
-                self.refuse(i, "reads a tensor no earlier op produced", "import a model whose ops are stored in "
-                            "execution order, each with one output")
-            out = self.tensor(outputs[0])
-            if name != "QUANTIZE" and out.dtype != "int8":
-                self.refuse(i, f"outputs {out.dtype}", "the int8 plan's ops output int8 (convert with full int8 "
-                            "quantization)")
-            value = values[inputs[0]]
-            if value.pads != _NO_PADS and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-                self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
-            if name == "PAD":
-                values[out.index] = replace(value, pads=self._pad(i, inputs, value, out))  # the conv takes the unpadded map
-            elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-                layer = self._convolution(i, op, name, inputs, value, out, value.pads, i == last_compute)
-                values[out.index] = append(layer, (value.producer,))
-            elif name == "FULLY_CONNECTED":
-                values[out.index] = append(self._fully_connected(i, op, inputs, value, out), (value.producer,))
-            elif name == "AVERAGE_POOL_2D":
-                layer = self._global_pool(i, op, inputs, value, out, value.q)
-                if int(np.prod(value.shape[1:])) % 2 == 0 and value.q.zero_point != 0:
-                    layer.pool = "raw_average"  # TFLite rounds the raw sum: on ties unlike the plan's "average"
-                values[out.index] = append(layer, (value.producer,))
-            elif name == "MEAN":
-                values[out.index] = append(self._mean(i, op, inputs, value, out), (value.producer,))
-            elif name == "ADD":
-                other = self._addend(i, inputs, values)
-                values[out.index] = append(self._add(i, op, value, other, out), (value.producer, other.producer))
-            elif name == "QUANTIZE":
-                layer, out = self._int16_pool(i, value, out)
-                values[out.index] = append(layer, (value.producer,))
-                i += 2
-            elif name == "RESHAPE":
-                values[out.index] = self._reshape(i, value, out, self._reshape_target(i, op, inputs))
-            else:  # SOFTMAX, DEQUANTIZE
-                self.refuse(i, "is not at the model's end", f"only a trailing {name} can be dropped")
-            current = out.index
-            i += 1
+            current, used = self._step(i)
+            i += used
+        self._check_dropped_tail(end, current)
+        return self._finished_plan(input_q, (c, h, w)), current, softmax, start == 1
+
+    def _append(self, layer: Layer, reads: tuple[int, ...]) -> _Value:
+        """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
+        layers = self._layers
+        layer.inputs = () if reads == (len(layers) - 1,) and ops.get(layer.kind).arity == 1 else reads
+        layers.append(layer)
+        return _Value(layer.output_shape, layer.output_q, producer=len(layers) - 1)
+
+    def _step(self, i: int) -> tuple[int, int]:
+        """Map op ``i`` (and the ops it fuses) into the plan: (the .tflite tensor it outputs, ops consumed)."""
+        op, name, values = self.ops[i], self.op_names[i], self._values
+        inputs, outputs = self._io(i)
+        if not inputs or inputs[0] not in values or len(outputs) != 1:
+            self.refuse(i, "reads a tensor no earlier op produced", "import a model whose ops are stored in "
+                        "execution order, each with one output")
+        out = self.tensor(outputs[0])
+        if name != "QUANTIZE" and out.dtype != "int8":
+            self.refuse(i, f"outputs {out.dtype}", "the int8 plan's ops output int8 (convert with full int8 "
+                        "quantization)")
+        value = values[inputs[0]]
+        if value.pads != _NO_PADS and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
+        if name == "PAD":
+            values[out.index] = replace(value, pads=self._pad(i, inputs, value, out))  # the conv takes the unpadded map
+        elif name == "QUANTIZE":
+            layer, out = self._int16_pool(i, value, out)
+            values[out.index] = self._append(layer, (value.producer,))
+            return out.index, 3
+        elif name == "RESHAPE":
+            values[out.index] = self._reshape(i, value, out, self._reshape_target(i, op, inputs))
+        elif name == "ADD":
+            other = self._addend(i, inputs, values)
+            values[out.index] = self._append(self._add(i, op, value, other, out), (value.producer, other.producer))
+        elif name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MEAN"):
+            values[out.index] = self._append(self._one_input_layer(i, op, name, inputs, value, out), (value.producer,))
+        else:  # SOFTMAX, DEQUANTIZE
+            self.refuse(i, "is not at the model's end", f"only a trailing {name} can be dropped")
+        return out.index, 1
+
+    def _one_input_layer(self, i: int, op, name: str, inputs: list[int], value: _Value, out: _Tensor) -> Layer:
+        """The plan layer of a CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D or MEAN."""
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            return self._convolution(i, op, name, inputs, value, out, value.pads, i == self._last_compute)
+        if name == "FULLY_CONNECTED":
+            return self._fully_connected(i, op, inputs, value, out)
+        if name == "MEAN":
+            return self._mean(i, op, inputs, value, out)
+        layer = self._global_pool(i, op, inputs, value, out, value.q)
+        if int(np.prod(value.shape[1:])) % 2 == 0 and value.q.zero_point != 0:
+            layer.pool = "raw_average"  # TFLite rounds the raw sum: on ties unlike the plan's "average"
+        return layer
+
+    def _check_dropped_tail(self, end: int, current: int) -> None:
+        """The dropped SOFTMAX / DEQUANTIZE continue the chain from the last plan op to the model output."""
         tail = current
-        for j in range(end, len(self.ops)):  # the dropped SOFTMAX / DEQUANTIZE continue the chain to the output
+        for j in range(end, len(self.ops)):
             inputs, outputs = self._io(j)
             if inputs[:1] != [tail] or len(outputs) != 1:
                 self.refuse(j, "does not continue the chain from the previous op", "only a trailing SOFTMAX / "
                             "DEQUANTIZE of the logits can be dropped")
             self._check_dropped(j, self.tensor(tail), self.tensor(outputs[0]))
             tail = outputs[0]
-        if tail != self.outputs[0] or not layers or values[current].producer != len(layers) - 1:
+        layers = self._layers
+        if tail != self.outputs[0] or not layers or self._values[current].producer != len(layers) - 1:
             raise ConfigError(f"--model {self.path}: the output tensor is not the result of the last op: import a "
                               "model whose last op gives the output")
+
+    def _finished_plan(self, input_q: QParams, shape: tuple[int, int, int]) -> Plan:
+        """The plan, refused unless it ends in a classifier and every layer leads to the output."""
+        layers = self._layers
         if not layers or not ops.get(layers[-1].kind).classifier:
             raise ConfigError(f"--model {self.path} does not end in a classifier (FULLY_CONNECTED, or a CONV_2D over the "
                               "whole map): the int8 plan ends in an fc layer")
-        plan = Plan(input_q, (c, h, w), layers)
+        plan = Plan(input_q, shape, layers)
         unread = sorted(set(range(len(layers) - 1)) - set(plan.last_readers()))
         if unread:  # a branch that never reaches the output: the plan would compute it for nothing
             raise ConfigError(f"--model {self.path}: the output of {layers[unread[0]].name} is never used: import a "
                               "model whose every op leads to the output")
-        return plan, current, softmax, start == 1
+        return plan
 
     def _plan_input(self) -> tuple[_Tensor, int]:
         """The int8 (1, H, W, C) tensor the plan takes, and the first op the plan computes."""
