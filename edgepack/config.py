@@ -94,8 +94,10 @@ class CompileConfig:
     def __post_init__(self):
         self.target = check_target_name(self.target)
         self.alpha = check_alpha(self.alpha, max_alpha(self.architecture))
-        # an imported .tflite brings its own input size: any square size its convs accept
-        self.resolution = check_count(self.resolution, "resolution") if self.tflite_model else check_resolution(self.resolution)
+        # the multiple-of-32 rule is the built-in MobileNets' own recommendation; an imported .tflite or a user's
+        # module takes any square size its layers accept
+        builtin = not (self.tflite_model or self.model_name or self.model_spec)
+        self.resolution = check_resolution(self.resolution) if builtin else check_count(self.resolution, "resolution")
         self.classes = check_classes(self.classes)
         if isinstance(self.target_dirs, (str, Path)):
             self.target_dirs = (self.target_dirs,)

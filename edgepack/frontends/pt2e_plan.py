@@ -14,16 +14,14 @@ from torch.fx import GraphModule, Node
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
-from edgepack.quantize.quantizer import ADD_OPS, SHARED_OPS, is_activation, is_relu6
+from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, POOL_OPS, RESHAPE_OPS
+from edgepack.quantize.quantizer import is_activation, is_relu6
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
 Q_OPS = {qd.quantize_per_tensor.default}
 DQ_TENSOR = {qd.dequantize_per_tensor.default}
 DQ_CHANNEL = {qd.dequantize_per_channel.default}
-POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
-COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
-RESHAPE_OPS = SHARED_OPS - POOL_OPS
 
 
 def _attr(gm: GraphModule, node: Node):

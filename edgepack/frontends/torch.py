@@ -24,12 +24,11 @@ from edgepack.model.user import probe_forward
 from edgepack.model.weights import check_finite, load_checkpoint, pretrained
 from edgepack.plan.plan import Plan
 from edgepack.quantize.export import export_qdq_onnx
+from edgepack.quantize.layers import SUPPORTED_LAYERS, SUPPORTED_MODULES
 from edgepack.quantize.ptq import check_calibration, quantize_ptq
 from edgepack.quantize.qat import quantize_qat
 
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
-SUPPORTED_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.AdaptiveAvgPool2d, nn.AvgPool2d,
-                     nn.Flatten, nn.Linear, nn.Sequential, nn.Identity)
 
 
 def check_supported(model: nn.Module) -> None:
@@ -40,7 +39,7 @@ def check_supported(model: nn.Module) -> None:
         if not isinstance(m, SUPPORTED_MODULES):
             raise UnsupportedModelError(
                 f"layer '{name or type(m).__name__}' ({type(m).__name__}) is not supported: build the model from "
-                "Conv2d, BatchNorm2d, ReLU/ReLU6, AdaptiveAvgPool2d/AvgPool2d, Flatten and Linear")
+                f"{SUPPORTED_LAYERS}")
         if isinstance(m, nn.Conv2d) and m.groups not in (1, m.in_channels):
             raise UnsupportedModelError(f"layer '{name}' is a grouped conv (groups={m.groups}): use groups 1 or = in_channels")
 

@@ -8,6 +8,7 @@ from torch import nn
 from edgepack.data import Dataset
 from edgepack.errors import DataError
 from edgepack.progress import progress
+from edgepack.quantize.layers import remove_no_ops
 from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
 
 MAX_BATCH = 1024
@@ -41,7 +42,7 @@ def quantize_ptq(
 
     check_calibration(calibration, input_shape)
     images = torch.from_numpy(np.ascontiguousarray(calibration.images))
-    exported = export(folded, images[:2]).module()
+    exported = remove_no_ops(export(folded, images[:2]).module())
     check_graph_ops(exported)
     prepared = prepare_pt2e(exported, EdgepackQuantizer(granularity))
     for start in progress(range(0, len(images), batch), "calibrating", unit="batch"):

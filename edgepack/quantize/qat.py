@@ -15,6 +15,7 @@ from torch import nn
 
 from edgepack.data import Dataset
 from edgepack.progress import progress
+from edgepack.quantize.layers import remove_no_ops
 from edgepack.quantize.ptq import check_calibration, export
 from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
 
@@ -49,7 +50,7 @@ def quantize_qat(
     torch.manual_seed(seed)
     images = torch.from_numpy(np.ascontiguousarray(train.images))
     labels = torch.from_numpy(train.labels)
-    exported = export(model, images[:2]).module()
+    exported = remove_no_ops(export(model, images[:2]).module())
     check_graph_ops(exported)
     prepared = prepare_qat_pt2e(exported, EdgepackQuantizer(granularity, qat=True))
     with torch.no_grad():  # initialise observer ranges on the calibration set before training

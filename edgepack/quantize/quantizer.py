@@ -10,8 +10,6 @@ from its own scale, as TFLite's ADD does.
 """
 from __future__ import annotations
 
-import operator
-
 import torch
 from torch.fx import Node
 from torchao.quantization.pt2e import observer as obs
@@ -25,19 +23,10 @@ from torchao.quantization.pt2e.quantizer import (
 
 from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
 from edgepack.errors import UnsupportedModelError
+from edgepack.quantize.layers import (ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, COMPUTE_OPS,  # noqa: F401 (re-exported)
+                                      SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS)
 
 aten = torch.ops.aten
-COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
-BATCHNORM_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
-ACTIVATION_OPS = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
-ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.add, operator.add
-SHARED_OPS = {  # output keeps the input's quantization parameters
-    aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim,
-    aten.flatten.using_ints, aten.view.default, aten.reshape.default,
-}
-
-
-SUPPORTED_OPS = COMPUTE_OPS | BATCHNORM_OPS | ACTIVATION_OPS | SHARED_OPS | ADD_OPS | {operator.getitem}
 
 
 def check_graph_ops(model: torch.fx.GraphModule) -> None:
@@ -49,8 +38,7 @@ def check_graph_ops(model: torch.fx.GraphModule) -> None:
         if isinstance(node.meta.get("val"), torch.Tensor):
             name = getattr(node.target, "__name__", str(node.target))
             raise UnsupportedModelError(
-                f"{node.name}: operator {name} is not supported by the int8 plan: build the model from conv2d, "
-                "linear, relu/relu6, + (add), global average pooling and flatten")
+                f"{node.name}: operator {name} is not supported by the int8 plan: build the model from {SUPPORTED_LAYERS}")
 
 
 def activation_spec(qat: bool) -> QuantizationSpec:

@@ -1,0 +1,69 @@
+"""The PyTorch layers the int8 plan takes, in one table: each layer's nn.Module classes and the aten ops it
+becomes in a torch.export graph. The module check (frontends.torch.check_supported), the graph check
+(quantize.quantizer.check_graph_ops), the quantizer and the plan's graph walk (frontends.pt2e_plan) all read
+these sets, and a refusal lists SUPPORTED_LAYERS, so what is accepted and what a refusal offers cannot drift.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+aten = torch.ops.aten
+
+COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
+BATCHNORM_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
+RELU_OPS = {aten.relu.default, aten.relu_.default}
+RELU6_OPS = {aten.hardtanh.default, aten.hardtanh_.default}  # ReLU6 is hardtanh(0, 6); other bounds are refused
+ACTIVATION_OPS = RELU_OPS | RELU6_OPS
+ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.add, operator.add
+POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
+RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
+SHARED_OPS = POOL_OPS | RESHAPE_OPS  # output keeps the input's quantization parameters
+# Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
+NO_OPS = {aten.dropout.default, aten.dropout_.default, aten.feature_dropout.default, aten.alpha_dropout.default,
+          aten.feature_alpha_dropout.default}
+
+
+@dataclass(frozen=True)
+class TorchLayer:
+    name: str  # as a refusal lists it
+    modules: tuple  # the nn.Module classes of the layer
+    ops: frozenset  # the aten ops it is in an exported graph
+
+
+LAYERS = (
+    TorchLayer("Conv2d", (nn.Conv2d,), frozenset({aten.conv2d.default})),
+    TorchLayer("BatchNorm2d", (nn.BatchNorm2d,), frozenset(BATCHNORM_OPS)),
+    TorchLayer("ReLU", (nn.ReLU,), frozenset(RELU_OPS)),
+    TorchLayer("ReLU6", (nn.ReLU6,), frozenset(RELU6_OPS)),
+    TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS)),
+    TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
+    TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default})),
+    TorchLayer("+ (residual add)", (), frozenset(ADD_OPS)),
+    TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
+               frozenset(NO_OPS)),
+    TorchLayer("Identity", (nn.Identity,), frozenset()),
+)
+CONTAINERS = (nn.Sequential,)  # checked by their leaves (an empty one is a leaf that does nothing)
+SUPPORTED_MODULES = CONTAINERS + tuple(cls for layer in LAYERS for cls in layer.modules)
+SUPPORTED_OPS = frozenset().union(*(layer.ops for layer in LAYERS)) | {operator.getitem}
+SUPPORTED_LAYERS = ", ".join(layer.name for layer in LAYERS[:-1]) + f" and {LAYERS[-1].name}"
+
+
+def remove_no_ops(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Drop the Dropout nodes (NO_OPS) of an exported graph: the identity at inference, and without them a
+    model quantizes exactly as the same model without Dropout (no observer of its own between two layers).
+    QAT's short fine-tune then runs without dropout too."""
+    removed = False
+    for node in list(graph_module.graph.nodes):
+        if node.op == "call_function" and node.target in NO_OPS:
+            node.replace_all_uses_with(node.args[0])
+            graph_module.graph.erase_node(node)
+            removed = True
+    if removed:
+        graph_module.graph.lint()
+        graph_module.recompile()
+    return graph_module
