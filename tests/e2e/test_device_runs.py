@@ -87,12 +87,13 @@ def test_sigterm_to_bench_ends_its_device_program_and_run_folder(c_host, tmp_pat
         time.sleep(0.1)
     started = [int(x) for x in pids.read_text().split()]
     assert len(started) == 2 and all(alive(x) for x in started) and list(tmp.glob("edgepack-run-*"))
-    sent = time.monotonic()
     p.send_signal(signal.SIGTERM)
+    # bench ends at the signal, not at its device timeout (minutes): communicate raises TimeoutExpired otherwise
     _, err = p.communicate(timeout=30)
-    assert time.monotonic() - sent < 5
     assert_one_line(p.returncode, err, 143, "terminated")
-    time.sleep(0.2)  # the killed group is reparented to init, which reaps it
+    deadline = time.monotonic() + 10  # the killed group is reparented to init, which reaps it (slower on a busy host)
+    while any(alive(x) for x in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(alive(x) for x in started)
     assert list(tmp.iterdir()) == []
 
