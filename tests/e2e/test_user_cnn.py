@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import edgepack
 from edgepack.artifact import verify
@@ -15,6 +14,7 @@ from edgepack.config import CompileConfig
 from edgepack.data import load_dataset
 from edgepack.frontends.torch import to_plan
 from tests.conftest import run_cli
+from tests.e2e.test_user_model import net_from_source
 
 NET_SOURCE = '''
 from torch import nn
@@ -47,16 +47,7 @@ RES, CLASSES = 48, 3
 
 
 def tiny_resnet(dropout=0.3):
-    namespace: dict = {}
-    exec(NET_SOURCE, namespace)
-    torch.manual_seed(0)
-    model = namespace["TinyResNet"](dropout).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained network has
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return model
+    return net_from_source(NET_SOURCE, "TinyResNet", dropout)
 
 
 @pytest.mark.slow

@@ -43,10 +43,15 @@ RES, CALIBRATION, EVAL = 32, 48, 32
 
 
 def seven_class_net():
+    return net_from_source(NET_SOURCE, "SevenClassNet")
+
+
+def net_from_source(source: str, class_name: str, *args):
+    """The class ``class_name`` defined by ``source``, built with ``args`` (seeded), in eval mode."""
     namespace: dict = {}
-    exec(NET_SOURCE, namespace)
+    exec(source, namespace)
     torch.manual_seed(0)
-    model = namespace["SevenClassNet"]().eval()
+    model = namespace[class_name](*args).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained network has
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
