@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack.devices.tools import cache_dir
 from edgepack.errors import DataError
 from edgepack.validate import check_regular_file, file_kind
 
@@ -72,10 +73,12 @@ def make_digits_file(path: Path) -> Path:
 
 
 def digits_file() -> Path:
+    """The shipped digits split; without package data, one made once in the edgepack cache folder
+    (EDGEPACK_CACHE, like every other cached helper)."""
     shipped = SHIPPED_DATA / DIGITS_FILE
     if shipped.exists():
         return shipped
-    cached = Path.home() / ".cache" / "edgepack" / DIGITS_FILE
+    cached = cache_dir() / DIGITS_FILE
     return cached if cached.exists() else make_digits_file(cached)
 
 

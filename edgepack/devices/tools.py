@@ -1,5 +1,6 @@
 """Find an external tool on PATH or say how to install it, and the one cache folder for what edgepack
-builds or fetches once per machine (the QEMU plugin, the TVM runtime and runner, tuning records)."""
+builds or fetches once per machine (the QEMU plugin, the TVM runtime and runner, tuning records, the digits
+split when the package data is missing)."""
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import edgepack.data
 from edgepack.data import load_dataset, load_digits_split
 from edgepack.errors import DataError
 
@@ -13,6 +14,17 @@ def test_digits_split_is_fixed_and_stratified():
     assert set(np.bincount(a.labels)) <= {35, 36, 37}
     sizes = {s: len(load_digits_split(s, 32)) for s in ("train", "calibration", "eval")}
     assert sizes == {"train": 1257, "calibration": 180, "eval": 360}
+
+
+def test_digits_made_without_package_data_land_in_EDGEPACK_CACHE(tmp_path, monkeypatch):
+    monkeypatch.setattr(edgepack.data, "SHIPPED_DATA", tmp_path / "no-package-data")
+    monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the old code wrote to ~/.cache/edgepack
+    made = edgepack.data.digits_file()
+    assert made == tmp_path / "cache" / "digits.npz" and made.is_file()
+    assert not (tmp_path / "home").exists()
+    with np.load(made) as z:
+        assert len(z["labels"]) == 1797 and z["images"].shape == (1797, 8, 8)
 
 
 def test_image_folder(tmp_path):
