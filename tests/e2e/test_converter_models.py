@@ -1,0 +1,61 @@
+"""Models made by TensorFlow's TFLiteConverter (tests/converter_models.py), one per feature of issue 21: what
+`edgepack compile --model FILE.tflite` does with each today. The table below is the contract: an accepted
+model compiles for c-host, benches PASS and its int8 reference is bit-exact with LiteRT's reference kernels;
+a refused one gets one stderr line, exit 2, naming the first thing edgepack cannot run. When an op or shape
+lands, its entry flips from the refusal's words to ACCEPTED and the same test then compiles and benches it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.interop import litert
+from edgepack.interop.tflite_import import read_tflite
+from edgepack.plan import reference
+from tests import converter_models
+from tests.cli import assert_one_line, edgepack
+from tests.e2e.test_tflite_import import _compile_and_bench
+
+ACCEPTED = None
+
+# model -> ACCEPTED, or words the one-line refusal must contain (the first unsupported op or shape)
+EXPECTED = {
+    "mobilenet_like": ACCEPTED,
+    "residual_add": ACCEPTED,
+    "kws_ds_cnn": "input is 49x10",
+    "fc_autoencoder": "is int8 [1, 640], not an image",
+    "conv1d": "is int8 [1, 30, 1], not an image",
+    "depth_multiplier_8": "(DEPTHWISE_CONV_2D) has depth multiplier 8",
+    "resnet_maxpool": "uses MAX_POOL_2D,",
+    "se_hardswish": "uses HARD_SWISH, MUL,",
+    "concat": "uses CONCATENATION,",
+    "nchw_transpose": "uses TRANSPOSE,",
+}
+RANDOM_INPUTS = 32
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """name -> .tflite path, every model converted once per test session (about 15 s for all)."""
+    return converter_models.build(tmp_path_factory.mktemp("converter_models"))
+
+
+def test_the_table_covers_every_converter_model():
+    assert list(EXPECTED) == list(converter_models.MODELS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_converter_model_is_accepted_or_refused_as_the_table_says(name, converted, tmp_path):
+    source, refusal = converted[name], EXPECTED[name]
+    if refusal is ACCEPTED:
+        imported = read_tflite(source)
+        _compile_and_bench(source, "c-host", tmp_path, softmax=imported.softmax)
+        x = np.random.default_rng(21).integers(-128, 128, (RANDOM_INPUTS, *imported.plan.input_shape), dtype=np.int8)
+        want = litert.run_reference_tensor(source, x, imported.logits_tensor, imported.litert_input())
+        assert np.array_equal(reference.run(imported.plan, x), want.reshape(RANDOM_INPUTS, -1))
+    else:
+        out = tmp_path / "refused"
+        code, _, err, _ = edgepack("compile", "--model", source, "--target", "c-host", "-o", out)
+        assert_one_line(code, err, 2, "edgepack compile: error:", str(source), refusal)
+        assert not out.exists()  # refused before anything is written
