@@ -9,8 +9,8 @@ from edgepack.validate import check_alpha, check_classes, check_memory, check_re
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print a built-in model's report (params, Mult-Adds per layer)")
-    p.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2")
-    p.add_argument("--alpha", default="1.0", help="width multiplier in (0, 1] (default 1.0)")
+    p.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default), mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large")
+    p.add_argument("--alpha", default="1.0", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 1.0)")
     p.add_argument("--resolution", default="224", help="input resolution, a multiple of 32 (default 224)")
     p.add_argument("--classes", default="1000", help="number of classes (default 1000, as in the paper)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

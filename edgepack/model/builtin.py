@@ -9,6 +9,8 @@ from edgepack.errors import ConfigError
 BUILTIN = {
     "mobilenet_v1": ("edgepack.model.mobilenet", "MobileNetV1", 1.0),
     "mobilenet_v2": ("edgepack.model.mobilenet_v2", "MobileNetV2", 1.4),
+    "mobilenet_v3_small": ("edgepack.model.mobilenet_v3", "MobileNetV3Small", 1.0),
+    "mobilenet_v3_large": ("edgepack.model.mobilenet_v3", "MobileNetV3Large", 1.0),
 }
 DEFAULT = "mobilenet_v1"
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
+LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv DW 5x5", "Conv 3x3", "Fully Connected")  # the shares' order
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,11 @@ def summary(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
 
 
 def format_summary(s: dict, title: str) -> str:
-    lines = [title, f"{'layer':<22}{'type':<17}{'output':>16}{'params':>12}{'Mult-Adds':>14}"]
+    w = max([22] + [len(r["name"]) + 1 for r in s["layers"]])  # MobileNetV3's squeeze-excite names are longer
+    lines = [title, f"{'layer':<{w}}{'type':<17}{'output':>16}{'params':>12}{'Mult-Adds':>14}"]
     for r in s["layers"]:
-        lines.append(f"{r['name']:<22}{r['type']:<17}{'x'.join(map(str, r['output_shape'])):>16}{r['params']:>12,}{r['macs']:>14,}")
-    lines.append(f"{'total':<55}{s['params']:>12,}{s['macs']:>14,}")
+        lines.append(f"{r['name']:<{w}}{r['type']:<17}{'x'.join(map(str, r['output_shape'])):>16}{r['params']:>12,}{r['macs']:>14,}")
+    lines.append(f"{'total':<{w + 33}}{s['params']:>12,}{s['macs']:>14,}")
     lines.append(f"= {s['macs'] / 1e6:.0f}M Mult-Adds, {s['params'] / 1e6:.1f}M parameters "
                  f"(+{s['batchnorm_params']:,} BatchNorm, folded away at compile)")
     lines.append(f"\n{'type (paper Table 2)':<22}{'Mult-Adds':>12}{'params':>12}")
