@@ -22,6 +22,7 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
 python3 -m pip install --quiet --disable-pip-version-check -e ".${extras}"
 # aarch64 libtvm_runtime.so / libtvm_ffi.so from the aarch64 wheels of the same versions (cached, never committed)
-python3 -m edgepack.backends.tvm.toolchain fetch >/dev/null
+# (called, not run with -m: the tvm package imports toolchain first, and runpy would warn about a second copy)
+python3 -c "from edgepack.backends.tvm.toolchain import main; main(['fetch'])" >/dev/null
 # edgepack's QEMU TCG plugin counting guest instructions (bench's cost figure for aarch64), built with the host gcc
 python3 -m edgepack.devices.qemu build >/dev/null

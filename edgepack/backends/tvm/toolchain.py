@@ -2,7 +2,10 @@
 libraries (from the aarch64 PyPI wheels of the installed apache-tvm / apache-tvm-ffi versions,
 downloaded at setup time into the cache, never committed) and the C++ runner built per arch.
 
-    python -m edgepack.backends.tvm.toolchain fetch    # what scripts/setup.sh runs
+    python3 -c "from edgepack.backends.tvm.toolchain import main; main(['fetch'])"    # what scripts/setup.sh runs
+
+(not ``python -m edgepack.backends.tvm.toolchain``: the package imports this module first, so runpy would
+run a second copy of it as __main__ and warn.)
 """
 from __future__ import annotations
 
@@ -119,7 +122,12 @@ def runner(arch: str) -> Path:
     return exe
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] != ["fetch"]:
-        sys.exit("usage: python -m edgepack.backends.tvm.toolchain fetch")
+def main(argv: list[str]) -> None:
+    """The setup step: ``main(["fetch"])`` prints the folder of the aarch64 runtime libraries."""
+    if argv != ["fetch"]:
+        sys.exit("usage: main(['fetch']) from edgepack.backends.tvm.toolchain")
     print(fetch("aarch64"))
+
+
+if __name__ == "__main__":  # still works (with runpy's warning) for anyone who runs it the old way
+    main(sys.argv[1:])
