@@ -234,7 +234,7 @@ def test_kernels_match_reference_on_random_layers(tmp_path):
     """Portable and fast kernels (host gcc: fast ones with C emulations of the DSP intrinsics), and
     the fast ones with the real SMLAD/SXTB16 on Cortex-M4 under QEMU, all equal the numpy reference."""
     rng = np.random.default_rng(5)
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross=None)
     m4 = BuildSpec.from_target(get_target("cortex-m4"))
     saw_positive_shift = saw_saturation = False
     for i, (name, case) in enumerate(LAYER_CASES.items()):
@@ -260,7 +260,7 @@ def test_plan_with_asymmetric_pads_matches_reference(tmp_path):
     x = np.random.default_rng(3).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
     want = reference.run(plan, x)
     assert len(np.unique(want)) > 2
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross=None)
     for kernels in ("portable", "fast"):
         got = _run_plan(host, plan, x, kernels, tmp_path / kernels).reshape(want.shape)
         assert np.array_equal(got, want), f"{kernels}: {np.count_nonzero(got != want)} values differ"

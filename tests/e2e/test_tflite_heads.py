@@ -229,7 +229,7 @@ def test_head_plan_bit_exact_in_c_on_host_and_cortex_m4(pool, tmp_path):
     plan = head_plan(pool)
     x = _head_images(plan)
     want = reference.run(plan, x)
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross=None)
     m4 = BuildSpec.from_target(get_target("cortex-m4"))
     for spec, kernels in ((host, "portable"), (host, "fast"), (m4, "fast")):
         got = _run_plan(spec, plan, x, kernels, tmp_path / f"{spec.target}-{kernels}").reshape(want.shape)

@@ -219,7 +219,7 @@ def test_c_add_kernel_matches_reference_on_random_graphs(tmp_path):
     x[1] = -128
     want = reference.run(plan, x).reshape(len(x), -1)
     assert np.any(want == 127) or np.any(want == -128)
-    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross={})
+    host = dataclasses.replace(BuildSpec.from_target(get_target("c-host")), cross=None)
     m4 = BuildSpec.from_target(get_target("cortex-m4"))
     for spec, kernels in ((host, "portable"), (host, "fast"), (m4, "fast")):
         work = tmp_path / f"{spec.target}-{kernels}"

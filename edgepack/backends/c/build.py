@@ -30,7 +30,7 @@ def require_tools(spec: BuildSpec, run: bool = True) -> None:
         if run:
             devices.require(*spec.emulator())
     elif spec.cross:
-        devices.require(spec.cross["cc"], spec.cross.get("debian_packages", spec.cross["cc"]))
+        devices.require(spec.cross.cc, spec.cross.debian_packages)
         if run:
             devices.require(*spec.cross_emulator())
 
@@ -97,8 +97,8 @@ def _host_rules(spec: BuildSpec) -> list[str]:
              "%.o: %.c model.h kernels.h", "\t$(CC) $(ARCH) $(CFLAGS) -fPIC -c $< -o $@", ""]
     if spec.cross:
         lines += ["edgepack_run_aarch64: $(SRCS) model.h kernels.h",
-                  f"\t{spec.cross['cc']} {' '.join(spec.cross.get('arch_flags', []))} $(CFLAGS) $(SRCS) "
-                  f"{' '.join(spec.cross.get('ldflags', []))} -o $@"]
+                  f"\t{spec.cross.cc} {' '.join(spec.cross.arch_flags)} $(CFLAGS) $(SRCS) "
+                  f"{' '.join(spec.cross.ldflags)} -o $@"]
     return lines
 
 
@@ -151,8 +151,8 @@ def build(spec: BuildSpec, cdir: Path, work: Path, kernels: str, shared_library:
             step([spec.cc, *spec.arch_flags, *spec.cflags, "-fPIC", "-shared", *lib_srcs, "-o", "libedgepack_model.so"],
                  "building the host shared library", HOST_LIB, "libedgepack_model.so")
         if spec.cross:
-            step([spec.cross["cc"], *spec.cross.get("arch_flags", []), *spec.cflags, *spec.defines, *srcs,
-                  *spec.cross.get("ldflags", []), "-o", "edgepack_run_aarch64"],
+            step([spec.cross.cc, *spec.cross.arch_flags, *spec.cflags, *spec.defines, *srcs,
+                  *spec.cross.ldflags, "-o", "edgepack_run_aarch64"],
                  "cross-compiling the aarch64 test program", CROSS_EXE, "edgepack_run_aarch64")
     objects = {s: work / (s[:-2] + ".o") for s in srcs if s in MODEL_LIBRARY}
     return Built(step.files, objects, step.commands, work)

@@ -5,7 +5,7 @@ and the names of what the build produces.
   [compiler]  kernels = "fast" | "portable", compare_kernels, cflags
   [toolchain] kind = "cortex-m" | "host", cc, size, debian_packages, arch_flags, ldflags,
               flash_origin/flash_length/ram_origin/ram_length (cortex-m linker script),
-              cross_cc, cross_size, cross_debian_packages, cross_arch_flags, cross_ldflags (host: aarch64)
+              cross_cc, cross_debian_packages, cross_arch_flags, cross_ldflags (host: aarch64; CrossSpec)
   [run]       device, emulator, machine, emulator_args, debian_package, instructions_per_tick,
               systick_hz, timeout_s, image_timeout_s, cross_emulator, cross_debian_package  (RunSpec)
   [budget]    flash_bytes, ram_bytes  (BudgetSpec)
@@ -62,6 +62,27 @@ def _set(table) -> dict:
 
 
 @dataclass(frozen=True)
+class CrossSpec:
+    """[toolchain] cross_*: c-host's second build, a static aarch64 program run under qemu-user."""
+    cc: str
+    debian_packages: str  # default: the package named like cc
+    arch_flags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_toolchain(cls, tc, name: str) -> "CrossSpec | None":
+        """The cross build a [toolchain] table describes; None when it sets no cross_* key."""
+        keys = {k[len("cross_"):]: v for k, v in _set(tc).items() if k.startswith("cross_")}
+        if not keys:
+            return None
+        if "cc" not in keys:
+            raise TargetError(f"target {name}: [toolchain] sets {', '.join('cross_' + k for k in keys)} but no "
+                              "cross_cc: add cross_cc = \"<aarch64 C compiler>\" or remove them")
+        return cls(cc=keys["cc"], debian_packages=keys.get("debian_packages", keys["cc"]),
+                   arch_flags=tuple(keys.get("arch_flags", ())), ldflags=tuple(keys.get("ldflags", ())))
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     target: str
     kind: str
@@ -74,7 +95,7 @@ class BuildSpec:
     arch_flags: tuple[str, ...]
     ldflags: tuple[str, ...]
     memory: dict = field(default_factory=dict)
-    cross: dict = field(default_factory=dict)
+    cross: CrossSpec | None = None  # None: no second (aarch64) build
     run: RunSpec = field(default_factory=RunSpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
 
@@ -95,13 +116,12 @@ class BuildSpec:
         memory = {k: v for k, v in _set(tc).items() if k in ("flash_origin", "flash_length", "ram_origin", "ram_length")}
         if tc.kind == "cortex-m" and len(memory) != 4:
             raise TargetError(f"target {name}: a cortex-m [toolchain] needs flash_origin, flash_length, ram_origin, ram_length")
-        cross = {k[len("cross_"):]: v for k, v in _set(tc).items() if k.startswith("cross_")}
         return cls(
             target=name, kind=tc.kind, kernels=kernels, compare_kernels=bool(comp.compare_kernels),
             cc=tc.cc, size=tc.size or "size", packages=tc.debian_packages or tc.cc,
             cflags=tuple(comp.cflags or DEFAULT_CFLAGS), arch_flags=tuple(tc.arch_flags or ()),
-            ldflags=tuple(tc.ldflags or ()), memory=memory, cross=cross, run=RunSpec(**_set(target.run)),
-            budget=BudgetSpec(**_set(target.budget)),
+            ldflags=tuple(tc.ldflags or ()), memory=memory, cross=CrossSpec.from_toolchain(tc, name),
+            run=RunSpec(**_set(target.run)), budget=BudgetSpec(**_set(target.budget)),
         )
 
     @property
