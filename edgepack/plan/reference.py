@@ -21,7 +21,8 @@ from edgepack.ops.fc import fc_reference
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
 
 
-# The two heads under their old names (tests/e2e/test_tflite_heads.py calls them as kernel(x, layer)).
+# The two heads under their old names, kernel(x, layer): only tests/e2e/test_reference.py and
+# tests/e2e/test_tflite_export.py still call them; new code calls kernel(layer, x) below.
 def avgpool(x: np.ndarray, layer: Layer) -> np.ndarray:
     return avgpool_reference(layer, x)
 

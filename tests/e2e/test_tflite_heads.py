@@ -67,10 +67,10 @@ def test_single_rounding_fc_matches_litert_fully_connected():
         g.op("FULLY_CONNECTED", [x, weight, bias], [g.output], activation="NONE")
         images = rng.integers(-128, 128, (300, 48, 1, 1)).astype(np.int8)
         want = litert.run_reference(_serialize(g), images).reshape(300, 10)
-        got = reference.fc(images, layer)
+        got = reference.kernel(layer, images)
         assert np.array_equal(got, want), f"trial {trial}: {int((got != want).sum())} values differ"
         assert len(np.unique(want)) > 20
-        double_differs += int((reference.fc(images, dataclasses.replace(layer, rounding="double")) != want).sum())
+        double_differs += int((reference.kernel(dataclasses.replace(layer, rounding="double"), images) != want).sum())
     assert double_differs > 0
 
 
@@ -92,7 +92,7 @@ def test_mean_pool_matches_litert_mean(keep_dims):
             images = rng.integers(-128, 128, (200, 16, *hw)).astype(np.int8)
             images[100:] = np.clip(images[100:] // 8 + in_q.zero_point, -128, 127)  # near the zero point: ties
             want = litert.run_reference(_serialize(g), images).reshape(200, 16)
-            got = reference.avgpool(images, layer).reshape(200, 16)
+            got = reference.kernel(layer, images).reshape(200, 16)
             assert np.array_equal(got, want), f"{hw}, same q {same_q}: {int((got != want).sum())} values differ"
 
 
