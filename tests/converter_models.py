@@ -51,50 +51,66 @@ def build(folder: Path, names=None) -> dict[str, Path]:
     return paths
 
 
+def structure(path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, list[str]]:
+    """(input shape, weight shape of the first convolution, op names in order) of a .tflite, read with the
+    tflite schema package: what the converter made of the Keras layers, checked without TensorFlow."""
+    import tflite
+    names = {code: name for name, code in vars(tflite.BuiltinOperator).items() if not name.startswith("_")}
+    model = tflite.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    ops, first_filter = [], None
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        ops.append(names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
+        if first_filter is None and ops[-1] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            first_filter = tuple(int(d) for d in graph.Tensors(op.Inputs(1)).ShapeAsNumpy())
+    inputs = tuple(int(d) for d in graph.Tensors(graph.Inputs(0)).ShapeAsNumpy())
+    return inputs, first_filter, ops
+
+
 # ---- run in the child process only: everything below imports TensorFlow inside the functions ----
 
-def _conv_bn(x, filters, kernel, strides=1, activation="relu"):
+def _conv_bn(layers, x, filters, kernel, strides=1, activation="relu"):
     """Conv2D + BatchNormalization + activation, as trained models are written (the converter folds the BN)."""
-    from keras import layers
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.Activation(activation)(x) if activation else x
 
 
-def _classifier_head(x, classes=10):
-    from keras import layers
+def _classifier_head(layers, x, classes=10):
     x = layers.GlobalAveragePooling2D()(x)
     return layers.Dense(classes)(x)
 
 
 def mobilenet_like(keras, layers):
     inp = keras.Input((32, 32, 3), batch_size=1)
-    x = _conv_bn(inp, 8, 3, strides=2, activation="relu6")
+    x = _conv_bn(layers, inp, 8, 3, strides=2, activation="relu6")
     x = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
-    x = _conv_bn(x, 16, 1, activation="relu6")
+    x = _conv_bn(layers, x, 16, 1, activation="relu6")
     x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")(x)
-    x = _conv_bn(x, 24, 1, activation="relu6")
+    x = _conv_bn(layers, x, 24, 1, activation="relu6")
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, layers.Dense(10, activation="softmax")(x))
 
 
 def residual_add(keras, layers):
     inp = keras.Input((32, 32, 3), batch_size=1)
-    x = _conv_bn(inp, 16, 3, strides=2)
-    y = _conv_bn(x, 16, 3)
-    y = _conv_bn(y, 16, 3, activation=None)
+    x = _conv_bn(layers, inp, 16, 3, strides=2)
+    y = _conv_bn(layers, x, 16, 3)
+    y = _conv_bn(layers, y, 16, 3, activation=None)
     x = layers.Add()([x, y])
-    return keras.Model(inp, _classifier_head(x))
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def kws_ds_cnn(keras, layers):
     """The MLPerf Tiny keyword-spotting DS-CNN's shape, narrowed: MFCC 49x10, a 10x4 stride-2 first conv."""
     inp = keras.Input((49, 10, 1), batch_size=1)
-    x = _conv_bn(inp, 16, (10, 4), strides=2)
+    x = _conv_bn(layers, inp, 16, (10, 4), strides=2)
     for _ in range(2):
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
         x = layers.Activation("relu")(layers.BatchNormalization()(x))
-        x = _conv_bn(x, 16, 1)
+        x = _conv_bn(layers, x, 16, 1)
     x = layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
     x = layers.Flatten()(x)
     return keras.Model(inp, layers.Dense(12)(x))
@@ -120,18 +136,18 @@ def conv1d(keras, layers):
 def depth_multiplier_8(keras, layers):
     inp = keras.Input((32, 32, 1), batch_size=1)
     x = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=8, activation="relu")(inp)
-    x = _conv_bn(x, 16, 1)
-    return keras.Model(inp, _classifier_head(x))
+    x = _conv_bn(layers, x, 16, 1)
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def resnet_maxpool(keras, layers):
     inp = keras.Input((32, 32, 3), batch_size=1)
-    x = _conv_bn(inp, 16, 3, strides=2)
+    x = _conv_bn(layers, inp, 16, 3, strides=2)
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    y = _conv_bn(x, 16, 3)
-    y = _conv_bn(y, 16, 3, activation=None)
+    y = _conv_bn(layers, x, 16, 3)
+    y = _conv_bn(layers, y, 16, 3, activation=None)
     x = layers.Activation("relu")(layers.Add()([x, y]))
-    return keras.Model(inp, _classifier_head(x))
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def _hard_sigmoid(layers, x):
@@ -142,29 +158,29 @@ def _hard_sigmoid(layers, x):
 def se_hardswish(keras, layers):
     """keras.applications.MobileNetV3's hard_swish (x * hard_sigmoid(x)) and its squeeze-and-excite block."""
     inp = keras.Input((32, 32, 3), batch_size=1)
-    x = _conv_bn(inp, 16, 3, strides=2, activation=None)
+    x = _conv_bn(layers, inp, 16, 3, strides=2, activation=None)
     x = layers.Multiply()([x, _hard_sigmoid(layers, x)])
     s = layers.GlobalAveragePooling2D(keepdims=True)(x)
     s = layers.Conv2D(8, 1, activation="relu")(s)
     s = _hard_sigmoid(layers, layers.Conv2D(16, 1)(s))
     x = layers.Multiply()([x, s])
-    return keras.Model(inp, _classifier_head(x))
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def concat(keras, layers):
     inp = keras.Input((32, 32, 3), batch_size=1)
-    x = _conv_bn(inp, 8, 3, strides=2)
-    x = layers.Concatenate()([_conv_bn(x, 8, 1), _conv_bn(x, 8, 3)])
-    return keras.Model(inp, _classifier_head(x))
+    x = _conv_bn(layers, inp, 8, 3, strides=2)
+    x = layers.Concatenate()([_conv_bn(layers, x, 8, 1), _conv_bn(layers, x, 8, 3)])
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def nchw_transpose(keras, layers):
     """What a PyTorch model exported channels-first looks like to the converter: (3, 32, 32) in, TRANSPOSE first."""
     inp = keras.Input((3, 32, 32), batch_size=1)
     x = layers.Permute((2, 3, 1))(inp)
-    x = _conv_bn(x, 8, 3, strides=2)
+    x = _conv_bn(layers, x, 8, 3, strides=2)
     x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    return keras.Model(inp, _classifier_head(x))
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def _convert(model) -> bytes:

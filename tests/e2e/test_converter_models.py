@@ -33,6 +33,29 @@ EXPECTED = {
 }
 RANDOM_INPUTS = 32
 
+# model -> (input shape, weight shape of the first convolution, ops) as TFLiteConverter 2.21 writes it: the
+# feature each model is named for is in its file (Keras' x * relu6(x + 3) / 6 is fused to HARD_SWISH; the SE
+# gate's relu6(x + 3) goes into its CONV_2D, the / 6 is a MUL; Conv1D becomes a (1, W) CONV_2D between RESHAPEs)
+CONVERTED = {
+    "mobilenet_like": ((1, 32, 32, 3), (8, 3, 3, 3), ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D",
+                                                       "CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]),
+    "residual_add": ((1, 32, 32, 3), (16, 3, 3, 3), ["CONV_2D", "CONV_2D", "CONV_2D", "ADD", "MEAN",
+                                                      "FULLY_CONNECTED"]),
+    "kws_ds_cnn": ((1, 49, 10, 1), (16, 10, 4, 1), ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D",
+                                                     "CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"]),
+    "fc_autoencoder": ((1, 640), None, ["FULLY_CONNECTED"] * 4),
+    "conv1d": ((1, 30, 1), (8, 1, 3, 1), ["RESHAPE", "CONV_2D", "CONV_2D", "RESHAPE", "MEAN", "FULLY_CONNECTED"]),
+    "depth_multiplier_8": ((1, 32, 32, 1), (1, 3, 3, 8), ["DEPTHWISE_CONV_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]),
+    "resnet_maxpool": ((1, 32, 32, 3), (16, 3, 3, 3), ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "CONV_2D", "ADD", "MEAN",
+                                                        "FULLY_CONNECTED"]),
+    "se_hardswish": ((1, 32, 32, 3), (16, 3, 3, 3), ["CONV_2D", "HARD_SWISH", "MEAN", "CONV_2D", "CONV_2D", "MUL",
+                                                      "MUL", "MEAN", "FULLY_CONNECTED"]),
+    "concat": ((1, 32, 32, 3), (8, 3, 3, 3), ["CONV_2D", "CONV_2D", "CONV_2D", "CONCATENATION", "MEAN",
+                                               "FULLY_CONNECTED"]),
+    "nchw_transpose": ((1, 3, 32, 32), (8, 3, 3, 3), ["TRANSPOSE", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN",
+                                                       "FULLY_CONNECTED"]),
+}
+
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory):
@@ -40,8 +63,15 @@ def converted(tmp_path_factory):
     return converter_models.build(tmp_path_factory.mktemp("converter_models"))
 
 
-def test_the_table_covers_every_converter_model():
-    assert list(EXPECTED) == list(converter_models.MODELS)
+def test_the_tables_cover_every_converter_model():
+    assert list(EXPECTED) == list(CONVERTED) == list(converter_models.MODELS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONVERTED)
+def test_converter_writes_the_feature_each_model_is_named_for(name, converted):
+    shape, first_filter, ops = CONVERTED[name]
+    assert converter_models.structure(converted[name]) == (shape, first_filter, ops)
 
 
 @pytest.mark.slow
