@@ -13,6 +13,7 @@ from torch.fx import GraphModule, Node
 
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
+from edgepack.ops.add import AddParams
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
 from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, POOL_OPS, RESHAPE_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
@@ -165,7 +166,7 @@ def _add_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[L
     multiplier, shift = add_multipliers(qa, qb, out_q)
     lo, hi = _clamp(activation, out_q)
     return Layer(node.name, "add", shape_a, shape_a, qa, out_q, lo, hi, activation=activation,
-                 arrays={"multiplier": multiplier, "shift": shift}, input2_q=qb), q_out
+                 arrays={"multiplier": multiplier, "shift": shift}, params=AddParams(qb)), q_out
 
 
 def _is_shape_arithmetic(node: Node) -> bool:

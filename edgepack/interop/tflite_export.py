@@ -106,7 +106,7 @@ def plan_to_tflite(plan: Plan) -> bytes:
     g.input = produced[PLAN_INPUT]
     for i, layer in enumerate(plan.layers):
         sources = [produced[j] for j in plan.inputs_of(i)]
-        for t, q in zip(sources, (layer.input_q, layer.input2_q)):
+        for t, q in zip(sources, layer.inputs_q()):
             if g.quant[t] != q:
                 raise UnsupportedModelError(f"{layer.name}: its input quantization differs from its producer's output: "
                                             "the plan has no requantize op to express that in .tflite")
@@ -175,13 +175,13 @@ def _global_average_pool(g: _Graph, sources: list[int], layer: Layer, prefix: st
     the scale is unchanged). MEAN is no alternative: LiteRT 2.3 folds 1/count into a multiplier and
     rounds twice, which only a "mean" pool reproduces (it is written as MEAN)."""
     x, (c, h, w) = sources[0], layer.input_shape
-    if layer.pool == "mean":
+    if layer.params.pool == "mean":
         y = g.activation(prefix, (1, 1, 1, c) if len(layer.output_shape) == 3 else (1, c), layer.output_q)
         g.op("MEAN", [x, g.constant(f"{prefix}/axes", np.array([1, 2], np.int32))], [y],
              keep_dims=len(layer.output_shape) == 3)
         return y
     q, pool = layer.input_q, dict(filter_h=h, filter_w=w, stride=1, padding="VALID", activation="NONE")
-    if (h * w) % 2 or layer.pool == "raw_average":  # "raw_average" is AVERAGE_POOL_2D's arithmetic (imported)
+    if (h * w) % 2 or layer.params.pool == "raw_average":  # "raw_average" is AVERAGE_POOL_2D's arithmetic (imported)
         y = g.activation(prefix, (1, 1, 1, c), layer.output_q)
         g.op("AVERAGE_POOL_2D", [x], [y], **pool)
         return y
@@ -203,7 +203,7 @@ def _fully_connected(g: _Graph, sources: list[int], layer: Layer, prefix: str) -
     The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE.
     An fc that rounds once is TFLite's FULLY_CONNECTED (_single_rounding_fc)."""
     x = sources[0]
-    if layer.rounding == "single":
+    if layer.params.rounding == "single":
         return _single_rounding_fc(g, x, layer, prefix)
     shape = g.tensors[x].shape
     if len(shape) != 4:  # an fc after an fc: (1, F) -> (1, 1, 1, F)

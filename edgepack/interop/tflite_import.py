@@ -54,6 +54,9 @@ import numpy as np
 
 from edgepack import ops
 from edgepack.errors import ConfigError, DataError, ToolchainError
+from edgepack.ops.add import AddParams
+from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.fc import FcParams
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "ADD", "RESHAPE",
@@ -529,7 +532,7 @@ class _Graph:
             return self._mean(i, op, inputs, value, out)
         layer = self._global_pool(i, op, inputs, value, out, value.q)
         if int(np.prod(value.shape[1:])) % 2 == 0 and value.q.zero_point != 0:
-            layer.pool = "raw_average"  # TFLite rounds the raw sum: on ties unlike the plan's "average"
+            layer.params = AvgPoolParams("raw_average")  # TFLite rounds the raw sum: on ties unlike the plan's "average"
         return layer
 
     def _check_dropped_tail(self, end: int, current: int) -> None:
@@ -772,7 +775,7 @@ class _Graph:
         out_q = out.qparams(f"--model {self.path}: op {i}")
         arrays = self._arrays(i, inputs, np.ascontiguousarray(weight), value.q, scales, out_q)
         return Layer(f"layer{i}_fc", "fc", (features,), (o,), input_q=value.q, output_q=out_q, arrays=arrays,
-                     rounding="single", **self._activation(i, opts.FusedActivationFunction(), out_q))
+                     params=FcParams("single"), **self._activation(i, opts.FusedActivationFunction(), out_q))
 
     def _mean(self, i, op, inputs, value, out) -> Layer:
         """MEAN over H and W of an NHWC map: a "mean" pool, requantized as LiteRT's kernel does."""
@@ -789,7 +792,7 @@ class _Graph:
         arrays = {"multiplier": np.full(c, multiplier, np.int32), "shift": np.full(c, shift, np.int32)}
         keep = self.options(op, "ReducerOptions").KeepDims()
         return Layer(f"layer{i}_mean", "avgpool", (c, h, w), (c, 1, 1) if keep else (c,), input_q=value.q,
-                     output_q=out_q, pool="mean", arrays=arrays)
+                     output_q=out_q, params=AvgPoolParams("mean"), arrays=arrays)
 
     def _addend(self, i, inputs, values) -> _Value:
         """An ADD's second operand: an activation an earlier op computed (a residual input), not a constant."""
@@ -814,7 +817,7 @@ class _Graph:
                         "again: its scales are damaged")
         multiplier, shift = add_multipliers(a.q, b.q, out_q)
         opts = self.options(op, "AddOptions")
-        return Layer(f"layer{i}_add", "add", a.shape, a.shape, input_q=a.q, output_q=out_q, input2_q=b.q,
+        return Layer(f"layer{i}_add", "add", a.shape, a.shape, input_q=a.q, output_q=out_q, params=AddParams(b.q),
                      arrays={"multiplier": multiplier, "shift": shift},
                      **self._activation(i, opts.FusedActivationFunction(), out_q))
 

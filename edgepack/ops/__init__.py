@@ -1,7 +1,7 @@
 """The op registry: what a plan layer of each kind is, in one place.
 
 Each op kind (``conv``, ``fc``, ``add``, ...) is one module in this package that registers an ``Op``: how
-many tensors it reads, the kind-only ``Layer`` fields it owns, its validation and its numpy reference
+many tensors it reads, its typed parameters (a ``Params`` subclass), its validation and its numpy reference
 kernel (TFLite's arithmetic, README "Arithmetic"). Executors (C codegen, TVM generic, the hand-scheduled
 TVM sets, TFLite export) keep a ``Lowerings`` table, one entry per kind they implement; a plan holding a
 kind an executor has no entry for is refused by op name before any work. Adding an op is one module
@@ -27,7 +27,7 @@ class Op:
     reference: Callable
     problems: Callable
     arity: int = 1  # tensors it reads
-    fields: tuple[str, ...] = ()  # kind-only Layer fields it owns (others must keep their defaults)
+    params: type | None = None  # its Params subclass (Layer.params), None when it has none
     weighted: bool = False  # carries weight / bias / multiplier / shift / weight_scale arrays
     summary: str = ""  # one phrase for refusals and `edgepack info`, e.g. "3x3 / 1x1 convolution"
     extra: dict = field(default_factory=dict, compare=False)

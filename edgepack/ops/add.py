@@ -1,20 +1,30 @@
 """``add``: the sum of two int8 tensors of one shape (a residual connection), TFLite's int8 ADD: each
 input, minus its zero point and widened by 2^20, is rescaled to twice the larger input scale, and their
-sum to the output scale (add_multipliers). It reads two tensors; the second's QParams is ``input2_q``."""
+sum to the output scale (add_multipliers). It reads two tensors; the second's QParams is ``AddParams.input2_q``."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgepack.ops import Op, register
 from edgepack.ops.arith import ADD_LEFT_SHIFT, rescale
-from edgepack.ops.base import Layer
+from edgepack.ops.base import Layer, Params, QParams
+
+
+@dataclass(frozen=True)
+class AddParams(Params):
+    input2_q: QParams  # the second input's quantization (Layer.input_q is the first's)
+
+    def more_inputs_q(self) -> tuple[QParams, ...]:
+        return (self.input2_q,)
 
 
 def add_reference(layer: Layer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """TFLite's int8 ADD (reference_integer_ops::Add), on int64-held int32 values."""
     (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
     wide_a = (a.astype(np.int64) - layer.input_q.zero_point) << ADD_LEFT_SHIFT
-    wide_b = (b.astype(np.int64) - layer.input2_q.zero_point) << ADD_LEFT_SHIFT
+    wide_b = (b.astype(np.int64) - layer.params.input2_q.zero_point) << ADD_LEFT_SHIFT
     raw = rescale(wide_a, ma, sa) + rescale(wide_b, mb, sb)  # |each| <= 2^27: the sum stays in int32
     out = rescale(raw, mo, so) + layer.output_q.zero_point
     return np.clip(out, layer.act_min, layer.act_max).astype(np.int8)
@@ -27,7 +37,7 @@ def add_problems(plan, i: int) -> list[str]:
     shapes = {tuple(layer.input_shape), tuple(layer.output_shape)} | {plan.tensor_shape(j) for j in plan.inputs_of(i)}
     if len(shapes) != 1:
         return [f"{layer.name}: an add needs inputs and output of one shape, got {sorted(shapes)}"]
-    if layer.input2_q is None:
+    if layer.params is None:
         return [f"{layer.name}: an add needs input2_q (its second input's quantization)"]
     a = layer.arrays
     if any(k not in a or a[k].dtype != np.int32 or a[k].shape != (3,) for k in ("multiplier", "shift")):
@@ -38,4 +48,4 @@ def add_problems(plan, i: int) -> list[str]:
     return []
 
 
-ADD = register(Op("add", add_reference, add_problems, arity=2, fields=("input2_q",), summary="sum of two tensors"))
+ADD = register(Op("add", add_reference, add_problems, arity=2, params=AddParams, summary="sum of two tensors"))

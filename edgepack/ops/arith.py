@@ -33,7 +33,7 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
     return (x >> exponent) + (remainder > threshold)
 
 
-def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1) -> np.ndarray:
+def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1, single_rounding: bool = False) -> np.ndarray:
     """int32 accumulators (N, C, ...) -> int8 outputs with the layer's per-channel multiplier/shift.
 
     Computed in place on one int64 array (the reference spends most of its time here). Two
@@ -49,7 +49,7 @@ def requantize(acc: np.ndarray, layer: Layer, channel_axis: int = 1) -> np.ndarr
     mult = layer.arrays["multiplier"].astype(np.int64).reshape(shape)
     shift = layer.arrays["shift"].astype(np.int64).reshape(shape)
     v = acc.astype(np.int64)
-    if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: one rounding, |acc * M0| < 2^62 fits int64
+    if single_rounding:  # TFLite's FULLY_CONNECTED: one rounding, |acc * M0| < 2^62 fits int64
         v *= mult
         v += np.int64(1) << (30 - shift)
         v >>= 31 - shift

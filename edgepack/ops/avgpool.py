@@ -1,17 +1,31 @@
-"""``avgpool``: the global average pool, (C, H, W) -> C values in one scale. Its ``pool`` field says how it
+"""``avgpool``: the global average pool, (C, H, W) -> C values in one scale. Its ``AvgPoolParams.pool`` says how it
 rounds (README "Arithmetic"): "average" rounds the mean of x - zp half away from zero (the plan's own),
 "raw_average" the mean of the raw values, zero point included (TFLite's int8 AVERAGE_POOL_2D), and "mean"
 requantizes the sum by a multiplier with 1/count folded in (TFLite's int8 MEAN, see mean_requantization)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgepack.ops import Op, register
 from edgepack.ops.arith import requantize
-from edgepack.ops.base import POOLS, Layer, field_problem
+from edgepack.ops.base import Layer, Params
 from edgepack.ops.checks import map_problems
+
+POOLS = ("average", "mean", "raw_average")  # the plan's rounded average, TFLite's int8 MEAN or AVERAGE_POOL_2D
+
+
+@dataclass(frozen=True)
+class AvgPoolParams(Params):
+    pool: str = "average"
+
+
+def pool_zero_points(layer: Layer) -> tuple[int, int]:
+    """What an average pool subtracts from its inputs and adds to its rounded mean: the zero points, or
+    none for "raw_average" (TFLite's AVERAGE_POOL_2D averages the raw int8 values, in and out scale equal)."""
+    return (0, 0) if layer.params.pool == "raw_average" else (layer.input_q.zero_point, layer.output_q.zero_point)
 
 
 def avgpool_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
@@ -20,9 +34,9 @@ def avgpool_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
     requantizes the sum instead, by its multiplier with 1/count folded in (TFLite's int8 MEAN)."""
     n, c = x.shape[:2]
     count = int(np.prod(x.shape[2:]))
-    zp_in, zp_out = layer.pool_zero_points()
+    zp_in, zp_out = pool_zero_points(layer)
     total = (x.astype(np.int64) - zp_in).reshape(n, c, -1).sum(-1)
-    if layer.pool == "mean":
+    if layer.params.pool == "mean":
         return requantize(total, layer).reshape((n,) + tuple(layer.output_shape))
     mean = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
     out = np.clip(mean + zp_out, -128, 127).astype(np.int8)
@@ -51,12 +65,12 @@ def avgpool_problems(plan, i: int) -> list[str]:
     if math.prod(layer.output_shape) != layer.input_shape[0]:
         return [f"{layer.name}: a global pool of {layer.input_shape[0]} channels outputs "
                 f"{layer.input_shape[0]} values, not {list(layer.output_shape)}"]
-    if layer.pool not in POOLS:
-        return [field_problem(layer, "pool")]
-    if layer.pool == "raw_average" and layer.input_q != layer.output_q:
+    if layer.params.pool not in POOLS:
+        return [f"{layer.name}: pool {layer.params.pool!r} is not one of {', '.join(POOLS)}"]
+    if layer.params.pool == "raw_average" and layer.input_q != layer.output_q:
         return [f"{layer.name}: a raw_average pool must keep its input's scale and zero point"]
-    return _mean_pool_problems(layer) if layer.pool == "mean" else []
+    return _mean_pool_problems(layer) if layer.params.pool == "mean" else []
 
 
-AVGPOOL = register(Op("avgpool", avgpool_reference, avgpool_problems, fields=("pool",),
+AVGPOOL = register(Op("avgpool", avgpool_reference, avgpool_problems, params=AvgPoolParams,
                       summary="global average pool"))

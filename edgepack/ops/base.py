@@ -1,20 +1,21 @@
 """What every op reads and writes: a tensor's int8 quantization (QParams) and one plan layer (Layer).
 
 They live below the plan (edgepack.plan.plan re-exports them) so that an op module can describe, check
-and run its layer without importing the plan format. ``Layer`` is flat: the few fields only one kind
-reads (KIND_FIELDS) are owned by that kind's Op (``Op.fields``); every other kind keeps their defaults.
+and run its layer without importing the plan format. ``Layer`` holds what every op has (shapes,
+quantization, clamp, inputs, arrays; stride and pads for the windowed ops); what only one op reads is its
+typed ``Params`` (an fc's rounding, a pool's mode, an add's second input), declared by its op module.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
+
+from edgepack import ops  # the registry (this package's __init__), which imports nothing of this module
 
 PLAN_INPUT = -1  # in Layer.inputs: the plan's input tensor
 MAX_TENSOR_ELEMENTS = 1 << 26  # int8 values in one tensor (3 x 4096 x 4096 is 50 Mi): more is a damaged plan
 ARRAYS = ("weight", "bias", "multiplier", "shift", "weight_scale")  # what a weighted op carries
-ROUNDINGS = ("double", "single")  # fc requantization: gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
-POOLS = ("average", "mean", "raw_average")  # global pool: the plan's rounded average, TFLite's int8 MEAN or AVERAGE_POOL_2D
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,27 @@ class QParams:
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+
+@dataclass(frozen=True)
+class Params:
+    """One op's own parameters, typed and frozen: each op module subclasses it (``Op.params``). Stored in a
+    plan's layer as "params" (plan format v4); QParams fields nest as {scale, zero_point}."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def more_inputs_q(self) -> tuple[QParams, ...]:
+        """The quantization of the inputs after the first (an add's second): none for a one-input op."""
+        return ()
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Params":
+        """A TypeError for an unknown or missing key: the plan loader reports the file as malformed."""
+        if not isinstance(d, dict):
+            raise TypeError(f"params {d!r} are not an object")
+        qparams = {f.name for f in fields(cls) if f.type in (QParams, "QParams", "QParams | None")}
+        return cls(**{k: QParams(**v) if k in qparams and v is not None else v for k, v in d.items()})
 
 
 @dataclass
@@ -44,9 +66,20 @@ class Layer:
     activation: str = "none"  # none | relu | relu6
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     inputs: tuple[int, ...] = ()  # layers whose outputs this one reads (PLAN_INPUT = the plan input); () = previous
-    input2_q: QParams | None = None  # an add's second input (input_q is its first)
-    rounding: str = "double"  # fc only: "single" rounds acc * M once, as TFLite's FULLY_CONNECTED (README "Arithmetic")
-    pool: str = "average"  # avgpool only: "mean" / "raw_average" as TFLite's int8 MEAN / AVERAGE_POOL_2D (README "Arithmetic")
+    params: Params | None = None  # the op's own (Op.params); None takes its defaults when it has them
+
+    def __post_init__(self):
+        """A layer built without its op's parameters gets their defaults (an fc rounds twice, a pool averages);
+        an op whose parameters have no defaults (an add's second input) is left for Plan.problems to name."""
+        if self.params is None and isinstance(self.kind, str):
+            op = ops.get(self.kind)
+            if op is not None and op.params is not None and all(
+                    f.default is not MISSING or f.default_factory is not MISSING for f in fields(op.params)):
+                self.params = op.params()
+
+    def inputs_q(self) -> tuple[QParams, ...]:
+        """Each input's quantization, in the order of ``inputs``."""
+        return (self.input_q,) + (self.params.more_inputs_q() if self.params is not None else ())
 
     @property
     def weight(self) -> np.ndarray:
@@ -61,14 +94,12 @@ class Layer:
         w = self.weight
         return self.arrays["bias"].astype(np.int64) - input_zero_point * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
 
-    def pool_zero_points(self) -> tuple[int, int]:
-        """What an average pool subtracts from its inputs and adds to its rounded mean: the zero points, or
-        none for "raw_average" (TFLite's AVERAGE_POOL_2D averages the raw int8 values, in and out scale equal)."""
-        return (0, 0) if self.pool == "raw_average" else (self.input_q.zero_point, self.output_q.zero_point)
-
     def meta(self) -> dict:
         d = asdict(self)
         d.pop("arrays")
+        d.pop("params")
+        if self.params is not None:
+            d["params"] = self.params.to_json()
         d["input_shape"], d["output_shape"] = list(self.input_shape), list(self.output_shape)
         d["pads"] = list(self.pads)
         d["inputs"] = list(self.inputs)
@@ -79,23 +110,3 @@ class Layer:
         k, (top, left, bottom, right) = self.weight.shape[-1], self.pads
         _, h, w = self.input_shape
         return (h + top + bottom - k) // self.stride + 1, (w + left + right - k) // self.stride + 1
-
-
-# Layer fields only their owning kind may set: the values the owner accepts (None: any QParams) and the
-# refusal's note. Another kind's layer keeps the field's default.
-KIND_FIELDS = {
-    "rounding": (ROUNDINGS, "only an fc may round once"),
-    "pool": (POOLS, "only an avgpool may be a mean"),
-    "input2_q": (None, "only an add reads a second input"),
-}
-FIELD_DEFAULTS = {f.name: f.default for f in Layer.__dataclass_fields__.values() if f.name in KIND_FIELDS}
-
-
-def field_problem(layer: Layer, name: str) -> str:
-    """The one-line refusal of kind-only field ``name`` of ``layer``: a value its owner does not accept,
-    or any value but the default on another kind's layer."""
-    choices, note = KIND_FIELDS[name]
-    value = getattr(layer, name)
-    if choices is None:
-        return f"{layer.name}: {name} is set to {value!r} ({note})"
-    return f"{layer.name}: {name} {value!r} is not one of {', '.join(choices)} (and {note})"

@@ -1,22 +1,36 @@
 """``fc``: the fully connected classifier, (C, H, W) or (F,) -> (O,), weights (O, features) int8 with
-per-channel requantization. Its ``rounding`` field is "double" (gemmlowp's two roundings, the plan's own)
+per-channel requantization. Its ``FcParams.rounding`` is "double" (gemmlowp's two roundings, the plan's own)
 or "single" (acc * M rounded once, TFLite's FULLY_CONNECTED; README "Arithmetic")."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgepack.ops import Op, register
 from edgepack.ops.arith import requantize
-from edgepack.ops.base import ROUNDINGS, Layer, field_problem
+from edgepack.ops.base import Layer, Params
 from edgepack.ops.checks import requantization_problems, weight_problems
 from edgepack.ops.conv import centered
+
+ROUNDINGS = ("double", "single")  # gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
+
+
+@dataclass(frozen=True)
+class FcParams(Params):
+    rounding: str = "double"
+
+
+def rounds_once(layer: Layer) -> bool:
+    """Whether ``layer`` requantizes as TFLite's FULLY_CONNECTED (only an fc can; every other kind rounds twice)."""
+    return isinstance(layer.params, FcParams) and layer.params.rounding == "single"
 
 
 def fc_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
     acc = centered(x.reshape(x.shape[0], -1), layer) @ layer.weight.astype(np.float64).T
-    return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"][None], layer)
+    return requantize(np.rint(acc).astype(np.int64) + layer.arrays["bias"][None], layer,
+                      single_rounding=rounds_once(layer))
 
 
 def _fc_weight(layer: Layer) -> tuple[str, bool]:
@@ -29,10 +43,10 @@ def fc_problems(plan, i: int) -> list[str]:
     layer = plan.layers[i]
     if math.prod(layer.output_shape) != layer.output_shape[0]:
         return [f"{layer.name}: an fc outputs a vector, not {list(layer.output_shape)}"]
-    if layer.rounding not in ROUNDINGS:
-        return [field_problem(layer, "rounding")]
+    if layer.params.rounding not in ROUNDINGS:
+        return [f"{layer.name}: rounding {layer.params.rounding!r} is not one of {', '.join(ROUNDINGS)}"]
     return weight_problems(layer, _fc_weight) or requantization_problems(layer)
 
 
-FC = register(Op("fc", fc_reference, fc_problems, fields=("rounding",), weighted=True,
+FC = register(Op("fc", fc_reference, fc_problems, params=FcParams, weighted=True,
                  summary="fully connected classifier", classifier=True))

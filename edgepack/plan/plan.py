@@ -1,7 +1,7 @@
 """The int8 plan: what every integer executor (numpy reference, C runtime, TVM int8) runs.
 
 Format on disk (documented in README "Int8 plan format"):
-  plan.json  {"format": "edgepack-int8-plan", "version": 3, "layout": "NCHW",
+  plan.json  {"format": "edgepack-int8-plan", "version": 4, "layout": "NCHW",
               "input": {shape, scale, zero_point}, "output": {...}, "layers": [Layer...]}
              Version 2 stores each layer's zero padding as "pads": [top, left, bottom, right]
              (TFLite's SAME pads stride-2 layers bottom/right only); version 1 stored one symmetric
@@ -9,9 +9,12 @@ Format on disk (documented in README "Int8 plan format"):
              Version 3 makes the plan a graph: each layer's "inputs" are the indices of the layers it
              reads (-1 = the plan input; [] = the previous layer, so v1/v2 chains load unchanged),
              and the "add" kind adds two tensors (its second input's QParams in "input2_q").
-             An fc's "rounding" is "double" (gemmlowp, the default) or "single" (TFLite's
-             FULLY_CONNECTED); an avgpool's "pool" is "average" (the default), "mean" (TFLite's int8
-             MEAN) or "raw_average" (TFLite's int8 AVERAGE_POOL_2D). Layers without them load with the defaults.
+             Version 4 moves what only one op reads into the layer's "params" (its op's typed Params,
+             absent for ops without any): an fc's {"rounding": "double" (gemmlowp) | "single" (TFLite's
+             FULLY_CONNECTED)}, an avgpool's {"pool": "average" | "mean" (TFLite's int8 MEAN) |
+             "raw_average" (TFLite's int8 AVERAGE_POOL_2D)}, an add's {"input2_q": {scale, zero_point}}.
+             Versions 1-3 kept them as flat layer keys "rounding", "pool", "input2_q" and still load
+             (missing ones take the defaults; one set on a layer of another kind is refused).
   plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
              "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
              "i.weight_scale" float32 (O). Pooling layers have no arrays; an add has "i.multiplier"
@@ -36,10 +39,12 @@ from edgepack.errors import ArtifactError
 # Layer, QParams and the shared arithmetic live in edgepack.ops (below the plan); imported from here too.
 from edgepack.ops.arith import ADD_LEFT_SHIFT, add_multipliers, mean_requantization, quantize_multiplier  # noqa: F401
 from edgepack.ops.base import (  # noqa: F401
-    ARRAYS, FIELD_DEFAULTS, MAX_TENSOR_ELEMENTS, PLAN_INPUT, POOLS, ROUNDINGS, Layer, QParams, field_problem)
+    ARRAYS, MAX_TENSOR_ELEMENTS, PLAN_INPUT, Layer, Params, QParams)
 
-FORMAT, VERSION = "edgepack-int8-plan", 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT, VERSION = "edgepack-int8-plan", 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+# Versions 1-3: an op's parameters were flat layer keys, with these defaults on every kind
+FLAT_PARAMS = {"rounding": "double", "pool": "average", "input2_q": None}
 
 
 @dataclass
@@ -120,8 +125,8 @@ class Plan:
         op = ops.get(layer.kind) if isinstance(layer.kind, str) else None
         if op is None:
             return [f"{layer.name}: unknown kind {layer.kind!r}"]
-        found = (self._input_problems(i, op.arity) or self._shape_problems(i) or _activation_problems(layer)
-                 or _field_problems(layer, op))
+        found = (self._input_problems(i, op.arity) or _params_problems(layer, op) or self._shape_problems(i)
+                 or _activation_problems(layer))
         return found or op.problems(self, i)
 
     def _shape_problems(self, i: int) -> list[str]:
@@ -181,7 +186,7 @@ class Plan:
             m = dict(m)
             m["pads"] = (m.pop("padding"),) * 4 if meta["version"] == 1 else tuple(m["pads"])
             m["inputs"] = tuple(m.get("inputs", ()))
-            m["input2_q"] = QParams(**m["input2_q"]) if m.get("input2_q") else None
+            m["params"] = _params_from_json(m, meta["version"])
             layers.append(Layer(
                 **{**m, "input_q": QParams(**m["input_q"]), "output_q": QParams(**m["output_q"]),
                    "input_shape": tuple(m["input_shape"]), "output_shape": tuple(m["output_shape"])},
@@ -209,8 +214,34 @@ def _qparams_problems(q) -> list[str]:
     return []
 
 
+def _params_from_json(m: dict, version: int) -> Params | None:
+    """A layer's typed parameters: v4's "params" object, or (v1-v3) its op's flat keys. A flat key set to
+    other than its default on a kind that does not own it is a damaged plan (a ValueError: malformed)."""
+    op = ops.get(m["kind"]) if isinstance(m.get("kind"), str) else None
+    if version >= 4:
+        given = m.pop("params", None)
+        return op.params.from_json(given) if op is not None and op.params is not None and given is not None else given
+    flat = {k: m.pop(k) for k in FLAT_PARAMS if k in m}
+    owned = {f for f in getattr(op.params, "__dataclass_fields__", ())} if op is not None and op.params else set()
+    for key, value in flat.items():
+        if key not in owned and value != FLAT_PARAMS[key]:
+            raise ValueError(f"layer {m.get('name')!r}: {key} {value!r} is set on a {m.get('kind')} layer, which has none")
+    kept = {k: v for k, v in flat.items() if k in owned and v is not None}
+    return op.params.from_json(kept) if owned and kept else None
+
+
+def _params_problems(layer: Layer, op: ops.Op) -> list[str]:
+    """The layer's params are its op's typed Params (none for an op without any)."""
+    wanted, got = op.params, layer.params
+    if got is not None and type(got) is not wanted:
+        takes = f"it takes {wanted.__name__}" if wanted else "it takes none"
+        return [f"{layer.name}: params {type(got).__name__} are not the {layer.kind} op's ({takes})"]
+    return []
+
+
 def _activation_problems(layer: Layer) -> list[str]:
-    qs = [("input", layer.input_q), ("output", layer.output_q)] + ([("input2", layer.input2_q)] if layer.input2_q else [])
+    more = layer.params.more_inputs_q() if isinstance(layer.params, Params) else ()
+    qs = [("input", layer.input_q), ("output", layer.output_q)] + [(f"input{n}", q) for n, q in enumerate(more, 2)]
     for what, q in qs:
         bad = _qparams_problems(q)
         if bad:
@@ -218,14 +249,6 @@ def _activation_problems(layer: Layer) -> list[str]:
     lo, hi = layer.act_min, layer.act_max
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi)) or not -128 <= lo <= hi <= 127:
         return [f"{layer.name}: activation clamp [{lo!r}, {hi!r}] is not an int8 range"]
-    return []
-
-
-def _field_problems(layer: Layer, op: ops.Op) -> list[str]:
-    """A kind-only Layer field (ops.base.KIND_FIELDS) set on a layer whose op does not own it."""
-    for name, default in FIELD_DEFAULTS.items():
-        if name not in op.fields and getattr(layer, name) != default:
-            return [field_problem(layer, name)]
     return []
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepack.ops.add import AddParams
+from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.fc import FcParams
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
 NO_PADS = (0, 0, 0, 0)
@@ -63,7 +66,7 @@ def conv_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, in
 def fc_layer(rng, name: str, in_q: QParams, features: int, classes: int, rounding: str) -> Layer:
     """An fc after a global pool, whose averages spread much less than single pixels."""
     layer = weighted_layer(rng, name, "fc", in_q, (features,), (classes,), (classes, features), spread=8.0)
-    layer.rounding = rounding
+    layer.params = FcParams(rounding)
     return layer
 
 
@@ -72,7 +75,7 @@ def add_layer(rng, name: str, a: int, b: int, qa: QParams, qb: QParams, shape: t
     out_q = QParams(float(np.float32(max(qa.scale, qb.scale) * rng.uniform(0.8, 2.5))), int(rng.integers(-100, 60)))
     multiplier, shift = add_multipliers(qa, qb, out_q)
     return Layer(name=name, kind="add", input_shape=shape, output_shape=shape, input_q=qa, output_q=out_q,
-                 arrays={"multiplier": multiplier, "shift": shift}, inputs=(a, b), input2_q=qb, **_clamp(rng, out_q))
+                 arrays={"multiplier": multiplier, "shift": shift}, inputs=(a, b), params=AddParams(qb), **_clamp(rng, out_q))
 
 
 def pool_layer(rng, name: str, in_q: QParams, in_shape: tuple[int, int, int], pool: str, flat: bool) -> Layer:
@@ -82,12 +85,12 @@ def pool_layer(rng, name: str, in_q: QParams, in_shape: tuple[int, int, int], po
     out_shape = (c,) if flat else (c, 1, 1)
     if pool != "mean":
         return Layer(name=name, kind="avgpool", input_shape=in_shape, output_shape=out_shape, input_q=in_q,
-                     output_q=in_q, pool=pool)
+                     output_q=in_q, params=AvgPoolParams(pool))
     out_q = QParams(float(np.float32(in_q.scale * rng.uniform(0.3, 0.9))), int(rng.integers(-100, 60)))
     multiplier, shift = mean_requantization(in_q.scale, out_q.scale, h * w)
     arrays = {"multiplier": np.full(c, multiplier, np.int32), "shift": np.full(c, shift, np.int32)}
     return Layer(name=name, kind="avgpool", input_shape=in_shape, output_shape=out_shape, input_q=in_q, output_q=out_q,
-                 arrays=arrays, pool=pool, **_clamp(rng, out_q))
+                 arrays=arrays, params=AvgPoolParams(pool), **_clamp(rng, out_q))
 
 
 def random_plan(seed: int, pool: str = "average", rounding: str = "double", res: int = 12, width: int = 12,

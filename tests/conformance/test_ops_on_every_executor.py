@@ -17,6 +17,8 @@ import pytest
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.plan import reference
+from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.fc import FcParams
 from tests.conformance import executors
 from tests.conformance.plans import CASES, case, plan_with_unknown_op
 
@@ -43,8 +45,8 @@ def test_executor_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
 def _with_last_layers(plan, pool: str | None = None, rounding: str | None = None):
     """The plan with its global pool's mode or its fc's rounding replaced."""
     *body, pool_layer, fc = plan.layers
-    pool_layer = dataclasses.replace(pool_layer, pool=pool or pool_layer.pool)
-    fc = dataclasses.replace(fc, rounding=rounding or fc.rounding)
+    pool_layer = dataclasses.replace(pool_layer, params=AvgPoolParams(pool or pool_layer.params.pool))
+    fc = dataclasses.replace(fc, params=FcParams(rounding or fc.params.rounding))
     return dataclasses.replace(plan, layers=[*body, pool_layer, fc])
 
 
@@ -61,11 +63,11 @@ def test_the_plans_hold_every_op_kind_pool_mode_and_rounding_and_each_changes_th
             assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
         kinds |= {layer.kind for layer in plan.layers}
         pool, fc = plan.layers[-2], plan.layers[-1]
-        pools.add(pool.pool)
-        roundings.add(fc.rounding)
-        other_rounding = reference.run(_with_last_layers(plan, rounding={"single": "double"}.get(fc.rounding, "single")), x)
+        pools.add(pool.params.pool)
+        roundings.add(fc.params.rounding)
+        other_rounding = reference.run(_with_last_layers(plan, rounding={"single": "double"}.get(fc.params.rounding, "single")), x)
         assert (other_rounding != want).any(), f"{name}: the fc's rounding decides no logit"
-        if pool.pool == "raw_average":
+        if pool.params.pool == "raw_average":
             assert (reference.run(_with_last_layers(plan, pool="average"), x) != want).any(), f"{name}: raw = average"
     assert ops.kinds() and set(ops.kinds()) <= kinds
     assert pools == {"average", "mean", "raw_average"} and roundings == {"double", "single"}

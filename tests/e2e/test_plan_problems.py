@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edgepack.errors import ArtifactError
+from edgepack.ops.add import AddParams
 from edgepack.plan.golden import load_golden, load_npy
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, quantize_multiplier
 
@@ -39,7 +40,7 @@ def small_plan() -> Plan:
               _weighted("dw", "depthwise", 8, 8, 8, 8, 3, 1, one, q[1], q[2]),
               _weighted("pw", "pointwise", 8, 8, 8, 8, 1, 1, none, q[2], q[3])]
     m, s = add_multipliers(q[3], q[2], q[4])
-    layers.append(Layer("add", "add", (8, 8, 8), (8, 8, 8), q[3], q[4], input2_q=q[2], inputs=(2, 1),
+    layers.append(Layer("add", "add", (8, 8, 8), (8, 8, 8), q[3], q[4], params=AddParams(q[2]), inputs=(2, 1),
                         arrays={"multiplier": m, "shift": s}))
     layers.append(Layer("pool", "avgpool", (8, 8, 8), (8, 1, 1), q[4], q[4]))
     layers.append(_weighted("fc", "fc", 8, 10, 1, 1, 1, 1, none, q[4], q[5]))

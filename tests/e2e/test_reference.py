@@ -126,7 +126,7 @@ def test_version_1_plan_loads_with_symmetric_pads(tmp_path):
     plan = Plan(q, (3, 16, 16), [conv, dw])
     plan.save(tmp_path)
     meta = json.loads((tmp_path / "plan.json").read_text())
-    assert meta["version"] == 3 and meta["layers"][0]["pads"] == [1, 1, 1, 1]
+    assert meta["version"] == 4 and meta["layers"][0]["pads"] == [1, 1, 1, 1]
     meta["version"] = 1
     for layer in meta["layers"]:
         layer["padding"] = layer.pop("pads")[0]

@@ -18,6 +18,7 @@ from edgepack.benchmark.run import bench_artifact
 from edgepack.data import load_dataset
 from edgepack.errors import UnsupportedModelError
 from edgepack.model.mobilenet_v2 import MobileNetV2
+from edgepack.ops.add import AddParams
 from edgepack.plan.plan import Plan
 from tests.cli import TRACKED
 from tests.conftest import run_cli
@@ -97,18 +98,25 @@ def _assert_residual_memory(folder, manifest):
     assert manifest["footprint"]["naive_arena_bytes"] == memory["naive_bytes"]
 
 
+def _v2_compiled_and_benched(capsys, checkpoint, target: str, eval_size: int, out):
+    """The small V2 (alpha 0.35 at RES) compiled for ``target`` through the CLI, benched PASS and bit-exact,
+    with its ten residual adds (the stride-1 blocks of Table 2) in the plan: its manifest."""
+    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", str(RES),
+                           "--checkpoint", str(checkpoint), "--target", target, "--calib-size", "16",
+                           "--eval-size", str(eval_size), "-o", str(out))
+    assert code == 0, err
+    manifest = _assert_bit_exact_pass(out)
+    assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 10
+    return manifest
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["c-host", "cortex-m4"])
 def test_mobilenet_v2_compiles_and_benches_bit_exact(target, v2_checkpoint, tmp_path, capsys):
     out = tmp_path / "v2"
-    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", str(RES),
-                           "--checkpoint", str(v2_checkpoint), "--target", target, "--calib-size", "16",
-                           "--eval-size", "16", "-o", str(out))
-    assert code == 0, err
-    manifest = _assert_bit_exact_pass(out)
+    manifest = _v2_compiled_and_benched(capsys, v2_checkpoint, target, eval_size=16, out=out)
     assert manifest["model"]["name"] == "MobileNetV2" and manifest["model"]["builtin"] == "mobilenet_v2"
     _assert_residual_memory(out, manifest)
-    assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 10  # the stride-1 blocks of Table 2
 
 
 @pytest.mark.slow
@@ -170,15 +178,9 @@ from tests.e2e.test_tvm_backend import _host_has_vnni  # noqa: E402 (TVM tests b
 def test_mobilenet_v2_compiles_for_tvm_and_benches_bit_exact(target, v2_checkpoint, tmp_path, capsys):
     """V2's ten residual adds through the hand-scheduled kernels (VNNI on this host's CPU where it has
     avx512vnni, NEON under qemu-aarch64 -cpu cortex-a72): golden and eval images equal the reference."""
-    out = tmp_path / "v2"
-    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", str(RES),
-                           "--checkpoint", str(v2_checkpoint), "--target", target, "--calib-size", "16",
-                           "--eval-size", "8", "-o", str(out))
-    assert code == 0, err
-    manifest = _assert_bit_exact_pass(out)
+    manifest = _v2_compiled_and_benched(capsys, v2_checkpoint, target, eval_size=8, out=tmp_path / "v2")
     expected = "neon" if target == "rpi4" else "vnni" if _host_has_vnni() else "generic"
     assert manifest["backend_info"]["kernels"] == expected
-    assert sum(layer.kind == "add" for layer in Plan.load(out).layers) == 10
 
 
 @pytest.mark.slow
@@ -206,7 +208,7 @@ def _random_add(rng, name: str, a: int, b: int, shape, qa, qb, output: str, relu
     multiplier, shift = add_multipliers(qa, qb, out)
     return Layer(name, "add", shape, shape, qa, out, out.zero_point if relu else -128, 127,
                  activation="relu" if relu else "none", arrays={"multiplier": multiplier, "shift": shift},
-                 inputs=(a, b), input2_q=qb), out
+                 inputs=(a, b), params=AddParams(qb)), out
 
 
 def random_graph_plan(seed: int, width: int, res: int = 12, classes: int = 5) -> Plan:

@@ -12,6 +12,8 @@ import pytest
 
 from edgepack.interop import litert
 from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize
+from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.fc import FcParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, mean_requantization, quantize_multiplier
 
@@ -37,14 +39,14 @@ def _single_fc_layer(rng, features: int, classes: int, in_q: QParams, per_channe
     arrays = {"weight": rng.integers(-w_max, w_max + 1, (classes, features)).astype(np.int8),
               "bias": rng.integers(-b_max, b_max, classes).astype(np.int32),
               "weight_scale": w_scale, **_requantization(in_q, w_scale, out_q)}
-    return Layer("fc", "fc", (features,), (classes,), in_q, out_q, arrays=arrays, rounding="single")
+    return Layer("fc", "fc", (features,), (classes,), in_q, out_q, arrays=arrays, params=FcParams("single"))
 
 
 def _mean_layer(rng, channels: int, hw: tuple[int, int], in_q: QParams, out_q: QParams, keep_dims: bool) -> Layer:
     m, s = mean_requantization(in_q.scale, out_q.scale, hw[0] * hw[1])
     arrays = {"multiplier": np.full(channels, m, np.int32), "shift": np.full(channels, s, np.int32)}
     return Layer("mean", "avgpool", (channels, *hw), (channels, 1, 1) if keep_dims else (channels,), in_q, out_q,
-                 arrays=arrays, pool="mean")
+                 arrays=arrays, params=AvgPoolParams("mean"))
 
 
 def test_single_rounding_fc_matches_litert_fully_connected():
@@ -70,7 +72,7 @@ def test_single_rounding_fc_matches_litert_fully_connected():
         got = reference.kernel(layer, images)
         assert np.array_equal(got, want), f"trial {trial}: {int((got != want).sum())} values differ"
         assert len(np.unique(want)) > 20
-        double_differs += int((reference.kernel(dataclasses.replace(layer, rounding="double"), images) != want).sum())
+        double_differs += int((reference.kernel(dataclasses.replace(layer, params=FcParams("double")), images) != want).sum())
     assert double_differs > 0
 
 
@@ -96,8 +98,10 @@ def test_mean_pool_matches_litert_mean(keep_dims):
             assert np.array_equal(got, want), f"{hw}, same q {same_q}: {int((got != want).sum())} values differ"
 
 
-def test_plan_saves_rounding_and_pool_and_names_their_misuse(tmp_path):
+def test_plan_saves_each_ops_params_loads_v3_flat_keys_and_names_their_misuse(tmp_path):
     import json
+
+    from edgepack.errors import ArtifactError
 
     q = QParams(0.05, 0)
     rng = np.random.default_rng(0)
@@ -105,20 +109,29 @@ def test_plan_saves_rounding_and_pool_and_names_their_misuse(tmp_path):
     fc = _single_fc_layer(rng, 4, 3, QParams(0.03, 5), per_channel=True)
     Plan(q, (4, 3, 3), [mean, fc]).save(tmp_path)
     loaded = Plan.load(tmp_path)
-    assert [(layer.pool, layer.rounding) for layer in loaded.layers] == [("mean", "double"), ("average", "single")]
+    assert [layer.params for layer in loaded.layers] == [AvgPoolParams("mean"), FcParams("single")]
     assert np.array_equal(loaded.layers[0].arrays["multiplier"], mean.arrays["multiplier"])
     meta = json.loads((tmp_path / "plan.json").read_text())
-    for layer in meta["layers"]:  # a plan written before these fields loads with the defaults
+    assert [layer["params"] for layer in meta["layers"]] == [{"pool": "mean"}, {"rounding": "single"}]
+    meta["version"] = 3  # as version 3 wrote them: flat keys on every layer, defaults where the kind has none
+    for layer, own in zip(meta["layers"], ({"pool": "mean", "rounding": "double"}, {"pool": "average", "rounding": "single"})):
+        del layer["params"]
+        layer.update(own, input2_q=None)
+    (tmp_path / "plan.json").write_text(json.dumps(meta))
+    assert [layer.params for layer in Plan.load(tmp_path).layers] == [AvgPoolParams("mean"), FcParams("single")]
+    for layer in meta["layers"]:  # a plan written before these keys loads with the defaults
         del layer["pool"], layer["rounding"]
     (tmp_path / "plan.json").write_text(json.dumps(meta))
-    assert [(layer.pool, layer.rounding) for layer in Plan.load(tmp_path).layers] == [("average", "double")] * 2
+    assert [layer.params for layer in Plan.load(tmp_path).layers] == [AvgPoolParams("average"), FcParams("double")]
+    meta["layers"][0]["rounding"] = "single"  # a flat key on a kind that does not own it
+    (tmp_path / "plan.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="rounding 'single' is set on a avgpool layer"):
+        Plan.load(tmp_path)
     mean, fc = loaded.layers
-    bad_rounding = dataclasses.replace(mean, rounding="single")
-    bad_pool = dataclasses.replace(fc, pool="mean")
+    bad_params = dataclasses.replace(mean, params=FcParams("single"))
     uneven = dataclasses.replace(mean, arrays={**mean.arrays, "shift": np.array([-3, -3, -3, -4], np.int32)})
-    unknown = dataclasses.replace(fc, rounding="triple")
-    assert "only an fc may round once" in Plan(q, (4, 3, 3), [bad_rounding, fc]).problems()[0]
-    assert "only an avgpool may be a mean" in Plan(q, (4, 3, 3), [mean, bad_pool]).problems()[0]
+    unknown = dataclasses.replace(fc, params=FcParams("triple"))
+    assert "params FcParams are not the avgpool op's (it takes AvgPoolParams)" in Plan(q, (4, 3, 3), [bad_params, fc]).problems()[0]
     assert "same for every channel" in Plan(q, (4, 3, 3), [uneven, fc]).problems()[0]
     assert "'triple'" in Plan(q, (4, 3, 3), [mean, unknown]).problems()[0]
 
@@ -145,7 +158,7 @@ def head_plan(pool: str = "mean", seed: int = 3) -> Plan:
     else:
         pooled_q = avgpool.input_q
         assert (h * w) % 2 == 0 and pooled_q.zero_point != 0  # where raw_average and average differ
-        pooling = dataclasses.replace(avgpool, pool="raw_average")
+        pooling = dataclasses.replace(avgpool, params=AvgPoolParams("raw_average"))
     head = _single_fc_layer(rng, fc.input_shape[0], fc.output_shape[0], pooled_q, per_channel=True, ratio=400.0)
     head.arrays["weight_scale"][0] *= 600.0  # channel 0 scales up (a left shift), with weights in [-1, 1]
     head.arrays["weight"][0], head.arrays["bias"][0] = rng.integers(-1, 2, fc.input_shape[0]), 3
@@ -172,10 +185,10 @@ def test_head_plan_exports_to_a_tflite_litert_reproduces(pool):
     assert np.array_equal(litert.run_reference(plan_to_tflite(plan), x).reshape(want.shape), want)
     # the images tell the roundings apart, so the executors' tests below can fail on a wrong one
     *body, pooling, head = plan.layers
-    twice = Plan(plan.input_q, plan.input_shape, body + [pooling, dataclasses.replace(head, rounding="double")])
+    twice = Plan(plan.input_q, plan.input_shape, body + [pooling, dataclasses.replace(head, params=FcParams("double"))])
     assert len(np.unique(want)) > 100 and (reference.run(twice, x) != want).any()
     if pool == "raw_average":
-        average = Plan(plan.input_q, plan.input_shape, body + [dataclasses.replace(pooling, pool="average"), head])
+        average = Plan(plan.input_q, plan.input_shape, body + [dataclasses.replace(pooling, params=AvgPoolParams("average")), head])
         assert (reference.run(average, x, collect=True)[1][-2] != reference.run(plan, x, collect=True)[1][-2]).any()
 
 

@@ -175,7 +175,7 @@ def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_p
     strided = [layer for layer in imported.plan.layers if layer.kind in ("conv", "depthwise") and layer.stride == 2]
     assert strided and all(layer.pads == (0, 0, 1, 1) for layer in strided)  # SAME on even maps: bottom/right
     pool, fc = imported.plan.layers[-2:]
-    assert (pool.kind, pool.pool, fc.kind, fc.rounding) == ("avgpool", "mean", "fc", "single")
+    assert (pool.kind, pool.params.pool, fc.kind, fc.params.rounding) == ("avgpool", "mean", "fc", "single")
     assert (fc.arrays["shift"] < 0).all() and pool.output_q != pool.input_q  # rounding once differs; MEAN rescales
     x = np.random.default_rng(4).integers(-128, 128, (24, *imported.plan.input_shape)).astype(np.int8)
     assert len(np.unique(reference.run(imported.plan, x))) > 50  # the head sees varied activations
@@ -210,7 +210,7 @@ def test_even_average_pool_imports_as_litert_rounds_it(zero_point, tmp_path):
     source = tmp_path / "even_pool.tflite"
     source.write_bytes(_serialize(g))
     plan = read_tflite(source).plan
-    assert plan.layers[0].pool == ("average" if zero_point == 0 else "raw_average")
+    assert plan.layers[0].params.pool == ("average" if zero_point == 0 else "raw_average")
     images = rng.integers(-128, 128, (300, 8, 4, 4)).astype(np.int8)
     want = litert.run_reference_tensor(source, images, pooled).reshape(300, 8)
     got = reference.run(plan, images, collect=True)[1][0].reshape(300, 8)
@@ -258,7 +258,7 @@ def test_other_converter_heads_match_litert(schema_writer, ending, tmp_path):
     imported = read_tflite(source)
     pool, fc = imported.plan.layers[-2:]
     want_heads = {"flat_mean": ("mean", "single", (pool.input_shape[0],)), "conv": ("average", "double", (pool.input_shape[0], 1, 1))}
-    assert (pool.pool, fc.rounding, pool.output_shape) == want_heads[ending]
+    assert (pool.params.pool, fc.params.rounding, pool.output_shape) == want_heads[ending]
     x = np.random.default_rng(4).integers(-128, 128, (24, *imported.plan.input_shape)).astype(np.int8)
     want = litert.run_reference_tensor(source, x, imported.logits_tensor)
     got = reference.run(imported.plan, x)
@@ -283,7 +283,7 @@ def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp
     source = tmp_path / "flat_fc.tflite"
     source.write_bytes(_serialize(g))
     imported = read_tflite(source)
-    assert [(layer.kind, layer.rounding) for layer in imported.plan.layers] == [("fc", "single")]
+    assert [(layer.kind, layer.params.rounding) for layer in imported.plan.layers] == [("fc", "single")]
     assert imported.softmax is None
     x = rng.integers(-128, 128, (400, 4, 2, 2)).astype(np.int8)
     got = reference.run(imported.plan, x)
@@ -339,8 +339,8 @@ def test_edgepack_written_v2_tflite_reads_back_as_its_graph_plan(v2_tflite):
     assert not original.is_chain() and len(imported.layers) == len(original.layers)
     assert sum(layer.kind == "add" for layer in imported.layers) == 10
     for a, b in zip(imported.layers, original.layers):
-        assert (a.kind, a.inputs, a.input_shape, a.pads, a.stride, a.input_q, a.input2_q, a.output_q, a.act_min,
-                a.act_max) == (b.kind, b.inputs, b.input_shape, b.pads, b.stride, b.input_q, b.input2_q, b.output_q,
+        assert (a.kind, a.inputs, a.input_shape, a.pads, a.stride, a.input_q, a.params, a.output_q, a.act_min,
+                a.act_max) == (b.kind, b.inputs, b.input_shape, b.pads, b.stride, b.input_q, b.params, b.output_q,
                                b.act_min, b.act_max)
         assert a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
 
@@ -396,7 +396,7 @@ def test_residual_add_imports_as_litert_computes_it(activation, tmp_path):
     plan = read_tflite(source).plan
     assert [layer.kind for layer in plan.layers] == ["pointwise", "add", "avgpool", "fc"]
     add = plan.layers[1]
-    assert add.inputs == (0, -1) and add.input_q != add.input2_q and add.activation == activation.lower()
+    assert add.inputs == (0, -1) and add.input_q != add.params.input2_q and add.activation == activation.lower()
     images = np.random.default_rng(6).integers(-128, 128, (300, 8, 6, 6)).astype(np.int8)
     sums = reference.run(plan, images, collect=True)[1][1]
     want = litert.run_reference_tensor(source, images, sum_tensor).reshape(300, 6, 6, 8).transpose(0, 3, 1, 2)

@@ -8,6 +8,7 @@ import pytest
 from edgepack.errors import ArtifactError
 from edgepack.interop import litert
 from edgepack.interop.tflite_export import _fused_activation, _Graph, _serialize
+from edgepack.ops.add import AddParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, quantize_multiplier
 
@@ -58,7 +59,7 @@ def _add_layer(a: QParams, b: QParams, out: QParams, activation: str, shape=(4, 
     lo = -128 if activation == "none" else max(-128, out.zero_point)
     hi = 127 if activation != "relu6" else min(127, out.zero_point + int(round(6.0 / out.scale)))
     return Layer("add", "add", shape, shape, a, out, lo, hi, activation=activation,
-                 arrays={"multiplier": mult, "shift": shift}, inputs=(0, 1), input2_q=b)
+                 arrays={"multiplier": mult, "shift": shift}, inputs=(0, 1), params=AddParams(b))
 
 
 def _inputs(rng, n: int):
@@ -83,7 +84,7 @@ def _one_add_tflite(layer: Layer, shape) -> bytes:
     c, h, w = shape
     g = _Graph()
     g.input = g.activation("a", (1, h, w, c), layer.input_q)
-    g.more_inputs = [g.activation("b", (1, h, w, c), layer.input2_q)]
+    g.more_inputs = [g.activation("b", (1, h, w, c), layer.params.input2_q)]
     g.output = g.activation("sum", (1, h, w, c), layer.output_q)
     g.op("ADD", [g.input, g.more_inputs[0]], [g.output], activation=_fused_activation(layer))
     return _serialize(g)
@@ -125,7 +126,7 @@ def _residual_plan(rng) -> Plan:
         "weight": rng.integers(-127, 128, (c, c, 1, 1)).astype(np.int8), "bias": np.zeros(c, np.int32),
         "multiplier": m, "shift": s, "weight_scale": w_scale.astype(np.float32)})
     am, ash = add_multipliers(q_in, q_conv, q_sum)
-    add = Layer("add", "add", (c, h, w), (c, h, w), q_in, q_sum, inputs=(-1, 0), input2_q=q_conv,
+    add = Layer("add", "add", (c, h, w), (c, h, w), q_in, q_sum, inputs=(-1, 0), params=AddParams(q_conv),
                 arrays={"multiplier": am, "shift": ash})
     pool = Layer("pool", "avgpool", (c, h, w), (c,), q_sum, q_sum)
     m, s = requant(q_sum.scale, w_scale, 0.1)
@@ -141,9 +142,9 @@ def test_graph_plan_saves_loads_and_runs(tmp_path):
     assert plan.problems() == []
     plan.save(tmp_path)
     meta = json.loads((tmp_path / "plan.json").read_text())
-    assert meta["version"] == 3 and meta["layers"][1]["inputs"] == [-1, 0]
+    assert meta["version"] == 4 and meta["layers"][1]["inputs"] == [-1, 0] and meta["layers"][1]["params"]["input2_q"]["zero_point"] == plan.layers[1].params.input2_q.zero_point
     loaded = Plan.load(tmp_path)
-    assert loaded.layers[1].inputs == (-1, 0) and loaded.layers[1].input2_q == plan.layers[1].input2_q
+    assert loaded.layers[1].inputs == (-1, 0) and loaded.layers[1].params == plan.layers[1].params
     x = rng.integers(-128, 128, (5, 4, 3, 3)).astype(np.int8)
     out, outputs = reference.run(loaded, x, collect=True)
     want = reference.kernel(plan.layers[1], x, outputs[0])  # the add reads the plan input and the conv
@@ -171,13 +172,13 @@ def test_v2_chain_file_loads_as_a_chain(tmp_path):
     meta = json.loads((tmp_path / "plan.json").read_text())
     meta["version"] = 2
     for layer in meta["layers"]:
-        del layer["inputs"], layer["input2_q"]
+        del layer["inputs"]
     (tmp_path / "plan.json").write_text(json.dumps(meta))
     loaded = Plan.load(tmp_path)
     assert loaded.is_chain() and loaded.layers[0].inputs == ()
-    meta["version"] = 4
+    meta["version"] = 5
     (tmp_path / "plan.json").write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match="v1 to v3"):
+    with pytest.raises(ArtifactError, match="v1 to v4"):
         Plan.load(tmp_path)
 
 

@@ -16,6 +16,10 @@ import pytest
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.interop import tflite_export
+from edgepack.ops.add import AddParams
+from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.base import Params
+from edgepack.ops.fc import FcParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, quantize_multiplier
 
@@ -81,7 +85,7 @@ def test_a_toy_op_module_runs_through_the_plan_and_the_reference(neg, tmp_path):
     x = np.random.default_rng(8).integers(-128, 128, (3, 4, 5, 5)).astype(np.int8)
     out, (conv_out, neg_out, fc_out) = reference.run(plan, x, collect=True)
     assert np.array_equal(neg_out, np.clip(2 * -4 - conv_out.astype(int), -128, 127))
-    assert np.array_equal(out, reference.fc(neg_out, plan.layers[2])) and out.shape == (3, 3)
+    assert np.array_equal(out, reference.kernel(plan.layers[2], neg_out)) and out.shape == (3, 3)
     assert len(np.unique(neg_out)) > 10  # not a degenerate (saturated) test
 
     plan.save(tmp_path)
@@ -99,14 +103,25 @@ def test_a_toy_op_is_validated_by_its_own_problems_and_the_shared_checks(neg):
     assert plan.problems() == ["negate: a neg layer reads 1 input(s), not 2"]
 
 
-@pytest.mark.parametrize("field,value,words", [("rounding", "single", "only an fc may round once"),
-                                               ("pool", "mean", "only an avgpool may be a mean"),
-                                               ("input2_q", QParams(0.05, -4), "only an add reads a second input")])
-def test_a_kind_only_field_keeps_its_default_on_other_kinds(neg, field, value, words):
+@pytest.mark.parametrize("params", [FcParams("single"), AvgPoolParams("mean"), AddParams(QParams(0.05, -4))])
+def test_another_ops_params_are_refused_by_type(neg, params):
     plan = conv_neg_fc()
-    setattr(plan.layers[1], field, value)
+    plan.layers[1].params = params
+    assert plan.problems() == [f"negate: params {type(params).__name__} are not the neg op's (it takes none)"]
+    plan = conv_neg_fc()
+    plan.layers[2].params = params
     found = plan.problems()
-    assert found and found[0].startswith("negate:") and words in found[0]
+    assert (found == [] if isinstance(params, FcParams) else
+            found == [f"fc: params {type(params).__name__} are not the fc op's (it takes FcParams)"])
+
+
+def test_an_op_without_default_params_is_named_when_they_are_missing():
+    """An fc or pool built without params takes its op's defaults; an add has none to take."""
+    q = QParams(0.05, 0)
+    assert Layer("fc", "fc", (4,), (2,), q, q).params == FcParams("double")
+    assert Layer("pool", "avgpool", (4, 2, 2), (4,), q, q).params == AvgPoolParams("average")
+    add = Layer("sum", "add", (4, 2, 2), (4, 2, 2), q, q, inputs=(-1, -1))
+    assert add.params is None and "needs input2_q" in Plan(q, (4, 2, 2), [add]).problems()[0]
 
 
 def test_an_unregistered_kind_is_unknown(neg):
@@ -142,7 +157,7 @@ def test_every_builtin_op_has_a_reference_and_problems_and_a_tflite_lowering():
     for kind in kinds:
         op = ops.get(kind)
         assert op.kind == kind and callable(op.reference) and callable(op.problems) and op.arity >= 1
-        assert set(op.fields) <= set(Layer.__dataclass_fields__), kind
+        assert op.params is None or (issubclass(op.params, Params) and op.params.__dataclass_params__.frozen), kind
     assert set(kinds) <= set(tflite_export.LOWER.kinds())
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
+from edgepack.ops.avgpool import pool_zero_points
+from edgepack.ops.fc import rounds_once
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
@@ -170,17 +172,17 @@ class _AvgPool(CLowering):
             _fail(layer, i, "only global average pooling (C, H, W) -> (C,) is supported")
         if numel(layer.input_shape[1:]) >= 2**23:
             _fail(layer, i, "the pooled plane has 2^23 or more values (int32 sum bound)")
-        if layer.pool == "mean":
+        if layer.params.pool == "mean":
             _check_requantization(layer, i, layer.input_shape[0])
 
     def requantized(self, layer: Layer) -> bool:
-        return layer.pool == "mean"
+        return layer.params.pool == "mean"
 
     def zero_points(self, layer: Layer) -> tuple[int, int]:
-        return layer.pool_zero_points()  # none for TFLite's raw average (Layer.pool_zero_points)
+        return pool_zero_points(layer)  # none for TFLite's raw average
 
     def portable_kernel(self, layer: Layer) -> str:
-        return "ep_mean_pool" if layer.pool == "mean" else self.portable
+        return "ep_mean_pool" if layer.params.pool == "mean" else self.portable
 
 
 class _Add(CLowering):
@@ -189,7 +191,7 @@ class _Add(CLowering):
 
     def check(self, plan: Plan, layer: Layer, i: int) -> None:
         """Two inputs of the output's shape, in-int8 zero points, 3 rescalings smaller than one."""
-        if len(plan.inputs_of(i)) != 2 or layer.input2_q is None or not -128 <= layer.input2_q.zero_point <= 127:
+        if len(plan.inputs_of(i)) != 2 or layer.params is None or not -128 <= layer.params.input2_q.zero_point <= 127:
             _fail(layer, i, "an add needs two inputs with int8 zero points")
         if any(plan.tensor_shape(j) != tuple(layer.output_shape) for j in plan.inputs_of(i)):
             _fail(layer, i, "an add's inputs must have its output's shape")
@@ -199,7 +201,7 @@ class _Add(CLowering):
             _fail(layer, i, "an add needs 3 multipliers in [0, 2^31) and shifts in [-31, 0]")
 
     def extra_fields(self, layer: Layer) -> str:
-        return f".in2_zp = {layer.input2_q.zero_point}, "
+        return f".in2_zp = {layer.params.input2_q.zero_point}, "
 
 
 C_LOWERINGS.register("conv")(_Conv())
@@ -259,7 +261,7 @@ def _check_requantization(layer: Layer, i: int, channels: int) -> None:
     mult, shift = layer.arrays["multiplier"].astype(np.int64), layer.arrays["shift"].astype(np.int64)
     if mult.min() < 0 or mult.max() > INT32_MAX:
         _fail(layer, i, "a requantization multiplier is outside [0, 2^31)")
-    top = 30 if layer.rounding == "single" else 31
+    top = 30 if rounds_once(layer) else 31
     if shift.min() < -31 or shift.max() > top:
         _fail(layer, i, f"a requantization shift is outside [-31, {top}] ({shift.min()}..{shift.max()})")
 
@@ -413,7 +415,7 @@ def _layer_definitions(i: int, layer: Layer) -> str:
         parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
         refs[name] = f"edgepack_l{i}_{name}"
     flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
-                                             ("EP_FLAG_SINGLE_ROUNDING", layer.rounding == "single")) if on) or "0"
+                                             ("EP_FLAG_SINGLE_ROUNDING", rounds_once(layer))) if on) or "0"
     top, left, bottom, right = layer.pads
     in_zp, out_zp = lowering.zero_points(layer)
     parts.append(

@@ -155,7 +155,7 @@ def add_func(m: int, c: int, layer: Layer):
     from tvm.script import tirx as T
 
     (ma, mb, mo), (sa, sb, so) = layer.arrays["multiplier"].tolist(), layer.arrays["shift"].tolist()
-    zp_a, zp_b = layer.input_q.zero_point, layer.input2_q.zero_point
+    zp_a, zp_b = layer.input_q.zero_point, layer.params.input2_q.zero_point
 
     def widened(x, zero_point: int) -> list:
         """int8x16 -> four int32x4 of (x - zp) << 20."""
@@ -426,7 +426,7 @@ class _Lowering:
         return self.call(add_func(m, c_pad, layer), f"add_{i}", [a, b], (m, c_pad))
 
     def fc(self, x, layer: Layer, i: int):
-        if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
+        if layer.params.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
             features, n_pad = shape(x)[1], pad16(layer.output_shape[0])
             consts = scheduled.single_rounding_tables(layer, 0, features, n_pad)
             return self.emit_te("none", scheduled.single_rounding_fc(layer, features, n_pad), x,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgepack.ops import Lowerings
+from edgepack.ops.avgpool import pool_zero_points
+from edgepack.ops.fc import rounds_once
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
 
 TVM_LOWERINGS = Lowerings("TVM generic")
@@ -34,7 +36,7 @@ def _requantize(bb, acc, layer: Layer, channel_shape: tuple[int, ...]):
     shift = layer.arrays["shift"].astype(np.int64).reshape(channel_shape)
     left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     x = bb.emit(op.astype(acc, "int64"))
-    if layer.rounding == "single":
+    if rounds_once(layer):
         total_shift = _const(31 - shift, "int64")
         rounded = op.add(op.multiply(x, _const(mult, "int64")), _const(np.int64(1) << (30 - shift), "int64"))
         return _clamp(bb, bb.emit(op.right_shift(rounded, total_shift)), layer)
@@ -98,9 +100,9 @@ def _avgpool(bb, x, layer: Layer):
     op = relax.op
     c, h, w = layer.input_shape
     count = h * w
-    zp_in, zp_out = layer.pool_zero_points()
+    zp_in, zp_out = pool_zero_points(layer)
     total = bb.emit(op.sum(op.subtract(op.astype(x, "int32"), _const(zp_in, "int32")), axis=[2, 3], keepdims=True))
-    if layer.pool == "mean":  # TFLite's int8 MEAN: the sum requantized (1/count is in the multiplier)
+    if layer.params.pool == "mean":  # TFLite's int8 MEAN: the sum requantized (1/count is in the multiplier)
         out = _requantize(bb, total, layer, (1, -1, 1, 1))
         return bb.emit(op.reshape(out, (-1,) + tuple(layer.output_shape)))
     half, n = _const(count // 2, "int32"), _const(count, "int32")
@@ -158,7 +160,7 @@ def _add(bb, a, b, layer: Layer):
         return bb.emit(op.left_shift(centred, _const(ADD_LEFT_SHIFT, "int64")))
 
     total = bb.emit(op.add(_rescale(bb, widened(a, layer.input_q.zero_point), ma, sa),
-                           _rescale(bb, widened(b, layer.input2_q.zero_point), mb, sb)))
+                           _rescale(bb, widened(b, layer.params.input2_q.zero_point), mb, sb)))
     return _clamp(bb, _rescale(bb, total, mo, so), layer)
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from edgepack.ops import Lowerings
+from edgepack.ops.avgpool import pool_zero_points
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
 
 LANES = 16  # channels are padded to a multiple of 16 in both kernel sets
@@ -165,14 +166,14 @@ def _int8(value):
 def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
     """TE function of the global pool over (H*W, C) activations held as value + ``offset`` (128 for the
     uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as reference.avgpool
-    (zero points per Layer.pool_zero_points); a "mean" pool's sum requantized by its one multiplier and
+    (zero points per ops.avgpool.pool_zero_points); a "mean" pool's sum requantized by its one multiplier and
     shift (TFLite's int8 MEAN)."""
     from tvm import te, tirx as tir
 
     dtype = "uint8" if offset else "int8"
-    zp_in, zp_out = layer.pool_zero_points()
+    zp_in, zp_out = pool_zero_points(layer)
     zp_in += offset
-    lo, hi = (layer.act_min, layer.act_max) if layer.pool == "mean" else (-128, 127)
+    lo, hi = (layer.act_min, layer.act_max) if layer.params.pool == "mean" else (-128, 127)
 
     def fn(x):
         r = te.reduce_axis((0, hw), "r")
@@ -180,7 +181,7 @@ def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
 
         def mean(_, n):
             t = total[0, n]
-            if layer.pool == "mean":
+            if layer.params.pool == "mean":
                 m = _round_twice(t, int(layer.arrays["multiplier"][0]), int(layer.arrays["shift"][0]))
             else:
                 m = tir.Select(t >= 0, tir.floordiv(t + hw // 2, hw), -tir.floordiv(-t + hw // 2, hw))

@@ -119,7 +119,7 @@ def _add_te(a, b, layer: Layer):
             return (high + ((1 << -shift) >> 1) + (high >> 31)) >> -shift  # high >> 31: -1 below zero
 
         wide_a = let((a[p, n].astype(i32) - (layer.input_q.zero_point + 128)) << ADD_LEFT_SHIFT)
-        wide_b = let((b[p, n].astype(i32) - (layer.input2_q.zero_point + 128)) << ADD_LEFT_SHIFT)
+        wide_b = let((b[p, n].astype(i32) - (layer.params.input2_q.zero_point + 128)) << ADD_LEFT_SHIFT)
         total = let(rescale(wide_a, ma, sa) + rescale(wide_b, mb, sb))
         out = rescale(total, mo, so) + layer.output_q.zero_point
         body = (tir.max(tir.min(out, tir.const(layer.act_max, i32)), tir.const(layer.act_min, i32)) + 128).astype("uint8")
@@ -375,7 +375,7 @@ class _Lowering:
         return self.emit("channels", lambda a, b: _add_te(a, b, layer), a, b, name=f"add_{i}")
 
     def fc(self, x, layer: Layer, i: int):
-        if layer.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
+        if layer.params.rounding == "single":  # TFLite's FULLY_CONNECTED: a plain int64 TE kernel (the fc is tiny)
             features, n_pad = shape(x)[1], pad16(layer.output_shape[0])
             consts = scheduled.single_rounding_tables(layer, 128, features, n_pad)
             return self.emit("plain", scheduled.single_rounding_fc(layer, features, n_pad, offset=128), x,
