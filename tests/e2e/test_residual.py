@@ -18,6 +18,7 @@ from edgepack.benchmark.run import bench_artifact
 from edgepack.data import load_dataset
 from edgepack.errors import UnsupportedModelError
 from edgepack.model.mobilenet_v2 import MobileNetV2
+from edgepack.ops.add import AddParams
 from edgepack.plan.plan import Plan
 from tests.cli import TRACKED
 from tests.conftest import run_cli
@@ -207,7 +208,7 @@ def _random_add(rng, name: str, a: int, b: int, shape, qa, qb, output: str, relu
     multiplier, shift = add_multipliers(qa, qb, out)
     return Layer(name, "add", shape, shape, qa, out, out.zero_point if relu else -128, 127,
                  activation="relu" if relu else "none", arrays={"multiplier": multiplier, "shift": shift},
-                 inputs=(a, b), input2_q=qb), out
+                 inputs=(a, b), params=AddParams(qb)), out
 
 
 def random_graph_plan(seed: int, width: int, res: int = 12, classes: int = 5) -> Plan:
