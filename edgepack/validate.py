@@ -117,7 +117,8 @@ def available_memory() -> int | None:
 # rounded up to 8 at least). Peak RSS of `compile --target host --alpha 1.0 --calib-size 64 --eval-size 64`
 # (/usr/bin/time -v) grew from 96 to 192 by 0.82 GiB for V1 and 1.10 GiB for V2, 1.34x; these widths
 # make the estimate grow 1.42x.
-WIDEST_CHANNELS = {"mobilenet_v1": (64, 8), "mobilenet_v2": (96, 48)}
+WIDEST_CHANNELS = {"mobilenet_v1": (64, 8), "mobilenet_v2": (96, 48), "mobilenet_v3_large": (64, 8),
+                   "mobilenet_v3_small": (16, 8)}
 
 
 def compile_memory_estimate(alpha: float, resolution: int, images: int, batch: int = 64,

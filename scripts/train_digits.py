@@ -144,7 +144,7 @@ def resume(name: str, alpha: float, seed: int = 0, spec: str = RESUME_SPEC) -> t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default) or mobilenet_v2")
+    ap.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 (default), mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large")
     ap.add_argument("--alpha", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-only", action="store_true", help="only report eval accuracy of the shipped weights")

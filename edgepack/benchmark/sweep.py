@@ -4,7 +4,7 @@
 Every compile of the matrix takes the same model and data options as `edgepack compile` (``compile_options``:
 checkpoint, model_spec, calibration, eval_data, mean, std, classes). A user model (``model_spec``) has no
 width multiplier: its sweep is over resolutions only (alpha None), and an alpha list is refused. Built-in
-models (``models``: mobilenet_v1, mobilenet_v2, or both) are swept over alpha and resolution; with several,
+models (``models``: any of the built-in MobileNets) are swept over alpha and resolution; with several,
 the plots follow the paper's Figure 5: one series per model, points labelled alpha/resolution."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from edgepack import artifact, devices
 from edgepack.compiler import CompileConfig, compile_model
 from edgepack.errors import ArtifactError, ConfigError, OutputError
-from edgepack.model.builtin import DEFAULT, check_builtin, shipped_alphas
+from edgepack.model.builtin import DEFAULT, SWEEP_ALPHAS, check_builtin, shipped_alphas
 from edgepack.model.user import load_user_model, parse_model_spec
 
 SWEEP_FORMAT = "edgepack-sweep"
@@ -166,7 +166,7 @@ def check_sweep_output(out: Path) -> None:
 
 
 # the default alpha axis of each built-in model: the widths its digits weights are trained for
-DEFAULT_ALPHAS = {"mobilenet_v1": [1.0, 0.75, 0.5, 0.25], "mobilenet_v2": [1.0, 0.75, 0.5, 0.35]}
+DEFAULT_ALPHAS = SWEEP_ALPHAS
 
 
 def parse_models(text: str | None) -> list[str] | None:

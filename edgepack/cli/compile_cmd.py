@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
                    "another count needs --checkpoint (or --random-head)")
     p.add_argument("--random-head", action="store_true", help="allow --classes N != 10 without --checkpoint: the "
                    "classifier is randomly initialised (its accuracy is chance)")
-    p.add_argument("--model", metavar="NAME|FILE.py:NAME", help="mobilenet_v1 (default) or mobilenet_v2, or your own "
+    p.add_argument("--model", metavar="NAME|FILE.py:NAME", help="mobilenet_v1 (default), mobilenet_v2, "
+                   "mobilenet_v3_small or mobilenet_v3_large, or your own "
                    "nn.Module: a class (built with no arguments) or function in a Python file or module "
                    "(package.module:NAME); weights from --checkpoint")
     p.add_argument("--checkpoint", help="state dict of the built-in model, or of --model FILE.py:NAME "

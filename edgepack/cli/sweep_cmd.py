@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=positive_int, help="parallel builds (default: the number of cores)")
     p.add_argument("--eval-size", type=positive_int, help="eval images per point (default: the whole eval split)")
     p.add_argument("--calib-size", type=positive_int, help="calibration images per point (default: all)")
-    p.add_argument("--model", metavar="NAME[,NAME]|FILE.py:NAME", help="mobilenet_v1 (default), mobilenet_v2 or both "
-                   "(mobilenet_v1,mobilenet_v2: one accuracy-vs-Mult-Adds plot, a series per model), or your own "
+    p.add_argument("--model", metavar="NAME[,NAME]|FILE.py:NAME", help="mobilenet_v1 (default), mobilenet_v2, "
+                   "mobilenet_v3_small, mobilenet_v3_large or several (mobilenet_v1,mobilenet_v2: one accuracy-vs-Mult-Adds plot, a series per model), or your own "
                    "nn.Module as for compile (sweeps resolutions only)")
     p.add_argument("--checkpoint", help="state dict of the built-in model (of every alpha swept), or of --model FILE.py:NAME")
     p.add_argument("--classes", help="classes of the built-in model (default 10; another count needs --checkpoint)")

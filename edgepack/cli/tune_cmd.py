@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target", required=True, help="a TVM target (x86-tvm here; ARM targets need --rpc)")
     p.add_argument("--trials", type=positive_int, default=64, help="global trial budget (default 64)")
     p.add_argument("--model", default="mobilenet_v1", help="the built-in model to tune for: mobilenet_v1 (default) or "
-                   "mobilenet_v2 (records are kept per workload, so both can share a target's database)")
+                   "another built-in (records are kept per workload, so several can share a target's database)")
     p.add_argument("--alpha", default="0.75", help="width multiplier of the model to tune for (default 0.75)")
     p.add_argument("--resolution", default="224", help="input resolution (default 224)")
     p.add_argument("--rpc", metavar="HOST:PORT", type=rpc_address, help="RPC tracker that serves the target's boards")

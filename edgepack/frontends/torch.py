@@ -12,12 +12,13 @@ from torch import nn
 from edgepack import provenance
 from edgepack.config import CompileConfig, QuantMode
 from edgepack.data import Dataset
-from edgepack.errors import ConfigError, UnsupportedModelError
+from edgepack.errors import CheckpointError, ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.frontends import Source, load_data, percent, timed
 from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.inputs import split_held_out
+from edgepack.model import builtin
 from edgepack.interop.onnxruntime import run_onnx
 from edgepack.model.profile import summary
 from edgepack.model.user import probe_forward
@@ -62,7 +63,11 @@ def build_model(config: CompileConfig) -> tuple[nn.Module, str]:
     if config.checkpoint:
         return (load_checkpoint(config.checkpoint, config.alpha, config.resolution, config.classes, config.architecture),
                 Path(config.checkpoint).name)
-    return pretrained(config.alpha, config.resolution, config.classes, config.architecture), "shipped digits weights"
+    try:
+        return pretrained(config.alpha, config.resolution, config.classes, config.architecture), "shipped digits weights"
+    except CheckpointError:  # a model the int8 plan cannot hold is refused as such, not sent to train weights
+        check_supported(builtin.build(config.architecture, config.alpha, config.resolution, config.classes))
+        raise
 
 
 def _model_entry(config: CompileConfig, model: nn.Module, source: str) -> dict:

@@ -13,6 +13,9 @@ BUILTIN = {
     "mobilenet_v3_large": ("edgepack.model.mobilenet_v3", "MobileNetV3Large", 1.0),
 }
 DEFAULT = "mobilenet_v1"
+# the widths `edgepack sweep --model NAME` compiles when no --alpha is given (each paper's own)
+SWEEP_ALPHAS = {"mobilenet_v1": [1.0, 0.75, 0.5, 0.25], "mobilenet_v2": [1.0, 0.75, 0.5, 0.35],
+                "mobilenet_v3_small": [1.0, 0.75], "mobilenet_v3_large": [1.0, 0.75]}
 
 
 def check_builtin(name: str) -> str:

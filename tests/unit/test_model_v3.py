@@ -108,3 +108,15 @@ def test_info_prints_long_layer_names_in_their_column(capsys):
 def test_info_refuses_widths_above_one(capsys):
     code, _, err = run_cli(capsys, "info", "--model", "mobilenet_v3_large", "--alpha", "1.25")
     assert code == 2 and "(0, 1]" in err
+
+
+def test_every_builtin_model_has_sweep_widths_and_a_memory_estimate():
+    """`edgepack sweep --model mobilenet_v3_small` without --alpha was an internal KeyError; the compile memory
+    estimate fell back to V1's widest layer for V3 Small, which is four times narrower."""
+    from edgepack.benchmark.sweep import check_alphas
+    from edgepack.model import builtin
+    from edgepack.validate import WIDEST_CHANNELS
+
+    for name in builtin.BUILTIN:
+        assert check_alphas(None, None, name) == builtin.SWEEP_ALPHAS[name]
+        assert name in WIDEST_CHANNELS
