@@ -2,7 +2,8 @@
 
 Seeded numpy, small shapes, every built-in op kind: conv 3x3 (stride 2 with TensorFlow-SAME or symmetric
 pads, stride 1 with pads 1), depthwise 3x3, pointwise, add (a residual input alive across a layer), a
-global pool in each of its three modes and an fc in each rounding. Quantization is drawn the way TFLite
+global pool in each of its three modes and an fc in each rounding; max pools in plans of their own
+(MAXPOOL_CASES, so that the first plans stay as they were). Quantization is drawn the way TFLite
 prepares it (multipliers from the float32 scales, adds' and means' multipliers as their kernels compute
 them, clamps that are TFLite fused activations), so the same plan is also a valid .tflite and LiteRT
 must agree with the reference too. Output scales are drawn so that requantized values spread over int8
@@ -15,6 +16,7 @@ import numpy as np
 from edgepack.ops.add import AddParams
 from edgepack.ops.avgpool import AvgPoolParams
 from edgepack.ops.fc import FcParams
+from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
 NO_PADS = (0, 0, 0, 0)
@@ -131,6 +133,53 @@ def case(name: str) -> tuple[Plan, np.ndarray]:
     """The plan of CASES[name] and IMAGES random int8 inputs for it."""
     spec = CASES[name]
     plan = random_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x
+
+
+def maxpool_layer(name: str, q: QParams, in_shape: tuple[int, int, int], window: int, stride: int,
+                  pads: tuple[int, int, int, int], relu: bool) -> Layer:
+    """TFLite's int8 MAX_POOL_2D: the input's quantization kept, a fused ReLU (from the zero point) if ``relu``."""
+    c, h, w = in_shape
+    top, left, bottom, right = pads
+    out_shape = (c, (h + top + bottom - window) // stride + 1, (w + left + right - window) // stride + 1)
+    return Layer(name=name, kind="maxpool", input_shape=in_shape, output_shape=out_shape, input_q=q, output_q=q,
+                 stride=stride, pads=pads, params=MaxPoolParams(window), act_min=q.zero_point if relu else -128,
+                 activation="relu" if relu else "none")
+
+
+def maxpool_plan(seed: int, res: int, first: tuple, second: tuple, width: int = 12, classes: int = 5) -> Plan:
+    """conv 3x3/1 pads 1 (l0) -> max pool ``first`` (l1) -> conv 3x3/1 pads 1 (l2) -> max pool ``second`` (l3)
+    -> global average pool (l4) -> fc (l5); ``first`` and ``second`` are (window, stride, pads, relu)."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, res, res), width, 3, 1, (1,) * 4)]
+    layers.append(maxpool_layer("maxpool1", layers[0].output_q, layers[0].output_shape, *first))
+    layers.append(conv_layer(rng, "conv2", "conv", layers[1].output_q, layers[1].output_shape, width + 4, 3, 1, (1,) * 4))
+    layers.append(maxpool_layer("maxpool3", layers[2].output_q, layers[2].output_shape, *second))
+    layers.append(pool_layer(rng, "pool4", layers[3].output_q, layers[3].output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, "fc5", layers[4].output_q, width + 4, classes, "single"))
+    plan = Plan(q, (3, res, res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Max pools in the geometries TFLite writes (VALID: no pads; SAME: TensorFlow's pads, the extra one
+# bottom/right) and PyTorch's MaxPool2d(3, 2, 1) (pads 1 all round); a separate table so that the CASES
+# plans above stay byte-identical. Odd sizes (11) leave partial windows at the border. The seeds are
+# chosen so that the padding and the fused ReLU each change outputs (the conformance test checks it).
+MAXPOOL_CASES = {
+    "max pool 2x2/2 VALID + ReLU, then 3x3/2 SAME": dict(seed=24, res=12, first=(2, 2, NO_PADS, True),
+                                                         second=(3, 2, (0, 0, 1, 1), False)),
+    "max pool 3x3/2 pads 1, then 3x3/1 SAME + ReLU on odd sizes": dict(seed=30, res=11, first=(3, 2, (1,) * 4, False),
+                                                                        second=(3, 1, (1,) * 4, True)),
+}
+
+
+def maxpool_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of MAXPOOL_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = MAXPOOL_CASES[name]
+    plan = maxpool_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x
 

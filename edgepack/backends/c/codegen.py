@@ -204,12 +204,30 @@ class _Add(CLowering):
         return f".in2_zp = {layer.params.input2_q.zero_point}, "
 
 
+class _MaxPool(CLowering):
+    """TFLite's int8 MAX_POOL_2D (ep_maxpool): window in ksize, stride and pads as a conv's; no requantization."""
+    portable = "ep_maxpool"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3 or layer.input_shape[0] != layer.output_shape[0]:
+            _fail(layer, i, "a max pool maps (C, H, W) to (C, H', W') of the same channels")
+        if layer.params.window < 1 or layer.stride < 1 or min(layer.pads) < 0:
+            _fail(layer, i, f"window {layer.params.window}, stride {layer.stride} or pads {list(layer.pads)} out of range")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def ksize(self, layer: Layer) -> int:
+        return layer.params.window
+
+
 C_LOWERINGS.register("conv")(_Conv())
 C_LOWERINGS.register("depthwise")(_Depthwise())
 C_LOWERINGS.register("pointwise")(_Pointwise())
 C_LOWERINGS.register("avgpool")(_AvgPool())
 C_LOWERINGS.register("fc")(_Fc())
 C_LOWERINGS.register("add")(_Add())
+C_LOWERINGS.register("maxpool")(_MaxPool())
 
 
 def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:

@@ -5,7 +5,8 @@ int32 accumulation, subtract in_zp * sum(w) (folded into the bias, since every w
 full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, truncating >> 31,
 rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
 (acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so; an add is TFLite's
-int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64. Bit-exact with
+int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64; a max pool pads with -128 and
+takes relax's max_pool2d on int8. Bit-exact with
 edgepack.plan.reference. Each op kind is one entry of ``TVM_LOWERINGS`` (the generic TVM executor's table of
 the op registry, edgepack.ops); a plan holding a kind without one is refused by op name.
 """
@@ -126,6 +127,22 @@ def _fc(bb, x, layer: Layer):
     acc = bb.emit(op.matmul(x, _const(np.ascontiguousarray(w.T), "int8"), out_dtype="int32"))
     acc = bb.emit(op.add(acc, _const(layer.folded_bias(layer.input_q.zero_point).astype(np.int32).reshape(1, -1), "int32")))
     return _requantize(bb, acc, layer, (1, -1))
+
+
+@TVM_LOWERINGS.register("maxpool")
+def _maxpool(bb, x, layer: Layer):
+    """TFLite's int8 MAX_POOL_2D: pad with -128 (the least int8 value, so a padded position can only tie a
+    real value, never beat it: every window holds one), relax max_pool2d, clamp to [act_min, act_max]."""
+    from tvm import relax
+
+    op = relax.op
+    k, (top, left, bottom, right) = layer.params.window, layer.pads
+    if any(layer.pads):
+        x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=-128.0))
+    out = bb.emit(op.nn.max_pool2d(x, pool_size=(k, k), strides=(layer.stride, layer.stride), padding=(0, 0, 0, 0)))
+    if (layer.act_min, layer.act_max) != (-128, 127):
+        out = bb.emit(op.clip(out, layer.act_min, layer.act_max))
+    return out
 
 
 def _rescale(bb, x, multiplier: int, shift: int):

@@ -233,3 +233,32 @@ void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
         out[i] = (int8_t)(v > l->act_max ? l->act_max : v);
     }
 }
+
+void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < l->out_c; c++) {
+        const int8_t *xc = in + c * plane;
+        for (oy = 0; oy < l->out_h; oy++) {
+            for (ox = 0; ox < l->out_w; ox++) {
+                /* the generator proved every window holds an input value: the max is one of them */
+                int32_t best = -128, v;
+                for (ky = 0; ky < k; ky++) {
+                    const int32_t iy = oy * l->stride - l->pad_top + ky;
+                    if (iy < 0 || iy >= l->in_h) {
+                        continue; /* padding takes no part in the max */
+                    }
+                    for (kx = 0; kx < k; kx++) {
+                        const int32_t ix = ox * l->stride - l->pad_left + kx;
+                        if (ix >= 0 && ix < l->in_w && xc[iy * l->in_w + ix] > best) {
+                            best = xc[iy * l->in_w + ix];
+                        }
+                    }
+                }
+                v = best < l->act_min ? l->act_min : best;
+                out[(c * l->out_h + oy) * l->out_w + ox] = (int8_t)(v > l->act_max ? l->act_max : v);
+            }
+        }
+    }
+}

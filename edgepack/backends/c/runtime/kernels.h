@@ -27,7 +27,7 @@
 typedef struct {
     int32_t in_c, in_h, in_w;    /* input tensor (C, H, W); an fc input is (in_c, 1, 1) */
     int32_t out_c, out_h, out_w; /* output tensor */
-    int32_t ksize, stride;       /* square kernel, equal strides */
+    int32_t ksize, stride;       /* square kernel (a max pool's window), equal strides */
     int32_t pad_top, pad_left;   /* zero-point rows above / columns left of the input */
     int32_t pad_bottom, pad_right; /* ... below / right of it (TFLite's SAME pads these alone) */
     int32_t in_zp, out_zp;       /* zero points of input and output */
@@ -59,6 +59,9 @@ void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out);
+/* TFLite's int8 MAX_POOL_2D: the max over each ksize x ksize window's in-bounds values (padded positions
+ * take no part), clamped to [act_min, act_max]; input and output share their quantization */
+void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
 /* TFLite's int8 ADD of two (C, H, W) tensors: each input minus its zero point, times 2^20, rescaled
  * by MultiplyByQuantizedMultiplierSmallerThanOneExp(multiplier[k], shift[k]) (k = 0 for a, 1 for b),
