@@ -174,13 +174,13 @@ def converter_like(**kwargs) -> bytes:
     a test: edgepack's writer taught the ops its exporter never writes for as long as it runs."""
     import pytest
 
-    from edgepack.interop import tflite_export
+    from edgepack.interop import tflite_writer
     from tests.e2e import test_tflite_import as t
 
     with pytest.MonkeyPatch.context() as mp:
         for code, version, options in (("SOFTMAX", 2, t._softmax_options), ("DEQUANTIZE", 2, t._dequantize_options)):
-            mp.setitem(tflite_export.OP_VERSIONS, code, version)
-            mp.setitem(tflite_export._OPTIONS, code, options)
+            mp.setitem(tflite_writer.OP_VERSIONS, code, version)
+            mp.setitem(tflite_writer.OPTIONS, code, options)
         return t._converter_like(**kwargs)
 
 

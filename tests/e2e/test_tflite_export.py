@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from edgepack.errors import UnsupportedModelError
-from edgepack.interop.tflite_export import _tflite_padding, plan_to_tflite, write_tflite
+from edgepack.interop.tflite_export import plan_to_tflite, write_tflite
+from edgepack.interop.tflite_ops.conv import tflite_padding
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams
 
@@ -96,7 +97,7 @@ def test_global_pool_rounds_like_the_plan(size, zero_point):
     (64, 1, 1, (0, 0, 0, 0), 64, "VALID"),
 ])
 def test_padding_choice(h, k, s, pads, out, want):
-    assert _tflite_padding(h, h, k, s, pads, out, out) == want
+    assert tflite_padding(h, h, k, s, pads, out, out) == want
 
 
 @pytest.mark.slow

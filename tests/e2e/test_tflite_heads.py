@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgepack.interop import litert
-from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize
+from edgepack.interop.tflite_export import _serialize
+from edgepack.interop.tflite_writer import Graph, bias_scale
 from edgepack.ops.avgpool import AvgPoolParams
 from edgepack.ops.fc import FcParams
 from edgepack.plan import reference
@@ -60,11 +61,11 @@ def test_single_rounding_fc_matches_litert_fully_connected():
         ratio = (3000.0, 300.0, 40.0, 0.3)[trial // 2]
         layer = _single_fc_layer(rng, 48, 10, in_q, per_channel=trial % 2 == 1, ratio=ratio)
         assert (layer.arrays["shift"] >= 0).all() == (ratio < 1)
-        g = _Graph()
+        g = Graph()
         x = g.input = g.activation("x", (1, 1, 1, 48), in_q)  # FULLY_CONNECTED flattens it to (1, 48)
         w_scale = layer.weight_scales()
         weight = g.constant("w", layer.weight, w_scale if trial % 2 else w_scale[:1])
-        bias = g.constant("b", layer.arrays["bias"], _bias_scale(in_q, w_scale if trial % 2 else w_scale[:1]))
+        bias = g.constant("b", layer.arrays["bias"], bias_scale(in_q, w_scale if trial % 2 else w_scale[:1]))
         g.output = g.activation("y", (1, 10), layer.output_q)
         g.op("FULLY_CONNECTED", [x, weight, bias], [g.output], activation="NONE")
         images = rng.integers(-128, 128, (300, 48, 1, 1)).astype(np.int8)
@@ -87,7 +88,7 @@ def test_mean_pool_matches_litert_mean(keep_dims):
             out_q = in_q if same_q else QParams(float(np.float32(in_q.scale * rng.uniform(0.3, 3))), int(rng.integers(-50, 50)))
             layer = _mean_layer(rng, 16, hw, in_q, out_q, keep_dims)
             assert Plan(in_q, layer.input_shape, [layer]).problems() == []
-            g = _Graph()
+            g = Graph()
             x = g.input = g.activation("x", (1, *hw, 16), in_q)
             g.output = g.activation("y", (1, 1, 1, 16) if keep_dims else (1, 16), out_q)
             g.op("MEAN", [x, g.constant("axes", np.array([1, 2], np.int32))], [g.output], keep_dims=keep_dims)

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from edgepack.interop import litert, tflite_export
-from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize, _Tensor
+from edgepack.interop import litert, tflite_writer
+from edgepack.interop.tflite_export import _serialize
+from edgepack.interop.tflite_writer import Graph, Tensor, bias_scale
 from edgepack.interop.tflite_import import SOFTMAX_DROPPED, read_tflite
 from edgepack.errors import ConfigError
 from edgepack.plan import reference
@@ -46,8 +47,8 @@ def schema_writer(monkeypatch):
     """edgepack's flatbuffer writer, taught the three ops its exporter never writes (for converter-like files)."""
     for code, version, options in (("SOFTMAX", 2, _softmax_options), ("CONCATENATION", 2, _concat_options),
                                    ("DEQUANTIZE", 2, _dequantize_options)):
-        monkeypatch.setitem(tflite_export.OP_VERSIONS, code, version)
-        monkeypatch.setitem(tflite_export._OPTIONS, code, options)
+        monkeypatch.setitem(tflite_writer.OP_VERSIONS, code, version)
+        monkeypatch.setitem(tflite_writer.OPTIONS, code, options)
     return _serialize
 
 
@@ -62,11 +63,11 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
     joined by CONCATENATION. ``float_io``: the converter's default float32 interface (QUANTIZE first,
     DEQUANTIZE last)."""
     rng = np.random.default_rng(14)
-    g = _Graph()
+    g = Graph()
     q = QParams(float(np.float32(1 / 127.5)), -1)
     x = g.input = g.activation("serving_default_input:0", (1, 48, 48, 3), q)
     if float_io:
-        g.tensors.append(_Tensor("float_input", (1, 48, 48, 3), "float32"))
+        g.tensors.append(Tensor("float_input", (1, 48, 48, 3), "float32"))
         g.input = len(g.tensors) - 1
         g.op("QUANTIZE", [g.input], [x])
     # (kind, kernel, stride, out channels, activation); spatial 48 -> 24 -> 12 -> 6 -> 3
@@ -81,7 +82,7 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
         out_q = QParams(float(np.float32(q.scale * float(w_scale.mean()) * np.sqrt(fan_in) * 30.0)),
                         -128 if act != "NONE" else int(rng.integers(-10, 10)))
         wt = g.constant(f"w{i}", weight, w_scale, 3 if kind == "dw" else 0)
-        bias = g.constant(f"b{i}", rng.integers(-2000, 2000, o).astype(np.int32), _bias_scale(q, w_scale))
+        bias = g.constant(f"b{i}", rng.integers(-2000, 2000, o).astype(np.int32), bias_scale(q, w_scale))
         shape = (1, -(-shape[1] // s), -(-shape[2] // s), o)
         y = g.activation(f"y{i}", shape, out_q)
         code = "DEPTHWISE_CONV_2D" if kind == "dw" else "CONV_2D"
@@ -109,7 +110,7 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
         logits_q = QParams(float(np.float32(mean_q.scale * float(w_scale.mean()) * np.sqrt(features) * 60.0)), 3)
         logits = g.activation("logits", (1, 10), logits_q)
         wt = g.constant("fc_w", rng.integers(-127, 128, (10, features)).astype(np.int8), w_scale)
-        g.op("FULLY_CONNECTED", [flat, wt, g.constant("fc_b", bias, _bias_scale(mean_q, w_scale))], [logits],
+        g.op("FULLY_CONNECTED", [flat, wt, g.constant("fc_b", bias, bias_scale(mean_q, w_scale))], [logits],
              activation="NONE")
     else:
         pooled = g.activation("pooled", (1, 1, 1, features), q)
@@ -118,14 +119,14 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
         logits = g.activation("logits", (1, 10), logits_q)
         wt = g.constant("conv_preds_w", rng.integers(-127, 128, (10, 1, 1, features)).astype(np.int8), w_scale)
         preds = g.activation("conv_preds", (1, 1, 1, 10), logits_q)
-        g.op("CONV_2D", [pooled, wt, g.constant("conv_preds_b", bias, _bias_scale(q, w_scale))], [preds],
+        g.op("CONV_2D", [pooled, wt, g.constant("conv_preds_b", bias, bias_scale(q, w_scale))], [preds],
              padding="VALID", stride=1, activation="NONE")
         g.op("RESHAPE", [preds, g.constant("reshape_2", np.array([1, 10], np.int32))], [logits], new_shape=[1, 10])
     probs = g.activation("predictions", (1, 10), QParams(1 / 256, -128))
     g.op("SOFTMAX", [logits], [probs])
     g.output = probs
     if float_io:
-        g.tensors.append(_Tensor("float_predictions", (1, 10), "float32"))
+        g.tensors.append(Tensor("float_predictions", (1, 10), "float32"))
         g.output = len(g.tensors) - 1
         g.op("DEQUANTIZE", [probs], [g.output])
     return _serialize(g)
@@ -197,13 +198,13 @@ def test_even_average_pool_imports_as_litert_rounds_it(zero_point, tmp_path):
     """TFLite's int8 AVERAGE_POOL_2D rounds the raw sum, zero point included: over an even count with a
     zero point its ties differ from the plan's "average", so it becomes a "raw_average" pool, exact."""
     rng = np.random.default_rng(5)
-    g = _Graph()
+    g = Graph()
     q = QParams(0.05, zero_point)
     x = g.input = g.activation("map", (1, 4, 4, 8), q)
     pooled = g.activation("pooled", (1, 1, 1, 8), q)
     g.op("AVERAGE_POOL_2D", [x], [pooled], filter_h=4, filter_w=4, stride=1, padding="VALID", activation="NONE")
     w_scale = np.full(3, 0.01, np.float32)
-    bias = g.constant("b", np.zeros(3, np.int32), _bias_scale(q, w_scale))
+    bias = g.constant("b", np.zeros(3, np.int32), bias_scale(q, w_scale))
     g.output = g.activation("y", (1, 3), QParams(0.05 * 0.01 * 40, 0))
     g.op("FULLY_CONNECTED", [pooled, g.constant("w", rng.integers(-127, 128, (3, 8)).astype(np.int8), w_scale), bias],
          [g.output], activation="NONE")
@@ -269,14 +270,14 @@ def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp
     """RESHAPE of a 2x2 map to (1, F) flattens in NHWC order; the imported fc's weights follow the plan's CHW
     order, and the fc rounds acc * M once (rounding "single"), as LiteRT's kernel."""
     rng = np.random.default_rng(3)
-    g = _Graph()
+    g = Graph()
     q = QParams(0.05, 7)
     x = g.input = g.activation("map", (1, 2, 2, 4), q)
     flat = g.activation("flat", (1, 16), q)
     g.op("RESHAPE", [x, g.constant("shape", np.array([1, 16], np.int32))], [flat], new_shape=[1, 16])
     w_scale = rng.uniform(0.005, 0.02, 6).astype(np.float32)
     wt = g.constant("w", rng.integers(-2, 3, (6, 16)).astype(np.int8), w_scale)
-    bias = g.constant("b", rng.integers(-100, 100, 6).astype(np.int32), _bias_scale(q, w_scale))
+    bias = g.constant("b", rng.integers(-100, 100, 6).astype(np.int32), bias_scale(q, w_scale))
     y = g.activation("y", (1, 6), QParams(float(np.float32(0.05 * 0.005 * 1.3)), -2))
     g.op("FULLY_CONNECTED", [flat, wt, bias], [y], activation="NONE")
     g.output = y
@@ -292,7 +293,7 @@ def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp
 
 def test_mean_over_channels_is_refused(tmp_path):
     """Only a global MEAN (axes H and W) is a plan pool; one over the channels is refused by what it averages."""
-    g = _Graph()
+    g = Graph()
     q = QParams(0.05, 0)
     x = g.input = g.activation("map", (1, 3, 3, 4), q)
     y = g.output = g.activation("mean", (1, 3, 3, 1), q)
@@ -356,14 +357,14 @@ def _residual_tflite(activation: str, second: str = "residual") -> tuple[bytes, 
     FULLY_CONNECTED; the file and the sum's tensor index. ``second``: "constant" adds a constant tensor,
     "broadcast" a (1, 1, 1, C) activation."""
     rng = np.random.default_rng(13)
-    g = _Graph()
+    g = Graph()
     q = QParams(float(np.float32(0.043)), 5)
     x = g.input = g.activation("input", (1, 6, 6, 8), q)
     w_scale = rng.uniform(0.004, 0.02, 8).astype(np.float32)
     conv_q = QParams(float(np.float32(0.071)), -9)
     y = g.activation("conv", (1, 6, 6, 8), conv_q)
     g.op("CONV_2D", [x, g.constant("w", rng.integers(-127, 128, (8, 1, 1, 8)).astype(np.int8), w_scale, 0),
-                     g.constant("b", rng.integers(-300, 300, 8).astype(np.int32), _bias_scale(q, w_scale))], [y],
+                     g.constant("b", rng.integers(-300, 300, 8).astype(np.int32), bias_scale(q, w_scale))], [y],
          padding="VALID", stride=1, activation="NONE")
     if second == "constant":
         addend = g.constant("c", rng.integers(-128, 128, (1, 6, 6, 8)).astype(np.int8), np.float32([0.05]))
@@ -381,7 +382,7 @@ def _residual_tflite(activation: str, second: str = "residual") -> tuple[bytes, 
     fc_scale = rng.uniform(0.004, 0.02, 4).astype(np.float32)
     g.output = g.activation("logits", (1, 4), QParams(float(np.float32(0.02)), 1))
     g.op("FULLY_CONNECTED", [pooled, g.constant("fc_w", rng.integers(-127, 128, (4, 8)).astype(np.int8), fc_scale),
-                             g.constant("fc_b", np.zeros(4, np.int32), _bias_scale(mean_q, fc_scale))], [g.output],
+                             g.constant("fc_b", np.zeros(4, np.int32), bias_scale(mean_q, fc_scale))], [g.output],
          activation="NONE")
     return _serialize(g), s
 

@@ -7,7 +7,8 @@ import pytest
 
 from edgepack.errors import ArtifactError
 from edgepack.interop import litert
-from edgepack.interop.tflite_export import _fused_activation, _Graph, _serialize
+from edgepack.interop.tflite_export import _serialize
+from edgepack.interop.tflite_writer import Graph, fused_activation
 from edgepack.ops.add import AddParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, quantize_multiplier
@@ -82,11 +83,11 @@ def test_add_matches_tflite_reference_transcription(seed):
 def _one_add_tflite(layer: Layer, shape) -> bytes:
     """A .tflite with two int8 NHWC inputs and one ADD, written with the exporter's graph builder."""
     c, h, w = shape
-    g = _Graph()
+    g = Graph()
     g.input = g.activation("a", (1, h, w, c), layer.input_q)
     g.more_inputs = [g.activation("b", (1, h, w, c), layer.params.input2_q)]
     g.output = g.activation("sum", (1, h, w, c), layer.output_q)
-    g.op("ADD", [g.input, g.more_inputs[0]], [g.output], activation=_fused_activation(layer))
+    g.op("ADD", [g.input, g.more_inputs[0]], [g.output], activation=fused_activation(layer))
     return _serialize(g)
 
 

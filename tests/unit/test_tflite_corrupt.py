@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from edgepack.errors import ConfigError, DataError, EdgepackError
-from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize
+from edgepack.interop.tflite_export import _serialize
+from edgepack.interop.tflite_writer import Graph, bias_scale
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.plan.plan import QParams
 from tests.tflite_mutations import converter_like, edited
@@ -147,13 +148,13 @@ def test_add_whose_output_scale_would_abort_litert_is_refused(tmp_path):
 
 def _flat_input_model() -> bytes:
     """An int8 model of batch 1 whose input is a (1, 64) vector, not an image: one FULLY_CONNECTED."""
-    g = _Graph()
+    g = Graph()
     q = QParams(0.05, 3)
     x = g.input = g.activation("features", (1, 64), q)
     w_scale = np.full(4, 0.01, np.float32)
     g.output = g.activation("logits", (1, 4), QParams(0.02, 0))
     g.op("FULLY_CONNECTED", [x, g.constant("w", np.ones((4, 64), np.int8), w_scale),
-                             g.constant("b", np.zeros(4, np.int32), _bias_scale(q, w_scale))], [g.output], activation="NONE")
+                             g.constant("b", np.zeros(4, np.int32), bias_scale(q, w_scale))], [g.output], activation="NONE")
     return _serialize(g)
 
 
