@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from edgepack.benchmark import compare
+from edgepack.cli import output
+from edgepack.cli.colour import paint
 from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_int, seconds,
                                 write_output_file)
 from edgepack.cli.paths import absolute
@@ -32,7 +35,7 @@ def add_parser(sub) -> None:
                         "last before the device counts as hung (default 120)")
     p.add_argument("--verify-key", metavar="PUB", help="Ed25519 public key: refuse (exit 2) an artifact whose manifest.sig "
                    "is missing or not from this key, before running anything")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    output.add_json_flag(p, "the report")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file, one test case per check")
     p.add_argument("--baseline", metavar="FILE", help="compare with a stored baseline; exit 1 on a regression")
     p.add_argument("--update-baseline", metavar="FILE", help="write this run's figures as the new baseline")
@@ -57,15 +60,24 @@ def check_key(key: str | None, rpc: str | None) -> None:
         raise ConfigError(f"--key {key} names a board at an RPC tracker: pass --rpc TRACKER_HOST:PORT with it, or drop --key")
 
 
+def _with_badge(text: str) -> str:
+    """The closing ``result: PASS`` / ``FAIL`` in green / red on a terminal (plain in a pipe or with NO_COLOR)."""
+    head, sep, result = text.rpartition("result: ")
+    if not sep or result not in ("PASS", "FAIL"):
+        return text
+    return head + sep + paint(result, "green" if result == "PASS" else "red", sys.stdout)
+
+
 def run(args) -> int:
     check_key(args.key, args.rpc)
     args.artifact = absolute(args.artifact)  # libraries run programs from other folders: never hand them a relative path
     args.eval_data = absolute(args.eval_data)
-    for flag in ("json", "junit", "update_baseline"):
+    output.check_json_file(args.json)
+    for flag in ("junit", "update_baseline"):
         check_output_file(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.verify_key:  # before torch is imported, and before anything in the artifact is loaded
         _, key = verify_signature(args.artifact, args.verify_key)
-        print(f"signature verified: {args.artifact} is signed by key {short(key)}")
+        output.note(f"signature verified: {args.artifact} is signed by key {short(key)}")
     from edgepack.benchmark.run import bench_artifact, format_report  # imports torch
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
@@ -74,7 +86,7 @@ def run(args) -> int:
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
                             eval_data=args.eval_data, **device_options)
     baseline_notes = compare.check_matches(baseline, report, args.baseline) if baseline is not None else []
-    print(format_report(report))
+    print(_with_badge(format_report(report)))
     if baseline is not None:
         tolerances = {**report.get("tolerances", {}), **{k: v for k, v in (
             ("latency_increase", args.max_latency_increase), ("accuracy_drop_points", args.max_accuracy_drop),
@@ -88,10 +100,10 @@ def run(args) -> int:
         print(f"{len(regressed)} regression(s): {', '.join(d.check for d in regressed)}" if regressed else "no regression")
         report["passed"] = report["passed"] and not regressed
     if args.json:
-        write_output_file(args.json, json.dumps(report, indent=1) + "\n")
+        output.write_json(args.json, json.dumps(report, indent=1))
     if args.junit:
         write_output_file(args.junit, compare.junit_xml(report))
     if args.update_baseline:
         compare.write_baseline(args.update_baseline, report)
-        print(f"baseline written to {args.update_baseline}")
+        output.note(f"baseline written to {args.update_baseline}")
     return 0 if report["passed"] else 1

@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from edgepack import artifact, devices
+from edgepack.cli import output
 from edgepack.cli.flags import FlagType
 from edgepack.errors import EXIT_INTERNAL, ConfigError, EdgepackError, OutputError, missing_dependency
 from edgepack.version import __version__
@@ -68,21 +69,37 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="edgepack", description="MobileNet-style PyTorch CNNs to verified int8 edge artifacts.")
     parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of an internal error")
+    add_verbosity_flags(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"edgepack.cli.{name}_cmd").add_parser(sub)
+    for subparser in sub.choices.values():  # `edgepack compile ... --verbose` as well as `edgepack --verbose compile`
+        add_verbosity_flags(subparser, default=argparse.SUPPRESS)
     return parser
 
 
+def add_verbosity_flags(parser, default) -> None:
+    """--quiet / --verbose (see edgepack.cli.output); a subcommand's copy defaults to SUPPRESS, so leaving it
+    out keeps what was given before the subcommand."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="only results and errors: no progress bars, no notes, no library log")
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="also compile's stage times and an internal error's traceback")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:  # one before the subcommand, one after: the group cannot see both
+        parser.error("--quiet and --verbose ask for opposite things: pass one of them")
     show_library_log()
     global _COMMAND
     _COMMAND = args.command
     previous = {sig: signal.signal(sig, _on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = int(args.run(args) or 0)
+        with output.conventions(args):  # --json - (human text to stderr), --quiet, --verbose
+            code = int(args.run(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError we handle
         return code
     except EdgepackError as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from edgepack.benchmark.report import write_report
+from edgepack.cli import output
 from edgepack.cli.flags import check_output_file
 from edgepack.cli.paths import absolute
 
@@ -23,5 +24,5 @@ def run(args) -> int:
     check_output_file(args.output, "-o")  # before the bench it runs, not after
     path = write_report([absolute(p) for p in args.path], absolute(args.output), eval_data=absolute(args.eval_data),
                         model=args.model)
-    print(f"report written to {path}")
+    output.note(f"report written to {path}")
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from edgepack.benchmark.sweep import (check_alphas, check_models, check_shipped, check_sweep_output, parse_list,
                                       parse_models, sweep)
+from edgepack.cli import output
 from edgepack.cli.flags import add_targets_flag, positive_int
 from edgepack.config import CompileConfig
 from edgepack.model.builtin import DEFAULT, max_alpha
@@ -57,5 +58,5 @@ def run(args) -> int:
             check_shipped(model, check_alphas(alphas, None, model))
     check_sweep_output(args.output)
     sweep(args.target, alphas, resolutions, args.output, jobs=args.jobs, eval_size=args.eval_size, calib_size=args.calib_size,
-          compile_options=options, models=models)
+          compile_options=options, models=models, log=output.note)
     return 0

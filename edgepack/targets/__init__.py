@@ -19,7 +19,7 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from edgepack.errors import TargetError
@@ -122,6 +122,8 @@ class Tolerances(Table):
 TABLES = {"compiler": Compiler, "toolchain": Toolchain, "run": Run, "rpc": Rpc, "budget": Budget,
           "tolerances": Tolerances}
 REQUIRED = ("name", "description", "backend")
+OPTIONAL = ("aliases",)  # top-level keys a file may set beside REQUIRED and TABLES
+ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a board name typed after --target: no folder, no option
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class Target:
     rpc: Rpc = field(default_factory=Rpc)
     budget: Budget = field(default_factory=Budget)
     tolerances: Tolerances = field(default_factory=Tolerances)
+    aliases: tuple[str, ...] = ()  # board names that mean this target (the file's ``aliases``)
+    alias: str | None = None  # the alias this target was asked for by (None: by its name)
 
     @property
     def builtin(self) -> bool:
@@ -144,8 +148,10 @@ class Target:
     def to_json(self) -> dict:
         """The target as plain data (what the file set): recorded in the manifest, read back by bench."""
         tables = {name: getattr(self, name).to_json() for name in TABLES}
-        return {"name": self.name, "backend": self.backend, "description": self.description,
-                **{name: table for name, table in tables.items() if table}}
+        named = {"aliases": list(self.aliases)} if self.aliases else {}
+        asked = {"alias": self.alias} if self.alias else {}
+        return {"name": self.name, "backend": self.backend, "description": self.description, **named,
+                **{name: table for name, table in tables.items() if table}, **asked}
 
 
 # ---------------------------------------------------------------- parsing one file
@@ -223,7 +229,12 @@ def target_from_json(data, where: str) -> Target:
     bench runs what it names, so a tampered manifest must not name any other program or option."""
     if not isinstance(data, dict):
         raise TargetError(f"{where} must be a table of the target's settings, got {type(data).__name__}")
-    return _target_from_data(data, Path(f"{data.get('name')}.toml"), where)
+    data = dict(data)
+    alias = data.pop("alias", None)
+    target = _target_from_data(data, Path(f"{data.get('name')}.toml"), where)
+    if alias is not None and alias not in target.aliases:
+        raise TargetError(f"{where}: alias {alias!r} is not one of the target's aliases: recompile the artifact")
+    return replace(target, alias=alias)
 
 
 def _target_from_data(data: dict, path: Path, where: str) -> Target:
@@ -235,12 +246,29 @@ def _target_from_data(data: dict, path: Path, where: str) -> Target:
         raise TargetError(f"{where}: backend '{backend}' is unknown{_did_you_mean(backend, BACKENDS)}: "
                           f"use one of {', '.join(BACKENDS)}")
     for name in data:
-        if name not in REQUIRED and name not in TABLES:
-            raise TargetError(f"{where}: unknown field '{name}'{_did_you_mean(name, [*REQUIRED, *TABLES])}: "
-                              f"a target file has {', '.join(REQUIRED)} and the tables {', '.join(TABLES)}")
+        if name not in REQUIRED and name not in OPTIONAL and name not in TABLES:
+            raise TargetError(f"{where}: unknown field '{name}'{_did_you_mean(name, [*REQUIRED, *OPTIONAL, *TABLES])}: "
+                              f"a target file has {', '.join(REQUIRED)}, optionally {', '.join(OPTIONAL)}, and the "
+                              f"tables {', '.join(TABLES)}")
     tables = {name: _parse_table(cls, data.get(name, {}), name, backend, where) for name, cls in TABLES.items()}
     check_run_commands(tables["run"], where)
-    return Target(name=data["name"], description=data["description"], backend=backend, path=path, **tables)
+    aliases = _parse_aliases(data.get("aliases", []), data["name"], where)
+    return Target(name=data["name"], description=data["description"], backend=backend, path=path, aliases=aliases,
+                  **tables)
+
+
+def _parse_aliases(value, name: str, where: str) -> tuple[str, ...]:
+    """A file's ``aliases``: distinct board names, none its own name (the others are checked by catalogue())."""
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise TargetError(f"{where}: aliases must be a list of strings, got {value!r}")
+    for alias in value:
+        if not ALIAS.fullmatch(alias):
+            raise TargetError(f"{where}: alias {alias!r} must be a lower-case board name (letters, digits, '.', '_', "
+                              "'-'), e.g. \"rpi3\"")
+        if alias == name or value.count(alias) > 1:
+            raise TargetError(f"{where}: alias {alias!r} is " + ("the target's own name" if alias == name else
+                              "listed twice") + ": remove it")
+    return tuple(value)
 
 
 # ---------------------------------------------------------------- what a device run may execute
@@ -303,12 +331,21 @@ def target_files(target_dirs=()) -> dict[str, list[Path]]:
 
 
 def get_target(name: str, target_dirs=()) -> Target:
-    """The target ``name``: only its own file is parsed, so another broken file does not stop it."""
+    """The target ``name`` (a target name or an alias in a target file). A broken file of another target does
+    not stop it; its own broken file, or an alias of it that shadows another name, is its one-line error."""
+    found = catalogue(target_dirs)
+    key = found.aliases.get(name, name)
     files = target_files(target_dirs)
-    if name not in files:
-        raise TargetError(f"unknown target '{name}'{_did_you_mean(name, files)}: choose one of {', '.join(files)} "
-                          "(see `edgepack targets`; your own board files: --targets DIR or EDGEPACK_TARGETS)")
-    return parse_target(files[name][0])
+    if key not in files:
+        choices = [*files, *found.aliases]
+        aliases = ", ".join(f"{a} = {t}" for a, t in found.aliases.items())
+        raise TargetError(f"unknown target '{name}'{_did_you_mean(name, choices)}: choose one of {', '.join(files)} "
+                          + (f"(board aliases: {aliases}) " if aliases else "")
+                          + "(see `edgepack targets`; your own board files: --targets DIR or EDGEPACK_TARGETS)")
+    if files[key][0] in found.broken:
+        raise TargetError(found.broken[files[key][0]])
+    target = found.targets[key]
+    return replace(target, alias=name) if name != key else target
 
 
 @dataclass(frozen=True)
@@ -317,18 +354,40 @@ class Catalogue:
     targets: dict[str, Target]  # the good ones, by name
     broken: dict[Path, str]  # a file that does not parse -> its one-line error
     overrides: dict[str, tuple[Path, ...]]  # name -> the files (built-in or further down the path) it hides
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> the name of the good target it means
 
 
 def catalogue(target_dirs=()) -> Catalogue:
     targets, broken, overrides = {}, {}, {}
-    for name, paths in target_files(target_dirs).items():
+    files = target_files(target_dirs)
+    for name, paths in files.items():
         try:
             targets[name] = parse_target(paths[0])
         except TargetError as e:
             broken[paths[0]] = str(e)
         if len(paths) > 1:
             overrides[name] = tuple(paths[1:])
-    return Catalogue(targets, broken, overrides)
+    aliases = {}
+    for name, target in list(targets.items()):
+        clash = _alias_clash(target, files, aliases)
+        if clash:
+            broken[target.path] = clash
+            del targets[name]
+        else:
+            aliases.update(dict.fromkeys(target.aliases, name))
+    return Catalogue(targets, broken, overrides, dict(sorted(aliases.items())))
+
+
+def _alias_clash(target: Target, files: dict, aliases: dict) -> str | None:
+    """Why one of ``target``'s aliases may not stand (a target's name, or an alias an earlier target holds)."""
+    for alias in target.aliases:
+        if alias in files:
+            return (f"target file {target.path}: alias '{alias}' is the name of the target file {files[alias][0]}: "
+                    "remove the alias or rename that file")
+        if alias in aliases:
+            return (f"target file {target.path}: alias '{alias}' is already an alias of target {aliases[alias]}: "
+                    "remove it from one of the two files")
+    return None
 
 
 def load_targets(target_dirs=()) -> dict[str, Target]:

@@ -96,7 +96,9 @@ def test_a_broken_user_file_names_itself_and_hides_nothing(tmp_path, capsys):
     assert err.splitlines() == [f"edgepack targets: error: target file {broken}: [compiler] has no key 'int8_kernel' "
                                 "(did you mean 'int8_kernels'?): valid keys for the tvm backend are tvm_target, arch, "
                                 "cross_compiler, int8_kernels"]
-    listed = {line.split()[0] for line in out.splitlines()}
+    header, *rows = out.splitlines()  # issue 23: a header row names the columns
+    assert header.split()[:3] == ["name", "aliases", "backend"]
+    listed = {line.split()[0] for line in rows}
     assert listed == BUILTIN | {"my-c"}
     assert f"[{mine / 'my-c.toml'}]" in next(line for line in out.splitlines() if line.startswith("my-c "))
     assert get_target("my-c", [mine]).toolchain.cc == "gcc"
