@@ -24,7 +24,8 @@ from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
 from edgepack.signing import load_private_key, sign_folder
-from edgepack.targets import Target, get_target
+from edgepack.targets import Target, get_target, load_targets
+from edgepack.validate import FootprintEstimate, budget_file_fix, check_budget_estimate, estimate_footprint
 from edgepack.version import __version__
 
 
@@ -73,17 +74,45 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=print,
                    calibration_data: Dataset | None = None, eval_set: Dataset | None = None) -> Path:
     """compile_model inside ``preflight(config)`` (the CLI holds it while it loads a --model FILE.py)."""
     times: dict[str, float] = {}
-    source = front_end(config, model, calibration_data, eval_set, times, log)
+    source = front_end(config, target, model, calibration_data, eval_set, times, log)
     return run_pipeline(config, target, source, times, log)
 
 
-def front_end(config: CompileConfig, model, calibration_data: Dataset | None, eval_set: Dataset | None,
+def front_end(config: CompileConfig, target: Target, model, calibration_data: Dataset | None, eval_set: Dataset | None,
               times: dict, log) -> Source:
     """The Source of ``config``: its .tflite read as a plan, else its torch model folded and quantized."""
     if config.tflite_model:
         return tflite_front.to_source(config, eval_set)
     from edgepack.frontends import torch as torch_front  # torch is imported only now
-    return torch_front.to_source(config, model, calibration_data, eval_set, times, log)
+    return torch_front.to_source(config, model, calibration_data, eval_set, times, log, budget_check(config, target))
+
+
+def budget_check(config: CompileConfig, target: Target):
+    """The torch front end's check_fits: the C backend's [budget] against a lower-bound estimate from the fp32
+    model, before data loading and calibration (the compile's own check comes only after the build); None when
+    the target sets no budget."""
+    budget = target.budget
+    if target.backend != "c" or (budget.flash_bytes is None and budget.ram_bytes is None):
+        return None
+
+    def check(layers) -> None:
+        estimate = estimate_footprint(layers)
+        check_budget_estimate(estimate, budget.flash_bytes, budget.ram_bytes, target.name,
+                              lambda flash_over, ram_over: _budget_fix(config, target, estimate, ram_over))
+    return check
+
+
+def _budget_fix(config: CompileConfig, target: Target, estimate: FootprintEstimate, ram_over: bool) -> str:
+    """What to change: the model's size (the resolution moves RAM only), a target of the same kind whose
+    budget the estimate fits, or a raised [budget] in a target file of one's own."""
+    smaller = "--alpha" if config.model_name is None and config.model_spec is None else "model"
+    shrink = f"a smaller {smaller}" + (" or --resolution" if ram_over else "")
+    fitting = [t.name for t in load_targets(config.target_dirs).values()
+               if t.name != target.name and t.backend == "c" and t.toolchain.kind == target.toolchain.kind
+               and estimate.flash_bytes <= (t.budget.flash_bytes or float("inf"))
+               and estimate.ram_bytes <= (t.budget.ram_bytes or float("inf"))]
+    other = f", or target {' or '.join(fitting)}" if fitting else ""
+    return f"use {shrink}{other}, or {budget_file_fix(target.path, target.builtin)}"
 
 
 def run_pipeline(config: CompileConfig, target: Target, source: Source, times: dict, log) -> Path:

@@ -3,8 +3,10 @@ so a bad flag costs milliseconds and gets one line naming the fix."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
-from edgepack.errors import ConfigError
+from edgepack.errors import BudgetError, ConfigError
 from edgepack.files import kind_of
 
 MIN_RESOLUTION = 32
@@ -234,3 +236,66 @@ def check_model(model) -> None:
         if tensor.is_floating_point() and tensor.dtype != torch.float32:
             raise ConfigError(f"model {name}: {what} is {str(tensor.dtype).replace('torch.', '')}: edgepack quantizes "
                               "from float32 weights: pass model.float()")
+
+
+# ---------------------------------------------------------------- a target's [budget], before calibration
+
+BIAS_BYTES = 4  # the int8 plan stores one int32 bias per output channel of a conv or fc layer (zeros if it has none)
+REQUANT_BYTES = 5  # and at least one int32 multiplier with its int8 shift (backends/c/codegen.weight_bytes)
+
+
+@dataclass(frozen=True)
+class WeightedLayer:
+    """A conv or fully connected layer of the fp32 model as the int8 plan will hold it (int8 sizes)."""
+    weights: int  # weight values: bytes of flash
+    channels: int  # output channels: an int32 bias each
+    input_bytes: int  # the activation it reads; 0 for the model input (edgepack_invoke's argument, not the arena)
+    output_bytes: int  # the activation it writes; 0 for the model output
+
+
+@dataclass(frozen=True)
+class FootprintEstimate:
+    """LOWER bounds of the C backend's measured flash and RAM, so that refusing on them never refuses a model
+    the compile accepts: flash counts the constants alone (no code, runtime or libc); RAM the largest input +
+    output pair the static arena must hold at once (no scratch, alignment, harness buffers or stack)."""
+    flash_bytes: int
+    ram_bytes: int
+    layers: int
+    weights: int
+
+
+def estimate_footprint(layers) -> FootprintEstimate:
+    """Flash from each layer's weights held once (a repeated call has weights 0), RAM from every call."""
+    layers = list(layers)
+    held = [layer for layer in layers if layer.weights]
+    flash = sum(layer.weights + BIAS_BYTES * layer.channels + REQUANT_BYTES for layer in held)
+    ram = max((layer.input_bytes + layer.output_bytes for layer in layers), default=0)
+    return FootprintEstimate(flash, ram, len(held), sum(layer.weights for layer in held))
+
+
+def budget_file_fix(target_file: Path, builtin: bool) -> str:
+    """How to raise a target's [budget]: never by editing the installed package (an upgrade overwrites it, and
+    it may be read-only), but in a copy in a folder of one's own, which --targets puts first on the search path."""
+    if builtin:
+        return (f"copy {target_file} into a folder of yours, raise [budget] in the copy and pass --targets FOLDER "
+                "(target_dirs=[FOLDER] in Python)")
+    return f"raise [budget] in {target_file}"
+
+
+def check_budget_estimate(estimate: FootprintEstimate, flash_max: int | None, ram_max: int | None, target: str,
+                          fix) -> None:
+    """Refuse (BudgetError, as the compile's own check does later) when the lower bounds alone exceed the budget;
+    ``fix(flash_over, ram_over)`` says what to change."""
+    flash_over = flash_max is not None and estimate.flash_bytes > flash_max
+    ram_over = ram_max is not None and estimate.ram_bytes > ram_max
+    over = []
+    if flash_over:
+        over.append(f"flash at least {estimate.flash_bytes:,} bytes > flash_bytes {flash_max:,} "
+                    f"(by {estimate.flash_bytes - flash_max:,}; {estimate.weights:,} int8 weights in "
+                    f"{estimate.layers} conv/fc layers)")
+    if ram_over:
+        over.append(f"RAM at least {estimate.ram_bytes:,} bytes > ram_bytes {ram_max:,} "
+                    f"(by {estimate.ram_bytes - ram_max:,}; one layer's int8 input + output)")
+    if over:
+        raise BudgetError(f"the model does not fit target {target}: {' and '.join(over)} [estimated from the fp32 "
+                          f"model before calibration: a lower bound]: {fix(flash_over, ram_over)}")

@@ -28,6 +28,7 @@ from edgepack.quantize.export import export_qdq_onnx
 from edgepack.quantize.layers import SUPPORTED_LAYERS, SUPPORTED_MODULES
 from edgepack.quantize.ptq import check_calibration, quantize_ptq
 from edgepack.quantize.qat import quantize_qat
+from edgepack.validate import WeightedLayer
 
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
 
@@ -152,14 +153,42 @@ def to_plan(model: nn.Module, calibration: Dataset, config: CompileConfig) -> Pl
     return _quantize(config, model.eval(), fold(model), calibration, True, {})[1]
 
 
+@torch.no_grad()
+def weighted_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[WeightedLayer]:
+    """Every conv / fc call of one forward pass at int8 sizes, for a budget estimate before calibration (a module
+    called twice holds its weights once; the model's own input and output are the caller's buffers)."""
+    calls = []
+    handles = [m.register_forward_hook(lambda m, args, out: calls.append((m, args[0], out)))
+               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    x = torch.zeros(1, *input_shape)
+    try:
+        y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    ends = (x.data_ptr(), y.data_ptr() if isinstance(y, torch.Tensor) else None)
+    layers, seen = [], set()
+    for m, inp, out in calls:
+        first = m not in seen
+        seen.add(m)
+        channels = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        layers.append(WeightedLayer(m.weight.numel() if first else 0, channels if first else 0,
+                                    0 if inp.data_ptr() == ends[0] else inp.numel(),
+                                    0 if out.data_ptr() == ends[1] else out.numel()))
+    return layers
+
+
 def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None else accuracy(logits, labels)
 
 
 def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: Dataset | None,
-              eval_set: Dataset | None, times: dict, log) -> TorchSource:
-    """The built-in or given model folded and quantized, with the fp32 figures the manifest records."""
+              eval_set: Dataset | None, times: dict, log, check_fits=None) -> TorchSource:
+    """The built-in or given model folded and quantized, with the fp32 figures the manifest records.
+    ``check_fits(weighted_layers)`` refuses, before data loading and calibration, a model over the target's budget."""
     model, weights = _prepare_model(config, model)
+    if check_fits is not None:
+        check_fits(weighted_layers(model, config.input_shape))
     calibration, evalset = _inputs(config, calibration_data, eval_set)
     profile = summary(model, config.input_shape)
     with timed(times, "fold"):

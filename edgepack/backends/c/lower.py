@@ -28,6 +28,8 @@ from edgepack.backends.c.runner import callgrind_instructions, run_images
 from edgepack.backends.c.spec import FIRMWARE, HOST_EXE, BuildSpec
 from edgepack.backends.lowered import Lowered
 from edgepack.errors import BudgetError, BuildError, UnsupportedModelError, VerificationError
+from edgepack.targets import BUILTIN_DIR
+from edgepack.validate import budget_file_fix
 
 
 def _verify(result, want: np.ndarray, device: str, what: str) -> None:
@@ -46,7 +48,8 @@ def check_budget(spec: BuildSpec, flash: int, ram: int, detail: str, target_file
         over.append(f"RAM {ram:,} bytes > ram_bytes {ram_max:,} (by {ram - ram_max:,})")
     if over:
         raise BudgetError(f"the model does not fit target {spec.target}: {' and '.join(over)} [{detail}]: "
-                          f"use a smaller --alpha or --resolution, or raise [budget] in {target_file}")
+                          f"use a smaller --alpha or --resolution, or "
+                          f"{budget_file_fix(target_file, target_file.parent == BUILTIN_DIR)}")
 
 
 # What one interrupt can add to the stack at any instant of edgepack_invoke (Armv7-M ARM, B1.5.7): the exception
