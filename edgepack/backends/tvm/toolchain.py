@@ -66,7 +66,8 @@ def runtime_dir(arch: str) -> Path:
     if not ((folder / "libtvm_runtime.so").exists() and (folder / "libtvm_ffi.so").exists()):
         raise ToolchainError(
             f"the {arch} TVM runtime libraries are not in {folder}: "
-            "run `python -m edgepack.backends.tvm.toolchain fetch` (scripts/setup.sh does)")
+            "run scripts/setup.sh, which fetches them (its line: python3 -c \"from edgepack.backends.tvm.toolchain "
+            "import main; main(['fetch'])\")")
     return folder
 
 
