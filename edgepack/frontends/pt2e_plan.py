@@ -1,6 +1,6 @@
 """The int8 plan of a PT2E-converted graph (quantize/dequantize nodes around aten ops): the torch front end's last step.
 
-Each conv/linear/pool/add node sits between dequantize and quantize nodes (optionally with a fused
+Each conv/linear/pool/max pool/add node sits between dequantize and quantize nodes (optionally with a fused
 ReLU/ReLU6 before the quantize); a layer's input is found by following its dequantize back to the
 quantize node its producer wrote, so the plan is a graph (a residual tensor feeds its next layer and
 its add). Anything else is refused with the name of the node.
@@ -14,8 +14,9 @@ from torch.fx import GraphModule, Node
 from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops.add import AddParams
+from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
-from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, POOL_OPS, RESHAPE_OPS
+from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, MAXPOOL_OPS, POOL_OPS, RESHAPE_OPS, max_pool_geometry
 from edgepack.quantize.quantizer import is_activation, is_relu6
 
 aten = torch.ops.aten
@@ -154,6 +155,23 @@ def _pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Laye
     return Layer(node.name, "avgpool", shape, out_shape, input_q=in_q, output_q=out_q), q_out
 
 
+def _max_pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    """TFLite's int8 MAX_POOL_2D in its input's quantization (the quantizer shares it), a fused ReLU/ReLU6 as
+    its clamp; PyTorch pads with -inf, so the padding never wins a max, as in TFLite."""
+    window, stride, padding = max_pool_geometry(node)
+    if len(shape) != 3:
+        raise UnsupportedModelError(f"{node.name}: max pooling reads a (C, H, W) map, not {list(shape)}")
+    c, h, w = shape
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if out_q != in_q:
+        raise UnsupportedModelError(f"{node.name}: max pooling must keep its input's quantization parameters")
+    lo, hi = _clamp(activation, out_q)
+    out_shape = (c, (h + 2 * padding - window) // stride + 1, (w + 2 * padding - window) // stride + 1)
+    return Layer(node.name, "maxpool", shape, out_shape, in_q, out_q, lo, hi, stride=stride, pads=(padding,) * 4,
+                 activation=activation, params=MaxPoolParams(window)), q_out
+
+
 def _add_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[Layer, Node]:
     """TFLite's int8 ADD of two equally shaped tensors, each in its producer's quantization (what the
     observers chose: PT2E shares an add input's observer with its producer's output)."""
@@ -233,11 +251,13 @@ class _Walk:
             layer, q_out = _add_layer(node, sources)
             layer.inputs = (sources[0][1], sources[1][1])
             return layer, q_out
-        if node.target not in COMPUTE_OPS and node.target not in POOL_OPS:
+        if node.target not in COMPUTE_OPS | POOL_OPS | MAXPOOL_OPS:
             raise UnsupportedModelError(f"{node.name}: operator {node.target} is not supported by the int8 plan")
         in_q, index, shape = self.source(node, 0)
         if node.target in COMPUTE_OPS:
             layer, q_out = _compute_layer(self.gm, node, shape, in_q)
+        elif node.target in MAXPOOL_OPS:
+            layer, q_out = _max_pool_layer(node, shape, in_q)
         else:
             layer, q_out = _pool_layer(node, shape, in_q)
         layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer

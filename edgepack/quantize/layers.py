@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgepack.errors import UnsupportedModelError
+
 aten = torch.ops.aten
 
 COMPUTE_OPS = {aten.conv2d.default, aten.linear.default}
@@ -20,8 +22,9 @@ RELU6_OPS = {aten.hardtanh.default, aten.hardtanh_.default}  # ReLU6 is hardtanh
 ACTIVATION_OPS = RELU_OPS | RELU6_OPS
 ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.add, operator.add
 POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
+MAXPOOL_OPS = {aten.max_pool2d.default}  # nn.MaxPool2d and F.max_pool2d (return_indices=False)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
-SHARED_OPS = POOL_OPS | RESHAPE_OPS  # output keeps the input's quantization parameters
+SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS  # output keeps the input's quantization parameters
 # Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
 NO_OPS = {aten.dropout.default, aten.dropout_.default, aten.feature_dropout.default, aten.alpha_dropout.default,
           aten.feature_alpha_dropout.default}
@@ -40,6 +43,7 @@ LAYERS = (
     TorchLayer("ReLU", (nn.ReLU,), frozenset(RELU_OPS)),
     TorchLayer("ReLU6", (nn.ReLU6,), frozenset(RELU6_OPS)),
     TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS)),
+    TorchLayer("MaxPool2d", (nn.MaxPool2d,), frozenset(MAXPOOL_OPS)),
     TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
     TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default})),
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS)),
@@ -51,6 +55,32 @@ CONTAINERS = (nn.Sequential,)  # checked by their leaves (an empty one is a leaf
 SUPPORTED_MODULES = CONTAINERS + tuple(cls for layer in LAYERS for cls in layer.modules)
 SUPPORTED_OPS = frozenset().union(*(layer.ops for layer in LAYERS)) | {operator.getitem}
 SUPPORTED_LAYERS = ", ".join(layer.name for layer in LAYERS[:-1]) + f" and {LAYERS[-1].name}"
+
+
+def _square(value, default) -> int | None:
+    """An int or a list of one or two equal ints as one int (None when the two differ); ``default`` for []."""
+    value = default if value in (None, []) else value
+    values = [value] if isinstance(value, int) else list(value)
+    return values[0] if len(set(values)) == 1 else None
+
+
+def max_pool_geometry(node: torch.fx.Node) -> tuple[int, int, int]:
+    """(window, stride, padding) of an aten.max_pool2d node (nn.MaxPool2d or F.max_pool2d): square, one stride,
+    one padding, no dilation, floor mode. Anything else is refused naming the layer and the fix."""
+    args = list(node.args) + [None] * (6 - len(node.args))
+    window = _square(args[1], None)
+    stride, padding, dilation = _square(args[2], window), _square(args[3], 0), _square(args[4], 1)
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    where = (f"layer '{stack[-1][0]}' (MaxPool2d)" if stack and stack[-1][1].endswith(".MaxPool2d")
+             else f"{node.name} (F.max_pool2d)")
+    for bad, what, fix in ((window is None, f"kernel_size {args[1]} is not square", "use one kernel_size, e.g. 2"),
+                           (stride is None, f"stride {args[2]} differs per axis", "use one stride"),
+                           (padding is None, f"padding {args[3]} differs per axis", "use one padding"),
+                           (dilation != 1, f"dilation {args[4]} is not 1", "use dilation=1"),
+                           (bool(args[5]), "ceil_mode=True", "use ceil_mode=False (pad the input instead)")):
+        if bad:
+            raise UnsupportedModelError(f"{where}: {what}, which the int8 max pool does not support: {fix}")
+    return window, stride, padding
 
 
 def remove_no_ops(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -3,7 +3,9 @@
 Weights: int8 symmetric in [-127, 127], per output channel (default) or per tensor (only to
 show why per-tensor collapses depthwise layers). Activations: int8 per-tensor affine.
 Annotates conv2d / linear (+ BatchNorm in QAT graphs) (+ ReLU / ReLU6), average pooling,
-flatten and the residual add (+ ReLU / ReLU6): the operator set of MobileNet v1 / v2-style graphs.
+flatten and the residual add (+ ReLU / ReLU6): the operator set of MobileNet v1 / v2-style graphs, and
+max pooling (+ ReLU / ReLU6), whose output shares its input's quantization as XNNPACKQuantizer's
+max_pool2d does (TFLite's MAX_POOL_2D requires it).
 An add's inputs keep their producers' quantization (PT2E shares the observer of an input edge with
 its producer's output observer when the specs are the same), so the int8 add rescales each input
 from its own scale, as TFLite's ADD does.
@@ -24,15 +26,18 @@ from torchao.quantization.pt2e.quantizer import (
 from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
 from edgepack.errors import UnsupportedModelError
 from edgepack.quantize.layers import (ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, COMPUTE_OPS,  # noqa: F401 (re-exported)
-                                      SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS)
+                                      MAXPOOL_OPS, SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS, max_pool_geometry)
 
 aten = torch.ops.aten
 
 
 def check_graph_ops(model: torch.fx.GraphModule) -> None:
-    """Refuse, by node, any tensor operator the int8 plan has no layer for, before calibration spends
-    time on the model (shape arithmetic of the dynamic batch is no tensor operator)."""
+    """Refuse, by node, any tensor operator the int8 plan has no layer for (and a max pool of a geometry it
+    lacks), before calibration spends time on the model (shape arithmetic of the dynamic batch is no tensor
+    operator)."""
     for node in model.graph.nodes:
+        if node.op == "call_function" and node.target in MAXPOOL_OPS:
+            max_pool_geometry(node)
         if node.op != "call_function" or node.target in SUPPORTED_OPS:
             continue
         if isinstance(node.meta.get("val"), torch.Tensor):
@@ -111,6 +116,8 @@ class EdgepackQuantizer(Quantizer):
                 self._annotate_compute(node, act, weight)
             elif node.target in ADD_OPS and is_tensor_add(node):
                 self._annotate_add(node, act)
+            elif node.target in MAXPOOL_OPS and isinstance(node.args[0], Node):
+                self._annotate_max_pool(node, act)
             elif node.target in SHARED_OPS and isinstance(node.args[0], Node):
                 inp = node.args[0]
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -129,6 +136,17 @@ class EdgepackQuantizer(Quantizer):
         last = user if user is not None and is_activation(user) else node
         ann = last.meta.get("quantization_annotation") or QuantizationAnnotation(_annotated=True)
         ann.output_qspec = act
+        last.meta["quantization_annotation"] = ann
+
+    @staticmethod
+    def _annotate_max_pool(node: Node, act: QuantizationSpec) -> None:
+        """The input int8 per-tensor; the output (after a fused ReLU/ReLU6, if any) in the input's quantization."""
+        inp = node.args[0]
+        node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map={inp: act}, _annotated=True)
+        user = _only_user(node)
+        last = user if user is not None and is_activation(user) else node
+        ann = last.meta.get("quantization_annotation") or QuantizationAnnotation(_annotated=True)
+        ann.output_qspec = SharedQuantizationSpec((inp, node))
         last.meta["quantization_annotation"] = ann
 
     @staticmethod

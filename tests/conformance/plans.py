@@ -165,7 +165,8 @@ def maxpool_plan(seed: int, res: int, first: tuple, second: tuple, width: int = 
 
 
 # Max pools in the geometries TFLite writes (VALID: no pads; SAME: TensorFlow's pads, the extra one
-# bottom/right) and PyTorch's MaxPool2d(3, 2, 1) (pads 1 all round); a separate table so that the CASES
+# bottom/right) and PyTorch's MaxPool2d(3, 2, 1) (pads 1 all round: SAME on an odd map, not on an even one,
+# where the .tflite export pads with -128 first); a separate table so that the CASES
 # plans above stay byte-identical. Odd sizes (11) leave partial windows at the border. The seeds are
 # chosen so that the padding and the fused ReLU each change outputs (the conformance test checks it).
 MAXPOOL_CASES = {
@@ -173,6 +174,8 @@ MAXPOOL_CASES = {
                                                          second=(3, 2, (0, 0, 1, 1), False)),
     "max pool 3x3/2 pads 1, then 3x3/1 SAME + ReLU on odd sizes": dict(seed=30, res=11, first=(3, 2, (1,) * 4, False),
                                                                         second=(3, 1, (1,) * 4, True)),
+    "max pool 3x3/2 pads 1 on an even map (not SAME), then 2x2/1 VALID + ReLU": dict(
+        seed=48, res=12, first=(3, 2, (1,) * 4, False), second=(2, 1, NO_PADS, True)),
 }
 
 

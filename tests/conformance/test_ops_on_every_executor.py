@@ -1,8 +1,9 @@
 """Every op kind on every executor, bit-exact with the numpy reference (edgepack.plan.reference), on the
 random plans of tests/conformance/plans.py; and every executor refuses an op kind it lacks by its name.
 
-The ops are combined into few plans (each CASES plan holds every kind; the cases differ in pool mode,
-fc rounding, pads, widths) rather than one plan per op: a TVM build costs seconds per plan whatever its
+The ops are combined into few plans (each CASES plan holds every kind but the max pool, which MAXPOOL_CASES
+hold with convs, a global pool and an fc; the cases differ in pool mode, fc rounding, pads, widths) rather
+than one plan per op: a TVM build costs seconds per plan whatever its
 size, so one plan per op and executor would multiply this tier's time by six for no more coverage (the
 ops still meet each other's zero points, layouts and padded lanes, which single-op plans would not).
 TVM builds are marked slow; the C builds (one gcc run each) and LiteRT run in the fast tier.
@@ -42,9 +43,7 @@ def test_executor_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
 
 
-TFLITE = "TFLite export under LiteRT"
-# the TFLite export's MAX_POOL_2D mapping has not landed yet; the hand-scheduled VNNI set has no max pool
-MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id not in (TFLITE, "TVM x86 VNNI")]
+MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id != "TVM x86 VNNI"]  # the hand-scheduled sets have no max pool
 
 
 @pytest.mark.parametrize("name", MAXPOOL_CASES)
@@ -54,15 +53,6 @@ def test_executor_max_pool_output_equals_the_reference_bit_for_bit(run, name, tm
     want = reference.run(plan, x)
     got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
-
-
-def test_tflite_export_refuses_the_max_pool_by_name_until_its_mapping_lands():
-    """The .tflite export has no MAX_POOL_2D lowering yet (edgepack/interop/tflite_ops is being written): it
-    must refuse by op name before any work. When the mapping lands this fails: move the TFLite executor into
-    MAXPOOL_EXECUTORS (bit-exact under LiteRT) and drop this test."""
-    plan, _ = maxpool_case(next(iter(MAXPOOL_CASES)))
-    with pytest.raises(UnsupportedModelError, match=r"layer 1 'maxpool1' is a 'maxpool' op, which the TFLite export"):
-        executors.check_tflite(plan)
 
 
 def test_the_hand_scheduled_tvm_sets_leave_a_max_pool_plan_to_the_generic_executor(monkeypatch):

@@ -1,18 +1,25 @@
 """The int8 max pool (edgepack.ops.maxpool, TFLite's MAX_POOL_2D): the reference against a brute-force loop over
 each window's in-bounds values on random int8 with odd pads and strides, the problems a plan with one is
-refused for, and its typed window through plan.json / plan.npz (plan format v4 "params")."""
+refused for, its typed window through plan.json / plan.npz (plan format v4 "params"), and the PyTorch front
+end's check of nn.MaxPool2d / F.max_pool2d (a torch.export graph, no calibration)."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
-from edgepack.errors import ArtifactError
+from edgepack.errors import ArtifactError, UnsupportedModelError
+from edgepack.frontends.torch import check_supported
 from edgepack.ops.fc import FcParams
 from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams
+from edgepack.quantize.layers import SUPPORTED_LAYERS
+from edgepack.quantize.ptq import export
+from edgepack.quantize.quantizer import check_graph_ops
 
 Q = QParams(0.05, -7)
 
@@ -121,3 +128,45 @@ def test_a_saved_max_pool_without_its_window_is_refused_on_load(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=r"is invalid \(pool: a maxpool needs its window \(MaxPoolParams\)\): recompile the artifact"):
         Plan.load(tmp_path)
+
+
+# ---- the PyTorch front end: nn.MaxPool2d / F.max_pool2d accepted, a geometry the op lacks refused by name ----
+
+class _Pooled(torch.nn.Module):
+    def __init__(self, pool: torch.nn.Module | None = None, functional: dict | None = None):
+        super().__init__()
+        self.conv, self.pool, self.functional = torch.nn.Conv2d(3, 4, 3), pool or torch.nn.Identity(), functional
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.pool(self.conv(x))
+        if self.functional is not None:
+            x = F.max_pool2d(x, **self.functional)
+        return self.fc(x.mean((2, 3)))
+
+
+def _graph(model: torch.nn.Module) -> torch.fx.GraphModule:
+    return export(model.eval(), torch.zeros(2, 3, 16, 16)).module()
+
+
+def test_max_pool_is_in_the_one_table_of_accepted_layers():
+    assert "MaxPool2d" in SUPPORTED_LAYERS
+    check_supported(_Pooled(torch.nn.MaxPool2d(3, 2, 1)))
+    check_graph_ops(_graph(_Pooled(torch.nn.MaxPool2d(3, 2, 1), functional=dict(kernel_size=2))))
+
+
+@pytest.mark.parametrize("model, refusal", [
+    (_Pooled(torch.nn.MaxPool2d((2, 3))), "layer 'pool' (MaxPool2d): kernel_size [2, 3] is not square, which the int8 "
+                                          "max pool does not support: use one kernel_size, e.g. 2"),
+    (_Pooled(torch.nn.MaxPool2d(2, (1, 2))), "layer 'pool' (MaxPool2d): stride [1, 2] differs per axis"),
+    (_Pooled(torch.nn.MaxPool2d(3, 2, (1, 0))), "layer 'pool' (MaxPool2d): padding [1, 0] differs per axis"),
+    (_Pooled(torch.nn.MaxPool2d(2, dilation=2)), "layer 'pool' (MaxPool2d): dilation [2, 2] is not 1, which the "
+                                                 "int8 max pool does not support: use dilation=1"),
+    (_Pooled(torch.nn.MaxPool2d(3, 2, ceil_mode=True)), "layer 'pool' (MaxPool2d): ceil_mode=True, which the int8 "
+                                                        "max pool does not support: use ceil_mode=False"),
+    (_Pooled(functional=dict(kernel_size=2, ceil_mode=True)), "max_pool2d (F.max_pool2d): ceil_mode=True"),
+])
+def test_a_max_pool_the_int8_plan_lacks_is_refused_by_layer_name_before_calibration(model, refusal):
+    with pytest.raises(UnsupportedModelError) as refused:
+        check_graph_ops(_graph(model))
+    assert str(refused.value).startswith(refusal) and "\n" not in str(refused.value)

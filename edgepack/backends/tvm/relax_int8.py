@@ -5,10 +5,10 @@ int32 accumulation, subtract in_zp * sum(w) (folded into the bias, since every w
 full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, truncating >> 31,
 rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
 (acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so; an add is TFLite's
-int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64; a max pool pads with -128 and
-takes relax's max_pool2d on int8. Bit-exact with
-edgepack.plan.reference. Each op kind is one entry of ``TVM_LOWERINGS`` (the generic TVM executor's table of
-the op registry, edgepack.ops); a plan holding a kind without one is refused by op name.
+int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64; a max pool pads with
+-128 and takes relax's max_pool2d on int8. Bit-exact with edgepack.plan.reference. Each op kind is one
+entry of ``TVM_LOWERINGS`` (the generic TVM executor's table of the op registry, edgepack.ops); a plan
+holding a kind without one is refused by op name.
 """
 from __future__ import annotations
 
