@@ -41,7 +41,6 @@ loads and prepares the file, so compile never meets a file LiteRT refuses or abo
 Whether the plan is bit-exact with the file is not assumed: compile checks the numpy reference
 against LiteRT's reference kernels on the file itself (edgepack.frontends.tflite).
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -59,14 +58,15 @@ from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
 from edgepack.plan.plan import Layer, Plan, QParams
 from edgepack.targets.backends import PLAN_BACKENDS
 
-STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE")  # the walker's own: no plan layer of their own
+# The walker's own: RESHAPE and a trailing SOFTMAX / DEQUANTIZE give no layer, a PAD folds into the conv after it,
+# QUANTIZE is the float input's or edgepack's int16 global-pool pattern (_int16_pool).
+STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE")
 SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
 
 
 def supported_ops() -> tuple[str, ...]:
     """The builtins a file may use: each op module's (tflite_ops.IMPORTS, sorted) and the structural ones."""
     return tuple(sorted(IMPORTS.names())) + STRUCTURAL_OPS
-
 
 
 @dataclass

@@ -30,7 +30,8 @@ _LOADING = threading.RLock()
 
 def load() -> None:
     """Import every module of this package once, so each registers its mappings; marked done only after the
-    last import, so no thread sees half-filled tables."""
+    last import, so no thread sees half-filled tables. The tables are then sorted by name: what a refusal
+    lists does not depend on which module some caller imported first."""
     global _LOADED
     if _LOADED:
         return
@@ -39,6 +40,8 @@ def load() -> None:
             for info in pkgutil.iter_modules(__path__):
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{__name__}.{info.name}")
+            EXPORTS.sort()
+            IMPORTS.sort()
             _LOADED = True
 
 
@@ -65,6 +68,9 @@ class _Exports(Lowerings):
         """Drop ``kind``'s lowering (a test's toy op)."""
         self._table.pop(kind, None)
 
+    def sort(self) -> None:
+        self._table = dict(sorted(self._table.items()))
+
 
 class _Imports:
     """The TFLite import's function per builtin op name, filled on first use."""
@@ -84,6 +90,9 @@ class _Imports:
     def unregister(self, name: str) -> None:
         """Drop ``name``'s import (a test's toy op)."""
         self._table.pop(name, None)
+
+    def sort(self) -> None:
+        self._table = dict(sorted(self._table.items()))
 
     def __getitem__(self, name: str) -> Callable:
         load()
