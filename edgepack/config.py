@@ -90,6 +90,7 @@ class CompileConfig:
     model_spec: str | None = None  # the CLI's --model FILE.py:NAME, recorded so debug can rebuild the model
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
+    equalize: bool = True  # PTQ: cross-layer equalization before quantizing (--no-equalize; quantize.equalize)
 
     def __post_init__(self):
         self.target = check_target_name(self.target)
@@ -110,6 +111,8 @@ class CompileConfig:
             self.weight_granularity = WeightGranularity(self.weight_granularity)
         except ValueError:
             raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
+        if not isinstance(self.equalize, bool):
+            raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
         for name in ("calib_size", "eval_size", "qat_epochs"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_count(getattr(self, name), f"--{name.replace('_', '-')}"))

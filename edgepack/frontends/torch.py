@@ -24,6 +24,7 @@ from edgepack.model.profile import summary
 from edgepack.model.user import probe_forward
 from edgepack.model.weights import check_finite, load_checkpoint, pretrained
 from edgepack.plan.plan import Plan
+from edgepack.quantize.equalize import equalize
 from edgepack.quantize.export import export_qdq_onnx
 from edgepack.quantize.layers import SUPPORTED_LAYERS, SUPPORTED_MODULES
 from edgepack.quantize.ptq import check_calibration, quantize_ptq
@@ -126,6 +127,10 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
     """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none."""
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
+    if config.quant == QuantMode.PTQ:  # QAT fine-tunes the unfolded model: nothing to equalize
+        with timed(times, "equalize"):
+            folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
+                                                    else (folded, {"applied": False}))
     with timed(times, "quantize"):
         if config.quant == QuantMode.PTQ:
             converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity)
