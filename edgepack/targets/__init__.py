@@ -367,8 +367,12 @@ def catalogue(target_dirs=()) -> Catalogue:
             broken[paths[0]] = str(e)
         if len(paths) > 1:
             overrides[name] = tuple(paths[1:])
-    aliases = {}
-    for name, target in list(targets.items()):
+    aliases: dict[str, str] = {}
+    for name, target in sorted(targets.items(), key=lambda item: item[1].builtin):  # your files' aliases first
+        if target.builtin:  # a built-in alias yields to a name or alias of yours, as a built-in file does
+            mine = {n for n, paths in files.items() if paths[0].parent != BUILTIN_DIR}
+            mine |= {a for a, owner in aliases.items() if not targets[owner].builtin}
+            target = targets[name] = replace(target, aliases=tuple(a for a in target.aliases if a not in mine))
         clash = _alias_clash(target, files, aliases)
         if clash:
             broken[target.path] = clash

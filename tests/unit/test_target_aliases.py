@@ -66,20 +66,21 @@ def test_a_bad_alias_list_refuses_its_file(tmp_path, extra, words):
 def test_an_alias_may_not_shadow_a_target_name_or_another_alias(tmp_path, capsys):
     mine = tmp_path / "boards"
     shadow_name = board(mine, "lab-a", 'aliases = ["host"]\n')
-    shadow_alias = board(mine, "lab-b", 'aliases = ["rpi3"]\n')
-    board(mine, "lab-c", 'aliases = ["bench-pc"]\n')
+    board(mine, "lab-b", 'aliases = ["shared"]\n')
+    shadow_alias = board(mine, "lab-c", 'aliases = ["shared"]\n')
+    board(mine, "lab-d", 'aliases = ["bench-pc"]\n')
     found = catalogue([mine])
     assert found.broken == {
         shadow_name: f"target file {shadow_name}: alias 'host' is the name of the target file {BUILTIN_DIR / 'host.toml'}: "
                      "remove the alias or rename that file",
-        shadow_alias: f"target file {shadow_alias}: alias 'rpi3' is already an alias of target arm64-a53: remove it "
+        shadow_alias: f"target file {shadow_alias}: alias 'shared' is already an alias of target lab-b: remove it "
                       "from one of the two files"}
-    assert found.aliases["bench-pc"] == "lab-c" and found.aliases["rpi3"] == "arm64-a53"
-    assert get_target("bench-pc", [mine]).name == "lab-c" and get_target("rpi3", [mine]).name == "arm64-a53"
+    assert found.aliases["bench-pc"] == "lab-d" and found.aliases["shared"] == "lab-b" and found.aliases["rpi3"] == "arm64-a53"
+    assert get_target("bench-pc", [mine]).name == "lab-d" and get_target("rpi3", [mine]).name == "arm64-a53"
     with pytest.raises(TargetError, match="alias 'host' is the name of"):
         get_target("lab-a", [mine])
     code, out, err = run_cli(capsys, "targets", "--targets", str(mine))
-    assert code == 2 and len(err.splitlines()) == 2 and "lab-c " in out and "lab-a " not in out
+    assert code == 2 and len(err.splitlines()) == 2 and "lab-d " in out and "lab-a " not in out
 
 
 def test_did_you_mean_considers_aliases(capsys):
@@ -100,3 +101,15 @@ def test_targets_table_shows_aliases_core_budgets_and_toolchain(capsys, monkeypa
     assert "no (arm-none-eabi-gcc, arm-none-eabi-size, qemu-system-arm)" in row["cortex-m4"]
     assert "no (aarch64-linux-gnu-g++, qemu-aarch64)" in row["rpi4"]
     assert row["host"].split()[1:9] == ["-", "onnxruntime", "this", "host's", "CPU", "-", "-", "yes"]  # a Python package
+
+
+def test_a_builtin_alias_gives_way_to_your_own_file_or_alias(tmp_path):
+    """Your pi4.toml is the target pi4 and your alias pi5 is yours; the built-in rpi4 and rpi5 stay usable."""
+    mine = tmp_path / "boards"
+    board(mine, "pi4")
+    board(mine, "lab", 'aliases = ["pi5"]\n')
+    found = catalogue([mine])
+    assert not found.broken and found.aliases["pi5"] == "lab" and found.aliases["jetson-nano"] == "rpi4"
+    assert found.targets["rpi4"].aliases == ("jetson-nano",) and found.targets["rpi5"].aliases == ()
+    assert get_target("pi4", [mine]).name == "pi4" and get_target("pi5", [mine]).name == "lab"
+    assert get_target("rpi4", [mine]).name == "rpi4"
