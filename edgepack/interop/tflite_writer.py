@@ -56,7 +56,7 @@ class Graph:
 
     def activation(self, name: str, shape: tuple[int, ...], q: QParams, dtype: str = "int8") -> int:
         self.tensors.append(Tensor(name, tuple(shape), dtype, np.array([q.scale], np.float32),
-                                    np.array([q.zero_point], np.int64)))
+                                   np.array([q.zero_point], np.int64)))
         self.quant[len(self.tensors) - 1] = q
         return len(self.tensors) - 1
 
