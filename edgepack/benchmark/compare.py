@@ -18,12 +18,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from edgepack.artifact import Manifest
+from edgepack.artifact import read as read_manifest
 from edgepack.errors import ConfigError, OutputError
 from edgepack.validate import file_kind
 
 DEFAULT_TOLERANCES = {"latency_increase": 0.10, "accuracy_drop_points": 0.5, "agreement_drop_points": 0.5, "cost_increase": 0.02}
 BASELINE_FORMAT, BASELINE_VERSION = "edgepack-bench-baseline", 2
 MATCH_KEYS = ("target", "backend", "device", "kernels", "eval_images", "model")  # a difference refuses the baseline
+BEFORE_BENCH_KEYS = tuple(k for k in MATCH_KEYS if k != "device")  # known from the manifest: checked before running
 MODEL_KEYS = ("alpha", "resolution", "classes", "quant")
 NOTE_KEYS = ("cpu_features", "edgepack_version")  # a difference is reported
 FIGURE_KEYS = ("accuracy", "fidelity", "latency", "cost")
@@ -131,10 +133,12 @@ def load_baseline(path) -> dict:
     return data
 
 
-def _first_mismatch(baseline: dict, report: dict) -> tuple[str, object, object] | None:
-    """(field, baseline value, this run's value) of the first identity field that differs, else None."""
-    current = {**{k: report.get(k) for k in MATCH_KEYS}, "device": device_identity(report["device"])}
-    for key in MATCH_KEYS:
+def _first_mismatch(baseline: dict, report: dict, keys=MATCH_KEYS) -> tuple[str, object, object] | None:
+    """(field, baseline value, this run's value) of the first identity field in ``keys`` that differs, else None."""
+    current = {k: report.get(k) for k in keys}
+    if "device" in keys:
+        current["device"] = device_identity(report["device"])
+    for key in keys:
         if key == "model":
             for sub in MODEL_KEYS:
                 if baseline["model"][sub] != (current["model"] or {}).get(sub):
@@ -144,28 +148,47 @@ def _first_mismatch(baseline: dict, report: dict) -> tuple[str, object, object] 
     return None
 
 
-def _matching_sibling(path: Path, report: dict) -> Path | None:
+def _matching_sibling(path: Path, report: dict, keys=MATCH_KEYS) -> Path | None:
     """Another baseline next to ``path`` measured on what this run measures (e.g. the -generic twin of a -vnni file)."""
     for other in sorted(path.parent.glob("*.json")):
         if other.resolve() == path.resolve():
             continue
         try:
-            if _first_mismatch(load_baseline(other), report) is None:
+            if _first_mismatch(load_baseline(other), report, keys) is None:
                 return other
         except ConfigError:
             continue
     return None
 
 
-def check_matches(baseline: dict, report: dict, path) -> list[str]:
-    """Refuse a baseline measured on something else (ConfigError); return notes on recorded differences that do not refuse it."""
-    mismatch = _first_mismatch(baseline, report)
+def _refuse_mismatch(baseline: dict, report: dict, path, keys=MATCH_KEYS) -> None:
+    """ConfigError naming the first field in ``keys`` where the baseline differs from this run, and the fix."""
+    mismatch = _first_mismatch(baseline, report, keys)
     if mismatch is not None:
         key, was, now = mismatch
-        sibling = _matching_sibling(Path(path), report)
+        sibling = _matching_sibling(Path(path), report, keys)
         fix = (f"use {sibling}, which matches this run, or" if sibling else "pass a baseline measured on this configuration or")
         raise ConfigError(f"baseline {path} was measured with {key} {json.dumps(was)}, this run has {json.dumps(now)}: "
                           f"{fix} record one with `edgepack bench ARTIFACT --update-baseline FILE`")
+
+
+def identity_before_bench(manifest: Manifest, eval_size: int | None) -> dict:
+    """What a bench of this artifact will report it measured, the device aside (the runner chooses it):
+    bench_artifact's target, backend and eval image count (``eval_size`` capped at the compile's), and artifact_identity."""
+    recorded = manifest.eval.images
+    return {"target": manifest.target.name, "backend": manifest.backend,
+            "eval_images": recorded if eval_size is None else min(eval_size, recorded), **artifact_identity(manifest)}
+
+
+def check_before_bench(baseline: dict, path, artifact, eval_size: int | None = None) -> None:
+    """Refuse a baseline of another target, backend, kernel set, model or eval size in milliseconds, from the
+    manifest, instead of after a bench that can take minutes; check_matches still checks the device afterwards."""
+    _refuse_mismatch(baseline, identity_before_bench(read_manifest(Path(artifact)), eval_size), path, BEFORE_BENCH_KEYS)
+
+
+def check_matches(baseline: dict, report: dict, path) -> list[str]:
+    """Refuse a baseline measured on something else (ConfigError); return notes on recorded differences that do not refuse it."""
+    _refuse_mismatch(baseline, report, path)
     return [f"note: baseline {key} {json.dumps(baseline[key])}, this run {json.dumps(report.get(key))} (reported, not refused)"
             for key in NOTE_KEYS if baseline[key] != report.get(key)]
 

@@ -4,6 +4,7 @@ import pytest
 from torch import nn
 
 import edgepack
+import edgepack.artifact
 from edgepack.artifact import read_manifest
 from edgepack.errors import BudgetError
 from edgepack.frontends.torch import weighted_layers
@@ -51,3 +52,30 @@ def test_a_model_the_estimate_lets_through_is_still_refused_by_the_compile(tmp_p
     assert "> flash_bytes 1,048,576" in message and "[before counting the stack]" in message, message
     assert "before calibration" not in message and "--targets FOLDER" in message
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_baseline_of_another_eval_size_or_target_is_refused_before_the_bench(small_artifacts, tmp_path):
+    """What the manifest tells before a bench (all but the device) is what the bench then reports, so the early
+    refusal refuses exactly the baselines the late check would, without the bench."""
+    from edgepack.benchmark import compare
+    from edgepack.benchmark.run import bench_artifact
+    from edgepack.errors import ConfigError
+
+    folder = small_artifacts("c-host")
+    report = bench_artifact(folder, eval_size=8, count=2, warmup=0)
+    path = tmp_path / "baseline.json"
+    compare.write_baseline(path, report)
+    baseline = compare.load_baseline(path)
+    manifest = read_manifest(folder)
+    for eval_size, images in ((8, 8), (None, manifest["eval"]["images"]), (10**6, manifest["eval"]["images"])):
+        predicted = compare.identity_before_bench(edgepack.artifact.read(folder), eval_size)
+        assert predicted["eval_images"] == images
+    assert {k: report[k] for k in compare.BEFORE_BENCH_KEYS} == {
+        k: compare.identity_before_bench(edgepack.artifact.read(folder), 8)[k] for k in compare.BEFORE_BENCH_KEYS}
+    compare.check_before_bench(baseline, path, folder, eval_size=8)  # the matching baseline passes
+    with pytest.raises(ConfigError, match=r"measured with eval_images 8, this run has 16: "):
+        compare.check_before_bench(baseline, path, folder, eval_size=16)
+    path.write_text(path.read_text().replace('"target": "c-host"', '"target": "cortex-m4"'))
+    with pytest.raises(ConfigError, match=r'measured with target "cortex-m4", this run has "c-host"'):
+        compare.check_before_bench(compare.load_baseline(path), path, folder, eval_size=8)
