@@ -22,10 +22,11 @@ from edgepack.frontends import tflite as tflite_front
 from edgepack.interop import litert, tflite_export
 from edgepack.interop.tflite_import import check_backend
 from edgepack.plan import reference
-from edgepack.plan.plan import Plan
+from edgepack.plan.plan import PLAN_INPUT, Plan
 from edgepack.signing import load_private_key, sign_folder
 from edgepack.targets import Target, get_target, load_targets
-from edgepack.validate import FootprintEstimate, budget_file_fix, check_budget_estimate, estimate_footprint
+from edgepack.validate import (FootprintEstimate, WeightedLayer, budget_file_fix, check_budget_estimate,
+                               estimate_footprint)
 from edgepack.version import __version__
 
 
@@ -75,6 +76,9 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=print,
     """compile_model inside ``preflight(config)`` (the CLI holds it while it loads a --model FILE.py)."""
     times: dict[str, float] = {}
     source = front_end(config, target, model, calibration_data, eval_set, times, log)
+    check = budget_check(config, target)
+    if config.tflite_model and source.plan is not None and check is not None:
+        check(plan_layers(source.plan))  # an imported plan: before the reference and LiteRT runs
     return run_pipeline(config, target, source, times, log)
 
 
@@ -98,15 +102,29 @@ def budget_check(config: CompileConfig, target: Target):
     def check(layers) -> None:
         estimate = estimate_footprint(layers)
         check_budget_estimate(estimate, budget.flash_bytes, budget.ram_bytes, target.name,
-                              lambda flash_over, ram_over: _budget_fix(config, target, estimate, ram_over))
+                              lambda flash_over, ram_over: _budget_fix(config, target, estimate, ram_over),
+                              "the int8 plan" if config.tflite_model else "the fp32 model before calibration")
     return check
+
+
+def plan_layers(plan: Plan) -> list[WeightedLayer]:
+    """An int8 plan's layers at the sizes the budget estimate reads: each layer's arena inputs (read once) and
+    output, the plan input and output being the caller's buffers; weights and biases where it has them."""
+    def size(j: int) -> int:
+        return 0 if j == PLAN_INPUT else int(np.prod(plan.layers[j].output_shape))
+    last = len(plan.layers) - 1
+    return [WeightedLayer(int(layer.arrays["weight"].size) if "weight" in layer.arrays else 0,
+                          int(layer.arrays["bias"].size) if "bias" in layer.arrays else 0,
+                          sum(size(j) for j in set(plan.inputs_of(i))), 0 if i == last else size(i))
+            for i, layer in enumerate(plan.layers)]
 
 
 def _budget_fix(config: CompileConfig, target: Target, estimate: FootprintEstimate, ram_over: bool) -> str:
     """What to change: the model's size (the resolution moves RAM only), a target of the same kind whose
     budget the estimate fits, or a raised [budget] in a target file of one's own."""
-    smaller = "--alpha" if config.model_name is None and config.model_spec is None else "model"
-    shrink = f"a smaller {smaller}" + (" or --resolution" if ram_over else "")
+    builtin = not (config.tflite_model or config.model_name or config.model_spec)
+    shrink = ("a smaller --alpha" if builtin else "a smaller model") + (
+        " or --resolution" if ram_over and not config.tflite_model else "")
     fitting = [t.name for t in load_targets(config.target_dirs).values()
                if t.name != target.name and t.backend == "c" and t.toolchain.kind == target.toolchain.kind
                and estimate.flash_bytes <= (t.budget.flash_bytes or float("inf"))

@@ -283,7 +283,7 @@ def budget_file_fix(target_file: Path, builtin: bool) -> str:
 
 
 def check_budget_estimate(estimate: FootprintEstimate, flash_max: int | None, ram_max: int | None, target: str,
-                          fix) -> None:
+                          fix, basis: str = "the fp32 model before calibration") -> None:
     """Refuse (BudgetError, as the compile's own check does later) when the lower bounds alone exceed the budget;
     ``fix(flash_over, ram_over)`` says what to change."""
     flash_over = flash_max is not None and estimate.flash_bytes > flash_max
@@ -297,5 +297,5 @@ def check_budget_estimate(estimate: FootprintEstimate, flash_max: int | None, ra
         over.append(f"RAM at least {estimate.ram_bytes:,} bytes > ram_bytes {ram_max:,} "
                     f"(by {estimate.ram_bytes - ram_max:,}; one layer's int8 input + output)")
     if over:
-        raise BudgetError(f"the model does not fit target {target}: {' and '.join(over)} [estimated from the fp32 "
-                          f"model before calibration: a lower bound]: {fix(flash_over, ram_over)}")
+        raise BudgetError(f"the model does not fit target {target}: {' and '.join(over)} [estimated from {basis}: "
+                          f"a lower bound]: {fix(flash_over, ram_over)}")

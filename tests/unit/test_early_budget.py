@@ -1,17 +1,24 @@
 """A target's [budget] is checked from the fp32 model before data loading and calibration (issue 23, item 8):
 the estimate is a lower bound of what the C backend measures, so it refuses only what the compile would."""
+import numpy as np
 import pytest
 from torch import nn
 
+import edgepack
 from edgepack import compiler
+from edgepack.backends.c.codegen import weight_bytes
 from edgepack.backends.c.lower import check_budget
+from edgepack.backends.c.memplan import plan_memory
 from edgepack.backends.c.spec import BuildSpec
 from edgepack.config import CompileConfig
 from edgepack.errors import BudgetError
 from edgepack.frontends import torch as torch_front
 from edgepack.frontends.torch import weighted_layers
+from edgepack.interop import tflite_export
+from edgepack.plan.plan import Plan, QParams
 from edgepack.targets import get_target
 from edgepack.validate import estimate_footprint
+from tests.conformance.plans import CASES, conv_layer, fc_layer, pool_layer, random_plan
 
 
 def _small_cnn():
@@ -104,3 +111,38 @@ def test_the_compile_budget_hint_says_to_copy_a_builtin_target_not_edit_it():
     message = str(err.value)
     assert f"copy {target.path} into a folder of yours, raise [budget] in the copy and pass --targets FOLDER" in message
     assert f"raise [budget] in {target.path}" not in message
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("kernels", ["portable", "fast"])
+def test_the_estimate_of_a_plan_is_below_its_constants_and_arena(name, kernels):
+    """The residual case too: an add reads two arena tensors; the plan input and output are not in the arena."""
+    plan = random_plan(**CASES[name])
+    estimate = estimate_footprint(compiler.plan_layers(plan))
+    constants = sum(row["total_bytes"] for row in weight_bytes(plan))
+    assert estimate.weights == sum(int(layer.arrays["weight"].size) for layer in plan.layers if "weight" in layer.arrays)
+    assert 0 < estimate.flash_bytes <= constants
+    assert 0 < estimate.ram_bytes <= plan_memory(plan, kernels).arena_bytes
+
+
+def _big_plan() -> Plan:
+    """1.19 M int8 weights (a 3x3 conv of 128 -> 1024 channels) and a 1024 x 16 x 16 activation."""
+    rng = np.random.default_rng(0)
+    q = QParams(0.02, 0)
+    conv0 = conv_layer(rng, "conv0", "conv", q, (3, 32, 32), 128, 3, 2, (0, 0, 1, 1))
+    conv1 = conv_layer(rng, "conv1", "conv", conv0.output_q, conv0.output_shape, 1024, 3, 1, (1,) * 4)
+    pool2 = pool_layer(rng, "pool2", conv1.output_q, conv1.output_shape, "average", flat=False)
+    return Plan(q, (3, 32, 32), [conv0, conv1, pool2, fc_layer(rng, "fc3", pool2.output_q, 1024, 10, "double")])
+
+
+def test_an_imported_tflite_over_the_budget_is_refused_before_the_reference_runs(monkeypatch, tmp_path):
+    path = tflite_export.write_tflite(_big_plan(), tmp_path / "big.tflite")
+
+    def stop(*_args, **_kwargs):
+        raise RuntimeError("reached the pipeline")
+    monkeypatch.setattr(compiler, "run_pipeline", stop)
+    with pytest.raises(BudgetError) as err:
+        edgepack.compile(str(path), target="cortex-m4", eval_size=8, output=str(tmp_path / "out"))
+    message = str(err.value)
+    assert "flash at least 1,19" in message and "RAM at least" in message and "[estimated from the int8 plan: " in message
+    assert "use a smaller model, or target cortex-m7, or copy " in message and "--resolution" not in message
