@@ -27,7 +27,7 @@ from torch import nn
 
 RELU6_CLIP = 6.0
 MAX_ITERATIONS = 100
-CONVERGED = 1e-4  # max |log s| of a sweep under which the scales have converged
+CONVERGED = 1e-2  # max |log s| of a sweep (1%): later sweeps barely move the ranges (V1: spread 2.71 at 1%, 2.67 at 0.01%)
 STATS_BATCH = 32
 
 
@@ -98,13 +98,12 @@ def find_pairs(graph: torch.fx.GraphModule) -> list[Pair]:
 
 def _output_ranges(conv: nn.Conv2d) -> torch.Tensor:
     """max |w| of each output channel."""
-    return conv.weight.detach().abs().flatten(1).amax(1)
+    return conv.weight.detach().abs().amax((1, 2, 3))
 
 
 def _input_ranges(conv: nn.Conv2d) -> torch.Tensor:
     """max |w| of each input channel (a depthwise conv's input channel i is its output channel i)."""
-    w = conv.weight.detach().abs()
-    return w.flatten(1).amax(1) if conv.groups > 1 else w.transpose(0, 1).flatten(1).amax(1)
+    return conv.weight.detach().abs().amax((1, 2, 3) if conv.groups > 1 else (0, 2, 3))
 
 
 def range_spread(conv: nn.Conv2d) -> float:
