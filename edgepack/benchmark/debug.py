@@ -24,6 +24,7 @@ from edgepack.fold import fold
 from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
+from edgepack.quantize.layers import FUNCTIONAL_KINDS, PLAN_KIND_MODULES
 from edgepack.validate import check_count, check_model, check_path_argument
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
@@ -49,15 +50,18 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
     finally:
         for h in hooks:
             h.remove()
-    kinds = {"conv": nn.Conv2d, "pointwise": nn.Conv2d, "depthwise": nn.Conv2d,
-             "avgpool": (nn.AdaptiveAvgPool2d, nn.AvgPool2d), "fc": nn.Linear}
     pairs, pos = [], 0
     for layer in plan.layers:
         if ops.get(layer.kind).arity > 1:  # e.g. an add: a tensor sum, not a module call, so no hook sees it
             pairs.append(None)
             continue
-        while pos < len(calls) and not isinstance(calls[pos][0], kinds.get(layer.kind, ())):
+        modules, start = PLAN_KIND_MODULES.get(layer.kind, ()), pos
+        while pos < len(calls) and not isinstance(calls[pos][0], modules):
             pos += 1
+        if pos == len(calls) and layer.kind in FUNCTIONAL_KINDS:  # e.g. F.max_pool2d: no module to hook
+            pairs.append(None)
+            pos = start
+            continue
         if pos == len(calls):
             raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) has no "
                               f"counterpart among its modules: {MISMATCH_FIX}")

@@ -35,18 +35,21 @@ class TorchLayer:
     name: str  # as a refusal lists it
     modules: tuple  # the nn.Module classes of the layer
     ops: frozenset  # the aten ops it is in an exported graph
+    plan_kinds: tuple = ()  # the int8 plan layers it becomes (debug pairs them with its module calls)
+    functional: bool = False  # may be a function call (F.max_pool2d), which no module hook sees
 
 
 LAYERS = (
-    TorchLayer("Conv2d", (nn.Conv2d,), frozenset({aten.conv2d.default})),
+    TorchLayer("Conv2d", (nn.Conv2d,), frozenset({aten.conv2d.default}), ("conv", "pointwise", "depthwise")),
     TorchLayer("BatchNorm2d", (nn.BatchNorm2d,), frozenset(BATCHNORM_OPS)),
     TorchLayer("ReLU", (nn.ReLU,), frozenset(RELU_OPS)),
     TorchLayer("ReLU6", (nn.ReLU6,), frozenset(RELU6_OPS)),
-    TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS)),
-    TorchLayer("MaxPool2d", (nn.MaxPool2d,), frozenset(MAXPOOL_OPS)),
+    TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS),
+               ("avgpool",)),
+    TorchLayer("MaxPool2d", (nn.MaxPool2d,), frozenset(MAXPOOL_OPS), ("maxpool",), functional=True),
     TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
-    TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default})),
-    TorchLayer("+ (residual add)", (), frozenset(ADD_OPS)),
+    TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default}), ("fc",)),
+    TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),
     TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
                frozenset(NO_OPS)),
     TorchLayer("Identity", (nn.Identity,), frozenset()),
@@ -54,6 +57,8 @@ LAYERS = (
 CONTAINERS = (nn.Sequential,)  # checked by their leaves (an empty one is a leaf that does nothing)
 SUPPORTED_MODULES = CONTAINERS + tuple(cls for layer in LAYERS for cls in layer.modules)
 SUPPORTED_OPS = frozenset().union(*(layer.ops for layer in LAYERS)) | {operator.getitem}
+PLAN_KIND_MODULES = {kind: layer.modules for layer in LAYERS for kind in layer.plan_kinds}
+FUNCTIONAL_KINDS = frozenset(kind for layer in LAYERS if layer.functional for kind in layer.plan_kinds)
 SUPPORTED_LAYERS = ", ".join(layer.name for layer in LAYERS[:-1]) + f" and {LAYERS[-1].name}"
 
 

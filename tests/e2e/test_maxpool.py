@@ -57,3 +57,17 @@ def test_a_user_cnn_with_max_pools_compiles_and_benches_pass(target, tmp_path, m
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
     assert len(exact) == (0 if target == "host" else 2), report["checks"]
+
+
+@pytest.mark.slow
+def test_debug_pairs_each_max_pool_with_its_module(tmp_path):
+    """`edgepack debug` matches plan layers to the model's module calls by kind: a max pool has its MaxPool2d
+    (it said "does not match the artifact" before the table knew the kind)."""
+    rng = np.random.default_rng(1)
+    images = rng.random((40, 3, RES, RES), dtype=np.float32)
+    net = net_from_source(NET_SOURCE, "PooledNet")
+    out = edgepack.compile(net, "c-host", calibration=images[:32], eval_data=(images[32:], np.arange(8) % CLASSES),
+                           output=str(tmp_path / "c"))
+    d = edgepack.debug(out, model=net, calibration=images[:32], images=8)
+    rows = [row for row in d["layers"] if row["kind"] == "maxpool"]
+    assert len(rows) == 2 and all(row["isolated_sqnr_db"] > 20 for row in rows), rows
