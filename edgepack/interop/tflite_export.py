@@ -34,7 +34,7 @@ from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.interop import tflite_ops
 from edgepack.interop.tflite_ops import EXPORTS
-from edgepack.interop.tflite_writer import Graph, bias_scale, serialize
+from edgepack.interop.tflite_writer import Graph, serialize
 from edgepack.plan.plan import PLAN_INPUT, Plan
 
 
@@ -70,7 +70,3 @@ def _serialize(g: Graph) -> bytes:
     hand, as tests/e2e/test_imported_model_bench.py does)."""
     tflite_ops.load()
     return serialize(g)
-
-
-# The names tests/e2e/test_tflite_artifact.py and test_imported_model_bench.py build (and patch) graphs by.
-_Graph, _bias_scale = Graph, bias_scale

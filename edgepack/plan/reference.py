@@ -16,19 +16,7 @@ import numpy as np
 
 from edgepack import ops
 from edgepack.ops.arith import requantize, rounding_divide_by_pot, rounding_doubling_high_mul  # noqa: F401
-from edgepack.ops.avgpool import avgpool_reference
-from edgepack.ops.fc import fc_reference
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
-
-
-# The two heads under their old names, kernel(x, layer): only tests/e2e/test_reference.py and
-# tests/e2e/test_tflite_export.py still call them; new code calls kernel(layer, x) below.
-def avgpool(x: np.ndarray, layer: Layer) -> np.ndarray:
-    return avgpool_reference(layer, x)
-
-
-def fc(x: np.ndarray, layer: Layer) -> np.ndarray:
-    return fc_reference(layer, x)
 
 
 def kernel(layer: Layer, *inputs: np.ndarray) -> np.ndarray:

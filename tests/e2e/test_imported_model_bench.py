@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from edgepack import evaldata
 from edgepack.data import load_dataset
-from edgepack.interop.tflite_export import _bias_scale, _Graph, _serialize
+from edgepack.interop.tflite_export import _serialize
+from edgepack.interop.tflite_writer import Graph as _Graph, bias_scale as _bias_scale
 from edgepack.plan.plan import QParams
 
 RESOLUTION = 32

@@ -142,12 +142,12 @@ def test_avgpool_and_fc():
     q = QParams(0.1, 5)
     pool = Layer("p", "avgpool", (4, 3, 3), (4, 1, 1), q, q)
     x = rng.integers(-128, 128, size=(3, 4, 3, 3)).astype(np.int8)
-    got = reference.avgpool(x, pool)
+    got = reference.kernel(pool, x)
     mean = (x.astype(float) - 5).mean(axis=(2, 3))
     assert np.abs(got[:, :, 0, 0] - (np.round(mean) + 5)).max() <= 1
     w = rng.normal(size=(3, 4))
     fc = _conv_layer("fc", w, np.zeros(3), q, QParams(0.2, 0), 1, 0, (4,), (3,), act="none")
-    out = reference.fc(got.reshape(3, 4), fc)
+    out = reference.kernel(fc, got.reshape(3, 4))
     real = q.dequantize(got.reshape(3, 4)).astype(float) @ (fc.weight * fc.arrays["weight_scale"][:, None]).T
     assert np.abs(out - np.clip(np.round(real / 0.2), -128, 127)).max() <= 1
 

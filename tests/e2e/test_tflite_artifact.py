@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_cli
 from edgepack.artifact import verify
-from edgepack.interop import litert, tflite_export
+from edgepack.interop import litert, tflite_writer
 from edgepack.interop.tflite_export import plan_to_tflite
 from edgepack.plan.plan import Plan
 
@@ -41,24 +41,24 @@ def test_host_artifact_holds_a_verified_tflite(capsys, tmp_path):
 
 
 def _wrong_bias(monkeypatch):
-    constant = tflite_export._Graph.constant
+    constant = tflite_writer.Graph.constant
 
     def constant_with_wrong_bias(self, name, data, scale=None, axis=0):
         if name.endswith("/bias"):
             data = data + 3
         return constant(self, name, data, scale, axis)
-    monkeypatch.setattr(tflite_export._Graph, "constant", constant_with_wrong_bias)
+    monkeypatch.setattr(tflite_writer.Graph, "constant", constant_with_wrong_bias)
 
 
 def _wrong_zero_point(monkeypatch):
-    activation = tflite_export._Graph.activation
+    activation = tflite_writer.Graph.activation
 
     def activation_with_wrong_zero_point(self, name, shape, q, dtype="int8"):
         index = activation(self, name, shape, q, dtype)
         if name.endswith("/conv"):  # the classifier's output: every logit shifts by one
             self.tensors[index].zero_point = self.tensors[index].zero_point + 1
         return index
-    monkeypatch.setattr(tflite_export._Graph, "activation", activation_with_wrong_zero_point)
+    monkeypatch.setattr(tflite_writer.Graph, "activation", activation_with_wrong_zero_point)
 
 
 @pytest.mark.slow

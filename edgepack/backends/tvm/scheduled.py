@@ -165,7 +165,7 @@ def _int8(value):
 
 def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):
     """TE function of the global pool over (H*W, C) activations held as value + ``offset`` (128 for the
-    uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as reference.avgpool
+    uint8 VNNI layout): the mean in the shared scale, rounded half away from zero, as ops.avgpool's reference
     (zero points per ops.avgpool.pool_zero_points); a "mean" pool's sum requantized by its one multiplier and
     shift (TFLite's int8 MEAN)."""
     from tvm import te, tirx as tir
