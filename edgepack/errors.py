@@ -72,7 +72,9 @@ class VerificationError(CheckFailed):
 
 
 class BudgetError(CheckFailed):
-    """The model does not fit a target's flash / RAM budget."""
+    """The model does not fit a target's flash / RAM budget: bad input for that target (exit 2), whether the
+    early estimate or the compile's own figures find it."""
+    exit_code = EXIT_BAD_INPUT
 
 
 class InternalError(EdgepackError):

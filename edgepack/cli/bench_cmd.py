@@ -78,11 +78,13 @@ def run(args) -> int:
     if args.verify_key:  # before torch is imported, and before anything in the artifact is loaded
         _, key = verify_signature(args.artifact, args.verify_key)
         output.note(f"signature verified: {args.artifact} is signed by key {short(key)}")
+    baseline = compare.load_baseline(args.baseline) if args.baseline else None
+    if baseline is not None:  # target, model, kernels and eval size are in the manifest: refuse before the bench
+        compare.check_before_bench(baseline, args.baseline, args.artifact, args.eval_size)
     from edgepack.benchmark.run import bench_artifact, format_report  # imports torch
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
     device_options["timeout"] = args.timeout  # runners that start no device program drop it (Runner.check_options)
-    baseline = compare.load_baseline(args.baseline) if args.baseline else None
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
                             eval_data=args.eval_data, **device_options)
     baseline_notes = compare.check_matches(baseline, report, args.baseline) if baseline is not None else []

@@ -79,3 +79,22 @@ def test_a_baseline_of_another_eval_size_or_target_is_refused_before_the_bench(s
     path.write_text(path.read_text().replace('"target": "c-host"', '"target": "cortex-m4"'))
     with pytest.raises(ConfigError, match=r'measured with target "cortex-m4", this run has "c-host"'):
         compare.check_before_bench(compare.load_baseline(path), path, folder, eval_size=8)
+
+
+@pytest.mark.slow
+def test_bench_cli_refuses_a_mismatched_baseline_before_it_reads_or_runs_the_artifact(small_artifacts, tmp_path):
+    """The CLI checks the baseline from the manifest first: with a damaged plan.npz in the copy, the refusal is
+    the baseline's (a bench would have stopped on the damaged file instead, after verifying every file)."""
+    import shutil
+
+    from edgepack.benchmark import compare
+    from edgepack.benchmark.run import bench_artifact
+
+    folder = tmp_path / "artifact"
+    shutil.copytree(small_artifacts("c-host"), folder)
+    compare.write_baseline(tmp_path / "baseline.json", bench_artifact(folder, eval_size=8, count=2, warmup=0))
+    with open(folder / "plan.npz", "ab") as f:
+        f.write(b"damaged")
+    code, out, err, _ = edgepack_cli("bench", folder, "--baseline", tmp_path / "baseline.json", "--eval-size", "16")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert "measured with eval_images 8, this run has 16" in err
