@@ -26,7 +26,8 @@ class Op:
     kind: str
     reference: Callable
     problems: Callable
-    arity: int = 1  # tensors it reads
+    arity: int = 1  # tensors it reads (with ``variadic``, the fewest it reads)
+    variadic: bool = False  # reads ``arity`` or more tensors (a concat); its own problems() checks the rest's shapes
     params: type | None = None  # its Params subclass (Layer.params), None when it has none
     weighted: bool = False  # carries weight / bias / multiplier / shift / weight_scale arrays
     summary: str = ""  # one phrase for refusals and `edgepack info`, e.g. "3x3 / 1x1 convolution"

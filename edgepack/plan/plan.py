@@ -125,20 +125,21 @@ class Plan:
         op = ops.get(layer.kind) if isinstance(layer.kind, str) else None
         if op is None:
             return [f"{layer.name}: unknown kind {layer.kind!r}"]
-        found = (self._input_problems(i, op.arity) or _params_problems(layer, op) or self._shape_problems(i)
+        found = (self._input_problems(i, op) or _params_problems(layer, op) or self._shape_problems(i, op)
                  or _activation_problems(layer))
         return found or op.problems(self, i)
 
-    def _shape_problems(self, i: int) -> list[str]:
+    def _shape_problems(self, i: int, op: ops.Op) -> list[str]:
         """Each shape is positive integers of a sane size, and each input is what its producer outputs
-        (a (C, H, W) map and its flattened (C*H*W,) vector are one tensor: a flatten moves no data)."""
+        (a (C, H, W) map and its flattened (C*H*W,) vector are one tensor: a flatten moves no data). A variadic
+        op's input_shape is its first input's; its own problems() checks the others (a concat's differ in C)."""
         layer = self.layers[i]
         for what, shape in (("input", layer.input_shape), ("output", layer.output_shape)):
             if not _is_shape(shape):
                 return [f"{layer.name}: {what} shape {shape!r} is not positive integers"]
             if math.prod(shape) > MAX_TENSOR_ELEMENTS:
                 return [f"{layer.name}: {what} shape {list(shape)} has more than {MAX_TENSOR_ELEMENTS:,} values"]
-        for j in self.inputs_of(i):
+        for j in self.inputs_of(i)[:1] if op.variadic else self.inputs_of(i):
             made, need = self.tensor_shape(j), tuple(layer.input_shape)
             if not _is_shape(made):
                 continue  # its producer's own problem, reported there
@@ -147,14 +148,16 @@ class Plan:
                 return [f"{layer.name}: its input shape {list(need)} is not the {list(made)} that {source} outputs"]
         return []
 
-    def _input_problems(self, i: int, wanted: int) -> list[str]:
+    def _input_problems(self, i: int, op: ops.Op) -> list[str]:
         """Every input must be the plan input or an earlier layer (the layers are in execution order), as many
-        as the op reads."""
+        as the op reads (at least that many for a variadic op)."""
         layer = self.layers[i]
-        inputs = self.inputs_of(i)
+        inputs, wanted = self.inputs_of(i), op.arity
         if any(type(j) is not int or not PLAN_INPUT <= j < i for j in inputs):
             return [f"{layer.name}: inputs {list(inputs)} are not the plan input (-1) or earlier layers (< {i})"]
-        if len(inputs) != wanted:
+        if op.variadic and len(inputs) < wanted:
+            return [f"{layer.name}: a {layer.kind} layer reads {wanted} or more inputs, not {len(inputs)}"]
+        if len(inputs) != wanted and not op.variadic:
             return [f"{layer.name}: a {layer.kind} layer reads {wanted} input(s), not {len(inputs)}"]
         return []
 

@@ -1,0 +1,95 @@
+"""The int8 channel concatenation (edgepack.ops.concat, TFLite's CONCATENATION): the reference is the inputs'
+channels in turn, a plan reads two or more inputs (the registry's variadic arity) and is refused naming the
+problem for anything TFLite's int8 kernel would not run as a copy (unequal quantization, a clamp, unequal maps),
+and its typed inputs_q round-trip through plan.json / plan.npz (plan format v4 "params")."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edgepack import ops
+from edgepack.errors import ArtifactError
+from edgepack.ops.concat import ConcatParams
+from edgepack.ops.maxpool import MaxPoolParams
+from edgepack.plan import reference
+from edgepack.plan.plan import Layer, Plan, QParams
+
+Q = QParams(0.05, -7)
+
+
+def pool(name: str, c: int, q: QParams = Q) -> Layer:
+    """A 3x3/1 max pool with pads 1 of a (c, 6, 6) plan input: a layer of the input's shape and quantization."""
+    return Layer(name, "maxpool", (c, 6, 6), (c, 6, 6), q, q, pads=(1, 1, 1, 1), params=MaxPoolParams(3),
+                 inputs=(-1,))
+
+
+def concat_plan(inputs=(-1, 0, 1), out_c: int = 9, params=None, **changes) -> Plan:
+    """plan input (3, 6, 6) -> max pool (l0) -> max pool (l1) -> concat(``inputs``) (l2)."""
+    reads = len(inputs)
+    layer = Layer("cat", "concat", (3, 6, 6), (out_c, 6, 6), Q, Q, inputs=tuple(inputs),
+                  params=params if params is not None else ConcatParams((Q,) * (reads - 1)))
+    return Plan(Q, (3, 6, 6), [pool("p0", 3), pool("p1", 3), dataclasses.replace(layer, **changes)])
+
+
+def test_the_reference_puts_each_inputs_channels_after_the_previous_ones():
+    plan = concat_plan()
+    x = np.random.default_rng(0).integers(-128, 128, (4, 3, 6, 6)).astype(np.int8)
+    out, (p0, p1, cat) = reference.run(plan, x, collect=True)
+    assert cat.shape == (4, 9, 6, 6) and out is cat
+    assert (cat[:, :3] == x).all() and (cat[:, 3:6] == p0).all() and (cat[:, 6:] == p1).all()
+
+
+def test_concat_is_variadic_and_every_other_op_keeps_its_fixed_arity():
+    assert ops.get("concat").variadic and ops.get("concat").arity == 2
+    assert not any(ops.get(kind).variadic for kind in ("conv", "pointwise", "depthwise", "avgpool", "fc", "add", "maxpool"))
+    assert concat_plan(inputs=(-1, 0), out_c=6).problems() == []
+    assert concat_plan().problems() == []
+
+
+@pytest.mark.parametrize("plan,problem", [
+    (concat_plan(inputs=(1,), out_c=3), "cat: a concat layer reads 2 or more inputs, not 1"),
+    (concat_plan(inputs=(-1, 0, 2)), "are not the plan input (-1) or earlier layers (< 2)"),
+    (concat_plan(params=ConcatParams((Q,))), "a concat of 3 inputs needs inputs_q for each input after the first"),
+    (concat_plan(out_c=8), "output channels 8 are not the sum of the inputs' [3, 3, 3]"),
+    (concat_plan(output_shape=(9, 6, 5)), "a concat joins (C, H, W) maps of one height and width into one"),
+    (concat_plan(input_shape=(2, 6, 6)), "its input shape [2, 6, 6] is not the [3, 6, 6] that the plan input outputs"),
+    (concat_plan(params=ConcatParams((Q, QParams(0.06, -7)))), "must all have its output's scale and zero point"),
+    (concat_plan(output_q=QParams(0.05, 0), input_q=QParams(0.05, 0)), "must all have its output's scale and zero point"),
+    (concat_plan(act_min=-7, activation="relu"), "a concat takes no activation"),
+    (concat_plan(arrays={"multiplier": np.ones(1, np.int32)}), "a concat has no arrays, got multiplier"),
+    (concat_plan(params=ConcatParams((Q, QParams(float("nan"), 0)))), "input3 scale nan is not a finite positive"),
+])
+def test_a_plan_with_a_broken_concat_is_refused_naming_the_problem(plan, problem):
+    found = plan.problems()
+    assert found and problem in found[0], found
+
+
+def test_inputs_of_other_channel_counts_are_checked_by_the_concat_not_refused_as_unlike_its_first():
+    """A concat's input_shape is its first input's; the others may differ in channels (the plan's shared shape
+    check compares a variadic op's first input only): input (3) ++ input (3) = 6, then input (3) ++ that (6) = 9."""
+    twice = Layer("cat0", "concat", (3, 6, 6), (6, 6, 6), Q, Q, inputs=(-1, -1), params=ConcatParams((Q,)))
+    again = Layer("cat1", "concat", (3, 6, 6), (9, 6, 6), Q, Q, inputs=(-1, 0), params=ConcatParams((Q,)))
+    plan = Plan(Q, (3, 6, 6), [twice, again])
+    assert plan.problems() == []
+    x = np.random.default_rng(2).integers(-128, 128, (2, 3, 6, 6)).astype(np.int8)
+    assert (reference.run(plan, x) == np.concatenate([x, x, x], axis=1)).all()
+
+
+def test_inputs_q_are_saved_as_the_layers_params_and_loaded_typed(tmp_path):
+    plan = concat_plan()
+    plan.save(tmp_path)
+    assert '"inputs_q"' in (tmp_path / "plan.json").read_text()
+    loaded = Plan.load(tmp_path)
+    assert loaded.layers[2].params == ConcatParams((Q, Q)) and loaded.layers[2].inputs == (-1, 0, 1)
+    x = np.random.default_rng(1).integers(-128, 128, (2, 3, 6, 6)).astype(np.int8)
+    assert (reference.run(loaded, x) == reference.run(plan, x)).all()
+
+
+def test_a_saved_concat_without_its_inputs_q_is_refused_on_load(tmp_path):
+    plan = concat_plan()
+    plan.layers[2].params = None
+    plan.save(tmp_path)
+    with pytest.raises(ArtifactError, match="needs inputs_q for each input after the first"):
+        Plan.load(tmp_path)
