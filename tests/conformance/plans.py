@@ -15,6 +15,7 @@ import numpy as np
 
 from edgepack.ops.add import AddParams
 from edgepack.ops.avgpool import AvgPoolParams
+from edgepack.ops.concat import ConcatParams
 from edgepack.ops.fc import FcParams
 from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
@@ -197,3 +198,188 @@ def plan_with_unknown_op(kind: str = "neg") -> Plan:
     pool = pool_layer(np.random.default_rng(0), "pool2", q, shape, "average", flat=False)
     fc = fc_layer(np.random.default_rng(0), "fc3", q, shape[0], 4, "double")
     return Plan(plan.input_q, plan.input_shape, [conv, odd, pool, fc])
+
+
+def requantized_to(layer: Layer, out_q: QParams) -> Layer:
+    """``layer`` (a conv) with output quantization ``out_q`` (a concat's shared one): its weight scales follow
+    the output scale, so each multiplier, and so the spread of its int8 outputs, stays as drawn."""
+    factor = out_q.scale / layer.output_q.scale
+    w_scale = (layer.arrays["weight_scale"].astype(np.float64) * factor).astype(np.float32)
+    arrays = {**layer.arrays, **tflite_requantization(layer.input_q, w_scale, out_q)}
+    relu = layer.activation == "relu"
+    return Layer(name=layer.name, kind=layer.kind, input_shape=layer.input_shape, output_shape=layer.output_shape,
+                 input_q=layer.input_q, output_q=out_q, stride=layer.stride, pads=layer.pads, arrays=arrays,
+                 inputs=layer.inputs, act_min=max(-128, out_q.zero_point) if relu else -128, activation=layer.activation)
+
+
+def concat_layer(name: str, plan_layers: list[Layer], sources: tuple[int, ...], plan_input: tuple) -> Layer:
+    """TFLite's int8 CONCATENATION on channels of ``sources`` (-1 = the plan input, given as (shape, q)); every
+    input has the output's quantization (the copy TFLite's int8 kernel requires)."""
+    shapes = [plan_input[0] if j == -1 else plan_layers[j].output_shape for j in sources]
+    qs = [plan_input[1] if j == -1 else plan_layers[j].output_q for j in sources]
+    _, h, w = shapes[0]
+    return Layer(name=name, kind="concat", input_shape=shapes[0], output_shape=(sum(s[0] for s in shapes), h, w),
+                 input_q=qs[0], output_q=qs[0], inputs=tuple(sources), params=ConcatParams(tuple(qs[1:])))
+
+
+def concat_plan(seed: int, res: int, three: bool, width: int = 8, classes: int = 5) -> Plan:
+    """Two inputs: concat(plan input, conv 3x3 of it) (l1) -> conv (l2) -> pool -> fc. Three (an Inception-style
+    block): conv (l0) -> [pointwise (l1), conv 3x3 (l2), max pool 3x3/1 (l3)] each of l0 -> concat (l4) ->
+    conv (l5) -> pool -> fc. The branches are requantized to the concat's one quantization."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    shape = (3, res, res)
+    if not three:
+        layers = [requantized_to(conv_layer(rng, "conv0", "conv", q, shape, width, 3, 1, (1,) * 4), q)]
+        layers.append(concat_layer("concat1", layers, (-1, 0), (shape, q)))
+    else:
+        layers = [conv_layer(rng, "conv0", "conv", q, shape, width, 3, 2, (0, 0, 1, 1))]
+        q0, s0 = layers[0].output_q, layers[0].output_shape
+        layers.append(requantized_to(conv_layer(rng, "pointwise1", "pointwise", q0, s0, width // 2, 1), q0))
+        layers.append(requantized_to(conv_layer(rng, "conv2", "conv", q0, s0, width + 2, 3, 1, (1,) * 4), q0))
+        layers[-1].inputs = (0,)
+        layers.append(maxpool_layer("maxpool3", q0, s0, 3, 1, (1,) * 4, False))
+        layers[-1].inputs = (0,)
+        layers.append(concat_layer("concat4", layers, (1, 2, 3), None))
+    cat = layers[-1]
+    layers.append(conv_layer(rng, f"conv{len(layers)}", "conv", cat.output_q, cat.output_shape, width + 4, 3, 1, (1,) * 4))
+    last = layers[-1]
+    layers.append(pool_layer(rng, f"pool{len(layers)}", last.output_q, last.output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, f"fc{len(layers)}", layers[-1].output_q, width + 4, classes, "single"))
+    plan = Plan(q, shape, layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Concatenations on channels (a separate table: the plans above stay byte-identical): two inputs, the first
+# being the plan input, and three branches of one map (1x1, 3x3, max pool) as an Inception block joins them.
+# TFLite's int8 CONCATENATION does not rescale: every input shares the output's quantization (an unequal one is
+# refused by the op, tests/unit/test_concat_op.py).
+CONCAT_CASES = {
+    "concat of the plan input and a conv of it": dict(seed=5, res=9, three=False),
+    "concat of three branches: 1x1, 3x3, max pool": dict(seed=7, res=12, three=True),
+}
+
+
+def concat_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of CONCAT_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = CONCAT_CASES[name]
+    plan = concat_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x
+
+
+LUT_FLOAT = {"relu": lambda x, a: np.maximum(x, 0), "relu6": lambda x, a: np.clip(x, 0, 6),
+             "relu_n1_to_1": lambda x, a: np.clip(x, -1, 1), "hard_swish": lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
+             "leaky_relu": lambda x, a: np.where(x >= 0, x, a * x)}
+
+
+def lut_output_q(params, in_q: QParams) -> QParams:
+    """The quantization an observer gives the function's float outputs over every int8 input (TFLite's fixed
+    one for a logistic)."""
+    from edgepack.ops.lut import LOGISTIC_OUTPUT
+
+    if params.function == "logistic":
+        return LOGISTIC_OUTPUT
+    y = LUT_FLOAT[params.function](in_q.dequantize(np.arange(-128, 128)).astype(np.float64), params.alpha)
+    low, high = min(0.0, float(y.min())), max(float(y.max()), 1e-3)
+    scale = float(np.float32((high - low) / 255))
+    return QParams(scale, int(np.clip(round(-128 - low / scale), -128, 127)))
+
+
+def lut_plan(seed: int, res: int, functions: tuple, input_zp: int, width: int = 10, classes: int = 5) -> Plan:
+    """lut ``functions[0]`` at the plan input (l0) -> conv 3x3/1 pads 1 (l1) -> lut ``functions[1]`` (l2) -> conv
+    3x3/2 pads 1 (l3) -> lut ``functions[2]`` (l4) -> global average pool (l5) -> fc (l6); each function is
+    (name, alpha) and each lut's output quantization spans its outputs (lut_output_q)."""
+    from edgepack.ops.lut import LutParams, lut_layer
+
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), input_zp)
+    layers: list[Layer] = []
+
+    def lut(k: int, in_q: QParams, shape) -> Layer:
+        params = LutParams(*functions[k])
+        return lut_layer(f"{params.function}{len(layers)}", params, shape, in_q, lut_output_q(params, in_q))
+
+    layers.append(lut(0, q, (3, res, res)))
+    layers.append(conv_layer(rng, "conv1", "conv", layers[0].output_q, (3, res, res), width, 3, 1, (1,) * 4))
+    layers.append(lut(1, layers[1].output_q, layers[1].output_shape))
+    layers.append(conv_layer(rng, "conv3", "conv", layers[2].output_q, layers[2].output_shape, width + 2, 3, 2, (1,) * 4))
+    layers.append(lut(2, layers[3].output_q, layers[3].output_shape))
+    layers.append(pool_layer(rng, "pool5", layers[4].output_q, layers[4].output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, "fc6", layers[5].output_q, width + 2, classes, "single"))
+    plan = Plan(q, (3, res, res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Every function TFLite computes elementwise, as lut layers (a separate table: the plans above stay as they
+# were); the input zero points keep most inputs above zero, so a ReLU at the plan input is not degenerate.
+LUT_CASES = {
+    "ReLU at the input, hard-swish, leaky ReLU 0.2": dict(seed=41, res=10, input_zp=-90, functions=(
+        ("relu", None), ("hard_swish", None), ("leaky_relu", 0.2))),
+    "ReLU6, logistic, ReLU_N1_TO_1 on odd sizes": dict(seed=44, res=9, input_zp=-100, functions=(
+        ("relu6", None), ("logistic", None), ("relu_n1_to_1", None))),
+}
+
+
+def lut_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of LUT_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = LUT_CASES[name]
+    plan = lut_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x
+
+
+def mul_layer(rng, name: str, a: int, b: int, layers: list[Layer], relu: bool) -> Layer:
+    """TFLite's int8 MUL of layers ``a`` and ``b`` (one shape, or one a (C, 1, 1) gate): the output scale puts
+    the products' spread (about 40 steps of each input) at about 40 output steps."""
+    from edgepack.ops.mul import MulParams, mul_output_shape, mul_requantization
+
+    qa, qb = layers[a].output_q, layers[b].output_q
+    out_q = QParams(float(np.float32(qa.scale * qb.scale * rng.uniform(30.0, 50.0))), int(rng.integers(-60, 20)))
+    multiplier, shift = mul_requantization(qa, qb, out_q)
+    shape_a, shape_b = layers[a].output_shape, layers[b].output_shape
+    return Layer(name=name, kind="mul", input_shape=shape_a, output_shape=mul_output_shape(shape_a, shape_b),
+                 input_q=qa, output_q=out_q, arrays={"multiplier": multiplier, "shift": shift}, inputs=(a, b),
+                 params=MulParams(qb, shape_b), act_min=max(-128, out_q.zero_point) if relu else -128,
+                 activation="relu" if relu else "none")
+
+
+def mul_plan(seed: int, res: int, gate_first: bool, relu: tuple[bool, bool], width: int = 8, classes: int = 5) -> Plan:
+    """A squeeze-and-excite block, then an elementwise product: conv 3x3/1 (l0) -> global pool (l1, (C, 1, 1))
+    -> pointwise (l2) -> pointwise (l3, the gate) -> mul of l0 and the gate (l4; gate * map with
+    ``gate_first``) -> conv 3x3/1 (l5) -> mul of l5 and l4 (l6, one shape) -> global pool (l7) -> fc (l8).
+    ``relu``: the fused ReLU of the two muls."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, res, res), width, 3, 1, (1,) * 4)]
+    layers.append(pool_layer(rng, "pool1", layers[0].output_q, layers[0].output_shape, "average", flat=False))
+    layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, (width, 1, 1), width // 2, 1))
+    layers.append(conv_layer(rng, "pointwise3", "pointwise", layers[2].output_q, (width // 2, 1, 1), width, 1))
+    layers.append(mul_layer(rng, "mul4", *((3, 0) if gate_first else (0, 3)), layers, relu[0]))
+    layers.append(conv_layer(rng, "conv5", "conv", layers[4].output_q, layers[4].output_shape, width, 3, 1, (1,) * 4))
+    layers.append(mul_layer(rng, "mul6", 5, 4, layers, relu[1]))
+    layers.append(pool_layer(rng, "pool7", layers[6].output_q, layers[6].output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, "fc8", layers[7].output_q, width, classes, "single"))
+    plan = Plan(q, (3, res, res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Products (a separate table: the plans above stay as they were): a squeeze-and-excite gate (C, 1, 1) broadcast
+# over its (C, H, W) map in both operand orders (TFLite's BroadcastMul4DSlow), and an elementwise product of
+# two maps of one shape (MulElementwise), with and without a fused ReLU.
+MUL_CASES = {
+    "map * gate, then an elementwise product + ReLU": dict(seed=61, res=8, gate_first=False, relu=(False, True)),
+    "gate * map + ReLU on odd sizes, then an elementwise product": dict(seed=62, res=7, gate_first=True,
+                                                                        relu=(True, False)),
+}
+
+
+def mul_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of MUL_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = MUL_CASES[name]
+    plan = mul_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x

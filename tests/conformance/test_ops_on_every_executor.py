@@ -22,6 +22,9 @@ from edgepack.ops.avgpool import AvgPoolParams
 from edgepack.ops.fc import FcParams
 from tests.conformance import executors
 from tests.conformance.plans import CASES, MAXPOOL_CASES, case, maxpool_case, plan_with_unknown_op
+from tests.conformance.plans import LUT_CASES, lut_case
+from tests.conformance.plans import CONCAT_CASES, concat_case
+from tests.conformance.plans import MUL_CASES, mul_case
 
 VNNI = pytest.mark.skipif(not executors.host_has_vnni(), reason="this CPU has no avx512_vnni")
 
@@ -55,6 +58,78 @@ def test_executor_max_pool_output_equals_the_reference_bit_for_bit(run, name, tm
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
 
 
+@pytest.mark.parametrize("name", CONCAT_CASES)
+@pytest.mark.parametrize("run", MAXPOOL_EXECUTORS)  # the hand-scheduled sets have no concat either
+def test_executor_concat_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
+    plan, x = concat_case(name)
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
+def _concat_kinds() -> set[str]:
+    """The kinds of the CONCAT_CASES plans, whose every layer output spreads over int8 too."""
+    kinds = set()
+    for name in CONCAT_CASES:
+        plan, x = concat_case(name)
+        for layer, out in zip(plan.layers, reference.run(plan, x, collect=True)[1]):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
+        kinds |= {layer.kind for layer in plan.layers}
+    return kinds
+
+
+@pytest.mark.parametrize("name", LUT_CASES)
+@pytest.mark.parametrize("run", MAXPOOL_EXECUTORS)  # the hand-scheduled sets have no lut either
+def test_executor_lut_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
+    plan, x = lut_case(name)
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
+def _lut_kinds() -> set[str]:
+    """The kinds of the LUT_CASES plans, whose every layer output spreads over int8 too, and which hold every
+    function TFLite computes elementwise."""
+    kinds, functions = set(), set()
+    for name in LUT_CASES:
+        plan, x = lut_case(name)
+        for layer, out in zip(plan.layers, reference.run(plan, x, collect=True)[1]):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
+            functions |= {layer.params.function} if layer.kind == "lut" else set()
+        kinds |= {layer.kind for layer in plan.layers}
+    assert functions == {"hard_swish", "logistic", "leaky_relu", "relu", "relu6", "relu_n1_to_1"}
+    return kinds
+
+
+@pytest.mark.parametrize("name", MUL_CASES)
+@pytest.mark.parametrize("run", MAXPOOL_EXECUTORS)  # the hand-scheduled sets have no mul either
+def test_executor_mul_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
+    plan, x = mul_case(name)
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
+def _mul_kinds() -> set[str]:
+    """The kinds of the MUL_CASES plans, whose every layer output spreads over int8 too; between them a gate
+    broadcast as the first and as the second operand, an elementwise product, and gates that differ per
+    channel (a kernel broadcasting one channel's gate everywhere would give other outputs)."""
+    kinds, forms = set(), set()
+    for name in MUL_CASES:
+        plan, x = mul_case(name)
+        outputs = reference.run(plan, x, collect=True)[1]
+        for i, (layer, out) in enumerate(zip(plan.layers, outputs)):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
+            if layer.kind == "mul":
+                shapes = [plan.tensor_shape(j) for j in plan.inputs_of(i)]
+                forms.add("same" if shapes[0] == shapes[1] else "gate first" if shapes[0][1:] == (1, 1) else "gate second")
+                gates = [outputs[j] for j, s in zip(plan.inputs_of(i), shapes) if s != layer.output_shape]
+                assert all((g != g[:, :1]).any() for g in gates), f"{name}: {layer.name}'s gate is one value"
+        kinds |= {layer.kind for layer in plan.layers}
+    assert forms == {"same", "gate first", "gate second"}
+    return kinds
+
+
 def test_the_hand_scheduled_tvm_sets_leave_a_max_pool_plan_to_the_generic_executor(monkeypatch):
     """No hand-scheduled max pool: "auto" int8 kernels pick the generic Relax route for the whole plan (the
     manifest's "kernels" says "generic"), and the VNNI set built directly refuses the max pool by name."""
@@ -81,7 +156,7 @@ def test_the_plans_hold_every_op_kind_pool_mode_and_rounding_and_each_changes_th
     pool modes and both fc roundings, each decisive (an executor that rounded the other way or pooled the
     raw values as the plan's average would give other outputs), and layer outputs that are neither nearly
     constant nor mostly saturated."""
-    kinds, pools, roundings = _max_pool_kinds(), set(), set()
+    kinds, pools, roundings = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds(), set(), set()
     for name in CASES:
         plan, x = case(name)
         want, outputs = reference.run(plan, x, collect=True)

@@ -19,6 +19,7 @@ from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
 from edgepack.ops.fc import rounds_once
+from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, mul_output_shape
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
@@ -62,12 +63,20 @@ class CLowering:
         """ep_layer fields only this kind sets, each followed by ", "."""
         return ""
 
+    def tables(self, layer: Layer) -> tuple[tuple[str, str, str], ...]:
+        """Further constant arrays model.c holds: (plan array, C type, the ep_layer pointer set to it)."""
+        return ()
+
     def fast(self, layer: Layer) -> tuple[str, int] | None:
         """The fast set's kernel for shapes it specialises, with its scratch bytes (kernels.h EP_*_FAST_SCRATCH)."""
         return None
 
     def portable_kernel(self, layer: Layer) -> str:
         return self.portable
+
+    def arguments(self, plan: Plan, i: int, sources: list[str]) -> str:
+        """The kernel's input arguments, from the C expressions of the tensors the layer reads."""
+        return ", ".join(sources)
 
     def kernel(self, layer: Layer, kernels: str) -> tuple[str, int]:
         return (self.fast(layer) if kernels == "fast" else None) or (self.portable_kernel(layer), 0)
@@ -221,6 +230,66 @@ class _MaxPool(CLowering):
         return layer.params.window
 
 
+class _Mul(CLowering):
+    """TFLite's int8 MUL (ep_mul; ep_mul_channel when one operand is a (C, 1, 1) gate): one multiplier and shift."""
+    portable = "ep_mul"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        shapes = (tuple(layer.input_shape), tuple(layer.params.input2_shape))
+        if tuple(plan.tensor_shape(j) for j in plan.inputs_of(i)) != shapes or mul_output_shape(*shapes) is None:
+            _fail(layer, i, "a mul reads two tensors of one shape, or a (C, 1, 1) gate and a (C, H, W) map")
+        if not -128 <= layer.params.input2_q.zero_point <= 127:
+            _fail(layer, i, "a mul's second input zero point is outside int8")
+        _check_requantization(layer, i, 1)
+        if int(layer.arrays["shift"][0]) > MUL_MAX_LEFT_SHIFT:
+            _fail(layer, i, f"a mul's shift is above {MUL_MAX_LEFT_SHIFT} (the shifted product would leave int32)")
+
+    def extra_fields(self, layer: Layer) -> str:
+        return f".in2_zp = {layer.params.input2_q.zero_point}, "
+
+    def portable_kernel(self, layer: Layer) -> str:
+        return "ep_mul" if tuple(layer.input_shape) == tuple(layer.params.input2_shape) else "ep_mul_channel"
+
+
+class _Concat(CLowering):
+    """TFLite's int8 CONCATENATION on channels (ep_concat): a copy of each input's planes in turn; the inputs
+    as a compound-literal array (C99), with their channel counts."""
+    portable = "ep_concat"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        shapes = [plan.tensor_shape(j) for j in plan.inputs_of(i)]
+        if any(len(s) != 3 or s[1:] != tuple(layer.output_shape[1:]) for s in shapes) \
+                or sum(s[0] for s in shapes) != layer.output_shape[0]:
+            _fail(layer, i, "a concat joins (C, H, W) maps of its output's height and width on the channels")
+        if any(q != layer.output_q for q in layer.inputs_q()) or (layer.act_min, layer.act_max) != (-128, 127):
+            _fail(layer, i, "a concat's inputs must share its output's quantization, with no clamp (a copy)")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def arguments(self, plan: Plan, i: int, sources: list[str]) -> str:
+        channels = ", ".join(str(int(plan.tensor_shape(j)[0])) for j in plan.inputs_of(i))
+        return f"{len(sources)}, (const int8_t *const[]){{{', '.join(sources)}}}, (const int32_t[]){{{channels}}}"
+
+
+class _Lut(CLowering):
+    """An elementwise int8 function (ep_lut): its 256-entry table (x + 128 -> y) in flash, as ep_layer.weight."""
+    portable = "ep_lut"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        table = layer.arrays.get("table")
+        if table is None or table.dtype != np.int8 or table.shape != (256,):
+            _fail(layer, i, "a lut needs its int8 table of 256 entries")
+        if numel(layer.input_shape) != numel(layer.output_shape):
+            _fail(layer, i, "a lut keeps its input's size")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def tables(self, layer: Layer) -> tuple[tuple[str, str, str], ...]:
+        return (("table", "int8_t", "weight"),)
+
+
 C_LOWERINGS.register("conv")(_Conv())
 C_LOWERINGS.register("depthwise")(_Depthwise())
 C_LOWERINGS.register("pointwise")(_Pointwise())
@@ -228,6 +297,9 @@ C_LOWERINGS.register("avgpool")(_AvgPool())
 C_LOWERINGS.register("fc")(_Fc())
 C_LOWERINGS.register("add")(_Add())
 C_LOWERINGS.register("maxpool")(_MaxPool())
+C_LOWERINGS.register("mul")(_Mul())
+C_LOWERINGS.register("lut")(_Lut())
+C_LOWERINGS.register("concat")(_Concat())
 
 
 def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:
@@ -259,8 +331,9 @@ def check_supported(plan: Plan) -> None:
 
 
 def _check_layer(plan: Plan, layer: Layer, i: int) -> None:
-    """What every layer needs: inputs of its size, int8 zero points, an activation range inside int8."""
-    for j in plan.inputs_of(i):
+    """What every layer needs: inputs of its size (a variadic op's first; its lowering checks the others),
+    int8 zero points, an activation range inside int8."""
+    for j in plan.inputs_of(i)[:1] if ops.get(layer.kind).variadic else plan.inputs_of(i):
         if not -1 <= j < i or numel(layer.input_shape) != numel(plan.tensor_shape(j)):
             _fail(layer, i, f"input shape {layer.input_shape} does not match its input tensor {j}")
     for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
@@ -432,6 +505,9 @@ def _layer_definitions(i: int, layer: Layer) -> str:
     for name, ctype in arrays:
         parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
         refs[name] = f"edgepack_l{i}_{name}"
+    for name, ctype, pointer in lowering.tables(layer):
+        parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
+        refs[pointer] = f"edgepack_l{i}_{name}"
     flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
                                              ("EP_FLAG_SINGLE_ROUNDING", rounds_once(layer))) if on) or "0"
     top, left, bottom, right = layer.pads
@@ -450,7 +526,8 @@ def _layer_definitions(i: int, layer: Layer) -> str:
 
 def _layer_call(plan: Plan, i: int, layer: Layer, kernels: str, memory) -> str:
     """The kernel call of layer i: its inputs (the model input or arena tensors), its output, its scratch."""
-    src = ", ".join("input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i))
+    src = C_LOWERINGS[layer.kind].arguments(
+        plan, i, ["input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i)])
     dst = "output" if i == len(plan.layers) - 1 else f"arena + {memory.offset(f't{i}')}"
     fn, scratch = layer_kernel(layer, kernels)
     if scratch:

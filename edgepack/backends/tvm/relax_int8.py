@@ -145,6 +145,25 @@ def _maxpool(bb, x, layer: Layer):
     return out
 
 
+@TVM_LOWERINGS.register("concat")
+def _concat(bb, *inputs_and_layer):
+    """TFLite's int8 CONCATENATION on channels: relax concat on axis 1 (NCHW), a copy (the plan's concat
+    shares one quantization and has no clamp)."""
+    from tvm import relax
+
+    *inputs, _ = inputs_and_layer  # each a (batch, C_k, H, W) map (ops.concat's problems)
+    return bb.emit(relax.op.concat(inputs, axis=1))
+
+
+@TVM_LOWERINGS.register("lut")
+def _lut(bb, x, layer: Layer):
+    """An elementwise int8 function: a gather from the layer's 256-entry table at x + 128."""
+    from tvm import relax
+
+    index = bb.emit(relax.op.add(relax.op.astype(x, "int32"), _const(128, "int32")))
+    return bb.emit(relax.op.take(_const(layer.arrays["table"], "int8"), index, axis=0))
+
+
 def _rescale(bb, x, multiplier: int, shift: int):
     """TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) on int64-held int32 values:
     SaturatingRoundingDoublingHighMul as floor((x * M + 2^30) / 2^31) (M is never INT32_MIN), then
@@ -179,6 +198,21 @@ def _add(bb, a, b, layer: Layer):
     total = bb.emit(op.add(_rescale(bb, widened(a, layer.input_q.zero_point), ma, sa),
                            _rescale(bb, widened(b, layer.params.input2_q.zero_point), mb, sb)))
     return _clamp(bb, _rescale(bb, total, mo, so), layer)
+
+
+@TVM_LOWERINGS.register("mul")
+def _mul(bb, a, b, layer: Layer):
+    """TFLite's int8 MUL as edgepack.ops.mul: (a - zp_a) * (b - zp_b) in int32 (relax broadcasts a (C, 1, 1)
+    gate), requantized by the one multiplier and shift."""
+    from tvm import relax
+
+    op = relax.op
+
+    def centred(x, zero_point: int):
+        return bb.emit(op.subtract(op.astype(x, "int32"), _const(zero_point, "int32")))
+
+    product = bb.emit(op.multiply(centred(a, layer.input_q.zero_point), centred(b, layer.params.input2_q.zero_point)))
+    return _requantize(bb, product, layer, (1,) * (1 + len(layer.output_shape)))
 
 
 def plan_to_relax(plan: Plan, batch: int = 1):

@@ -234,6 +234,45 @@ void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
     }
 }
 
+void ep_concat(const ep_layer *l, int32_t count, const int8_t *const in[], const int32_t channels[], int8_t *out)
+{
+    const int32_t plane = l->in_h * l->in_w;
+    int32_t k, n;
+    for (k = 0; k < count; k++) {
+        const int32_t size = channels[k] * plane;
+        for (n = 0; n < size; n++) {
+            out[n] = in[k][n];
+        }
+        out += size;
+    }
+}
+
+void ep_mul(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    /* |(a - in_zp) * (b - in2_zp)| <= 255 * 255 and the shift is <= 15 (checked by the generator): the
+     * product, left-shifted, stays in int32 as TFLite's x * (1 << left_shift) does */
+    const int32_t n = l->out_c * l->out_h * l->out_w;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = ep_output(l, 0, ((int32_t)a[i] - l->in_zp) * ((int32_t)b[i] - l->in2_zp));
+    }
+}
+
+void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t plane = l->out_h * l->out_w;
+    const int32_t gate_is_a = l->in_h * l->in_w == 1;
+    int32_t c, p;
+    for (c = 0; c < l->out_c; c++) {
+        for (p = 0; p < plane; p++) {
+            const int32_t i = c * plane + p;
+            const int32_t va = (int32_t)a[gate_is_a ? c : i] - l->in_zp;
+            const int32_t vb = (int32_t)b[gate_is_a ? i : c] - l->in2_zp;
+            out[i] = ep_output(l, 0, va * vb);
+        }
+    }
+}
+
 void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
 {
     const int32_t k = l->ksize, plane = l->in_h * l->in_w;
@@ -260,5 +299,14 @@ void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
                 out[(c * l->out_h + oy) * l->out_w + ox] = (int8_t)(v > l->act_max ? l->act_max : v);
             }
         }
+    }
+}
+
+void ep_lut(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t n = l->in_c * l->in_h * l->in_w;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = l->weight[(int32_t)in[i] + 128];
     }
 }

@@ -63,10 +63,22 @@ void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out);
  * take no part), clamped to [act_min, act_max]; input and output share their quantization */
 void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
+/* an elementwise int8 function (TFLite's HARD_SWISH, LOGISTIC, LEAKY_RELU, RELU, RELU6, RELU_N1_TO_1):
+ * out[i] = weight[in[i] + 128] over the in_c * in_h * in_w values, weight being the layer's 256-entry
+ * table that the generator computed with TFLite's arithmetic for the layer's quantization */
+void ep_lut(const ep_layer *l, const int8_t *in, int8_t *out);
+/* TFLite's int8 CONCATENATION on channels: input k's channels[k] planes of in_h x in_w follow those of
+ * inputs 0..k-1 (the generator proved one quantization for all: a copy, no rescaling, no clamp) */
+void ep_concat(const ep_layer *l, int32_t count, const int8_t *const in[], const int32_t channels[], int8_t *out);
 /* TFLite's int8 ADD of two (C, H, W) tensors: each input minus its zero point, times 2^20, rescaled
  * by MultiplyByQuantizedMultiplierSmallerThanOneExp(multiplier[k], shift[k]) (k = 0 for a, 1 for b),
  * the sum rescaled by multiplier[2], shift[2], plus out_zp, clamped. int32 values, no division. */
 void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
+/* TFLite's int8 MUL: (a - in_zp) * (b - in2_zp), requantized by multiplier[0], shift[0] (M = s_a * s_b / s_out)
+ * as any layer, plus out_zp, clamped. ep_mul: a, b and out of one shape; ep_mul_channel: one operand is a
+ * (C, 1, 1) gate broadcast over the other's (C, out_h, out_w) map (a when in_h * in_w is 1, else b). */
+void ep_mul(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
+void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
  * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
