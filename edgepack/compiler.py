@@ -6,6 +6,7 @@ Light at import (no torch): the CLI runs ``preflight`` before any heavy import."
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from edgepack.targets import Target, get_target, load_targets
 from edgepack.validate import (FootprintEstimate, WeightedLayer, budget_file_fix, check_budget_estimate,
                                estimate_footprint)
 from edgepack.version import __version__
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,17 +66,20 @@ def preflight(config: CompileConfig):
         yield target
 
 
-def compile_model(config: CompileConfig, model=None, log=print, calibration_data: Dataset | None = None,
+def compile_model(config: CompileConfig, model=None, log=None, calibration_data: Dataset | None = None,
                   eval_set: Dataset | None = None) -> Path:
     """Build the artifact folder for ``config`` (``model``, an nn.Module, overrides the built-in model;
-    ``calibration_data``/``eval_set``, in-memory inputs from edgepack.inputs, override the config's paths)."""
+    ``calibration_data``/``eval_set``, in-memory inputs from edgepack.inputs, override the config's paths).
+    ``log`` takes each progress line; by default they go to the "edgepack.compiler" logger at INFO (a Python
+    caller shows or silences them with the logging module; the CLI prints them)."""
     with preflight(config) as target:
         return compile_locked(config, target, model, log, calibration_data, eval_set)
 
 
-def compile_locked(config: CompileConfig, target: Target, model=None, log=print,
+def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
                    calibration_data: Dataset | None = None, eval_set: Dataset | None = None) -> Path:
     """compile_model inside ``preflight(config)`` (the CLI holds it while it loads a --model FILE.py)."""
+    log = log or LOG.info
     times: dict[str, float] = {}
     source = front_end(config, target, model, calibration_data, eval_set, times, log)
     check = budget_check(config, target)
@@ -157,7 +163,7 @@ def run_pipeline(config: CompileConfig, target: Target, source: Source, times: d
                                 **lowered.manifest_entries()})
         if config.sign_key:
             sign_folder(folder, config.sign_key)
-    log("stage times (s): " + json.dumps(times))
+    LOG.debug("stage times (s): " + json.dumps(times))  # also in the manifest; the CLI shows it with --verbose
     log(f"artifact written to {out}")
     return out
 

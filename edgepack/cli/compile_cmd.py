@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepack.cli import output
 from edgepack.cli.flags import add_targets_flag, positive_int
 from edgepack.compiler import compile_locked, preflight
 from edgepack.config import CompileConfig
@@ -66,18 +65,8 @@ def run(args) -> int:
             model = load_user_model(config.model_spec, args.checkpoint)
             check_model(model)  # float32 weights on the CPU, as the Python API checks
             config.classes = model_classes(model, args.classes)
-        compile_locked(config, target, model, log=compile_log)
+        compile_locked(config, target, model)  # its lines: the edgepack logger, shown by the CLI (not with --quiet)
     return 0
-
-
-STAGE_TIMES = "stage times (s): "
-
-
-def compile_log(line: str) -> None:
-    """The compile's progress lines on stdout: none with --quiet; the raw stage-times line only with --verbose."""
-    if output.quiet() or (line.startswith(STAGE_TIMES) and not output.verbose()):
-        return
-    print(line)
 
 
 def _torch_config(args):

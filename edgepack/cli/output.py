@@ -67,6 +67,8 @@ def conventions(args):
         if _state["quiet"]:
             logger.setLevel(logging.WARNING)
             os.environ["EDGEPACK_PROGRESS"] = "off"
+        elif _state["verbose"]:
+            logger.setLevel(logging.DEBUG)  # e.g. compile's stage times
         with contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", None) == STDOUT else contextlib.nullcontext():
             yield
     finally:

@@ -94,10 +94,11 @@ def fake_compile(monkeypatch):
     """compile with its pipeline replaced by the two lines every compile ends with (and a library log line)."""
     from edgepack.cli import compile_cmd
 
-    def compile_locked(config, target, model, log=print):
+    def compile_locked(config, target, model, log=None):
+        logger = logging.getLogger("edgepack.compiler")  # as compiler.compile_locked logs
         logging.getLogger("edgepack.test").info("library info line")
-        log('stage times (s): {"lower": 1.0}')
-        log(f"artifact written to {config.output}")
+        logger.debug('stage times (s): {"lower": 1.0}')
+        logger.info(f"artifact written to {config.output}")
         assert os.environ.get("EDGEPACK_PROGRESS") == ("off" if "--quiet" in os.environ.get("ARGS", "") else None)
 
     monkeypatch.setattr(compile_cmd, "compile_locked", compile_locked)
