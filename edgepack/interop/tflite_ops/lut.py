@@ -1,0 +1,80 @@
+"""lut (an elementwise int8 function) as the TFLite builtin that computes it, both ways.
+
+Export: the builtin named by the layer's function (HARD_SWISH, LOGISTIC, LEAKY_RELU with its alpha, RELU,
+RELU6, RELU_N1_TO_1) between the layer's input and output quantization; LiteRT's int8 kernel of that
+builtin computes, from those QParams, the very table the plan holds (edgepack.ops.lut transcribes its
+arithmetic). A hard sigmoid has no TFLite builtin: a plan holding one is refused by name.
+
+Import: those six builtins on an int8 activation are a lut layer whose table is computed from the op's
+input and output quantization (and LeakyReluOptions.alpha).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepack.errors import UnsupportedModelError
+from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
+from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
+from edgepack.interop.tflite_writer import Graph, builtin_options
+from edgepack.ops.lut import LOGISTIC_OUTPUT, LutParams, lut_layer
+from edgepack.plan.plan import Layer
+
+BUILTINS = {"hard_swish": "HARD_SWISH", "logistic": "LOGISTIC", "leaky_relu": "LEAKY_RELU", "relu": "RELU",
+            "relu6": "RELU6", "relu_n1_to_1": "RELU_N1_TO_1"}  # function -> builtin (both ways)
+
+# ---- export ----------------------------------------------------------------------------------------------
+
+
+@EXPORTS.register("lut")
+def export_lut(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
+    """The function's builtin, from the input's quantization to the output's."""
+    code = BUILTINS.get(layer.params.function)
+    if code is None:
+        raise UnsupportedModelError(f"{layer.name}: a {layer.params.function} has no TFLite builtin (TFLite computes "
+                                    f"only {', '.join(BUILTINS)} elementwise): the plan cannot be written as .tflite")
+    y = g.activation(prefix, g.tensors[sources[0]].shape, layer.output_q)
+    g.op(code, sources[:1], [y], alpha=layer.params.alpha)
+    return y
+
+
+def _no_options(b, tfl, o, vector):
+    return tfl.BuiltinOptions.NONE, 0
+
+
+for _code, _version in (("LOGISTIC", 2), ("RELU", 2), ("RELU6", 2), ("RELU_N1_TO_1", 1)):
+    builtin_options(_code, _version)(_no_options)
+
+
+@builtin_options("HARD_SWISH", 1)
+def _hard_swish_options(b, tfl, o, vector):
+    tfl.HardSwishOptionsStart(b)
+    return tfl.BuiltinOptions.HardSwishOptions, tfl.HardSwishOptionsEnd(b)
+
+
+@builtin_options("LEAKY_RELU", 2)
+def _leaky_relu_options(b, tfl, o, vector):
+    tfl.LeakyReluOptionsStart(b)
+    tfl.LeakyReluOptionsAddAlpha(b, float(o["alpha"]))
+    return tfl.BuiltinOptions.LeakyReluOptions, tfl.LeakyReluOptionsEnd(b)
+
+
+# ---- import ----------------------------------------------------------------------------------------------
+
+
+@IMPORTS.register(*BUILTINS.values())
+def import_lut(r: Reader, i: int, op, inputs: list[int], value: Value, out: Tensor) -> Layer:
+    """A lut layer of the builtin's function, its table from the op's two quantizations."""
+    name = r.op_names[i]
+    function = next(f for f, code in BUILTINS.items() if code == name)
+    if value.flattened_map is not None or value.pads != NO_PADS:
+        r.refuse(i, "reads a flattened map or a PAD's output", f"the int8 plan's {name} reads a layer's output as is")
+    if out.dtype != "int8" or int(np.prod(out.shape)) != int(np.prod(value.shape)):
+        r.refuse(i, f"outputs {out.dtype} {list(out.shape)} from {list(value.shape)}",
+                 f"the int8 plan's {name} maps int8 to int8 of one shape")
+    out_q = out.qparams(f"--model {r.path}: op {i}")
+    if function == "logistic" and (np.float32(out_q.scale) != np.float32(LOGISTIC_OUTPUT.scale)
+                                   or out_q.zero_point != LOGISTIC_OUTPUT.zero_point):
+        r.refuse(i, f"outputs in scale {out_q.scale:g}, zero point {out_q.zero_point}", "TFLite's int8 LOGISTIC "
+                 "outputs in scale 1/256, zero point -128: convert the model again")
+    alpha = float(np.float32(r.options(op, "LeakyReluOptions").Alpha())) if function == "leaky_relu" else None
+    return lut_layer(f"layer{i}_{function}", LutParams(function, alpha), value.shape, value.q, out_q)
