@@ -15,8 +15,14 @@ from edgepack import ops
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops.add import AddParams
 from edgepack.ops.maxpool import MaxPoolParams
+from edgepack.ops.mul import MulParams, mul_output_shape, mul_requantization
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan, QParams, add_multipliers, quantize_multiplier
 from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, MAXPOOL_OPS, POOL_OPS, RESHAPE_OPS, max_pool_geometry
+from edgepack.quantize.layers import MUL_OPS
+from edgepack.ops.concat import ConcatParams
+from edgepack.quantize.layers import CAT_OPS
+from edgepack.ops.lut import LutParams, lut_layer
+from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
 
 aten = torch.ops.aten
@@ -172,6 +178,21 @@ def _max_pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[
                  activation=activation, params=MaxPoolParams(window)), q_out
 
 
+def _lut_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    """nn.Hardswish / nn.LeakyReLU as a lut layer: its table TFLite's arithmetic for the observed input and
+    output quantization (the quantizer gives each its own observer), so the .tflite twin (the builtin) is
+    bit-exact."""
+    function = LUT_OPS[node.target]
+    alpha = None
+    if function == "leaky_relu":
+        alpha = float(node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
+    q_out, activation = _output(node)
+    if activation != "none":
+        raise UnsupportedModelError(f"{node.name}: a ReLU/ReLU6 after {node.target} is not supported by the int8 "
+                                    "plan: remove it")
+    return lut_layer(node.name, LutParams(function, alpha), shape, in_q, _qparams(q_out)), q_out
+
+
 def _add_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[Layer, Node]:
     """TFLite's int8 ADD of two equally shaped tensors, each in its producer's quantization (what the
     observers chose: PT2E shares an add input's observer with its producer's output)."""
@@ -185,6 +206,39 @@ def _add_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[L
     lo, hi = _clamp(activation, out_q)
     return Layer(node.name, "add", shape_a, shape_a, qa, out_q, lo, hi, activation=activation,
                  arrays={"multiplier": multiplier, "shift": shift}, params=AddParams(qb)), q_out
+
+
+def _mul_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[Layer, Node]:
+    """TFLite's int8 MUL of two tensors of one shape, or of a (C, 1, 1) gate and a (C, H, W) map in either
+    order, each in its producer's quantization (as an add's inputs)."""
+    (qa, _, shape_a), (qb, _, shape_b) = sources
+    shape = mul_output_shape(shape_a, shape_b)
+    if shape is None:
+        raise UnsupportedModelError(f"{node.name}: multiplies tensors of shapes {shape_a} and {shape_b}: the int8 plan "
+                                    "multiplies equal shapes or a (C, 1, 1) gate and a (C, H, W) map")
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    multiplier, shift = mul_requantization(qa, qb, out_q)
+    lo, hi = _clamp(activation, out_q)
+    return Layer(node.name, "mul", shape_a, shape, qa, out_q, lo, hi, activation=activation,
+                 arrays={"multiplier": multiplier, "shift": shift}, params=MulParams(qb, shape_b)), q_out
+
+
+def _concat_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tuple[Layer, Node]:
+    """TFLite's int8 CONCATENATION of (C_k, H, W) maps on their channels, a copy: the annotation shares one
+    quantization among the inputs and the output (a ReLU after the cat would be a clamp TFLite's has not)."""
+    shapes = [shape for _, _, shape in sources]
+    if any(len(s) != 3 or s[1:] != shapes[0][1:] for s in shapes):
+        raise UnsupportedModelError(f"{node.name}: concatenates {shapes}: the int8 plan joins (C, H, W) maps of one "
+                                    "height and width on their channels")
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if activation != "none" or any(q != out_q for q, _, _ in sources):
+        raise UnsupportedModelError(f"{node.name}: torch.cat must keep its inputs' quantization with no ReLU after it "
+                                    "(the int8 concat is a copy): apply the ReLU to each input before the cat")
+    out_shape = (sum(s[0] for s in shapes), *shapes[0][1:])
+    return Layer(node.name, "concat", shapes[0], out_shape, sources[0][0], out_q, inputs=tuple(i for _, i, _ in sources),
+                 params=ConcatParams(tuple(q for q, _, _ in sources[1:]))), q_out
 
 
 def _is_shape_arithmetic(node: Node) -> bool:
@@ -216,9 +270,10 @@ class _Walk:
         self.fused: set[Node] = set()  # activation and quantize nodes a layer took as its output
         self.output_tensor = None
 
-    def source(self, node: Node, arg: int) -> tuple[QParams, int, tuple]:
-        """The quantization, plan tensor and shape of ``node``'s input ``arg``."""
-        dq = node.args[arg]
+    def source(self, node: Node, arg: int, dq: Node | None = None) -> tuple[QParams, int, tuple]:
+        """The quantization, plan tensor and shape of ``node``'s input ``arg`` (``dq`` when the input is one of a
+        list, as torch.cat's)."""
+        dq = node.args[arg] if dq is None else dq
         if not (isinstance(dq, Node) and dq.target in DQ_TENSOR):
             raise UnsupportedModelError(f"{node.name}: input {arg} is not quantized (no dequantize before it)")
         if dq.args[0] not in self.tensors:
@@ -246,10 +301,17 @@ class _Walk:
         self.tensors[q_out] = (len(self.layers) - 1, tuple(layer.output_shape))
 
     def _layer(self, node: Node) -> tuple[Layer, Node]:
-        if node.target in ADD_OPS:
+        if node.target in ADD_OPS | MUL_OPS:
             sources = [self.source(node, 0), self.source(node, 1)]
-            layer, q_out = _add_layer(node, sources)
+            layer, q_out = (_add_layer if node.target in ADD_OPS else _mul_layer)(node, sources)
             layer.inputs = (sources[0][1], sources[1][1])
+            return layer, q_out
+        if node.target in CAT_OPS:
+            return _concat_layer(node, [self.source(node, k, dq) for k, dq in enumerate(node.args[0])])
+        if node.target in LUT_OPS:
+            in_q, index, shape = self.source(node, 0)
+            layer, q_out = _lut_layer(node, shape, in_q)
+            layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
             return layer, q_out
         if node.target not in COMPUTE_OPS | POOL_OPS | MAXPOOL_OPS:
             raise UnsupportedModelError(f"{node.name}: operator {node.target} is not supported by the int8 plan")

@@ -21,8 +21,13 @@ RELU_OPS = {aten.relu.default, aten.relu_.default}
 RELU6_OPS = {aten.hardtanh.default, aten.hardtanh_.default}  # ReLU6 is hardtanh(0, 6); other bounds are refused
 ACTIVATION_OPS = RELU_OPS | RELU6_OPS
 ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.add, operator.add
+MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor, operator.mul}  # torch `*`, torch.mul, operator.mul (of two tensors)
 POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
 MAXPOOL_OPS = {aten.max_pool2d.default}  # nn.MaxPool2d and F.max_pool2d (return_indices=False)
+# elementwise functions the plan runs as a lut layer (edgepack.ops.lut), each op -> the function it computes
+LUT_OPS = {aten.hardswish.default: "hard_swish", aten.hardswish_.default: "hard_swish",
+           aten.leaky_relu.default: "leaky_relu", aten.leaky_relu_.default: "leaky_relu"}
+CAT_OPS = {aten.cat.default, aten.concat.default}  # torch.cat / torch.concat (dim=1 of (N, C, H, W) maps)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
 SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS  # output keeps the input's quantization parameters
 # Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
@@ -47,9 +52,12 @@ LAYERS = (
     TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS),
                ("avgpool",)),
     TorchLayer("MaxPool2d", (nn.MaxPool2d,), frozenset(MAXPOOL_OPS), ("maxpool",), functional=True),
+    TorchLayer("Hardswish/LeakyReLU", (nn.Hardswish, nn.LeakyReLU), frozenset(LUT_OPS), ("lut",), functional=True),
     TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
     TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default}), ("fc",)),
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),
+    TorchLayer("* (multiply)", (), frozenset(MUL_OPS), ("mul",)),
+    TorchLayer("torch.cat (channels)", (), frozenset(CAT_OPS), ("concat",)),
     TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
                frozenset(NO_OPS)),
     TorchLayer("Identity", (nn.Identity,), frozenset()),
@@ -86,6 +94,18 @@ def max_pool_geometry(node: torch.fx.Node) -> tuple[int, int, int]:
         if bad:
             raise UnsupportedModelError(f"{where}: {what}, which the int8 max pool does not support: {fix}")
     return window, stride, padding
+
+
+def check_cat_on_channels(node: torch.fx.Node) -> None:
+    """A torch.cat node joins (N, C, H, W) maps on dim 1 (or -3), the int8 concat's channel axis; anything else
+    is refused naming the node and the fix."""
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    val = node.meta.get("val")
+    rank = val.dim() if isinstance(val, torch.Tensor) else 0
+    if rank != 4 or dim % rank != 1:
+        raise UnsupportedModelError(f"{node.name} (torch.cat): joins {rank}-D tensors on dim {dim}, which the int8 "
+                                    "concat does not support: concatenate (N, C, H, W) maps on their channels, "
+                                    "torch.cat(..., dim=1)")
 
 
 def remove_no_ops(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -27,6 +27,9 @@ from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
 from edgepack.errors import UnsupportedModelError
 from edgepack.quantize.layers import (ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, COMPUTE_OPS,  # noqa: F401 (re-exported)
                                       MAXPOOL_OPS, SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS, max_pool_geometry)
+from edgepack.quantize.layers import MUL_OPS
+from edgepack.quantize.layers import CAT_OPS, check_cat_on_channels
+from edgepack.quantize.layers import LUT_OPS
 
 aten = torch.ops.aten
 
@@ -38,6 +41,8 @@ def check_graph_ops(model: torch.fx.GraphModule) -> None:
     for node in model.graph.nodes:
         if node.op == "call_function" and node.target in MAXPOOL_OPS:
             max_pool_geometry(node)
+        if node.op == "call_function" and node.target in CAT_OPS:
+            check_cat_on_channels(node)
         if node.op != "call_function" or node.target in SUPPORTED_OPS:
             continue
         if isinstance(node.meta.get("val"), torch.Tensor):
@@ -95,6 +100,11 @@ def is_tensor_add(node: Node) -> bool:
             and node.kwargs.get("alpha", 1) == 1)
 
 
+def is_tensor_mul(node: Node) -> bool:
+    """x * y of two tensors (a squeeze-and-excite gate times its map), not a tensor times a number."""
+    return len(node.args) == 2 and all(isinstance(a, Node) for a in node.args)
+
+
 def is_activation(node: Node) -> bool:
     return node.target in (aten.relu.default, aten.relu_.default) or is_relu6(node)
 
@@ -116,8 +126,15 @@ class EdgepackQuantizer(Quantizer):
                 self._annotate_compute(node, act, weight)
             elif node.target in ADD_OPS and is_tensor_add(node):
                 self._annotate_add(node, act)
+            elif node.target in MUL_OPS and is_tensor_mul(node):
+                self._annotate_add(node, act)  # a product's inputs and output are quantized as a sum's
             elif node.target in MAXPOOL_OPS and isinstance(node.args[0], Node):
                 self._annotate_max_pool(node, act)
+            elif node.target in LUT_OPS and isinstance(node.args[0], Node):
+                node.meta["quantization_annotation"] = QuantizationAnnotation(  # input and output observed apart
+                    input_qspec_map={node.args[0]: act}, output_qspec=act, _annotated=True)
+            elif node.target in CAT_OPS and all(isinstance(x, Node) for x in node.args[0]):
+                self._annotate_cat(node, act)
             elif node.target in SHARED_OPS and isinstance(node.args[0], Node):
                 inp = node.args[0]
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -148,6 +165,17 @@ class EdgepackQuantizer(Quantizer):
         ann = last.meta.get("quantization_annotation") or QuantizationAnnotation(_annotated=True)
         ann.output_qspec = SharedQuantizationSpec((inp, node))
         last.meta["quantization_annotation"] = ann
+
+    @staticmethod
+    def _annotate_cat(node: Node, act: QuantizationSpec) -> None:
+        """Every input and the output in the first input's quantization, as XNNPACKQuantizer's cat: PT2E then
+        gives the producers of all inputs one observer, and the int8 concat is a copy (TFLite's int8
+        CONCATENATION requires one quantization)."""
+        first, *rest = node.args[0]
+        shared = SharedQuantizationSpec((first, node))
+        qspecs = {first: act, **{x: shared for x in rest if x is not first}}
+        node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=qspecs, output_qspec=shared,
+                                                                      _annotated=True)
 
     @staticmethod
     def _annotate_compute(node: Node, act: QuantizationSpec, weight: QuantizationSpec) -> None:
