@@ -1,0 +1,74 @@
+"""Issue 21, `*` in a user's own PyTorch CNN: a 24x24 net with a squeeze-and-excite block (global pool ->
+1x1 conv -> ReLU -> 1x1 conv -> ReLU6 as the gate -> map * gate; ReLU6 stands in for a hard-sigmoid) and an
+elementwise product of two maps compiles through the Python API for c-host and x86-tvm (the generic Relax
+route: the hand-scheduled kernels have no mul) and benches PASS, bit-exact with the numpy reference on the
+device; the compile itself checked model.tflite bit-exact under LiteRT's reference kernels (MUL broadcasting a
+(1, 1, 1, C) gate)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.artifact import verify
+from edgepack.plan.plan import Plan
+from tests.e2e.test_user_model import net_from_source
+
+NET_SOURCE = '''
+import torch
+from torch import nn
+
+
+class SqueezeExcite(nn.Module):
+    """x * gate(x): the gate is (C, 1, 1), from a global pool through two 1x1 convs."""
+
+    def __init__(self, channels, squeezed):
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, squeezed, 1), nn.ReLU(),
+                                  nn.Conv2d(squeezed, channels, 1), nn.ReLU6())
+
+    def forward(self, x):
+        return x * self.gate(x)
+
+
+class ExcitedNet(nn.Module):
+    """conv-BN-ReLU, SE, conv-BN-ReLU6, gate first (torch.mul(gate, x)), an elementwise product, pool, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.se = SqueezeExcite(16, 8)
+        self.body = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 16, 1), nn.ReLU6())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        x = self.se(self.stem(x))
+        y = self.body(x)
+        y = torch.mul(self.gate(y), y)
+        return self.head(y * x)
+'''
+RES, CLASSES = 24, 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["c-host", "x86-tvm"])
+def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 3, RES, RES), dtype=np.float32)
+    labels = np.arange(16) % CLASSES
+    out = edgepack.compile(net_from_source(NET_SOURCE, "ExcitedNet"), target, calibration=images[:48],
+                           eval_data=(images[48:], labels), output=str(tmp_path / target))
+    manifest = verify(out)
+    plan = Plan.load(out)
+    muls = [i for i, layer in enumerate(plan.layers) if layer.kind == "mul"]
+    shapes = [[plan.tensor_shape(j) for j in plan.inputs_of(i)] for i in muls]
+    assert shapes == [[(16, 12, 12), (16, 1, 1)], [(16, 1, 1), (16, 12, 12)], [(16, 12, 12)] * 2], shapes
+    assert manifest["tflite"]["reference_kernels"]["bit_exact"]
+    if target == "x86-tvm":
+        assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
+    report = edgepack.bench(out, count=3, warmup=1)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
+    assert len(exact) == 2, report["checks"]
