@@ -1,7 +1,8 @@
 """The int8 channel concatenation (edgepack.ops.concat, TFLite's CONCATENATION): the reference is the inputs'
 channels in turn, a plan reads two or more inputs (the registry's variadic arity) and is refused naming the
 problem for anything TFLite's int8 kernel would not run as a copy (unequal quantization, a clamp, unequal maps),
-and its typed inputs_q round-trip through plan.json / plan.npz (plan format v4 "params")."""
+and its typed inputs_q round-trip through plan.json / plan.npz (plan format v4 "params"); the PyTorch front end
+takes torch.cat / torch.concat on the channels of (N, C, H, W) maps and refuses any other axis before calibration."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +10,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+import torch
+
 from edgepack import ops
-from edgepack.errors import ArtifactError
+from edgepack.errors import ArtifactError, UnsupportedModelError
 from edgepack.ops.concat import ConcatParams
 from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan import reference
 from edgepack.plan.plan import Layer, Plan, QParams
+from edgepack.quantize.layers import SUPPORTED_LAYERS
+from edgepack.quantize.ptq import export
+from edgepack.quantize.quantizer import check_graph_ops
 
 Q = QParams(0.05, -7)
 
@@ -93,3 +99,38 @@ def test_a_saved_concat_without_its_inputs_q_is_refused_on_load(tmp_path):
     plan.save(tmp_path)
     with pytest.raises(ArtifactError, match="needs inputs_q for each input after the first"):
         Plan.load(tmp_path)
+
+
+# ---- the PyTorch front end: torch.cat on dim 1 accepted, any other axis refused by node before calibration ----
+
+class _Joined(torch.nn.Module):
+    """Two 3-channel conv maps joined by ``cat`` on ``dim``, then a global pool and a classifier (a slice first
+    when the join is not on the channels: the refusal must come at the cat, before it)."""
+
+    def __init__(self, cat=torch.cat, dim: int = 1):
+        super().__init__()
+        self.a, self.b, self.cat, self.dim = torch.nn.Conv2d(3, 3, 3), torch.nn.Conv2d(3, 3, 3), cat, dim
+        self.fc = torch.nn.Linear(6 if dim in (1, -3) else 3, 2)
+
+    def forward(self, x):
+        pooled = self.cat([self.a(x), self.b(x)], self.dim).mean((2, 3))
+        return self.fc(pooled if self.dim in (1, -3) else pooled[:, :3])
+
+
+def _graph(model: torch.nn.Module) -> torch.fx.GraphModule:
+    return export(model.eval(), torch.zeros(2, 3, 16, 16)).module()
+
+
+@pytest.mark.parametrize("cat,dim", [(torch.cat, 1), (torch.concat, 1), (torch.cat, -3)])
+def test_torch_cat_on_the_channels_is_in_the_one_table_of_accepted_layers(cat, dim):
+    assert "torch.cat (channels)" in SUPPORTED_LAYERS
+    check_graph_ops(_graph(_Joined(cat, dim)))
+
+
+@pytest.mark.parametrize("dim", [0, 2, -1])
+def test_a_cat_on_another_axis_is_refused_by_node_before_calibration(dim):
+    with pytest.raises(UnsupportedModelError) as refused:
+        check_graph_ops(_graph(_Joined(torch.cat, dim)))
+    message = str(refused.value)
+    assert message.startswith("cat (torch.cat): joins 4-D tensors on dim") and "torch.cat(..., dim=1)" in message
+    assert "\n" not in message
