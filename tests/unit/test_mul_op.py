@@ -5,6 +5,7 @@ kernels/mul.cc does, the problems a plan with one is refused for, its typed para
 from __future__ import annotations
 
 import json
+import operator
 
 import numpy as np
 import pytest
@@ -180,15 +181,17 @@ def test_a_mul_exported_to_tflite_is_imported_back_as_the_same_layer(name, tmp_p
 # ---- the PyTorch front end: `*`, torch.mul and operator.mul of two tensors are in the one table ----
 
 class _Gated(torch.nn.Module):
+    PRODUCTS = {"*": lambda x, gate: x * gate, "torch.mul": lambda x, gate: torch.mul(gate, x),
+                "operator.mul": operator.mul}
+
     def __init__(self, how: str):
         super().__init__()
-        self.conv, self.squeeze, self.fc, self.how = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1), torch.nn.Linear(4, 2), how
+        self.conv, self.squeeze, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1), torch.nn.Linear(4, 2)
+        self.how = how
 
     def forward(self, x):
         x = self.conv(x)
-        gate = self.squeeze(x.mean((2, 3), keepdim=True))
-        x = {"*": lambda: x * gate, "torch.mul": lambda: torch.mul(gate, x), "operator.mul": lambda: __import__(
-            "operator").mul(x, gate)}[self.how]()
+        x = self.PRODUCTS[self.how](x, self.squeeze(x.mean((2, 3), keepdim=True)))
         return self.fc(x.mean((2, 3)))
 
 
