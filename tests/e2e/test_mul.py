@@ -1,8 +1,8 @@
 """Issue 21, `*` in a user's own PyTorch CNN: a 24x24 net with a squeeze-and-excite block (global pool ->
 1x1 conv -> ReLU -> 1x1 conv -> ReLU6 as the gate -> map * gate; ReLU6 stands in for a hard-sigmoid) and an
-elementwise product of two maps compiles through the Python API for c-host and x86-tvm (the generic Relax
-route: the hand-scheduled kernels have no mul) and benches PASS, bit-exact with the numpy reference on the
-device; the compile itself checked model.tflite bit-exact under LiteRT's reference kernels (MUL broadcasting a
+elementwise product of two maps compiles through the Python API for host (ONNX Runtime on the QDQ ONNX),
+c-host and x86-tvm (the generic Relax route: the hand-scheduled kernels have no mul) and benches PASS,
+bit-exact with the numpy reference where the device computes in integers; the compile itself checked model.tflite bit-exact under LiteRT's reference kernels (MUL broadcasting a
 (1, 1, 1, C) gate)."""
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ RES, CLASSES = 24, 3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["c-host", "x86-tvm"])
+@pytest.mark.parametrize("target", ["host", "c-host", "x86-tvm"])
 def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     rng = np.random.default_rng(0)
@@ -71,4 +71,4 @@ def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tm
     report = edgepack.bench(out, count=3, warmup=1)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
-    assert len(exact) == 2, report["checks"]
+    assert len(exact) == (0 if target == "host" else 2), report["checks"]
