@@ -67,6 +67,17 @@ def test_executor_concat_output_equals_the_reference_bit_for_bit(run, name, tmp_
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
 
 
+def test_the_hand_scheduled_tvm_sets_leave_a_concat_plan_to_the_generic_executor(monkeypatch):
+    from edgepack.backends.tvm.lower import int8_kernels
+    from edgepack.targets import get_target
+
+    monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
+    plan, _ = concat_case(next(iter(CONCAT_CASES)))
+    assert int8_kernels(get_target("x86-tvm"), plan, executors._host_tvm_target()) == "generic"
+    with pytest.raises(UnsupportedModelError, match=r"layer 1 'concat1' is a 'concat' op, which the TVM hand-scheduled"):
+        executors.check_vnni(plan)
+
+
 def _concat_kinds() -> set[str]:
     """The kinds of the CONCAT_CASES plans, whose every layer output spreads over int8 too."""
     kinds = set()

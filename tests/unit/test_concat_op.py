@@ -134,3 +134,32 @@ def test_a_cat_on_another_axis_is_refused_by_node_before_calibration(dim):
     message = str(refused.value)
     assert message.startswith("cat (torch.cat): joins 4-D tensors on dim") and "torch.cat(..., dim=1)" in message
     assert "\n" not in message
+
+
+# ---- .tflite: CONCATENATION on axis 3 written and read back; another quantization refused on import ----
+
+def test_a_concat_plan_is_written_as_concatenation_and_read_back_as_the_same_plan(tmp_path):
+    from edgepack.interop.tflite_export import write_tflite
+    from edgepack.interop.tflite_import import read_tflite
+    from tests.conformance.plans import concat_case
+
+    plan, x = concat_case("concat of the plan input and a conv of it")
+    imported = read_tflite(write_tflite(plan, tmp_path / "cat.tflite")).plan
+    (cat,) = [layer for layer in imported.layers if layer.kind == "concat"]
+    assert cat.inputs == (-1, 0) and cat.params == plan.layers[1].params and cat.output_shape == (11, 9, 9)
+    assert (reference.run(imported, x) == reference.run(plan, x)).all()
+
+
+def test_a_concatenation_whose_inputs_are_quantized_unlike_its_output_is_refused_on_import(tmp_path):
+    """LiteRT's int8 CONCATENATION refuses to rescale; the import says so instead of making a plan that copies."""
+    from edgepack.errors import ConfigError
+    from edgepack.interop.tflite_export import write_tflite
+    from edgepack.interop.tflite_import import read_tflite
+    from tests.conformance.plans import concat_case
+
+    plan, _ = concat_case("concat of the plan input and a conv of it")
+    cat = plan.layers[1]
+    plan.layers[1] = dataclasses.replace(cat, output_q=QParams(cat.output_q.scale * 2, cat.output_q.zero_point))
+    plan.layers[2] = dataclasses.replace(plan.layers[2], input_q=plan.layers[1].output_q)
+    with pytest.raises(ConfigError, match=r"op \d \(CONCATENATION\) has inputs quantized unlike its output"):
+        read_tflite(write_tflite(plan, tmp_path / "rescaled.tflite"))
