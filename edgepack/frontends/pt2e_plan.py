@@ -179,9 +179,9 @@ def _max_pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[
 
 
 def _lut_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
-    """nn.Hardswish / nn.LeakyReLU as a lut layer: its table TFLite's arithmetic for the observed input and
-    output quantization (the quantizer gives each its own observer), so the .tflite twin (the builtin) is
-    bit-exact."""
+    """nn.Hardswish / nn.Hardsigmoid / nn.LeakyReLU as a lut layer: its table TFLite's arithmetic for the
+    observed input and output quantization (the quantizer gives each its own observer), so the .tflite twin
+    (the builtin; a GATHER from the table for the hard sigmoid) is bit-exact."""
     function = LUT_OPS[node.target]
     alpha = None
     if function == "leaky_relu":

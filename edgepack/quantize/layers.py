@@ -26,6 +26,7 @@ POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean
 MAXPOOL_OPS = {aten.max_pool2d.default}  # nn.MaxPool2d and F.max_pool2d (return_indices=False)
 # elementwise functions the plan runs as a lut layer (edgepack.ops.lut), each op -> the function it computes
 LUT_OPS = {aten.hardswish.default: "hard_swish", aten.hardswish_.default: "hard_swish",
+           aten.hardsigmoid.default: "hardsigmoid", aten.hardsigmoid_.default: "hardsigmoid",
            aten.leaky_relu.default: "leaky_relu", aten.leaky_relu_.default: "leaky_relu"}
 CAT_OPS = {aten.cat.default, aten.concat.default}  # torch.cat / torch.concat (dim=1 of (N, C, H, W) maps)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
@@ -52,7 +53,8 @@ LAYERS = (
     TorchLayer("AdaptiveAvgPool2d(1)/AvgPool2d (global)", (nn.AdaptiveAvgPool2d, nn.AvgPool2d), frozenset(POOL_OPS),
                ("avgpool",)),
     TorchLayer("MaxPool2d", (nn.MaxPool2d,), frozenset(MAXPOOL_OPS), ("maxpool",), functional=True),
-    TorchLayer("Hardswish/LeakyReLU", (nn.Hardswish, nn.LeakyReLU), frozenset(LUT_OPS), ("lut",), functional=True),
+    TorchLayer("Hardswish/Hardsigmoid/LeakyReLU", (nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU), frozenset(LUT_OPS),
+               ("lut",), functional=True),
     TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
     TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default}), ("fc",)),
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),

@@ -1,6 +1,6 @@
-"""Issue 21, nn.Hardswish and nn.LeakyReLU (module and F.leaky_relu) in a user's own PyTorch CNN: each becomes a
-lut layer whose table is TFLite's int8 HARD_SWISH / LEAKY_RELU arithmetic for the observed input and output
-quantization; the 24x24 net compiles through the Python API for c-host and x86-tvm (the generic Relax route:
+"""Issue 21, nn.Hardswish, nn.Hardsigmoid and nn.LeakyReLU (module and F.leaky_relu) in a user's own PyTorch CNN:
+each becomes a lut layer whose table is TFLite's int8 HARD_SWISH / LEAKY_RELU arithmetic for the observed input
+and output quantization (the hard sigmoid's: rounded float, written to .tflite as a GATHER from the table); the 24x24 net compiles through the Python API for c-host and x86-tvm (the generic Relax route:
 the hand-scheduled kernels have no lut) and benches PASS bit-exact with the numpy reference, and the compile
 itself checked model.tflite (the builtins) bit-exact under LiteRT's reference kernels."""
 from __future__ import annotations
@@ -20,13 +20,15 @@ from torch import nn
 
 
 class SwishNet(nn.Module):
-    """conv-BN-Hardswish, conv-BN-LeakyReLU(0.1), conv-BN-Hardswish, F.leaky_relu(0.2), global pool, Linear."""
+    """conv-BN-Hardswish, conv-BN-LeakyReLU(0.1), conv-BN-Hardswish, conv-BN-Hardsigmoid, F.leaky_relu(0.2),
+    global pool, Linear."""
 
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.Hardswish(),
                                       nn.Conv2d(8, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.LeakyReLU(0.1),
-                                      nn.Conv2d(16, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+                                      nn.Conv2d(16, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
+                                      nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.Hardsigmoid())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
 
     def forward(self, x):
@@ -37,7 +39,7 @@ RES, CLASSES = 24, 3
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["c-host", "x86-tvm"])
-def test_a_user_cnn_with_hardswish_and_leaky_relu_compiles_and_benches_pass_bit_exact(target, tmp_path, monkeypatch):
+def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_compiles_and_benches_pass_bit_exact(target, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     rng = np.random.default_rng(0)
     images = rng.random((64, 3, RES, RES), dtype=np.float32)
@@ -47,7 +49,8 @@ def test_a_user_cnn_with_hardswish_and_leaky_relu_compiles_and_benches_pass_bit_
     plan = Plan.load(out)
     luts = [layer for layer in plan.layers if layer.kind == "lut"]
     assert [(lut.params.function, lut.params.alpha) for lut in luts] == [
-        ("hard_swish", None), ("leaky_relu", pytest.approx(0.1)), ("hard_swish", None), ("leaky_relu", pytest.approx(0.2))]
+        ("hard_swish", None), ("leaky_relu", pytest.approx(0.1)), ("hard_swish", None), ("hardsigmoid", None),
+        ("leaky_relu", pytest.approx(0.2))]
     assert all(lut.input_q != lut.output_q for lut in luts)  # observed apart, not shared
     assert all((lut.arrays["table"] == lut_table(lut.params, lut.input_q, lut.output_q)).all() for lut in luts)
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]

@@ -2,7 +2,7 @@
 its TFLite builtin outputs for all 256 int8 inputs, over random input/output quantizations (the proof that the
 transcribed arithmetic is TFLite's); the problems a lut layer is refused for (a damaged table among them); its
 params through plan.json / plan.npz; the .tflite export and import of the six builtins; the hard sigmoid,
-which has no builtin, refused by the export by name."""
+which has no builtin, exported as a GATHER from its table."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from edgepack.errors import UnsupportedModelError
+from edgepack.errors import ConfigError
 from edgepack.interop import tflite_ops
 from edgepack.interop.tflite_export import _serialize, write_tflite
 from edgepack.interop.tflite_import import read_tflite
@@ -20,6 +20,7 @@ from edgepack.interop.tflite_writer import Graph
 from edgepack.ops.lut import LOGISTIC_OUTPUT, LutParams, hard_swish_multipliers, lut_layer, lut_table
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan, QParams
+from tests.conformance import executors
 from tests.conformance.plans import LUT_CASES, lut_case
 
 INPUTS = np.arange(-128, 128, dtype=np.int8)
@@ -131,9 +132,13 @@ def test_the_tflite_export_reads_back_as_the_same_lut_layers(name, tmp_path):
     assert np.array_equal(reference.run(imported, x), reference.run(plan, x))
 
 
-def test_the_export_refuses_a_hard_sigmoid_by_name():
-    plan, _ = lut_case(next(iter(LUT_CASES)))
-    layer = lut_layer("hsig", LutParams("hardsigmoid"), plan.input_shape, plan.input_q, plan.layers[0].output_q)
-    plan = dataclasses.replace(plan, layers=[layer if i == 0 else l for i, l in enumerate(plan.layers)])
-    with pytest.raises(UnsupportedModelError, match="a hardsigmoid has no TFLite builtin"):
-        write_tflite(plan, "unused.tflite")
+def test_a_hard_sigmoid_exports_as_a_gather_from_its_table_bit_exact_under_litert(tmp_path):
+    """No builtin computes PyTorch's hard sigmoid: the export writes CAST, ADD 128, GATHER from the table."""
+    plan, x = lut_case(next(iter(LUT_CASES)))
+    first = plan.layers[0]
+    layer = lut_layer("hsig", LutParams("hardsigmoid"), plan.input_shape, plan.input_q, first.output_q)
+    plan = dataclasses.replace(plan, layers=[layer] + plan.layers[1:])
+    assert plan.problems() == []
+    assert np.array_equal(executors.run_tflite(plan, x), reference.run(plan, x))
+    with pytest.raises(ConfigError, match="CAST"):  # the import takes the six builtins only: the chain is named
+        read_tflite(write_tflite(plan, tmp_path / "hsig.tflite"))

@@ -3,7 +3,9 @@
 Export: the builtin named by the layer's function (HARD_SWISH, LOGISTIC, LEAKY_RELU with its alpha, RELU,
 RELU6, RELU_N1_TO_1) between the layer's input and output quantization; LiteRT's int8 kernel of that
 builtin computes, from those QParams, the very table the plan holds (edgepack.ops.lut transcribes its
-arithmetic). A hard sigmoid has no TFLite builtin: a plan holding one is refused by name.
+arithmetic). A function no builtin computes (PyTorch's hard sigmoid; converters write it as a conv with
++3 in its bias and a fused RELU6, then a MUL by 1/6: two roundings, not one table) is written as the table
+itself: CAST to int32, ADD 128, GATHER from the int8 table constant.
 
 Import: those six builtins on an int8 activation are a lut layer whose table is computed from the op's
 input and output quantization (and LeakyReluOptions.alpha).
@@ -12,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepack.errors import UnsupportedModelError
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
-from edgepack.interop.tflite_writer import Graph, builtin_options
+from edgepack.interop.tflite_writer import Graph, Tensor, builtin_options
 from edgepack.ops.lut import LOGISTIC_OUTPUT, LutParams, lut_layer
 from edgepack.plan.plan import Layer
 
@@ -29,12 +30,43 @@ BUILTINS = {"hard_swish": "HARD_SWISH", "logistic": "LOGISTIC", "leaky_relu": "L
 def export_lut(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """The function's builtin, from the input's quantization to the output's."""
     code = BUILTINS.get(layer.params.function)
-    if code is None:
-        raise UnsupportedModelError(f"{layer.name}: a {layer.params.function} has no TFLite builtin (TFLite computes "
-                                    f"only {', '.join(BUILTINS)} elementwise): the plan cannot be written as .tflite")
     y = g.activation(prefix, g.tensors[sources[0]].shape, layer.output_q)
-    g.op(code, sources[:1], [y], alpha=layer.params.alpha)
+    if code is None:
+        _gather_from_table(g, sources[0], y, layer, prefix)
+    else:
+        g.op(code, sources[:1], [y], alpha=layer.params.alpha)
     return y
+
+
+def _gather_from_table(g: Graph, x: int, y: int, layer: Layer, prefix: str) -> None:
+    """A function no builtin computes (a hard sigmoid) as the table itself: CAST the int8 values to int32
+    (CAST ignores quantization: the raw values), ADD 128, GATHER from the int8 table constant, which holds the
+    output's quantization. Integer ops only, so LiteRT gives the table's values exactly."""
+    shape = g.tensors[x].shape
+    wide, index = _int32_tensor(g, f"{prefix}/int32", shape), _int32_tensor(g, f"{prefix}/index", shape)
+    g.op("CAST", [x], [wide])
+    g.op("ADD", [wide, g.constant(f"{prefix}/offset", np.array([128], np.int32))], [index], activation="NONE")
+    q = layer.output_q
+    table = g.constant(f"{prefix}/table", layer.arrays["table"], np.array([q.scale], np.float32))
+    g.tensors[table].zero_point = np.array([q.zero_point], np.int64)
+    g.op("GATHER", [table, index], [y])
+
+
+def _int32_tensor(g: Graph, name: str, shape: tuple[int, ...]) -> int:
+    g.tensors.append(Tensor(name, tuple(shape), "int32"))
+    return len(g.tensors) - 1
+
+
+@builtin_options("CAST", 1)
+def _cast_options(b, tfl, o, vector):
+    return tfl.BuiltinOptions.NONE, 0
+
+
+@builtin_options("GATHER", 1)
+def _gather_options(b, tfl, o, vector):
+    tfl.GatherOptionsStart(b)
+    tfl.GatherOptionsAddAxis(b, 0)
+    return tfl.BuiltinOptions.GatherOptions, tfl.GatherOptionsEnd(b)
 
 
 def _no_options(b, tfl, o, vector):
