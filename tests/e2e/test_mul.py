@@ -11,6 +11,8 @@ import pytest
 
 import edgepack
 from edgepack.artifact import verify
+from edgepack.plan import reference
+from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
 from tests.e2e.test_user_model import net_from_source
 
@@ -41,6 +43,11 @@ class ExcitedNet(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
         self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 16, 1), nn.ReLU6())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+        for m in self.modules():  # unit-variance activations, so that the products are not all ~0
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.uniform_(m.bias, 0.0, 1.0)
 
     def forward(self, x):
         x = self.se(self.stem(x))
@@ -65,6 +72,8 @@ def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tm
     muls = [i for i, layer in enumerate(plan.layers) if layer.kind == "mul"]
     shapes = [[plan.tensor_shape(j) for j in plan.inputs_of(i)] for i in muls]
     assert shapes == [[(16, 12, 12), (16, 1, 1)], [(16, 1, 1), (16, 12, 12)], [(16, 12, 12)] * 2], shapes
+    outputs = reference.run(plan, load_golden(out, plan)[0], collect=True)[1]
+    assert all(len(np.unique(outputs[i])) >= 16 for i in muls)  # the products spread over int8, none is all ~0
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
         assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
