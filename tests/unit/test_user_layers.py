@@ -16,27 +16,28 @@ from edgepack.frontends.torch import check_supported
 from edgepack.quantize.layers import LAYERS, SUPPORTED_LAYERS
 from tests.cli import assert_one_line, edgepack as run_edgepack
 
-EVERY_LAYER = ["Conv2d", "BatchNorm2d", "ReLU", "ReLU6", "AdaptiveAvgPool2d(1)", "AvgPool2d", "MaxPool2d", "Flatten",
-               "Linear", "+ (residual add)", "Dropout", "Identity"]
+EVERY_LAYER = ["Conv2d", "BatchNorm2d", "ReLU", "ReLU6", "AdaptiveAvgPool2d(1)", "AvgPool2d", "MaxPool2d", "Hardswish",
+               "Hardsigmoid", "LeakyReLU", "Flatten", "Linear", "+ (residual add)", "* (multiply)", "torch.cat (channels)",
+               "Dropout", "Identity"]
 
 REFUSED = '''
 from torch import nn
 
 
-class WithLeakyReLU(nn.Module):
+class WithGELU(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.LeakyReLU())
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.GELU())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, 3))
 
     def forward(self, x):
         return self.head(self.features(x))
 
 
-class WithHardswish(WithLeakyReLU):
+class WithSiLU(WithGELU):
     def __init__(self):
         super().__init__()
-        self.features[3] = nn.Hardswish()
+        self.features[3] = nn.SiLU()
 '''
 
 
@@ -60,8 +61,8 @@ def test_the_supported_list_is_every_layer_of_the_table():
     assert all(name in SUPPORTED_LAYERS for name in EVERY_LAYER)
 
 
-@pytest.mark.parametrize("name, layer", [("WithLeakyReLU", "layer 'features.3' (LeakyReLU) is not supported"),
-                                         ("WithHardswish", "layer 'features.3' (Hardswish) is not supported")])
+@pytest.mark.parametrize("name, layer", [("WithGELU", "layer 'features.3' (GELU) is not supported"),
+                                         ("WithSiLU", "layer 'features.3' (SiLU) is not supported")])
 def test_an_unsupported_layer_is_refused_by_name_with_the_complete_list(name, layer, tmp_path):
     """The CLI at 48x48 (no multiple-of-32 refusal first): one line, exit 2, the layer and the whole list,
     before any data is read (no output folder)."""
@@ -75,7 +76,7 @@ def test_an_unsupported_layer_is_refused_by_name_with_the_complete_list(name, la
     assert seconds < 120 and not out.exists()
 
 
-class FunctionalLeakyReLU(nn.Module):
+class FunctionalGELU(nn.Module):
     """Every module supported, the unsupported op in forward: the graph check refuses it by node."""
 
     def __init__(self):
@@ -83,15 +84,15 @@ class FunctionalLeakyReLU(nn.Module):
         self.conv, self.fc = nn.Conv2d(3, 8, 3, 1, 1), nn.Linear(8, 3)
 
     def forward(self, x):
-        x = torch.nn.functional.leaky_relu(self.conv(x))
+        x = torch.nn.functional.gelu(self.conv(x))
         return self.fc(x.mean((2, 3)))
 
 
 def test_an_unsupported_op_in_forward_is_refused_with_the_complete_list(tmp_path):
     calibration = np.random.default_rng(0).random((8, 3, 48, 48), dtype=np.float32)
     with pytest.raises(UnsupportedModelError) as e:
-        edgepack.compile(FunctionalLeakyReLU(), "host", calibration=calibration, output=str(tmp_path / "x"))
+        edgepack.compile(FunctionalGELU(), "host", calibration=calibration, output=str(tmp_path / "x"))
     message = str(e.value)
-    assert len(message.splitlines()) == 1 and message.startswith("leaky_relu: operator leaky_relu.default is not supported")
+    assert len(message.splitlines()) == 1 and message.startswith("gelu: operator gelu.default is not supported")
     assert message.endswith(f"build the model from {SUPPORTED_LAYERS}")
     assert not (tmp_path / "x").exists()
