@@ -6,7 +6,8 @@ full), then the arithmetic contract in int64: (acc << left) * M0 + nudge, trunca
 rounding divide by 2^right, + out_zp, clamp, cast to int8; an fc with rounding "single" rounds once,
 (acc * M0 + 2^(30 - shift)) >> (31 - shift); a "mean" pool requantizes its sum so; an add is TFLite's
 int8 ADD (both inputs rescaled after a left shift of 20, then the sum), in int64; a max pool pads with
--128 and takes relax's max_pool2d on int8. Bit-exact with edgepack.plan.reference. Each op kind is one
+-128 and takes relax's max_pool2d on int8; a mul multiplies both inputs minus their zero points in int32 (relax
+broadcasts a (C, 1, 1) gate) and requantizes the product as a conv's accumulator. Bit-exact with edgepack.plan.reference. Each op kind is one
 entry of ``TVM_LOWERINGS`` (the generic TVM executor's table of the op registry, edgepack.ops); a plan
 holding a kind without one is refused by op name.
 """
