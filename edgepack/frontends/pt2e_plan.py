@@ -1,6 +1,6 @@
 """The int8 plan of a PT2E-converted graph (quantize/dequantize nodes around aten ops): the torch front end's last step.
 
-Each conv/linear/pool/max pool/add node sits between dequantize and quantize nodes (optionally with a fused
+Each conv/linear/pool/max pool/add/mul node sits between dequantize and quantize nodes (optionally with a fused
 ReLU/ReLU6 before the quantize); a layer's input is found by following its dequantize back to the
 quantize node its producer wrote, so the plan is a graph (a residual tensor feeds its next layer and
 its add). Anything else is refused with the name of the node.
@@ -179,10 +179,11 @@ def _max_pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[
 
 
 def _lut_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
-    """nn.Hardswish / nn.Hardsigmoid / nn.LeakyReLU as a lut layer: its table TFLite's arithmetic for the
+    """nn.Hardswish / nn.Hardsigmoid / nn.LeakyReLU (or a ReLU/ReLU6 no layer fused, e.g. at the input: TFLite's
+    RELU / RELU6) as a lut layer: its table TFLite's arithmetic for the
     observed input and output quantization (the quantizer gives each its own observer), so the .tflite twin
     (the builtin; a GATHER from the table for the hard sigmoid) is bit-exact."""
-    function = LUT_OPS[node.target]
+    function = ("relu6" if is_relu6(node) else "relu") if is_activation(node) else LUT_OPS[node.target]
     alpha = None
     if function == "leaky_relu":
         alpha = float(node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
@@ -308,7 +309,7 @@ class _Walk:
             return layer, q_out
         if node.target in CAT_OPS:
             return _concat_layer(node, [self.source(node, k, dq) for k, dq in enumerate(node.args[0])])
-        if node.target in LUT_OPS:
+        if node.target in LUT_OPS or is_activation(node):  # a ReLU/ReLU6 here follows no layer that fuses it
             in_q, index, shape = self.source(node, 0)
             layer, q_out = _lut_layer(node, shape, in_q)
             layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer

@@ -8,7 +8,8 @@ max pooling (+ ReLU / ReLU6), whose output shares its input's quantization as XN
 max_pool2d does (TFLite's MAX_POOL_2D requires it).
 An add's inputs keep their producers' quantization (PT2E shares the observer of an input edge with
 its producer's output observer when the specs are the same), so the int8 add rescales each input
-from its own scale, as TFLite's ADD does.
+from its own scale, as TFLite's ADD does; a product of two tensors (`*`, a squeeze-and-excite gate) is
+annotated as an add (its inputs their producers', its output its own), as TFLite's MUL rescales.
 """
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ class EdgepackQuantizer(Quantizer):
                 self._annotate_add(node, act)  # a product's inputs and output are quantized as a sum's
             elif node.target in MAXPOOL_OPS and isinstance(node.args[0], Node):
                 self._annotate_max_pool(node, act)
-            elif node.target in LUT_OPS and isinstance(node.args[0], Node):
+            elif (node.target in LUT_OPS or is_activation(node)) and isinstance(node.args[0], Node):
+                # an elementwise function, or a ReLU/ReLU6 no earlier layer fused (those are annotated by now)
                 node.meta["quantization_annotation"] = QuantizationAnnotation(  # input and output observed apart
                     input_qspec_map={node.args[0]: act}, output_qspec=act, _annotated=True)
             elif node.target in CAT_OPS and all(isinstance(x, Node) for x in node.args[0]):

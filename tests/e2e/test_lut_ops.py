@@ -60,3 +60,38 @@ def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_compiles_and_bench
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
     assert len(exact) == 2, report["checks"]
+
+
+class StandaloneReLUs(__import__("torch").nn.Module):
+    """ReLU6 at the input, conv-ReLU (fused), conv-Hardswish then a ReLU no layer fuses, global pool, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        from torch import nn
+
+        self.features = nn.Sequential(nn.ReLU6(), nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1),
+                                      nn.Hardswish(), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, CLASSES))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.slow
+def test_a_relu_no_layer_fuses_becomes_a_lut_and_a_fused_one_stays_fused(tmp_path):
+    """TFLite's RELU / RELU6 as separate ops: a ReLU6 at the input and a ReLU after a hard-swish are lut layers;
+    the ReLU after a conv is still that conv's clamp. c-host benches PASS bit-exact."""
+    import torch
+
+    torch.manual_seed(0)
+    images = (np.random.default_rng(2).random((48, 3, 16, 16), dtype=np.float32) * 8 - 1).astype(np.float32)
+    out = edgepack.compile(StandaloneReLUs().eval(), "c-host", calibration=images[:32],
+                           eval_data=(images[32:], np.arange(16) % CLASSES), output=str(tmp_path / "c"))
+    plan = Plan.load(out)
+    assert [(layer.kind, layer.activation, layer.params.function if layer.kind == "lut" else None)
+            for layer in plan.layers] == [("lut", "none", "relu6"), ("conv", "relu", None), ("conv", "none", None),
+                                          ("lut", "none", "hard_swish"), ("lut", "none", "relu"),
+                                          ("avgpool", "none", None), ("fc", "none", None)]
+    assert verify(out)["tflite"]["reference_kernels"]["bit_exact"]
+    report = edgepack.bench(out, count=2, warmup=1)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
