@@ -16,7 +16,6 @@ import pytest
 import torch
 from torch import nn
 
-from edgepack.errors import UnsupportedModelError
 from edgepack.frontends.torch import check_supported, model_classes
 from edgepack.model.mobilenet_v3 import Bneck, MobileNetV3Large, MobileNetV3Small, SqueezeExcite
 from edgepack.model.weights import load_checkpoint
@@ -91,9 +90,9 @@ def test_classifier_is_the_last_linear_alone(tmp_path):
 
 
 @pytest.mark.parametrize("cls", [MobileNetV3Small, MobileNetV3Large])
-def test_refused_by_its_first_hard_swish_until_the_int8_plan_has_it(cls):
-    with pytest.raises(UnsupportedModelError, match=r"^layer 'features\.0\.2' \(Hardswish\) is not supported"):
-        check_supported(cls(1.0, 96, 10))
+def test_every_layer_passes_the_module_check(cls):
+    """Hardswish, Hardsigmoid, the squeeze-and-excite multiply and the residual adds are int8 plan ops now."""
+    check_supported(cls(1.0, 96, 10))
 
 
 def test_info_prints_long_layer_names_in_their_column(capsys):
