@@ -1,12 +1,15 @@
 """Issue 21, nn.Hardswish, nn.Hardsigmoid and nn.LeakyReLU (module and F.leaky_relu) in a user's own PyTorch CNN:
 each becomes a lut layer whose table is TFLite's int8 HARD_SWISH / LEAKY_RELU arithmetic for the observed input
-and output quantization (the hard sigmoid's: rounded float, written to .tflite as a GATHER from the table); the 24x24 net compiles through the Python API for c-host and x86-tvm (the generic Relax route:
-the hand-scheduled kernels have no lut) and benches PASS bit-exact with the numpy reference, and the compile
-itself checked model.tflite (the builtins) bit-exact under LiteRT's reference kernels."""
+and output quantization (the hard sigmoid's: rounded float, written to .tflite as a GATHER from the table); the
+24x24 net compiles through the Python API for c-host and x86-tvm (the generic Relax route: the hand-scheduled
+kernels have no lut) and benches PASS bit-exact with the numpy reference, and the compile itself checked
+model.tflite bit-exact under LiteRT's reference kernels. A ReLU no layer fuses becomes a lut too."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import edgepack
 from edgepack.artifact import verify
@@ -39,7 +42,7 @@ RES, CLASSES = 24, 3
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["c-host", "x86-tvm"])
-def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_compiles_and_benches_pass_bit_exact(target, tmp_path, monkeypatch):
+def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_benches_pass_bit_exact(target, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     rng = np.random.default_rng(0)
     images = rng.random((64, 3, RES, RES), dtype=np.float32)
@@ -62,13 +65,11 @@ def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_compiles_and_bench
     assert len(exact) == 2, report["checks"]
 
 
-class StandaloneReLUs(__import__("torch").nn.Module):
+class StandaloneReLUs(nn.Module):
     """ReLU6 at the input, conv-ReLU (fused), conv-Hardswish then a ReLU no layer fuses, global pool, Linear."""
 
     def __init__(self):
         super().__init__()
-        from torch import nn
-
         self.features = nn.Sequential(nn.ReLU6(), nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1),
                                       nn.Hardswish(), nn.ReLU())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, CLASSES))
@@ -81,8 +82,6 @@ class StandaloneReLUs(__import__("torch").nn.Module):
 def test_a_relu_no_layer_fuses_becomes_a_lut_and_a_fused_one_stays_fused(tmp_path):
     """TFLite's RELU / RELU6 as separate ops: a ReLU6 at the input and a ReLU after a hard-swish are lut layers;
     the ReLU after a conv is still that conv's clamp. c-host benches PASS bit-exact."""
-    import torch
-
     torch.manual_seed(0)
     images = (np.random.default_rng(2).random((48, 3, 16, 16), dtype=np.float32) * 8 - 1).astype(np.float32)
     out = edgepack.compile(StandaloneReLUs().eval(), "c-host", calibration=images[:32],

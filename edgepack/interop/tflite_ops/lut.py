@@ -16,7 +16,8 @@ import numpy as np
 
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
-from edgepack.interop.tflite_writer import Graph, Tensor, builtin_options
+from edgepack.interop import tflite_writer
+from edgepack.interop.tflite_writer import Graph, builtin_options
 from edgepack.ops.lut import LOGISTIC_OUTPUT, LutParams, lut_layer
 from edgepack.plan.plan import Layer
 
@@ -53,7 +54,7 @@ def _gather_from_table(g: Graph, x: int, y: int, layer: Layer, prefix: str) -> N
 
 
 def _int32_tensor(g: Graph, name: str, shape: tuple[int, ...]) -> int:
-    g.tensors.append(Tensor(name, tuple(shape), "int32"))
+    g.tensors.append(tflite_writer.Tensor(name, tuple(shape), "int32"))
     return len(g.tensors) - 1
 
 
