@@ -67,15 +67,18 @@ def test_zero_batchnorm_weight_is_guarded():
 
 
 def test_to_plan_is_the_plan_the_torch_front_end_builds(data):
-    """frontends.torch.to_plan(model, calibration, config): fold, PTQ and plan in one call, the same plan as
-    the steps one by one; None for quant="none" (an fp32 compile has no plan)."""
+    """frontends.torch.to_plan(model, calibration, config): fold, equalize, PTQ and plan in one call, the same
+    plan as the steps one by one; None for quant="none" (an fp32 compile has no plan)."""
     from edgepack.config import CompileConfig
     from edgepack.frontends.torch import to_plan
 
     model, calibration = pretrained(ALPHA, RES), data["calibration"].take(32)
     config = CompileConfig(alpha=ALPHA, resolution=RES)
     plan = to_plan(model, calibration, config)
-    steps = build_plan(quantize_ptq(fold(model), calibration, SHAPE), SHAPE)
+    from edgepack.quantize.equalize import equalize
+
+    equalized, _ = equalize(fold(model), calibration.images)
+    steps = build_plan(quantize_ptq(equalized, calibration, SHAPE), SHAPE)
     assert [(l.kind, l.output_q) for l in plan.layers] == [(l.kind, l.output_q) for l in steps.layers]
     assert all(np.array_equal(l.arrays["weight"], s.arrays["weight"]) for l, s in zip(plan.layers, steps.layers)
                if "weight" in l.arrays)
