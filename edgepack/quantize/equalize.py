@@ -91,7 +91,8 @@ def find_pairs(graph: torch.fx.GraphModule) -> list[Pair]:
             reader = next(iter(reader.users))
         second = _conv(reader, modules)
         if (second is not None and calls[reader.target] == 1 and reader.args[0] is feeds
-                and second.in_channels == first.out_channels):
+                and second.in_channels == first.out_channels
+                and (second.groups == 1 or second.out_channels == second.in_channels)):  # no channel multiplier
             pairs.append(Pair(node.target, activation or "none", reader.target))
     return pairs
 

@@ -70,6 +70,17 @@ def test_relu_chain_is_equalized_without_data_too():
     assert range_spread(_convs(equalized)[1]) < range_spread(_convs(folded)[1]) / 5
 
 
+def test_depthwise_with_a_channel_multiplier_is_not_scaled_through():
+    """Its input channel i feeds outputs 2i and 2i+1: a per-input-channel scale has no per-output counterpart."""
+    torch.manual_seed(7)
+    model = _spread_channels(nn.Sequential(*_unit(3, 4), *_unit(4, 8, groups=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                           nn.Linear(8, 3)), 7)
+    folded, images = fold(model), _images()
+    assert find_pairs(folded) == []
+    equalized, record = equalize(folded, images)
+    assert record["pairs"] == 0 and torch.allclose(_run(equalized, images), _run(folded, images), atol=1e-4)
+
+
 def test_relu6_chain_keeps_its_function_on_the_calibration_data():
     folded, images = fold(_chain(nn.ReLU6, seed=2)), _images()
     equalized, record = equalize(folded, images)
