@@ -1,9 +1,10 @@
 """Issue 21, `*` in a user's own PyTorch CNN: a 24x24 net with a squeeze-and-excite block (global pool ->
-1x1 conv -> ReLU -> 1x1 conv -> Hardsigmoid as the gate -> map * gate, as MobileNetV3's), a second gate of
-a ReLU6 (a clamp fused into its conv) multiplied first, and an elementwise product of two maps compiles through the Python API for host (ONNX Runtime on the QDQ ONNX),
-c-host and x86-tvm (the generic Relax route: the hand-scheduled kernels have no mul) and benches PASS,
-bit-exact with the numpy reference where the device computes in integers; the compile itself checked model.tflite bit-exact under LiteRT's reference kernels (MUL broadcasting a
-(1, 1, 1, C) gate)."""
+1x1 conv -> ReLU -> 1x1 conv -> Hardsigmoid as the gate -> map * gate, as MobileNetV3's), a second gate of a
+ReLU6 (a clamp fused into its conv) multiplied first, and an elementwise product of two maps compiles through
+the Python API for host (ONNX Runtime on the QDQ ONNX), c-host and x86-tvm (the generic Relax route: the
+hand-scheduled kernels have no mul) and benches PASS, bit-exact with the numpy reference where the device
+computes in integers; the compile itself checked model.tflite bit-exact under LiteRT's reference kernels (MUL
+broadcasting a (1, 1, 1, C) gate)."""
 from __future__ import annotations
 
 import numpy as np
