@@ -225,7 +225,8 @@ class _Graph(Reader):
             values[out.index] = self._reshape(i, value, out, self._reshape_target(i, op, inputs))
         elif name in IMPORTS:
             layer = IMPORTS[name](self, i, op, inputs, value, out)
-            reads = tuple(values[t].producer for t in inputs[:ops.get(layer.kind).arity])  # checked by the import
+            op_of = ops.get(layer.kind)  # a variadic op (concat) reads every input; others their arity (checked by the import)
+            reads = tuple(values[t].producer for t in (inputs if op_of.variadic else inputs[:op_of.arity]))
             values[out.index] = self._append(layer, reads)
         else:  # SOFTMAX, DEQUANTIZE
             self.refuse(i, "is not at the model's end", f"only a trailing {name} can be dropped")

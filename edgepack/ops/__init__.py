@@ -27,7 +27,8 @@ class Op:
     reference: Callable
     problems: Callable
     arity: int = 1  # tensors it reads (with ``variadic``, the fewest it reads)
-    variadic: bool = False  # reads ``arity`` or more tensors (a concat); its own problems() checks the rest's shapes
+    variadic: bool = False  # reads ``arity`` or more tensors (a concat)
+    own_input_shapes: bool = False  # its problems() checks the inputs after the first (a concat's channels, a mul's gate)
     params: type | None = None  # its Params subclass (Layer.params), None when it has none
     weighted: bool = False  # carries weight / bias / multiplier / shift / weight_scale arrays
     summary: str = ""  # one phrase for refusals and `edgepack info`, e.g. "3x3 / 1x1 convolution"

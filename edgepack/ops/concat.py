@@ -61,5 +61,5 @@ def concat_problems(plan, i: int) -> list[str]:
     return []
 
 
-CONCAT = register(Op("concat", concat_reference, concat_problems, arity=2, variadic=True, params=ConcatParams,
+CONCAT = register(Op("concat", concat_reference, concat_problems, arity=2, variadic=True, own_input_shapes=True, params=ConcatParams,
                      summary="channel concatenation"))

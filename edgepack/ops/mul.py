@@ -64,9 +64,7 @@ def mul_output_shape(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> tupl
 def mul_problems(plan, i: int) -> list[str]:
     """Operand shapes as the producers write them and as MUL broadcasts them, and one Q31 multiplier with a
     shift in [-31, 15]."""
-    layer = plan.layers[i]
-    if len(plan.inputs_of(i)) != 2:
-        return [f"{layer.name}: a mul layer reads 2 inputs, not {len(plan.inputs_of(i))}"]
+    layer = plan.layers[i]  # two inputs: the shared arity check ran first
     if layer.params is None:
         return [f"{layer.name}: a mul needs input2_q and input2_shape (its second input's quantization and shape)"]
     declared = (tuple(layer.input_shape), tuple(layer.params.input2_shape))
@@ -85,7 +83,6 @@ def mul_problems(plan, i: int) -> list[str]:
     return []
 
 
-# variadic only so that the plan's shared shape check leaves the second input (a (C, 1, 1) gate) to
-# mul_problems, which refuses any count but 2 (Op has no flag for "checks its own input shapes" alone)
-MUL = register(Op("mul", mul_reference, mul_problems, arity=2, variadic=True, params=MulParams,
+# own_input_shapes: the plan's shared shape check leaves the second input (a (C, 1, 1) gate) to mul_problems
+MUL = register(Op("mul", mul_reference, mul_problems, arity=2, own_input_shapes=True, params=MulParams,
                   summary="product of two tensors (a (C, 1, 1) gate broadcast)"))

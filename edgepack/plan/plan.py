@@ -131,15 +131,16 @@ class Plan:
 
     def _shape_problems(self, i: int, op: ops.Op) -> list[str]:
         """Each shape is positive integers of a sane size, and each input is what its producer outputs
-        (a (C, H, W) map and its flattened (C*H*W,) vector are one tensor: a flatten moves no data). A variadic
-        op's input_shape is its first input's; its own problems() checks the others (a concat's differ in C)."""
+        (a (C, H, W) map and its flattened (C*H*W,) vector are one tensor: a flatten moves no data). For an op
+        with own_input_shapes, input_shape is its first input's and its problems() checks the others (a concat's
+        channel counts, a mul's gate)."""
         layer = self.layers[i]
         for what, shape in (("input", layer.input_shape), ("output", layer.output_shape)):
             if not _is_shape(shape):
                 return [f"{layer.name}: {what} shape {shape!r} is not positive integers"]
             if math.prod(shape) > MAX_TENSOR_ELEMENTS:
                 return [f"{layer.name}: {what} shape {list(shape)} has more than {MAX_TENSOR_ELEMENTS:,} values"]
-        for j in self.inputs_of(i)[:1] if op.variadic else self.inputs_of(i):
+        for j in self.inputs_of(i)[:1] if op.own_input_shapes else self.inputs_of(i):
             made, need = self.tensor_shape(j), tuple(layer.input_shape)
             if not _is_shape(made):
                 continue  # its producer's own problem, reported there

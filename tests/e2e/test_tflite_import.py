@@ -230,16 +230,6 @@ def test_edgepack_written_tflite_reads_back_as_its_plan(edgepack_tflite):
         assert a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
 
 
-def test_concatenation_is_refused_by_name_before_any_work(schema_writer, tmp_path):
-    source = tmp_path / "branchy.tflite"
-    source.write_bytes(_converter_like("concat"))
-    r = _cli("compile", "--model", source, "--target", "c-host", "-o", tmp_path / "out", timeout=60)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "CONCATENATION" in lines[0] and "CONV_2D, DEPTHWISE_CONV_2D" in lines[0], r.stderr
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.slow
 def test_python_api_compiles_a_tflite_path(edgepack_tflite, tmp_path):
     import edgepack

@@ -150,6 +150,19 @@ def test_a_concat_plan_is_written_as_concatenation_and_read_back_as_the_same_pla
     assert (reference.run(imported, x) == reference.run(plan, x)).all()
 
 
+def test_a_three_input_concatenation_reads_back_with_every_input(tmp_path):
+    """The import reads a variadic op's every input (it took the first two: the third branch was left unused)."""
+    from edgepack.interop.tflite_export import write_tflite
+    from edgepack.interop.tflite_import import read_tflite
+    from tests.conformance.plans import concat_case
+
+    plan, x = concat_case("concat of three branches: 1x1, 3x3, max pool")
+    imported = read_tflite(write_tflite(plan, tmp_path / "cat3.tflite")).plan
+    (cat,) = [layer for layer in imported.layers if layer.kind == "concat"]
+    assert len(cat.inputs) == 3 and cat.params == plan.layers[4].params
+    assert (reference.run(imported, x) == reference.run(plan, x)).all()
+
+
 def test_a_concatenation_whose_inputs_are_quantized_unlike_its_output_is_refused_on_import(tmp_path):
     """LiteRT's int8 CONCATENATION refuses to rescale; the import says so instead of making a plan that copies."""
     from edgepack.errors import ConfigError

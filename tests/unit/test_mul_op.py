@@ -127,8 +127,8 @@ def test_a_mul_reading_what_its_params_do_not_declare_is_refused():
     assert plan.problems() == ["mul: a mul declares inputs [[4, 3, 5], [4, 1, 1]] but reads [[4, 3, 5], [4, 3, 5]]"]
 
 
-@pytest.mark.parametrize("inputs, problem", [((0,), "a mul layer reads 2 or more inputs, not 1"),
-                                             ((0, 1, 1), "mul: a mul layer reads 2 inputs, not 3")])
+@pytest.mark.parametrize("inputs, problem", [((0,), "mul: a mul layer reads 2 input(s), not 1"),
+                                             ((0, 1, 1), "mul: a mul layer reads 2 input(s), not 3")])
 def test_a_mul_reads_exactly_two_tensors(inputs, problem):
     layer = mul(FULL, FULL)
     layer.inputs = inputs

@@ -331,9 +331,9 @@ def check_supported(plan: Plan) -> None:
 
 
 def _check_layer(plan: Plan, layer: Layer, i: int) -> None:
-    """What every layer needs: inputs of its size (a variadic op's first; its lowering checks the others),
-    int8 zero points, an activation range inside int8."""
-    for j in plan.inputs_of(i)[:1] if ops.get(layer.kind).variadic else plan.inputs_of(i):
+    """What every layer needs: inputs of its size (only the first for an op with own_input_shapes: its lowering
+    checks the others), int8 zero points, an activation range inside int8."""
+    for j in plan.inputs_of(i)[:1] if ops.get(layer.kind).own_input_shapes else plan.inputs_of(i):
         if not -1 <= j < i or numel(layer.input_shape) != numel(plan.tensor_shape(j)):
             _fail(layer, i, f"input shape {layer.input_shape} does not match its input tensor {j}")
     for zp in (layer.input_q.zero_point, layer.output_q.zero_point):
