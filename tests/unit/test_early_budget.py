@@ -146,3 +146,27 @@ def test_an_imported_tflite_over_the_budget_is_refused_before_the_reference_runs
     message = str(err.value)
     assert "flash at least 1,19" in message and "RAM at least" in message and "[estimated from the int8 plan: " in message
     assert "use a smaller model, or target cortex-m7, or copy " in message and "--resolution" not in message
+
+
+def _every_conformance_plan():
+    from tests.conformance import plans
+
+    yield from (random_plan(**CASES[name]) for name in sorted(CASES))
+    for table, make in ((plans.MAXPOOL_CASES, plans.maxpool_case), (plans.CONCAT_CASES, plans.concat_case),
+                        (plans.LUT_CASES, plans.lut_case), (plans.MUL_CASES, plans.mul_case)):
+        yield from (make(name)[0] for name in sorted(table))
+
+
+def test_the_counted_constants_are_the_bytes_of_the_arrays_model_c_declares():
+    """weight_bytes (the manifest's per-layer flash and constants_bytes) counts every static const array of
+    model.c: a lut's 256-entry table too (it was left out)."""
+    import re
+
+    from edgepack.backends.c.codegen import generate
+
+    sizes = {"int8_t": 1, "int32_t": 4}
+    for plan in _every_conformance_plan():
+        source = generate(plan, "portable", plan_memory(plan, "portable"))["model.c"]
+        declared = sum(sizes[ctype] * int(n) for ctype, n in
+                       re.findall(r"static const (int8_t|int32_t) edgepack_l\d+_\w+\[(\d+)\]", source))
+        assert sum(row["total_bytes"] for row in weight_bytes(plan)) == declared

@@ -383,15 +383,17 @@ def small_accumulators(layer: Layer) -> bool:
 
 
 def weight_bytes(plan: Plan) -> list[dict]:
-    """Constant bytes per layer as model.c stores them (int8 weights, int32 bias and multiplier, int8 shift)."""
+    """Constant bytes per layer as model.c stores them (int8 weights, int32 bias and multiplier, int8 shift, and
+    the further tables a lowering keeps, e.g. a lut's 256 bytes)."""
     rows = []
     for i, layer in enumerate(plan.layers):
         a = layer.arrays
         row = {"layer": i, "name": layer.name, "kind": layer.kind,
                "weight_bytes": int(a["weight"].size) if "weight" in a else 0,
                "bias_bytes": 4 * int(a["bias"].size) if "bias" in a else 0,
-               "requant_bytes": 5 * int(a["multiplier"].size) if "multiplier" in a else 0}
-        row["total_bytes"] = row["weight_bytes"] + row["bias_bytes"] + row["requant_bytes"]
+               "requant_bytes": 5 * int(a["multiplier"].size) if "multiplier" in a else 0,
+               "table_bytes": sum(int(a[name].nbytes) for name, _, _ in C_LOWERINGS[layer.kind].tables(layer))}
+        row["total_bytes"] = row["weight_bytes"] + row["bias_bytes"] + row["requant_bytes"] + row["table_bytes"]
         rows.append(row)
     return rows
 
