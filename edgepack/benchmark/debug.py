@@ -24,6 +24,7 @@ from edgepack.fold import fold
 from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
+from edgepack.quantize.equalize import equalize
 from edgepack.quantize.layers import FUNCTIONAL_KINDS, PLAN_KIND_MODULES
 from edgepack.validate import check_count, check_model, check_path_argument
 
@@ -85,6 +86,15 @@ def weight_spread(layer) -> float:
     return float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0
 
 
+def _folded_as_compiled(model: nn.Module, manifest: dict, calibration: Dataset) -> nn.Module:
+    """The fp32 model the plan was quantized from: folded, and equalized as the compile did (on its calibration
+    inputs; in-memory ones are not stored, so then on what debug was given, which may differ on ReLU6 channels)."""
+    folded = fold(model.eval())
+    if (manifest["quantization"].get("equalization") or {}).get("applied"):
+        folded, _ = equalize(folded, calibration.images)
+    return folded
+
+
 def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = None, calibration=None) -> dict:
     """Per-layer figures on the inputs the artifact was calibrated with (edgepack.provenance): the fp32
     model is rebuilt from what the compile recorded (shipped weights, checkpoint), or is ``model``: an
@@ -114,9 +124,10 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
         if data is None:
             data = evaldata.load(manifest, folder)
             data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
+    folded = _folded_as_compiled(model, manifest, data)
     data = data.take(images)
     plan = Plan.load(folder)
-    io = fp32_layer_io(fold(model.eval()), plan, data.images, type(model).__name__)
+    io = fp32_layer_io(folded, plan, data.images, type(model).__name__)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = []
     for layer, pair, q_out in zip(plan.layers, io, cumulative):

@@ -19,6 +19,12 @@ def _compiled(tmp_path, name: str, **options) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
+def _worst_layer(folder) -> tuple[str, float]:
+    d = edgepack.debug(folder, images=8)
+    row = min(d["layers"], key=lambda r: r["isolated_sqnr_db"])
+    return row["layer"], row["isolated_sqnr_db"]
+
+
 def test_per_tensor_mobilenet_v2_keeps_its_accuracy_with_equalization(tmp_path):
     on = _compiled(tmp_path, "on")
     off = _compiled(tmp_path, "off", equalize=False)
@@ -30,3 +36,7 @@ def test_per_tensor_mobilenet_v2_keeps_its_accuracy_with_equalization(tmp_path):
     assert record["applied"] and record["converged"] and record["relu6_pairs"] > 30
     assert record["max_weight_range_spread_after"] < record["max_weight_range_spread_before"] / 10
     assert off["quantization"]["equalization"] == {"applied": False}
+    # debug compares each layer with the fp32 model as compiled: equalized when the compile equalized
+    assert _worst_layer(tmp_path / "on")[1] > 20
+    name, sqnr = _worst_layer(tmp_path / "off")
+    assert sqnr < 10 and name == "conv2d_1"  # features.1.block.0.0, the first depthwise: weight ranges 914x apart
