@@ -1,7 +1,8 @@
 """``lut``: an int8 -> int8 function of one input, elementwise, as a 256-entry table (``arrays["table"]``,
 indexed by x + 128). Any such function is exactly a table once the input and output quantization are fixed,
 so one op kind (one C kernel, one TVM gather) runs TFLite's HARD_SWISH, LOGISTIC, LEAKY_RELU, RELU, RELU6
-and RELU_N1_TO_1 and PyTorch's Hardsigmoid. The table is computed when the plan is built, by the arithmetic
+and RELU_N1_TO_1, a MUL by a one-element constant ("mul_constant": a converter's "/ 6" of a hard sigmoid)
+and PyTorch's Hardsigmoid. The table is computed when the plan is built, by the arithmetic
 of TFLite's int8 kernel for that builtin (its Prepare and its reference Eval, transcribed below), from the
 layer's QParams: ``problems()`` recomputes it, so a damaged plan is refused and the .tflite twin of the layer
 (the builtin itself) gives the same outputs under LiteRT.
@@ -16,16 +17,27 @@ import numpy as np
 from edgepack.ops import Op, register
 from edgepack.ops.arith import rounding_divide_by_pot, rounding_doubling_high_mul
 from edgepack.ops.base import Layer, Params, QParams
+from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, mul_requantization
 
 INT8 = np.arange(-128, 128, dtype=np.int64)  # every input value, in table order
 LOGISTIC_OUTPUT = QParams(1.0 / 256, -128)  # TFLite's int8 LOGISTIC requires this output quantization
 RELU_BOUNDS = {"relu": (0.0, None), "relu6": (0.0, 6.0), "relu_n1_to_1": (-1.0, 1.0)}
+MUL_ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0)}  # a MUL's fused activations
+CONSTANT_FIELDS = ("constant", "constant_q", "activation")  # a mul_constant's own fields
 
 
 @dataclass(frozen=True)
 class LutParams(Params):
     function: str  # one of FUNCTIONS: what the table computes
     alpha: float | None = None  # a leaky_relu's negative slope (LeakyReluOptions.alpha), None for the others
+    constant: int | None = None  # a mul_constant's int8 factor (the MUL's one-element constant), None otherwise
+    constant_q: QParams | None = None  # that constant's quantization
+    activation: str | None = None  # a mul_constant's fused activation (one of MUL_ACTIVATIONS)
+
+    def to_json(self) -> dict:
+        """The mul_constant fields only when set: other functions' plan.json keep their v4 form."""
+        d = super().to_json()
+        return {k: v for k, v in d.items() if k not in CONSTANT_FIELDS or v is not None}
 
 
 def tflite_multiplier(real: float) -> tuple[int, int]:
@@ -54,12 +66,26 @@ def _f32(x: float) -> float:
 
 def _relu_table(function: str, in_q: QParams, out_q: QParams) -> np.ndarray:
     """activations.cc QuantizedReluX: rescale by in_scale / out_scale, clamp to round(bound / out_scale) + zp."""
-    low, high = RELU_BOUNDS[function]
     m, s = tflite_multiplier(_f32(in_q.scale) / _f32(out_q.scale))
+    return np.clip(out_q.zero_point + _multiply(INT8 - in_q.zero_point, m, s), *_bounds(RELU_BOUNDS[function], out_q))
+
+
+def _bounds(real_bounds: tuple[float | None, float | None], out_q: QParams) -> tuple[int, int]:
+    """int8 (min, max) of real bounds (None: unbounded), each round(bound / out_scale) + zp in float32."""
+    low, high = real_bounds
     scale = np.float32(out_q.scale)
     q_max = 127 if high is None else min(127, out_q.zero_point + int(_round_half_away(np.float32(high) / scale)))
-    q_min = max(-128, out_q.zero_point + int(_round_half_away(np.float32(low) / scale)))
-    return np.clip(out_q.zero_point + _multiply(INT8 - in_q.zero_point, m, s), q_min, q_max)
+    q_min = -128 if low is None else max(-128, out_q.zero_point + int(_round_half_away(np.float32(low) / scale)))
+    return q_min, q_max
+
+
+def _mul_constant_table(params: LutParams, in_q: QParams, out_q: QParams) -> np.ndarray:
+    """TFLite's int8 MUL (edgepack.ops.mul) of x by the constant: (x - zp_x) * (c - zp_c), requantized by
+    s_x * s_c / s_out (float32), plus zp_out, clamped to the fused activation's range."""
+    multiplier, shift = mul_requantization(in_q, params.constant_q, out_q)
+    product = (INT8 - in_q.zero_point) * (params.constant - params.constant_q.zero_point)
+    out = _multiply(product, int(multiplier[0]), int(shift[0])) + out_q.zero_point
+    return np.clip(out, *_bounds(MUL_ACTIVATIONS[params.activation], out_q))
 
 
 def _round_half_away(x) -> float:
@@ -146,7 +172,7 @@ def _hard_swish_table(in_q: QParams, out_q: QParams) -> np.ndarray:
     return np.clip(out, -128, 127)
 
 
-FUNCTIONS = ("hard_swish", "hardsigmoid", "leaky_relu", "logistic", "relu", "relu6", "relu_n1_to_1")
+FUNCTIONS = ("hard_swish", "hardsigmoid", "leaky_relu", "logistic", "mul_constant", "relu", "relu6", "relu_n1_to_1")
 
 
 def lut_table(params: LutParams, in_q: QParams, out_q: QParams) -> np.ndarray:
@@ -162,6 +188,8 @@ def lut_table(params: LutParams, in_q: QParams, out_q: QParams) -> np.ndarray:
         t = _float_table(_hardsigmoid, in_q, out_q)
     elif f in RELU_BOUNDS:
         t = _relu_table(f, in_q, out_q)
+    elif f == "mul_constant":
+        t = _mul_constant_table(params, in_q, out_q)
     else:
         raise ValueError(f"unknown lut function {f!r}: use one of {', '.join(FUNCTIONS)}")
     return t.astype(np.int8)
@@ -181,11 +209,32 @@ def _params_problems(layer: Layer) -> list[str]:
         return [f"{layer.name}: alpha {p.alpha!r} is for a leaky_relu only, and a leaky_relu needs one"]
     if p.alpha is not None and (not isinstance(p.alpha, (int, float)) or not math.isfinite(p.alpha)):
         return [f"{layer.name}: leaky_relu alpha {p.alpha!r} is not a finite number"]
+    found = _constant_problems(layer)
+    if found:
+        return found
     if p.function == "logistic" and (np.float32(layer.output_q.scale) != np.float32(LOGISTIC_OUTPUT.scale)
                                      or layer.output_q.zero_point != LOGISTIC_OUTPUT.zero_point):
         return [f"{layer.name}: a logistic outputs in scale 1/256, zero point -128 (TFLite's int8 LOGISTIC)"]
     if p.function == "hard_swish" and hard_swish_multipliers(layer.input_q, layer.output_q)[0][1] > 0:
         return [f"{layer.name}: a hard_swish output scale below input scale / 128 (TFLite's HARD_SWISH refuses it)"]
+    return []
+
+
+def _constant_problems(layer: Layer) -> list[str]:
+    """constant, constant_q and activation for a mul_constant only, an int8 constant, a MUL TFLite prepares."""
+    p = layer.params
+    given = [getattr(p, k) is not None for k in CONSTANT_FIELDS]
+    if p.function != "mul_constant":
+        return [f"{layer.name}: constant, constant_q and activation are for a mul_constant only"] if any(given) else []
+    if not all(given):
+        return [f"{layer.name}: a mul_constant needs its constant, constant_q and activation"]
+    if (not isinstance(p.constant, int) or not -128 <= p.constant <= 127 or not isinstance(p.constant_q, QParams)
+            or p.activation not in MUL_ACTIVATIONS):
+        return [f"{layer.name}: a mul_constant's constant must be an int8 value with QParams and its activation one "
+                f"of {', '.join(MUL_ACTIVATIONS)}"]
+    if int(mul_requantization(layer.input_q, p.constant_q, layer.output_q)[1][0]) > MUL_MAX_LEFT_SHIFT:
+        return [f"{layer.name}: a mul_constant's output scale is below 2^-{MUL_MAX_LEFT_SHIFT} of its input scale "
+                "times the constant's (TFLite's MUL would overflow)"]
     return []
 
 
@@ -218,4 +267,4 @@ def lut_layer(name: str, params: LutParams, shape: tuple[int, ...], in_q: QParam
 
 
 LUT = register(Op("lut", lut_reference, lut_problems, params=LutParams,
-                  summary="elementwise int8 function (hard-swish, logistic, leaky ReLU, ReLU/ReLU6)"))
+                  summary="elementwise int8 function (hard-swish, logistic, leaky ReLU, ReLU/ReLU6, x * constant)"))

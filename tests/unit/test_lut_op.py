@@ -18,6 +18,7 @@ from edgepack.interop.tflite_import import read_tflite
 from edgepack.interop.tflite_ops.lut import BUILTINS
 from edgepack.interop.tflite_writer import Graph
 from edgepack.ops.lut import LOGISTIC_OUTPUT, LutParams, hard_swish_multipliers, lut_layer, lut_table
+from edgepack.ops.mul import mul_requantization
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan, QParams
 from tests.conformance import executors
@@ -142,3 +143,89 @@ def test_a_hard_sigmoid_exports_as_a_gather_from_its_table_bit_exact_under_liter
     assert np.array_equal(executors.run_tflite(plan, x), reference.run(plan, x))
     with pytest.raises(ConfigError, match="CAST"):  # the import takes the six builtins only: the chain is named
         read_tflite(write_tflite(plan, tmp_path / "hsig.tflite"))
+
+
+# ---- mul_constant: a MUL by a one-element constant (a converter's "/ 6") ------------------------------------
+
+def _mul_constant_layer(constant: int, constant_q: QParams, activation: str, in_q: QParams, out_q: QParams,
+                        shape=(1, 256)):
+    return lut_layer("mulc", LutParams("mul_constant", constant=constant, constant_q=constant_q, activation=activation),
+                     shape, in_q, out_q)
+
+
+def random_mul_constants(seed: int, count: int = 16):
+    """``count`` mul_constant layers over random quantizations, constants and fused activations that TFLite's
+    MUL prepares (output scale not below 2^-15 of the input scales' product)."""
+    rng, found = np.random.default_rng(seed), []
+    while len(found) < count:
+        q = [QParams(float(np.float32(10 ** rng.uniform(-3, 0))), int(rng.integers(-128, 128))) for _ in range(3)]
+        layer = _mul_constant_layer(int(rng.integers(-128, 128)), q[1], ("none", "relu", "relu6")[len(found) % 3],
+                                    q[0], q[2])
+        if int(mul_requantization(q[0], q[1], q[2])[1][0]) <= 15:
+            found.append(layer)
+    return found
+
+
+def test_a_mul_constant_table_is_what_litert_reference_mul_outputs_for_every_int8_input():
+    """The export (MUL by a (1,) int8 constant) run by LiteRT's reference kernels gives the table bit-exact."""
+    tflite_ops.load()
+    for layer in random_mul_constants(seed=6):
+        g = Graph()
+        g.input = g.activation("x", (1, 256), layer.input_q)
+        g.output = tflite_ops.EXPORTS["lut"](g, [g.input], layer, "mulc")
+        it = Interpreter(model_content=_serialize(g), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], INPUTS[None])
+        it.invoke()
+        want = it.get_tensor(it.get_output_details()[0]["index"])[0]
+        got = layer.arrays["table"]
+        assert np.array_equal(got, want), f"{layer.params} {layer.input_q} -> {layer.output_q}: " \
+            f"{int((got != want).sum())} of 256 entries differ"
+
+
+def test_a_mul_constant_table_is_not_the_identity_nor_constant():
+    """x / 6 with a clamp: the table moves with x and stays in relu6's range (a test of the test's inputs)."""
+    layer = _mul_constant_layer(127, QParams(1 / 127 / 6, 0), "relu6", QParams(0.05, 0), QParams(0.01, -128))
+    table = layer.arrays["table"].astype(np.int64)
+    x = layer.input_q.dequantize(INPUTS).astype(np.float64)
+    want = np.clip(np.round(np.clip(x / 6, 0, 6) / 0.01) - 128, -128, 127)
+    assert np.abs(table - want).max() <= 1 and len(set(table.tolist())) > 50
+
+
+MULC = _mul_constant_layer(42, QParams(0.004, 3), "none", QParams(0.03, -10), QParams(0.02, 5), shape=(4, 5, 5))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda l: dataclasses.replace(l, arrays={"table": l.arrays["table"] + np.int8(1)}), "is not TFLite's mul_constant"),
+    (lambda l: dataclasses.replace(l, params=dataclasses.replace(l.params, constant=43)), "is not TFLite's mul_constant"),
+    (lambda l: dataclasses.replace(l, params=dataclasses.replace(l.params, constant=None)), "needs its constant"),
+    (lambda l: dataclasses.replace(l, params=dataclasses.replace(l.params, constant=300)), "an int8 value"),
+    (lambda l: dataclasses.replace(l, params=dataclasses.replace(l.params, activation="tanh")), "an int8 value"),
+    (lambda l: dataclasses.replace(l, output_q=QParams(1e-9, 0)), "below 2^-15"),
+    (lambda l: dataclasses.replace(l, params=LutParams("relu", constant=3)), "for a mul_constant only"),
+])
+def test_a_damaged_mul_constant_lut_is_refused(damage, message):
+    assert _one_lut_plan(MULC).problems() == []
+    problems = _one_lut_plan(damage(MULC)).problems()
+    assert any(message in p for p in problems), problems
+
+
+def test_a_mul_constant_survives_plan_save_and_load_and_other_functions_keep_their_json(tmp_path):
+    plan = _one_lut_plan(MULC)
+    plan.save(tmp_path)
+    loaded = Plan.load(tmp_path)
+    assert loaded.layers[0].params == MULC.params and loaded.problems() == []
+    assert set(LAYER.params.to_json()) == {"function", "alpha"}
+
+
+def test_a_mul_constant_exports_as_mul_and_reads_back_as_the_same_lut(tmp_path):
+    plan, x = lut_case(next(iter(LUT_CASES)))
+    first = _mul_constant_layer(42, QParams(float(np.float32(0.004)), 3), "relu", plan.input_q, plan.layers[0].output_q,
+                                shape=plan.input_shape)
+    plan = dataclasses.replace(plan, layers=[first] + plan.layers[1:])
+    assert plan.problems() == []
+    imported = read_tflite(write_tflite(plan, tmp_path / "mulc.tflite")).plan
+    assert imported.layers[0].kind == "lut" and imported.layers[0].params == first.params
+    assert imported.problems() == []
+    assert np.array_equal(reference.run(imported, x), reference.run(plan, x))
+    assert np.array_equal(executors.run_tflite(plan, x), reference.run(plan, x))

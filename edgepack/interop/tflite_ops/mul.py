@@ -5,14 +5,17 @@ multiplier from the two input scales and the output scale (edgepack.ops.mul.mul_
 broadcasts a (1, 1, 1, C) gate over a (1, H, W, C) map as the plan's (C, 1, 1) over (C, H, W).
 
 Import: MUL of two activations the model computed, of one shape or a (1, 1, 1, C) gate and a (1, H, W, C)
-map in either order, is a "mul" layer reading the layers that produced them. A constant operand (a MUL by a
-weight tensor) is refused for now: the plan's mul reads two earlier tensors.
+map in either order, is a "mul" layer reading the layers that produced them. A second operand that is a
+one-element int8 constant (a converter's "/ 6" of a hard sigmoid) makes the MUL a function of one input: a
+mul_constant lut (edgepack.interop.tflite_ops.lut). Other constant operands are refused: the plan's mul reads
+two earlier tensors.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
+from edgepack.interop.tflite_ops.lut import import_mul_by_constant, one_element_constant
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
 from edgepack.interop.tflite_writer import Graph, builtin_options, fused_activation
 from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, MulParams, mul_output_shape, mul_requantization
@@ -38,7 +41,11 @@ def _mul_options(b, tfl, o, vector):
 @IMPORTS.register("MUL")
 def import_mul(r: Reader, i: int, op, inputs: list[int], a: Value, out: Tensor) -> Layer:
     """MUL of two activations: one shape, or a (C, 1, 1) gate and a (C, H, W) map; the multiplier as TFLite's
-    int8 MUL prepares it from the float32 scales, the fused activation as a conv's."""
+    int8 MUL prepares it from the float32 scales, the fused activation as a conv's. A MUL by a one-element
+    constant is a lut instead."""
+    constant = one_element_constant(r, inputs)
+    if constant is not None:
+        return import_mul_by_constant(r, i, op, constant, a, out)
     b = _factor(r, i, inputs)
     shape = mul_output_shape(a.shape, b.shape)
     if a.flattened_map or b.flattened_map or shape is None or int(np.prod(out.shape)) != int(np.prod(shape)):
