@@ -89,3 +89,13 @@ def test_converter_model_is_accepted_or_refused_as_the_table_says(name, converte
         code, _, err, _ = edgepack("compile", "--model", source, "--target", "c-host", "-o", out)
         assert_one_line(code, err, 2, "edgepack compile: error:", str(source), refusal)
         assert not out.exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "rpi4", "x86-tvm"])
+def test_every_accepted_converter_model_compiles_and_benches_bit_exact_on_the_boards(target, converted, tmp_path):
+    """Issue 21: each accepted feature's model also runs on a Cortex-M4 (qemu-system-arm), a Raspberry Pi 4
+    (qemu-aarch64) and this host's TVM; their bench is bit-exact with LiteRT's reference kernels' plan."""
+    for name in [name for name, refusal in EXPECTED.items() if refusal is ACCEPTED]:
+        (tmp_path / name).mkdir()
+        _compile_and_bench(converted[name], target, tmp_path / name, softmax=read_tflite(converted[name]).softmax)
