@@ -112,6 +112,18 @@ def builtin_options(code: str, version: int):
     return add
 
 
+def pool2d_options(b, tfl, o, vector):
+    """Pool2DOptions, which AVERAGE_POOL_2D and MAX_POOL_2D share (each registers it with builtin_options)."""
+    tfl.Pool2DOptionsStart(b)
+    tfl.Pool2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
+    tfl.Pool2DOptionsAddStrideW(b, o["stride"])
+    tfl.Pool2DOptionsAddStrideH(b, o["stride"])
+    tfl.Pool2DOptionsAddFilterWidth(b, o["filter_w"])
+    tfl.Pool2DOptionsAddFilterHeight(b, o["filter_h"])
+    tfl.Pool2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
+    return tfl.BuiltinOptions.Pool2DOptions, tfl.Pool2DOptionsEnd(b)
+
+
 def _schema():
     try:
         import flatbuffers

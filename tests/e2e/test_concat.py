@@ -7,13 +7,10 @@ inputs and output, as XNNPACKQuantizer does), so it is a copy, and the compile c
 (CONCATENATION) bit-exact under LiteRT's reference kernels."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-import edgepack
-from edgepack.artifact import verify
 from edgepack.plan.plan import Plan
-from tests.e2e.test_user_model import net_from_source
+from tests.e2e.test_user_model import assert_bench_passes, compile_user_net
 
 NET_SOURCE = '''
 import torch
@@ -44,12 +41,7 @@ RES, CLASSES = 24, 3
 def test_a_user_cnn_with_an_inception_block_joined_by_torch_cat_compiles_and_benches_pass(target, tmp_path,
                                                                                           monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
-    rng = np.random.default_rng(0)
-    images = rng.random((64, 3, RES, RES), dtype=np.float32)
-    labels = np.arange(16) % CLASSES
-    out = edgepack.compile(net_from_source(NET_SOURCE, "InceptionNet"), target, calibration=images[:48],
-                           eval_data=(images[48:], labels), output=str(tmp_path / target))
-    manifest = verify(out)
+    out, manifest = compile_user_net(NET_SOURCE, "InceptionNet", target, tmp_path, RES, CLASSES)
     plan = Plan.load(out)
     (cat,) = [layer for layer in plan.layers if layer.kind == "concat"]
     assert len(cat.inputs) == 3 and cat.output_shape == (24, 12, 12)
@@ -57,7 +49,4 @@ def test_a_user_cnn_with_an_inception_block_joined_by_torch_cat_compiles_and_ben
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
         assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
-    report = edgepack.bench(out, count=3, warmup=1)
-    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
-    exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
-    assert len(exact) == (0 if target == "host" else 2), report["checks"]
+    assert_bench_passes(out, target)

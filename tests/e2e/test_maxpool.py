@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import edgepack
-from edgepack.artifact import verify
 from edgepack.plan.plan import Plan
-from tests.e2e.test_user_model import net_from_source
+from tests.e2e.test_user_model import assert_bench_passes, compile_user_net, net_from_source
 
 NET_SOURCE = '''
 from torch import nn
@@ -39,12 +38,7 @@ RES, CLASSES = 24, 3
 @pytest.mark.parametrize("target", ["host", "c-host", "x86-tvm"])
 def test_a_user_cnn_with_max_pools_compiles_and_benches_pass(target, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
-    rng = np.random.default_rng(0)
-    images = rng.random((64, 3, RES, RES), dtype=np.float32)
-    labels = np.arange(16) % CLASSES
-    out = edgepack.compile(net_from_source(NET_SOURCE, "PooledNet"), target, calibration=images[:48],
-                           eval_data=(images[48:], labels), output=str(tmp_path / target))
-    manifest = verify(out)
+    out, manifest = compile_user_net(NET_SOURCE, "PooledNet", target, tmp_path, RES, CLASSES)
     plan = Plan.load(out)
     pools = [layer for layer in plan.layers if layer.kind == "maxpool"]
     assert [(p.params.window, p.stride, p.pads, p.activation) for p in pools] == [(3, 2, (1,) * 4, "none"),
@@ -53,10 +47,7 @@ def test_a_user_cnn_with_max_pools_compiles_and_benches_pass(target, tmp_path, m
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
         assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
-    report = edgepack.bench(out, count=3, warmup=1)
-    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
-    exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
-    assert len(exact) == (0 if target == "host" else 2), report["checks"]
+    assert_bench_passes(out, target)
 
 
 @pytest.mark.slow

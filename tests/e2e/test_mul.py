@@ -10,12 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import edgepack
-from edgepack.artifact import verify
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
-from tests.e2e.test_user_model import net_from_source
+from tests.e2e.test_user_model import assert_bench_passes, compile_user_net
 
 NET_SOURCE = '''
 import torch
@@ -63,12 +61,7 @@ RES, CLASSES = 24, 3
 @pytest.mark.parametrize("target", ["host", "c-host", "x86-tvm"])
 def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
-    rng = np.random.default_rng(0)
-    images = rng.random((64, 3, RES, RES), dtype=np.float32)
-    labels = np.arange(16) % CLASSES
-    out = edgepack.compile(net_from_source(NET_SOURCE, "ExcitedNet"), target, calibration=images[:48],
-                           eval_data=(images[48:], labels), output=str(tmp_path / target))
-    manifest = verify(out)
+    out, manifest = compile_user_net(NET_SOURCE, "ExcitedNet", target, tmp_path, RES, CLASSES)
     plan = Plan.load(out)
     muls = [i for i, layer in enumerate(plan.layers) if layer.kind == "mul"]
     shapes = [[plan.tensor_shape(j) for j in plan.inputs_of(i)] for i in muls]
@@ -78,7 +71,4 @@ def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tm
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
         assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
-    report = edgepack.bench(out, count=3, warmup=1)
-    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
-    exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
-    assert len(exact) == (0 if target == "host" else 2), report["checks"]
+    assert_bench_passes(out, target)

@@ -60,6 +60,23 @@ def net_from_source(source: str, class_name: str, *args):
     return model
 
 
+def compile_user_net(source: str, class_name: str, target: str, folder: Path, res: int, classes: int):
+    """``class_name`` of ``source`` compiled through the Python API for ``target`` on 48 seeded random inputs,
+    with 16 labelled eval inputs: the artifact folder and its verified manifest."""
+    images = np.random.default_rng(0).random((64, 3, res, res), dtype=np.float32)
+    out = edgepack.compile(net_from_source(source, class_name), target, calibration=images[:48],
+                           eval_data=(images[48:], np.arange(16) % classes), output=str(folder / target))
+    return out, verify(out)
+
+
+def assert_bench_passes(out, target: str) -> None:
+    """bench PASS; bit-exact golden and eval checks on an integer executor (none on host's ONNX Runtime)."""
+    report = edgepack.bench(out, count=3, warmup=1)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]
+    assert len(exact) == (0 if target == "host" else 2), report["checks"]
+
+
 def labels_by_rule(model, images: np.ndarray) -> np.ndarray:
     """A fixed rule: the model's own top-1 on even images, the next class on odd ones (accuracy ~50%)."""
     with torch.no_grad():

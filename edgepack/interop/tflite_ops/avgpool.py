@@ -16,7 +16,7 @@ import numpy as np
 
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_reader import Reader, Tensor, Value
-from edgepack.interop.tflite_writer import Graph, builtin_options
+from edgepack.interop.tflite_writer import Graph, builtin_options, pool2d_options
 from edgepack.ops.avgpool import AvgPoolParams
 from edgepack.plan.plan import Layer, QParams, mean_requantization
 
@@ -51,16 +51,7 @@ def export_global_average_pool(g: Graph, sources: list[int], layer: Layer, prefi
     return y
 
 
-@builtin_options("AVERAGE_POOL_2D", 2)
-def _pool_options(b, tfl, o, vector):
-    tfl.Pool2DOptionsStart(b)
-    tfl.Pool2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
-    tfl.Pool2DOptionsAddStrideW(b, o["stride"])
-    tfl.Pool2DOptionsAddStrideH(b, o["stride"])
-    tfl.Pool2DOptionsAddFilterWidth(b, o["filter_w"])
-    tfl.Pool2DOptionsAddFilterHeight(b, o["filter_h"])
-    tfl.Pool2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
-    return tfl.BuiltinOptions.Pool2DOptions, tfl.Pool2DOptionsEnd(b)
+builtin_options("AVERAGE_POOL_2D", 2)(pool2d_options)
 
 
 @builtin_options("MEAN", 2)

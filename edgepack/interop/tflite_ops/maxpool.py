@@ -17,7 +17,7 @@ import numpy as np
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_ops.conv import tflite_padding
 from edgepack.interop.tflite_reader import Reader, Tensor, Value
-from edgepack.interop.tflite_writer import Graph, builtin_options, fused_activation
+from edgepack.interop.tflite_writer import Graph, builtin_options, fused_activation, pool2d_options
 from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan.plan import Layer
 
@@ -48,16 +48,7 @@ def _padded_with_least_int8(g: Graph, x: int, layer: Layer, prefix: str) -> int:
     return padded
 
 
-@builtin_options("MAX_POOL_2D", 2)
-def _max_pool_options(b, tfl, o, vector):
-    tfl.Pool2DOptionsStart(b)
-    tfl.Pool2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
-    tfl.Pool2DOptionsAddStrideW(b, o["stride"])
-    tfl.Pool2DOptionsAddStrideH(b, o["stride"])
-    tfl.Pool2DOptionsAddFilterWidth(b, o["filter_w"])
-    tfl.Pool2DOptionsAddFilterHeight(b, o["filter_h"])
-    tfl.Pool2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
-    return tfl.BuiltinOptions.Pool2DOptions, tfl.Pool2DOptionsEnd(b)
+builtin_options("MAX_POOL_2D", 2)(pool2d_options)
 
 
 @builtin_options("PADV2", 2)
