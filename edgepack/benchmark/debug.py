@@ -114,17 +114,18 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
                             "--quant ptq or qat")
     if model is None:
         model = provenance.rebuild_model(manifest, folder, model_spec)
+    stored = provenance.calibration_inputs(manifest, folder)  # what the compile calibrated (and equalized) on
     if calibration is not None:
         given = inputs_of(calibration, "calibration")
         res = manifest["model"]["resolution"]
         check_shape(given, "calibration", res, f"the artifact is {res}x{res}")
         data = Dataset(given, None, "given calibration inputs")
     else:
-        data = provenance.calibration_inputs(manifest, folder)
+        data = stored
         if data is None:
             data = evaldata.load(manifest, folder)
             data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
-    folded = _folded_as_compiled(model, manifest, data)
+    folded = _folded_as_compiled(model, manifest, stored if stored is not None else data)
     data = data.take(images)
     plan = Plan.load(folder)
     io = fp32_layer_io(folded, plan, data.images, type(model).__name__)
