@@ -34,6 +34,7 @@ from edgepack.plan.plan import QParams, write_npz
 
 EVAL_FILE = "eval_data.npz"
 DIGIT_CLASSES = 10  # the bundled digits split
+DEFAULT_RANDOM_INPUTS = 64  # random_inputs without a count
 COPY_LIMIT_BYTES = 16 << 20  # uncompressed bytes of the stored arrays; larger data stays outside the artifact
 
 
@@ -74,6 +75,16 @@ def bundled_eval(resolution: int, model_classes: int, labelled: bool, n: int | N
     if labelled:
         return data
     return Dataset(data.images, None, f"{data.source} ({len(data)} digits images, unlabelled: fidelity only)")
+
+
+def random_inputs(shape: tuple[int, ...], n: int | None, input_q: QParams, seed: int = 0) -> Dataset:
+    """``n`` unlabelled inputs of ``shape`` for a model that takes no images (a vector of F values): seeded
+    uniform int8 values, dequantized with ``input_q`` so they quantize back exactly and span the whole int8
+    range. Stored in the artifact (``record`` copies them), so bench reloads the same ones."""
+    n = DEFAULT_RANDOM_INPUTS if n is None else n
+    q = np.random.default_rng(seed).integers(-128, 128, (n, *shape))
+    images = (input_q.scale * (q - input_q.zero_point)).astype(np.float32)
+    return Dataset(images, None, f"random int8 inputs {list(shape)} (seed {seed}, {n} inputs, unlabelled: fidelity only)")
 
 
 def _bundled_digest(model_classes: int, labelled: bool, n: int) -> str:

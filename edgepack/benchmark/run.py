@@ -15,7 +15,7 @@ from edgepack.artifact import Manifest, load as load_artifact
 from edgepack.backends import backend_module
 from edgepack.benchmark import compare
 from edgepack import evaldata
-from edgepack.evaluate import accuracy, agreement, max_abs_diff
+from edgepack.evaluate import accuracy, agreement, max_abs_diff, sqnr_db
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
@@ -78,6 +78,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     if ref is not None:
         agree = agreement(logits, ref)
         report["fidelity"] = {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
+                              "sqnr_db_vs_reference": _sqnr_or_none(ref, logits),
                               "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db}
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
     report["latency"] = runner.latency(data.images[0], warmup, count)
@@ -89,6 +90,13 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
+
+
+def _sqnr_or_none(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """The device outputs' SQNR against the int8 reference, the figure for outputs that are not class logits
+    (an autoencoder's 640 values); None when they are identical (infinite, which JSON cannot hold)."""
+    same = ref.shape == got.shape and np.array_equal(ref, got)
+    return None if same else sqnr_db(ref, got)
 
 
 def _exact(name: str, got: np.ndarray, want: np.ndarray) -> Check:
@@ -110,7 +118,8 @@ def format_report(r: dict) -> str:
     if "fidelity" in r:
         f = r["fidelity"]
         lines.append(f"fidelity: top-1 agreement with int8 reference {f['top1_agreement_vs_reference']:.2%}, "
-                     f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}"
+                     f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}, SQNR vs reference "
+                     + ("inf (identical)" if f.get("sqnr_db_vs_reference") is None else f"{f['sqnr_db_vs_reference']:.1f} dB")
                      + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB"))
     lat = r["latency"]
     if lat:

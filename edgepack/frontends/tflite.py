@@ -31,14 +31,19 @@ def compile_config(imported: ImportedModel, target: str, **options) -> CompileCo
     return CompileConfig(target=target, tflite_model=str(imported.path), **options)
 
 
-def imported_eval_set(config: CompileConfig, classes: int, eval_set: Dataset | None) -> Dataset:
+def imported_eval_set(config: CompileConfig, classes: int, eval_set: Dataset | None, plan=None) -> Dataset:
     """The eval inputs of an imported model: the given ones, else the digits eval split at the model's
     resolution, unlabelled whatever the class count: an imported model's classes are not the digits, so it
-    is measured for fidelity only (accuracy needs the user's labelled --eval-data; ``--eval-data digits`` too)."""
+    is measured for fidelity only (accuracy needs the user's labelled --eval-data; ``--eval-data digits`` too).
+    A ``plan`` that takes no 3-channel square image (a vector, a 49x10 spectrogram, a 1-D signal) gets seeded random
+    inputs of its shape instead of the digits."""
     if eval_set is not None:
         return eval_set.take(config.eval_size)
     if config.eval_data is not None:
         return load_data(config.eval_data, "eval", config.eval_size, config)
+    if plan is not None and (len(plan.input_shape) != 3 or plan.input_shape[0] != 3
+                             or plan.input_shape[1] != plan.input_shape[2]):
+        return evaldata.random_inputs(plan.input_shape, config.eval_size, plan.input_q)
     return evaldata.bundled_eval(config.resolution, classes, False, config.eval_size, config.mean, config.std)
 
 
@@ -57,13 +62,13 @@ def to_source(config: CompileConfig, eval_set: Dataset | None = None) -> TfliteS
     """Read ``config.tflite_model`` (unsupported ops are refused by name) and choose its eval images."""
     imported = read_tflite(config.tflite_model)
     plan = imported.plan
-    evalset = imported_eval_set(config, imported.classes, eval_set)
+    evalset = imported_eval_set(config, imported.classes, eval_set, plan)
     if tuple(evalset.images.shape[1:]) != tuple(plan.input_shape):
         raise DataError(f"eval images have shape {tuple(evalset.images.shape[1:])}, {imported.path.name} takes "
                         f"{tuple(plan.input_shape)}: pass --eval-data with {plan.input_shape[0]}-channel images")
     profile = plan_profile(plan)
     model = {"name": imported.path.stem, "alpha": None, "resolution": config.resolution, "classes": imported.classes,
-             "weights": f"imported int8 .tflite {imported.path.name}", "input_shape": list(config.input_shape)}
+             "weights": f"imported int8 .tflite {imported.path.name}", "input_shape": list(plan.input_shape)}
     return TfliteSource(plan, evalset, imported.classes, profile, model,
                         _preprocessing(config, plan.input_q, eval_set is not None), QUANTIZATION, None,
                         origin={"import": imported.record()},

@@ -74,19 +74,31 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
     it = _interpreter(model, reference_kernels, preserve_all_tensors=tensor is not None)
     inp = it.get_input_details()[0]
     out = it.get_output_details()[0] if tensor is None else next(t for t in it.get_tensor_details() if t["index"] == tensor)
-    n, c, h, w = x_nchw_int8.shape
+    n, layout = len(x_nchw_int8), _file_layout(x_nchw_int8.shape[1:], tuple(inp["shape"]))
     dtype = np.float32 if float_input else np.int8
-    if inp["dtype"] != dtype or tuple(inp["shape"]) != (1, h, w, c):
+    if inp["dtype"] != dtype or layout is None:
         raise VerificationError(f"the .tflite takes {inp['dtype'].__name__} {tuple(inp['shape'])}, not "
-                                f"{np.dtype(dtype).name} NHWC {(1, h, w, c)}: re-export it from this artifact's plan")
+                                f"{np.dtype(dtype).name} {x_nchw_int8.shape[1:]} as NHWC or as it is: re-export it "
+                                "from this artifact's plan")
     outputs = []
     for image in x_nchw_int8:
         if float_input:
             image = (image.astype(np.float32) - np.float32(float_input[1])) * np.float32(float_input[0])
-        it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
+        it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(layout)).reshape(tuple(inp["shape"])))
         it.invoke()
         outputs.append(it.get_tensor(out["index"])[0].copy())
     return np.array(outputs, dtype=np.int8).reshape((n,) + tuple(out["shape"][1:]))
+
+
+def _file_layout(shape: tuple[int, ...], file_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The axes order that turns one plan input (C, H, W) into the file's input: NHWC (1, H, W, C) as the
+    converter writes images; else the plan's own order (a (1, F) vector, an NCHW input whose TRANSPOSE the
+    import absorbed); a (C, 1, L) or (C, L, 1) map is fed NHWC to a (1, L, C) signal input; None when none fits."""
+    if len(shape) == 3 and file_shape == (1, shape[1], shape[2], shape[0]):
+        return (1, 2, 0)
+    if len(shape) == 3 and 1 in shape[1:] and file_shape == (1, shape[1] * shape[2], shape[0]):
+        return (1, 2, 0)
+    return tuple(range(len(shape))) if file_shape == (1, *shape) else None
 
 
 def run_reference(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:

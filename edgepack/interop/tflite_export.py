@@ -39,13 +39,14 @@ from edgepack.plan.plan import PLAN_INPUT, Plan
 
 
 def plan_to_tflite(plan: Plan) -> bytes:
-    """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) -> int8 logits (1, classes)."""
+    """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) or (1, F) -> int8 logits (1, classes)."""
     EXPORTS.check(plan)
     if not plan.layers or not ops.get(plan.layers[-1].kind).classifier:
         raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
     g = Graph()
-    c, h, w = plan.input_shape
-    produced = {PLAN_INPUT: g.activation("input", (1, h, w, c), plan.input_q)}  # plan tensor -> .tflite tensor
+    shape = plan.input_shape  # (C, H, W) as NHWC; a vector (F,) as (1, F)
+    nhwc = (1, shape[1], shape[2], shape[0]) if len(shape) == 3 else (1, *shape)
+    produced = {PLAN_INPUT: g.activation("input", nhwc, plan.input_q)}  # plan tensor -> .tflite tensor
     g.input = produced[PLAN_INPUT]
     for i, layer in enumerate(plan.layers):
         sources = [produced[j] for j in plan.inputs_of(i)]

@@ -83,7 +83,9 @@ class ImportedModel:
 
     @property
     def resolution(self) -> int:
-        return self.plan.input_shape[1]
+        """An image's height; a vector input's length (its artifact is named after it)."""
+        shape = self.plan.input_shape
+        return shape[1] if len(shape) == 3 else shape[0]
 
     @property
     def classes(self) -> int:
@@ -179,12 +181,10 @@ class _Graph(Reader):
                               "import a model with one image input and one output")
         inp, start = self._plan_input()
         end, softmax = self._dropped_tail()
-        _, h, w, c = inp.shape
-        if h != w:
-            raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
+        shape = self._plan_input_shape(inp)
         input_q = inp.qparams(f"--model {self.path}: the model input")
         self._layers: list[Layer] = []
-        self.values = {inp.index: Value((c, h, w), input_q)}
+        self.values = {inp.index: Value(shape, input_q)}
         layer_ops = set(IMPORTS.names()) | {"QUANTIZE"}  # the ops that become plan layers
         self.last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in layer_ops), default=-1)
         current, i = inp.index, start
@@ -192,7 +192,16 @@ class _Graph(Reader):
             current, used = self._step(i)
             i += used
         self._check_dropped_tail(end, current)
-        return self._finished_plan(input_q, (c, h, w)), current, softmax, start == 1
+        return self._finished_plan(input_q, shape), current, softmax, start == 1
+
+    def _plan_input_shape(self, inp: Tensor) -> tuple[int, ...]:
+        """The plan's input: (C, H, W) from an NHWC (1, H, W, C) map, (F,) from a (1, F) vector."""
+        if len(inp.shape) == 2:
+            return (inp.shape[1],)
+        _, h, w, c = inp.shape
+        if h != w:
+            raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
+        return (c, h, w)
 
     def _append(self, layer: Layer, reads: tuple[int, ...]) -> Value:
         """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
@@ -274,9 +283,9 @@ class _Graph(Reader):
         if inp.dtype != "int8":
             raise ConfigError(f"{where}: edgepack imports int8 models (an int8 input, or float32 straight into a "
                               "QUANTIZE to int8): convert with full int8 quantization")
-        if len(inp.shape) != 4:
-            raise ConfigError(f"{where}, not an image: edgepack imports image models whose input is an int8 "
-                              "(1, H, W, C) map, e.g. [1, 96, 96, 3]")
+        if len(inp.shape) not in (2, 4):
+            raise ConfigError(f"{where}, not an image or a vector: edgepack imports an int8 (1, H, W, C) map, e.g. "
+                              "[1, 96, 96, 3], or a (1, F) vector, e.g. [1, 640]")
         if inp.shape[0] != 1:
             raise ConfigError(f"{where}: edgepack takes one image at a time: convert with batch 1, input "
                               f"[1, {', '.join(map(str, inp.shape[1:]))}]")

@@ -112,9 +112,9 @@ class Plan:
         if not isinstance(self.layers, list) or not self.layers:
             return ["the plan has no layers (it needs at least one)"]
         shape = self.input_shape
-        if not _is_shape(shape) or len(shape) != 3:
+        if not _is_shape(shape) or len(shape) not in (1, 3):
             return [f"input shape {list(shape) if isinstance(shape, (list, tuple)) else shape!r} is not 3 positive "
-                    "integers (C, H, W)"]
+                    "integers (C, H, W) or 1 (a vector of F values)"]
         if math.prod(shape) > MAX_TENSOR_ELEMENTS:
             return [f"input shape {list(shape)} has more than {MAX_TENSOR_ELEMENTS:,} values"]
         return [f"plan input: {p}" for p in _qparams_problems(self.input_q)]

@@ -23,7 +23,7 @@ EXPECTED = {
     "mobilenet_like": ACCEPTED,
     "residual_add": ACCEPTED,
     "kws_ds_cnn": "input is 49x10",
-    "fc_autoencoder": "is int8 [1, 640], not an image",
+    "fc_autoencoder": ACCEPTED,
     "conv1d": "is int8 [1, 30, 1], not an image",
     "depth_multiplier_8": "(DEPTHWISE_CONV_2D) has depth multiplier 8",
     "resnet_maxpool": ACCEPTED,

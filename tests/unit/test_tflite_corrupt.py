@@ -146,11 +146,11 @@ def test_add_whose_output_scale_would_abort_litert_is_refused(tmp_path):
         read_tflite(path)
 
 
-def _flat_input_model() -> bytes:
-    """An int8 model of batch 1 whose input is a (1, 64) vector, not an image: one FULLY_CONNECTED."""
+def _flat_input_model(shape=(1, 64)) -> bytes:
+    """An int8 model of batch 1 whose input of ``shape`` (64 values) is one FULLY_CONNECTED's."""
     g = Graph()
     q = QParams(0.05, 3)
-    x = g.input = g.activation("features", (1, 64), q)
+    x = g.input = g.activation("features", shape, q)
     w_scale = np.full(4, 0.01, np.float32)
     g.output = g.activation("logits", (1, 4), QParams(0.02, 0))
     g.op("FULLY_CONNECTED", [x, g.constant("w", np.ones((4, 64), np.int8), w_scale),
@@ -165,14 +165,14 @@ def _cli(*args, timeout=60):
     return r.returncode, r.stderr, time.monotonic() - start
 
 
-def test_flat_input_model_is_told_the_input_edgepack_needs(tmp_path):
-    """A 2-D-input int8 model of batch 1 was told to "convert with full int8 quantization and batch 1", which it
-    already is: the message says what the file has and the (1, H, W, C) image input edgepack imports."""
-    path = tmp_path / "flat.tflite"
-    path.write_bytes(_flat_input_model())
+def test_five_dimensional_input_model_is_told_the_inputs_edgepack_imports(tmp_path):
+    """An int8 model of batch 1 with a 5-D input was told to "convert with full int8 quantization and batch 1",
+    which it already is: the message says what the file has and the image or vector inputs edgepack imports."""
+    path = tmp_path / "five_d.tflite"
+    path.write_bytes(_flat_input_model((1, 2, 2, 2, 8)))
     code, err, seconds = _cli("compile", "--model", path, "--target", "c-host", "-o", tmp_path / "out")
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert "input 'features' is int8 [1, 64], not an image" in err and "(1, H, W, C)" in err, err
+    assert "input 'features' is int8 [1, 2, 2, 2, 8], not an image or a vector" in err and "(1, F)" in err, err
     assert "batch 1" not in err and "full int8" not in err, err
     assert not (tmp_path / "out").exists() and seconds < 30
 

@@ -42,7 +42,7 @@ def qemu_cpu(target: dict) -> str | None:
 
 def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: int, *, threads: int | None = None,
                 count: bool = False, timeout: float = 120.0, fix: str | None = None) -> tuple[np.ndarray, qemu.UserRun]:
-    """The C++ runner on ``batch`` (int8 or float32, NCHW) under qemu-user with the exact ``cpu``: what
+    """The C++ runner on ``batch`` (int8 or float32, NCHW, or (N, F) vectors) under qemu-user with the exact ``cpu``: what
     bench, the compile's verification and the cost figure all run; ``outputs`` values per image (the
     artifact's output size, see output_size). ``threads`` sets TVM_NUM_THREADS
     (default: this process's TVM_NUM_THREADS, else TVM's choice). The run may last ``timeout`` seconds
@@ -60,7 +60,7 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: 
         np.ascontiguousarray(batch).tofile(folder / "in.bin")
         os.symlink(Path(exe).absolute(), folder / "runner")
         os.symlink(Path(library).absolute(), folder / "model.so")
-        n, c, h, w = batch.shape
+        n, c, h, w = (*batch.shape, 0, 0)[:4]  # a batch of vectors (N, F): the runner's H = W = 0
         r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, outputs, batch.dtype.name], cpu=cpu,
                           count=count, timeout=timeout, cwd=tmp, inherit_env=False,
                           env={"TVM_NUM_THREADS": threads} if threads else None,

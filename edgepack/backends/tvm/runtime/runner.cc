@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
   const size_t elem = is_float ? 4 : 1;
   const int64_t n = std::atoll(argv[4]), c = std::atoll(argv[5]), h = std::atoll(argv[6]),
                 w = std::atoll(argv[7]), classes = std::atoll(argv[8]);
-  const size_t image = static_cast<size_t>(c * h * w) * elem;
+  const bool vector = h == 0 && w == 0;  // a model of (1, C) vectors is given H = W = 0
+  const size_t image = static_cast<size_t>(vector ? c : c * h * w) * elem;
   const size_t out_bytes = static_cast<size_t>(classes) * elem;
   try {
     std::vector<char> input = read_file(argv[2], image * n);
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
     DLDevice cpu{kDLCPU, 0};
     DLDataType dtype = is_float ? DLDataType{kDLFloat, 32, 1} : DLDataType{kDLInt, 8, 1};
     int64_t shape[4] = {1, c, h, w};
-    ffi::Tensor x = ffi::Tensor::FromNDAlloc(CPUAlloc(), ffi::ShapeView(shape, 4), dtype, cpu);
+    ffi::Tensor x = ffi::Tensor::FromNDAlloc(CPUAlloc(), ffi::ShapeView(shape, vector ? 2 : 4), dtype, cpu);
     for (int64_t i = 0; i < n; ++i) {
       std::memcpy(x.data_ptr(), input.data() + i * image, image);
       ffi::Tensor y = run(x).cast<ffi::Tensor>();
