@@ -23,7 +23,7 @@ from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
 from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
-from edgepack.plan.plan import Plan
+from edgepack.plan.plan import PLAN_INPUT, Plan
 from edgepack.quantize.equalize import equalize
 from edgepack.quantize.layers import FUNCTIONAL_KINDS, PLAN_KIND_MODULES
 from edgepack.validate import check_count, check_model, check_path_argument
@@ -34,14 +34,12 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 MISMATCH_FIX = "pass the model the artifact was compiled from"
 
 
-def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
-                  name: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input, output) of the fp32 counterpart of each plan layer, matched by call order; a model that cannot
-    run the plan's inputs, or whose layers do not line up with the plan's, is a ConfigError naming the layer."""
-    calls: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, i[0].detach(), o.detach())))
+def _module_calls(folded: nn.Module, images: np.ndarray, name: str) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]:
+    """(module path, module, input, output) of every leaf module call, in call order."""
+    paths = {m: p for p, m in folded.named_modules()}
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((paths[m], m, i[0].detach(), o.detach())))
              for m in folded.modules() if not list(m.children())]
-    name = name or type(folded).__name__
     try:
         with torch.no_grad():
             folded(torch.from_numpy(images))
@@ -51,13 +49,23 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
     finally:
         for h in hooks:
             h.remove()
+    return calls
+
+
+def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
+                  name: str | None = None) -> list[tuple[np.ndarray, np.ndarray, str] | None]:
+    """(input, output, module path) of the fp32 counterpart of each plan layer, matched by call order; None for
+    a layer no module call makes (an add's tensor sum, a functional pool). A model that cannot run the plan's
+    inputs, or whose layers do not line up with the plan's, is a ConfigError naming the layer."""
+    name = name or type(folded).__name__
+    calls = _module_calls(folded, images, name)
     pairs, pos = [], 0
     for layer in plan.layers:
         if ops.get(layer.kind).arity > 1:  # e.g. an add: a tensor sum, not a module call, so no hook sees it
             pairs.append(None)
             continue
         modules, start = PLAN_KIND_MODULES.get(layer.kind, ()), pos
-        while pos < len(calls) and not isinstance(calls[pos][0], modules):
+        while pos < len(calls) and not isinstance(calls[pos][1], modules):
             pos += 1
         if pos == len(calls) and layer.kind in FUNCTIONAL_KINDS:  # e.g. F.max_pool2d: no module to hook
             pairs.append(None)
@@ -66,17 +74,34 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
         if pos == len(calls):
             raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) has no "
                               f"counterpart among its modules: {MISMATCH_FIX}")
-        _, x, y = calls[pos]
+        path, _, x, y = calls[pos]
         pos += 1
-        if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][0], ACTIVATIONS):
-            y = calls[pos][2]
+        if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][1], ACTIVATIONS):
+            y = calls[pos][3]
             pos += 1
         if (x[0].numel(), y[0].numel()) != (int(np.prod(layer.input_shape)), int(np.prod(layer.output_shape))):
             raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) maps "
                               f"{tuple(layer.input_shape)} to {tuple(layer.output_shape)}, the model's layer maps "
                               f"{tuple(x.shape[1:])} to {tuple(y.shape[1:])}: {MISMATCH_FIX}")
-        pairs.append((x.numpy(), y.numpy()))
+        pairs.append((x.numpy(), y.numpy(), path))
     return pairs
+
+
+def _derived_io(plan: Plan, io: list, images: np.ndarray, i: int) -> tuple[list, np.ndarray] | None:
+    """For a layer no module call makes (an add, a functional pool): its fp32 inputs (what its sources output)
+    and its fp32 output (what its first reader takes in), when both are known."""
+    sources = []
+    for j in plan.inputs_of(i):
+        if j == PLAN_INPUT:
+            sources.append(images)
+        elif io[j] is not None:
+            sources.append(io[j][1])
+        else:
+            return None
+    reader = next((k for k in range(i + 1, len(plan.layers)) if plan.inputs_of(k)[0] == i), None)
+    if reader is None or io[reader] is None:
+        return None
+    return sources, io[reader][0]
 
 
 def weight_spread(layer) -> float:
@@ -130,37 +155,75 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
     plan = Plan.load(folder)
     io = fp32_layer_io(folded, plan, data.images, type(model).__name__)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
-    rows = []
-    for layer, pair, q_out in zip(plan.layers, io, cumulative):
-        if pair is None:  # an add: its fp32 counterpart is not a module output (the next layers show its error)
-            continue
-        x, y = pair
-        isolated = layer.output_q.dequantize(reference.kernel(layer, layer.input_q.quantize(x)))
-        y = y.reshape(isolated.shape)
-        rows.append({
-            "layer": layer.name, "kind": layer.kind,
-            "isolated_sqnr_db": sqnr_db(y, isolated), "isolated_max_abs_error": float(np.abs(y - isolated).max()),
-            "cumulative_sqnr_db": sqnr_db(y, layer.output_q.dequantize(q_out).reshape(y.shape)),
-            "weight_range_spread": weight_spread(layer) if "weight" in layer.arrays else None,
-            "per_tensor_weights": bool("weight_scale" in layer.arrays and len(np.unique(layer.arrays["weight_scale"])) == 1),
-        })
-    worst = sorted(rows, key=lambda r: r["isolated_sqnr_db"])[:5]
+    rows = _rows(plan, io, data.images, cumulative)
+    ranked = sorted((r for r in rows if r["isolated_sqnr_db"] is not None), key=lambda r: r["isolated_sqnr_db"])
+    worst = ranked[:worst_count(len(ranked))]
     return {"artifact": str(folder), "images": len(data), "inputs": data.source,
             "quantization": manifest["quantization"].get("weights"),
             "layers": rows, "worst": [r["layer"] for r in worst]}
 
 
+def worst_count(layers: int) -> int:
+    """How many layers "worst" names: five in a MobileNet, fewer in a short plan (one in four, at least one),
+    so that the mark singles layers out."""
+    return max(1, min(5, layers // 4)) if layers else 0
+
+
+def _rows(plan: Plan, io: list, images: np.ndarray, cumulative: list) -> list[dict]:
+    """One row per plan layer: isolated and cumulative SQNR against its fp32 counterpart (None where the model
+    has none to compare with), its module path, the weight spread of weighted layers."""
+    rows = []
+    for i, (layer, q_out) in enumerate(zip(plan.layers, cumulative)):
+        if io[i] is not None:
+            x, y, module = io[i]
+            sources = [layer.input_q.quantize(x)]
+        else:
+            derived, module = _derived_io(plan, io, images, i), ""
+            sources = y = None
+            if derived is not None:
+                sources = [q.quantize(t.reshape((-1, *shape))) for q, t, shape in zip(
+                    layer.inputs_q(), derived[0], (plan.input_shape if j == PLAN_INPUT else plan.layers[j].output_shape
+                                                   for j in plan.inputs_of(i)))]
+                y = derived[1]
+        row = {"layer": layer.name, "module": module, "kind": layer.kind, "isolated_sqnr_db": None,
+               "isolated_max_abs_error": None, "cumulative_sqnr_db": None,
+               "weight_range_spread": weight_spread(layer) if "weight" in layer.arrays else None,
+               "per_tensor_weights": bool("weight_scale" in layer.arrays and len(np.unique(layer.arrays["weight_scale"])) == 1)}
+        if sources is not None:
+            isolated = layer.output_q.dequantize(reference.kernel(layer, *sources))
+            y = y.reshape(isolated.shape)
+            row.update(isolated_sqnr_db=sqnr_db(y, isolated), isolated_max_abs_error=float(np.abs(y - isolated).max()),
+                       cumulative_sqnr_db=sqnr_db(y, layer.output_q.dequantize(q_out).reshape(y.shape)))
+        rows.append(row)
+    return rows
+
+
+def _figure(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def format_debug(d: dict) -> str:
+    rows = d["layers"]
+    width = max([22] + [len(r.get("module") or r["layer"]) + 2 for r in rows])
     lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']}; {d['inputs']})",
-             f"{'layer':<22}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"]
-    for r in d["layers"]:
+             f"{'layer':<{width}}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"]
+    for r in rows:
         spread = f"{r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""
         mark = "  <- worst" if r["layer"] in d["worst"] else ""
-        lines.append(f"{r['layer']:<22}{r['kind']:<11}{r['isolated_sqnr_db']:>17.1f}{r['isolated_max_abs_error']:>11.4f}"
-                     f"{r['cumulative_sqnr_db']:>15.1f}{spread:>10}{mark}")
-    kind = {r["layer"]: r["kind"] for r in d["layers"]}
-    lines.append(f"worst layers (isolated SQNR): {', '.join(f'{n} ({kind[n]})' for n in d['worst'])}")
+        lines.append(f"{r.get('module') or r['layer']:<{width}}{r['kind']:<11}{_figure(r['isolated_sqnr_db'], '.1f'):>17}"
+                     f"{_figure(r['isolated_max_abs_error'], '.4f'):>11}{_figure(r['cumulative_sqnr_db'], '.1f'):>15}"
+                     f"{spread:>10}{mark}")
+    name = {r["layer"]: f"{r.get('module') or r['layer']} ({r['kind']})" for r in rows}
+    lines.append(f"worst layers (isolated SQNR): {', '.join(name[n] for n in d['worst'])}")
+    if any(r["isolated_sqnr_db"] is None for r in rows):
+        lines.append("- : the model has no fp32 tensor to compare that layer with")
     return "\n".join(lines)
+
+
+def _kind_colours(rows: list[dict]) -> dict[str, str]:
+    """A colour per kind present in the plan, in first-seen order (the legend lists only these)."""
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    return {k: f"C{i % 10}" for i, k in enumerate(kinds)}
 
 
 def plot_debug(d: dict, path: Path) -> Path:
@@ -169,20 +232,23 @@ def plot_debug(d: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"conv": "tab:gray", "depthwise": "tab:red", "pointwise": "tab:blue", "avgpool": "tab:green", "fc": "tab:purple"}
     rows = d["layers"]
-    fig, (a, b) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    colours = _kind_colours(rows)
+    fig, (a, b) = plt.subplots(2, 1, figsize=(max(11, 0.22 * len(rows)), 7.5), sharex=True)
     xs = np.arange(len(rows))
-    a.bar(xs, [min(r["isolated_sqnr_db"], 80) for r in rows], color=[colors[r["kind"]] for r in rows])
-    a.plot(xs, [min(r["cumulative_sqnr_db"], 80) for r in rows], "k.-", label="cumulative")
+    bar_colours = [colours[r["kind"]] for r in rows]
+    a.bar(xs, [min(r["isolated_sqnr_db"] or 0, 80) for r in rows], color=bar_colours)
+    a.plot(xs, [np.nan if r["cumulative_sqnr_db"] is None else min(r["cumulative_sqnr_db"], 80) for r in rows],
+           "k.-", label="cumulative")
     a.set_ylabel("SQNR (dB), isolated bars")
     a.legend()
-    b.bar(xs, [r["weight_range_spread"] or 0 for r in rows], color=[colors[r["kind"]] for r in rows])
-    b.set_yscale("log")
+    b.bar(xs, [r["weight_range_spread"] or 0 for r in rows], color=bar_colours)
+    if any(r["weight_range_spread"] for r in rows):
+        b.set_yscale("log")
     b.set_ylabel("per-channel weight range spread")
-    b.set_xticks(xs, [f"{i}:{r['kind'][:2]}" for i, r in enumerate(rows)], rotation=90, fontsize=7)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-    b.legend(handles, colors.keys(), fontsize=7, ncol=5)
+    b.set_xticks(xs, [f"{i} {r.get('module') or r['layer']}" for i, r in enumerate(rows)], rotation=90, fontsize=7)
+    b.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], colours.keys(), fontsize=7,
+             ncol=min(len(colours), 6))
     fig.suptitle(f"edgepack debug: {Path(d['artifact']).name} ({d['quantization']})")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
