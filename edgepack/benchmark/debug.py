@@ -24,11 +24,15 @@ from edgepack.fold import fold
 from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
 from edgepack.plan.plan import PLAN_INPUT, Plan
-from edgepack.quantize.equalize import equalize
+from edgepack.quantize.equalize import equalize, range_spread
 from edgepack.quantize.layers import FUNCTIONAL_KINDS, PLAN_KIND_MODULES
 from edgepack.validate import check_count, check_model, check_path_argument
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+FUNCTIONAL_ACTIVATIONS = {"relu": torch.relu, "relu6": lambda t: t.clamp(0, 6)}  # a fused clamp's fp32 twin
+# An int8 layer that keeps its fp32 function scores 30-50 dB isolated; under 15 dB (a noise a sixth of the signal)
+# its output no longer carries its input's information: the layers a collapse starts from.
+BREAKING_SQNR_DB = 15.0
 
 
 MISMATCH_FIX = "pass the model the artifact was compiled from"
@@ -79,6 +83,8 @@ def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
         if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][1], ACTIVATIONS):
             y = calls[pos][3]
             pos += 1
+        elif layer.activation in FUNCTIONAL_ACTIVATIONS:  # torch.relu / F.relu6 in forward: no module to hook
+            y = FUNCTIONAL_ACTIVATIONS[layer.activation](y)
         if (x[0].numel(), y[0].numel()) != (int(np.prod(layer.input_shape)), int(np.prod(layer.output_shape))):
             raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) maps "
                               f"{tuple(layer.input_shape)} to {tuple(layer.output_shape)}, the model's layer maps "
@@ -111,13 +117,24 @@ def weight_spread(layer) -> float:
     return float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0
 
 
-def _folded_as_compiled(model: nn.Module, manifest: dict, calibration: Dataset) -> nn.Module:
+def _folded_as_compiled(model: nn.Module, manifest: dict, calibration: Dataset) -> tuple[nn.Module, nn.Module | None]:
     """The fp32 model the plan was quantized from: folded, and equalized as the compile did (on its calibration
-    inputs; in-memory ones are not stored, so then on what debug was given, which may differ on ReLU6 channels)."""
+    inputs; in-memory ones are not stored, so then on what debug was given, which may differ on ReLU6 channels);
+    with the folded model before equalization when the compile equalized (None otherwise)."""
     folded = fold(model.eval())
     if (manifest["quantization"].get("equalization") or {}).get("applied"):
-        folded, _ = equalize(folded, calibration.images)
-    return folded
+        return equalize(folded, calibration.images)[0], folded
+    return folded, None
+
+
+def _spread_before_equalization(rows: list[dict], unequalized: nn.Module | None) -> None:
+    """Each weighted row's per-channel weight range spread in the model before cross-layer equalization, beside
+    the plan's (after it): how much equalization evened out what one per-tensor scale must span."""
+    modules = dict(unequalized.named_modules()) if unequalized is not None else {}
+    for r in rows:
+        module = modules.get(r["module"]) if r["module"] else None
+        r["weight_range_spread_before_equalization"] = (
+            range_spread(module) if isinstance(module, nn.Conv2d) and r["weight_range_spread"] is not None else None)
 
 
 def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = None, calibration=None) -> dict:
@@ -150,17 +167,19 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
         if data is None:
             data = evaldata.load(manifest, folder)
             data = Dataset(data.images, None, f"{data.source} (its in-memory calibration inputs are not stored)")
-    folded = _folded_as_compiled(model, manifest, stored if stored is not None else data)
+    folded, unequalized = _folded_as_compiled(model, manifest, stored if stored is not None else data)
     data = data.take(images)
     plan = Plan.load(folder)
     io = fp32_layer_io(folded, plan, data.images, type(model).__name__)
     _, cumulative = reference.run(plan, plan.input_q.quantize(data.images), collect=True)
     rows = _rows(plan, io, data.images, cumulative)
+    _spread_before_equalization(rows, unequalized)
     ranked = sorted((r for r in rows if r["isolated_sqnr_db"] is not None), key=lambda r: r["isolated_sqnr_db"])
     worst = ranked[:worst_count(len(ranked))]
     return {"artifact": str(folder), "images": len(data), "inputs": data.source,
             "quantization": manifest["quantization"].get("weights"),
-            "layers": rows, "worst": [r["layer"] for r in worst]}
+            "layers": rows, "worst": [r["layer"] for r in worst],
+            "breaking": [r["layer"] for r in ranked if r["isolated_sqnr_db"] < BREAKING_SQNR_DB]}
 
 
 def worst_count(layers: int) -> int:
@@ -202,19 +221,34 @@ def _figure(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _spread_text(r: dict) -> str:
+    before = r.get("weight_range_spread_before_equalization")
+    after = f"weight range spread {r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""
+    return after + (f", {before:.0f}x before equalization" if before else "")
+
+
 def format_debug(d: dict) -> str:
     rows = d["layers"]
     width = max([22] + [len(r.get("module") or r["layer"]) + 2 for r in rows])
+    before = any(r.get("weight_range_spread_before_equalization") for r in rows)
     lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']}; {d['inputs']})",
-             f"{'layer':<{width}}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"]
+             f"{'layer':<{width}}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"
+             + (f"{'before CLE':>12}" if before else "")]
     for r in rows:
         spread = f"{r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""
+        was = r.get("weight_range_spread_before_equalization")
         mark = "  <- worst" if r["layer"] in d["worst"] else ""
         lines.append(f"{r.get('module') or r['layer']:<{width}}{r['kind']:<11}{_figure(r['isolated_sqnr_db'], '.1f'):>17}"
                      f"{_figure(r['isolated_max_abs_error'], '.4f'):>11}{_figure(r['cumulative_sqnr_db'], '.1f'):>15}"
-                     f"{spread:>10}{mark}")
-    name = {r["layer"]: f"{r.get('module') or r['layer']} ({r['kind']})" for r in rows}
-    lines.append(f"worst layers (isolated SQNR): {', '.join(name[n] for n in d['worst'])}")
+                     f"{spread:>10}" + (f"{f'{was:.0f}x' if was else '':>12}" if before else "") + mark)
+    name = {r["layer"]: r for r in rows}
+    lines.append("worst layers (isolated SQNR): " + ", ".join(
+        f"{name[n].get('module') or n} ({name[n]['kind']})" for n in d["worst"]))
+    breaking = d.get("breaking") or []
+    lines.append(f"layers that break the int8 model (isolated SQNR < {BREAKING_SQNR_DB:.0f} dB): " + (
+        "; ".join(f"{name[n].get('module') or n} ({name[n]['kind']}, {name[n]['isolated_sqnr_db']:.1f} dB"
+                  + (f", {_spread_text(name[n])}" if name[n]["weight_range_spread"] else "") + ")" for n in breaking)
+        or "none"))
     if any(r["isolated_sqnr_db"] is None for r in rows):
         lines.append("- : the model has no fp32 tensor to compare that layer with")
     return "\n".join(lines)
@@ -243,10 +277,16 @@ def plot_debug(d: dict, path: Path) -> Path:
     a.set_ylabel("SQNR (dB), isolated bars")
     a.legend()
     b.bar(xs, [r["weight_range_spread"] or 0 for r in rows], color=bar_colours)
+    if any(r.get("weight_range_spread_before_equalization") for r in rows):
+        b.bar(xs, [r.get("weight_range_spread_before_equalization") or 0 for r in rows], fill=False,
+              edgecolor="black", linewidth=0.6, label="before equalization")
     if any(r["weight_range_spread"] for r in rows):
         b.set_yscale("log")
     b.set_ylabel("per-channel weight range spread")
     b.set_xticks(xs, [f"{i} {r.get('module') or r['layer']}" for i, r in enumerate(rows)], rotation=90, fontsize=7)
+    for i, r in enumerate(rows):
+        if r["layer"] in (d.get("breaking") or []):
+            a.annotate("breaks", (i, 0), ha="center", va="bottom", fontsize=7, rotation=90, color="red")
     b.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], colours.keys(), fontsize=7,
              ncol=min(len(colours), 6))
     fig.suptitle(f"edgepack debug: {Path(d['artifact']).name} ({d['quantization']})")

@@ -76,3 +76,38 @@ def test_debug_plot_lists_only_the_kinds_the_plan_has(residual_artifact, tmp_pat
     assert path.stat().st_size > 0
     assert sorted(seen["legend"]) == sorted({r["kind"] for r in d["layers"]})
     assert len(seen["ticks"]) == len(d["layers"]) and "stem.0" in seen["ticks"][0]
+
+
+class SpreadNet(nn.Module):
+    """conv1 -> relu -> conv2 -> relu -> classifier, activations as torch.relu calls (no module to hook): conv1's
+    first four output channels are scaled down 100x and conv2 reads them 100x louder, the same function."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        with torch.no_grad():
+            self.conv1.weight[:4] /= 100
+            self.conv1.bias[:4] /= 100
+            self.conv2.weight[:, :4] *= 100
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+
+@pytest.mark.parametrize("equalize", [False, True], ids=["without equalization", "with equalization"])
+def test_debug_names_the_layers_a_per_tensor_collapse_starts_from(equalize, tmp_path):
+    torch.manual_seed(2)
+    model, inputs = SpreadNet().eval(), torch.rand(32, 3, 16, 16)
+    out = edgepack.compile(model=model, target="host", calibration=inputs, weight_granularity="per-tensor",
+                           equalize=equalize, output=str(tmp_path / "art"))
+    d = edgepack.debug(out, images=16, model=model, calibration=inputs)
+    rows = {r["module"]: r for r in d["layers"]}
+    text = format_debug(d)
+    if not equalize:  # conv1's spread leaves conv2's reading of its quiet channels to a few int8 steps
+        assert rows["conv1"]["weight_range_spread"] > 50 and d["breaking"] == [rows["conv2"]["layer"]], text
+        assert "break the int8 model (isolated SQNR < 15 dB): conv2 (conv" in text
+    else:  # equalization evened conv1 out: the table shows the spread before and after, nothing breaks
+        assert rows["conv1"]["weight_range_spread_before_equalization"] > 50 > 5 > rows["conv1"]["weight_range_spread"]
+        assert d["breaking"] == [] and all(r["isolated_sqnr_db"] > 30 for r in d["layers"]), text
+        assert "before CLE" in text and "break the int8 model (isolated SQNR < 15 dB): none" in text
