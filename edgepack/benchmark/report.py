@@ -8,43 +8,113 @@ import os
 import tempfile
 from pathlib import Path
 
+import jinja2
+from markupsafe import Markup
+
 from edgepack import artifact
+from edgepack.benchmark import device_report
 from edgepack.benchmark.sweep import plot_sweep, read_sweep
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#eee}td:first-child{text-align:left}
-.fail{color:#b00;font-weight:bold}.pass{color:#070}img{max-width:100%;border:1px solid #ddd}"""
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}h1{overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
+th{background:#eee}td:first-child{text-align:left}table.kv th{text-align:left}table.kv td{text-align:left}
+.badge{display:inline-block;padding:0 6px;border-radius:3px;font-weight:bold;color:#fff}.badge.pass{background:#1a7f37}
+.badge.fail{background:#c62828}.note{color:#555;font-size:13px}td.barcell{width:160px;text-align:left}
+table.layers td:nth-child(2),table.layers td:nth-child(3){text-align:left}
+.bar{height:10px;background:#4a7bd0;min-width:1px}img{max-width:100%;border:1px solid #ddd}"""
 # After load, the page records how many images decoded, so a headless browser can check them.
 SCRIPT = """window.addEventListener('load',()=>{const ok=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;
 document.body.setAttribute('data-images-loaded',ok);document.body.setAttribute('data-tables',document.querySelectorAll('table').length);});"""
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                               autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+PAGE = "report.html.j2"
+# column names as people read them; others: "_" -> " ", a unit suffix in brackets (see _header)
+HEADERS = {"macs": "Mult-Adds", "params": "Parameters", "passed": "Result", "fp32_accuracy": "fp32 accuracy",
+           "int8_accuracy": "int8 accuracy", "top1_agreement": "Top-1 agreement", "latency_median_ms": "Latency median (ms)",
+           "sha256": "SHA-256", "name": "Check", "isolated_sqnr_db": "Isolated SQNR (dB)", "throughput_fps": "Throughput (fps)",
+           "cumulative_sqnr_db": "Cumulative SQNR (dB)", "first_inference_ms": "First inference (ms)"}
+UNITS = (("_ms", " (ms)"), ("_db", " (dB)"), ("_bytes", " (B)"), ("_fps", " (fps)"))
+FRACTIONS = ("accuracy", "agreement")  # columns holding a fraction: shown as a percent
 
 
-def _table(rows: list[dict], columns: list[str] | None = None) -> str:
+def _header(column: str) -> str:
+    if column in HEADERS:
+        return HEADERS[column]
+    for suffix, unit in UNITS:
+        if column.endswith(suffix):
+            column = column[:-len(suffix)] + unit
+    text = column.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def _cell(column: str, value):
+    """A value as the page shows it: PASS/FAIL badges, fractions as percent, separators, nothing for None."""
+    if isinstance(value, (dict, Markup)):  # already formatted
+        return value
+    if isinstance(value, bool):
+        return {"badge": "pass" if value else "fail", "text": "PASS" if value else "FAIL"}
+    if value is None:
+        return ""
+    if isinstance(value, float) and any(w in column for w in FRACTIONS):
+        return device_report.percent(value)
+    if isinstance(value, (int, float)):
+        return device_report.count(value) if column != "alpha" else f"{value:g}"
+    return str(value)
+
+
+def _macros():
+    return TEMPLATES.get_template(PAGE).module
+
+
+def _table(rows: list[dict], columns: list[str] | None = None) -> Markup:
     if not rows:
-        return "<p>(none)</p>"
+        return Markup("<p>(none)</p>")
     columns = columns or list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = []
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c)
-            text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-            cls = ' class="pass"' if v is True else (' class="fail"' if v is False else "")
-            cells.append(f"<td{cls}>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    return Markup(_macros().table([_header(c) for c in columns], cells))
 
 
-def _img(path: Path, alt: str) -> str:
+def _device(block: dict) -> Markup:
+    """The device report block (flash, RAM, arena, stack, instructions, estimated time, per-layer table)."""
+    headers, layers = device_report.layer_rows(block)
+    rows = block.get("layers") or []
+    ticked = any(r["ticks_share"] is not None for r in rows)
+    shares = [(r["ticks_share"] if ticked else r["macs_share"]) or 0 for r in rows]
+    bars = [x / max(shares) if max(shares, default=0) > 0 else 0 for x in shares]  # the largest layer: a full bar
+    return Markup(_macros().device(device_report.summary_rows(block), headers, layers, block.get("layer_bytes", ""),
+                                   "Tick share" if ticked else "Mult-Adds share", bars))
+
+
+def _img(path: Path, alt: str) -> Markup:
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return Markup(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
 
 
 def _page(title: str, sections: list[str]) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>"
-            f"<script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
+    """``sections``: HTML this module built (headings escaped here, tables and images by their builders)."""
+    return _macros().page(title, [Markup(s) for s in sections], Markup(STYLE), Markup(SCRIPT)) + "\n"
+
+
+def _summary(manifest, bench: dict) -> list[dict]:
+    """The Summary table's rows, each value already as the page shows it."""
+    m, metrics = manifest.model, manifest.metrics
+    fidelity = bench.get("fidelity") or {}
+    sqnr = fidelity.get("sqnr_db_vs_fp32_at_compile")
+    if bench["accuracy"] is None:  # unlabelled eval inputs: fidelity figures instead of accuracy
+        quality = [("accuracy", f"none ({metrics.accuracy_note})"),
+                   ("top-1 agreement with int8 reference (bench)", fidelity.get("top1_agreement_vs_reference")),
+                   ("int8 vs fp32 SQNR (compile)", None if sqnr is None else f"{sqnr:.1f} dB")]
+    else:
+        quality = [("fp32 accuracy", metrics.fp32_accuracy), ("int8 accuracy (reference)", metrics.int8_accuracy),
+                   ("device accuracy (bench)", bench["accuracy"])]
+    # a user model's alpha is not a width multiplier of anything: name the model instead
+    shape = [("alpha", m.alpha)] if m.name == "MobileNetV1" else [("model", f"{m.name} ({m.weights})")]
+    return [{"field": k, "value": _cell(k, v)} for k, v in (
+        ("target", manifest.target.name), ("backend", manifest.backend), *shape,
+        ("resolution", m.resolution), ("classes", m.classes), ("params", manifest.params),
+        ("Mult-Adds", manifest.macs), ("quantization", manifest.quantization.summary),
+        *quality, ("bench result", bench["passed"]))]
 
 
 def artifact_report(folder: Path, eval_data=None, model=None) -> str:
@@ -53,23 +123,11 @@ def artifact_report(folder: Path, eval_data=None, model=None) -> str:
 
     manifest = artifact.read(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
     bench = bench_artifact(folder, count=20, eval_data=eval_data)
-    m, metrics = manifest.model, manifest.metrics
-    fidelity = bench.get("fidelity") or {}
-    if bench["accuracy"] is None:  # unlabelled eval inputs: fidelity figures instead of accuracy
-        quality = [("accuracy", f"none ({metrics.accuracy_note})"),
-                   ("top-1 agreement with int8 reference (bench)", fidelity.get("top1_agreement_vs_reference")),
-                   ("int8 vs fp32 SQNR dB (compile)", fidelity.get("sqnr_db_vs_fp32_at_compile"))]
-    else:
-        quality = [("fp32 accuracy", metrics.fp32_accuracy), ("int8 accuracy (reference)", metrics.int8_accuracy),
-                   ("device accuracy (bench)", bench["accuracy"])]
-    # a user model's alpha is not a width multiplier of anything: name the model instead
-    shape = [("alpha", m.alpha)] if m.name == "MobileNetV1" else [("model", f"{m.name} ({m.weights})")]
-    summary = [{"field": k, "value": v} for k, v in (
-        ("target", manifest.target.name), ("backend", manifest.backend), *shape,
-        ("resolution", m.resolution), ("classes", m.classes), ("params", manifest.params),
-        ("Mult-Adds", manifest.macs), ("quantization", manifest.quantization.summary),
-        *quality, ("bench result", bench["passed"]))]
-    sections = ["<h2>Summary</h2>", _table(summary), "<h2>Bench checks</h2>", _table(bench["checks"])]
+    checks = [{**c, "value": _cell(c["name"], c["value"])} for c in bench["checks"]]  # an agreement as a percent
+    sections = ["<h2>Summary</h2>", _table(_summary(manifest, bench)), "<h2>Bench checks</h2>",
+                _table(checks, ["name", "passed", "value", "expected"])]
+    if bench.get("device_report"):
+        sections.append(_device(bench["device_report"]))
     if bench.get("latency"):
         sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
     if manifest.plan is not None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgepack.artifact import Manifest, load as load_artifact
 from edgepack.backends import backend_module
-from edgepack.benchmark import compare
+from edgepack.benchmark import compare, device_report
 from edgepack import evaldata
 from edgepack.evaluate import accuracy, agreement, max_abs_diff, sqnr_db
 from edgepack.plan import reference
@@ -87,6 +87,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     for key, value in (("cost", runner.cost()), ("device_details", runner.details())):
         if value is not None:
             report[key] = value
+    report["device_report"] = device_report.block(manifest, plan, report.get("cost"), report["latency"])
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
@@ -130,10 +131,13 @@ def format_report(r: dict) -> str:
     else:
         lines.append(f"latency: not measured ({r['latency_note']})")
     for key, value in (r.get("cost") or {}).items():
-        lines.append(f"cost: {key} = {value}")
+        if value is not None:  # a figure this device does not have (no stack bound off Cortex-M) is left out
+            lines.append(f"cost: {key} = {value}")
     if r.get("device_details"):
         d = r["device_details"]
         lines.append(f"device: {d['summary']}" + (f"; compile (load) time {d['compile_load_ms']:.1f} ms" if "compile_load_ms" in d else ""))
+    if r.get("device_report"):
+        lines.append(device_report.format_text(r["device_report"]))
     for c in r["checks"]:
         lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {c['name']}: {c['value']} (expected {c['expected']})")
     lines.append("result: " + ("PASS" if r["passed"] else "FAIL"))

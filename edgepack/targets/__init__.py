@@ -119,8 +119,51 @@ class Tolerances(Table):
     cost_increase: float | None = setting(*BACKENDS)
 
 
+MAX_CLOCK_MHZ = 10_000  # above this a clock is surely in Hz or kHz, not MHz
+MAX_CYCLES_PER_INSTRUCTION = 100.0
+
+
+@dataclass(frozen=True)
+class Board(Table):
+    """[board]: the real board the emulated device stands for, so bench can turn its exact instruction count
+    into an estimated time there (instructions x cycles_per_instruction / clock): an estimate, never a
+    measurement, and the report says so with the assumption beside it. Optional in a user's own file."""
+    name: str | None = setting("c", "tvm")  # e.g. "STM32F4 (STM32F407 / F446)"
+    clock_mhz: float | None = setting("c", "tvm", positive=True)
+    cycles_per_instruction: float | None = setting("c", "tvm", positive=True)
+    cpi_basis: str | None = setting("c", "tvm")  # why that cycles-per-instruction figure: where it comes from
+
+    def estimate(self, instructions: int | float) -> dict:
+        """The estimated cycles and milliseconds for ``instructions`` on this board, with the assumption."""
+        cycles = instructions * self.cycles_per_instruction
+        return {"board": self.name, "clock_mhz": self.clock_mhz, "cycles_per_instruction": self.cycles_per_instruction,
+                "instructions": int(instructions), "cycles": round(cycles), "ms": cycles / (self.clock_mhz * 1e3),
+                "is_estimate": True, "assumption": self.assumption()}
+
+    def assumption(self) -> str:
+        basis = f" ({self.cpi_basis})" if self.cpi_basis else ""
+        return (f"estimate, not a measurement: instructions x {self.cycles_per_instruction:g} cycles/instruction"
+                f"{basis} / {self.clock_mhz:g} MHz")
+
+
+def _check_board(board: Board, where: str) -> None:
+    """A [board] table names the board, its clock and the cycles-per-instruction assumption, in sane units."""
+    if board == Board():
+        return
+    for key in ("name", "clock_mhz", "cycles_per_instruction"):
+        if getattr(board, key) is None:
+            raise TargetError(f"{where}: [board] lacks '{key}': a board gives name, clock_mhz and "
+                              "cycles_per_instruction (or remove the [board] table)")
+    if board.clock_mhz > MAX_CLOCK_MHZ:
+        raise TargetError(f"{where}: [board] clock_mhz {board.clock_mhz:g} is above {MAX_CLOCK_MHZ:,} MHz: give the "
+                          "clock in MHz (e.g. 168 for 168 MHz)")
+    if board.cycles_per_instruction > MAX_CYCLES_PER_INSTRUCTION:
+        raise TargetError(f"{where}: [board] cycles_per_instruction {board.cycles_per_instruction:g} is above "
+                          f"{MAX_CYCLES_PER_INSTRUCTION:g}: give cycles per instruction (about 0.3 to 2 on Arm cores)")
+
+
 TABLES = {"compiler": Compiler, "toolchain": Toolchain, "run": Run, "rpc": Rpc, "budget": Budget,
-          "tolerances": Tolerances}
+          "tolerances": Tolerances, "board": Board}
 REQUIRED = ("name", "description", "backend")
 OPTIONAL = ("aliases",)  # top-level keys a file may set beside REQUIRED and TABLES
 ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a board name typed after --target: no folder, no option
@@ -138,6 +181,7 @@ class Target:
     rpc: Rpc = field(default_factory=Rpc)
     budget: Budget = field(default_factory=Budget)
     tolerances: Tolerances = field(default_factory=Tolerances)
+    board: Board = field(default_factory=Board)
     aliases: tuple[str, ...] = ()  # board names that mean this target (the file's ``aliases``)
     alias: str | None = None  # the alias this target was asked for by (None: by its name)
 
@@ -252,6 +296,7 @@ def _target_from_data(data: dict, path: Path, where: str) -> Target:
                               f"tables {', '.join(TABLES)}")
     tables = {name: _parse_table(cls, data.get(name, {}), name, backend, where) for name, cls in TABLES.items()}
     check_run_commands(tables["run"], where)
+    _check_board(tables["board"], where)
     aliases = _parse_aliases(data.get("aliases", []), data["name"], where)
     return Target(name=data["name"], description=data["description"], backend=backend, path=path, aliases=aliases,
                   **tables)

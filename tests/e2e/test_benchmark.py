@@ -103,7 +103,8 @@ def test_artifact_report_renders(host_artifact, tmp_path, capsys):
     code, _, _ = run_cli(capsys, "report", str(host_artifact), "-o", str(tmp_path / "a.html"))
     assert code == 0
     dom = _render(tmp_path / "a.html")
-    assert 'data-images-loaded="1"' in dom and 'data-tables="5"' in dom and "Bench checks" in dom
+    # Summary, Bench checks, Device report and its per-layer table, Latency, Per-layer error, Files
+    assert 'data-images-loaded="1"' in dom and 'data-tables="7"' in dom and "Bench checks" in dom
 
 
 @pytest.mark.slow

@@ -136,6 +136,9 @@ def lower(build, folder: Path) -> Lowered:
                      build.target.path)
         cost = (_cortex_m_cost(spec, plan, main, Path(tmp), golden_x, golden_y, out_size) if cortex_m
                 else _host_cost(spec, folder, golden_x))
+    board = build.target.board
+    if board.clock_mhz is not None and cost.get("instructions_per_inference"):  # the target file's [board]
+        cost["estimate"] = board.estimate(cost["instructions_per_inference"])
     footprint = {
         "flash_bytes": measured["flash"], "ram_bytes": ram, **_stack_figures(main, margin, len(golden_x)),
         **_model_ram(sizes["model_library"]["ram"], memory.arena_bytes, stack if margin else None),
