@@ -87,7 +87,7 @@ class TfliteSource(Source):
         count = litert_images(len(q_in), self.profile["macs"])
         with timed(times, "litert_import_check"):
             lite_q = litert.run_reference_tensor(imported.path, q_in[:count], imported.logits_tensor,
-                                                 imported.litert_input())
+                                                 imported.litert_input(), imported.channels_first)
         if not np.array_equal(lite_q, ref_q[:count]):
             differ = np.flatnonzero((lite_q != ref_q[:count]).reshape(count, -1).any(axis=1))
             raise VerificationError(

@@ -66,7 +66,7 @@ def _interpreter(model: bytes | str | Path, reference_kernels: bool, preserve_al
 
 
 def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: bool, tensor: int | None = None,
-         float_input: tuple[float, int] | None = None) -> np.ndarray:
+         float_input: tuple[float, int] | None = None, channels_first: bool = False) -> np.ndarray:
     """One image at a time (the exported model has batch 1): int8 (N, C, H, W) in, int8 (N, ...) out: the
     model's output, or its tensor number ``tensor`` (then every tensor is kept readable after invoke).
     ``float_input`` (scale, zero point): the model takes float32 and quantizes it with these, so it is fed
@@ -74,7 +74,7 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
     it = _interpreter(model, reference_kernels, preserve_all_tensors=tensor is not None)
     inp = it.get_input_details()[0]
     out = it.get_output_details()[0] if tensor is None else next(t for t in it.get_tensor_details() if t["index"] == tensor)
-    n, layout = len(x_nchw_int8), _file_layout(x_nchw_int8.shape[1:], tuple(inp["shape"]))
+    n, layout = len(x_nchw_int8), _file_layout(x_nchw_int8.shape[1:], tuple(inp["shape"]), channels_first)
     dtype = np.float32 if float_input else np.int8
     if inp["dtype"] != dtype or layout is None:
         raise VerificationError(f"the .tflite takes {inp['dtype'].__name__} {tuple(inp['shape'])}, not "
@@ -90,10 +90,13 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
     return np.array(outputs, dtype=np.int8).reshape((n,) + tuple(out["shape"][1:]))
 
 
-def _file_layout(shape: tuple[int, ...], file_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+def _file_layout(shape: tuple[int, ...], file_shape: tuple[int, ...], channels_first: bool = False) -> tuple[int, ...] | None:
     """The axes order that turns one plan input (C, H, W) into the file's input: NHWC (1, H, W, C) as the
     converter writes images; else the plan's own order (a (1, F) vector, an NCHW input whose TRANSPOSE the
-    import absorbed); a (C, 1, L) or (C, L, 1) map is fed NHWC to a (1, L, C) signal input; None when none fits."""
+    import absorbed: ``channels_first``); a (C, 1, L) or (C, L, 1) map is fed NHWC to a (1, L, C) signal input;
+    None when none fits."""
+    if channels_first:
+        return tuple(range(len(shape))) if file_shape == (1, *shape) else None
     if len(shape) == 3 and file_shape == (1, shape[1], shape[2], shape[0]):
         return (1, 2, 0)
     if len(shape) == 3 and 1 in shape[1:] and file_shape == (1, shape[1] * shape[2], shape[0]):
@@ -107,10 +110,12 @@ def run_reference(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndar
 
 
 def run_reference_tensor(model: bytes | str | Path, x_nchw_int8: np.ndarray, tensor: int,
-                         float_input: tuple[float, int] | None = None) -> np.ndarray:
+                         float_input: tuple[float, int] | None = None, channels_first: bool = False) -> np.ndarray:
     """int8 values of tensor number ``tensor`` under LiteRT's reference kernels: an imported model's logits
-    when its trailing SOFTMAX (or DEQUANTIZE) was dropped; see _run for ``float_input``."""
-    return _run(model, x_nchw_int8, reference_kernels=True, tensor=tensor, float_input=float_input)
+    when its trailing SOFTMAX (or DEQUANTIZE) was dropped; see _run for ``float_input``. ``channels_first``:
+    the file takes NCHW (its leading TRANSPOSE was absorbed), fed as the plan's (C, H, W) is."""
+    return _run(model, x_nchw_int8, reference_kernels=True, tensor=tensor, float_input=float_input,
+                channels_first=channels_first)
 
 
 def run_xnnpack(model: bytes | str | Path, x_nchw_int8: np.ndarray) -> np.ndarray:

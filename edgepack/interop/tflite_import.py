@@ -60,7 +60,8 @@ from edgepack.targets.backends import PLAN_BACKENDS
 
 # The walker's own: RESHAPE and a trailing SOFTMAX / DEQUANTIZE give no layer, a PAD folds into the conv after it,
 # QUANTIZE is the float input's or edgepack's int16 global-pool pattern (_int16_pool).
-STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE")
+STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE", "TRANSPOSE")
+NCHW_TO_NHWC = [0, 2, 3, 1]  # the one TRANSPOSE imported: a channels-first model input's, absorbed
 SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
 
 
@@ -80,6 +81,7 @@ class ImportedModel:
     softmax: str | None  # SOFTMAX_DROPPED, or None when the file ends in the logits
     float_input: bool  # the file takes float32 and QUANTIZEs it (to the plan's input_q): LiteRT is fed floats
     op_counts: dict[str, int] = field(default_factory=dict)
+    channels_first: bool = False  # the file takes NCHW and TRANSPOSEs it to NHWC first: the plan's own layout
 
     @property
     def resolution(self) -> int:
@@ -95,7 +97,9 @@ class ImportedModel:
         """The manifest's account of the import."""
         return {"file": str(self.path), "sha256": self.sha256, "ops": self.op_counts, "softmax": self.softmax,
                 "input": ("float32, quantized by its first QUANTIZE: the artifact takes that int8" if self.float_input
-                          else "int8"), "logits_tensor": self.logits_tensor}
+                          else "int8"), "logits_tensor": self.logits_tensor,
+                "input_layout": ("NCHW: its leading TRANSPOSE to NHWC is absorbed (the plan is (C, H, W))"
+                                 if self.channels_first else "as the file's input")}
 
     def litert_input(self) -> tuple[float, int] | None:
         """What litert.run_reference_tensor needs to feed a float-input file."""
@@ -123,7 +127,7 @@ def read_tflite(path) -> ImportedModel:
                           "convert the model with int8 weights in [-127, 127] and int32 biases")
     _check_litert_prepares(path, data)
     return ImportedModel(path.absolute(), hashlib.sha256(data).hexdigest(), plan, logits, softmax, float_input,
-                         graph.op_counts)
+                         graph.op_counts, channels_first=graph.channels_first)
 
 
 def _check_litert_prepares(path: Path, data: bytes) -> None:
@@ -181,13 +185,16 @@ class _Graph(Reader):
                               "import a model with one image input and one output")
         inp, start = self._plan_input()
         end, softmax = self._dropped_tail()
-        shape = self._plan_input_shape(inp)
+        self.channels_first = self._input_transpose(start, inp)
+        shape = tuple(inp.shape[1:]) if self.channels_first else self._plan_input_shape(inp)
         input_q = inp.qparams(f"--model {self.path}: the model input")
         self._layers: list[Layer] = []
         self.values = {inp.index: Value(shape, input_q)}
+        if self.channels_first:  # the TRANSPOSE's NHWC output is the same (C, H, W) plan tensor
+            self.values[self.io(start)[1][0]] = self.values[inp.index]
         layer_ops = set(IMPORTS.names()) | {"QUANTIZE"}  # the ops that become plan layers
         self.last_compute = max((i for i, n in enumerate(self.op_names[:end]) if n in layer_ops), default=-1)
-        current, i = inp.index, start
+        current, i = inp.index, start + self.channels_first
         while i < end:
             current, used = self._step(i)
             i += used
@@ -202,6 +209,24 @@ class _Graph(Reader):
         if h != w:
             raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
         return (c, h, w)
+
+    def _input_transpose(self, start: int, inp: Tensor) -> bool:
+        """Whether op ``start`` TRANSPOSEs the (1, C, H, W) model input to NHWC (a PyTorch model's export): the
+        plan's (C, H, W) is that input's own layout, so the TRANSPOSE moves nothing and is absorbed. Any other
+        TRANSPOSE there is refused by what it does."""
+        if self.op_names[start:start + 1] != ["TRANSPOSE"]:
+            return False
+        inputs, outputs = self.io(start)
+        perm = self.operand(start, inputs, 1, "permutation").data
+        perm = None if perm is None else [int(p) for p in perm.reshape(-1)]
+        fix = f"only a TRANSPOSE of an NCHW model input to NHWC (perm {NCHW_TO_NHWC}) is imported"
+        if inputs[:1] != [inp.index] or len(inp.shape) != 4 or perm != NCHW_TO_NHWC or len(outputs) != 1:
+            self.refuse(start, f"permutes the input {list(inp.shape)} with perm {perm}", fix)
+        out, (_, c, h, w) = self.tensor(outputs[0]), inp.shape
+        if tuple(out.shape) != (1, h, w, c) or out.dtype != "int8" or out.qparams(f"--model {self.path}: op {start}") \
+                != inp.qparams(f"--model {self.path}: the model input"):
+            self.refuse(start, f"gives {out.dtype} {list(out.shape)} with other quantization", fix)
+        return True
 
     def _append(self, layer: Layer, reads: tuple[int, ...]) -> Value:
         """Add ``layer`` reading the plan tensors ``reads`` (() = the previous layer, as a chain stores it)."""
@@ -237,6 +262,9 @@ class _Graph(Reader):
             op_of = ops.get(layer.kind)  # a variadic op (concat) reads every input; others their arity (checked by the import)
             reads = tuple(values[t].producer for t in (inputs if op_of.variadic else inputs[:op_of.arity]))
             values[out.index] = self._append(layer, reads)
+        elif name == "TRANSPOSE":
+            self.refuse(i, "is not the first op on the model input", "only a TRANSPOSE of an NCHW model input to "
+                        f"NHWC (perm {NCHW_TO_NHWC}) is imported: export the model channels-last or without it")
         else:  # SOFTMAX, DEQUANTIZE
             self.refuse(i, "is not at the model's end", f"only a trailing {name} can be dropped")
         return out.index, 1
