@@ -1,5 +1,6 @@
-"""The tflm target (issue 14 item 3): model.tflite as a C array for TensorFlow Lite Micro firmware, with the
-arena estimate; the array compiles warning-free for a Cortex-M4 and holds exactly the verified model."""
+"""The tflm target: model.tflite as a C array for TensorFlow Lite Micro firmware, with the arena TFLM needs and
+the ops to register; the array compiles warning-free for a Cortex-M4 and holds exactly the verified model,
+and bench runs it in TFLM's own interpreter (the real interpreter's arena is checked in test_tflm_arena.py)."""
 from __future__ import annotations
 
 import json
@@ -45,15 +46,54 @@ def test_arena_estimate_is_recorded_and_sane(tflm_artifact):
     header = (tflm_artifact / "model_data.h").read_text()
     assert f"#define EDGEPACK_TENSOR_ARENA_SIZE {arena['arena_bytes']}" in header
     assert arena["is_estimate"] and arena["activations_bytes"] % 16 == 0
+    assert arena["arena_bytes"] < arena["arena_bytes_64bit"]  # the header's figure is for 32-bit pointers
     # reuse: far below the sum of all activations, at least the largest layer's input + output (int8 96x96x8 x 2)
     assert 2 * 48 * 48 * 8 <= arena["activations_bytes"] < arena["naive_activations_bytes"]
 
 
 @pytest.mark.slow
-def test_bench_runs_the_bytes_under_litert_reference_kernels(tflm_artifact, capsys):
+def test_bench_runs_the_bytes_in_tflm_interpreter_within_the_estimated_arena(tflm_artifact, capsys):
     code, out, err = run_cli(capsys, "bench", str(tflm_artifact))
     assert code == 0, out + err
-    assert "eval: litert-reference-kernels (host) == reference (bit-exact): 0" in out
+    assert "[PASS] eval: tflite-micro interpreter (host, reference kernels) == reference (bit-exact): 0" in out
+    estimate = json.loads((tflm_artifact / "manifest.json").read_text())["backend_info"]["arena"]["arena_bytes_64bit"]
+    assert f"TFLM ran in edgepack's 64-bit arena estimate, {estimate} bytes" in out
+    assert "TFLM vs LiteRT's reference kernels on the eval inputs: 0 values differ" in out
+
+
+@pytest.mark.slow
+def test_bench_fails_when_tflm_refuses_the_arena(tflm_artifact, tmp_path, capsys):
+    """An estimate below what TFLM needs is an error naming the arena, not a pass on other kernels."""
+    import shutil
+
+    from edgepack.backends.tflm import interpreter
+
+    folder = tmp_path / "short"
+    shutil.copytree(tflm_artifact, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    short = interpreter.minimum_arena((folder / "model.tflite").read_bytes()) - 1
+    manifest["backend_info"]["arena"]["arena_bytes_64bit"] = short
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "bench", str(folder))
+    assert code != 0 and f"TensorFlow Lite Micro refused model.tflite in edgepack's 64-bit arena estimate, {short} " \
+        "bytes" in err, out + err
+
+
+@pytest.mark.slow
+def test_header_registers_exactly_the_ops_the_model_uses(tflm_artifact):
+    """The firmware's MicroMutableOpResolver gets one Add call per builtin op in model.tflite, no more."""
+    import tflite
+
+    model = tflite.Model.GetRootAsModel((tflm_artifact / "model.tflite").read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    codes = {model.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode() for i in range(graph.OperatorsLength())}
+    method = {tflite.BuiltinOperator.CONV_2D: "AddConv2D", tflite.BuiltinOperator.DEPTHWISE_CONV_2D: "AddDepthwiseConv2D",
+              tflite.BuiltinOperator.PAD: "AddPad", tflite.BuiltinOperator.AVERAGE_POOL_2D: "AddAveragePool2D",
+              tflite.BuiltinOperator.RESHAPE: "AddReshape", tflite.BuiltinOperator.FULLY_CONNECTED: "AddFullyConnected"}
+    header = (tflm_artifact / "model_data.h").read_text()
+    registered = re.search(r"#define EDGEPACK_TFLM_REGISTER_OPS\(resolver\) do \{(.*)\} while \(0\)", header).group(1)
+    assert sorted(re.findall(r"\(resolver\)\.(\w+)\(\);", registered)) == sorted(method[c] for c in codes)
+    assert f"#define EDGEPACK_TFLM_OP_COUNT {len(codes)}" in header
 
 
 def test_fp32_is_refused_in_one_line(tmp_path, capsys):

@@ -1,70 +1,55 @@
-"""lower(): the verified model.tflite as a C array (model_data.c/.h) and the tensor arena TFLM needs.
+"""lower(): the verified model.tflite as a C array (model_data.c/.h), the tensor arena TFLM needs and the
+ops to register.
 
-Arena estimate = TFLM's GreedyMemoryPlanner over the non-constant tensors of the .tflite (model input and
-output included, as TFLM keeps them in the arena; each from the op that writes it to the last op that
-reads it, sizes rounded up to 16 bytes), plus what TFLM allocates for the interpreter's lifetime: an eval
-tensor per tensor, node data per operator, and each conv's per-channel output multipliers and shifts.
+The arena comes from arena.py, which reproduces TFLM's own planner (head) and persistent allocations (tail)
+for TFLM's reference kernels; the header carries the 32-bit figure (Cortex-M), the manifest both it and
+the 64-bit one that the ``tflite-micro`` interpreter on this host is checked against.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from edgepack.backends.c.memplan import Buffer, greedy_by_size
 from edgepack.backends.lowered import Lowered
+from edgepack.backends.tflm import arena as tflm_arena
 from edgepack.errors import UnsupportedModelError
 
 ARRAY_NAME = "g_edgepack_model_data"
-ALIGNMENT = 16  # TFLM aligns every arena buffer (and wants the flatbuffer) to 16 bytes
-EVAL_TENSOR_BYTES, NODE_BYTES, FIXED_BYTES = 24, 64, 1024  # persistent allocations, 32-bit MCU, estimated
-TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}  # tflite TensorType: FLOAT32, FLOAT16, INT32, UINT8, INT64, INT16, INT8
+ALIGNMENT = tflm_arena.ALIGNMENT  # TFLM aligns every arena buffer (and wants the flatbuffer) to 16 bytes
 
 
 def arena_estimate(tflite_bytes: bytes) -> dict:
-    """The tensor arena TFLM needs for the model, in bytes (see the module docstring), with its parts."""
-    import tflite
-
-    model = tflite.Model.GetRootAsModel(tflite_bytes, 0)
-    graph = model.Subgraphs(0)
-    ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
-    constant = {t for t in range(graph.TensorsLength())
-                if model.Buffers(graph.Tensors(t).Buffer()).DataLength() > 0}
-    first, last = {t: 0 for t in graph.InputsAsNumpy()}, {}
-    for step, op in enumerate(ops):
-        for t in op.InputsAsNumpy():
-            if t >= 0 and t not in constant:
-                last[t] = step
-        for t in op.OutputsAsNumpy():
-            first.setdefault(t, step)
-            last[t] = max(last.get(t, step), step)
-    for t in graph.OutputsAsNumpy():
-        last[t] = len(ops) - 1
-    buffers = []
-    for t in sorted(first):
-        tensor = graph.Tensors(t)
-        size = int(np.prod(tensor.ShapeAsNumpy())) * TYPE_BYTES.get(tensor.Type(), 4)
-        buffers.append(Buffer(f"t{t}", -(-size // ALIGNMENT) * ALIGNMENT, first[t], last.get(t, first[t])))
-    activations = greedy_by_size(buffers)
-    per_channel = 0
-    for op in ops:  # conv / depthwise / fc keep int32 multiplier and shift per output channel (MEAN's axes: none)
-        if op.InputsLength() >= 2 and op.Inputs(1) in constant and graph.Tensors(op.Inputs(1)).Type() == 9:  # INT8
-            weight = graph.Tensors(op.Inputs(1))
-            per_channel += 2 * 4 * int(weight.ShapeAsNumpy()[0 if weight.ShapeAsNumpy()[0] > 1 else -1])
-    persistent = graph.TensorsLength() * EVAL_TENSOR_BYTES + len(ops) * NODE_BYTES + per_channel + FIXED_BYTES
-    return {"arena_bytes": activations + persistent, "activations_bytes": activations,
-            "persistent_bytes_estimate": persistent, "naive_activations_bytes": sum(b.size for b in buffers),
-            "planner": "greedy by size (TFLM GreedyMemoryPlanner), 16-byte aligned", "is_estimate": True}
+    """The arena for 32-bit pointers (the header's figure), with its parts and the 64-bit figure."""
+    mcu, host = tflm_arena.arena_bytes(tflite_bytes, 4), tflm_arena.arena_bytes(tflite_bytes, 8)
+    return {"arena_bytes": mcu["arena_bytes"], "arena_bytes_64bit": host["arena_bytes"],
+            "activations_bytes": mcu["head_bytes"], "persistent_bytes": mcu["tail_bytes"],
+            "persistent_parts": mcu["tail_parts"], "naive_activations_bytes": mcu["naive_head_bytes"],
+            "planner": "TFLM GreedyMemoryPlanner (its order: size, ties later tensor first), 16-byte aligned",
+            "kernels": "reference (CMSIS-NN kernels also request scratch buffers: add them)", "is_estimate": True}
 
 
-def c_array(tflite_bytes: bytes, arena_bytes: int) -> tuple[str, str]:
+def op_registrations(tflite_bytes: bytes) -> list[str]:
+    """MicroMutableOpResolver calls for exactly the builtin ops the model uses, in first-use order."""
+    names = dict.fromkeys(name for name, *_ in tflm_arena.read_graph(tflite_bytes).ops)
+    return ["Add" + "".join(part if part[0].isdigit() else part.capitalize() for part in name.split("_")) + "()"
+            for name in names]  # CONV_2D -> AddConv2D(), FULLY_CONNECTED -> AddFullyConnected()
+
+
+def c_array(tflite_bytes: bytes, arena: dict) -> tuple[str, str]:
     """model_data.h / model_data.c: the flatbuffer as a 16-byte aligned const array (C99, GCC/Clang/armcc)."""
+    ops = op_registrations(tflite_bytes)
     header = f"""/* model.tflite as a C array, written by edgepack. Load it with TensorFlow Lite Micro (see README). */
 #ifndef EDGEPACK_MODEL_DATA_H
 #define EDGEPACK_MODEL_DATA_H
 
-/* tensor arena the model needs, estimated by edgepack for TFLM's planner; round up if AllocateTensors fails */
-#define EDGEPACK_TENSOR_ARENA_SIZE {arena_bytes}
+/* tensor arena the model needs with 32-bit pointers and TFLM's reference kernels, from TFLM's planner
+   ({arena['arena_bytes_64bit']} on a 64-bit host); CMSIS-NN kernels add scratch buffers: round up if
+   AllocateTensors() fails */
+#define EDGEPACK_TENSOR_ARENA_SIZE {arena['arena_bytes']}
+
+/* the {len(ops)} ops model.tflite uses: tflite::MicroMutableOpResolver<EDGEPACK_TFLM_OP_COUNT> ops;
+   EDGEPACK_TFLM_REGISTER_OPS(ops); */
+#define EDGEPACK_TFLM_OP_COUNT {len(ops)}
+#define EDGEPACK_TFLM_REGISTER_OPS(resolver) do {{ {" ".join(f"(resolver).{op};" for op in ops)} }} while (0)
 
 extern const unsigned char {ARRAY_NAME}[];
 extern const unsigned int {ARRAY_NAME}_len;
@@ -87,9 +72,10 @@ def lower(build, folder: Path) -> Lowered:
         raise UnsupportedModelError("the tflm target ships an int8 model.tflite: compile with --quant ptq or qat")
     data = tflite_file.read_bytes()
     arena = arena_estimate(data)
-    header, source = c_array(data, arena["arena_bytes"])
+    header, source = c_array(data, arena)
     (Path(folder) / "model_data.h").write_text(header)
     (Path(folder) / "model_data.c").write_text(source)
-    return Lowered({"runtime": "tensorflow lite micro (not built here; bench runs LiteRT's reference kernels)",
+    return Lowered({"runtime": "tensorflow lite micro (bench runs the tflite-micro package's interpreter)",
                     "model_file": "model.tflite", "c_array": ["model_data.c", "model_data.h"], "array": ARRAY_NAME,
-                    "model_bytes": len(data), "arena": arena}, files=("model_data.h", "model_data.c"))
+                    "model_bytes": len(data), "arena": arena,
+                    "ops": op_registrations(data)}, files=("model_data.h", "model_data.c"))
