@@ -156,10 +156,11 @@ def load_image_folder(root: Path, resolution: int, mean=None, std=None) -> Datas
 
 
 def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
-    """An .npz with ``images`` (N,3,R,R) or (N,R,R,3), pixel range 0..255, and ``labels`` (N,)."""
+    """An .npz with ``images`` (N,3,R,R) or (N,R,R,3), pixel range 0..255, and ``labels`` (N,); or, for a model
+    that takes a vector of F = ``resolution`` values, ``images`` (N, F) used as they are (see _vectors)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            images, labels = z["images"], z["labels"]
+            images, labels = z["images"], (z["labels"] if "labels" in z.files else None)
     except KeyError:
         raise DataError(f"{path} lacks 'images' or 'labels': save them with np.savez(path, images=..., labels=...)")
     except ValueError as e:
@@ -168,6 +169,10 @@ def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
         raise DataError(f"{path} is not an .npz file of plain arrays: write it with numpy.savez(path, images=..., labels=...)")
     except Exception as e:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}): write it with numpy.savez")
+    if images.ndim == 2:
+        return _vectors(path, images, labels, resolution)
+    if labels is None:
+        raise DataError(f"{path} lacks 'images' or 'labels': save them with np.savez(path, images=..., labels=...)")
     check_pixels(images, str(path))
     if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.transpose(0, 3, 1, 2)
@@ -186,6 +191,21 @@ def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
         if not numeric or not np.array_equal(labels, np.round(labels)):
             raise DataError(f"{path}: labels are not whole numbers (dtype {labels.dtype}): store class indices 0..N-1 as integers")
     return Dataset(normalise(images, mean, std), labels.astype(np.int64), f"npz:{path}")
+
+
+def _vectors(path: Path, vectors: np.ndarray, labels: np.ndarray | None, length: int) -> Dataset:
+    """(N, F) model inputs, not pixels: taken as given (no mean/std mapping, the model's own float input
+    values), labels optional (without them the model is measured for fidelity only)."""
+    if not np.issubdtype(vectors.dtype, np.number) or vectors.dtype == bool or not np.isfinite(vectors).all():
+        raise DataError(f"{path}: images of shape {vectors.shape} are not finite numbers: store the model's float inputs")
+    if vectors.shape[1] != length or len(vectors) == 0:
+        raise DataError(f"{path}: images have shape {tuple(vectors.shape)}, the model takes vectors of {length} values: "
+                        f"store (N, {length}) inputs")
+    if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(vectors) or not np.issubdtype(labels.dtype, np.integer)):
+        raise DataError(f"{path}: labels have shape {np.shape(labels)} ({labels.dtype}) for {len(vectors)} inputs: give "
+                        "one integer label per input, shape (N,), or none")
+    labels = None if labels is None else labels.astype(np.int64)
+    return Dataset(vectors.astype(np.float32), labels, f"npz:{path}")
 
 
 def check_pixels(images: np.ndarray, where: str) -> None:

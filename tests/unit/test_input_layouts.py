@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepack.errors import ConfigError
+from edgepack.data import load_npz
+from edgepack.errors import ConfigError, DataError
 from edgepack.interop import litert
 from edgepack.interop.tflite_export import _serialize, plan_to_tflite
 from edgepack.interop.tflite_import import read_tflite
@@ -94,3 +95,16 @@ def test_other_input_transpose_is_refused_by_what_it_does(perm, tmp_path):
     assert f"op 0 (TRANSPOSE) permutes the input [1, 3, 4, 4] with perm {perm}" in message
     assert "only a TRANSPOSE of an NCHW model input to NHWC (perm [0, 2, 3, 1])" in message
     assert len(message.splitlines()) == 1
+
+
+def test_vector_npz_is_taken_as_the_models_inputs_labels_optional(tmp_path):
+    """--eval-data / --calibration for a model of F-value vectors: (N, F) float inputs as they are (not pixels:
+    no 0..255 check, no mean/std), with or without labels; another length is refused naming the one it takes."""
+    vectors = np.random.default_rng(3).normal(0, 0.5, (6, 64)).astype(np.float32)
+    np.savez(tmp_path / "unlabelled.npz", images=vectors)
+    np.savez(tmp_path / "labelled.npz", images=vectors, labels=np.arange(6))
+    data = load_npz(tmp_path / "unlabelled.npz", 64)
+    assert np.array_equal(data.images, vectors) and data.labels is None
+    assert load_npz(tmp_path / "labelled.npz", 64).labels.tolist() == list(range(6))
+    with pytest.raises(DataError, match=r"images have shape \(6, 64\), the model takes vectors of 640 values"):
+        load_npz(tmp_path / "unlabelled.npz", 640)
