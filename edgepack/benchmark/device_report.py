@@ -123,8 +123,9 @@ def compute(manifest: Manifest, cost: dict) -> dict:
     else:
         instr = next((cost[k] for k in ("instructions_per_inference", "callgrind_instructions_per_inference")
                       if cost.get(k) is not None), compiled.get("instructions_per_inference"))
-        if instr is not None:
-            out.update(metric="instructions", instructions_per_inference=instr)
+        if instr is not None:  # how it was counted: qemu's plugin on one thread, or callgrind
+            out.update(metric="instructions", instructions_per_inference=instr,
+                       method=cost.get("method") or compiled.get("source"))
     board = manifest.target.board
     if out.get("instructions_per_inference") and board.clock_mhz is not None:
         out["estimate"] = board.estimate(out["instructions_per_inference"])
@@ -180,7 +181,8 @@ def compute_rows(comp: dict, board: dict | None) -> list[tuple[str, str]]:
             if comp.get("instructions_per_inference") else ""
         rows.append(("SysTick ticks / inference", f"{count(comp['ticks_per_inference'])}{per}, exact under QEMU -icount"))
     elif "instructions_per_inference" in comp:
-        rows.append(("Instructions / inference", f"{count(comp['instructions_per_inference'])}, exact count"))
+        how = f" ({comp['method']})" if comp.get("method") else ""
+        rows.append(("Instructions / inference", f"{count(comp['instructions_per_inference'])}, exact count{how}"))
     else:
         rows.append(("Instructions / inference", NOT_MEASURED))
     est = comp.get("estimate")
