@@ -202,13 +202,26 @@ class _Graph(Reader):
         return self._finished_plan(input_q, shape), current, softmax, start == 1
 
     def _plan_input_shape(self, inp: Tensor) -> tuple[int, ...]:
-        """The plan's input: (C, H, W) from an NHWC (1, H, W, C) map, (F,) from a (1, F) vector."""
+        """The plan's input: (C, H, W) from an NHWC (1, H, W, C) map of any H and W, (F,) from a (1, F) vector,
+        and from a (1, L, C) signal the (C, 1, L) map it is (or the (1, H, W, C) a RESHAPE first makes of it:
+        a line of L values is the same bytes in NHWC and NCHW)."""
         if len(inp.shape) == 2:
             return (inp.shape[1],)
+        if len(inp.shape) == 3:
+            return self._signal_input_shape(inp)
         _, h, w, c = inp.shape
-        if h != w:
-            raise ConfigError(f"--model {self.path}: input is {h}x{w}: edgepack's data pipeline feeds square images only")
         return (c, h, w)
+
+    def _signal_input_shape(self, inp: Tensor) -> tuple[int, int, int]:
+        """A (1, L, C) signal (Keras' Conv1D input) as the (C, H, W) map the RESHAPE reading it makes, (1, L) or
+        (L, 1) (TFLiteConverter writes Conv1D as a RESHAPE to (1, 1, L, C) and a 1 x k CONV_2D), else (C, 1, L)."""
+        _, length, c = inp.shape
+        first = next((j for j, name in enumerate(self.op_names) if inp.index in self.io(j)[0]), None)
+        if first is not None and self.op_names[first] == "RESHAPE" and len(self.io(first)[1]) == 1:
+            shape = self.tensor(self.io(first)[1][0]).shape
+            if len(shape) == 4 and shape[3] == c and 1 in shape[1:3] and shape[1] * shape[2] == length:
+                return (c, shape[1], shape[2])
+        return (c, 1, length)
 
     def _input_transpose(self, start: int, inp: Tensor) -> bool:
         """Whether op ``start`` TRANSPOSEs the (1, C, H, W) model input to NHWC (a PyTorch model's export): the
@@ -311,9 +324,9 @@ class _Graph(Reader):
         if inp.dtype != "int8":
             raise ConfigError(f"{where}: edgepack imports int8 models (an int8 input, or float32 straight into a "
                               "QUANTIZE to int8): convert with full int8 quantization")
-        if len(inp.shape) not in (2, 4):
-            raise ConfigError(f"{where}, not an image or a vector: edgepack imports an int8 (1, H, W, C) map, e.g. "
-                              "[1, 96, 96, 3], or a (1, F) vector, e.g. [1, 640]")
+        if len(inp.shape) not in (2, 3, 4):
+            raise ConfigError(f"{where}, not an image, a signal or a vector: edgepack imports an int8 (1, H, W, C) map, "
+                              "e.g. [1, 96, 96, 3], a (1, L, C) signal, e.g. [1, 30, 1], or a (1, F) vector, e.g. [1, 640]")
         if inp.shape[0] != 1:
             raise ConfigError(f"{where}: edgepack takes one image at a time: convert with batch 1, input "
                               f"[1, {', '.join(map(str, inp.shape[1:]))}]")
@@ -406,4 +419,7 @@ class _Graph(Reader):
             return Value((out.shape[1],), value.q, flat, producer=value.producer)
         if len(out.shape) == 4 and len(value.shape) == 3 and tuple(out.shape[1:]) == (value.shape[1], value.shape[2], value.shape[0]):
             return value
+        if len(out.shape) == 3 and len(value.shape) == 3 and 1 in value.shape[1:] and \
+                tuple(out.shape[1:]) == (value.shape[1] * value.shape[2], value.shape[0]):
+            return replace(value, signal=True)  # a (C, 1, L) map as the (1, L, C) signal it is (a 1-D conv's output)
         self.refuse(i, f"reshapes to {list(out.shape)}", "RESHAPE may only flatten the map before the fc")

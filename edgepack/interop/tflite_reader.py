@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.errors import ConfigError, DataError, ToolchainError
+from edgepack.ops.base import pair
 from edgepack.plan.plan import PLAN_INPUT, QParams, quantize_multiplier
 
 SCHEMA_VERSION = 3  # what LiteRT (and TFLite since 1.x) reads
@@ -56,14 +57,15 @@ class Tensor:
 class Value:
     """An activation as the plan sees it: (C, H, W) or (F,), its quantization, and for an (F,) that a
     RESHAPE flattened from a map, that map's (C, H, W) (flattened in NHWC order, not the plan's CHW);
-    the plan tensor holding it (a layer index, PLAN_INPUT for the input), and the pads of a PAD that
-    produced it (folded into the conv that reads it)."""
+    the plan tensor holding it (a layer index, PLAN_INPUT for the input), the pads of a PAD that
+    produced it (folded into the conv that reads it), and whether the file holds it as a rank-3 signal."""
 
     shape: tuple[int, ...]
     q: QParams
     flattened_map: tuple[int, int, int] | None = None
     producer: int = PLAN_INPUT
     pads: tuple[int, int, int, int] = NO_PADS
+    signal: bool = False  # a (C, 1, L) / (C, L, 1) map the file holds as a (1, L, C) signal (after a 1-D conv)
 
 
 # ---- reading the flatbuffer: everything copied out once, then checked, before any op is looked at ---------------
@@ -405,9 +407,10 @@ class Reader:
         hi = min(127, quantize(6.0)) if activation == "relu6" else 127
         return {"activation": activation, "act_min": int(lo), "act_max": int(hi)}
 
-    def same_pads(self, h: int, w: int, k: int, s: int, oh: int, ow: int) -> tuple[int, int, int, int]:
-        """TFLite's ComputePaddingHeightWidth (dilation 1): total = max((out - 1) * s + k - in, 0), the
-        odd row / column at the bottom / right."""
-        th, tw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+    def same_pads(self, h: int, w: int, k, s, oh: int, ow: int) -> tuple[int, int, int, int]:
+        """TFLite's ComputePaddingHeightWidth (dilation 1): total = max((out - 1) * s + k - in, 0) per axis, the
+        odd row / column at the bottom / right. ``k`` and ``s``: one int, or (along H, along W)."""
+        (kh, kw), (sh, sw) = pair(k), pair(s)
+        th, tw = max((oh - 1) * sh + kh - h, 0), max((ow - 1) * sw + kw - w, 0)
         return th // 2, tw // 2, th - th // 2, tw - tw // 2
 

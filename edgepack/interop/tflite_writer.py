@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgepack.errors import ToolchainError, UnsupportedModelError
+from edgepack.ops.base import pair
 from edgepack.plan.plan import Layer, QParams
 
 DESCRIPTION = "edgepack int8 plan"
@@ -116,8 +117,9 @@ def pool2d_options(b, tfl, o, vector):
     """Pool2DOptions, which AVERAGE_POOL_2D and MAX_POOL_2D share (each registers it with builtin_options)."""
     tfl.Pool2DOptionsStart(b)
     tfl.Pool2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
-    tfl.Pool2DOptionsAddStrideW(b, o["stride"])
-    tfl.Pool2DOptionsAddStrideH(b, o["stride"])
+    stride_h, stride_w = pair(o["stride"])
+    tfl.Pool2DOptionsAddStrideW(b, stride_w)
+    tfl.Pool2DOptionsAddStrideH(b, stride_h)
     tfl.Pool2DOptionsAddFilterWidth(b, o["filter_w"])
     tfl.Pool2DOptionsAddFilterHeight(b, o["filter_h"])
     tfl.Pool2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))

@@ -61,7 +61,7 @@ class Layer:
     output_q: QParams
     act_min: int = -128  # fused activation clamp in the output's int8 domain
     act_max: int = 127
-    stride: int = 1
+    stride: int | tuple[int, int] = 1  # equal strides as one int (plans before rectangular ones), else (sh, sw)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # zero-point rows/columns added (top, left, bottom, right)
     activation: str = "none"  # none | relu | relu6
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -76,6 +76,12 @@ class Layer:
             if op is not None and op.params is not None and all(
                     f.default is not MISSING or f.default_factory is not MISSING for f in fields(op.params)):
                 self.params = op.params()
+        self.stride = pair_or_int(self.stride)
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """(stride along H, stride along W)."""
+        return pair(self.stride)
 
     def inputs_q(self) -> tuple[QParams, ...]:
         """Each input's quantization, in the order of ``inputs``."""
@@ -106,7 +112,34 @@ class Layer:
         return d
 
     def conv_output_hw(self) -> tuple[int, int]:
-        """(H, W) a conv of this layer's kernel, stride and pads makes of its input."""
-        k, (top, left, bottom, right) = self.weight.shape[-1], self.pads
-        _, h, w = self.input_shape
-        return (h + top + bottom - k) // self.stride + 1, (w + left + right - k) // self.stride + 1
+        """(H, W) a conv of this layer's (KH, KW) kernel, strides and pads makes of its input."""
+        return window_output_hw(self, tuple(self.weight.shape[-2:]))
+
+
+def pair(v) -> tuple[int, int]:
+    """An (H, W) pair from one int (square) or two."""
+    return (v, v) if not isinstance(v, (tuple, list)) else (v[0], v[1]) if len(v) == 2 else tuple(v)
+
+
+def pair_or_int(v):
+    """How a layer keeps a stride or window: one int when H and W agree (plan files before rectangular layers
+    stay byte-identical), else the (H, W) tuple; a malformed value is kept for the op's problems() to name."""
+    if isinstance(v, (tuple, list)) and len(v) == 2:
+        return v[0] if v[0] == v[1] and type(v[0]) is int else tuple(v)
+    return v
+
+
+def pair_problems(what: str, v) -> list[str]:
+    """A stride or window must be a positive integer or two of them (H, W)."""
+    values = v if isinstance(v, (tuple, list)) else (v,)
+    if len(values) not in (1, 2) or any(type(d) is not int or d < 1 for d in values):
+        return [f"{what} {v!r} is not a positive integer or two of them (H, W)"]
+    return []
+
+
+def window_output_hw(layer: Layer, window: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) a (KH, KW) window at the layer's strides and pads makes of its input:
+    floor((H + top + bottom - KH) / SH) + 1, and the same across."""
+    (kh, kw), (sh, sw), (top, left, bottom, right) = window, layer.strides, layer.pads
+    _, h, w = layer.input_shape
+    return (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1

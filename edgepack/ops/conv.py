@@ -1,5 +1,6 @@
-"""The convolutions: ``conv`` (full, groups=1), ``pointwise`` (1x1, no pads) and ``depthwise`` (one k x k
-filter per channel). Weights (O, I, K, K) int8, per-channel requantization (README "Arithmetic"); the
+"""The convolutions: ``conv`` (full, groups=1), ``pointwise`` (1x1, no pads) and ``depthwise`` (one kh x kw
+filter per channel). Weights (O, I, KH, KW) int8 (a 10x4 keyword-spotting kernel, a 1x3 conv over a 1-D
+signal), strides (SH, SW) (``Layer.strides``), per-channel requantization (README "Arithmetic"); the
 input is padded with its zero point by the layer's (top, left, bottom, right) pads.
 
 Reference kernels: float GEMMs on integer values are exact here (|x - zp| <= 255, |w| <= 127: every
@@ -13,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgepack.ops import Op, register
 from edgepack.ops.arith import requantize
-from edgepack.ops.base import MAX_TENSOR_ELEMENTS, Layer
+from edgepack.ops.base import MAX_TENSOR_ELEMENTS, Layer, pair_problems
 from edgepack.ops.checks import map_problems, requantization_problems, weight_problems
 
 
@@ -36,48 +37,53 @@ def _pad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
 
 def conv_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
     """Full or pointwise conv, groups=1: im2col + GEMM (exact in float64)."""
-    o, c, k, _ = layer.weight.shape
-    dtype = _gemm_dtype(c * k * k)
+    o, c, kh, kw = layer.weight.shape
+    dtype = _gemm_dtype(c * kh * kw)
     w = layer.weight.astype(dtype)
-    s = layer.stride
+    sh, sw = layer.strides
     xc = _pad(centered(x, layer, dtype), layer.pads)
     _, oh, ow = layer.output_shape
-    if k == 1:
-        cols = xc[:, :, ::s, ::s][:, :, :oh, :ow]
+    if kh == kw == 1:
+        cols = xc[:, :, ::sh, ::sw][:, :, :oh, :ow]
         acc = np.einsum("nchw,oc->nohw", cols, w[:, :, 0, 0], optimize=True)
     else:
-        win = sliding_window_view(xc, (k, k), axis=(2, 3))[:, :, ::s, ::s][:, :, :oh, :ow]  # n c oh ow kh kw
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(x.shape[0], oh, ow, c * k * k)
+        win = sliding_window_view(xc, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]  # n c oh ow kh kw
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(x.shape[0], oh, ow, c * kh * kw)
         acc = (cols @ w.reshape(o, -1).T).transpose(0, 3, 1, 2)
     return requantize(acc.astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1), layer)  # exact integers
 
 
 def depthwise_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """k*k taps per channel, in int32 (|sum| <= 9 * 255 * 127, far inside int32)."""
-    w = layer.weight.astype(np.int32)[:, 0]  # (C, k, k)
-    k, s = w.shape[-1], layer.stride
+    """kh*kw taps per channel, in int32 (|sum| <= kh * kw * 255 * 127; Plan.problems bounds the accumulator)."""
+    w = layer.weight.astype(np.int32)[:, 0]  # (C, kh, kw)
+    (kh, kw), (sh, sw) = w.shape[-2:], layer.strides
     xc = _pad(x.astype(np.int32) - layer.input_q.zero_point, layer.pads)
     _, oh, ow = layer.output_shape
     acc = np.zeros((x.shape[0], w.shape[0], oh, ow), np.int32)
     product = np.empty_like(acc)
-    for i in range(k):
-        for j in range(k):
-            np.multiply(xc[:, :, i:i + s * oh:s, j:j + s * ow:s], w[None, :, i, j, None, None], out=product)
+    for i in range(kh):
+        for j in range(kw):
+            np.multiply(xc[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw], w[None, :, i, j, None, None], out=product)
             acc += product
     acc += layer.arrays["bias"].astype(np.int32).reshape(1, -1, 1, 1)
     return requantize(acc, layer)
 
 
 def _full_weight(layer: Layer) -> tuple[str, bool]:
-    """(O, C, K, K) for a conv of C input channels."""
+    """(O, C, KH, KW) for a conv of C input channels."""
     w, c = layer.weight, layer.input_shape[0]
-    return f"({layer.output_shape[0]}, {c}, K, K)", w.ndim == 4 and w.shape[1] == c
+    return f"({layer.output_shape[0]}, {c}, KH, KW)", w.ndim == 4 and w.shape[1] == c
 
 
 def _depthwise_weight(layer: Layer) -> tuple[str, bool]:
-    """(C, 1, K, K): one filter per channel, C in = C out."""
+    """(C, 1, KH, KW): one filter per channel, C in = C out."""
     w, c = layer.weight, layer.input_shape[0]
-    return f"({c}, 1, K, K)", w.ndim == 4 and w.shape[1] == 1 and layer.output_shape[0] == c
+    return f"({c}, 1, KH, KW)", w.ndim == 4 and w.shape[1] == 1 and layer.output_shape[0] == c
+
+
+def _size(hw) -> str:
+    """A kernel's size as users write it: 3, or 10x4."""
+    return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
 
 
 def _geometry_problems(layer: Layer, one_by_one: bool = False) -> list[str]:
@@ -86,18 +92,19 @@ def _geometry_problems(layer: Layer, one_by_one: bool = False) -> list[str]:
     pads, w = layer.pads, layer.weight
     if len(pads) != 4 or any(type(p) is not int or p < 0 for p in pads):
         return [f"{layer.name}: pads {list(pads)} are not 4 non-negative integers (top, left, bottom, right)"]
-    if w.ndim != 4 or w.shape[2] != w.shape[3] or len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
-        return [f"{layer.name}: a conv needs a square (O, I, K, K) weight and (C, H, W) shapes"]
+    if w.ndim != 4 or len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
+        return [f"{layer.name}: a conv needs an (O, I, KH, KW) weight and (C, H, W) shapes"]
     c, h, wd = layer.input_shape
     if c * (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) > MAX_TENSOR_ELEMENTS:
         return [f"{layer.name}: pads {list(pads)} make a padded input of more than {MAX_TENSOR_ELEMENTS:,} values"]
-    if type(layer.stride) is not int or layer.stride < 1:
-        return [f"{layer.name}: stride {layer.stride} is not a positive integer"]
-    if one_by_one and (w.shape[-1] != 1 or any(pads)):
+    bad_stride = pair_problems("stride", layer.stride)
+    if bad_stride:
+        return [f"{layer.name}: {bad_stride[0]}"]
+    if one_by_one and (w.shape[-2:] != (1, 1) or any(pads)):
         return [f"{layer.name}: a pointwise conv must be 1x1 without pads"]
     if tuple(layer.output_shape[1:]) != layer.conv_output_hw():
         return [f"{layer.name}: output {list(layer.output_shape[1:])} does not follow from input "
-                f"{list(layer.input_shape[1:])}, pads {list(pads)}, kernel {w.shape[-1]} and stride {layer.stride} "
+                f"{list(layer.input_shape[1:])}, pads {list(pads)}, kernel {_size(w.shape[-2:])} and stride {layer.stride} "
                 f"(expected {list(layer.conv_output_hw())})"]
     return []
 
@@ -110,8 +117,8 @@ def _problems(fit, one_by_one: bool = False):
     return problems
 
 
-CONV = register(Op("conv", conv_reference, _problems(_full_weight), weighted=True, summary="k x k convolution"))
+CONV = register(Op("conv", conv_reference, _problems(_full_weight), weighted=True, summary="kh x kw convolution"))
 POINTWISE = register(Op("pointwise", conv_reference, _problems(_full_weight, one_by_one=True), weighted=True,
                         summary="1x1 convolution"))
 DEPTHWISE = register(Op("depthwise", depthwise_reference, _problems(_depthwise_weight), weighted=True,
-                        summary="depthwise k x k convolution"))
+                        summary="depthwise kh x kw convolution"))

@@ -15,6 +15,9 @@ Format on disk (documented in README "Int8 plan format"):
              "raw_average" (TFLite's int8 AVERAGE_POOL_2D)}, an add's {"input2_q": {scale, zero_point}}.
              Versions 1-3 kept them as flat layer keys "rounding", "pool", "input2_q" and still load
              (missing ones take the defaults; one set on a layer of another kind is refused).
+             A layer's "stride" (and a maxpool's "window") is one int when H and W agree, as every
+             earlier plan wrote it, else [along H, along W] (a 1-D conv's [1, 2]); a conv's kernel is
+             its weight's (KH, KW), any rectangle (keyword spotting's 10x4).
   plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
              "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
              "i.weight_scale" float32 (O). Pooling layers have no arrays; an add has "i.multiplier"

@@ -17,6 +17,7 @@ from edgepack.ops.add import AddParams
 from edgepack.ops.avgpool import AvgPoolParams
 from edgepack.ops.concat import ConcatParams
 from edgepack.ops.fc import FcParams
+from edgepack.ops.base import pair
 from edgepack.ops.maxpool import MaxPoolParams
 from edgepack.plan.plan import Layer, Plan, QParams, add_multipliers, mean_requantization, quantize_multiplier
 
@@ -55,14 +56,16 @@ def weighted_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int
                  arrays=arrays, **_clamp(rng, out_q), **geometry)
 
 
-def conv_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, int, int], out_c: int, k: int,
-               stride: int = 1, pads: tuple[int, int, int, int] = NO_PADS) -> Layer:
-    """conv (O, I, k, k), depthwise (C, 1, k, k) or pointwise (O, I, 1, 1) over a (C, H, W) input."""
+def conv_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, int, int], out_c: int, k,
+               stride=1, pads: tuple[int, int, int, int] = NO_PADS) -> Layer:
+    """conv (O, I, kh, kw), depthwise (C, 1, kh, kw) or pointwise (O, I, 1, 1) over a (C, H, W) input; ``k`` and
+    ``stride`` one int (square, equal) or (along H, along W)."""
     c, h, w = in_shape
     top, left, bottom, right = pads
+    (kh, kw), (sh, sw) = pair(k), pair(stride)
     out_c = c if kind == "depthwise" else out_c
-    out_shape = (out_c, (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1)
-    weight_shape = (out_c, 1 if kind == "depthwise" else c, k, k)
+    out_shape = (out_c, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1)
+    weight_shape = (out_c, 1 if kind == "depthwise" else c, kh, kw)
     return weighted_layer(rng, name, kind, in_q, in_shape, out_shape, weight_shape, stride=stride, pads=pads)
 
 
@@ -138,12 +141,14 @@ def case(name: str) -> tuple[Plan, np.ndarray]:
     return plan, x
 
 
-def maxpool_layer(name: str, q: QParams, in_shape: tuple[int, int, int], window: int, stride: int,
+def maxpool_layer(name: str, q: QParams, in_shape: tuple[int, int, int], window, stride,
                   pads: tuple[int, int, int, int], relu: bool) -> Layer:
-    """TFLite's int8 MAX_POOL_2D: the input's quantization kept, a fused ReLU (from the zero point) if ``relu``."""
+    """TFLite's int8 MAX_POOL_2D: the input's quantization kept, a fused ReLU (from the zero point) if ``relu``;
+    ``window`` and ``stride`` one int or (along H, along W)."""
     c, h, w = in_shape
     top, left, bottom, right = pads
-    out_shape = (c, (h + top + bottom - window) // stride + 1, (w + left + right - window) // stride + 1)
+    (kh, kw), (sh, sw) = pair(window), pair(stride)
+    out_shape = (c, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1)
     return Layer(name=name, kind="maxpool", input_shape=in_shape, output_shape=out_shape, input_q=q, output_q=q,
                  stride=stride, pads=pads, params=MaxPoolParams(window), act_min=q.zero_point if relu else -128,
                  activation="relu" if relu else "none")
@@ -381,5 +386,50 @@ def mul_case(name: str) -> tuple[Plan, np.ndarray]:
     """The plan of MUL_CASES[name] and IMAGES random int8 inputs for it."""
     spec = MUL_CASES[name]
     plan = mul_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x
+
+
+def shapes_plan(seed: int, res: tuple[int, int], maxpool: bool, width: int = 12, classes: int = 5) -> Plan:
+    """A non-square (2, H, W) input, conv 5x3 at strides (2, 1) with TensorFlow's SAME pads (l0), then with
+    ``maxpool``: depthwise 3x1 at (1, 2) (l1) -> pointwise (l2) -> max pool 3x2 at (2, 1) (l3); without:
+    depthwise 3x3/1 pads 1 (l1) -> pointwise at strides (1, 2) (l2) (the hand-scheduled sets' shapes); then a
+    global "mean" pool over the rectangle left -> fc."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [conv_layer(rng, "conv0", "conv", q, (2, *res), width, (5, 3), (2, 1), (2, 1, 2, 1))]
+    if maxpool:
+        layers.append(conv_layer(rng, "depthwise1", "depthwise", layers[0].output_q, layers[0].output_shape, width,
+                                 (3, 1), (1, 2), (1, 0, 1, 0)))
+        layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, layers[1].output_shape, width, 1))
+        layers.append(maxpool_layer("maxpool3", layers[2].output_q, layers[2].output_shape, (3, 2), (2, 1), (1, 0, 1, 0),
+                                    False))
+    else:
+        layers.append(conv_layer(rng, "depthwise1", "depthwise", layers[0].output_q, layers[0].output_shape, width, 3, 1,
+                                 (1,) * 4))
+        layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, layers[1].output_shape, width + 4, 1,
+                                 (1, 2)))
+    shape = layers[-1].output_shape
+    layers.append(pool_layer(rng, f"pool{len(layers)}", layers[-1].output_q, shape, "mean", flat=True))
+    layers.append(fc_layer(rng, f"fc{len(layers)}", layers[-1].output_q, shape[0], classes, "single"))
+    plan = Plan(q, (2, *res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Rectangular kernels, unequal strides and non-square maps (a keyword-spotting spectrogram, a 1-D signal):
+# the C fast set runs the 3x3 depthwise and the stride-1 pointwise fast and the rest portable, the
+# hand-scheduled TVM sets take the second plan (their im2col convs take any (kh, kw), (sh, sw)) and leave the
+# first, whose depthwise is 3x1, to the generic route.
+SHAPE_CASES = {
+    "conv 5x3/(2,1), depthwise 3x1/(1,2), max pool 3x2/(2,1) on 13x7": dict(seed=61, res=(13, 7), maxpool=True),
+    "conv 5x3/(2,1), depthwise 3x3, pointwise /(1,2) on 15x6": dict(seed=62, res=(15, 6), maxpool=False),
+}
+
+
+def shapes_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of SHAPE_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = SHAPE_CASES[name]
+    plan = shapes_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x

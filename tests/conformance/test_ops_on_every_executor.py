@@ -25,6 +25,7 @@ from tests.conformance.plans import CASES, MAXPOOL_CASES, case, maxpool_case, pl
 from tests.conformance.plans import LUT_CASES, lut_case
 from tests.conformance.plans import CONCAT_CASES, concat_case
 from tests.conformance.plans import MUL_CASES, mul_case
+from tests.conformance.plans import SHAPE_CASES, shapes_case
 
 VNNI = pytest.mark.skipif(not executors.host_has_vnni(), reason="this CPU has no avx512_vnni")
 
@@ -51,7 +52,8 @@ MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id != "TVM x86 VNNI"]  # the hand
 
 # The newer ops' plans (one table each); the hand-scheduled sets have none of these ops
 NEW_OP_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (concat_case, CONCAT_CASES),
-                                                  (lut_case, LUT_CASES), (mul_case, MUL_CASES)) for name in table]
+                                                  (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES))
+                for name in table]
 
 
 @pytest.mark.parametrize("make,name", NEW_OP_CASES, ids=[name for _, name in NEW_OP_CASES])
@@ -61,6 +63,32 @@ def test_executor_output_of_the_newer_ops_equals_the_reference_bit_for_bit(run, 
     want = reference.run(plan, x)
     got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
     assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
+@pytest.mark.slow
+@VNNI
+def test_the_vnni_kernels_run_rectangular_convs_and_unequal_strides_bit_for_bit():
+    """The second SHAPE_CASES plan (conv 5x3 at (2, 1), a pointwise at (1, 2)) on the hand-scheduled x86 set."""
+    plan, x = shapes_case(list(SHAPE_CASES)[1])
+    want = reference.run(plan, x)
+    assert np.array_equal(np.asarray(executors.run_vnni(plan, x)).reshape(want.shape), want)
+
+
+def test_the_hand_scheduled_tvm_sets_take_rectangular_convs_and_leave_a_rectangular_depthwise_to_generic(monkeypatch):
+    """Their im2col convs take any kernel and strides; their depthwise kernels index one k x k window at one
+    stride, so a plan with a 3x1 depthwise takes the generic route, and built directly they refuse it."""
+    from edgepack.backends.tvm.lower import int8_kernels
+    from edgepack.backends.tvm.scheduled import chain_shaped
+    from edgepack.targets import get_target
+
+    monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
+    rectangular_depthwise, rectangular_conv = (shapes_case(name)[0] for name in SHAPE_CASES)
+    without_maxpool = dataclasses.replace(rectangular_depthwise, layers=[
+        layer for layer in rectangular_depthwise.layers if layer.kind != "maxpool"])
+    assert chain_shaped(rectangular_conv) and not chain_shaped(without_maxpool)
+    assert int8_kernels(get_target("x86-tvm"), rectangular_depthwise, executors._host_tvm_target()) == "generic"
+    with pytest.raises(UnsupportedModelError, match="square depthwise windows"):
+        executors.check_vnni(without_maxpool)
 
 
 def test_the_hand_scheduled_tvm_sets_leave_a_concat_plan_to_the_generic_executor(monkeypatch):

@@ -74,7 +74,7 @@ def _input(**changes):
 MUTATIONS = {  # name: (mutation, words the first problem must hold)
     "conv input channels doubled": (_set("pw", input_shape=(16, 8, 8)), ["pw:", "[16, 8, 8]", "[8, 8, 8]", "dw outputs"]),
     "pointwise weights twice as wide": (_set("pw", weight=np.ones((8, 16, 1, 1), np.int8)), ["pw:", "weight of shape [8, 16, 1, 1]"]),
-    "depthwise weights of two channels": (_set("dw", weight=np.ones((8, 2, 3, 3), np.int8)), ["dw:", "(8, 1, K, K)"]),
+    "depthwise weights of two channels": (_set("dw", weight=np.ones((8, 2, 3, 3), np.int8)), ["dw:", "(8, 1, KH, KW)"]),
     "depthwise changes its channels": (_set("dw", output_shape=(4, 8, 8)), ["dw:"]),
     "first conv reads 6 channels": (_set("conv", input_shape=(6, 16, 16)), ["conv:", "the plan input outputs"]),
     "fc wider than its input": (_set("fc", input_shape=(16,), weight=np.ones((10, 16), np.int8)), ["fc:", "pool outputs"]),

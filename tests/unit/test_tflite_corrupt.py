@@ -172,7 +172,7 @@ def test_five_dimensional_input_model_is_told_the_inputs_edgepack_imports(tmp_pa
     path.write_bytes(_flat_input_model((1, 2, 2, 2, 8)))
     code, err, seconds = _cli("compile", "--model", path, "--target", "c-host", "-o", tmp_path / "out")
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert "input 'features' is int8 [1, 2, 2, 2, 8], not an image or a vector" in err and "(1, F)" in err, err
+    assert "input 'features' is int8 [1, 2, 2, 2, 8], not an image, a signal or a vector" in err and "(1, F)" in err, err
     assert "batch 1" not in err and "full int8" not in err, err
     assert not (tmp_path / "out").exists() and seconds < 30
 

@@ -52,8 +52,9 @@ class CLowering:
         """model.c holds its int32 multiplier and int8 shift arrays."""
         return True
 
-    def ksize(self, layer: Layer) -> int:
-        return 1
+    def window(self, layer: Layer) -> tuple[int, int]:
+        """ep_layer's (kh, kw): the kernel's, or a max pool's window."""
+        return 1, 1
 
     def zero_points(self, layer: Layer) -> tuple[int, int]:
         """ep_layer's in_zp and out_zp."""
@@ -111,8 +112,9 @@ class _Conv(_Weighted):
     """A full convolution; its fast kernel copies up to CONV_FAST_MAX_IN padded input planes into scratch."""
     portable, fast_kernel = "ep_conv", "ep_conv_fast"
 
-    def ksize(self, layer: Layer) -> int:
-        return int(layer.arrays["weight"].shape[-1])
+    def window(self, layer: Layer) -> tuple[int, int]:
+        w = layer.arrays["weight"]
+        return (int(w.shape[2]), int(w.shape[3])) if w.ndim == 4 else (1, 1)
 
     def groups_in(self, layer: Layer) -> int:
         """Input channels each output channel reads."""
@@ -126,20 +128,23 @@ class _Conv(_Weighted):
         if len(layer.input_shape) != 3 or len(layer.output_shape) != 3:
             _fail(layer, i, "convolutions need (C, H, W) input and output")
         _, h, wd = layer.input_shape
-        k = w.shape[-1] if w.ndim == 4 else 1
+        kh, kw = self.window(layer)
         groups_in = self.groups_in(layer)
-        if w.ndim not in (2, 4) or w.shape[0] != out_c or (w.ndim == 4 and w.shape[1:] != (groups_in, k, k)) \
-                or (w.ndim == 2 and (w.shape[1] != groups_in or k != 1)):
+        if w.ndim not in (2, 4) or w.shape[0] != out_c or (w.ndim == 4 and w.shape[1] != groups_in) \
+                or (w.ndim == 2 and w.shape[1] != groups_in):
             _fail(layer, i, f"weight shape {w.shape} does not fit {layer.input_shape} -> {layer.output_shape}")
-        self.check_kind(layer, i, k)
-        s, (top, left, bottom, right) = layer.stride, layer.pads
-        expect = ((h + top + bottom - k) // s + 1, (wd + left + right - k) // s + 1)
-        if s < 1 or min(layer.pads) < 0 or tuple(layer.output_shape[1:]) != expect:
-            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {s}, pads {list(layer.pads)}, kernel {k}")
+        self.check_kind(layer, i, kh * kw)
+        (sh, sw), (top, left, bottom, right) = layer.strides, layer.pads
+        expect = ((h + top + bottom - kh) // sh + 1, (wd + left + right - kw) // sw + 1)
+        if min(sh, sw) < 1 or min(layer.pads) < 0 or tuple(layer.output_shape[1:]) != expect:
+            _fail(layer, i, f"output {layer.output_shape} does not follow from stride {layer.stride}, "
+                  f"pads {list(layer.pads)}, kernel {kh}x{kw}")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """3x3 kernels with equal strides only (the SMLAD lanes hold a row of 3); others run the portable kernel."""
         planes = self.groups_in(layer)
-        if self.ksize(layer) != 3 or planes > CONV_FAST_MAX_IN:
+        sh, sw = layer.strides
+        if self.window(layer) != (3, 3) or sh != sw or planes > CONV_FAST_MAX_IN:
             return None
         (_, h, w), (top, left, bottom, right) = layer.input_shape, layer.pads
         return self.fast_kernel, planes * (h + top + bottom) * (w + left + right) + 4
@@ -159,15 +164,15 @@ class _Depthwise(_Conv):
 class _Pointwise(_Conv):
     portable = "ep_pointwise"
 
-    def ksize(self, layer: Layer) -> int:
-        return 1
+    def window(self, layer: Layer) -> tuple[int, int]:
+        return 1, 1
 
     def check_kind(self, layer: Layer, i: int, k: int) -> None:
         if k != 1 or any(layer.pads):
             _fail(layer, i, "a pointwise conv must be 1x1 without padding")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
-        if layer.stride == 1 and not any(layer.pads):
+        if layer.strides == (1, 1) and not any(layer.pads):
             return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
         return None
 
@@ -214,20 +219,20 @@ class _Add(CLowering):
 
 
 class _MaxPool(CLowering):
-    """TFLite's int8 MAX_POOL_2D (ep_maxpool): window in ksize, stride and pads as a conv's; no requantization."""
+    """TFLite's int8 MAX_POOL_2D (ep_maxpool): window in kh, kw, strides and pads as a conv's; no requantization."""
     portable = "ep_maxpool"
 
     def check(self, plan: Plan, layer: Layer, i: int) -> None:
         if len(layer.input_shape) != 3 or len(layer.output_shape) != 3 or layer.input_shape[0] != layer.output_shape[0]:
             _fail(layer, i, "a max pool maps (C, H, W) to (C, H', W') of the same channels")
-        if layer.params.window < 1 or layer.stride < 1 or min(layer.pads) < 0:
+        if min(layer.params.window_hw) < 1 or min(layer.strides) < 1 or min(layer.pads) < 0:
             _fail(layer, i, f"window {layer.params.window}, stride {layer.stride} or pads {list(layer.pads)} out of range")
 
     def requantized(self, layer: Layer) -> bool:
         return False
 
-    def ksize(self, layer: Layer) -> int:
-        return layer.params.window
+    def window(self, layer: Layer) -> tuple[int, int]:
+        return layer.params.window_hw
 
 
 class _Mul(CLowering):
@@ -513,11 +518,12 @@ def _layer_definitions(i: int, layer: Layer) -> str:
     flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
                                              ("EP_FLAG_SINGLE_ROUNDING", rounds_once(layer))) if on) or "0"
     top, left, bottom, right = layer.pads
+    (kh, kw), (sh, sw) = lowering.window(layer), layer.strides
     in_zp, out_zp = lowering.zero_points(layer)
     parts.append(
         f"static const ep_layer edgepack_l{i} = {{\n"
         f"    .in_c = {ic}, .in_h = {ih}, .in_w = {iw}, .out_c = {oc}, .out_h = {oh}, .out_w = {ow},\n"
-        f"    .ksize = {lowering.ksize(layer)}, .stride = {layer.stride}, .pad_top = {top}, .pad_left = {left}, "
+        f"    .kh = {kh}, .kw = {kw}, .sh = {sh}, .sw = {sw}, .pad_top = {top}, .pad_left = {left}, "
         f".pad_bottom = {bottom}, .pad_right = {right},\n"
         f"    .in_zp = {in_zp}, .out_zp = {out_zp}, {lowering.extra_fields(layer)}"
         f".act_min = {layer.act_min}, .act_max = {layer.act_max},\n"

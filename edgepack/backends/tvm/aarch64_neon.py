@@ -352,17 +352,17 @@ class _Lowering:
     def reshape(self, x, new_shape):
         return self.bb.emit(self.relax.op.reshape(x, new_shape))
 
-    def padded_nhwc(self, x, layer: Layer, i: int, nchw: bool, kernel: int):
+    def padded_nhwc(self, x, layer: Layer, i: int, nchw: bool, kernel: tuple[int, int]):
         """The layer input as NHWC int8 with a border of zero points wide enough for every window: the
         kernels that read it need no bounds tests. The model input (NCHW) is transposed on the way."""
         from tvm import te, tirx as tir
 
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, zp = layer.stride, layer.input_q.zero_point
+        (sh, sw), zp = layer.strides, layer.input_q.zero_point
         top, left, bottom, right = layer.pads
         c = layer.input_shape[0] if nchw else shape(x)[1]
-        hp, wp = max(top + h + bottom, (oh - 1) * s + kernel), max(left + wd + right, (ow - 1) * s + kernel)
+        hp, wp = max(top + h + bottom, (oh - 1) * sh + kernel[0]), max(left + wd + right, (ow - 1) * sw + kernel[1])
         if not nchw:
             x = self.reshape(x, (h, wd, c))
 
@@ -383,14 +383,14 @@ class _Lowering:
         w = layer.weight
         o, c, kh, kw = w.shape
         _, oh, ow = layer.output_shape
-        s, zp = layer.stride, layer.input_q.zero_point
-        padded, _, _, cp = self.padded_nhwc(x, layer, i, nchw, kh)
+        (sh, sw), zp = layer.strides, layer.input_q.zero_point
+        padded, _, _, cp = self.padded_nhwc(x, layer, i, nchw, (kh, kw))
         k_real = kh * kw * cp
         k_pad = -(-k_real // K_STEP) * K_STEP
 
         def im2col(x):
             def value(y, xx, kk):  # kk = (r * kw + q) * cp + ci: constants once the kk loop is unrolled
-                pixel = x[y * s + kk // (kw * cp), xx * s + kk // cp % kw, kk % cp]
+                pixel = x[y * sh + kk // (kw * cp), xx * sw + kk // cp % kw, kk % cp]
                 return tir.if_then_else(kk < k_real, pixel, tir.const(zp, "int8"))
             return te.compute((oh, ow, k_pad), value, name="out")
 
@@ -401,7 +401,7 @@ class _Lowering:
         return self.gemm(a, w_hwc.reshape(o, -1), layer, f"conv_{i}")
 
     def pointwise(self, x, layer: Layer, i: int):
-        if layer.stride != 1:
+        if layer.strides != (1, 1):
             return self.conv(x, layer, i, nchw=False)
         return self.gemm(x, layer.weight[:, :, 0, 0], layer, f"pointwise_{i}")
 
@@ -411,7 +411,7 @@ class _Lowering:
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
         zp = layer.input_q.zero_point
-        padded, hp, wp, _ = self.padded_nhwc(x, layer, i, False, k)
+        padded, hp, wp, _ = self.padded_nhwc(x, layer, i, False, (k, k))
         w = np.zeros((k * k, c_pad), np.int8)
         w[:, :c] = layer.weight[:, 0].reshape(c, k * k).T
         args = [padded, self.const(w), *self.tables(layer, zp, c_pad)]

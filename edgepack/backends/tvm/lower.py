@@ -151,7 +151,7 @@ def lower(build, folder: Path) -> Lowered:
         "tvm_target": str(tvm_tgt), "arch": arch, "library": LIBRARY, "cross_compiler": cross,
         "lowering": lowering, "schedules": schedules, "dtype": "int8" if build.plan is not None else "float32",
         "kernels": kernels, "cpu_features": cpu_features(tvm_tgt),
-        "input_shape": [1, *build.config.input_shape],
+        "input_shape": [1, *(build.plan.input_shape if build.plan is not None else build.config.input_shape)],
     }, files=(LIBRARY,))
 
 

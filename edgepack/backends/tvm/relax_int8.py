@@ -79,7 +79,7 @@ def _convolution(bb, x, layer: Layer, groups: int):
     top, left, bottom, right = layer.pads
     if any(layer.pads):  # pad_width is (before, after) per axis, NCHW
         x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zp)))
-    acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.stride, padding=0, groups=groups, out_dtype="int32"))
+    acc = bb.emit(op.nn.conv2d(x, _const(w, "int8"), strides=layer.strides, padding=0, groups=groups, out_dtype="int32"))
     acc = bb.emit(op.add(acc, _const(layer.folded_bias(zp).astype(np.int32).reshape(1, -1, 1, 1), "int32")))
     return _requantize(bb, acc, layer, (1, -1, 1, 1))
 
@@ -91,7 +91,7 @@ def _conv(bb, x, layer: Layer):
 
 @TVM_LOWERINGS.register("depthwise")
 def _depthwise(bb, x, layer: Layer):
-    """One group per channel (the weights are (C, 1, k, k))."""
+    """One group per channel (the weights are (C, 1, kh, kw))."""
     return _convolution(bb, x, layer, groups=layer.weight.shape[0])
 
 
@@ -137,10 +137,10 @@ def _maxpool(bb, x, layer: Layer):
     from tvm import relax
 
     op = relax.op
-    k, (top, left, bottom, right) = layer.params.window, layer.pads
+    top, left, bottom, right = layer.pads
     if any(layer.pads):
         x = bb.emit(op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=-128.0))
-    out = bb.emit(op.nn.max_pool2d(x, pool_size=(k, k), strides=(layer.stride, layer.stride), padding=(0, 0, 0, 0)))
+    out = bb.emit(op.nn.max_pool2d(x, pool_size=layer.params.window_hw, strides=layer.strides, padding=(0, 0, 0, 0)))
     if (layer.act_min, layer.act_max) != (-128, 127):
         out = bb.emit(op.clip(out, layer.act_min, layer.act_max))
     return out

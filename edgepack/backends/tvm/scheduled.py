@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
 from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
@@ -55,10 +56,18 @@ def _reads_a_pooled_feature(layer: Layer, spatial: int) -> bool:
     return spatial == 1
 
 
+def _square_window(layer: Layer, spatial: int) -> bool:
+    """The depthwise kernels index one k x k window at one stride: a rectangular or unequally strided one
+    sends the plan to the generic route (the convs' im2col takes any (kh, kw) and (sh, sw))."""
+    kh, kw = layer.weight.shape[-2:]
+    sh, sw = layer.strides
+    return kh == kw and sh == sw
+
+
 SCHEDULED_LOWERINGS = Lowerings("TVM hand-scheduled (VNNI / NEON)")
 SCHEDULED_LOWERINGS.register("conv")(Scheduled(_conv, first=True))
 SCHEDULED_LOWERINGS.register("pointwise")(Scheduled(_pointwise, first=True))
-SCHEDULED_LOWERINGS.register("depthwise")(Scheduled(_method("depthwise")))
+SCHEDULED_LOWERINGS.register("depthwise")(Scheduled(_method("depthwise"), fits=_square_window))
 SCHEDULED_LOWERINGS.register("avgpool")(Scheduled(_method("avgpool"), fits=_global_pool))
 SCHEDULED_LOWERINGS.register("add")(Scheduled(_method("add")))
 SCHEDULED_LOWERINGS.register("fc")(Scheduled(_method("fc"), last=True, fits=_reads_a_pooled_feature))
@@ -141,6 +150,9 @@ def plan_function(plan: Plan, low):
     from tvm import relax, te
 
     SCHEDULED_LOWERINGS.check(plan)
+    if not chain_shaped(plan):  # e.g. a rectangular depthwise: lower.py sends such a plan to the generic route
+        raise UnsupportedModelError("the hand-scheduled TVM kernels take conv ... global pool ... fc plans of square "
+                                    "depthwise windows (scheduled.chain_shaped): use int8_kernels = \"generic\"")
     bb = low.bb
     x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):

@@ -297,14 +297,14 @@ class _Lowering:
         return self.bb.emit(self.relax.op.reshape(x, shape))  # a view after RewriteDataflowReshape
 
     def conv(self, x, layer: Layer, i: int, nchw_int8: bool):  # nchw_int8: reads the model input
-        """Full conv (any k, stride): im2col into A[pixels, (kh, kw, C)], then the GEMM."""
+        """Full conv (any (kh, kw), (sh, sw)): im2col into A[pixels, (kh, kw, C)], then the GEMM."""
         from tvm import te, tirx as tir
 
         w = layer.weight
         o, c, kh, kw = w.shape
         _, oh, ow = layer.output_shape
         _, h, wd = layer.input_shape
-        s, (top, left, _, _) = layer.stride, layer.pads  # bottom/right: the bounds tests below
+        (sh, sw), (top, left, _, _) = layer.strides, layer.pads  # bottom/right: the bounds tests below
         zp_u8 = layer.input_q.zero_point + 128
         if nchw_int8:  # the model input: int8 NCHW -> uint8 NHWC, channels padded to a multiple of 4
             cp = -(-c // 4) * 4
@@ -320,7 +320,7 @@ class _Lowering:
 
         def im2col(x):
             def value(y, xx, r, ci):
-                yy, xs = y * s + r // kw - top, xx * s + r % kw - left
+                yy, xs = y * sh + r // kw - top, xx * sw + r % kw - left
                 inside = tir.likely(tir.all(yy >= 0, yy < h, xs >= 0, xs < wd))
                 return tir.if_then_else(inside, x[yy, xs, ci], tir.const(zp_u8, "uint8"))
             return te.compute((oh, ow, kh * kw, cp), value, name="out")
@@ -331,7 +331,7 @@ class _Lowering:
         return self.gemm(a, w_hwc.reshape(o, -1), layer, zp_u8, f"conv_{i}")
 
     def pointwise(self, x, layer: Layer, i: int):
-        if layer.stride != 1:
+        if layer.strides != (1, 1):
             return self.conv(x, layer, i, nchw_int8=False)
         return self.gemm(x, layer.weight[:, :, 0, 0], layer, layer.input_q.zero_point + 128, f"pointwise_{i}")
 

@@ -94,12 +94,14 @@ def global_pool(r: Reader, i: int, op, value: Value, out: Tensor, in_q: QParams)
 
 @IMPORTS.register("MEAN")
 def import_mean(r: Reader, i: int, op, inputs: list[int], value: Value, out: Tensor) -> Layer:
-    """MEAN over H and W of an NHWC map: a "mean" pool, requantized as LiteRT's kernel does."""
+    """MEAN over H and W of an NHWC map (or over the length of a (1, L, C) signal, Keras'
+    GlobalAveragePooling1D): a "mean" pool, requantized as LiteRT's kernel does."""
     axes = r.operand(i, inputs, 1, "axes").data
-    axes_ok = axes is not None and axes.dtype.kind == "i" and ((-4 <= axes) & (axes < 4)).all()
-    if len(value.shape) != 3 or not axes_ok or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+    rank, over = (3, [1]) if value.signal else (4, [1, 2])
+    axes_ok = axes is not None and axes.dtype.kind == "i" and ((-rank <= axes) & (axes < rank)).all()
+    if len(value.shape) != 3 or not axes_ok or sorted(int(a) % rank for a in axes.reshape(-1)) != over:
         r.refuse(i, "does not average a (1, H, W, C) map over H and W", "only a global mean over axes [1, 2] "
-                 "fits the int8 plan")
+                 "(a signal's axis 1) fits the int8 plan")
     c, h, w = value.shape
     if int(np.prod(out.shape)) != c or out.dtype != "int8":
         r.refuse(i, f"outputs {out.dtype} {list(out.shape)}", f"a global pool outputs {c} int8 values")

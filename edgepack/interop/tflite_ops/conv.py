@@ -7,8 +7,8 @@ plan's (top, left, bottom, right) pads become SAME where they are TFLite's SAME 
 otherwise (PyTorch's symmetric 1 on such a layer) an explicit PAD (filled with the input's zero point, i.e.
 real 0) before a VALID conv.
 
-Import: OHWI / 1HWC weights become the plan's OIHW / (C, 1, KH, KW) (depth multiplier 1); SAME padding
-becomes TFLite's pads (ComputePaddingHeightWidth), a PAD before the conv is folded into its pads (the walker
+Import: OHWI / 1HWC weights become the plan's OIHW / (C, 1, KH, KW) (depth multiplier 1), any KH x KW and
+(stride_h, stride_w), both ways; SAME padding becomes TFLite's pads (ComputePaddingHeightWidth), a PAD before the conv is folded into its pads (the walker
 hands them over in the input's Value); a CONV_2D whose kernel covers the whole map at the end is the
 classifier, an fc (how edgepack's exporter writes the fc).
 """
@@ -19,6 +19,7 @@ import numpy as np
 from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_reader import Reader, Tensor, Value
 from edgepack.interop.tflite_writer import Graph, bias_scale, builtin_options, fused_activation
+from edgepack.ops.base import pair, pair_or_int
 from edgepack.plan.plan import Layer
 
 # ---- export ----------------------------------------------------------------------------------------------
@@ -26,21 +27,21 @@ from edgepack.plan.plan import Layer
 
 @EXPORTS.register("conv", "pointwise")
 def export_convolution(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
-    """CONV_2D, weights OHWI (the plan's (O, I, k, k) transposed)."""
+    """CONV_2D, weights OHWI (the plan's (O, I, KH, KW) transposed)."""
     x, padding = _padded(g, sources[0], layer, prefix)
     weight = layer.weight.transpose(0, 2, 3, 1)
     wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 0)
-    g.op("CONV_2D", [x, wt, bias], [y], padding=padding, stride=layer.stride, activation=fused_activation(layer))
+    g.op("CONV_2D", [x, wt, bias], [y], padding=padding, stride=layer.strides, activation=fused_activation(layer))
     return y
 
 
 @EXPORTS.register("depthwise")
 def export_depthwise(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
-    """DEPTHWISE_CONV_2D, weights 1HWC (the plan's (C, 1, k, k)), quantized along dimension 3."""
+    """DEPTHWISE_CONV_2D, weights 1HWC (the plan's (C, 1, KH, KW)), quantized along dimension 3."""
     x, padding = _padded(g, sources[0], layer, prefix)
     weight = layer.weight[:, 0].transpose(1, 2, 0)[None]
     wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 3)
-    g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, padding=padding, stride=layer.stride,
+    g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, padding=padding, stride=layer.strides,
          activation=fused_activation(layer))
     return y
 
@@ -50,7 +51,7 @@ def _padded(g: Graph, x: int, layer: Layer, prefix: str) -> tuple[int, str]:
     (filled with the zero point) before a VALID conv."""
     c, h, w = layer.input_shape
     _, oh, ow = layer.output_shape
-    k, s, (top, left, bottom, right) = layer.weight.shape[-1], layer.stride, layer.pads
+    k, s, (top, left, bottom, right) = tuple(layer.weight.shape[-2:]), layer.strides, layer.pads
     padding = tflite_padding(h, w, k, s, layer.pads, oh, ow)
     if padding is not None:
         return x, padding
@@ -69,12 +70,14 @@ def _weighted_conv_tensors(g: Graph, layer: Layer, prefix: str, weight: np.ndarr
     return wt, bias, g.activation(prefix, (1, oh, ow, o), layer.output_q)
 
 
-def tflite_padding(h: int, w: int, k: int, s: int, pads: tuple[int, int, int, int], oh: int, ow: int) -> str | None:
-    """"VALID" or "SAME" when one of them pads exactly as the plan's (top, left, bottom, right), else None."""
+def tflite_padding(h: int, w: int, k, s, pads: tuple[int, int, int, int], oh: int, ow: int) -> str | None:
+    """"VALID" or "SAME" when one of them pads exactly as the plan's (top, left, bottom, right), else None.
+    ``k`` and ``s``: one int, or (along H, along W)."""
     top, left, bottom, right = pads
     if not any(pads):
         return "VALID"
-    for size, out, before, after in ((h, oh, top, bottom), (w, ow, left, right)):
+    (kh, kw), (sh, sw) = pair(k), pair(s)
+    for size, out, before, after, k, s in ((h, oh, top, bottom, kh, sh), (w, ow, left, right, kw, sw)):
         same_out = -(-size // s)
         total = max((same_out - 1) * s + k - size, 0)
         if same_out != out or (total // 2, total - total // 2) != (before, after):
@@ -86,8 +89,8 @@ def tflite_padding(h: int, w: int, k: int, s: int, pads: tuple[int, int, int, in
 def _conv_options(b, tfl, o, vector):
     tfl.Conv2DOptionsStart(b)
     tfl.Conv2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
-    tfl.Conv2DOptionsAddStrideW(b, o["stride"])
-    tfl.Conv2DOptionsAddStrideH(b, o["stride"])
+    tfl.Conv2DOptionsAddStrideW(b, pair(o["stride"])[1])
+    tfl.Conv2DOptionsAddStrideH(b, pair(o["stride"])[0])
     tfl.Conv2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
     tfl.Conv2DOptionsAddDilationWFactor(b, 1)
     tfl.Conv2DOptionsAddDilationHFactor(b, 1)
@@ -98,8 +101,8 @@ def _conv_options(b, tfl, o, vector):
 def _depthwise_options(b, tfl, o, vector):
     tfl.DepthwiseConv2DOptionsStart(b)
     tfl.DepthwiseConv2DOptionsAddPadding(b, getattr(tfl.Padding, o["padding"]))
-    tfl.DepthwiseConv2DOptionsAddStrideW(b, o["stride"])
-    tfl.DepthwiseConv2DOptionsAddStrideH(b, o["stride"])
+    tfl.DepthwiseConv2DOptionsAddStrideW(b, pair(o["stride"])[1])
+    tfl.DepthwiseConv2DOptionsAddStrideH(b, pair(o["stride"])[0])
     tfl.DepthwiseConv2DOptionsAddDepthMultiplier(b, o["depth_multiplier"])
     tfl.DepthwiseConv2DOptionsAddFusedActivationFunction(b, getattr(tfl.ActivationFunctionType, o["activation"]))
     tfl.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
@@ -122,25 +125,23 @@ def import_convolution(r: Reader, i: int, op, inputs: list[int], value: Value, o
         r.refuse(i, "does not take an NHWC map", "convolutions need (1, H, W, C) tensors")
     c, h, w = shape
     _, oh, ow, o = out.shape
-    s = opts.StrideH()
-    if s != opts.StrideW() or opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
-        r.refuse(i, "has unequal strides or dilation", "the int8 plan takes equal strides and no dilation")
-    if s < 1 or opts.Padding() not in (r.tfl.Padding.SAME, r.tfl.Padding.VALID):
-        r.refuse(i, f"has stride {s} and padding {opts.Padding()}", "a stride of 1 or more and SAME or VALID "
-                 "padding are needed: convert the model again, the file is damaged")
+    s = (opts.StrideH(), opts.StrideW())
+    if opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
+        r.refuse(i, "has dilation", "the int8 plan takes no dilation")
+    if min(s) < 1 or opts.Padding() not in (r.tfl.Padding.SAME, r.tfl.Padding.VALID):
+        r.refuse(i, f"has stride {pair_or_int(s)} and padding {opts.Padding()}", "strides of 1 or more and SAME or "
+                 "VALID padding are needed: convert the model again, the file is damaged")
     out_q = out.qparams(f"--model {r.path}: op {i}")
     weight, scales = _conv_weights(r, i, opts, inputs, depthwise, c, o)
-    k = weight.shape[-1]
-    if weight.shape[-2] != k:
-        r.refuse(i, f"has a {weight.shape[-2]}x{k} kernel", "the int8 plan takes square kernels")
+    k = tuple(int(d) for d in weight.shape[-2:])
     pads = _pads(r, i, opts, value.pads, (h, w), (oh, ow), k, s)
     arrays = r.arrays(i, inputs, weight, value.q, scales, out_q)
     common = dict(input_q=value.q, output_q=out_q, arrays=arrays, **r.activation(i, opts.FusedActivationFunction(), out_q))
-    if not depthwise and i == r.last_compute and (oh, ow) == (1, 1) and (k, k) == (h, w) and not any(pads):
+    if not depthwise and i == r.last_compute and (oh, ow) == (1, 1) and k == (h, w) and not any(pads):
         fc_weight = weight.reshape(o, -1)  # OIHW flattened = the plan's CHW order
         return Layer(f"layer{i}_fc", "fc", (c * h * w,), (o,), **{**common, "arrays": {**arrays, "weight": fc_weight}})
-    kind = "depthwise" if depthwise else ("pointwise" if k == 1 and not any(pads) else "conv")
-    layer = Layer(f"layer{i}_{kind}", kind, (c, h, w), (o, oh, ow), stride=int(s), pads=pads, **common)
+    kind = "depthwise" if depthwise else ("pointwise" if k == (1, 1) and not any(pads) else "conv")
+    layer = Layer(f"layer{i}_{kind}", kind, (c, h, w), (o, oh, ow), stride=tuple(int(d) for d in s), pads=pads, **common)
     if layer.conv_output_hw() != (oh, ow):
         r.refuse(i, f"outputs {oh}x{ow}, not the {layer.conv_output_hw()} its padding and stride give",
                  "re-convert the model")
@@ -148,28 +149,29 @@ def import_convolution(r: Reader, i: int, op, inputs: list[int], value: Value, o
 
 
 def _conv_weights(r: Reader, i: int, opts, inputs: list[int], depthwise: bool, c: int, o: int):
-    """(the plan's OIHW or (C, 1, K, K) weights, their per-channel scales) from the file's OHWI / 1HWC."""
+    """(the plan's OIHW or (C, 1, KH, KW) weights, their per-channel scales) from the file's OHWI / 1HWC."""
     if depthwise:
         if opts.DepthMultiplier() not in (0, 1) or o != c:
             r.refuse(i, f"has depth multiplier {opts.DepthMultiplier()}", "use depth multiplier 1")
         weight, scales = r.weights(i, r.operand(i, inputs, 1, "weights"), "1HWC", o, 3)
         if weight.shape[0] != 1 or weight.shape[3] != c:
-            r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (1, K, K, {c})")
-        return np.ascontiguousarray(weight[0].transpose(2, 0, 1)[:, None]), scales  # (1, K, K, C) -> (C, 1, K, K)
+            r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (1, KH, KW, {c})")
+        return np.ascontiguousarray(weight[0].transpose(2, 0, 1)[:, None]), scales  # (1, KH, KW, C) -> (C, 1, KH, KW)
     weight, scales = r.weights(i, r.operand(i, inputs, 1, "weights"), "OHWI", o, 0)
     if weight.shape[3] != c:
-        r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (O, K, K, {c})")
+        r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (O, KH, KW, {c})")
     return np.ascontiguousarray(weight.transpose(0, 3, 1, 2)), scales  # OHWI -> OIHW
 
 
-def _pads(r: Reader, i: int, opts, extra_pads, hw: tuple[int, int], out_hw: tuple[int, int], k: int, s: int):
-    """The plan's (top, left, bottom, right): a folded PAD's ``extra_pads`` plus SAME's pads on the padded map."""
+def _pads(r: Reader, i: int, opts, extra_pads, hw: tuple[int, int], out_hw: tuple[int, int], k, s):
+    """The plan's (top, left, bottom, right): a folded PAD's ``extra_pads`` plus SAME's pads on the padded map
+    (``k``, ``s``: (along H, along W))."""
     (h, w), (oh, ow) = hw, out_hw
     padded_h, padded_w = h + extra_pads[0] + extra_pads[2], w + extra_pads[1] + extra_pads[3]
     same = (0, 0, 0, 0)
     if opts.Padding() == r.tfl.Padding.SAME:
-        if (oh, ow) != (-(-padded_h // s), -(-padded_w // s)):  # TFLite's SAME output size, whatever the kernel
-            r.refuse(i, f"outputs {oh}x{ow} from {padded_h}x{padded_w} at stride {s} with SAME padding",
+        if (oh, ow) != (-(-padded_h // s[0]), -(-padded_w // s[1])):  # TFLite's SAME output size, whatever the kernel
+            r.refuse(i, f"outputs {oh}x{ow} from {padded_h}x{padded_w} at stride {pair_or_int(s)} with SAME padding",
                      "convert the model again: the file is damaged")
         same = r.same_pads(padded_h, padded_w, k, s, oh, ow)
     return tuple(int(a + b) for a, b in zip(extra_pads, same))

@@ -1,13 +1,13 @@
 """maxpool as TFLite's MAX_POOL_2D, both ways.
 
-Export: MAX_POOL_2D with Pool2DOptions (filter = the window, one stride, the fused activation of the clamp);
+Export: MAX_POOL_2D with Pool2DOptions (filter = the (KH, KW) window, (stride_h, stride_w), the fused activation of the clamp);
 the plan's (top, left, bottom, right) pads are VALID when 0 and SAME where they are TFLite's SAME pads for
 that shape (the odd one bottom/right). Other pads (PyTorch's symmetric 1 where SAME would pad 0 / 1) become a
 PADV2 filled with -128 before a VALID pool: TFLite leaves padding out of the max, and -128 can only tie a
 real value of the window, never beat it (every window holds one), so the max is the same. (PAD would fill
 with the zero point, which could win.)
 
-Import: MAX_POOL_2D of square filter and one stride, SAME (TFLite's ComputePaddingHeightWidth pads) or VALID,
+Import: MAX_POOL_2D of any filter and strides, SAME (TFLite's ComputePaddingHeightWidth pads) or VALID,
 keeping its input's quantization, with a NONE / RELU / RELU6 fused activation, is the plan's maxpool.
 """
 from __future__ import annotations
@@ -28,12 +28,12 @@ from edgepack.plan.plan import Layer
 def export_max_pool(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """MAX_POOL_2D (after a PADV2 of -128 when the pads are neither SAME nor VALID)."""
     x, (c, h, w), (_, oh, ow) = sources[0], layer.input_shape, layer.output_shape
-    k, s = layer.params.window, layer.stride
-    padding = tflite_padding(h, w, k, s, layer.pads, oh, ow)
+    (kh, kw), s = layer.params.window_hw, layer.strides
+    padding = tflite_padding(h, w, (kh, kw), s, layer.pads, oh, ow)
     if padding is None:
         x, padding = _padded_with_least_int8(g, x, layer, prefix), "VALID"
     y = g.activation(prefix, (1, oh, ow, c), layer.output_q)
-    g.op("MAX_POOL_2D", [x], [y], filter_h=k, filter_w=k, stride=s, padding=padding, activation=fused_activation(layer))
+    g.op("MAX_POOL_2D", [x], [y], filter_h=kh, filter_w=kw, stride=s, padding=padding, activation=fused_activation(layer))
     return y
 
 
@@ -62,15 +62,15 @@ def _pad_v2_options(b, tfl, o, vector):
 
 @IMPORTS.register("MAX_POOL_2D")
 def import_max_pool(r: Reader, i: int, op, inputs: list[int], value: Value, out: Tensor) -> Layer:
-    """The plan's maxpool: square filter, one stride, SAME or VALID, the input's quantization kept."""
+    """The plan's maxpool: a (KH, KW) filter at (SH, SW), SAME or VALID, the input's quantization kept."""
     if len(value.shape) != 3 or len(out.shape) != 4:
         r.refuse(i, "does not take an NHWC map", "max pooling needs (1, H, W, C) tensors")
     (c, h, w), (_, oh, ow, oc) = value.shape, out.shape
     opts = r.options(op, "Pool2DOptions")
-    k, s = opts.FilterHeight(), opts.StrideH()
-    if k != opts.FilterWidth() or s != opts.StrideW() or k < 1 or s < 1:
-        r.refuse(i, f"pools {k}x{opts.FilterWidth()} at strides {s}x{opts.StrideW()}",
-                 "the int8 plan takes square max pools of one stride")
+    k, s = (int(opts.FilterHeight()), int(opts.FilterWidth())), (int(opts.StrideH()), int(opts.StrideW()))
+    if min(k) < 1 or min(s) < 1:
+        r.refuse(i, f"pools {k[0]}x{k[1]} at strides {s[0]}x{s[1]}", "filter sizes and strides of 1 or more are needed: "
+                 "the file is damaged")
     if opts.Padding() not in (r.tfl.Padding.SAME, r.tfl.Padding.VALID):
         r.refuse(i, f"has padding {opts.Padding()}", "SAME or VALID padding is needed: the file is damaged")
     out_q = out.qparams(f"--model {r.path}: op {i}")
@@ -79,5 +79,5 @@ def import_max_pool(r: Reader, i: int, op, inputs: list[int], value: Value, out:
                  "and channels")
     pads = r.same_pads(h, w, k, s, oh, ow) if opts.Padding() == r.tfl.Padding.SAME else (0, 0, 0, 0)
     return Layer(f"layer{i}_maxpool", "maxpool", (c, h, w), (c, oh, ow), input_q=value.q, output_q=out_q,
-                 stride=int(s), pads=tuple(int(p) for p in pads), params=MaxPoolParams(int(k)),
+                 stride=s, pads=tuple(int(p) for p in pads), params=MaxPoolParams(k),
                  **r.activation(i, opts.FusedActivationFunction(), out_q))

@@ -7,7 +7,7 @@
  * -------------------------------------
  * Inputs are int8 and zero points are in [-128, 127], so |x - in_zp| <= 255; weights are int8,
  * |w| <= 128. One product is at most 255 * 128 = 32640 < 2^15 in magnitude. A layer's output
- * channel c sums K products (K = in_c * k * k for conv, k * k for depthwise, in_c for pointwise
+ * channel c sums K products (K = in_c * kh * kw for conv, kh * kw for depthwise, in_c for pointwise
  * and fc) and adds bias[c]; the accumulation order here is bias first, then products, so every
  * partial sum is bounded by
  *     B(c) = |bias[c]| + max|x - in_zp| * sum_k |w[c][k]|.
@@ -88,26 +88,26 @@ int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc)
 
 void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out)
 {
-    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    const int32_t kh = l->kh, kw = l->kw, plane = l->in_h * l->in_w;
     int32_t co, oy, ox, ci, ky, kx;
     for (co = 0; co < l->out_c; co++) {
-        const int8_t *wc = l->weight + co * l->in_c * k * k;
+        const int8_t *wc = l->weight + co * l->in_c * kh * kw;
         for (oy = 0; oy < l->out_h; oy++) {
             for (ox = 0; ox < l->out_w; ox++) {
                 int32_t acc = l->bias[co];
                 for (ci = 0; ci < l->in_c; ci++) {
-                    for (ky = 0; ky < k; ky++) {
-                        const int32_t iy = oy * l->stride - l->pad_top + ky;
+                    for (ky = 0; ky < kh; ky++) {
+                        const int32_t iy = oy * l->sh - l->pad_top + ky;
                         if (iy < 0 || iy >= l->in_h) {
                             continue; /* zero padding of the centred input */
                         }
-                        for (kx = 0; kx < k; kx++) {
-                            const int32_t ix = ox * l->stride - l->pad_left + kx;
+                        for (kx = 0; kx < kw; kx++) {
+                            const int32_t ix = ox * l->sw - l->pad_left + kx;
                             if (ix < 0 || ix >= l->in_w) {
                                 continue;
                             }
                             acc += ((int32_t)in[ci * plane + iy * l->in_w + ix] - l->in_zp)
-                                   * (int32_t)wc[(ci * k + ky) * k + kx];
+                                   * (int32_t)wc[(ci * kh + ky) * kw + kx];
                         }
                     }
                 }
@@ -119,25 +119,25 @@ void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out)
 
 void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out)
 {
-    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    const int32_t kh = l->kh, kw = l->kw, plane = l->in_h * l->in_w;
     int32_t c, oy, ox, ky, kx;
     for (c = 0; c < l->out_c; c++) {
-        const int8_t *wc = l->weight + c * k * k;
+        const int8_t *wc = l->weight + c * kh * kw;
         const int8_t *xc = in + c * plane;
         for (oy = 0; oy < l->out_h; oy++) {
             for (ox = 0; ox < l->out_w; ox++) {
                 int32_t acc = l->bias[c];
-                for (ky = 0; ky < k; ky++) {
-                    const int32_t iy = oy * l->stride - l->pad_top + ky;
+                for (ky = 0; ky < kh; ky++) {
+                    const int32_t iy = oy * l->sh - l->pad_top + ky;
                     if (iy < 0 || iy >= l->in_h) {
                         continue;
                     }
-                    for (kx = 0; kx < k; kx++) {
-                        const int32_t ix = ox * l->stride - l->pad_left + kx;
+                    for (kx = 0; kx < kw; kx++) {
+                        const int32_t ix = ox * l->sw - l->pad_left + kx;
                         if (ix < 0 || ix >= l->in_w) {
                             continue;
                         }
-                        acc += ((int32_t)xc[iy * l->in_w + ix] - l->in_zp) * (int32_t)wc[ky * k + kx];
+                        acc += ((int32_t)xc[iy * l->in_w + ix] - l->in_zp) * (int32_t)wc[ky * kw + kx];
                     }
                 }
                 out[(c * l->out_h + oy) * l->out_w + ox] = ep_output(l, c, acc);
@@ -154,7 +154,7 @@ void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out)
         const int8_t *wc = l->weight + co * l->in_c;
         for (oy = 0; oy < l->out_h; oy++) {
             for (ox = 0; ox < l->out_w; ox++) {
-                const int8_t *x = in + oy * l->stride * l->in_w + ox * l->stride;
+                const int8_t *x = in + oy * l->sh * l->in_w + ox * l->sw;
                 int32_t acc = l->bias[co];
                 for (ci = 0; ci < l->in_c; ci++) {
                     acc += ((int32_t)x[ci * plane] - l->in_zp) * (int32_t)wc[ci];
@@ -275,7 +275,7 @@ void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t 
 
 void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
 {
-    const int32_t k = l->ksize, plane = l->in_h * l->in_w;
+    const int32_t kh = l->kh, kw = l->kw, plane = l->in_h * l->in_w;
     int32_t c, oy, ox, ky, kx;
     for (c = 0; c < l->out_c; c++) {
         const int8_t *xc = in + c * plane;
@@ -283,13 +283,13 @@ void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
             for (ox = 0; ox < l->out_w; ox++) {
                 /* the generator proved every window holds an input value: the max is one of them */
                 int32_t best = -128, v;
-                for (ky = 0; ky < k; ky++) {
-                    const int32_t iy = oy * l->stride - l->pad_top + ky;
+                for (ky = 0; ky < kh; ky++) {
+                    const int32_t iy = oy * l->sh - l->pad_top + ky;
                     if (iy < 0 || iy >= l->in_h) {
                         continue; /* padding takes no part in the max */
                     }
-                    for (kx = 0; kx < k; kx++) {
-                        const int32_t ix = ox * l->stride - l->pad_left + kx;
+                    for (kx = 0; kx < kw; kx++) {
+                        const int32_t ix = ox * l->sw - l->pad_left + kx;
                         if (ix >= 0 && ix < l->in_w && xc[iy * l->in_w + ix] > best) {
                             best = xc[iy * l->in_w + ix];
                         }

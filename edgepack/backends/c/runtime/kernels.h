@@ -1,6 +1,6 @@
 /* edgepack int8 kernels: the arithmetic contract of DESIGN.md (TFLite / gemmlowp).
  *
- * Tensors are int8, NCHW (no batch), contiguous. Weights are int8 (O, I/groups, K, K) or (O, I),
+ * Tensors are int8, NCHW (no batch), contiguous. Weights are int8 (O, I/groups, KH, KW) or (O, I),
  * biases int32, requantization per output channel: M = M0 * 2^shift with M0 a Q31 integer in
  * [2^30, 2^31) (or 0), shift in [-31, 31].
  *
@@ -27,13 +27,14 @@
 typedef struct {
     int32_t in_c, in_h, in_w;    /* input tensor (C, H, W); an fc input is (in_c, 1, 1) */
     int32_t out_c, out_h, out_w; /* output tensor */
-    int32_t ksize, stride;       /* square kernel (a max pool's window), equal strides */
+    int32_t kh, kw;              /* kernel (a max pool's window) height and width */
+    int32_t sh, sw;              /* strides along H and along W */
     int32_t pad_top, pad_left;   /* zero-point rows above / columns left of the input */
     int32_t pad_bottom, pad_right; /* ... below / right of it (TFLite's SAME pads these alone) */
     int32_t in_zp, out_zp;       /* zero points of input and output */
     int32_t in2_zp;              /* an add's second input zero point */
     int32_t act_min, act_max;    /* fused activation clamp in the output's int8 domain */
-    const int8_t *weight;        /* conv (O, I, K, K), depthwise (C, 1, K, K), fc (O, I) */
+    const int8_t *weight;        /* conv (O, I, KH, KW), depthwise (C, 1, KH, KW), fc (O, I) */
     const int32_t *bias;         /* (O), scale in_scale * w_scale[o], zero point 0 */
     const int32_t *multiplier;   /* (O) Q31 M0 in [2^30, 2^31), or 0; an add: (3) input a, input b, output */
     const int8_t *shift;         /* (O) M = M0 * 2^shift */
@@ -53,13 +54,13 @@ int32_t ep_requantize(int32_t acc, int32_t multiplier, int32_t shift);
 int32_t ep_requantize_single(int32_t acc, int32_t multiplier, int32_t shift);
 int8_t ep_output(const ep_layer *l, int32_t channel, int32_t acc);
 
-/* portable reference kernels: any kernel size, stride and (top, left, bottom, right) padding */
+/* portable reference kernels: any kernel (kh x kw), strides (sh, sw) and (top, left, bottom, right) padding */
 void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_pointwise(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_avgpool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out);
-/* TFLite's int8 MAX_POOL_2D: the max over each ksize x ksize window's in-bounds values (padded positions
+/* TFLite's int8 MAX_POOL_2D: the max over each kh x kw window's in-bounds values (padded positions
  * take no part), clamped to [act_min, act_max]; input and output share their quantization */
 void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
@@ -82,7 +83,8 @@ void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t 
 
 /* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
  * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
- * ones. Each falls back to its portable kernel for shapes it does not specialise. */
+ * ones. Each falls back to its portable kernel for shapes it does not specialise (the generator
+ * calls them only on 3x3 kernels with equal strides, and 1x1 stride 1). */
 /* scratch bytes (8-byte aligned buffers, planned in the arena by the generator):
  * pointwise: the int16 pairs of 4 pixels; 3x3: the input plane(s) framed by the zero point */
 #define EP_POINTWISE_FAST_SCRATCH(in_c) ((((in_c) + 3) / 4) * 32)

@@ -244,7 +244,7 @@ void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     const int32_t c4 = cin & ~3, zp = l->in_zp;
     uint32_t *buf = (uint32_t *)scratch;
     int32_t p0, co;
-    if (l->stride != 1 || l->ksize != 1 || l->pad_top || l->pad_left || l->pad_bottom || l->pad_right) {
+    if (l->sh != 1 || l->sw != 1 || l->kh != 1 || l->kw != 1 || l->pad_top || l->pad_left || l->pad_bottom || l->pad_right) {
         ep_pointwise(l, in, out);
         return;
     }
@@ -315,7 +315,7 @@ EP_INLINE void ep_plane3x3(const ep_layer *l, const int8_t *xp, int32_t planes, 
                            const uint32_t *w1, int32_t bias_raw, const ep_rq *q, int8_t *o)
 {
     const int32_t wp = l->pad_left + l->in_w + l->pad_right, pitch = wp * (l->pad_top + l->in_h + l->pad_bottom);
-    const int32_t stride = l->stride;
+    const int32_t stride = l->sh; /* the generator gives these kernels sh == sw only */
     int32_t oy, ox, p;
     for (oy = 0; oy < l->out_h; oy++, o += l->out_w) {
         const int8_t *row = xp + oy * stride * wp;
@@ -369,7 +369,7 @@ void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w;
     int8_t *xp = (int8_t *)scratch;
     int32_t c;
-    if (l->ksize != 3) {
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw) {
         ep_depthwise(l, in, out);
         return;
     }
@@ -388,7 +388,7 @@ void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratc
     const int32_t oplane = l->out_h * l->out_w;
     int8_t *xp = (int8_t *)scratch;
     int32_t co;
-    if (l->ksize != 3 || l->in_c > EP_CONV_FAST_MAX_IN) {
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || l->in_c > EP_CONV_FAST_MAX_IN) {
         ep_conv(l, in, out);
         return;
     }
