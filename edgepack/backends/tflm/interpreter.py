@@ -4,6 +4,7 @@ arena it accepts, the figure edgepack's 64-bit arena estimate is checked against
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 
 import numpy as np
@@ -58,6 +59,7 @@ def accepts(model: bytes, arena_bytes: int) -> bool:
     pid = os.fork()
     if pid == 0:  # the child: no Python cleanup, only the exit code goes back
         code = 1
+        faulthandler.disable()  # a crash here is an answer (refused), not a traceback for the parent's stderr
         try:
             load(model, arena_bytes)
             code = 0
