@@ -128,18 +128,18 @@ def _compute_layer(gm: GraphModule, node: Node, shape: tuple[int, ...], in_q: QP
     stride, padding, dilation, groups = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1]), (args[6] or 1)
     c, h, wd = shape
     kh, kw = w.shape[2:]
-    if len(set(stride)) != 1 or len(set(padding)) != 1 or tuple(dilation) != (1, 1) or kh != kw:
-        raise UnsupportedModelError(f"{node.name}: only square kernels, equal strides/padding and no dilation are supported")
+    (sh, sw), (ph, pw) = (int(stride[0]), int(stride[-1])), (int(padding[0]), int(padding[-1]))  # (H, W), or one
+    if tuple(dilation) not in ((1, 1), (1,)):
+        raise UnsupportedModelError(f"{node.name}: dilation {list(dilation)} is not supported (only 1)")
     if groups == 1:
-        kind = "pointwise" if (kh, padding[0]) == (1, 0) else "conv"
+        kind = "pointwise" if (kh, kw, ph, pw) == (1, 1, 0, 0) else "conv"
     elif groups == c == w.shape[0] and w.shape[1] == 1:
         kind = "depthwise"
     else:
         raise UnsupportedModelError(f"{node.name}: grouped conv with groups={groups} (only 1 or = channels)")
-    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
-    ow = (wd + 2 * padding[0] - kw) // stride[0] + 1
-    pads = (int(padding[0]),) * 4  # PyTorch pads symmetrically: (top, left, bottom, right) all equal
-    layer = Layer(node.name, kind, shape, (w.shape[0], oh, ow), stride=stride[0], pads=pads, **common)
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    pads = (ph, pw, ph, pw)  # PyTorch pads symmetrically per axis: (top, left, bottom, right)
+    layer = Layer(node.name, kind, shape, (w.shape[0], oh, ow), stride=(sh, sw), pads=pads, **common)
     return layer, q_out
 
 
