@@ -20,7 +20,7 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     int8 ``.tflite`` model, imported as its int8 plan: README "Commands") for ``target``.
 
     ``calibration``: model inputs, used exactly as given: a numpy array or torch tensor (N, C, H, W)
-    float, or any iterable of them (a DataLoader, a list of batches, (input, label) pairs); or a
+    float ((N, F) vectors for a model of nn.Linear layers: its input_features is F), or any iterable of them (a DataLoader, a list of batches, (input, label) pairs); or a
     file/folder path as on the CLI (pixels mapped by ``mean``/``std``). ``eval_data``: (inputs,
     labels) or an iterable of (input, label) batches, or a path; optional: without it a user model has
     no accuracy figure and fidelity is measured on the last 20% of the calibration inputs (held out
@@ -40,7 +40,10 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     if model is not None:
         check_model(model)
     cal, ev, resolution = datasets(calibration, eval_data, options.get("resolution"))
-    if resolution is not None:
+    given = cal if cal is not None else ev
+    if given is not None and given.images.ndim == 2:  # (N, F) vectors: a model of nn.Linear layers
+        options.setdefault("input_features", resolution)
+    elif resolution is not None:
         options["resolution"] = resolution
     if model is not None:
         from edgepack.frontends.torch import model_classes

@@ -91,6 +91,7 @@ class CompileConfig:
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
     equalize: bool = True  # PTQ: cross-layer equalization before quantizing (--no-equalize; quantize.equalize)
+    input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
 
     def __post_init__(self):
         self.target = check_target_name(self.target)
@@ -113,7 +114,7 @@ class CompileConfig:
             raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
         if not isinstance(self.equalize, bool):
             raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
-        for name in ("calib_size", "eval_size", "qat_epochs"):
+        for name in ("calib_size", "eval_size", "qat_epochs", "input_features"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_count(getattr(self, name), f"--{name.replace('_', '-')}"))
         check_input_path(self.checkpoint, "--checkpoint")
@@ -129,8 +130,9 @@ class CompileConfig:
         check_memory(self.alpha, self.resolution, images, self.architecture)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.resolution, self.resolution)
+    def input_shape(self) -> tuple[int, ...]:
+        """(3, R, R) images, or (F,) for a model of vectors (``input_features``)."""
+        return (self.input_features,) if self.input_features else (3, self.resolution, self.resolution)
 
     def default_output(self) -> Path:
         if self.tflite_model:  # an imported .tflite: named after its file

@@ -34,14 +34,15 @@ def _array(value) -> np.ndarray | None:
 
 
 def _batch(value, what: str, single_ok: bool = True) -> np.ndarray:
-    """One batch (B, C, H, W) or, from an iterable, one input (C, H, W), as float32 (B, C, H, W)."""
+    """One batch (B, C, H, W) or, from an iterable, one input (C, H, W), as float32 (B, C, H, W); for a model of
+    vectors (nn.Linear first) a batch (B, F) or one input (F,), as (B, F)."""
     x = _array(value)
     if x is None:
         raise DataError(f"{what} holds a {type(value).__name__}: give numpy arrays or torch tensors of model inputs (N, C, H, W)")
-    if x.ndim == 3 and single_ok:
+    if x.ndim in (1, 3) and single_ok:
         x = x[None]
-    if x.ndim != 4:
-        raise DataError(f"{what} has shape {tuple(x.shape)}: give model inputs shaped (N, C, H, W)")
+    if x.ndim not in (2, 4):
+        raise DataError(f"{what} has shape {tuple(x.shape)}: give model inputs shaped (N, C, H, W), or (N, F) vectors")
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{what} has dtype {x.dtype}: give float model inputs, preprocessed as the model expects")
     return x.astype(np.float32, copy=False)
@@ -94,7 +95,9 @@ def labelled_of(value, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 def check_shape(images: np.ndarray, what: str, resolution: int | None, given_by: str = "", channels: int = 3) -> int:
     """The inputs' resolution (square H = W); a ``resolution`` given (``given_by`` names where it
-    came from: the option, or the other inputs) that differs is an error naming both."""
+    came from: the option, or the other inputs) that differs is an error naming both. Vectors (N, F): F."""
+    if images.ndim == 2:
+        return int(images.shape[1])
     _, c, h, w = images.shape
     if c != channels or h != w:
         raise DataError(f"{what} has inputs of shape ({c}, {h}, {w}): give ({channels}, R, R) inputs, square and {channels}-channel")

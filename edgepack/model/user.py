@@ -98,8 +98,9 @@ def probe_forward(model, input_shape: tuple[int, ...], name: str) -> None:
     import torch
 
     batch = (2, *input_shape)
-    fix = (f"it must take edgepack's {input_shape[0]}-channel {input_shape[1]}x{input_shape[2]} images, float32 {batch}, "
-           "and return (N, classes) logits")
+    what = (f"vectors of {input_shape[0]} values" if len(input_shape) == 1
+            else f"{input_shape[0]}-channel {input_shape[1]}x{input_shape[2]} images")
+    fix = f"it must take edgepack's {what}, float32 {batch}, and return (N, classes) logits"
     training = model.training
     model.eval()
     try:

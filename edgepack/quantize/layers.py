@@ -57,6 +57,7 @@ LAYERS = (
                ("lut",), functional=True),
     TorchLayer("Flatten", (nn.Flatten,), frozenset(RESHAPE_OPS)),
     TorchLayer("Linear", (nn.Linear,), frozenset({aten.linear.default}), ("fc",)),
+    TorchLayer("BatchNorm1d (after a Linear)", (nn.BatchNorm1d,), frozenset(BATCHNORM_OPS)),  # folded into it
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),
     TorchLayer("* (multiply)", (), frozenset(MUL_OPS), ("mul",)),
     TorchLayer("torch.cat (channels)", (), frozenset(CAT_OPS), ("concat",)),
