@@ -1,6 +1,9 @@
-"""``fc``: the fully connected classifier, (C, H, W) or (F,) -> (O,), weights (O, features) int8 with
-per-channel requantization. Its ``FcParams.rounding`` is "double" (gemmlowp's two roundings, the plan's own)
-or "single" (acc * M rounded once, TFLite's FULLY_CONNECTED; README "Arithmetic")."""
+"""``fc``: a fully connected layer, (C, H, W) or (F,) -> (O,), weights (O, features) int8 with per-channel
+requantization: the classifier after a pool or a flatten, or any layer of an FC-only chain on a vector input
+(an autoencoder's 640 -> 128 -> 8 -> 128 -> 640). It may end a plan (``classifier``): its output is then the
+model's, class logits or any other values (bench measures unlabelled outputs for fidelity, not accuracy).
+Its ``FcParams.rounding`` is "double" (gemmlowp's two roundings, the plan's own) or "single" (acc * M rounded
+once, TFLite's FULLY_CONNECTED; README "Arithmetic")."""
 from __future__ import annotations
 
 import math
@@ -49,4 +52,4 @@ def fc_problems(plan, i: int) -> list[str]:
 
 
 FC = register(Op("fc", fc_reference, fc_problems, params=FcParams, weighted=True,
-                 summary="fully connected classifier", classifier=True))
+                 summary="fully connected layer (a classifier, or a chain on vectors)", classifier=True))
