@@ -26,6 +26,29 @@ class WeightGranularity(str, enum.Enum):
     PER_TENSOR = "per-tensor"
 
 
+class CalibrationMethod(str, enum.Enum):
+    """How PTQ picks each activation's int8 range from the calibration inputs (edgepack.quantize.quantizer)."""
+    HISTOGRAM = "histogram"  # the range that minimizes the quantization error of the observed histogram (default)
+    MINMAX = "minmax"  # the smallest and largest value seen: no clipping, coarser steps
+    MOVING_AVERAGE = "moving-average"  # min/max averaged over calibration batches (TensorFlow's QAT observer)
+    PERCENTILE = "percentile"  # the 0.01% and 99.99% points of the histogram: rare outliers are clipped
+
+
+def check_calibration_method(method, quant: QuantMode) -> CalibrationMethod | None:
+    """PTQ's activation observer (histogram when not given); QAT learns its ranges, fp32 has none."""
+    if method is None:
+        return CalibrationMethod.HISTOGRAM if quant == QuantMode.PTQ else None
+    try:
+        method = CalibrationMethod(method)
+    except ValueError:
+        raise ConfigError(f"calibration method '{method}' is unknown: use "
+                          f"{', '.join(m.value for m in CalibrationMethod)}") from None
+    if quant != QuantMode.PTQ:
+        raise ConfigError(f"--calibration-method {method.value} applies to PTQ, not --quant {quant.value} "
+                          "(QAT learns its activation ranges): drop it")
+    return method
+
+
 def check_input_path(spec, flag: str) -> None:
     """A data or checkpoint path must exist; say what it is when it is the wrong kind of thing."""
     if spec is None or str(spec) == "digits":
@@ -91,6 +114,7 @@ class CompileConfig:
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
     equalize: bool = True  # PTQ: cross-layer equalization before quantizing (--no-equalize; quantize.equalize)
+    calibration_method: CalibrationMethod | None = None  # PTQ activation ranges (--calibration-method); None: histogram
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
 
     def __post_init__(self):
@@ -112,6 +136,7 @@ class CompileConfig:
             self.weight_granularity = WeightGranularity(self.weight_granularity)
         except ValueError:
             raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
+        self.calibration_method = check_calibration_method(self.calibration_method, self.quant)
         if not isinstance(self.equalize, bool):
             raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
         for name in ("calib_size", "eval_size", "qat_epochs", "input_features"):

@@ -178,8 +178,16 @@ def debug_artifact(artifact, images: int = 32, model: nn.Module | str | None = N
     worst = ranked[:worst_count(len(ranked))]
     return {"artifact": str(folder), "images": len(data), "inputs": data.source,
             "quantization": manifest["quantization"].get("weights"),
+            "calibration_method": manifest["quantization"].get("activation_calibration"),
             "layers": rows, "worst": [r["layer"] for r in worst],
             "breaking": [r["layer"] for r in ranked if r["isolated_sqnr_db"] < BREAKING_SQNR_DB]}
+
+
+def clipped_percent(y: np.ndarray, q) -> float:
+    """Share of the fp32 outputs outside the int8 range calibration chose (by more than half a step): what
+    a percentile or histogram range gives up to spend its steps on the rest."""
+    low, high = (-128.5 - q.zero_point) * q.scale, (127.5 - q.zero_point) * q.scale
+    return float(100 * np.mean((y < low) | (y > high)))
 
 
 def worst_count(layers: int) -> int:
@@ -205,14 +213,15 @@ def _rows(plan: Plan, io: list, images: np.ndarray, cumulative: list) -> list[di
                                                    for j in plan.inputs_of(i)))]
                 y = derived[1]
         row = {"layer": layer.name, "module": module, "kind": layer.kind, "isolated_sqnr_db": None,
-               "isolated_max_abs_error": None, "cumulative_sqnr_db": None,
+               "isolated_max_abs_error": None, "cumulative_sqnr_db": None, "clipped_percent": None,
                "weight_range_spread": weight_spread(layer) if "weight" in layer.arrays else None,
                "per_tensor_weights": bool("weight_scale" in layer.arrays and len(np.unique(layer.arrays["weight_scale"])) == 1)}
         if sources is not None:
             isolated = layer.output_q.dequantize(reference.kernel(layer, *sources))
             y = y.reshape(isolated.shape)
             row.update(isolated_sqnr_db=sqnr_db(y, isolated), isolated_max_abs_error=float(np.abs(y - isolated).max()),
-                       cumulative_sqnr_db=sqnr_db(y, layer.output_q.dequantize(q_out).reshape(y.shape)))
+                       cumulative_sqnr_db=sqnr_db(y, layer.output_q.dequantize(q_out).reshape(y.shape)),
+                       clipped_percent=clipped_percent(y, layer.output_q))
         rows.append(row)
     return rows
 
@@ -231,16 +240,17 @@ def format_debug(d: dict) -> str:
     rows = d["layers"]
     width = max([22] + [len(r.get("module") or r["layer"]) + 2 for r in rows])
     before = any(r.get("weight_range_spread_before_equalization") for r in rows)
-    lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']}; {d['inputs']})",
-             f"{'layer':<{width}}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'w spread':>10}"
-             + (f"{'before CLE':>12}" if before else "")]
+    method = f", {d['calibration_method']} activation ranges" if d.get("calibration_method") else ""
+    lines = [f"per-layer int8 vs fp32 on {d['images']} calibration images ({d['quantization']}{method}; {d['inputs']})",
+             f"{'layer':<{width}}{'kind':<11}{'isolated SQNR dB':>17}{'max |err|':>11}{'cumulative dB':>15}{'clipped %':>10}"
+             f"{'w spread':>10}" + (f"{'before CLE':>12}" if before else "")]
     for r in rows:
         spread = f"{r['weight_range_spread']:.0f}x" if r["weight_range_spread"] else ""
         was = r.get("weight_range_spread_before_equalization")
         mark = "  <- worst" if r["layer"] in d["worst"] else ""
         lines.append(f"{r.get('module') or r['layer']:<{width}}{r['kind']:<11}{_figure(r['isolated_sqnr_db'], '.1f'):>17}"
                      f"{_figure(r['isolated_max_abs_error'], '.4f'):>11}{_figure(r['cumulative_sqnr_db'], '.1f'):>15}"
-                     f"{spread:>10}" + (f"{f'{was:.0f}x' if was else '':>12}" if before else "") + mark)
+                     f"{_figure(r.get('clipped_percent'), '.2f'):>10}{spread:>10}" + (f"{f'{was:.0f}x' if was else '':>12}" if before else "") + mark)
     name = {r["layer"]: r for r in rows}
     lines.append("worst layers (isolated SQNR): " + ", ".join(
         f"{name[n].get('module') or n} ({name[n]['kind']})" for n in d["worst"]))

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                    "its input quantization); recorded in the manifest, reused by bench and debug")
     p.add_argument("--std", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
     p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
+    p.add_argument("--calibration-method", metavar="METHOD",
+                   help="PTQ activation ranges: histogram (default: the range with the least quantization error), "
+                        "minmax, moving-average or percentile (99.99%%: outliers clipped); recorded in the manifest")
     p.add_argument("--no-equalize", action="store_true", help="PTQ: skip cross-layer equalization (on by default: it "
                    "evens out per-channel weight ranges so per-tensor weights keep their accuracy; recorded in the manifest)")
     p.add_argument("-o", "--output", help="artifact folder (default artifacts/<model>_<alpha>_<res>_<target>_<quant>, "
@@ -80,6 +83,7 @@ def _torch_config(args):
         target=args.target, alpha=args.alpha, resolution=args.resolution,
         classes=args.classes if args.classes is not None else 10, model_name=model_name,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
+        calibration_method=args.calibration_method,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
@@ -89,7 +93,8 @@ def _torch_config(args):
 
 # Flags that shape a torch model's quantization: an imported .tflite is already int8.
 _NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration", "calib_size": "--calib-size",
-                   "random_head": "--random-head", "no_equalize": "--no-equalize"}
+                   "random_head": "--random-head", "no_equalize": "--no-equalize",
+                   "calibration_method": "--calibration-method"}
 
 
 def _tflite_config(args):

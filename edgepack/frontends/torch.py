@@ -133,7 +133,9 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
                                                     else (folded, {"applied": False}))
     with timed(times, "quantize"):
         if config.quant == QuantMode.PTQ:
-            converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity)
+            converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity,
+                                     calibration_method=config.calibration_method)
+            quantization["activation_calibration"] = config.calibration_method.value
         elif config.quant == QuantMode.QAT:
             train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
             converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,

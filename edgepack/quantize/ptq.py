@@ -9,7 +9,7 @@ from edgepack.data import Dataset
 from edgepack.errors import DataError
 from edgepack.progress import progress
 from edgepack.quantize.layers import remove_no_ops
-from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
+from edgepack.quantize.quantizer import CalibrationMethod, EdgepackQuantizer, WeightGranularity, check_graph_ops
 
 MAX_BATCH = 1024
 
@@ -36,6 +36,7 @@ def check_calibration(data: Dataset, input_shape: tuple[int, ...]) -> None:
 def quantize_ptq(
     folded: nn.Module, calibration: Dataset, input_shape: tuple[int, ...],
     granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, batch: int = 32,
+    calibration_method: CalibrationMethod = CalibrationMethod.HISTOGRAM,
 ) -> torch.fx.GraphModule:
     """Calibrate observers on ``calibration`` and return the converted (quantize/dequantize) graph."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -44,7 +45,7 @@ def quantize_ptq(
     images = torch.from_numpy(np.ascontiguousarray(calibration.images))
     exported = remove_no_ops(export(folded, images[:2]).module())
     check_graph_ops(exported)
-    prepared = prepare_pt2e(exported, EdgepackQuantizer(granularity))
+    prepared = prepare_pt2e(exported, EdgepackQuantizer(granularity, calibration_method=calibration_method))
     for start in progress(range(0, len(images), batch), "calibrating", unit="batch"):
         prepared(images[start:start + batch])
     return convert_pt2e(prepared)

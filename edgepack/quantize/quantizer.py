@@ -24,7 +24,7 @@ from torchao.quantization.pt2e.quantizer import (
     SharedQuantizationSpec,
 )
 
-from edgepack.config import WeightGranularity  # noqa: F401 (re-exported)
+from edgepack.config import CalibrationMethod, WeightGranularity  # noqa: F401 (re-exported)
 from edgepack.errors import UnsupportedModelError
 from edgepack.quantize.layers import (ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, COMPUTE_OPS,  # noqa: F401 (re-exported)
                                       MAXPOOL_OPS, SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS, max_pool_geometry)
@@ -52,11 +52,36 @@ def check_graph_ops(model: torch.fx.GraphModule) -> None:
                 f"{node.name}: operator {name} is not supported by the int8 plan: build the model from {SUPPORTED_LAYERS}")
 
 
-def activation_spec(qat: bool) -> QuantizationSpec:
+class PercentileObserver(obs.HistogramObserver):
+    """The activation range between the 0.01% and 99.99% points of the observed histogram: the rare outliers a
+    min/max range spends its int8 steps on are clipped instead (TensorRT's percentile calibration)."""
+
+    PERCENTILE = 99.99
+
+    def calculate_qparams(self):
+        if self.min_val == float("inf") or self.histogram.sum() == 0:
+            return super().calculate_qparams()
+        cdf = torch.cumsum(self.histogram, 0) / self.histogram.sum()
+        tail = 1 - self.PERCENTILE / 100
+        width = (self.max_val - self.min_val) / self.bins
+        low = int(torch.searchsorted(cdf, torch.tensor(tail, dtype=cdf.dtype)))
+        high = int(torch.searchsorted(cdf, torch.tensor(1 - tail, dtype=cdf.dtype)))
+        return self._calculate_qparams(self.min_val + low * width, self.min_val + (high + 1) * width)
+
+
+_ACTIVATION_OBSERVERS = {
+    CalibrationMethod.HISTOGRAM: obs.HistogramObserver,
+    CalibrationMethod.MINMAX: obs.MinMaxObserver,
+    CalibrationMethod.MOVING_AVERAGE: obs.MovingAverageMinMaxObserver,
+    CalibrationMethod.PERCENTILE: PercentileObserver,
+}
+
+
+def activation_spec(qat: bool, method: CalibrationMethod = CalibrationMethod.HISTOGRAM) -> QuantizationSpec:
     if qat:
         ctr = FakeQuantize.with_args(observer=obs.MovingAverageMinMaxObserver)
     else:
-        ctr = obs.HistogramObserver.with_args(eps=2**-12)
+        ctr = _ACTIVATION_OBSERVERS[CalibrationMethod(method)].with_args(eps=2**-12)
     return QuantizationSpec(
         dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
         is_dynamic=False, observer_or_fake_quant_ctr=ctr,
@@ -113,13 +138,15 @@ def is_activation(node: Node) -> bool:
 class EdgepackQuantizer(Quantizer):
     """Annotates a torch.export graph with edgepack's int8 scheme (PTQ observers or QAT fake-quant)."""
 
-    def __init__(self, granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, qat: bool = False):
+    def __init__(self, granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, qat: bool = False,
+                 calibration_method: CalibrationMethod = CalibrationMethod.HISTOGRAM):
         super().__init__()
         self.granularity = WeightGranularity(granularity)
         self.qat = qat
+        self.calibration_method = CalibrationMethod(calibration_method)
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-        act, weight = activation_spec(self.qat), weight_spec(self.granularity, self.qat)
+        act, weight = activation_spec(self.qat, self.calibration_method), weight_spec(self.granularity, self.qat)
         for node in model.graph.nodes:
             if node.op != "call_function" or "quantization_annotation" in node.meta:
                 continue

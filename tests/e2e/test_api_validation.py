@@ -38,6 +38,11 @@ SAME_MESSAGE = {
                                  ["compile", "--target", "host", "--calibration", "{fifo}", "-o", "{out}"]),
     "compile eval-data FIFO": (lambda p: edgepack.compile(target="host", eval_data=p["fifo"], output=p["out"]),
                                ["compile", "--target", "host", "--eval-data", "{fifo}", "-o", "{out}"]),
+    "compile calibration-method bogus": (lambda p: edgepack.compile(target="host", calibration_method="bogus", output=p["out"]),
+                                         ["compile", "--target", "host", "--calibration-method", "bogus", "-o", "{out}"]),
+    "compile calibration-method with qat": (
+        lambda p: edgepack.compile(target="host", quant="qat", calibration_method="minmax", output=p["out"]),
+        ["compile", "--target", "host", "--quant", "qat", "--calibration-method", "minmax", "-o", "{out}"]),
     "compile calibration ''": (lambda p: edgepack.compile(target="host", calibration="", output=p["out"]),
                                ["compile", "--target", "host", "--calibration", "", "-o", "{out}"]),
 }

@@ -111,3 +111,20 @@ def test_debug_names_the_layers_a_per_tensor_collapse_starts_from(equalize, tmp_
         assert rows["conv1"]["weight_range_spread_before_equalization"] > 50 > 5 > rows["conv1"]["weight_range_spread"]
         assert d["breaking"] == [] and all(r["isolated_sqnr_db"] > 30 for r in d["layers"]), text
         assert "before CLE" in text and "break the int8 model (isolated SQNR < 15 dB): none" in text
+
+
+def test_calibration_method_is_recorded_and_debug_reports_what_each_layer_clips(residual_artifact, tmp_path):
+    _, model, calibration = residual_artifact
+    out = edgepack.compile(model=model, target="host", calibration=calibration, calibration_method="minmax",
+                           output=str(tmp_path / "minmax"))
+    import json
+
+    assert json.loads((out / "manifest.json").read_text())["quantization"]["activation_calibration"] == "minmax"
+    seen = json.loads((out / "manifest.json").read_text())["quantization"]["calibration"]["images"]  # 80% of them
+    d = edgepack.debug(out, images=seen, model=model, calibration=calibration[:seen])
+    assert d["calibration_method"] == "minmax" and "minmax activation ranges" in format_debug(d)
+    # min/max over the very inputs debug runs: nothing is clipped; the default histogram search clips some layer
+    assert all(r["clipped_percent"] == 0 for r in d["layers"] if r["clipped_percent"] is not None), d["layers"]
+    histogram = edgepack.debug(residual_artifact[0], images=seen, model=model, calibration=calibration[:seen])
+    assert histogram["calibration_method"] == "histogram"
+    assert max(r["clipped_percent"] or 0 for r in histogram["layers"]) > 0, histogram["layers"]
