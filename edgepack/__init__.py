@@ -33,6 +33,13 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     equalization, default True), calib_size, eval_size, qat_epochs, output, mean, std, target_dirs: folders
     of your own target files, searched before the built-in ones (see edgepack.targets), sign_key: an
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
+
+    The accuracy gate (edgepack.quantize.gate): ``max_accuracy_drop`` (points, labelled eval data) and
+    ``min_fp32_agreement`` (percent, unlabelled) limit how far int8 may fall from fp32, checked as the CLI's
+    --max-accuracy-drop / --min-fp32-agreement (default: the target file's [accuracy_gate]). Over the limit the
+    artifact is still written (verified, signed, its manifest recording the failure) and this raises
+    edgepack.errors.AccuracyGateError (a CheckFailed: the CLI's exit 1) naming the figure, the limit and the
+    worst layer; its ``artifact`` is the folder and ``gate`` the manifest's record.
     """
     check_target_name(target)
     if is_tflite_spec(model):
@@ -54,7 +61,11 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
                            eval_data=None if is_in_memory(eval_data) else eval_data, **options)
     if ev is not None:  # labels 0..classes-1, as the CLI's files are checked (edgepack.data.load_dataset)
         check_labels(ev, config.classes)
-    return compile_model(config, model, calibration_data=cal, eval_set=ev)
+    folder = compile_model(config, model, calibration_data=cal, eval_set=ev)
+    from edgepack.benchmark.accuracy_gate import enforce
+
+    enforce(folder, model, None if cal is None else cal.images)  # the CLI's exit 1: AccuracyGateError
+    return folder
 
 
 def _compile_tflite(path, target: str, eval_data=None, **options):

@@ -153,6 +153,7 @@ def run_pipeline(config: CompileConfig, target: Target, source: Source, times: d
         else:
             golden_x, golden_y = source.evalset.images[:GOLDEN_IMAGES], source.fp32_logits[:GOLDEN_IMAGES].astype(np.float32)
             ref = tflite = None
+        metrics["accuracy_gate"] = accuracy_gate(config, target, source, ref, metrics, log)
         np.save(folder / "golden_input.npy", golden_x)
         np.save(folder / "golden_output.npy", golden_y)
         build = Build(config, target, source.folded, source.plan, onnx_file, golden_x, golden_y, source.evalset.images,
@@ -166,6 +167,26 @@ def run_pipeline(config: CompileConfig, target: Target, source: Source, times: d
     LOG.debug("stage times (s): " + json.dumps(times))  # also in the manifest; the CLI shows it with --verbose
     log(f"artifact written to {out}")
     return out
+
+
+def accuracy_gate(config: CompileConfig, target: Target, source: Source, ref: np.ndarray | None, metrics: dict,
+                  log) -> dict:
+    """The manifest's metrics.accuracy_gate (edgepack.quantize.gate): the int8 reference's logits against the fp32
+    model's on the eval images, judged against the given limits, else the target's, else the defaults. Over the
+    limit the artifact is still written, recording the failure; the API and the CLI then refuse it (exit 1)."""
+    from edgepack.quantize import gate  # imports torch (edgepack.quantize): only after the front end did
+
+    if ref is None:
+        record = gate.not_applicable("an fp32 compile (--quant none): no int8 model")
+    elif source.fp32_logits is None:
+        record = gate.not_applicable("an imported int8 model: no fp32 model to compare with")
+    else:
+        drop, agreement = gate.limits(config.max_accuracy_drop, config.min_fp32_agreement, target.accuracy_gate,
+                                      target.name)
+        record = gate.judge(source.fp32_logits, ref, source.evalset.labels, drop, agreement,
+                            (metrics.get("int8_vs_fp32") or {}).get("sqnr_db"))
+    log(f"accuracy gate: {'FAIL' if record.get('passed') is False else 'pass'}: {gate.describe(record)}")
+    return record
 
 
 def _int8_checks(source: Source, folder: Path, metrics: dict, times: dict, log):

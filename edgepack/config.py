@@ -9,7 +9,7 @@ from pathlib import Path
 from edgepack.errors import CheckpointError, ConfigError, DataError
 from edgepack.model.builtin import max_alpha
 from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument,
-                               check_resolution, check_target_name, file_kind)
+                               check_resolution, check_target_name, file_kind, shown)
 
 DEFAULT_CALIBRATION_IMAGES, DEFAULT_EVAL_IMAGES = 180, 360  # the bundled digits split
 SHIPPED_CLASSES = 10  # the shipped weights classify the 10 digits
@@ -47,6 +47,36 @@ def check_calibration_method(method, quant: QuantMode) -> CalibrationMethod | No
         raise ConfigError(f"--calibration-method {method.value} applies to PTQ, not --quant {quant.value} "
                           "(QAT learns its activation ranges): drop it")
     return method
+
+
+def _percentage(value) -> float | None:
+    """``value`` as a number from 0 to 100 (a bool, NaN or infinity is none), else None."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number <= 100 and math.isfinite(number) and not isinstance(value, bool) else None
+
+
+def check_max_accuracy_drop(value, flag: str = "--max-accuracy-drop") -> float:
+    """The accuracy gate's limit on int8's accuracy below fp32, in points (edgepack.quantize.gate)."""
+    number = _percentage(value)
+    if number is None:
+        raise ConfigError(f"{flag} {shown(value)} is not a number of points from 0 to 100: pass e.g. {flag} 1.0 "
+                          "(how far int8 accuracy may fall below fp32)")
+    return number
+
+
+def check_min_fp32_agreement(value, flag: str = "--min-fp32-agreement") -> float:
+    """The accuracy gate's limit on int8's top-1 agreement with fp32 (unlabelled eval data), in percent: a value
+    in (0, 1] is refused as a fraction given where a percentage belongs (it would turn the gate off)."""
+    number = _percentage(value)
+    if number is None or 0 < number <= 1:
+        raise ConfigError(f"{flag} {shown(value)} is not a percentage from 0 to 100 (above 1, or 0 for no limit): "
+                          f"pass e.g. {flag} 97, not the fraction 0.97")
+    return number
 
 
 def check_input_path(spec, flag: str) -> None:
@@ -114,6 +144,8 @@ class CompileConfig:
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
     equalize: bool = True  # PTQ: cross-layer equalization before quantizing (--no-equalize; quantize.equalize)
+    max_accuracy_drop: float | None = None  # the accuracy gate's limits (edgepack.quantize.gate); None: the target
+    min_fp32_agreement: float | None = None  # file's [accuracy_gate], else the gate's defaults
     calibration_method: CalibrationMethod | None = None  # PTQ activation ranges (--calibration-method); None: histogram
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
 
@@ -139,6 +171,10 @@ class CompileConfig:
         self.calibration_method = check_calibration_method(self.calibration_method, self.quant)
         if not isinstance(self.equalize, bool):
             raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
+        if self.max_accuracy_drop is not None:
+            self.max_accuracy_drop = check_max_accuracy_drop(self.max_accuracy_drop)
+        if self.min_fp32_agreement is not None:
+            self.min_fp32_agreement = check_min_fp32_agreement(self.min_fp32_agreement)
         for name in ("calib_size", "eval_size", "qat_epochs", "input_features"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_count(getattr(self, name), f"--{name.replace('_', '-')}"))

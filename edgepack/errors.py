@@ -71,6 +71,15 @@ class VerificationError(CheckFailed):
     """A backend's output differs from the int8 reference (or torch, for fp32) at compile."""
 
 
+class AccuracyGateError(CheckFailed):
+    """The int8 model fell past the accuracy gate's limit against its fp32 model (edgepack.quantize.gate). The
+    artifact is written, complete and signed, and its manifest records the failure: ``artifact`` is its folder,
+    ``gate`` the manifest's metrics.accuracy_gate record."""
+
+    artifact = None
+    gate: dict | None = None
+
+
 class BudgetError(CheckFailed):
     """The model does not fit a target's flash / RAM budget: bad input for that target (exit 2), whether the
     early estimate or the compile's own figures find it."""

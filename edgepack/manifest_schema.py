@@ -211,11 +211,14 @@ class Metrics:
     int8_accuracy: float | None = None
     sqnr_db: float | None = None  # int8 reference vs fp32; None for fp32 and imported artifacts
     accuracy_note: str = "no labelled eval data"  # why there is no accuracy figure (older artifacts did not say)
+    accuracy_gate: dict | None = None  # int8 vs fp32 judged at compile (edgepack.quantize.gate); older artifacts: None
 
     @classmethod
     def from_json(cls, m: dict) -> "Metrics":
         sqnr = (m.get("int8_vs_fp32") or {}).get("sqnr_db")
-        return cls(m.get("fp32_accuracy"), m.get("int8_accuracy"), sqnr, m.get("accuracy_note", cls.accuracy_note))
+        gate = m.get("accuracy_gate")
+        return cls(m.get("fp32_accuracy"), m.get("int8_accuracy"), sqnr, m.get("accuracy_note", cls.accuracy_note),
+                   gate if isinstance(gate, dict) else None)
 
 
 @dataclass(frozen=True)

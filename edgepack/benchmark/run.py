@@ -19,6 +19,7 @@ from edgepack.evaluate import accuracy, agreement, max_abs_diff, sqnr_db
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
+from edgepack.quantize import gate
 
 MIN_AGREEMENT = 0.99
 
@@ -81,6 +82,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
                               "sqnr_db_vs_reference": _sqnr_or_none(ref, logits),
                               "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db}
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
+    checks.extend(_gate_check(manifest, report["accuracy"], len(data)))
     report["latency"] = runner.latency(data.images[0], warmup, count)
     if report["latency"] is None:
         report["latency_note"] = f"{runner.device} is emulated: its wall-clock times are not device latencies"
@@ -91,6 +93,24 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
+
+
+def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) -> list[Check]:
+    """The compile's accuracy gate (edgepack.quantize.gate: int8 vs the fp32 model) as a check; the drop is judged
+    again with this device's accuracy when it ran all the compile's labelled eval images. None for artifacts
+    the gate does not judge (fp32, imported int8) or that predate it."""
+    record = manifest.metrics.accuracy_gate
+    if not record or not record.get("applies"):
+        return []
+    if device_accuracy is not None:
+        record = gate.with_device_accuracy(record, device_accuracy, images)
+    drop = record["measure"] == "accuracy_drop_points"
+    value = (f"drop {record['value']:.2f} points" if drop else f"agreement {record['value']:.2f}%") + \
+        f" on {record['images']} images ({record['images_apart']} images apart)"
+    unit = (" point" + "s" * (record["limit"] != 1)) if drop else "%"
+    expected = (f"{'<=' if drop else '>='} {record['limit']:g}{unit} ({record['limit_origin']}; "
+                f"{gate.TOLERANCE_NOTE})")
+    return [Check("accuracy gate: int8 vs fp32", record["passed"], value, expected)]
 
 
 def _sqnr_or_none(ref: np.ndarray, got: np.ndarray) -> float | None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepack.cli.flags import add_targets_flag, positive_int
+from edgepack.cli.flags import FlagType, add_targets_flag, positive_int
 from edgepack.compiler import compile_locked, preflight
-from edgepack.config import CompileConfig
+from edgepack.config import CompileConfig, check_max_accuracy_drop, check_min_fp32_agreement
 from edgepack.errors import ConfigError
 from edgepack.frontends.tflite import compile_config
 from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
@@ -46,6 +46,14 @@ def add_parser(sub) -> None:
                         "minmax, moving-average or percentile (99.99%%: outliers clipped); recorded in the manifest")
     p.add_argument("--no-equalize", action="store_true", help="PTQ: skip cross-layer equalization (on by default: it "
                    "evens out per-channel weight ranges so per-tensor weights keep their accuracy; recorded in the manifest)")
+    p.add_argument("--max-accuracy-drop", metavar="POINTS", type=FlagType(check_max_accuracy_drop),
+                   help="accuracy gate: the most int8 accuracy may fall below fp32 on labelled eval data, in points "
+                   "(default: the target file's [accuracy_gate], 1.0 for the built-in targets); over it the artifact "
+                   "is written and records the failure, and compile exits 1 naming the worst layer (a difference of "
+                   "one eval image never fails)")
+    p.add_argument("--min-fp32-agreement", metavar="PCT", type=FlagType(check_min_fp32_agreement),
+                   help="accuracy gate without labels: the least int8 top-1 agreement with fp32, in percent (default: "
+                   "the target file's, 97 for the built-in targets)")
     p.add_argument("-o", "--output", help="artifact folder (default artifacts/<model>_<alpha>_<res>_<target>_<quant>, "
                    "with --model artifacts/<classname>_<res>_<target>_<quant>); "
                    "an existing one is replaced only if it is an unchanged edgepack artifact")
@@ -69,6 +77,9 @@ def run(args) -> int:
             check_model(model)  # float32 weights on the CPU, as the Python API checks
             config.classes = model_classes(model, args.classes)
         compile_locked(config, target, model)  # its lines: the edgepack logger, shown by the CLI (not with --quiet)
+    from edgepack.benchmark.accuracy_gate import enforce
+
+    enforce(config.output_path(), model)  # over the limit: AccuracyGateError, exit 1, the artifact kept
     return 0
 
 
@@ -88,12 +99,14 @@ def _torch_config(args):
         eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture, equalize=not args.no_equalize,
+        max_accuracy_drop=args.max_accuracy_drop, min_fp32_agreement=args.min_fp32_agreement,
     )
 
 
 # Flags that shape a torch model's quantization: an imported .tflite is already int8.
 _NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration", "calib_size": "--calib-size",
                    "random_head": "--random-head", "no_equalize": "--no-equalize",
+                   "max_accuracy_drop": "--max-accuracy-drop", "min_fp32_agreement": "--min-fp32-agreement",
                    "calibration_method": "--calibration-method"}
 
 

@@ -119,6 +119,22 @@ class Tolerances(Table):
     cost_increase: float | None = setting(*BACKENDS)
 
 
+@dataclass(frozen=True)
+class AccuracyGate(Table):
+    """[accuracy_gate]: how far compile's int8 model may fall from the fp32 model it was quantized from
+    (edgepack.quantize.gate; the --max-accuracy-drop / --min-fp32-agreement flags override it)."""
+    max_accuracy_drop_points: float | None = setting(*BACKENDS)  # labelled eval data: fp32 - int8 accuracy
+    min_fp32_agreement_percent: float | None = setting(*BACKENDS)  # unlabelled: int8 top-1 agreement with fp32
+
+
+def _check_accuracy_gate(gate: AccuracyGate, where: str) -> None:
+    """Both limits are in [0, 100]; an agreement in (0, 1] is a fraction given where a percentage belongs."""
+    for key, value in gate.to_json().items():
+        if not 0 <= value <= 100 or (key == "min_fp32_agreement_percent" and 0 < value <= 1):
+            raise TargetError(f"{where}: [accuracy_gate] {key} must be a percentage from 0 to 100 (e.g. "
+                              f"{'97' if 'agreement' in key else '1.0'}), got {value!r}")
+
+
 MAX_CLOCK_MHZ = 10_000  # above this a clock is surely in Hz or kHz, not MHz
 MAX_CYCLES_PER_INSTRUCTION = 100.0
 
@@ -163,7 +179,7 @@ def _check_board(board: Board, where: str) -> None:
 
 
 TABLES = {"compiler": Compiler, "toolchain": Toolchain, "run": Run, "rpc": Rpc, "budget": Budget,
-          "tolerances": Tolerances, "board": Board}
+          "tolerances": Tolerances, "board": Board, "accuracy_gate": AccuracyGate}
 REQUIRED = ("name", "description", "backend")
 OPTIONAL = ("aliases",)  # top-level keys a file may set beside REQUIRED and TABLES
 ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a board name typed after --target: no folder, no option
@@ -182,6 +198,7 @@ class Target:
     budget: Budget = field(default_factory=Budget)
     tolerances: Tolerances = field(default_factory=Tolerances)
     board: Board = field(default_factory=Board)
+    accuracy_gate: AccuracyGate = field(default_factory=AccuracyGate)
     aliases: tuple[str, ...] = ()  # board names that mean this target (the file's ``aliases``)
     alias: str | None = None  # the alias this target was asked for by (None: by its name)
 
@@ -297,6 +314,7 @@ def _target_from_data(data: dict, path: Path, where: str) -> Target:
     tables = {name: _parse_table(cls, data.get(name, {}), name, backend, where) for name, cls in TABLES.items()}
     check_run_commands(tables["run"], where)
     _check_board(tables["board"], where)
+    _check_accuracy_gate(tables["accuracy_gate"], where)
     aliases = _parse_aliases(data.get("aliases", []), data["name"], where)
     return Target(name=data["name"], description=data["description"], backend=backend, path=path, aliases=aliases,
                   **tables)

@@ -45,6 +45,15 @@ SAME_MESSAGE = {
         ["compile", "--target", "host", "--quant", "qat", "--calibration-method", "minmax", "-o", "{out}"]),
     "compile calibration ''": (lambda p: edgepack.compile(target="host", calibration="", output=p["out"]),
                                ["compile", "--target", "host", "--calibration", "", "-o", "{out}"]),
+    "compile max-accuracy-drop -1": (lambda p: edgepack.compile(target="host", max_accuracy_drop=-1, output=p["out"]),
+                                     ["compile", "--target", "host", "--max-accuracy-drop", "-1", "-o", "{out}"]),
+    "compile max-accuracy-drop 101": (lambda p: edgepack.compile(target="host", max_accuracy_drop="101", output=p["out"]),
+                                      ["compile", "--target", "host", "--max-accuracy-drop", "101", "-o", "{out}"]),
+    "compile min-fp32-agreement 0.97": (lambda p: edgepack.compile(target="host", min_fp32_agreement=0.97, output=p["out"]),
+                                        ["compile", "--target", "host", "--min-fp32-agreement", "0.97", "-o", "{out}"]),
+    "compile min-fp32-agreement nan": (lambda p: edgepack.compile(target="host", min_fp32_agreement=float("nan"),
+                                                                  output=p["out"]),
+                                       ["compile", "--target", "host", "--min-fp32-agreement", "nan", "-o", "{out}"]),
 }
 
 

@@ -27,7 +27,9 @@ def _worst_layer(folder) -> tuple[str, float]:
 
 def test_per_tensor_mobilenet_v2_keeps_its_accuracy_with_equalization(tmp_path):
     on = _compiled(tmp_path, "on")
-    off = _compiled(tmp_path, "off", equalize=False)
+    # the collapse is what this test measures: a limit of 100 points lets the accuracy gate write it without
+    # raising (test_accuracy_gate_mobilenet_v2 checks the gate refuses this compile by default)
+    off = _compiled(tmp_path, "off", equalize=False, max_accuracy_drop=100)
     assert on["metrics"]["fp32_accuracy"] == off["metrics"]["fp32_accuracy"]  # the fp32 figure is the model's own
     fp32 = on["metrics"]["fp32_accuracy"]
     assert on["metrics"]["int8_accuracy"] >= fp32 - 0.02
