@@ -10,7 +10,8 @@ from edgepack import devices
 from edgepack.errors import ToolchainError
 from edgepack.targets import Target
 
-PYTHON_MODULE = {"tvm": "tvm", "openvino": "openvino", "onnxruntime": "onnxruntime"}  # c and tflm need none
+# c needs none; tflm compiles without tflite_micro but its bench runs TFLM's own interpreter from it
+PYTHON_MODULE = {"tvm": "tvm", "openvino": "openvino", "onnxruntime": "onnxruntime", "tflm": "tflite_micro"}
 
 
 def needed_programs(target: Target) -> list[str]:
