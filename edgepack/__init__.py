@@ -50,6 +50,9 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     given = cal if cal is not None else ev
     if given is not None and given.images.ndim == 2:  # (N, F) vectors: a model of nn.Linear layers
         options.setdefault("input_features", resolution)
+    elif isinstance(resolution, tuple):  # (C, H, W) maps other than (3, R, R): taken as they are
+        options.setdefault("image_shape", resolution)
+        options["resolution"] = resolution[1]
     elif resolution is not None:
         options["resolution"] = resolution
     if model is not None:

@@ -148,6 +148,7 @@ class CompileConfig:
     min_fp32_agreement: float | None = None  # file's [accuracy_gate], else the gate's defaults
     calibration_method: CalibrationMethod | None = None  # PTQ activation ranges (--calibration-method); None: histogram
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
+    image_shape: tuple | None = None  # a user model's (C, H, W) when not (3, R, R): the API's (N, C, H, W) inputs as given
 
     def __post_init__(self):
         self.target = check_target_name(self.target)
@@ -178,6 +179,10 @@ class CompileConfig:
         for name in ("calib_size", "eval_size", "qat_epochs", "input_features"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_count(getattr(self, name), f"--{name.replace('_', '-')}"))
+        if self.image_shape is not None:
+            if not isinstance(self.image_shape, (tuple, list)) or len(self.image_shape) != 3:
+                raise ConfigError(f"image_shape {self.image_shape!r} is not (C, H, W): pass three positive integers")
+            self.image_shape = tuple(check_count(d, "image_shape") for d in self.image_shape)
         check_input_path(self.checkpoint, "--checkpoint")
         self.mean = check_pixel_mapping(self.mean, "--mean", positive=False)
         self.std = check_pixel_mapping(self.std, "--std", positive=True)
@@ -192,8 +197,11 @@ class CompileConfig:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """(3, R, R) images, or (F,) for a model of vectors (``input_features``)."""
-        return (self.input_features,) if self.input_features else (3, self.resolution, self.resolution)
+        """(3, R, R) images, (F,) for a model of vectors (``input_features``), or a user model's own (C, H, W)
+        (``image_shape``: a 49x10 spectrogram, one channel)."""
+        if self.input_features:
+            return (self.input_features,)
+        return self.image_shape or (3, self.resolution, self.resolution)
 
     def default_output(self) -> Path:
         if self.tflite_model:  # an imported .tflite: named after its file

@@ -171,6 +171,8 @@ def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}): write it with numpy.savez")
     if images.ndim == 2:
         return _vectors(path, images, labels, resolution)
+    if isinstance(resolution, tuple):
+        return _maps(path, images, labels, resolution)
     if labels is None:
         raise DataError(f"{path} lacks 'images' or 'labels': save them with np.savez(path, images=..., labels=...)")
     check_pixels(images, str(path))
@@ -206,6 +208,17 @@ def _vectors(path: Path, vectors: np.ndarray, labels: np.ndarray | None, length:
                         "one integer label per input, shape (N,), or none")
     labels = None if labels is None else labels.astype(np.int64)
     return Dataset(vectors.astype(np.float32), labels, f"npz:{path}")
+
+
+def _maps(path: Path, images: np.ndarray, labels: np.ndarray | None, shape: tuple[int, int, int]) -> Dataset:
+    """(N, C, H, W) inputs of a model whose input is not a (3, R, R) image (a 49x10 spectrogram, a (1, L) signal,
+    one channel), ``shape`` = (C, H, W): its own float inputs, taken as they are like vectors (no resize, no
+    3 channels, no pixel mapping), labels optional."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise DataError(f"{path}: images have shape {tuple(images.shape)}, the model takes {tuple(shape)} inputs: "
+                        f"store (N, {', '.join(map(str, shape))}) arrays of its float inputs")
+    flat = _vectors(path, images.reshape(len(images), -1), labels, int(np.prod(shape)))
+    return Dataset(flat.images.reshape((-1, *shape)), flat.labels, flat.source)
 
 
 def check_pixels(images: np.ndarray, where: str) -> None:

@@ -93,19 +93,25 @@ def labelled_of(value, what: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
-def check_shape(images: np.ndarray, what: str, resolution: int | None, given_by: str = "", channels: int = 3) -> int:
-    """The inputs' resolution (square H = W); a ``resolution`` given (``given_by`` names where it
-    came from: the option, or the other inputs) that differs is an error naming both. Vectors (N, F): F."""
+def check_shape(images: np.ndarray, what: str, resolution, given_by: str = "", channels: int = 3):
+    """The inputs' resolution R for (3, R, R) images; their (C, H, W) for any other map (a 49x10 spectrogram,
+    one channel, a (1, L) signal), taken as they are; F for (N, F) vectors. A ``resolution`` given (``given_by``
+    names where it came from: the option, or the other inputs) that differs is an error naming both."""
     if images.ndim == 2:
         return int(images.shape[1])
-    _, c, h, w = images.shape
-    if c != channels or h != w:
-        raise DataError(f"{what} has inputs of shape ({c}, {h}, {w}): give ({channels}, R, R) inputs, square and {channels}-channel")
-    if resolution is not None and h != resolution:
+    _, c, h, w = (int(d) for d in images.shape)
+    shape = h if (c, h) == (channels, w) else (c, h, w)
+    if resolution is not None and shape != resolution:
         given = given_by or f"resolution={resolution} was given"
-        raise DataError(f"{what} has {h}x{w} inputs but {given}: give inputs at one resolution "
-                        f"(or pass resolution={h} with {h}x{h} inputs)")
-    return h
+        raise DataError(f"{what} has {_size(shape)} inputs but {given}: give inputs of one shape "
+                        f"(or pass resolution={h} with {h}x{h} inputs)" if isinstance(shape, int) else
+                        f"{what} has {_size(shape)} inputs but {given}: give inputs of one shape")
+    return shape
+
+
+def _size(shape) -> str:
+    """R x R for a square 3-channel input, C x H x W otherwise."""
+    return f"{shape}x{shape}" if isinstance(shape, int) else "x".join(map(str, shape))
 
 
 def split_held_out(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,15 +123,15 @@ def split_held_out(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return images[:-held], images[-held:]
 
 
-def datasets(calibration, eval_data, resolution: int | None) -> tuple[Dataset | None, Dataset | None, int | None]:
-    """(calibration, eval, resolution) for the API's in-memory arguments; None where a path or
-    nothing was given (those are loaded from files as before)."""
+def datasets(calibration, eval_data, resolution: int | None) -> tuple[Dataset | None, Dataset | None, int | tuple | None]:
+    """(calibration, eval, resolution: R, or (C, H, W) for another map, or F for vectors, see check_shape) for the
+    API's in-memory arguments; None where a path or nothing was given (those are loaded from files as before)."""
     cal = ev = None
     given_by = "" if resolution is None else f"resolution={resolution} was given"
     if is_in_memory(calibration):
         images = inputs_of(calibration, "calibration")
         resolution = check_shape(images, "calibration", resolution, given_by)
-        given_by = given_by or f"calibration has {resolution}x{resolution} inputs"
+        given_by = given_by or f"calibration has {_size(resolution)} inputs"
         if eval_data is None:
             images, held = split_held_out(images)
             ev = Dataset(held, None, f"{IN_MEMORY_SOURCE} calibration, last {len(held)} inputs held out (unlabelled)")

@@ -58,7 +58,8 @@ def load_data(spec, split: str, size: int | None, config) -> Dataset:
     """A split at the config's resolution and pixel mapping, the first ``size`` images."""
     if spec is not None and str(spec) != "digits":
         spec = Path(spec).resolve()  # the manifest records the source: never relative to where compile ran
-    return load_dataset(spec, split, config.resolution, config.classes, config.mean, config.std).take(size)
+    shape = config.image_shape or config.resolution  # a (C, H, W) other than (3, R, R): the .npz's own inputs
+    return load_dataset(spec, split, shape, config.classes, config.mean, config.std).take(size)
 
 
 def litert_images(available: int, macs: int) -> int:

@@ -28,6 +28,9 @@ def compile_config(imported: ImportedModel, target: str, **options) -> CompileCo
         options["mean"], options["std"] = evaldata.quantization_mapping(imported.plan.input_q)
     options.setdefault("model_name", imported.path.stem)
     options.update(resolution=imported.resolution, classes=imported.classes)
+    shape = tuple(imported.plan.input_shape)
+    if len(shape) == 3 and (shape[0] != 3 or shape[1] != shape[2]):  # --eval-data .npz of its own (C, H, W) inputs
+        options.setdefault("image_shape", shape)
     return CompileConfig(target=target, tflite_model=str(imported.path), **options)
 
 

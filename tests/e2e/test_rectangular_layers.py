@@ -1,14 +1,20 @@
-"""A user's PyTorch CNN with rectangular kernels and unequal strides (nn.Conv2d(kernel_size=(3, 1),
-stride=(2, 1)), a (1, 5) depthwise at stride (1, 2)) through the Python API: the PT2E front end keeps each
-conv's (KH, KW) and (SH, SW) in the plan, and every integer executor runs it bit-exact with the reference."""
+"""Rectangular kernels, unequal strides and non-square inputs from the user's side: a PyTorch CNN with
+nn.Conv2d(kernel_size=(3, 1), stride=(2, 1)) and a (1, 5) depthwise at (1, 2); a keyword-spotting net on
+one-channel 49x10 inputs given as they are to the Python API; the converter's DS-CNN .tflite with an
+--eval-data .npz of its own (1, 49, 10) inputs. The PT2E front end keeps each conv's (KH, KW) and (SH, SW) in
+the plan, and every integer executor runs them bit-exact with the reference."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.e2e.test_user_model import assert_bench_passes, compile_user_net
+import edgepack
+from tests import converter_models
+from tests.cli import edgepack as edgepack_cli
+from tests.e2e.test_user_model import assert_bench_passes, compile_user_net, net_from_source
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +46,47 @@ def test_rectangular_kernels_and_unequal_strides_compile_and_bench_bit_exact(tar
     assert [(layer["kind"], layer["stride"], layer["pads"]) for layer in layers[:3]] == [
         ("conv", [2, 1], [1, 0, 1, 0]), ("depthwise", [1, 2], [0, 2, 0, 2]), ("pointwise", 1, [0, 0, 0, 0])]
     assert_bench_passes(out, target)
+
+
+KWS_SOURCE = '''
+from torch import nn
+
+
+class KwsNet(nn.Module):
+    """A keyword-spotting DS-CNN's stem on a 49x10 spectrogram: conv 10x4/2, depthwise 3x3, pointwise, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 8, (10, 4), stride=2, padding=(5, 1), bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+'''
+
+
+@pytest.mark.parametrize("target", ["c-host", "cortex-m4", "rpi4", "x86-tvm"])
+def test_a_one_channel_49x10_model_compiles_from_its_own_inputs_and_benches_bit_exact(target, tmp_path):
+    images = np.random.default_rng(0).random((64, 1, 49, 10), dtype=np.float32)
+    out = edgepack.compile(net_from_source(KWS_SOURCE, "KwsNet"), target, calibration=images[:48],
+                           eval_data=(images[48:], np.arange(16) % 4), output=str(tmp_path / target))
+    plan = json.loads((Path(out) / "plan.json").read_text())
+    assert plan["input"]["shape"] == [1, 49, 10] and plan["layers"][0]["output_shape"] == [8, 25, 5]
+    assert_bench_passes(out, target)
+
+
+def test_an_imported_kws_model_takes_an_eval_npz_of_its_own_inputs(tmp_path):
+    source = converter_models.build(tmp_path, ["kws_ds_cnn"])["kws_ds_cnn"]
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "eval.npz", images=rng.uniform(-1, 1, (20, 1, 49, 10)).astype(np.float32),
+             labels=np.arange(20) % 12)
+    code, _, err, _ = edgepack_cli("compile", "--model", source, "--target", "c-host", "--eval-data",
+                                   tmp_path / "eval.npz", "-o", tmp_path / "kws")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "kws" / "manifest.json").read_text())
+    assert manifest["eval"]["images"] == 20 and manifest["metrics"]["reference_vs_litert_import"]["bit_exact"]
+    code, out, err, _ = edgepack_cli("bench", tmp_path / "kws")
+    assert code == 0 and "result: PASS" in out, out + err

@@ -181,11 +181,13 @@ def test_resolution_mismatch_and_wrong_shapes_are_refused_in_one_line(user_data,
         edgepack.compile(model, "host", calibration=calibration, resolution=64, output=str(tmp_path / "x"))
     message = str(e.value)
     assert "32x32" in message and "resolution=64" in message and len(message.splitlines()) == 1
-    for bad, what in ((calibration[:, 0], "(N, C, H, W)"), (calibration[..., :16], "square"),
-                      ((calibration * 255).astype(np.uint8), "float")):
+    for bad, what in ((calibration[:, 0], "(N, C, H, W)"), ((calibration * 255).astype(np.uint8), "float")):
         with pytest.raises(DataError) as e:
             edgepack.compile(model, "host", calibration=bad, output=str(tmp_path / "x"))
         assert what in str(e.value) and len(str(e.value).splitlines()) == 1
+    with pytest.raises(DataError, match="eval_data has 3x16x8 inputs but calibration has 32x32 inputs"):  # any shape, one
+        edgepack.compile(model, "host", calibration=calibration, eval_data=(eval_images[..., :16, :8], labels),
+                         output=str(tmp_path / "x"))
     with pytest.raises(DataError, match="eval_data has 16x16 inputs but calibration has 32x32 inputs"):
         edgepack.compile(model, "host", calibration=calibration, eval_data=(eval_images[..., :16, :16], labels),
                          output=str(tmp_path / "x"))

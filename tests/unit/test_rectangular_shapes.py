@@ -82,3 +82,28 @@ def test_c_fast_set_runs_square_3x3_and_stride_1_pointwise_fast_and_rectangles_p
     assert [layer_kernel(layer, "fast")[0] for layer in plan.layers[:3]] == ["ep_conv", "ep_depthwise_fast", "ep_pointwise"]
     source = generate(plan, "fast", plan_memory(plan, "fast"))["model.c"]
     assert ".kh = 5, .kw = 3, .sh = 2, .sw = 1," in source and ".kh = 1, .kw = 1, .sh = 1, .sw = 2," in source
+
+
+def test_api_inputs_other_than_square_rgb_keep_their_own_shape():
+    from edgepack.errors import DataError
+    from edgepack.inputs import check_shape
+
+    assert check_shape(np.zeros((4, 3, 32, 32), np.float32), "calibration", None) == 32
+    assert check_shape(np.zeros((4, 1, 49, 10), np.float32), "calibration", None) == (1, 49, 10)
+    assert check_shape(np.zeros((4, 3, 48, 32), np.float32), "eval_data", (3, 48, 32)) == (3, 48, 32)
+    with pytest.raises(DataError, match=r"eval_data has 1x10x49 inputs but calibration has 1x49x10 inputs"):
+        check_shape(np.zeros((4, 1, 10, 49), np.float32), "eval_data", (1, 49, 10), "calibration has 1x49x10 inputs")
+
+
+def test_npz_of_a_non_square_model_is_taken_as_its_float_inputs(tmp_path):
+    from edgepack.data import load_dataset
+    from edgepack.errors import DataError
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-3, 3, (5, 1, 49, 10)).astype(np.float32)
+    np.savez(tmp_path / "kws.npz", images=images, labels=np.arange(5))
+    data = load_dataset(tmp_path / "kws.npz", "eval", (1, 49, 10), classes=12)
+    np.testing.assert_array_equal(data.images, images)  # no resize, no pixel mapping, one channel
+    assert list(data.labels) == [0, 1, 2, 3, 4]
+    with pytest.raises(DataError, match=r"images have shape \(5, 1, 49, 10\), the model takes \(1, 10, 49\) inputs"):
+        load_dataset(tmp_path / "kws.npz", "eval", (1, 10, 49), classes=12)
