@@ -173,8 +173,9 @@ def _max_pool_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[
     if out_q != in_q:
         raise UnsupportedModelError(f"{node.name}: max pooling must keep its input's quantization parameters")
     lo, hi = _clamp(activation, out_q)
-    out_shape = (c, (h + 2 * padding - window) // stride + 1, (w + 2 * padding - window) // stride + 1)
-    return Layer(node.name, "maxpool", shape, out_shape, in_q, out_q, lo, hi, stride=stride, pads=(padding,) * 4,
+    (kh, kw), (sh, sw), (ph, pw) = window, stride, padding
+    out_shape = (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    return Layer(node.name, "maxpool", shape, out_shape, in_q, out_q, lo, hi, stride=stride, pads=(ph, pw, ph, pw),
                  activation=activation, params=MaxPoolParams(window)), q_out
 
 

@@ -73,26 +73,27 @@ FUNCTIONAL_KINDS = frozenset(kind for layer in LAYERS if layer.functional for ki
 SUPPORTED_LAYERS = ", ".join(layer.name for layer in LAYERS[:-1]) + f" and {LAYERS[-1].name}"
 
 
-def _square(value, default) -> int | None:
-    """An int or a list of one or two equal ints as one int (None when the two differ); ``default`` for []."""
+def _pair(value, default) -> tuple[int, int] | None:
+    """An int or a list of one or two ints as (along H, along W); ``default`` for []; None for a longer list."""
     value = default if value in (None, []) else value
     values = [value] if isinstance(value, int) else list(value)
-    return values[0] if len(set(values)) == 1 else None
+    return (int(values[0]), int(values[-1])) if len(values) in (1, 2) else None
 
 
-def max_pool_geometry(node: torch.fx.Node) -> tuple[int, int, int]:
-    """(window, stride, padding) of an aten.max_pool2d node (nn.MaxPool2d or F.max_pool2d): square, one stride,
-    one padding, no dilation, floor mode. Anything else is refused naming the layer and the fix."""
+def max_pool_geometry(node: torch.fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(window, stride, padding), each (along H, along W), of an aten.max_pool2d node (nn.MaxPool2d or
+    F.max_pool2d): any kernel_size, stride and padding, no dilation, floor mode. Anything else is refused
+    naming the layer and the fix."""
     args = list(node.args) + [None] * (6 - len(node.args))
-    window = _square(args[1], None)
-    stride, padding, dilation = _square(args[2], window), _square(args[3], 0), _square(args[4], 1)
+    window = _pair(args[1], None)
+    stride, padding, dilation = _pair(args[2], window), _pair(args[3], 0), _pair(args[4], 1)
     stack = list(node.meta.get("nn_module_stack", {}).values())
     where = (f"layer '{stack[-1][0]}' (MaxPool2d)" if stack and stack[-1][1].endswith(".MaxPool2d")
              else f"{node.name} (F.max_pool2d)")
-    for bad, what, fix in ((window is None, f"kernel_size {args[1]} is not square", "use one kernel_size, e.g. 2"),
-                           (stride is None, f"stride {args[2]} differs per axis", "use one stride"),
-                           (padding is None, f"padding {args[3]} differs per axis", "use one padding"),
-                           (dilation != 1, f"dilation {args[4]} is not 1", "use dilation=1"),
+    for bad, what, fix in ((window is None, f"kernel_size {args[1]} is not 2-D", "use kernel_size=k or (kh, kw)"),
+                           (stride is None, f"stride {args[2]} is not 2-D", "use stride=s or (sh, sw)"),
+                           (padding is None, f"padding {args[3]} is not 2-D", "use padding=p or (ph, pw)"),
+                           (dilation != (1, 1), f"dilation {args[4]} is not 1", "use dilation=1"),
                            (bool(args[5]), "ceil_mode=True", "use ceil_mode=False (pad the input instead)")):
         if bad:
             raise UnsupportedModelError(f"{where}: {what}, which the int8 max pool does not support: {fix}")

@@ -1,5 +1,5 @@
 """Rectangular kernels, unequal strides and non-square inputs from the user's side: a PyTorch CNN with
-nn.Conv2d(kernel_size=(3, 1), stride=(2, 1)) and a (1, 5) depthwise at (1, 2); a keyword-spotting net on
+nn.Conv2d(kernel_size=(3, 1), stride=(2, 1)), a (1, 5) depthwise at (1, 2) and a MaxPool2d((3, 2), (2, 1)); a keyword-spotting net on
 one-channel 49x10 inputs given as they are to the Python API; the converter's DS-CNN .tflite with an
 --eval-data .npz of its own (1, 49, 10) inputs. The PT2E front end keeps each conv's (KH, KW) and (SH, SW) in
 the plan, and every integer executor runs them bit-exact with the reference."""
@@ -23,13 +23,14 @@ from torch import nn
 
 
 class StripNet(nn.Module):
-    """conv 3x1 at (2, 1), depthwise 1x5 at (1, 2), pointwise, global pool, Linear: strided along one axis."""
+    """conv 3x1 at (2, 1), depthwise 1x5 at (1, 2), max pool 3x2 at (2, 1), pointwise, global pool, Linear."""
 
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(3, 8, (3, 1), stride=(2, 1), padding=(1, 0), bias=False), nn.BatchNorm2d(8), nn.ReLU(),
             nn.Conv2d(8, 8, (1, 5), stride=(1, 2), padding=(0, 2), groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.MaxPool2d((3, 2), stride=(2, 1), padding=(1, 0)),
             nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
 
@@ -43,8 +44,10 @@ RES, CLASSES = 32, 3
 def test_rectangular_kernels_and_unequal_strides_compile_and_bench_bit_exact(target, tmp_path):
     out, _ = compile_user_net(NET_SOURCE, "StripNet", target, tmp_path, RES, CLASSES)
     layers = json.loads((Path(out) / "plan.json").read_text())["layers"]
-    assert [(layer["kind"], layer["stride"], layer["pads"]) for layer in layers[:3]] == [
-        ("conv", [2, 1], [1, 0, 1, 0]), ("depthwise", [1, 2], [0, 2, 0, 2]), ("pointwise", 1, [0, 0, 0, 0])]
+    assert [(layer["kind"], layer["stride"], layer["pads"]) for layer in layers[:4]] == [
+        ("conv", [2, 1], [1, 0, 1, 0]), ("depthwise", [1, 2], [0, 2, 0, 2]), ("maxpool", [2, 1], [1, 0, 1, 0]),
+        ("pointwise", 1, [0, 0, 0, 0])]
+    assert layers[2]["params"] == {"window": [3, 2]}
     assert_bench_passes(out, target)
 
 

@@ -155,11 +155,15 @@ def test_max_pool_is_in_the_one_table_of_accepted_layers():
     check_graph_ops(_graph(_Pooled(torch.nn.MaxPool2d(3, 2, 1), functional=dict(kernel_size=2))))
 
 
+def test_a_rectangular_max_pool_keeps_its_window_stride_and_padding_per_axis():
+    from edgepack.quantize.layers import max_pool_geometry
+
+    graph = _graph(_Pooled(torch.nn.MaxPool2d((2, 3), (1, 2), (1, 0))))
+    node = next(n for n in graph.graph.nodes if n.target == torch.ops.aten.max_pool2d.default)
+    assert max_pool_geometry(node) == ((2, 3), (1, 2), (1, 0))
+
+
 @pytest.mark.parametrize("model, refusal", [
-    (_Pooled(torch.nn.MaxPool2d((2, 3))), "layer 'pool' (MaxPool2d): kernel_size [2, 3] is not square, which the int8 "
-                                          "max pool does not support: use one kernel_size, e.g. 2"),
-    (_Pooled(torch.nn.MaxPool2d(2, (1, 2))), "layer 'pool' (MaxPool2d): stride [1, 2] differs per axis"),
-    (_Pooled(torch.nn.MaxPool2d(3, 2, (1, 0))), "layer 'pool' (MaxPool2d): padding [1, 0] differs per axis"),
     (_Pooled(torch.nn.MaxPool2d(2, dilation=2)), "layer 'pool' (MaxPool2d): dilation [2, 2] is not 1, which the "
                                                  "int8 max pool does not support: use dilation=1"),
     (_Pooled(torch.nn.MaxPool2d(3, 2, ceil_mode=True)), "layer 'pool' (MaxPool2d): ceil_mode=True, which the int8 "
