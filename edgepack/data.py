@@ -195,6 +195,19 @@ def load_npz(path: Path, resolution: int, mean=None, std=None) -> Dataset:
     return Dataset(normalise(images, mean, std), labels.astype(np.int64), f"npz:{path}")
 
 
+def npz_vector_length(spec) -> int | None:
+    """F when ``spec`` is an .npz whose ``images`` are (N, F) vectors (the CLI's --calibration of a model of
+    nn.Linear layers: its input is F values), else None (load_npz says what is wrong with a bad file)."""
+    if spec is None or not str(spec).lower().endswith(".npz") or not Path(spec).is_file():
+        return None
+    try:
+        with np.load(spec, allow_pickle=False) as z:
+            shape = z["images"].shape if "images" in z.files else ()
+    except Exception:  # noqa: BLE001 - unreadable: load_npz refuses it with the reason
+        return None
+    return int(shape[1]) if len(shape) == 2 else None
+
+
 def _vectors(path: Path, vectors: np.ndarray, labels: np.ndarray | None, length: int) -> Dataset:
     """(N, F) model inputs, not pixels: taken as given (no mean/std mapping, the model's own float input
     values), labels optional (without them the model is measured for fidelity only)."""

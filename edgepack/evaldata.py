@@ -148,10 +148,13 @@ def load(manifest: Manifest | dict, folder: Path, eval_data: str | Path | None =
     a dict with its model, eval and preprocessing sections (what debug still passes)."""
     if isinstance(manifest, Manifest):
         model, ev, mapping = manifest.model, manifest.eval, manifest.preprocessing
-        resolution, classes = model.resolution, model.classes
+        resolution, classes, shape = model.resolution, model.classes, model.input_shape
     else:
         ev, mapping = EvalRecord.from_json(manifest["eval"]), Preprocessing.from_json(manifest.get("preprocessing"))
         resolution, classes = manifest["model"]["resolution"], manifest["model"]["classes"]
+        shape = manifest["model"].get("input_shape", ())
+    if len(shape) == 1:  # a model of F-value vectors: an --eval-data .npz holds (N, F) inputs
+        resolution = shape[0]
     return _load_recorded(ev, resolution, classes, mapping, folder, eval_data)
 
 

@@ -114,7 +114,8 @@ def calibration_inputs(manifest: Manifest | dict, folder):
         return None
     if spec != "digits" and not Path(spec).exists():
         raise ArtifactError(f"calibration data {spec} that {folder} was compiled with is gone: restore it, or recompile the artifact")
-    data = load_dataset(None if spec == "digits" else Path(spec), "calibration", m.resolution, m.classes,
+    size = m.input_shape[0] if len(m.input_shape) == 1 else m.resolution  # F for a model of vectors
+    data = load_dataset(None if spec == "digits" else Path(spec), "calibration", size, m.classes,
                         mapping.mean, mapping.std).take(n)
     if spec != "digits" and (len(data) != n or content_sha256(data) != record.sha256):
         raise ArtifactError(f"calibration data {spec} changed since {folder} was compiled (sha256 differs): restore it, "

@@ -58,7 +58,8 @@ def load_data(spec, split: str, size: int | None, config) -> Dataset:
     """A split at the config's resolution and pixel mapping, the first ``size`` images."""
     if spec is not None and str(spec) != "digits":
         spec = Path(spec).resolve()  # the manifest records the source: never relative to where compile ran
-    shape = config.image_shape or config.resolution  # a (C, H, W) other than (3, R, R): the .npz's own inputs
+    # a (C, H, W) other than (3, R, R), or F for vectors: the .npz's own inputs
+    shape = config.input_features or config.image_shape or config.resolution
     return load_dataset(spec, split, shape, config.classes, config.mean, config.std).take(size)
 
 

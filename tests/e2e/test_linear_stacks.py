@@ -13,6 +13,7 @@ from edgepack.artifact import verify
 from edgepack.evaluate import sqnr_db
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
+from tests.cli import edgepack as cli
 from tests.e2e.test_user_model import assert_bench_passes
 
 pytestmark = pytest.mark.slow
@@ -72,3 +73,35 @@ def test_flatten_of_a_conv_map_into_a_linear_compiles_and_benches(tmp_path):
     plan = Plan.load(out)
     assert [layer.kind for layer in plan.layers] == ["conv", "fc", "fc"] and plan.layers[1].input_shape == (256,)
     assert_bench_passes(out, "c-host")
+
+
+MLP_SOURCE = '''
+from torch import nn
+
+
+class SensorMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 5))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_cli_takes_a_linear_stack_with_npz_vectors_through_compile_bench_and_debug(tmp_path):
+    """--calibration / --eval-data .npz of (N, 32) vectors make the model's input 32 values (no flag needed);
+    bench reloads the eval vectors from --eval-data and debug recalibrates on the recorded .npz."""
+    (tmp_path / "mlp.py").write_text(MLP_SOURCE)
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "cal.npz", images=rng.normal(0, 1, (60, 32)).astype(np.float32))
+    np.savez(tmp_path / "ev.npz", images=rng.normal(0, 1, (20, 32)).astype(np.float32), labels=np.arange(20) % 5)
+    out = tmp_path / "out"
+    code, _, err, _ = cli("compile", "--model", tmp_path / "mlp.py:SensorMLP", "--calibration", tmp_path / "cal.npz",
+                          "--eval-data", tmp_path / "ev.npz", "--target", "c-host", "-o", out)
+    assert code == 0, err
+    assert Plan.load(out).input_shape == (32,)
+    code, stdout, err, _ = cli("bench", out, "--eval-data", tmp_path / "ev.npz")
+    assert code == 0 and "result: PASS" in stdout and "accuracy" in stdout, stdout + err
+    code, stdout, err, _ = cli("debug", out, "--model", tmp_path / "mlp.py:SensorMLP")
+    assert code == 0 and "body.3" in stdout, stdout + err

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepack.data import load_npz
+from edgepack.data import load_npz, npz_vector_length
 from edgepack.errors import ConfigError, DataError
 from edgepack.interop import litert
 from edgepack.interop.tflite_export import _serialize, plan_to_tflite
@@ -108,3 +108,11 @@ def test_vector_npz_is_taken_as_the_models_inputs_labels_optional(tmp_path):
     assert load_npz(tmp_path / "labelled.npz", 64).labels.tolist() == list(range(6))
     with pytest.raises(DataError, match=r"images have shape \(6, 64\), the model takes vectors of 640 values"):
         load_npz(tmp_path / "unlabelled.npz", 640)
+
+
+def test_the_cli_reads_a_vector_models_input_length_from_its_calibration_npz(tmp_path):
+    np.savez(tmp_path / "vectors.npz", images=np.zeros((4, 40), np.float32))
+    np.savez(tmp_path / "images.npz", images=np.zeros((4, 3, 8, 8), np.uint8), labels=np.arange(4))
+    assert npz_vector_length(tmp_path / "vectors.npz") == 40
+    assert npz_vector_length(tmp_path / "images.npz") is None and npz_vector_length(None) is None
+    assert npz_vector_length(tmp_path / "missing.npz") is None  # load_npz refuses it later, with the reason
