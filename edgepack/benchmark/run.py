@@ -78,9 +78,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     report["accuracy"] = None if data.labels is None else accuracy(logits, data.labels)  # None: unlabelled eval inputs
     if ref is not None:
         agree = agreement(logits, ref)
-        report["fidelity"] = {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
-                              "sqnr_db_vs_reference": _sqnr_or_none(ref, logits),
-                              "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db}
+        report["fidelity"] = _fidelity(manifest, agree, logits, ref)
         checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
     checks.extend(_gate_check(manifest, report["accuracy"], len(data)))
     report["latency"] = runner.latency(data.images[0], warmup, count)
@@ -113,6 +111,16 @@ def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) 
     return [Check("accuracy gate: int8 vs fp32", record["passed"], value, expected)]
 
 
+def _fidelity(manifest: Manifest, agree: float, logits: np.ndarray, ref: np.ndarray) -> dict:
+    """How close the device is to the int8 reference (and, for an imported .tflite, how many eval inputs the
+    reference matched LiteRT's reference kernels on at compile): the figures for outputs without labels or
+    that are not class logits at all (an autoencoder's 640 values)."""
+    litert = manifest.raw.get("metrics", {}).get("reference_vs_litert_import") or {}
+    return {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
+            "sqnr_db_vs_reference": _sqnr_or_none(ref, logits), "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db,
+            "litert_bit_exact_inputs_at_compile": litert.get("images") if litert.get("bit_exact") else None}
+
+
 def _sqnr_or_none(ref: np.ndarray, got: np.ndarray) -> float | None:
     """The device outputs' SQNR against the int8 reference, the figure for outputs that are not class logits
     (an autoencoder's 640 values); None when they are identical (infinite, which JSON cannot hold)."""
@@ -141,7 +149,9 @@ def format_report(r: dict) -> str:
         lines.append(f"fidelity: top-1 agreement with int8 reference {f['top1_agreement_vs_reference']:.2%}, "
                      f"max |logit diff| {f['max_abs_logit_diff_vs_reference']:.4g}, SQNR vs reference "
                      + ("inf (identical)" if f.get("sqnr_db_vs_reference") is None else f"{f['sqnr_db_vs_reference']:.1f} dB")
-                     + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB"))
+                     + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
+                     + ("" if not f.get("litert_bit_exact_inputs_at_compile") else
+                        f", reference bit-exact with LiteRT on {f['litert_bit_exact_inputs_at_compile']} inputs at compile"))
     lat = r["latency"]
     if lat:
         first = f"  first {lat['first_inference_ms']:.2f} ms" if lat.get("first_inference_ms") is not None else ""
