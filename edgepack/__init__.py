@@ -73,13 +73,14 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
 
 def _compile_tflite(path, target: str, eval_data=None, **options):
     """``compile("model.tflite", target)``: the int8 plan read from the file (edgepack.frontends.tflite);
-    resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, unlabelled:
-    fidelity only); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
+    resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, or seeded
+    random inputs for a model that takes no image, unlabelled: fidelity only; an array of inputs alone is taken
+    unlabelled too); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
     imported = read_tflite(path)
     for name, value in (("resolution", imported.resolution), ("classes", imported.classes)):
         if options.setdefault(name, value) != value:
             raise ConfigError(f"{name}={options[name]} but {imported.path.name} has {value}: drop {name} (it comes from the file)")
-    _, ev, _ = datasets(None, eval_data, imported.resolution)
+    _, ev, _ = datasets(None, eval_data, imported.resolution, unlabelled_ok=True)
     config = compile_config(imported, target, eval_data=None if is_in_memory(eval_data) else eval_data, **options)
     return compile_model(config, eval_set=ev)
 

@@ -123,9 +123,12 @@ def split_held_out(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return images[:-held], images[-held:]
 
 
-def datasets(calibration, eval_data, resolution: int | None) -> tuple[Dataset | None, Dataset | None, int | tuple | None]:
+def datasets(calibration, eval_data, resolution: int | None,
+             unlabelled_ok: bool = False) -> tuple[Dataset | None, Dataset | None, int | tuple | None]:
     """(calibration, eval, resolution: R, or (C, H, W) for another map, or F for vectors, see check_shape) for the
-    API's in-memory arguments; None where a path or nothing was given (those are loaded from files as before)."""
+    API's in-memory arguments; None where a path or nothing was given (those are loaded from files as before).
+    ``unlabelled_ok``: eval_data may be inputs alone (an imported .tflite, which has no calibration to hold out
+    from: an autoencoder's vectors have no labels), measured for fidelity only."""
     cal = ev = None
     given_by = "" if resolution is None else f"resolution={resolution} was given"
     if is_in_memory(calibration):
@@ -137,7 +140,8 @@ def datasets(calibration, eval_data, resolution: int | None) -> tuple[Dataset | 
             ev = Dataset(held, None, f"{IN_MEMORY_SOURCE} calibration, last {len(held)} inputs held out (unlabelled)")
         cal = Dataset(images, None, f"{IN_MEMORY_SOURCE} calibration")
     if is_in_memory(eval_data):
-        images, labels = labelled_of(eval_data, "eval_data")
+        alone = unlabelled_ok and _array(eval_data) is not None  # one array or tensor of inputs, no labels
+        images, labels = (inputs_of(eval_data, "eval_data"), None) if alone else labelled_of(eval_data, "eval_data")
         resolution = check_shape(images, "eval_data", resolution, given_by)
         ev = Dataset(images, labels, f"{IN_MEMORY_SOURCE} eval_data")
     return cal, ev, resolution

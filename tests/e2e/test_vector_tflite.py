@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import edgepack as edgepack_api
 from tests import converter_models
 from tests.cli import edgepack
 
@@ -45,3 +46,10 @@ def test_nchw_input_transpose_is_recorded_as_absorbed(converted, tmp_path):
     record = json.loads((out / "manifest.json").read_text())["import"]
     assert record["input_layout"].startswith("NCHW") and record["ops"]["TRANSPOSE"] == 1
     assert json.loads((out / "plan.json").read_text())["input"]["shape"] == [3, 32, 32]
+
+
+def test_python_api_takes_an_autoencoders_eval_vectors_without_labels(converted, tmp_path):
+    vectors = np.random.default_rng(1).uniform(-1, 1, (12, 640)).astype(np.float32)
+    out = edgepack_api.compile(str(converted["fc_autoencoder"]), "c-host", eval_data=vectors, output=str(tmp_path / "api"))
+    report = edgepack_api.bench(out, count=3, warmup=1)
+    assert report["passed"] and report["accuracy"] is None and report["eval_images"] == 12
