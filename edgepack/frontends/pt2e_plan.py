@@ -133,7 +133,7 @@ def _compute_layer(gm: GraphModule, node: Node, shape: tuple[int, ...], in_q: QP
         raise UnsupportedModelError(f"{node.name}: dilation {list(dilation)} is not supported (only 1)")
     if groups == 1:
         kind = "pointwise" if (kh, kw, ph, pw) == (1, 1, 0, 0) else "conv"
-    elif groups == c == w.shape[0] and w.shape[1] == 1:
+    elif groups == c and w.shape[0] % c == 0 and w.shape[1] == 1:  # C*m outputs: depth multiplier m
         kind = "depthwise"
     else:
         raise UnsupportedModelError(f"{node.name}: grouped conv with groups={groups} (only 1 or = channels)")

@@ -54,10 +54,14 @@ def conv_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
 
 
 def depthwise_reference(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """kh*kw taps per channel, in int32 (|sum| <= kh * kw * 255 * 127; Plan.problems bounds the accumulator)."""
-    w = layer.weight.astype(np.int32)[:, 0]  # (C, kh, kw)
+    """kh*kw taps per output channel, in int32 (|sum| <= kh * kw * 255 * 127; Plan.problems bounds the
+    accumulator). With depth multiplier m (C*m outputs, TFLite's DEPTHWISE_CONV_2D) output o reads input o // m."""
+    w = layer.weight.astype(np.int32)[:, 0]  # (C*m, kh, kw)
     (kh, kw), (sh, sw) = w.shape[-2:], layer.strides
     xc = _pad(x.astype(np.int32) - layer.input_q.zero_point, layer.pads)
+    multiplier = depth_multiplier(layer)
+    if multiplier > 1:
+        xc = np.repeat(xc, multiplier, axis=1)
     _, oh, ow = layer.output_shape
     acc = np.zeros((x.shape[0], w.shape[0], oh, ow), np.int32)
     product = np.empty_like(acc)
@@ -75,10 +79,15 @@ def _full_weight(layer: Layer) -> tuple[str, bool]:
     return f"({layer.output_shape[0]}, {c}, KH, KW)", w.ndim == 4 and w.shape[1] == c
 
 
+def depth_multiplier(layer: Layer) -> int:
+    """Output channels per input channel of a depthwise layer (TFLite's depth_multiplier; 1 for MobileNets)."""
+    return max(layer.output_shape[0] // layer.input_shape[0], 1)
+
+
 def _depthwise_weight(layer: Layer) -> tuple[str, bool]:
-    """(C, 1, KH, KW): one filter per channel, C in = C out."""
-    w, c = layer.weight, layer.input_shape[0]
-    return f"({c}, 1, KH, KW)", w.ndim == 4 and w.shape[1] == 1 and layer.output_shape[0] == c
+    """(C*m, 1, KH, KW): m filters per input channel (depth multiplier m, C*m outputs; m = 1: C in = C out)."""
+    w, c, o = layer.weight, layer.input_shape[0], layer.output_shape[0]
+    return f"({o}, 1, KH, KW) with {o} a multiple of {c}", w.ndim == 4 and w.shape[1] == 1 and o % c == 0
 
 
 def _size(hw) -> str:

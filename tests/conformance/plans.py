@@ -57,13 +57,13 @@ def weighted_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int
 
 
 def conv_layer(rng, name: str, kind: str, in_q: QParams, in_shape: tuple[int, int, int], out_c: int, k,
-               stride=1, pads: tuple[int, int, int, int] = NO_PADS) -> Layer:
-    """conv (O, I, kh, kw), depthwise (C, 1, kh, kw) or pointwise (O, I, 1, 1) over a (C, H, W) input; ``k`` and
-    ``stride`` one int (square, equal) or (along H, along W)."""
+               stride=1, pads: tuple[int, int, int, int] = NO_PADS, multiplier: int = 1) -> Layer:
+    """conv (O, I, kh, kw), depthwise (C * ``multiplier``, 1, kh, kw) or pointwise (O, I, 1, 1) over a (C, H, W)
+    input; ``k`` and ``stride`` one int (square, equal) or (along H, along W)."""
     c, h, w = in_shape
     top, left, bottom, right = pads
     (kh, kw), (sh, sw) = pair(k), pair(stride)
-    out_c = c if kind == "depthwise" else out_c
+    out_c = c * multiplier if kind == "depthwise" else out_c
     out_shape = (out_c, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1)
     weight_shape = (out_c, 1 if kind == "depthwise" else c, kh, kw)
     return weighted_layer(rng, name, kind, in_q, in_shape, out_shape, weight_shape, stride=stride, pads=pads)
@@ -392,7 +392,7 @@ def mul_case(name: str) -> tuple[Plan, np.ndarray]:
 
 def shapes_plan(seed: int, res: tuple[int, int], maxpool: bool, width: int = 12, classes: int = 5) -> Plan:
     """A non-square (2, H, W) input, conv 5x3 at strides (2, 1) with TensorFlow's SAME pads (l0), then with
-    ``maxpool``: depthwise 3x1 at (1, 2) (l1) -> pointwise (l2) -> max pool 3x2 at (2, 1) (l3); without:
+    ``maxpool``: depthwise 3x1 at (1, 2) with depth multiplier 2 (l1) -> pointwise (l2) -> max pool 3x2 at (2, 1) (l3); without:
     depthwise 3x3/1 pads 1 (l1) -> pointwise at strides (1, 2) (l2) (the hand-scheduled sets' shapes); then a
     global "mean" pool over the rectangle left -> fc."""
     rng = np.random.default_rng(seed)
@@ -400,7 +400,7 @@ def shapes_plan(seed: int, res: tuple[int, int], maxpool: bool, width: int = 12,
     layers = [conv_layer(rng, "conv0", "conv", q, (2, *res), width, (5, 3), (2, 1), (2, 1, 2, 1))]
     if maxpool:
         layers.append(conv_layer(rng, "depthwise1", "depthwise", layers[0].output_q, layers[0].output_shape, width,
-                                 (3, 1), (1, 2), (1, 0, 1, 0)))
+                                 (3, 1), (1, 2), (1, 0, 1, 0), multiplier=2))
         layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, layers[1].output_shape, width, 1))
         layers.append(maxpool_layer("maxpool3", layers[2].output_q, layers[2].output_shape, (3, 2), (2, 1), (1, 0, 1, 0),
                                     False))
@@ -420,9 +420,9 @@ def shapes_plan(seed: int, res: tuple[int, int], maxpool: bool, width: int = 12,
 # Rectangular kernels, unequal strides and non-square maps (a keyword-spotting spectrogram, a 1-D signal):
 # the C fast set runs the 3x3 depthwise and the stride-1 pointwise fast and the rest portable, the
 # hand-scheduled TVM sets take the second plan (their im2col convs take any (kh, kw), (sh, sw)) and leave the
-# first, whose depthwise is 3x1, to the generic route.
+# first, whose depthwise is 3x1 with depth multiplier 2 (two outputs per input channel), to the generic route.
 SHAPE_CASES = {
-    "conv 5x3/(2,1), depthwise 3x1/(1,2), max pool 3x2/(2,1) on 13x7": dict(seed=61, res=(13, 7), maxpool=True),
+    "conv 5x3/(2,1), depthwise 3x1/(1,2) x2, max pool 3x2/(2,1) on 13x7": dict(seed=61, res=(13, 7), maxpool=True),
     "conv 5x3/(2,1), depthwise 3x3, pointwise /(1,2) on 15x6": dict(seed=62, res=(15, 6), maxpool=False),
 }
 

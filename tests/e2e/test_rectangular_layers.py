@@ -2,7 +2,8 @@
 nn.Conv2d(kernel_size=(3, 1), stride=(2, 1)), a (1, 5) depthwise at (1, 2) and a MaxPool2d((3, 2), (2, 1)); a keyword-spotting net on
 one-channel 49x10 inputs given as they are to the Python API; the converter's DS-CNN .tflite with an
 --eval-data .npz of its own (1, 49, 10) inputs. The PT2E front end keeps each conv's (KH, KW) and (SH, SW) in
-the plan, and every integer executor runs them bit-exact with the reference."""
+the plan, and every integer executor runs them bit-exact with the reference; a depthwise nn.Conv2d with
+groups=C and C*m outputs (depth multiplier m) too."""
 from __future__ import annotations
 
 import json
@@ -93,3 +94,29 @@ def test_an_imported_kws_model_takes_an_eval_npz_of_its_own_inputs(tmp_path):
     assert manifest["eval"]["images"] == 20 and manifest["metrics"]["reference_vs_litert_import"]["bit_exact"]
     code, out, err, _ = edgepack_cli("bench", tmp_path / "kws")
     assert code == 0 and "result: PASS" in out, out + err
+
+
+DEPTH_MULTIPLIER_SOURCE = '''
+from torch import nn
+
+
+class MultipliedNet(nn.Module):
+    """A depthwise conv with depth multiplier 4 (groups=3, 12 outputs), pointwise, global pool, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 12, 3, stride=2, padding=1, groups=3, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+            nn.Conv2d(12, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+'''
+
+
+def test_a_depthwise_conv_with_a_depth_multiplier_compiles_and_benches_bit_exact(tmp_path):
+    out, _ = compile_user_net(DEPTH_MULTIPLIER_SOURCE, "MultipliedNet", "c-host", tmp_path, RES, CLASSES)
+    first = json.loads((Path(out) / "plan.json").read_text())["layers"][0]
+    assert (first["kind"], first["input_shape"], first["output_shape"]) == ("depthwise", [3, 32, 32], [12, 16, 16])
+    assert_bench_passes(out, "c-host")

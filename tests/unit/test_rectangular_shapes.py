@@ -1,6 +1,6 @@
 """Rectangular kernels, unequal strides and non-square maps (a keyword-spotting 49x10 spectrogram with a 10x4
-first conv, a 1-D signal's 1x3 convs at strides (1, 2)): the numpy reference against torch's conv2d and a
-loop-for-loop max pool, the plan format's [sh, sw] / [kh, kw] (square layers keep one int, so earlier plans
+first conv, a 1-D signal's 1x3 convs at strides (1, 2)) and depth multipliers: the numpy reference against
+torch's conv2d and a loop-for-loop max pool, the plan format's [sh, sw] / [kh, kw] (square layers keep one int, so earlier plans
 stay byte-identical), the refusals, and which C kernel set runs such a layer."""
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def test_rectangular_conv_reference_equals_torch_on_integers(kind, k, stride, pa
                    groups=4 if kind == "depthwise" else 1)
     acc = acc.numpy().round().astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1)
     assert acc.shape[1:] == layer.output_shape
+    np.testing.assert_array_equal(reference.kernel(layer, x), reference.requantize(acc, layer))
+
+
+def test_depthwise_with_a_depth_multiplier_equals_torch_grouped_conv():
+    """TFLite's DEPTHWISE_CONV_2D with depth multiplier m: output o reads input o // m, as torch's groups=C."""
+    rng = np.random.default_rng(8)
+    layer = conv_layer(rng, "l", "depthwise", Q, (3, 9, 8), 0, 3, 2, (0, 0, 1, 1), multiplier=4)
+    assert layer.output_shape == (12, 4, 4) and Plan(Q, (3, 9, 8), [layer]).problems() == []
+    x = rng.integers(-128, 128, (2, 3, 9, 8)).astype(np.int8)
+    centred = F.pad(torch.from_numpy(x.astype(np.float64) - Q.zero_point), (0, 1, 0, 1))
+    acc = F.conv2d(centred, torch.from_numpy(layer.weight.astype(np.float64)), stride=2, groups=3)
+    acc = acc.numpy().round().astype(np.int64) + layer.arrays["bias"].reshape(1, -1, 1, 1)
     np.testing.assert_array_equal(reference.kernel(layer, x), reference.requantize(acc, layer))
 
 

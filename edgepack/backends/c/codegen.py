@@ -157,8 +157,12 @@ class _Depthwise(_Conv):
         return 1
 
     def check_kind(self, layer: Layer, i: int, k: int) -> None:
-        if layer.output_shape[0] != layer.input_shape[0]:
-            _fail(layer, i, "a depthwise conv must keep its channel count")
+        if layer.output_shape[0] % layer.input_shape[0]:
+            _fail(layer, i, "a depthwise conv outputs its channel count times its depth multiplier")
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """Depth multiplier 1 only (the fast kernel pads one input plane per output); m > 1 runs portable."""
+        return super().fast(layer) if layer.output_shape[0] == layer.input_shape[0] else None
 
 
 class _Pointwise(_Conv):

@@ -91,8 +91,8 @@ def _conv(bb, x, layer: Layer):
 
 @TVM_LOWERINGS.register("depthwise")
 def _depthwise(bb, x, layer: Layer):
-    """One group per channel (the weights are (C, 1, kh, kw))."""
-    return _convolution(bb, x, layer, groups=layer.weight.shape[0])
+    """One group per input channel (the weights are (C*m, 1, kh, kw): m outputs per group, depth multiplier m)."""
+    return _convolution(bb, x, layer, groups=layer.input_shape[0])
 
 
 @TVM_LOWERINGS.register("avgpool")

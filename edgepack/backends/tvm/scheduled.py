@@ -57,11 +57,12 @@ def _reads_a_pooled_feature(layer: Layer, spatial: int) -> bool:
 
 
 def _square_window(layer: Layer, spatial: int) -> bool:
-    """The depthwise kernels index one k x k window at one stride: a rectangular or unequally strided one
-    sends the plan to the generic route (the convs' im2col takes any (kh, kw) and (sh, sw))."""
+    """The depthwise kernels index one k x k window at one stride, one output per input channel: a rectangular,
+    unequally strided or depth-multiplied one sends the plan to the generic route (the convs' im2col takes
+    any (kh, kw) and (sh, sw))."""
     kh, kw = layer.weight.shape[-2:]
     sh, sw = layer.strides
-    return kh == kw and sh == sw
+    return kh == kw and sh == sw and layer.output_shape[0] == layer.input_shape[0]  # and depth multiplier 1
 
 
 SCHEDULED_LOWERINGS = Lowerings("TVM hand-scheduled (VNNI / NEON)")

@@ -7,7 +7,7 @@ plan's (top, left, bottom, right) pads become SAME where they are TFLite's SAME 
 otherwise (PyTorch's symmetric 1 on such a layer) an explicit PAD (filled with the input's zero point, i.e.
 real 0) before a VALID conv.
 
-Import: OHWI / 1HWC weights become the plan's OIHW / (C, 1, KH, KW) (depth multiplier 1), any KH x KW and
+Import: OHWI / 1HWC weights become the plan's OIHW / (C*m, 1, KH, KW) (depth multiplier m), any KH x KW and
 (stride_h, stride_w), both ways; SAME padding becomes TFLite's pads (ComputePaddingHeightWidth), a PAD before the conv is folded into its pads (the walker
 hands them over in the input's Value); a CONV_2D whose kernel covers the whole map at the end is the
 classifier, an fc (how edgepack's exporter writes the fc).
@@ -20,6 +20,7 @@ from edgepack.interop.tflite_ops import EXPORTS, IMPORTS
 from edgepack.interop.tflite_reader import Reader, Tensor, Value
 from edgepack.interop.tflite_writer import Graph, bias_scale, builtin_options, fused_activation
 from edgepack.ops.base import pair, pair_or_int
+from edgepack.ops.conv import depth_multiplier
 from edgepack.plan.plan import Layer
 
 # ---- export ----------------------------------------------------------------------------------------------
@@ -37,11 +38,12 @@ def export_convolution(g: Graph, sources: list[int], layer: Layer, prefix: str) 
 
 @EXPORTS.register("depthwise")
 def export_depthwise(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
-    """DEPTHWISE_CONV_2D, weights 1HWC (the plan's (C, 1, KH, KW)), quantized along dimension 3."""
+    """DEPTHWISE_CONV_2D, weights 1HW(C*m) (the plan's (C*m, 1, KH, KW)), quantized along dimension 3."""
     x, padding = _padded(g, sources[0], layer, prefix)
     weight = layer.weight[:, 0].transpose(1, 2, 0)[None]
     wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 3)
-    g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=1, padding=padding, stride=layer.strides,
+    g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=depth_multiplier(layer), padding=padding,
+         stride=layer.strides,
          activation=fused_activation(layer))
     return y
 
@@ -150,13 +152,14 @@ def import_convolution(r: Reader, i: int, op, inputs: list[int], value: Value, o
 
 def _conv_weights(r: Reader, i: int, opts, inputs: list[int], depthwise: bool, c: int, o: int):
     """(the plan's OIHW or (C, 1, KH, KW) weights, their per-channel scales) from the file's OHWI / 1HWC."""
-    if depthwise:
-        if opts.DepthMultiplier() not in (0, 1) or o != c:
-            r.refuse(i, f"has depth multiplier {opts.DepthMultiplier()}", "use depth multiplier 1")
+    if depthwise:  # depth multiplier m: C*m outputs, output o reading input o // m (LiteRT reads o == c * m)
+        if o % c or opts.DepthMultiplier() not in (0, o // c):
+            r.refuse(i, f"has depth multiplier {opts.DepthMultiplier()} and {o} outputs of {c} channels",
+                     "outputs must be the channels times the depth multiplier: convert the model again")
         weight, scales = r.weights(i, r.operand(i, inputs, 1, "weights"), "1HWC", o, 3)
-        if weight.shape[0] != 1 or weight.shape[3] != c:
-            r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (1, KH, KW, {c})")
-        return np.ascontiguousarray(weight[0].transpose(2, 0, 1)[:, None]), scales  # (1, KH, KW, C) -> (C, 1, KH, KW)
+        if weight.shape[0] != 1 or weight.shape[3] != o:
+            r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (1, KH, KW, {o})")
+        return np.ascontiguousarray(weight[0].transpose(2, 0, 1)[:, None]), scales  # (1, KH, KW, O) -> (O, 1, KH, KW)
     weight, scales = r.weights(i, r.operand(i, inputs, 1, "weights"), "OHWI", o, 0)
     if weight.shape[3] != c:
         r.refuse(i, f"has weights of shape {list(weight.shape)}", f"expected (O, KH, KW, {c})")

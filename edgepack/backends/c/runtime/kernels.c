@@ -119,11 +119,11 @@ void ep_conv(const ep_layer *l, const int8_t *in, int8_t *out)
 
 void ep_depthwise(const ep_layer *l, const int8_t *in, int8_t *out)
 {
-    const int32_t kh = l->kh, kw = l->kw, plane = l->in_h * l->in_w;
+    const int32_t kh = l->kh, kw = l->kw, plane = l->in_h * l->in_w, multiplier = l->out_c / l->in_c;
     int32_t c, oy, ox, ky, kx;
-    for (c = 0; c < l->out_c; c++) {
+    for (c = 0; c < l->out_c; c++) { /* depth multiplier m: output c reads input c / m (TFLite's order) */
         const int8_t *wc = l->weight + c * kh * kw;
-        const int8_t *xc = in + c * plane;
+        const int8_t *xc = in + (c / multiplier) * plane;
         for (oy = 0; oy < l->out_h; oy++) {
             for (ox = 0; ox < l->out_w; ox++) {
                 int32_t acc = l->bias[c];

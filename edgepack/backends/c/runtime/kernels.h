@@ -34,7 +34,7 @@ typedef struct {
     int32_t in_zp, out_zp;       /* zero points of input and output */
     int32_t in2_zp;              /* an add's second input zero point */
     int32_t act_min, act_max;    /* fused activation clamp in the output's int8 domain */
-    const int8_t *weight;        /* conv (O, I, KH, KW), depthwise (C, 1, KH, KW), fc (O, I) */
+    const int8_t *weight;        /* conv (O, I, KH, KW), depthwise (C*m, 1, KH, KW) (out c reads in c/m), fc (O, I) */
     const int32_t *bias;         /* (O), scale in_scale * w_scale[o], zero point 0 */
     const int32_t *multiplier;   /* (O) Q31 M0 in [2^30, 2^31), or 0; an add: (3) input a, input b, output */
     const int8_t *shift;         /* (O) M = M0 * 2^shift */

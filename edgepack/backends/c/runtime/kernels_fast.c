@@ -369,7 +369,7 @@ void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w;
     int8_t *xp = (int8_t *)scratch;
     int32_t c;
-    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw) {
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || l->out_c != l->in_c) {
         ep_depthwise(l, in, out);
         return;
     }
