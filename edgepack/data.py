@@ -208,6 +208,22 @@ def npz_vector_length(spec) -> int | None:
     return int(shape[1]) if len(shape) == 2 else None
 
 
+def npz_map_shape(spec) -> tuple[int, int, int] | None:
+    """(C, H, W) when ``spec`` is an .npz whose ``images`` are (N, C, H, W) maps other than 3-channel square
+    images (the CLI's --calibration of a user model on a 49x10 spectrogram or a one-channel map: its input is
+    that shape, the inputs taken as they are), else None."""
+    if spec is None or not str(spec).lower().endswith(".npz") or not Path(spec).is_file():
+        return None
+    try:
+        with np.load(spec, allow_pickle=False) as z:
+            shape = tuple(int(d) for d in z["images"].shape) if "images" in z.files else ()
+    except Exception:  # noqa: BLE001 - unreadable: load_npz refuses it with the reason
+        return None
+    if len(shape) != 4 or (shape[1] == 3 and shape[2] == shape[3]) or (shape[3] == 3 and shape[1] == shape[2]):
+        return None
+    return shape[1:]
+
+
 def _vectors(path: Path, vectors: np.ndarray, labels: np.ndarray | None, length: int) -> Dataset:
     """(N, F) model inputs, not pixels: taken as given (no mean/std mapping, the model's own float input
     values), labels optional (without them the model is measured for fidelity only)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from edgepack.cli.flags import FlagType, add_targets_flag, positive_int
 from edgepack.compiler import compile_locked, preflight
 from edgepack.config import CompileConfig, check_max_accuracy_drop, check_min_fp32_agreement
-from edgepack.data import npz_vector_length
+from edgepack.data import npz_map_shape, npz_vector_length
 from edgepack.errors import ConfigError
 from edgepack.frontends.tflite import compile_config
 from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
@@ -88,12 +88,15 @@ def _torch_config(args):
     """The config of the built-in model or of --model FILE.py:NAME."""
     architecture = args.model if args.model in BUILTIN else DEFAULT
     user_model = args.model if args.model and args.model not in BUILTIN else None
-    model_name = features = None
+    model_name = features = image_shape = None
+    resolution = args.resolution
     if user_model:
         model_name = parse_model_spec(user_model)[1]
         features = npz_vector_length(args.calibration)  # (N, F) vectors: a model of nn.Linear layers
-    return CompileConfig(input_features=features,
-        target=args.target, alpha=args.alpha, resolution=args.resolution,
+        image_shape = npz_map_shape(args.calibration)  # (N, C, H, W) other than (3, R, R): taken as they are
+        resolution = image_shape[1] if image_shape else resolution
+    return CompileConfig(input_features=features, image_shape=image_shape,
+        target=args.target, alpha=args.alpha, resolution=resolution,
         classes=args.classes if args.classes is not None else 10, model_name=model_name,
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration_method=args.calibration_method,

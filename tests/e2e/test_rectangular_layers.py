@@ -120,3 +120,18 @@ def test_a_depthwise_conv_with_a_depth_multiplier_compiles_and_benches_bit_exact
     first = json.loads((Path(out) / "plan.json").read_text())["layers"][0]
     assert (first["kind"], first["input_shape"], first["output_shape"]) == ("depthwise", [3, 32, 32], [12, 16, 16])
     assert_bench_passes(out, "c-host")
+
+
+def test_the_cli_takes_a_user_models_one_channel_49x10_npz_as_its_input(tmp_path):
+    (tmp_path / "kws_net.py").write_text(KWS_SOURCE)
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "cal.npz", images=rng.uniform(-1, 1, (32, 1, 49, 10)).astype(np.float32))
+    np.savez(tmp_path / "eval.npz", images=rng.uniform(-1, 1, (16, 1, 49, 10)).astype(np.float32),
+             labels=np.arange(16) % 4)
+    code, _, err, _ = edgepack_cli("compile", "--model", f"{tmp_path / 'kws_net.py'}:KwsNet", "--classes", "4",
+                                   "--target", "c-host", "--calibration", tmp_path / "cal.npz", "--eval-data",
+                                   tmp_path / "eval.npz", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "plan.json").read_text())["input"]["shape"] == [1, 49, 10]
+    code, out, err, _ = edgepack_cli("bench", tmp_path / "out")
+    assert code == 0 and "result: PASS" in out, out + err

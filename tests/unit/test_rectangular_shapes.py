@@ -119,3 +119,12 @@ def test_npz_of_a_non_square_model_is_taken_as_its_float_inputs(tmp_path):
     assert list(data.labels) == [0, 1, 2, 3, 4]
     with pytest.raises(DataError, match=r"images have shape \(5, 1, 49, 10\), the model takes \(1, 10, 49\) inputs"):
         load_dataset(tmp_path / "kws.npz", "eval", (1, 10, 49), classes=12)
+
+
+def test_the_cli_reads_a_non_square_models_input_shape_from_its_calibration_npz(tmp_path):
+    from edgepack.data import npz_map_shape
+
+    for name, shape, want in (("kws", (4, 1, 49, 10), (1, 49, 10)), ("rgb", (4, 3, 32, 32), None),
+                              ("nhwc", (4, 32, 32, 3), None), ("wide", (4, 3, 24, 32), (3, 24, 32)), ("vectors", (4, 640), None)):
+        np.savez(tmp_path / f"{name}.npz", images=np.zeros(shape, np.float32))
+        assert npz_map_shape(tmp_path / f"{name}.npz") == want, name
