@@ -2,13 +2,16 @@
 equalization (the default) int8 stays within 2 points of fp32 and compile exits 0; with --no-equalize int8
 collapses (about 14% against 98%) and compile exits 1 with one stderr line naming the drop, the limit and the
 worst layer, while the artifact is still written, verifies and records the failure; bench shows the gate as a
-failed check and exits 1."""
+failed check and exits 1. The Python API raises AccuracyGateError after writing the artifact."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+import edgepack as edgepack_api
+from edgepack.artifact import verify
+from edgepack.errors import AccuracyGateError
 from tests.cli import assert_one_line, edgepack
 
 pytestmark = pytest.mark.slow  # two MobileNetV2 1.0 compiles (about 3 minutes each on 2 busy cores)
@@ -46,3 +49,16 @@ def test_per_tensor_v2_without_equalization_fails_the_gate_and_its_bench(tmp_pat
     failed = [line for line in out.splitlines() if "[FAIL]" in line]
     assert len(failed) == 1 and failed[0].startswith(f"  [FAIL] accuracy gate: int8 vs fp32: drop {gate['value']:.2f} points on 360 images")
     assert "(expected <= 1 point (target host [accuracy_gate]; a difference of at most 1 eval image never fails))" in failed[0]
+
+
+def test_the_python_api_raises_after_writing_the_artifact(tmp_path):
+    """edgepack.compile over the limit: AccuracyGateError (exit code 1, as the CLI's), raised once the artifact is
+    complete; the exception carries its folder and the manifest's gate record."""
+    with pytest.raises(AccuracyGateError) as info:
+        edgepack_api.compile(target="host", architecture="mobilenet_v2", alpha=1.0, resolution=96, eval_size=60,
+                             calib_size=32, weight_granularity="per-tensor", equalize=False, output=str(tmp_path / "api"))
+    error = info.value
+    assert error.exit_code == 1 and error.artifact == tmp_path / "api" and "\n" not in str(error)
+    assert verify(error.artifact)["metrics"]["accuracy_gate"] == error.gate and not error.gate["passed"]
+    assert error.gate["images"] == 60 and error.gate["images_apart"] > 10
+    assert str(error).startswith("accuracy gate failed: int8 accuracy ") and "worst layer conv2d_1 (" in str(error)
