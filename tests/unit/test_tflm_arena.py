@@ -2,7 +2,8 @@
 GreedyMemoryPlanner uses (the real interpreter's figures are checked in tests/e2e/test_tflm_arena.py)."""
 from __future__ import annotations
 
-from edgepack.backends.tflm.arena import Buffer, Graph, arena_bytes, head_buffers, place, tail_bytes
+from edgepack.backends.tflm.arena import (Buffer, Graph, align, arena_bytes, head_buffers, place, prepare_bytes,
+                                         tail_bytes, temp_tensor_bytes)
 
 
 def test_equal_sizes_are_placed_later_buffer_first_as_tflm_does():
@@ -47,4 +48,43 @@ def test_arena_is_the_sum_of_head_and_tail_rounded_to_16(monkeypatch):
     monkeypatch.setattr(arena, "read_graph", lambda _: _chain(2))
     result = arena_bytes(b"", 4)
     assert result["arena_bytes"] % 16 == 0
-    assert result["arena_bytes"] - 16 < result["head_bytes"] + result["tail_bytes"] <= result["arena_bytes"]
+    need = max(result["head_bytes"] + result["tail_bytes"], result["prepare_bytes"])
+    assert result["arena_bytes"] - 16 < need <= result["arena_bytes"]
+
+
+def test_prepare_temporaries_hold_a_zero_point_per_channel_of_weights_and_bias():
+    """A per-channel FULLY_CONNECTED's Prepare copies the weights' and the bias's zero points (4 bytes a
+    channel each) into the head; one-scale input and output tensors cost the same whatever the width."""
+    for pointer_bytes in (4, 8):
+        narrow, wide = (temp_tensor_bytes([1, c, c, 1], pointer_bytes) for c in (128, 640))
+        assert wide - narrow == 2 * 4 * (640 - 128)
+    assert temp_tensor_bytes([1, 640, 640, 1], 4) < temp_tensor_bytes([1, 640, 640, 1], 8)
+    assert temp_tensor_bytes([0, 0], 8) < temp_tensor_bytes([1, 1], 8)  # float tensors: no quantization
+
+
+def _fc_chain(widths: list[int]) -> Graph:
+    """A fully connected chain on vectors, per-channel weights and biases (the fc_autoencoder's shape)."""
+    n = len(widths) - 1
+    acts, weights, biases = list(range(n + 1)), list(range(n + 1, 2 * n + 1)), list(range(2 * n + 1, 3 * n + 1))
+    sizes = widths + [widths[i] * widths[i + 1] for i in range(n)] + [4 * w for w in widths[1:]]
+    scales = [1] * (n + 1) + widths[1:] + widths[1:]
+    ops = [("FULLY_CONNECTED", [acts[i], weights[i], biases[i]], [acts[i + 1]], widths[i + 1]) for i in range(n)]
+    return Graph(sizes, set(weights + biases), [0], [n], ops, scales)
+
+
+def test_a_wide_fully_connected_layer_on_small_vectors_is_bounded_by_its_prepare_not_the_plan(monkeypatch):
+    from edgepack.backends.tflm import arena
+
+    monkeypatch.setattr(arena, "read_graph", lambda _: _fc_chain([640, 128, 8, 128, 640]))
+    result = arena_bytes(b"", 8)
+    assert result["prepare_bytes"] > result["head_bytes"] + result["tail_bytes"]
+    assert result["arena_bytes"] == align(result["prepare_bytes"])
+
+
+def test_per_channel_arrays_of_later_operators_are_not_in_the_tail_during_an_earlier_prepare():
+    """TFLM allocates an operator's multipliers and shifts in its own Prepare: the wide layer prepared last
+    has the narrow one's arrays in the tail already, prepared first it does not."""
+    wide_last, wide_first = _fc_chain([8, 16, 640]), _fc_chain([8, 640, 16])
+    assert tail_bytes(wide_last, 8) == tail_bytes(wide_first, 8)
+    last, first = (prepare_bytes(g, tail_bytes(g, 8), 8) for g in (wide_last, wide_first))
+    assert last - first == 2 * align(4 * 16)  # the narrow layer's int32 multipliers and shifts

@@ -13,10 +13,16 @@ a TfLiteTensor (with its quantization) per graph input and output, the builtin o
 OpData per operator, and the per-channel output multipliers and shifts of convolutions and fully
 connected layers (16-byte aligned). These were measured per operator type against the ``tflite-micro``
 interpreter (reference kernels, x86-64); pointer-sized fields are taken out for 32-bit targets.
+
+Before the plan exists, each operator's Prepare borrows the head: after room for twelve scratch-buffer
+requests, a temporary TfLiteTensor per input and output, with its quantization and a zero-point array as
+long as its scales (a per-channel weight or bias: 4 bytes a channel). The tail then holds everything but
+the graph's input and output TfLiteTensors (allocated after Prepare) and the per-channel arrays of later
+operators. When the activations are small (a fully connected chain) this, not the plan, sets the arena.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +36,8 @@ OP_BYTES_64 = {"CONV_2D": 176, "DEPTHWISE_CONV_2D": 168, "FULLY_CONNECTED": 176,
 UNKNOWN_OP_BYTES_64 = 272  # an operator not measured: the largest OpData seen, plus a node
 NODE_POINTERS = 8  # a node's seven pointers and its registration's: 32 bytes fewer per op with 4-byte pointers
 FIXED_BYTES_64 = 512  # allocators, planner, subgraph tables (measured; kept for 32-bit, an upper bound there)
+MAX_SCRATCH_REQUESTS = 12  # kMaxScratchBuffersPerOp: the head keeps room for this many requests in Prepare
+TFLITE_TENSOR_BYTES = {8: 64, 4: 40}  # TfLiteTensor as TFLM builds it (TF_LITE_STATIC_MEMORY)
 
 
 def align(n: int, to: int = ALIGNMENT) -> int:
@@ -68,6 +76,7 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     ops: list[tuple[str, list[int], list[int], int]]  # (name, inputs, outputs, per-channel arrays' channels)
+    scales: list[int] = field(default_factory=list)  # quantization scales per tensor (0: none; missing: 1)
 
 
 def read_graph(tflite_bytes: bytes) -> Graph:
@@ -78,6 +87,7 @@ def read_graph(tflite_bytes: bytes) -> Graph:
     graph = model.Subgraphs(0)
     tensors = [graph.Tensors(t) for t in range(graph.TensorsLength())]
     sizes = [int(np.prod(t.ShapeAsNumpy())) * TYPE_BYTES.get(t.Type(), 4) for t in tensors]
+    scales = [_scale_count(t) for t in tensors]
     constant = {t for t, tensor in enumerate(tensors) if model.Buffers(tensor.Buffer()).DataLength() > 0}
     ops = []
     for i in range(graph.OperatorsLength()):
@@ -88,7 +98,15 @@ def read_graph(tflite_bytes: bytes) -> Graph:
         channels = int(tensors[outs[0]].ShapeAsNumpy()[-1]) if name in PER_CHANNEL_OPS else 0
         ops.append((name, ins, outs, channels))
     return Graph(sizes, constant, [int(t) for t in graph.InputsAsNumpy()],
-                 [int(t) for t in graph.OutputsAsNumpy()], ops)
+                 [int(t) for t in graph.OutputsAsNumpy()], ops, scales)
+
+
+def _scale_count(tensor) -> int:
+    """How many scales TFLM copies a zero point for: none unless the tensor has scales and zero points."""
+    q = tensor.Quantization()
+    if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
+        return 0
+    return q.ScaleLength()
 
 
 def head_buffers(graph: Graph) -> list[Buffer]:
@@ -125,11 +143,37 @@ def planning_bytes(graph: Graph, buffer_count: int, pointer_bytes: int) -> int:
     return align(len(graph.sizes) * allocation_info) + align(40 * buffer_count) + ALIGNMENT
 
 
+def temp_tensor_bytes(scales: list[int], pointer_bytes: int) -> int:
+    """Head bytes of one Prepare's temporary TfLiteTensors, laid out one after another as AllocateTemp does:
+    each tensor, then its TfLiteAffineQuantization (two pointers, an int) and zero-point TfLiteIntArray."""
+    end = MAX_SCRATCH_REQUESTS * (pointer_bytes + 8)  # ScratchBufferRequest: bytes, node, subgraph
+    for count in scales:
+        end = align(end, pointer_bytes) + TFLITE_TENSOR_BYTES.get(pointer_bytes, 64)
+        if count:
+            end = align(end, pointer_bytes) + align(2 * pointer_bytes + 4, pointer_bytes) + 4 + 4 * count
+    return end
+
+
+def prepare_bytes(graph: Graph, tail: dict[str, int], pointer_bytes: int) -> int:
+    """The arena each operator's Prepare needs (its temporaries in the head, the tail as it then is); the
+    largest. Per-channel arrays are counted from their operator on, as TFLM allocates them in Prepare."""
+    later = sum(2 * align(4 * channels) for _, _, _, channels in graph.ops)
+    tail_now = sum(tail.values()) - tail["io_tensors"] - later
+    need = 0
+    for _, ins, outs, channels in graph.ops:
+        tail_now += 2 * align(4 * channels)
+        scales = [graph.scales[t] if t < len(graph.scales) else 1 for t in ins + outs if t >= 0]
+        need = max(need, align(temp_tensor_bytes(scales, pointer_bytes)) + tail_now)
+    return need
+
+
 def arena_bytes(tflite_bytes: bytes, pointer_bytes: int = 4) -> dict:
     """The tensor arena TFLM needs for the model, with its parts, for ``pointer_bytes``-byte pointers."""
     graph = read_graph(tflite_bytes)
     buffers = head_buffers(graph)
     head = max(place(buffers), planning_bytes(graph, len(buffers), pointer_bytes))
     tail = tail_bytes(graph, pointer_bytes)
-    return {"arena_bytes": align(head + sum(tail.values())), "head_bytes": head, "tail_bytes": sum(tail.values()),
-            "tail_parts": tail, "naive_head_bytes": sum(b.size for b in buffers), "pointer_bytes": pointer_bytes}
+    prepare = prepare_bytes(graph, tail, pointer_bytes)
+    return {"arena_bytes": align(max(head + sum(tail.values()), prepare)), "head_bytes": head,
+            "tail_bytes": sum(tail.values()), "tail_parts": tail, "prepare_bytes": prepare,
+            "naive_head_bytes": sum(b.size for b in buffers), "pointer_bytes": pointer_bytes}
