@@ -24,10 +24,11 @@ def enforce(folder, model=None, calibration=None) -> None:
     record = load_artifact(folder).metrics.accuracy_gate or {}
     if record.get("passed") is not False:
         return
-    error = AccuracyGateError(f"accuracy gate failed: {describe(record)}; worst layer {worst_layer(folder, model, calibration)}"
-                              f"; the artifact {folder} is written and records the failure: fix the quantization "
-                              f"(--weight-granularity per-channel, equalization on, --quant qat) or raise the limit "
-                              f"with --{'max-accuracy-drop' if record['measure'] == 'accuracy_drop_points' else 'min-fp32-agreement'}")
+    flag = "--max-accuracy-drop" if record["measure"] == "accuracy_drop_points" else "--min-fp32-agreement"
+    error = AccuracyGateError(f"accuracy gate failed: {describe(record)}; worst layer "
+                              f"{worst_layer(folder, model, calibration)}; the artifact {folder} is written and "
+                              "records the failure: fix the quantization (--weight-granularity per-channel, "
+                              f"equalization on, --quant qat) or raise the limit with {flag}")
     error.artifact, error.gate = folder, record
     raise error
 
@@ -47,4 +48,5 @@ def worst_layer(folder: Path, model=None, calibration=None) -> str:
         return "unknown (no layer of the plan has an fp32 counterpart debug can measure)"
     row = rows[0]
     module = f"{row['module']}, " if row.get("module") else ""
-    return f"{row['layer']} ({module}{row['kind']}, isolated SQNR {row['isolated_sqnr_db']:.1f} dB; see `edgepack debug`)"
+    return (f"{row['layer']} ({module}{row['kind']}, isolated SQNR {row['isolated_sqnr_db']:.1f} dB; "
+            "see `edgepack debug`)")

@@ -96,9 +96,9 @@ def describe(record: dict) -> str:
         return f"not applied ({record['reason']})"
     n, apart, limit = record["images"], record["images_apart"], f"{record['limit']:g}"
     if record["measure"] == "accuracy_drop_points":
-        return (f"int8 accuracy {record['int8_accuracy']:.2%} vs fp32 {record['fp32_accuracy']:.2%} on {n} eval images: "
-                f"a drop of {record['value']:.2f} points ({apart} image{'s' * (abs(apart) != 1)}), limit {limit} "
-                f"point{'s' * (record['limit'] != 1)} ({record['limit_origin']})")
+        return (f"int8 accuracy {record['int8_accuracy']:.2%} vs fp32 {record['fp32_accuracy']:.2%} on {n} eval "
+                f"images: a drop of {record['value']:.2f} points ({apart} image{'s' * (abs(apart) != 1)}), "
+                f"limit {limit} point{'s' * (record['limit'] != 1)} ({record['limit_origin']})")
     sqnr = "" if record.get("sqnr_db") is None else f", SQNR {record['sqnr_db']:.1f} dB"
     return (f"int8 top-1 agreement with fp32 {record['value']:.2f}% on {n} unlabelled eval images ({apart} "
             f"differ{'s' * (apart == 1)}{sqnr}), limit {limit}% ({record['limit_origin']})")
