@@ -415,7 +415,7 @@ class _Lowering:
         w = np.zeros((k * k, c_pad), np.int8)
         w[:, :c] = layer.weight[:, 0].reshape(c, k * k).T
         args = [padded, self.const(w), *self.tables(layer, zp, c_pad)]
-        return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, layer.stride, layer), f"depthwise_{i}", args, (oh * ow, c_pad))
+        return self.call(depthwise_func(hp, wp, c_pad, oh, ow, k, layer.strides[0], layer), f"depthwise_{i}", args, (oh * ow, c_pad))
 
     def avgpool(self, x, layer: Layer, i: int):
         hw, c_pad = shape(x)

@@ -342,7 +342,7 @@ class _Lowering:
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, (top, left, _, _) = layer.stride, layer.pads  # bottom/right: the bounds tests below
+        s, (top, left, _, _) = layer.strides[0], layer.pads  # sh == sw (chain_shaped); bottom/right: bounds tests
         zp_u8 = layer.input_q.zero_point + 128
         w = np.zeros((k, k, c_pad), np.int8)
         w[:, :, :c] = layer.weight[:, 0].transpose(1, 2, 0)
