@@ -3,7 +3,8 @@ for MobileNetV1 0.25-96, MobileNetV2 0.35-96, a residual converter model, a conv
 connected head and a fully connected autoencoder (small activations, wide per-channel layers: its arena is
 set by the last layer's Prepare, not by the plan), edgepack's 64-bit figure is at least the smallest arena
 the interpreter accepts (found by bisection) and within 1% of it, so the 32-bit figure the header ships
-comes from a model that holds."""
+comes from a model that holds. A 1-D conv net with MEAN (tiny activations: set by TFLM's planning step, its
+requests, AllocationInfo and planner arrays, MEAN's three scratch buffers among them) is held to 3%."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,11 @@ MODELS = {  # name -> edgepack.compile arguments besides target and output
     "residual_add (converter)": {"converted": "residual_add"},
     "mobilenet_like with FULLY_CONNECTED (converter)": {"converted": "mobilenet_like"},
     "fc_autoencoder 640-128-8-128-640 (converter)": {"converted": "fc_autoencoder"},
+    "conv1d with MEAN (converter)": {"converted": "conv1d"},
 }
+# conv1d: the planning step sets its arena. Its tail is 32 bytes over the one TFLM records (the per-operator
+# bytes, measured on other models, are upper bounds) and the planner's room is rounded to 16 bytes: 2.1% over
+TOLERANCE = {"conv1d with MEAN (converter)": 0.03}
 
 
 @pytest.fixture(scope="module")
@@ -42,5 +47,5 @@ def test_64bit_arena_estimate_is_at_least_tflm_minimum_and_within_1_percent(name
     minimum = interpreter.minimum_arena((out / "model.tflite").read_bytes())
     print(f"{name}: TFLM minimum {minimum}, estimate 64-bit {arena['arena_bytes_64bit']} "
           f"({arena['arena_bytes_64bit'] / minimum:.4f}), 32-bit {arena['arena_bytes']}")
-    assert minimum <= arena["arena_bytes_64bit"] <= 1.01 * minimum
+    assert minimum <= arena["arena_bytes_64bit"] <= (1 + TOLERANCE.get(name, 0.01)) * minimum
     assert arena["arena_bytes"] < arena["arena_bytes_64bit"]

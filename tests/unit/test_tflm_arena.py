@@ -2,8 +2,8 @@
 GreedyMemoryPlanner uses (the real interpreter's figures are checked in tests/e2e/test_tflm_arena.py)."""
 from __future__ import annotations
 
-from edgepack.backends.tflm.arena import (Buffer, Graph, align, arena_bytes, head_buffers, place, prepare_bytes,
-                                         tail_bytes, temp_tensor_bytes)
+from edgepack.backends.tflm.arena import (Buffer, Graph, align, arena_bytes, head_buffers, place, planning_bytes,
+                                         prepare_bytes, tail_bytes, temp_tensor_bytes)
 
 
 def test_equal_sizes_are_placed_later_buffer_first_as_tflm_does():
@@ -42,14 +42,29 @@ def test_pointer_size_changes_only_pointer_sized_parts():
     assert host["operators"] - mcu["operators"] == 3 * 8 * 4  # eight pointers per node, three nodes
 
 
-def test_arena_is_the_sum_of_head_and_tail_rounded_to_16(monkeypatch):
+def test_arena_is_the_largest_of_plan_prepare_and_planning_rounded_to_16(monkeypatch):
+    """The arena must hold the planned head with the tail, every Prepare, and the planner's own arrays."""
     from edgepack.backends.tflm import arena
 
     monkeypatch.setattr(arena, "read_graph", lambda _: _chain(2))
     result = arena_bytes(b"", 4)
     assert result["arena_bytes"] % 16 == 0
-    need = max(result["head_bytes"] + result["tail_bytes"], result["prepare_bytes"])
+    need = max(result["head_bytes"] + result["tail_bytes"], result["prepare_bytes"], result["planning_bytes"])
     assert result["arena_bytes"] - 16 < need <= result["arena_bytes"]
+
+
+def test_mean_scratch_buffers_are_planned_in_their_operator_and_cost_planner_room():
+    """TFLM's MEAN asks for scratch buffers in Prepare: each is a buffer alive in its operator only, after
+    the tensors, and each takes request, AllocationInfo and planner room while TFLM plans."""
+    plain = _chain(2)
+    with_mean = _chain(2)
+    with_mean.scratch = {1: [64, 16, 4]}
+    buffers = head_buffers(with_mean)
+    assert [(b.size, b.first, b.last) for b in buffers[-3:]] == [(64, 2, 2), (16, 2, 2), (16, 2, 2)]
+    assert len(buffers) == len(head_buffers(plain)) + 3
+    grown = planning_bytes(with_mean, len(buffers), 8) - planning_bytes(plain, len(buffers) - 3, 8)
+    assert grown >= 3 * (16 + 32 + 40)  # a request, an AllocationInfo and planner arrays per buffer, 64-bit
+    assert tail_bytes(with_mean, 8)["scratch_handles"] == 3 * 8 and tail_bytes(plain, 8)["scratch_handles"] == 0
 
 
 def test_prepare_temporaries_hold_a_zero_point_per_channel_of_weights_and_bias():

@@ -19,6 +19,10 @@ requests, a temporary TfLiteTensor per input and output, with its quantization a
 long as its scales (a per-channel weight or bias: 4 bytes a channel). The tail then holds everything but
 the graph's input and output TfLiteTensors (allocated after Prepare) and the per-channel arrays of later
 operators. When the activations are small (a fully connected chain) this, not the plan, sets the arena.
+
+Planning borrows the head too: the scratch-buffer requests (twelve spare), an AllocationInfo per tensor and
+request, and 40 bytes of planner arrays per planned buffer. Kernels' scratch buffers are planned with the
+tensors, alive in their operator only; of the reference kernels edgepack emits, MEAN asks for three.
 """
 from __future__ import annotations
 
@@ -77,6 +81,11 @@ class Graph:
     outputs: list[int]
     ops: list[tuple[str, list[int], list[int], int]]  # (name, inputs, outputs, per-channel arrays' channels)
     scales: list[int] = field(default_factory=list)  # quantization scales per tensor (0: none; missing: 1)
+    scratch: dict[int, list[int]] = field(default_factory=dict)  # op index -> its scratch buffers' bytes
+
+    def requests(self, before: int | None = None) -> int:
+        """Scratch-buffer requests of the operators before op ``before`` (of all, by default)."""
+        return sum(len(sizes) for op, sizes in self.scratch.items() if before is None or op < before)
 
 
 def read_graph(tflite_bytes: bytes) -> Graph:
@@ -89,7 +98,7 @@ def read_graph(tflite_bytes: bytes) -> Graph:
     sizes = [int(np.prod(t.ShapeAsNumpy())) * TYPE_BYTES.get(t.Type(), 4) for t in tensors]
     scales = [_scale_count(t) for t in tensors]
     constant = {t for t, tensor in enumerate(tensors) if model.Buffers(tensor.Buffer()).DataLength() > 0}
-    ops = []
+    ops, scratch = [], {}
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -97,8 +106,17 @@ def read_graph(tflite_bytes: bytes) -> Graph:
         ins, outs = [int(t) for t in op.InputsAsNumpy()], [int(t) for t in op.OutputsAsNumpy()]
         channels = int(tensors[outs[0]].ShapeAsNumpy()[-1]) if name in PER_CHANNEL_OPS else 0
         ops.append((name, ins, outs, channels))
+        if name == "MEAN":
+            scratch[i] = _mean_scratch(tensors[ins[0]], tensors[ins[1]], tensors[outs[0]])
     return Graph(sizes, constant, [int(t) for t in graph.InputsAsNumpy()],
-                 [int(t) for t in graph.OutputsAsNumpy()], ops, scales)
+                 [int(t) for t in graph.OutputsAsNumpy()], ops, scales, scratch)
+
+
+def _mean_scratch(data, axis, output) -> list[int]:
+    """TFLM's reference MEAN asks in Prepare for an int32 per output value (int8 / int16 inputs only), an
+    int per input dimension and an int per reduced axis."""
+    accumulator = [4 * int(np.prod(output.ShapeAsNumpy()))] if data.Type() in (7, 9) else []
+    return accumulator + [4 * data.ShapeLength(), 4 * int(np.prod(axis.ShapeAsNumpy()))]
 
 
 def _scale_count(tensor) -> int:
@@ -121,8 +139,10 @@ def head_buffers(graph: Graph) -> list[Buffer]:
                 last[t] = scope
     for t in graph.outputs:
         last[t] = len(graph.ops)
-    return [Buffer(align(size), first.get(t, -1), last.get(t, -1))
-            for t, size in enumerate(graph.sizes) if t not in graph.constant and size > 0]
+    tensors = [Buffer(align(size), first.get(t, -1), last.get(t, -1))
+               for t, size in enumerate(graph.sizes) if t not in graph.constant and size > 0]
+    return tensors + [Buffer(align(size), op + 1, op + 1)  # after the tensors, as in AllocationInfo
+                      for op, sizes in sorted(graph.scratch.items()) for size in sizes]
 
 
 def tail_bytes(graph: Graph, pointer_bytes: int) -> dict[str, int]:
@@ -134,19 +154,31 @@ def tail_bytes(graph: Graph, pointer_bytes: int) -> dict[str, int]:
     # TfLiteTensor (64 / 40 bytes) and its TfLiteAffineQuantization with a one-entry zero point (32 / 20)
     io_tensors = len(graph.inputs + graph.outputs) * (96 if pointer_bytes == 8 else 60)
     fixed = FIXED_BYTES_64
-    return {"eval_tensors": eval_tensors, "io_tensors": io_tensors, "operators": per_op, "fixed": fixed}
+    scratch_handles = pointer_bytes * graph.requests()  # a data pointer per scratch buffer
+    return {"eval_tensors": eval_tensors, "io_tensors": io_tensors, "operators": per_op, "fixed": fixed,
+            "scratch_handles": scratch_handles}
+
+
+def requests_bytes(requests: int, pointer_bytes: int) -> int:
+    """The head's ScratchBufferRequest slots (bytes, node, subgraph): those made so far and twelve spare."""
+    return (requests + MAX_SCRATCH_REQUESTS) * (pointer_bytes + 8)
 
 
 def planning_bytes(graph: Graph, buffer_count: int, pointer_bytes: int) -> int:
-    """Head bytes the allocator needs while it plans: AllocationInfo per tensor, planner arrays per buffer."""
+    """Head bytes the allocator needs while it plans: the requests, an AllocationInfo per tensor and request
+    and a subgraph offset in temp memory, then (16-byte aligned) the planner's 40 bytes per buffer."""
     allocation_info = 16 + 2 * pointer_bytes  # bytes and output pointer, two lifetimes, offline offset, flag
-    return align(len(graph.sizes) * allocation_info) + align(40 * buffer_count) + ALIGNMENT
+    requests = graph.requests()
+    temp = align(requests_bytes(requests, pointer_bytes), pointer_bytes)
+    temp += (len(graph.sizes) + requests) * allocation_info + pointer_bytes
+    return align(temp) + 40 * buffer_count
 
 
-def temp_tensor_bytes(scales: list[int], pointer_bytes: int) -> int:
-    """Head bytes of one Prepare's temporary TfLiteTensors, laid out one after another as AllocateTemp does:
-    each tensor, then its TfLiteAffineQuantization (two pointers, an int) and zero-point TfLiteIntArray."""
-    end = MAX_SCRATCH_REQUESTS * (pointer_bytes + 8)  # ScratchBufferRequest: bytes, node, subgraph
+def temp_tensor_bytes(scales: list[int], pointer_bytes: int, requests: int = 0) -> int:
+    """Head bytes of one Prepare's temporary TfLiteTensors, laid out one after another as AllocateTemp does
+    after the scratch-buffer requests: each tensor, then its TfLiteAffineQuantization (two pointers, an
+    int) and zero-point TfLiteIntArray."""
+    end = requests_bytes(requests, pointer_bytes)
     for count in scales:
         end = align(end, pointer_bytes) + TFLITE_TENSOR_BYTES.get(pointer_bytes, 64)
         if count:
@@ -160,10 +192,11 @@ def prepare_bytes(graph: Graph, tail: dict[str, int], pointer_bytes: int) -> int
     later = sum(2 * align(4 * channels) for _, _, _, channels in graph.ops)
     tail_now = sum(tail.values()) - tail["io_tensors"] - later
     need = 0
-    for _, ins, outs, channels in graph.ops:
+    tail_now -= tail["scratch_handles"]  # allocated after the last Prepare
+    for op, (_, ins, outs, channels) in enumerate(graph.ops):
         tail_now += 2 * align(4 * channels)
         scales = [graph.scales[t] if t < len(graph.scales) else 1 for t in ins + outs if t >= 0]
-        need = max(need, align(temp_tensor_bytes(scales, pointer_bytes)) + tail_now)
+        need = max(need, align(temp_tensor_bytes(scales, pointer_bytes, graph.requests(op))) + tail_now)
     return need
 
 
@@ -171,9 +204,11 @@ def arena_bytes(tflite_bytes: bytes, pointer_bytes: int = 4) -> dict:
     """The tensor arena TFLM needs for the model, with its parts, for ``pointer_bytes``-byte pointers."""
     graph = read_graph(tflite_bytes)
     buffers = head_buffers(graph)
-    head = max(place(buffers), planning_bytes(graph, len(buffers), pointer_bytes))
-    tail = tail_bytes(graph, pointer_bytes)
+    head, tail = place(buffers), tail_bytes(graph, pointer_bytes)
     prepare = prepare_bytes(graph, tail, pointer_bytes)
-    return {"arena_bytes": align(max(head + sum(tail.values()), prepare)), "head_bytes": head,
+    # planning runs before the graph's input and output TfLiteTensors are allocated in the tail
+    planning = planning_bytes(graph, len(buffers), pointer_bytes) + sum(tail.values()) - tail["io_tensors"]
+    return {"arena_bytes": align(max(head + sum(tail.values()), prepare, planning)), "head_bytes": head,
             "tail_bytes": sum(tail.values()), "tail_parts": tail, "prepare_bytes": prepare,
-            "naive_head_bytes": sum(b.size for b in buffers), "pointer_bytes": pointer_bytes}
+            "planning_bytes": planning, "naive_head_bytes": sum(b.size for b in buffers),
+            "pointer_bytes": pointer_bytes}
