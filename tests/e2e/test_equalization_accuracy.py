@@ -21,7 +21,7 @@ def _compiled(tmp_path, name: str, **options) -> dict:
 
 def _worst_layer(folder) -> tuple[str, float]:
     d = edgepack.debug(folder, images=8)
-    row = min(d["layers"], key=lambda r: r["isolated_sqnr_db"])
+    row = min((r for r in d["layers"] if r["isolated_sqnr_db"] is not None), key=lambda r: r["isolated_sqnr_db"])
     return row["layer"], row["isolated_sqnr_db"]
 
 
