@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from edgepack.artifact import Manifest
 from edgepack.artifact import read as read_manifest
+from edgepack.benchmark.device_report import count, percent
 from edgepack.errors import ConfigError, OutputError
 from edgepack.validate import file_kind
 
@@ -29,6 +30,8 @@ BEFORE_BENCH_KEYS = tuple(k for k in MATCH_KEYS if k != "device")  # known from 
 MODEL_KEYS = ("alpha", "resolution", "classes", "quant")
 NOTE_KEYS = ("cpu_features", "edgepack_version")  # a difference is reported
 FIGURE_KEYS = ("accuracy", "fidelity", "latency", "cost")
+AGREEMENT = "top-1 agreement with reference"  # bench's check of it; its value is a fraction, shown as a percent
+POINTS, MS, COUNT = "points", "ms", "count"  # a Delta's unit: percent figures whose change is in points, ...
 
 
 @dataclass
@@ -38,9 +41,20 @@ class Delta:
     current: float
     limit: str
     regressed: bool
+    unit: str = COUNT  # how the table shows it (POINTS, MS, COUNT); not in the JSON, whose keys machines read
 
     def to_json(self) -> dict:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if k != "unit"}
+
+    def cells(self) -> tuple[str, str, str]:
+        """Baseline, current and change as text, the change in the unit of its limit: points for a
+        percent figure (accuracy, agreement), percent of the baseline for latency and costs."""
+        if self.unit == POINTS:
+            return f"{self.baseline:.2f}%", f"{self.current:.2f}%", f"{self.current - self.baseline:+.2f} points"
+        change = f"{(self.current - self.baseline) / self.baseline:+.1%}" if self.baseline else "n/a"
+        if self.unit == MS:
+            return f"{self.baseline:,.3f} ms", f"{self.current:,.3f} ms", change
+        return count(self.baseline), count(self.current), change
 
 
 def artifact_identity(manifest: Manifest) -> dict:
@@ -199,16 +213,17 @@ def compare(report: dict, baseline: dict, tolerances: dict) -> list[Delta]:
     if baseline.get("accuracy") is not None:
         drop = (baseline["accuracy"] - report["accuracy"]) * 100
         deltas.append(Delta("accuracy (%)", baseline["accuracy"] * 100, report["accuracy"] * 100,
-                            f"drop <= {tol['accuracy_drop_points']} points", drop > tol["accuracy_drop_points"] + 1e-9))
+                            f"drop <= {tol['accuracy_drop_points']:g} points", drop > tol["accuracy_drop_points"] + 1e-9,
+                            POINTS))
     b_f, r_f = baseline.get("fidelity") or {}, report.get("fidelity") or {}
     if "top1_agreement_vs_reference" in b_f and "top1_agreement_vs_reference" in r_f:
         b, r = b_f["top1_agreement_vs_reference"] * 100, r_f["top1_agreement_vs_reference"] * 100
-        deltas.append(Delta("top-1 agreement with reference (%)", b, r, f"drop <= {tol['agreement_drop_points']} points",
-                            b - r > tol["agreement_drop_points"] + 1e-9))
+        deltas.append(Delta(f"{AGREEMENT} (%)", b, r, f"drop <= {tol['agreement_drop_points']:g} points",
+                            b - r > tol["agreement_drop_points"] + 1e-9, POINTS))
     if (baseline.get("latency") or {}).get("median_ms") and (report.get("latency") or {}).get("median_ms"):
         b, r = baseline["latency"]["median_ms"], report["latency"]["median_ms"]
-        deltas.append(Delta("latency median (ms)", b, r, f"increase <= {tol['latency_increase']:.0%}",
-                            r > b * (1 + tol["latency_increase"])))
+        deltas.append(Delta("latency median (ms)", b, r, f"increase <= {tol['latency_increase'] * 100:g}%",
+                            r > b * (1 + tol["latency_increase"]), MS))
     for key, b in (baseline.get("cost") or {}).items():
         r = (report.get("cost") or {}).get(key)
         # a speed-up or a share (vector instructions / all) rising is no regression: only costs are held
@@ -219,23 +234,46 @@ def compare(report: dict, baseline: dict, tolerances: dict) -> list[Delta]:
 
 
 def format_deltas(deltas: list[Delta]) -> str:
-    lines = [f"{'check':<38}{'baseline':>12}{'current':>12}{'change':>10}  limit", "-" * 86]
-    for d in deltas:
-        change = f"{(d.current - d.baseline) / d.baseline:+.1%}" if d.baseline else "n/a"
-        flag = "REGRESSED" if d.regressed else "ok"
-        lines.append(f"{d.check:<38}{d.baseline:>12.4g}{d.current:>12.4g}{change:>10}  {d.limit}  {flag}")
-    return "\n".join(lines)
+    """The comparison as an aligned table: check, baseline, current, change (in its limit's unit), limit, verdict."""
+    rows = [("check", "baseline", "current", "change", "limit", "")]
+    rows += [(d.check, *d.cells(), d.limit, "REGRESSED" if d.regressed else "ok") for d in deltas]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  "
+             f"{r[4]:<{widths[4]}}  {r[5]}".rstrip() for r in rows]
+    return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+
+
+def format_section(path, deltas: list[Delta], notes: list[str]) -> str:
+    """bench's baseline section: the table, the notes on recorded differences, and what regressed."""
+    regressed = [d.check for d in deltas if d.regressed]
+    last = f"{len(regressed)} regression(s): {', '.join(regressed)}" if regressed else "no regression"
+    return "\n".join([f"against baseline {path}:", format_deltas(deltas), *notes, last])
+
+
+def value_text(value) -> str:
+    """A check's or cost's value as bench prints it: yes/no, integers with separators, others as they are."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1000):
+        return count(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def check_text(c: dict) -> str:
+    """``value (expected ...)`` of a bench check (its JSON form); the top-1 agreement, a fraction, as a percent."""
+    value = percent(c["value"]) if c["name"] == AGREEMENT and isinstance(c["value"], float) else value_text(c["value"])
+    return f"{value} (expected {c['expected']})"
 
 
 def junit_xml(report: dict) -> str:
     """One <testcase> per check (artifact checks and baseline comparisons)."""
     cases = []
     for c in report["checks"]:
-        message = f"{c['value']} (expected {c['expected']})"
+        message = check_text(c)
         body = "" if c["passed"] else f"<failure message={quoteattr(message)}/>"
         cases.append(f'  <testcase classname="edgepack.bench.{escape(report["target"])}" name={quoteattr(c["name"])}>{body}</testcase>')
     for d in report.get("baseline_deltas", []):
-        message = f"{d['current']:.4g} vs baseline {d['baseline']:.4g}, limit {d['limit']}"
+        message = f"{value_text(d['current'])} vs baseline {value_text(d['baseline'])}, limit {d['limit']}"
         body = f"<failure message={quoteattr(message)}/>" if d["regressed"] else ""
         cases.append(f'  <testcase classname="edgepack.baseline.{escape(report["target"])}" name={quoteattr(d["check"])}>{body}</testcase>')
     failures = sum("<failure" in c for c in cases)

@@ -79,7 +79,10 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     if ref is not None:
         agree = agreement(logits, ref)
         report["fidelity"] = _fidelity(manifest, agree, logits, ref)
-        checks.append(Check("top-1 agreement with reference", agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT}"))
+        checks.append(Check(compare.AGREEMENT, agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT:.0%}"))
+        note = _accuracy_note(manifest, report["accuracy"], logits, ref)
+        if note:
+            report["accuracy_note"] = note
     checks.extend(_gate_check(manifest, report["accuracy"], len(data)))
     report["latency"] = runner.latency(data.images[0], warmup, count)
     if report["latency"] is None:
@@ -104,7 +107,7 @@ def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) 
         record = gate.with_device_accuracy(record, device_accuracy, images)
     drop = record["measure"] == "accuracy_drop_points"
     value = (f"drop {record['value']:.2f} points" if drop else f"agreement {record['value']:.2f}%") + \
-        f" on {record['images']} images ({record['images_apart']} images apart)"
+        f" on {record['images']:,} images ({record['images_apart']:,} image{'s' * (record['images_apart'] != 1)} apart)"
     unit = (" point" + "s" * (record["limit"] != 1)) if drop else "%"
     expected = (f"{'<=' if drop else '>='} {record['limit']:g}{unit} ({record['limit_origin']}; "
                 f"{gate.TOLERANCE_NOTE})")
@@ -119,6 +122,26 @@ def _fidelity(manifest: Manifest, agree: float, logits: np.ndarray, ref: np.ndar
     return {"top1_agreement_vs_reference": agree, "max_abs_logit_diff_vs_reference": max_abs_diff(logits, ref),
             "sqnr_db_vs_reference": _sqnr_or_none(ref, logits), "sqnr_db_vs_fp32_at_compile": manifest.metrics.sqnr_db,
             "litert_bit_exact_inputs_at_compile": litert.get("images") if litert.get("bit_exact") else None}
+
+
+def _accuracy_note(manifest: Manifest, device_accuracy: float | None, logits: np.ndarray,
+                   ref: np.ndarray) -> str | None:
+    """Why bench's accuracy differs from the compile's (the int8 reference's on all its eval images), when it
+    does: fewer images, or images on which the device's top-1 is another class than the reference's, often
+    one tied with it (top-1 agreement counts a tie as agreement). None when they are the same."""
+    at_compile, images = manifest.metrics.int8_accuracy, manifest.eval.images
+    if device_accuracy is None or at_compile is None or abs(device_accuracy - at_compile) < 1e-12:
+        return None
+    said = f"compile's int8 reference scored {at_compile:.2%} on"
+    if len(logits) != images:
+        return f"{said} all {images:,} eval images; bench measured the first {len(logits):,} (--eval-size)"
+    rows = np.arange(len(logits))
+    device_top, ref_top = logits.argmax(1), ref.argmax(1)
+    other = device_top != ref_top
+    tied = other & ((ref[rows, device_top] == ref.max(1)) | (logits[rows, ref_top] == logits.max(1)))
+    return (f"{said} the same {images:,} images; the device picks another top-1 class on {int(other.sum()):,} of them"
+            + (f", {int(tied.sum()):,} of those a tie between equal top logits (which top-1 agreement counts as "
+               "agreeing)" if tied.any() else ""))
 
 
 def _sqnr_or_none(ref: np.ndarray, got: np.ndarray) -> float | None:
@@ -139,11 +162,28 @@ def _fp32(accuracy: float | None) -> str:
     return "n/a: imported int8 model" if accuracy is None else f"{accuracy:.2%}"
 
 
-def format_report(r: dict) -> str:
+def _cost_text(key: str, value) -> str:
+    """A cost figure as text: bytes with separators and KiB, shares as percent, yes/no, counts with separators."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and key.endswith("_bytes"):
+        return device_report.size(value)
+    if isinstance(value, float) and "share" in key:
+        return device_report.percent(value)
+    if isinstance(value, (int, float)) and "speedup" in key:
+        return f"{value:.2f}x"
+    return compare.value_text(value)
+
+
+def _figure_lines(r: dict) -> list[str]:
+    """Header, accuracy (and why it differs from the compile's), fidelity and latency."""
     lines = [f"artifact {r['artifact']}  target {r['target']}  backend {r['backend']}  device {r['device']}",
-             f"accuracy {r['accuracy']:.2%} on {r['eval_images']} eval images (fp32 at compile {_fp32(r['fp32_accuracy_at_compile'])})"
+             f"accuracy {r['accuracy']:.2%} on {r['eval_images']:,} eval images "
+             f"(fp32 at compile {_fp32(r['fp32_accuracy_at_compile'])})"
              if r["accuracy"] is not None else
-             f"accuracy: none (the artifact's {r['eval_images']} eval inputs have no labels; fidelity below)"]
+             f"accuracy: none (the artifact's {r['eval_images']:,} eval inputs have no labels; fidelity below)"]
+    if r.get("accuracy_note"):
+        lines.append(f"  note: {r['accuracy_note']}")
     if "fidelity" in r:
         f = r["fidelity"]
         lines.append(f"fidelity: top-1 agreement with int8 reference {f['top1_agreement_vs_reference']:.2%}, "
@@ -151,24 +191,46 @@ def format_report(r: dict) -> str:
                      + ("inf (identical)" if f.get("sqnr_db_vs_reference") is None else f"{f['sqnr_db_vs_reference']:.1f} dB")
                      + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
                      + ("" if not f.get("litert_bit_exact_inputs_at_compile") else
-                        f", reference bit-exact with LiteRT on {f['litert_bit_exact_inputs_at_compile']} inputs at compile"))
+                        f", reference bit-exact with LiteRT on {f['litert_bit_exact_inputs_at_compile']:,} inputs at compile"))
     lat = r["latency"]
     if lat:
         first = f"  first {lat['first_inference_ms']:.2f} ms" if lat.get("first_inference_ms") is not None else ""
-        lines.append(f"latency (batch 1, {lat['count']} runs): median {lat['median_ms']:.3f} ms  mean {lat['mean_ms']:.3f}  "
+        lines.append(f"latency (batch 1, {lat['count']:,} runs): median {lat['median_ms']:.3f} ms  mean {lat['mean_ms']:.3f}  "
                      f"min {lat['min_ms']:.3f}  max {lat['max_ms']:.3f}  p90 {lat['p90_ms']:.3f}  "
-                     f"throughput {lat['throughput_fps']:.1f} fps{first}")
+                     f"throughput {lat['throughput_fps']:,.1f} fps{first}")
     else:
         lines.append(f"latency: not measured ({r['latency_note']})")
+    return lines
+
+
+def verdict(r: dict, baseline=None) -> str:
+    """The one closing line, from the same figures as bench's exit code: PASS only when every check passed
+    and nothing regressed against ``baseline`` (its path, when bench compared with one)."""
+    failed = sum(not c["passed"] for c in r["checks"])
+    regressed = any(d["regressed"] for d in r.get("baseline_deltas", []))
+    why = ([f"{failed} check{'s' * (failed != 1)} failed"] if failed else []) + \
+        ([f"regressed against {baseline}"] if regressed else [])
+    if why or not r["passed"]:
+        return "result: FAIL" + (f" ({'; '.join(why)})" if why else "")
+    return "result: PASS" + (f" (no regression against {baseline})" if baseline is not None else "")
+
+
+def format_report(r: dict, baseline: tuple[str, str] | None = None) -> str:
+    """bench's text, closed by one verdict line. ``baseline``: (its path, compare.format_section's text) when
+    bench compared with one: the section comes before the verdict, which accounts for it."""
+    lines = _figure_lines(r)
     for key, value in (r.get("cost") or {}).items():
         if value is not None:  # a figure this device does not have (no stack bound off Cortex-M) is left out
-            lines.append(f"cost: {key} = {value}")
+            lines.append(f"cost: {key} = {_cost_text(key, value)}")
     if r.get("device_details"):
         d = r["device_details"]
-        lines.append(f"device: {d['summary']}" + (f"; compile (load) time {d['compile_load_ms']:.1f} ms" if "compile_load_ms" in d else ""))
+        lines.append(f"device: {d['summary']}"
+                     + (f"; compile (load) time {d['compile_load_ms']:,.1f} ms" if "compile_load_ms" in d else ""))
     if r.get("device_report"):
         lines.append(device_report.format_text(r["device_report"]))
     for c in r["checks"]:
-        lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {c['name']}: {c['value']} (expected {c['expected']})")
-    lines.append("result: " + ("PASS" if r["passed"] else "FAIL"))
+        lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {c['name']}: {compare.check_text(c)}")
+    if baseline is not None:
+        lines += ["", baseline[1]]
+    lines.append(verdict(r, baseline[0] if baseline is not None else None))
     return "\n".join(lines)

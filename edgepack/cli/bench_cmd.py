@@ -61,11 +61,25 @@ def check_key(key: str | None, rpc: str | None) -> None:
 
 
 def _with_badge(text: str) -> str:
-    """The closing ``result: PASS`` / ``FAIL`` in green / red on a terminal (plain in a pipe or with NO_COLOR)."""
-    head, sep, result = text.rpartition("result: ")
-    if not sep or result not in ("PASS", "FAIL"):
+    """The closing ``result: PASS`` / ``FAIL (why)`` with its PASS / FAIL in green / red on a terminal (plain in
+    a pipe or with NO_COLOR)."""
+    head, sep, last = text.rpartition("result: ")
+    result, space, why = last.partition(" ")
+    if not sep or "\n" in last or result not in ("PASS", "FAIL"):
         return text
-    return head + sep + paint(result, "green" if result == "PASS" else "red", sys.stdout)
+    return head + sep + paint(result, "green" if result == "PASS" else "red", sys.stdout) + space + why
+
+
+def _against_baseline(report: dict, baseline: dict, notes: list[str], args) -> str:
+    """Compare with the baseline under the tolerances (flags over the target file's): records the deltas and
+    the verdict in ``report``, returns the section's text."""
+    tolerances = {**report.get("tolerances", {}), **{k: v for k, v in (
+        ("latency_increase", args.max_latency_increase), ("accuracy_drop_points", args.max_accuracy_drop),
+        ("agreement_drop_points", args.max_agreement_drop), ("cost_increase", args.max_cost_increase)) if v is not None}}
+    deltas = compare.compare(report, baseline, tolerances)
+    report["baseline_deltas"] = [d.to_json() for d in deltas]
+    report["passed"] = report["passed"] and not any(d.regressed for d in deltas)
+    return compare.format_section(args.baseline, deltas, notes)
 
 
 def run(args) -> int:
@@ -88,19 +102,11 @@ def run(args) -> int:
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
                             eval_data=args.eval_data, **device_options)
     baseline_notes = compare.check_matches(baseline, report, args.baseline) if baseline is not None else []
-    print(_with_badge(format_report(report)))
-    if baseline is not None:
-        tolerances = {**report.get("tolerances", {}), **{k: v for k, v in (
-            ("latency_increase", args.max_latency_increase), ("accuracy_drop_points", args.max_accuracy_drop),
-            ("agreement_drop_points", args.max_agreement_drop), ("cost_increase", args.max_cost_increase)) if v is not None}}
-        deltas = compare.compare(report, baseline, tolerances)
-        report["baseline_deltas"] = [d.to_json() for d in deltas]
-        regressed = [d for d in deltas if d.regressed]
-        print(f"\nagainst baseline {args.baseline}:\n{compare.format_deltas(deltas)}")
-        for note in baseline_notes:
-            print(note)
-        print(f"{len(regressed)} regression(s): {', '.join(d.check for d in regressed)}" if regressed else "no regression")
-        report["passed"] = report["passed"] and not regressed
+    if baseline is None:
+        print(_with_badge(format_report(report)))
+    else:  # the table before the one verdict line, which accounts for it
+        section = _against_baseline(report, baseline, baseline_notes, args)
+        print(_with_badge(format_report(report, (args.baseline, section))))
     if args.json:
         output.write_json(args.json, json.dumps(report, indent=1))
     if args.junit:

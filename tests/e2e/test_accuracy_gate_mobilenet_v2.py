@@ -45,7 +45,7 @@ def test_per_tensor_v2_without_equalization_fails_the_gate_and_its_bench(tmp_pat
     code, _, err, _ = edgepack("verify", folder, cwd=tmp_path)
     assert code == 0, err  # complete and intact: only the gate failed
     code, out, _, _ = edgepack("bench", folder, "--count", "3", "--warmup", "1", cwd=tmp_path, timeout=600)
-    assert code == 1 and out.rstrip().endswith("result: FAIL")
+    assert code == 1 and out.rstrip().endswith("result: FAIL (1 check failed)")
     failed = [line for line in out.splitlines() if "[FAIL]" in line]
     assert len(failed) == 1
     assert failed[0].startswith(f"  [FAIL] accuracy gate: int8 vs fp32: drop {gate['value']:.2f} points on 360 images")

@@ -254,7 +254,7 @@ def test_rpi4_bench_reports_instructions_per_inference(rpi4_artifact, tmp_path, 
     assert isinstance(cost[INSTR], int) and cost[INSTR] > 100_000
     assert 0 < cost["vector_share"] < 1 and cost["qemu_cpu"] == "cortex-a72"
     assert cost["method"] == "qemu TCG plugin, (3 images - 1 image) / 2, 1 thread"
-    assert f"cost: {INSTR} = {cost[INSTR]}" in out and "latency: not measured" in out
+    assert f"cost: {INSTR} = {cost[INSTR]:,}\n" in out and "latency: not measured" in out
     assert f'<property name="cost.{INSTR}" value="{cost[INSTR]}"/>' in junit.read_text()
     assert json.loads(baseline.read_text())["cost"][INSTR] == cost[INSTR]
 
