@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack import evaldata
+from edgepack import evaldata, gate
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.config import CompileConfig
@@ -171,11 +171,9 @@ def run_pipeline(config: CompileConfig, target: Target, source: Source, times: d
 
 def accuracy_gate(config: CompileConfig, target: Target, source: Source, ref: np.ndarray | None, metrics: dict,
                   log) -> dict:
-    """The manifest's metrics.accuracy_gate (edgepack.quantize.gate): the int8 reference's logits against the fp32
+    """The manifest's metrics.accuracy_gate (edgepack.gate): the int8 reference's logits against the fp32
     model's on the eval images, judged against the given limits, else the target's, else the defaults. Over the
     limit the artifact is still written, recording the failure; the API and the CLI then refuse it (exit 1)."""
-    from edgepack.quantize import gate  # imports torch (edgepack.quantize): only after the front end did
-
     if ref is None:
         record = gate.not_applicable("an fp32 compile (--quant none): no int8 model")
     elif source.fp32_logits is None:

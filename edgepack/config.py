@@ -61,7 +61,7 @@ def _percentage(value) -> float | None:
 
 
 def check_max_accuracy_drop(value, flag: str = "--max-accuracy-drop") -> float:
-    """The accuracy gate's limit on int8's accuracy below fp32, in points (edgepack.quantize.gate)."""
+    """The accuracy gate's limit on int8's accuracy below fp32, in points (edgepack.gate)."""
     number = _percentage(value)
     if number is None:
         raise ConfigError(f"{flag} {shown(value)} is not a number of points from 0 to 100: pass e.g. {flag} 1.0 "
@@ -144,7 +144,7 @@ class CompileConfig:
     tflite_model: str | None = None  # an int8 .tflite to import (edgepack.interop.tflite_import): no torch model
     architecture: str = "mobilenet_v1"  # the built-in model (--model mobilenet_v2; edgepack.model.builtin)
     equalize: bool = True  # PTQ: cross-layer equalization before quantizing (--no-equalize; quantize.equalize)
-    max_accuracy_drop: float | None = None  # the accuracy gate's limits (edgepack.quantize.gate); None: the target
+    max_accuracy_drop: float | None = None  # the accuracy gate's limits (edgepack.gate); None: the target
     min_fp32_agreement: float | None = None  # file's [accuracy_gate], else the gate's defaults
     calibration_method: CalibrationMethod | None = None  # PTQ activation ranges (--calibration-method); None: histogram
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images

@@ -72,7 +72,7 @@ class VerificationError(CheckFailed):
 
 
 class AccuracyGateError(CheckFailed):
-    """The int8 model fell past the accuracy gate's limit against its fp32 model (edgepack.quantize.gate). The
+    """The int8 model fell past the accuracy gate's limit against its fp32 model (edgepack.gate). The
     artifact is written, complete and signed, and its manifest records the failure: ``artifact`` is its folder,
     ``gate`` the manifest's metrics.accuracy_gate record."""
 

@@ -211,7 +211,7 @@ class Metrics:
     int8_accuracy: float | None = None
     sqnr_db: float | None = None  # int8 reference vs fp32; None for fp32 and imported artifacts
     accuracy_note: str = "no labelled eval data"  # why there is no accuracy figure (older artifacts did not say)
-    accuracy_gate: dict | None = None  # int8 vs fp32 judged at compile (edgepack.quantize.gate); older artifacts: None
+    accuracy_gate: dict | None = None  # int8 vs fp32 judged at compile (edgepack.gate); older artifacts: None
 
     @classmethod
     def from_json(cls, m: dict) -> "Metrics":

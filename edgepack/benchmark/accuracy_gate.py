@@ -1,4 +1,4 @@
-"""The accuracy gate after a compile (edgepack.quantize.gate judged it and the manifest records the verdict):
+"""The accuracy gate after a compile (edgepack.gate judged it and the manifest records the verdict):
 over the limit, the artifact stays written (verified, signed, complete) and the compile fails with one line
 naming the limit, the figure and the worst layer, found by the per-layer debugger (edgepack.benchmark.debug).
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgepack.artifact import load as load_artifact
 from edgepack.errors import AccuracyGateError, EdgepackError
-from edgepack.quantize.gate import describe
+from edgepack.gate import describe
 
 LOG = logging.getLogger(__name__)
 

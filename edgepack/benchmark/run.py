@@ -19,7 +19,7 @@ from edgepack.evaluate import accuracy, agreement, max_abs_diff, sqnr_db
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
-from edgepack.quantize import gate
+from edgepack import gate
 
 MIN_AGREEMENT = 0.99
 
@@ -97,7 +97,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
 
 
 def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) -> list[Check]:
-    """The compile's accuracy gate (edgepack.quantize.gate: int8 vs the fp32 model) as a check; the drop is judged
+    """The compile's accuracy gate (edgepack.gate: int8 vs the fp32 model) as a check; the drop is judged
     again with this device's accuracy when it ran all the compile's labelled eval images. None for artifacts
     the gate does not judge (fp32, imported int8) or that predate it."""
     record = manifest.metrics.accuracy_gate

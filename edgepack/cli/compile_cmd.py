@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgepack.benchmark.accuracy_gate import enforce
 from edgepack.cli.flags import FlagType, add_targets_flag, positive_int
 from edgepack.compiler import compile_locked, preflight
 from edgepack.config import CompileConfig, check_max_accuracy_drop, check_min_fp32_agreement
@@ -78,8 +79,6 @@ def run(args) -> int:
             check_model(model)  # float32 weights on the CPU, as the Python API checks
             config.classes = model_classes(model, args.classes)
         compile_locked(config, target, model)  # its lines: the edgepack logger, shown by the CLI (not with --quiet)
-    from edgepack.benchmark.accuracy_gate import enforce
-
     enforce(config.output_path(), model)  # over the limit: AccuracyGateError, exit 1, the artifact kept
     return 0
 

@@ -122,7 +122,7 @@ class Tolerances(Table):
 @dataclass(frozen=True)
 class AccuracyGate(Table):
     """[accuracy_gate]: how far compile's int8 model may fall from the fp32 model it was quantized from
-    (edgepack.quantize.gate; the --max-accuracy-drop / --min-fp32-agreement flags override it)."""
+    (edgepack.gate; the --max-accuracy-drop / --min-fp32-agreement flags override it)."""
     max_accuracy_drop_points: float | None = setting(*BACKENDS)  # labelled eval data: fp32 - int8 accuracy
     min_fp32_agreement_percent: float | None = setting(*BACKENDS)  # unlabelled: int8 top-1 agreement with fp32
 

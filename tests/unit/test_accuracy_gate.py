@@ -1,4 +1,4 @@
-"""The accuracy gate's decision (edgepack.quantize.gate): int8 against fp32 as a drop in points with labels, as
+"""The accuracy gate's decision (edgepack.gate): int8 against fp32 as a drop in points with labels, as
 top-1 agreement without; the limit given, else the target file's, else the default; a difference of one eval
 image never fails; and its limits refused as one line when they are not percentages."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from edgepack.config import check_max_accuracy_drop, check_min_fp32_agreement
 from edgepack.errors import ConfigError, TargetError
-from edgepack.quantize import gate
+from edgepack import gate
 from edgepack.targets import AccuracyGate, load_targets, parse_target
 
 DROP, AGREEMENT = gate.Limit(1.0, "test drop"), gate.Limit(97.0, "test agreement")
