@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from edgepack.version import __version__  # first: modules below may read it while this package loads
 
+from edgepack.benchmark.report import write_report
 from edgepack.compiler import CompileConfig, compile_model
 from edgepack.data import check_labels
 from edgepack.errors import ConfigError
@@ -12,7 +13,7 @@ from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
 from edgepack.validate import (check_count, check_model, check_non_negative_count, check_path_argument,
                                check_rpc_address, check_target_name, check_timeout)
 
-__all__ = ["compile", "bench", "debug", "CompileConfig", "__version__"]
+__all__ = ["compile", "bench", "debug", "report", "CompileConfig", "__version__"]
 
 
 def compile(model=None, target: str = "host", calibration=None, eval_data=None, **options):
@@ -110,4 +111,22 @@ def debug(artifact, model=None, calibration=None, images: int = 32):
     from edgepack.benchmark.debug import debug_artifact
 
     return debug_artifact(artifact, images=images, model=model, calibration=calibration)
+
+def report(artifact, output=None, model=None, bench=None, eval_size: int | None = None, images: int = 32,
+           eval_data=None, rebench: bool = False):
+    """Write the HTML report of an artifact (or sweep folder) as `edgepack report` does; returns its path.
+    ``bench``: a bench report dict (what edgepack.bench returned) or a `bench --json` file; without it the
+    bench result `edgepack bench` kept beside the artifact is shown when it matches, else bench runs (as with
+    ``rebench``). ``model``: as for edgepack.debug (the nn.Module of an in-memory model, for the per-layer
+    section); ``images``: its input count (debug's default); the counts are checked as the CLI's flags."""
+    check_path_argument(artifact, "artifact")
+    eval_size = None if eval_size is None else check_count(eval_size, "--eval-size")
+    images = check_count(images, "--images")
+    for value, what in ((output, "output"), (eval_data, "eval_data")):
+        if value is not None:
+            check_path_argument(value, what)
+    if bench is not None and not isinstance(bench, dict):
+        check_path_argument(bench, "bench")
+    return write_report(artifact, output, eval_data=eval_data, model=model, bench=bench, eval_size=eval_size,
+                        images=images, rebench=rebench)
 

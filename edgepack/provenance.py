@@ -78,7 +78,8 @@ def rebuild_model(manifest: Manifest | dict, folder, model_spec: str | None = No
 
         return load_checkpoint(checkpoint, m.alpha, m.resolution, m.classes, m.builtin)
     raise ConfigError(f"{folder} was compiled from {m.weights}, which it cannot rebuild (an in-memory model, or an "
-                      "artifact from an older edgepack): pass the same model, edgepack.debug(artifact, model=...), or recompile")
+                      "artifact from an older edgepack): pass the same model, edgepack.debug(artifact, model=...) or "
+                      "edgepack.report(artifact, model=...), or recompile")
 
 
 def _consented_module(module: dict, model_spec: str | None, folder) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -12,9 +13,11 @@ import jinja2
 from markupsafe import Markup
 
 from edgepack import artifact
-from edgepack.benchmark import device_report
+from edgepack.benchmark import device_report, saved
 from edgepack.benchmark.sweep import plot_sweep, read_sweep
 from edgepack.errors import ArtifactError, ConfigError, OutputError
+
+log = logging.getLogger("edgepack.benchmark")
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}h1{overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
@@ -117,12 +120,37 @@ def _summary(manifest, bench: dict) -> list[dict]:
         *quality, ("bench result", bench["passed"]))]
 
 
-def artifact_report(folder: Path, eval_data=None, model=None) -> str:
-    from edgepack.benchmark.debug import debug_artifact, plot_debug
+def bench_for(folder: Path, bench=None, eval_size=None, eval_data=None, rebench: bool = False) -> dict:
+    """The bench result the page shows: ``bench`` (a report dict, or the path of a `bench --json` file), else
+    the one bench kept beside the artifact (edgepack.benchmark.saved) when it matches; bench runs again only
+    with ``rebench`` or when none matches (saying so in one line), and its result is kept in turn."""
+    if bench is not None and rebench:
+        raise ConfigError("--bench and --rebench contradict each other: pass one of them")
+    if isinstance(bench, dict):
+        return bench
+    if bench is not None:
+        return saved.load(bench, folder)
+    manifest = artifact.read(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
+    wanted = None if eval_size is None else min(eval_size, manifest.eval.images)
+    found, where = (None, "--rebench") if rebench else saved.find(folder, wanted)
+    if found is not None:
+        log.info("bench result from %s (pass --rebench to measure again)", where)
+        return found
+    log.info("%s: running bench (20 timed runs)", where)
     from edgepack.benchmark.run import bench_artifact
 
+    sha = saved.manifest_sha256(folder)
+    result = bench_artifact(folder, eval_size=eval_size, count=20, eval_data=eval_data)
+    saved.keep(result, folder, sha)
+    return result
+
+
+def artifact_report(folder: Path, eval_data=None, model=None, bench=None, eval_size=None, images: int = 32,
+                    rebench: bool = False) -> str:
+    from edgepack.benchmark.debug import debug_artifact, plot_debug
+
     manifest = artifact.read(folder)  # a corrupt manifest is one line (ArtifactError), as in bench and verify
-    bench = bench_artifact(folder, count=20, eval_data=eval_data)
+    bench = bench_for(folder, bench, eval_size, eval_data, rebench)
     checks = [{**c, "value": _cell(c["name"], c["value"])} for c in bench["checks"]]  # an agreement as a percent
     sections = ["<h2>Summary</h2>", _table(_summary(manifest, bench)), "<h2>Bench checks</h2>",
                 _table(checks, ["name", "passed", "value", "expected"])]
@@ -132,7 +160,7 @@ def artifact_report(folder: Path, eval_data=None, model=None) -> str:
         sections += ["<h2>Latency</h2>", _table([bench["latency"]])]
     if manifest.plan is not None:
         try:
-            d = debug_artifact(folder, images=16, model=model)
+            d = debug_artifact(folder, images=images, model=model)
         except (ConfigError, ArtifactError) as e:  # an in-memory model (Python API), or its files are gone or changed
             sections += ["<h2>Per-layer error (int8 vs fp32)</h2>", f"<p>not computed: {html.escape(str(e))}</p>"]
         else:
@@ -186,10 +214,11 @@ def sweeps_report(folders: list[Path]) -> str:
     return _page(f"edgepack sweeps report: {', '.join(f.name for f in folders)} (target {target})", sections)
 
 
-def write_report(path, out=None, eval_data=None, model=None) -> Path:
+def write_report(path, out=None, eval_data=None, model=None, **artifact_options) -> Path:
     """Write the page to ``out`` (default beside the artifact / inside the sweep; for several sweep
     folders, beside the first as <first>+<second>.report.html), creating missing parent folders;
-    ``eval_data`` as for bench_artifact; ``model`` as for debug_artifact (the per-layer section)."""
+    ``eval_data`` as for bench_artifact; ``model`` as for debug_artifact (the per-layer section);
+    ``artifact_options``: bench, eval_size, images, rebench of artifact_report."""
     paths = [Path(p).resolve() for p in (path if isinstance(path, (list, tuple)) else [path])]
     folder = paths[0]  # "." and ".." have no name to derive the default file from
     if len(paths) > 1:
@@ -202,7 +231,7 @@ def write_report(path, out=None, eval_data=None, model=None) -> Path:
     elif os.path.lexists(folder / "sweep.json"):  # read_sweep refuses what is no regular file
         make_page, default = (lambda: sweep_report(folder)), folder / "report.html"
     elif os.path.lexists(folder / "manifest.json"):
-        make_page, default = (lambda: artifact_report(folder, eval_data, model)), folder.with_name(folder.name + ".report.html")
+        make_page, default = (lambda: artifact_report(folder, eval_data, model, **artifact_options)), folder.with_name(folder.name + ".report.html")
     else:
         raise ConfigError(f"{folder} is neither an artifact nor a sweep folder: pass what `edgepack compile` or `edgepack sweep` wrote")
     target = Path(out) if out else default

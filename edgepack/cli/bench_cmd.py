@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from edgepack.benchmark import compare
+from edgepack.benchmark import compare, saved
 from edgepack.cli import output
 from edgepack.cli.colour import paint
 from edgepack.cli.flags import (check_output_file, non_negative_float, non_negative_int, positive_int, seconds,
@@ -99,9 +99,13 @@ def run(args) -> int:
 
     device_options = {k: v for k, v in (("device", args.device), ("rpc", args.rpc), ("key", args.key)) if v}
     device_options["timeout"] = args.timeout  # runners that start no device program drop it (Runner.check_options)
+    manifest_sha = saved.manifest_sha256(args.artifact)  # of the manifest benched, not of a later recompile
     report = bench_artifact(args.artifact, eval_size=args.eval_size, count=args.count, warmup=args.warmup,
                             eval_data=args.eval_data, **device_options)
     baseline_notes = compare.check_matches(baseline, report, args.baseline) if baseline is not None else []
+    kept = saved.keep(report, args.artifact, manifest_sha)  # before the text: its last line stays the result
+    if kept is not None:
+        output.note(f"bench result kept in {kept} (`edgepack report` shows it)")
     if baseline is None:
         print(_with_badge(format_report(report)))
     else:  # the table before the one verdict line, which accounts for it
