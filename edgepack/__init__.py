@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from edgepack.version import __version__  # first: modules below may read it while this package loads
 
+from edgepack.benchmark.accuracy_gate import enforce
 from edgepack.benchmark.report import write_report
 from edgepack.compiler import CompileConfig, compile_model
 from edgepack.data import check_labels
@@ -35,7 +36,7 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     of your own target files, searched before the built-in ones (see edgepack.targets), sign_key: an
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
 
-    The accuracy gate (edgepack.quantize.gate): ``max_accuracy_drop`` (points, labelled eval data) and
+    The accuracy gate (edgepack.gate): ``max_accuracy_drop`` (points, labelled eval data) and
     ``min_fp32_agreement`` (percent, unlabelled) limit how far int8 may fall from fp32, checked as the CLI's
     --max-accuracy-drop / --min-fp32-agreement (default: the target file's [accuracy_gate]). Over the limit the
     artifact is still written (verified, signed, its manifest recording the failure) and this raises
@@ -66,8 +67,6 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     if ev is not None:  # labels 0..classes-1, as the CLI's files are checked (edgepack.data.load_dataset)
         check_labels(ev, config.classes)
     folder = compile_model(config, model, calibration_data=cal, eval_set=ev)
-    from edgepack.benchmark.accuracy_gate import enforce
-
     enforce(folder, model, None if cal is None else cal.images)  # the CLI's exit 1: AccuracyGateError
     return folder
 
@@ -111,6 +110,7 @@ def debug(artifact, model=None, calibration=None, images: int = 32):
     from edgepack.benchmark.debug import debug_artifact
 
     return debug_artifact(artifact, images=images, model=model, calibration=calibration)
+
 
 def report(artifact, output=None, model=None, bench=None, eval_size: int | None = None, images: int = 32,
            eval_data=None, rebench: bool = False):
