@@ -77,4 +77,5 @@ def test_wheel_installs_and_runs_from_another_folder(venv, tmp_path):
     assert built.returncode == 0, built.stderr
     bench = run([edgepack, "bench", "mine"], work, env)  # the manifest holds the target: no --targets needed
     assert bench.returncode == 0 and "target my-board" in bench.stdout and "result: PASS" in bench.stdout, bench.stdout
-    assert sorted(p.name for p in work.iterdir()) == ["art", "mine"]  # written where it ran, nothing else
+    # written where it ran, nothing else: the artifacts, and the results bench keeps beside them for `report`
+    assert sorted(p.name for p in work.iterdir()) == ["art", "art.bench.json", "mine", "mine.bench.json"]
