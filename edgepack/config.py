@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgepack.errors import CheckpointError, ConfigError, DataError
 from edgepack.model.builtin import max_alpha
-from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument,
+from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument, finite_number,
                                check_resolution, check_target_name, file_kind, shown)
 
 DEFAULT_CALIBRATION_IMAGES, DEFAULT_EVAL_IMAGES = 180, 360  # the bundled digits split
@@ -51,13 +51,8 @@ def check_calibration_method(method, quant: QuantMode) -> CalibrationMethod | No
 
 def _percentage(value) -> float | None:
     """``value`` as a number from 0 to 100 (a bool, NaN or infinity is none), else None."""
-    import math
-
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if 0 <= number <= 100 and math.isfinite(number) and not isinstance(value, bool) else None
+    number = finite_number(value)
+    return number if number is not None and 0 <= number <= 100 else None
 
 
 def check_max_accuracy_drop(value, flag: str = "--max-accuracy-drop") -> float:

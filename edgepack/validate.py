@@ -86,7 +86,8 @@ def check_non_negative_count(value, flag: str) -> int:
     return n
 
 
-def _finite(value) -> float | None:
+def finite_number(value) -> float | None:
+    """``value`` as a finite float (a bool, NaN or infinity is none), else None."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -96,7 +97,7 @@ def _finite(value) -> float | None:
 
 def check_non_negative_number(value, flag: str) -> float:
     """A tolerance (--max-latency-increase, ...): a finite number >= 0."""
-    number = _finite(value)
+    number = finite_number(value)
     if number is None or number < 0:
         raise ConfigError(f"{flag} {shown(value)} is not a number >= 0: pass e.g. {flag} 0.1")
     return number
@@ -166,7 +167,7 @@ def check_rpc_address(address) -> tuple[str, int]:
 def check_timeout(seconds, flag: str = "--timeout") -> float:
     """A wait limit in seconds: > 0 and at most a day (0 or inf would mean "wait forever", the hang it guards;
     1e300 overflows the clocks it is added to)."""
-    value = _finite(seconds)
+    value = finite_number(seconds)
     if value is None or not 0 < value <= MAX_TIMEOUT:
         raise ConfigError(f"{flag} {shown(seconds)} is not a number of seconds in (0, {MAX_TIMEOUT:.0f}] (one day): "
                           f"pass e.g. {flag} 30")
