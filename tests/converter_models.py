@@ -30,7 +30,10 @@ MODELS = {
     "se_hardswish": "squeeze-and-excite with hard-swish as Keras writes it (x * relu6(x + 3) / 6)",
     "concat": "two branches joined by a channel concatenation",
     "nchw_transpose": "a channels-first (PyTorch-style) input transposed to NHWC first",
+    "float_io": "the converter's default float32 interface: QUANTIZE first, DEQUANTIZE last",
+    "fc_reshape_conv": "a decoder's dense layer RESHAPEd to a (4, 4, 8) map, a conv on it, flattened, dense",
 }
+FLOAT_INTERFACE = {"float_io"}  # converted without inference_input_type / inference_output_type = int8
 
 
 def build(folder: Path, names=None) -> dict[str, Path]:
@@ -183,9 +186,24 @@ def nchw_transpose(keras, layers):
     return keras.Model(inp, _classifier_head(layers, x))
 
 
-def _convert(model) -> bytes:
+def float_io(keras, layers):
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = _conv_bn(layers, inp, 8, 3, strides=2)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    return keras.Model(inp, _classifier_head(layers, x))
+
+
+def fc_reshape_conv(keras, layers):
+    """A decoder's first steps: a dense layer's vector reshaped to a map, a conv on that map."""
+    inp = keras.Input((16,), batch_size=1)
+    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(inp))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    return keras.Model(inp, layers.Dense(6)(layers.Flatten()(x)))
+
+
+def _convert(model, float_interface: bool = False) -> bytes:
     """TFLiteConverter as its full-integer guide says: Optimize.DEFAULT, a representative dataset, int8 ops and
-    int8 input and output."""
+    int8 input and output (with ``float_interface``, the converter's default float32 input and output)."""
     import numpy as np
     import tensorflow as tf
     shape = tuple(model.inputs[0].shape[1:])
@@ -195,8 +213,9 @@ def _convert(model) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([s] for s in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if not float_interface:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     return converter.convert()
 
 
@@ -208,7 +227,7 @@ def _build_here(folder: Path, names) -> None:
     for name in names:
         keras.utils.set_random_seed(SEED)
         model = globals()[name](keras, layers)
-        (folder / f"{name}.tflite").write_bytes(_convert(model))
+        (folder / f"{name}.tflite").write_bytes(_convert(model, name in FLOAT_INTERFACE))
 
 
 if __name__ == "__main__":

@@ -106,4 +106,7 @@ class TfliteSource(Source):
     def report(self, metrics: dict, tflite: dict, log) -> None:
         log(f"{self.imported.path.name}: edgepack's int8 reference is bit-exact with LiteRT's reference kernels on "
             f"{self.checked_images} images; int8 accuracy {percent(metrics['int8_accuracy'])} (reference)"
-            + ("; its trailing SOFTMAX is dropped: the outputs are the logits" if self.imported.softmax else ""))
+            + ("; its trailing SOFTMAX is dropped: the outputs are the logits (same top class)"
+               if self.imported.softmax else "")
+            + ("; the file's float32 interface is absorbed: the artifact takes and gives int8 (scales in the "
+               "manifest's import record)" if self.imported.float_input or self.imported.float_output else ""))

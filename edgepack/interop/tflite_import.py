@@ -62,7 +62,8 @@ from edgepack.targets.backends import PLAN_BACKENDS
 # QUANTIZE is the float input's or edgepack's int16 global-pool pattern (_int16_pool).
 STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE", "TRANSPOSE")
 NCHW_TO_NHWC = [0, 2, 3, 1]  # the one TRANSPOSE imported: a channels-first model input's, absorbed
-SOFTMAX_DROPPED = "dropped: outputs are the logits (the trailing SOFTMAX's input)"
+SOFTMAX_DROPPED = ("dropped: outputs are the logits (the trailing SOFTMAX's input); softmax is monotonic, so the "
+                   "top class (argmax) is unchanged, but apply a softmax yourself where probabilities are needed")
 
 
 def supported_ops() -> tuple[str, ...]:
@@ -82,6 +83,7 @@ class ImportedModel:
     float_input: bool  # the file takes float32 and QUANTIZEs it (to the plan's input_q): LiteRT is fed floats
     op_counts: dict[str, int] = field(default_factory=dict)
     channels_first: bool = False  # the file takes NCHW and TRANSPOSEs it to NHWC first: the plan's own layout
+    float_output: bool = False  # the file ends in a DEQUANTIZE to float32 (absorbed): the plan gives the int8 before it
 
     @property
     def resolution(self) -> int:
@@ -99,7 +101,24 @@ class ImportedModel:
                 "input": ("float32, quantized by its first QUANTIZE: the artifact takes that int8" if self.float_input
                           else "int8"), "logits_tensor": self.logits_tensor,
                 "input_layout": ("NCHW: its leading TRANSPOSE to NHWC is absorbed (the plan is (C, H, W))"
-                                 if self.channels_first else "as the file's input")}
+                                 if self.channels_first else "as the file's input"),
+                "output": ("float32, dequantized by its last DEQUANTIZE: the artifact gives the int8 before it"
+                           if self.float_output else "int8"), **self._float_interface()}
+
+    def _float_interface(self) -> dict:
+        """How to use an artifact whose .tflite took or gave float32: the scales the absorbed QUANTIZE /
+        DEQUANTIZE applied, which the caller now applies (also in the manifest's plan.input / plan.output)."""
+        record = {}
+        if self.float_input:
+            q = self.plan.input_q
+            record["float_input"] = {"scale": q.scale, "zero_point": q.zero_point, "how": "int8 input = clamp(round(x / "
+                                     "scale) + zero_point, -128, 127), as the file's first QUANTIZE did"}
+        if self.float_output:
+            q = self.plan.output_q
+            record["float_output"] = {"scale": q.scale, "zero_point": q.zero_point, "how": "float output = scale * "
+                                      "(int8 output - zero_point), as the file's last DEQUANTIZE did" + (
+                                          " (of the logits: the SOFTMAX before it is dropped)" if self.softmax else "")}
+        return record
 
     def litert_input(self) -> tuple[float, int] | None:
         """What litert.run_reference_tensor needs to feed a float-input file."""
@@ -127,7 +146,7 @@ def read_tflite(path) -> ImportedModel:
                           "convert the model with int8 weights in [-127, 127] and int32 biases")
     _check_litert_prepares(path, data)
     return ImportedModel(path.absolute(), hashlib.sha256(data).hexdigest(), plan, logits, softmax, float_input,
-                         graph.op_counts, channels_first=graph.channels_first)
+                         graph.op_counts, channels_first=graph.channels_first, float_output=graph.float_output)
 
 
 def _check_litert_prepares(path: Path, data: bytes) -> None:
@@ -351,7 +370,8 @@ class _Graph(Reader):
         """Where the plan's ops end: before a trailing SOFTMAX (the logits are its input) and before a
         trailing DEQUANTIZE to float32 (the converter's default float output; the plan gives its int8)."""
         end, softmax = len(self.ops), None
-        if self.op_names[end - 1:end] == ["DEQUANTIZE"]:
+        self.float_output = self.op_names[end - 1:end] == ["DEQUANTIZE"]
+        if self.float_output:
             end -= 1
         if self.op_names[end - 1:end] == ["SOFTMAX"]:
             end, softmax = end - 1, SOFTMAX_DROPPED

@@ -30,6 +30,8 @@ EXPECTED = {
     "se_hardswish": ACCEPTED,
     "concat": ACCEPTED,
     "nchw_transpose": ACCEPTED,
+    "float_io": ACCEPTED,
+    "fc_reshape_conv": "reshapes to [1, 4, 4, 8]",
 }
 RANDOM_INPUTS = 32
 
@@ -54,6 +56,9 @@ CONVERTED = {
                                                "FULLY_CONNECTED"]),
     "nchw_transpose": ((1, 3, 32, 32), (8, 3, 3, 3), ["TRANSPOSE", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN",
                                                        "FULLY_CONNECTED"]),
+    "float_io": ((1, 32, 32, 3), (8, 3, 3, 3), ["QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED",
+                                                 "DEQUANTIZE"]),
+    "fc_reshape_conv": ((1, 16), (8, 3, 3, 8), ["FULLY_CONNECTED", "RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]),
 }
 
 
