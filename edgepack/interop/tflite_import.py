@@ -271,6 +271,8 @@ class _Graph(Reader):
         """Map op ``i`` (and the ops it fuses) into the plan: (the .tflite tensor it outputs, ops consumed)."""
         op, name, values = self.ops[i], self.op_names[i], self.values
         inputs, outputs = self.io(i)
+        if name == "MUL" and len(inputs) == 2 and inputs[0] not in values and inputs[1] in values:
+            inputs = inputs[::-1]  # MUL(constant, x) is MUL(x, constant): TFLite's int8 MUL is symmetric
         if not inputs or inputs[0] not in values or len(outputs) != 1:
             self.refuse(i, "reads a tensor no earlier op produced", "import a model whose ops are stored in "
                         "execution order, each with one output")
