@@ -433,3 +433,57 @@ def shapes_case(name: str) -> tuple[Plan, np.ndarray]:
     plan = shapes_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x
+
+
+def resize_layer(name: str, q: QParams, in_shape: tuple[int, int, int], out_hw: tuple[int, int],
+                 align_corners: bool = False, half_pixel_centers: bool = False) -> Layer:
+    """TFLite's int8 RESIZE_NEAREST_NEIGHBOR of a (C, H, W) map to (C, *out_hw), the input's quantization kept."""
+    from edgepack.ops.resize import ResizeParams
+
+    return Layer(name=name, kind="resize_nearest", input_shape=in_shape, output_shape=(in_shape[0], *out_hw),
+                 input_q=q, output_q=q, params=ResizeParams(align_corners, half_pixel_centers))
+
+
+def resize_plan(seed: int, res: tuple[int, int], first: tuple, second: tuple, width: int = 8, classes: int = 5) -> Plan:
+    """conv 3x3/1 pads 1 (l0) -> resize ``first`` (l1) -> conv 3x3/2 SAME (l2) -> resize ``second`` (l3) -> global
+    average pool (l4) -> fc (l5); ``first`` and ``second`` are (factor (fh, fw) of the map or, when given as
+    floats, its new (H, W) itself, align_corners, half_pixel_centers)."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, *res), width, 3, 1, (1,) * 4)]
+
+    def resized(name: str, spec: tuple) -> Layer:
+        (fh, fw), align, half = spec
+        _, h, w = layers[-1].output_shape
+        out_hw = (int(fh), int(fw)) if isinstance(fh, float) else (h * fh, w * fw)
+        return resize_layer(name, layers[-1].output_q, layers[-1].output_shape, out_hw, align, half)
+
+    layers.append(resized("resize1", first))
+    layers.append(conv_layer(rng, "conv2", "conv", layers[1].output_q, layers[1].output_shape, width + 4, 3, 2,
+                             (0, 0, 1, 1)))
+    layers.append(resized("resize3", second))
+    layers.append(pool_layer(rng, "pool4", layers[3].output_q, layers[3].output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, "fc5", layers[4].output_q, width + 4, classes, "single"))
+    plan = Plan(q, (3, *res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Nearest-neighbour resizes: x2 (PyTorch's Upsample(scale_factor=2), Keras' UpSampling2D) and an unequal
+# integer scale, then sizes that are no multiple of the map, where TFLite's index formula decides: with
+# half_pixel_centers (Keras' UpSampling2D / tf.image.resize) and with align_corners (each checked to change
+# outputs against the plain formula).
+RESIZE_CASES = {
+    "resize x2, then 5x9 half-pixel centers on 5x4": dict(seed=71, res=(5, 4), first=((2, 2), False, False),
+                                                           second=((5.0, 9.0), False, True)),
+    "resize (3, 2), then 7x5 align corners on 3x5": dict(seed=72, res=(3, 5), first=((3, 2), False, False),
+                                                          second=((7.0, 5.0), True, False)),
+}
+
+
+def resize_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of RESIZE_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = RESIZE_CASES[name]
+    plan = resize_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x

@@ -26,6 +26,7 @@ from tests.conformance.plans import LUT_CASES, lut_case
 from tests.conformance.plans import CONCAT_CASES, concat_case
 from tests.conformance.plans import MUL_CASES, mul_case
 from tests.conformance.plans import SHAPE_CASES, shapes_case
+from tests.conformance.plans import RESIZE_CASES, resize_case
 
 VNNI = pytest.mark.skipif(not executors.host_has_vnni(), reason="this CPU has no avx512_vnni")
 
@@ -54,6 +55,7 @@ MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id != "TVM x86 VNNI"]  # the hand
 NEW_OP_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (concat_case, CONCAT_CASES),
                                                   (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES))
                 for name in table]
+NEW_OP_CASES += [(resize_case, name) for name in RESIZE_CASES]  # nearest-neighbour resizes
 
 
 @pytest.mark.parametrize("make,name", NEW_OP_CASES, ids=[name for _, name in NEW_OP_CASES])
@@ -147,6 +149,24 @@ def _mul_kinds() -> set[str]:
     return kinds
 
 
+def _resize_kinds() -> set[str]:
+    """The kinds of the RESIZE_CASES plans, whose every layer output spreads over int8 too, and whose resizes'
+    index formula decides something: each flag (half_pixel_centers, align_corners) set changes some output
+    against TFLite's plain formula."""
+    kinds, flags_decide = set(), []
+    for name in RESIZE_CASES:
+        plan, x = resize_case(name)
+        _, outputs = reference.run(plan, x, collect=True)
+        for i, (layer, out) in enumerate(zip(plan.layers, outputs)):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
+            if layer.kind == "resize_nearest" and (layer.params.align_corners or layer.params.half_pixel_centers):
+                plain = dataclasses.replace(layer, params=type(layer.params)())
+                flags_decide.append(bool((reference.kernel(plain, outputs[i - 1]) != out).any()))
+        kinds |= {layer.kind for layer in plan.layers}
+    assert len(flags_decide) == 2 and all(flags_decide)
+    return kinds
+
+
 def test_the_hand_scheduled_tvm_sets_leave_a_max_pool_plan_to_the_generic_executor(monkeypatch):
     """No hand-scheduled max pool: "auto" int8 kernels pick the generic Relax route for the whole plan (the
     manifest's "kernels" says "generic"), and the VNNI set built directly refuses the max pool by name."""
@@ -173,7 +193,7 @@ def test_the_plans_hold_every_op_kind_pool_mode_and_rounding_and_each_changes_th
     pool modes and both fc roundings, each decisive (an executor that rounded the other way or pooled the
     raw values as the plan's average would give other outputs), and layer outputs that are neither nearly
     constant nor mostly saturated."""
-    kinds, pools, roundings = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds(), set(), set()
+    kinds, pools, roundings = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds() | _resize_kinds(), set(), set()
     for name in CASES:
         plan, x = case(name)
         want, outputs = reference.run(plan, x, collect=True)

@@ -20,6 +20,7 @@ from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
 from edgepack.ops.fc import rounds_once
 from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, mul_output_shape
+from edgepack.ops.resize import resize_maps
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
@@ -67,6 +68,10 @@ class CLowering:
     def tables(self, layer: Layer) -> tuple[tuple[str, str, str], ...]:
         """Further constant arrays model.c holds: (plan array, C type, the ep_layer pointer set to it)."""
         return ()
+
+    def table(self, layer: Layer, name: str) -> np.ndarray:
+        """The values of one of ``tables()``: the plan array of that name, unless the lowering derives them."""
+        return layer.arrays[name]
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
         """The fast set's kernel for shapes it specialises, with its scratch bytes (kernels.h EP_*_FAST_SCRATCH)."""
@@ -311,6 +316,29 @@ C_LOWERINGS.register("lut")(_Lut())
 C_LOWERINGS.register("concat")(_Concat())
 
 
+class _ResizeNearest(CLowering):
+    """TFLite's int8 RESIZE_NEAREST_NEIGHBOR (ep_resize_nearest): a copy through the index maps the generator
+    computes as TFLite does (float32, here, so the C needs no float): rows as ep_layer.bias, columns as
+    ep_layer.multiplier."""
+    portable = "ep_resize_nearest"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3 or layer.input_shape[0] != layer.output_shape[0]:
+            _fail(layer, i, "a resize maps (C, H, W) to (C, H', W') of the same channels")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def tables(self, layer: Layer) -> tuple[tuple[str, str, str], ...]:
+        return (("rows", "int32_t", "bias"), ("cols", "int32_t", "multiplier"))
+
+    def table(self, layer: Layer, name: str) -> np.ndarray:
+        return dict(zip(("rows", "cols"), resize_maps(layer)))[name]
+
+
+C_LOWERINGS.register("resize_nearest")(_ResizeNearest())
+
+
 def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:
     """The C function that runs ``layer`` with the ``kernels`` set, and its scratch bytes (the
     EP_*_FAST_SCRATCH macros of kernels.h). Shapes the fast kernels do not specialise use the portable kernel."""
@@ -401,7 +429,8 @@ def weight_bytes(plan: Plan) -> list[dict]:
                "weight_bytes": int(a["weight"].size) if "weight" in a else 0,
                "bias_bytes": 4 * int(a["bias"].size) if "bias" in a else 0,
                "requant_bytes": 5 * int(a["multiplier"].size) if "multiplier" in a else 0,
-               "table_bytes": sum(int(a[name].nbytes) for name, _, _ in C_LOWERINGS[layer.kind].tables(layer))}
+               "table_bytes": sum(int(C_LOWERINGS[layer.kind].table(layer, name).nbytes)
+                                  for name, _, _ in C_LOWERINGS[layer.kind].tables(layer))}
         row["total_bytes"] = row["weight_bytes"] + row["bias_bytes"] + row["requant_bytes"] + row["table_bytes"]
         rows.append(row)
     return rows
@@ -517,7 +546,7 @@ def _layer_definitions(i: int, layer: Layer) -> str:
         parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
         refs[name] = f"edgepack_l{i}_{name}"
     for name, ctype, pointer in lowering.tables(layer):
-        parts.append(c_array(ctype, f"edgepack_l{i}_{name}", layer.arrays[name]))
+        parts.append(c_array(ctype, f"edgepack_l{i}_{name}", lowering.table(layer, name)))
         refs[pointer] = f"edgepack_l{i}_{name}"
     flags = " | ".join(name for name, on in (("EP_FLAG_SMALL_ACC", small_accumulators(layer)),
                                              ("EP_FLAG_SINGLE_ROUNDING", rounds_once(layer))) if on) or "0"

@@ -18,6 +18,7 @@ import numpy as np
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
 from edgepack.ops.fc import rounds_once
+from edgepack.ops.resize import resize_maps
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
 
 TVM_LOWERINGS = Lowerings("TVM generic")
@@ -144,6 +145,17 @@ def _maxpool(bb, x, layer: Layer):
     if (layer.act_min, layer.act_max) != (-128, 127):
         out = bb.emit(op.clip(out, layer.act_min, layer.act_max))
     return out
+
+
+@TVM_LOWERINGS.register("resize_nearest")
+def _resize_nearest(bb, x, layer: Layer):
+    """TFLite's int8 RESIZE_NEAREST_NEIGHBOR: two gathers (rows, then columns) by the index maps TFLite's
+    float32 arithmetic gives (edgepack.ops.resize.resize_maps), a copy."""
+    from tvm import relax
+
+    rows, cols = resize_maps(layer)
+    x = bb.emit(relax.op.take(x, _const(rows, "int32"), axis=2))
+    return bb.emit(relax.op.take(x, _const(cols, "int32"), axis=3))
 
 
 @TVM_LOWERINGS.register("concat")

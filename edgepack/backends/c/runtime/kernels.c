@@ -302,6 +302,20 @@ void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out)
     }
 }
 
+void ep_resize_nearest(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t plane = l->in_h * l->in_w;
+    int32_t c, y, x;
+    for (c = 0; c < l->out_c; c++) {
+        for (y = 0; y < l->out_h; y++) {
+            const int8_t *row = in + c * plane + l->bias[y] * l->in_w;
+            for (x = 0; x < l->out_w; x++) {
+                *out++ = row[l->multiplier[x]];
+            }
+        }
+    }
+}
+
 void ep_lut(const ep_layer *l, const int8_t *in, int8_t *out)
 {
     const int32_t n = l->in_c * l->in_h * l->in_w;

@@ -63,6 +63,9 @@ void ep_mean_pool(const ep_layer *l, const int8_t *in, int8_t *out);
 /* TFLite's int8 MAX_POOL_2D: the max over each kh x kw window's in-bounds values (padded positions
  * take no part), clamped to [act_min, act_max]; input and output share their quantization */
 void ep_maxpool(const ep_layer *l, const int8_t *in, int8_t *out);
+/* TFLite's int8 RESIZE_NEAREST_NEIGHBOR: out[c][y][x] = in[c][bias[y]][multiplier[x]], the two tables
+ * (out_h row and out_w column indices) being the index maps the generator computed as TFLite does */
+void ep_resize_nearest(const ep_layer *l, const int8_t *in, int8_t *out);
 void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
 /* an elementwise int8 function (TFLite's HARD_SWISH, LOGISTIC, LEAKY_RELU, RELU, RELU6, RELU_N1_TO_1):
  * out[i] = weight[in[i] + 128] over the in_c * in_h * in_w values, weight being the layer's 256-entry
