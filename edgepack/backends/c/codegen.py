@@ -112,6 +112,10 @@ class _Fc(_Weighted):
         if w.shape != (out_c, numel(layer.input_shape)):
             _fail(layer, i, f"weight shape {w.shape} does not match {numel(layer.input_shape)} -> {out_c}")
 
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """Any fc: the centred input packed once into int16 pairs (EP_FC_FAST_SCRATCH)."""
+        return "ep_fc_fast", numel(layer.input_shape) // 4 * 8
+
 
 class _Conv(_Weighted):
     """A full convolution; its fast kernel copies up to CONV_FAST_MAX_IN padded input planes into scratch."""
@@ -146,7 +150,12 @@ class _Conv(_Weighted):
                   f"pads {list(layer.pads)}, kernel {kh}x{kw}")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
-        """3x3 kernels with equal strides only (the SMLAD lanes hold a row of 3); others run the portable kernel."""
+        """Up to CONV_FAST_MAX_IN planes of 3x3 at equal strides without im2col; every other conv (wider, rectangular,
+        unequal strides) as the im2col GEMM ep_conv_gemm_fast."""
+        return self.fast_3x3(layer) or gemm_fast(layer)
+
+    def fast_3x3(self, layer: Layer) -> tuple[str, int] | None:
+        """3x3 kernels with equal strides only (the SMLAD lanes hold a row of 3)."""
         planes = self.groups_in(layer)
         sh, sw = layer.strides
         if self.window(layer) != (3, 3) or sh != sw or planes > CONV_FAST_MAX_IN:
@@ -167,7 +176,7 @@ class _Depthwise(_Conv):
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
         """Depth multiplier 1 only (the fast kernel pads one input plane per output); m > 1 runs portable."""
-        return super().fast(layer) if layer.output_shape[0] == layer.input_shape[0] else None
+        return self.fast_3x3(layer) if layer.output_shape[0] == layer.input_shape[0] else None
 
 
 class _Pointwise(_Conv):
@@ -183,7 +192,7 @@ class _Pointwise(_Conv):
     def fast(self, layer: Layer) -> tuple[str, int] | None:
         if layer.strides == (1, 1) and not any(layer.pads):
             return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
-        return None
+        return gemm_fast(layer)  # strided: the im2col GEMM with k = in_c
 
 
 class _AvgPool(CLowering):
@@ -225,6 +234,10 @@ class _Add(CLowering):
 
     def extra_fields(self, layer: Layer) -> str:
         return f".in2_zp = {layer.params.input2_q.zero_point}, "
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """The same arithmetic in 32 bits (SMMULR): check() proved ep_add's bounds for every add."""
+        return "ep_add_fast", 0
 
 
 class _MaxPool(CLowering):
@@ -343,6 +356,29 @@ def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:
     """The C function that runs ``layer`` with the ``kernels`` set, and its scratch bytes (the
     EP_*_FAST_SCRATCH macros of kernels.h). Shapes the fast kernels do not specialise use the portable kernel."""
     return C_LOWERINGS[layer.kind].kernel(layer, kernels)
+
+
+def gemm_fast(layer: Layer) -> tuple[str, int]:
+    """ep_conv_gemm_fast and its scratch (EP_CONV_GEMM_FAST_SCRATCH): one block of 4 packed im2col columns and a raw one."""
+    k = int(np.prod(layer.arrays["weight"].shape[1:]))
+    return "ep_conv_gemm_fast", (k + 3) // 4 * 36
+
+
+def has_fast_kernel(kind: str) -> bool:
+    """The fast set has a kernel for some shapes of this op kind (its lowering overrides CLowering.fast)."""
+    return type(C_LOWERINGS[kind]).fast is not CLowering.fast
+
+
+def kernel_choices(plan: Plan, kernels: str = "fast") -> list[dict]:
+    """Per layer, the C function the ``kernels`` set runs it with and its scratch bytes; ``fallback`` marks a layer
+    of a kind the fast set has kernels for that still runs the portable one (the shapes it does not specialise)."""
+    rows = []
+    for i, layer in enumerate(plan.layers):
+        fn, scratch = layer_kernel(layer, kernels)
+        portable = fn == C_LOWERINGS[layer.kind].portable_kernel(layer)
+        rows.append({"layer": i, "name": layer.name, "kind": layer.kind, "kernel": fn, "scratch_bytes": scratch,
+                     "fallback": kernels == "fast" and portable and has_fast_kernel(layer.kind)})
+    return rows
 
 
 def scratch_total(plan: Plan, kernels: str) -> int:

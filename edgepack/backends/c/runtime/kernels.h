@@ -87,7 +87,8 @@ void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t 
 /* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
  * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
  * ones. Each falls back to its portable kernel for shapes it does not specialise (the generator
- * calls them only on 3x3 kernels with equal strides, and 1x1 stride 1). */
+ * calls ep_conv_fast / ep_depthwise_fast only on 3x3 kernels with equal strides, ep_pointwise_fast on
+ * 1x1 stride 1; ep_conv_gemm_fast takes the other convolutions and strided pointwise layers). */
 /* scratch bytes (8-byte aligned buffers, planned in the arena by the generator):
  * pointwise: the int16 pairs of 4 pixels; 3x3: the input plane(s) framed by the zero point */
 #define EP_POINTWISE_FAST_SCRATCH(in_c) ((((in_c) + 3) / 4) * 32)
@@ -97,5 +98,15 @@ void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t 
 void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+/* any convolution (kernel, strides, pads, input channels; a strided pointwise too) as an im2col GEMM over
+ * blocks of 4 output pixels: the scratch holds one block's packed columns of k = in_c * kh * kw values
+ * and one raw column */
+#define EP_CONV_GEMM_FAST_SCRATCH(k) ((((k) + 3) / 4) * 36)
+void ep_conv_gemm_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+/* fc with the centred input packed once into int16 pairs (scratch: the in_c / 4 * 4 packed values) */
+#define EP_FC_FAST_SCRATCH(in_c) (((in_c) / 4) * 8)
+void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+/* TFLite's int8 ADD in 32-bit arithmetic (SMMULR), bit-exact with ep_add */
+void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 
 #endif /* EDGEPACK_KERNELS_H */

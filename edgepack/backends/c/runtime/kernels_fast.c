@@ -401,3 +401,160 @@ void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratc
         ep_plane3x3(l, xp, l->in_c, w02, w1, l->bias[co] - l->in_zp * sum, &q, out + co * oplane);
     }
 }
+
+/* ---------------------------------------------------------------- any convolution as an im2col GEMM */
+
+/* The raw im2col column of output pixel p (K = in_c * kh * kw input values in the weight row's order ci,
+ * ky, kx) into col, padded positions and the k4 - K slack values after it set to the zero point (centred,
+ * they are 0: the reference's zero padding); rows are copied whole where they lie inside the input. */
+static void ep_im2col_raw(const ep_layer *l, const int8_t *in, int32_t p, int8_t *col)
+{
+    const int32_t plane = l->in_h * l->in_w, kw = l->kw, k = l->in_c * l->kh * kw;
+    const int32_t iy0 = (p / l->out_w) * l->sh - l->pad_top, ix0 = (p % l->out_w) * l->sw - l->pad_left;
+    const int row_inside = ix0 >= 0 && ix0 + kw <= l->in_w;
+    const int8_t zp = (int8_t)l->in_zp;
+    int32_t ci, ky, kx;
+    for (ci = 0; ci < l->in_c; ci++) {
+        for (ky = 0; ky < l->kh; ky++, col += kw) {
+            const int32_t iy = iy0 + ky;
+            const int8_t *x = in + ci * plane + iy * l->in_w + ix0;
+            if (iy < 0 || iy >= l->in_h) {
+                for (kx = 0; kx < kw; kx++) {
+                    col[kx] = zp;
+                }
+            } else if (row_inside) {
+                for (kx = 0; kx < kw; kx++) {
+                    col[kx] = x[kx];
+                }
+            } else {
+                for (kx = 0; kx < kw; kx++) {
+                    col[kx] = ix0 + kx >= 0 && ix0 + kx < l->in_w ? x[kx] : zp;
+                }
+            }
+        }
+    }
+    for (kx = k; kx & 3; kx++) {
+        *col++ = zp;
+    }
+}
+
+/* a raw column of q4 quads, centred and packed into pixel slot j of a block as ep_pack4 lays it out:
+ * per quad, (x0, x2) and (x1, x3) in int16 lanes (SXTB16, SXTB16 ROR 8, minus the zero point) */
+EP_INLINE void ep_pack_column(const int8_t *col, int32_t q4, int32_t zp, uint32_t *b)
+{
+    const uint32_t zz = ((uint32_t)zp & 0xFFFFu) | (((uint32_t)zp & 0xFFFFu) << 16);
+    int32_t q;
+    for (q = 0; q < q4; q++, col += 4, b += 8) {
+        const uint32_t v = ep_read32(col);
+        b[0] = EP_SSUB16(EP_SXTB16(v), zz);
+        b[1] = EP_SSUB16(EP_SXTB16_ROR8(v), zz);
+    }
+}
+
+/* Any convolution (kh x kw, strides (sh, sw), any pads, any in_c; a strided pointwise too) as a GEMM:
+ * for a block of 4 output pixels the centred im2col columns are packed once into int16 pairs (scratch,
+ * EP_CONV_GEMM_FAST_SCRATCH: the block, then one raw column), then every output channel runs its weight
+ * row over them with SMLAD (EP_GEMM_1x4), a partial last quad of weights read without passing the row's
+ * end. Missing pixels of the last block repeat its first one; their outputs are dropped. */
+void ep_conv_gemm_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t oplane = l->out_h * l->out_w, k = l->in_c * l->kh * l->kw, k4 = k & ~3, kt = k & 3;
+    const int32_t q4 = (k + 3) / 4;
+    uint32_t *buf = (uint32_t *)scratch, *tail = buf + (k4 / 4) * 8;
+    int8_t *col = (int8_t *)(buf + q4 * 8);
+    int32_t p0, co, j;
+    for (p0 = 0; p0 < oplane; p0 += 4) {
+        const int32_t n = oplane - p0 < 4 ? oplane - p0 : 4;
+        for (j = 0; j < 4; j++) {
+            ep_im2col_raw(l, in, j < n ? p0 + j : p0, col);
+            ep_pack_column(col, q4, l->in_zp, buf + 2 * j);
+        }
+        for (co = 0; co < l->out_c; co++) {
+            const int8_t *w = l->weight + co * k;
+            int8_t *o = out + co * oplane + p0;
+            int32_t a0 = l->bias[co], a1 = a0, a2 = a0, a3 = a0;
+            ep_rq q;
+            EP_GEMM_1x4(w, buf, k4, a0, a1, a2, a3);
+            if (kt) {
+                int8_t t[4] = {0, 0, 0, 0};
+                uint32_t wv, we, wo;
+                memcpy(t, w + k4, (size_t)kt);
+                wv = ep_read32(t), we = EP_SXTB16(wv), wo = EP_SXTB16_ROR8(wv);
+                a0 = EP_SMLAD(wo, tail[1], EP_SMLAD(we, tail[0], a0));
+                a1 = EP_SMLAD(wo, tail[3], EP_SMLAD(we, tail[2], a1));
+                a2 = EP_SMLAD(wo, tail[5], EP_SMLAD(we, tail[4], a2));
+                a3 = EP_SMLAD(wo, tail[7], EP_SMLAD(we, tail[6], a3));
+            }
+            ep_rq_init(&q, l, co);
+            o[0] = ep_rq_apply(&q, a0);
+            if (n == 4) {
+                o[1] = ep_rq_apply(&q, a1);
+                o[2] = ep_rq_apply(&q, a2);
+                o[3] = ep_rq_apply(&q, a3);
+            } else {
+                if (n > 1) o[1] = ep_rq_apply(&q, a1);
+                if (n > 2) o[2] = ep_rq_apply(&q, a2);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- fully connected */
+
+/* fc as one GEMV: the centred input packed once into int16 pairs (scratch, EP_FC_FAST_SCRATCH), each
+ * output's weight row over it with SMLAD; ep_output requantizes (either rounding, one call per output) */
+void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t n = l->in_c, n4 = n & ~3, zp = l->in_zp;
+    uint32_t *x = (uint32_t *)scratch;
+    int32_t i, o;
+    const uint32_t zz = ((uint32_t)zp & 0xFFFFu) | (((uint32_t)zp & 0xFFFFu) << 16);
+    for (i = 0; i < n4; i += 4) {
+        const uint32_t v = ep_read32(in + i);
+        x[i / 2] = EP_SSUB16(EP_SXTB16(v), zz);
+        x[i / 2 + 1] = EP_SSUB16(EP_SXTB16_ROR8(v), zz);
+    }
+    for (o = 0; o < l->out_c; o++) {
+        const int8_t *w = l->weight + o * n;
+        int32_t acc = l->bias[o], acc2 = 0;
+        for (i = 0; i < n4; i += 4) {
+            const uint32_t wv = ep_read32(w + i);
+            acc = EP_SMLAD(EP_SXTB16(wv), x[i / 2], acc);
+            acc2 = EP_SMLAD(EP_SXTB16_ROR8(wv), x[i / 2 + 1], acc2);
+        }
+        for (; i < n; i++) {
+            acc2 += ((int32_t)in[i] - zp) * (int32_t)w[i];
+        }
+        out[o] = ep_output(l, o, acc + acc2);
+    }
+}
+
+/* ---------------------------------------------------------------- add */
+
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp(x, m, shift) for |x| < 2^28, shift in [-31, 0], in 32
+ * bits: SRDHM(x, m) = (x m + 2^30) >> 31 = SMMULR(2x, m) (proof 1 and 2 at ep_rq_apply; 2|x| < 2^29),
+ * then RoundingDivideByPOT as floor((y + 2^(e-1) - [y < 0]) / 2^e) (proof 2; |y| <= 2^28). */
+EP_INLINE int32_t ep_add_rescale_fast(int32_t x, int32_t m, int32_t e)
+{
+    const int32_t y = ep_smmulr(x * 2, m);
+    return e ? (y + (int32_t)((uint32_t)1 << (e - 1)) + (y >> 31)) >> e : y;
+}
+
+/* TFLite's int8 ADD (as ep_add: inputs times 2^20, each rescaled, summed, rescaled) without 64-bit
+ * arithmetic: ep_add's bound keeps |wide| < 2^28 and |sum| < 2^28, so ep_add_rescale_fast applies */
+void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t n = l->out_c * l->out_h * l->out_w;
+    const int32_t ma = l->multiplier[0], mb = l->multiplier[1], mo = l->multiplier[2];
+    const int32_t ea = -l->shift[0], eb = -l->shift[1], eo = -l->shift[2];
+    const int32_t lo = l->act_min, hi = l->act_max, zo = l->out_zp;
+    const int32_t za = l->in_zp * (1 << 20), zb = l->in2_zp * (1 << 20);
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t wa = (int32_t)a[i] * (1 << 20) - za, wb = (int32_t)b[i] * (1 << 20) - zb;
+        const int32_t sum = ep_add_rescale_fast(wa, ma, ea) + ep_add_rescale_fast(wb, mb, eb);
+        int32_t v = ep_add_rescale_fast(sum, mo, eo) + zo;
+        v = v < lo ? lo : v;
+        out[i] = (int8_t)(v > hi ? hi : v);
+    }
+}
