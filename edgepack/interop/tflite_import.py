@@ -54,6 +54,7 @@ from edgepack import ops
 from edgepack.errors import ConfigError, DataError, ToolchainError
 from edgepack.interop.tflite_ops import IMPORTS
 from edgepack.interop.tflite_ops.avgpool import global_pool
+from edgepack.interop.tflite_ops.pad import import_pad
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
 from edgepack.plan.plan import Layer, Plan, QParams
 from edgepack.targets.backends import PLAN_BACKENDS
@@ -208,6 +209,7 @@ class _Graph(Reader):
         shape = tuple(inp.shape[1:]) if self.channels_first else self._plan_input_shape(inp)
         input_q = inp.qparams(f"--model {self.path}: the model input")
         self._layers: list[Layer] = []
+        self._folded_pads: dict[int, Layer] = {}  # .tflite tensor of a PAD folded for a conv -> its pad layer
         self.values = {inp.index: Value(shape, input_q)}
         if self.channels_first:  # the TRANSPOSE's NHWC output is the same (C, H, W) plan tensor
             self.values[self.io(start)[1][0]] = self.values[inp.index]
@@ -280,11 +282,11 @@ class _Graph(Reader):
         if name != "QUANTIZE" and out.dtype != "int8":
             self.refuse(i, f"outputs {out.dtype}", "the int8 plan's ops output int8 (convert with full int8 "
                         "quantization)")
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            self._unfold_pads(inputs)  # a PAD folded for a conv is a pad layer before any other op
         value = values[inputs[0]]
-        if value.pads != NO_PADS and name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            self.refuse(i, "follows a PAD", "a PAD must feed a CONV_2D or DEPTHWISE_CONV_2D")
-        if name == "PAD":
-            values[out.index] = replace(value, pads=self._pad(i, inputs, value, out))  # the conv takes the unpadded map
+        if name in ("PAD", "PADV2"):
+            values[out.index] = self._pad(i, op, inputs, value, out)
         elif name == "QUANTIZE":
             layer, out = self._int16_pool(i, value, out)
             values[out.index] = self._append(layer, (value.producer,))
@@ -379,16 +381,21 @@ class _Graph(Reader):
             end, softmax = end - 1, SOFTMAX_DROPPED
         return end, softmax
 
-    def _pad(self, i, inputs, value, out) -> tuple[int, int, int, int]:
-        paddings = self.operand(i, inputs, 1, "paddings").data
-        if paddings is None or paddings.shape != (4, 2) or paddings.dtype.kind != "i" or len(value.shape) != 3:
-            self.refuse(i, "has no constant (4, 2) paddings on an NHWC map", "fold the padding into the conv (SAME)")
-        if paddings[0].any() or paddings[3].any() or (paddings < 0).any():
-            self.refuse(i, "pads the batch or channel axis", "only spatial zero padding fits the int8 plan")
-        if out.qparams(f"--model {self.path}: op {i}") != value.q:
-            self.refuse(i, "changes the quantization", "PAD must keep its input's scale and zero point")
-        (top, bottom), (left, right) = paddings[1], paddings[2]
-        return int(top), int(left), int(bottom), int(right)
+    def _pad(self, i, op, inputs, value, out) -> Value:
+        """A PAD / PADV2 of the zero point folds into the conv that reads it (the conv takes the unpadded map; the
+        pad layer is kept for any other reader); one of another constant is a pad layer now (tflite_ops.pad)."""
+        layer = import_pad(self, i, op, inputs, value, out)
+        if layer.params.value != value.q.zero_point:
+            return self._append(layer, (value.producer,))
+        self._folded_pads[out.index] = layer
+        return replace(value, pads=layer.pads)
+
+    def _unfold_pads(self, inputs: list[int]) -> None:
+        """Each folded PAD these inputs hold becomes its pad layer (once: later readers read that layer)."""
+        for t in inputs:
+            held = self.values.get(t)
+            if held is not None and held.pads != NO_PADS:
+                self.values[t] = self._append(self._folded_pads[t], (held.producer,))
 
     def _int16_pool(self, i, value, wide) -> tuple[Layer, Tensor]:
         """edgepack's exporter's exact global pool: QUANTIZE int8 -> int16 (zero point 0, same scale),

@@ -487,3 +487,47 @@ def resize_case(name: str) -> tuple[Plan, np.ndarray]:
     plan = resize_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x
+
+
+def pad_layer(name: str, q: QParams, in_shape: tuple[int, int, int], pads: tuple[int, int, int, int],
+              value: int | None = None) -> Layer:
+    """TFLite's int8 PAD (``value`` None: the zero point) or PADV2 (that int8 constant) of a (C, H, W) map."""
+    from edgepack.ops.pad import PadParams, padded_shape
+
+    return Layer(name=name, kind="pad", input_shape=in_shape, output_shape=padded_shape(in_shape, pads), input_q=q,
+                 output_q=q, pads=pads, params=PadParams(q.zero_point if value is None else value))
+
+
+def pad_plan(seed: int, res: tuple[int, int], first: tuple, second: tuple, width: int = 8, classes: int = 5) -> Plan:
+    """pad ``first`` of the input (l0) -> conv 3x3/2 VALID (l1) -> pad ``second`` (l2) -> conv 3x3/1 VALID (l3) ->
+    global average pool (l4) -> fc (l5); ``first`` and ``second`` are (pads (top, left, bottom, right), value)."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    layers = [pad_layer("pad0", q, (3, *res), *first)]
+    layers.append(conv_layer(rng, "conv1", "conv", q, layers[0].output_shape, width, 3, 2))
+    layers.append(pad_layer("pad2", layers[1].output_q, layers[1].output_shape, *second))
+    layers.append(conv_layer(rng, "conv3", "conv", layers[2].output_q, layers[2].output_shape, width + 4, 3, 1))
+    layers.append(pool_layer(rng, "pool4", layers[3].output_q, layers[3].output_shape, "average", flat=False))
+    layers.append(fc_layer(rng, "fc5", layers[4].output_q, width + 4, classes, "single"))
+    plan = Plan(q, (3, *res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Pads as TFLite's PAD writes them (the zero point: Keras' ZeroPadding2D, PyTorch's ZeroPad2d) and as PADV2 does
+# (another constant: PyTorch's ConstantPad2d), on the input and between convs, unequal on every side, on maps that
+# are not square.
+PAD_CASES = {
+    "PAD 1/2/0/1 of the input, then PADV2 of 37 by 2/0/1/3": dict(seed=81, res=(11, 9), first=((1, 2, 0, 1), None),
+                                                                 second=((2, 0, 1, 3), 37)),
+    "PADV2 of -100 of the input, then PAD 0/3/2/0": dict(seed=82, res=(8, 10), first=((1, 1, 1, 1), -100),
+                                                         second=((0, 3, 2, 0), None)),
+}
+
+
+def pad_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of PAD_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = PAD_CASES[name]
+    plan = pad_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x

@@ -26,6 +26,8 @@ from tests.conformance.plans import LUT_CASES, lut_case
 from tests.conformance.plans import CONCAT_CASES, concat_case
 from tests.conformance.plans import MUL_CASES, mul_case
 from tests.conformance.plans import SHAPE_CASES, shapes_case
+from tests.conformance.plans import PAD_CASES, pad_case
+from edgepack.ops.pad import PadParams
 from tests.conformance.plans import RESIZE_CASES, resize_case
 
 VNNI = pytest.mark.skipif(not executors.host_has_vnni(), reason="this CPU has no avx512_vnni")
@@ -53,7 +55,8 @@ MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id != "TVM x86 VNNI"]  # the hand
 
 # The newer ops' plans (one table each); the hand-scheduled sets have none of these ops
 NEW_OP_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (concat_case, CONCAT_CASES),
-                                                  (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES))
+                                                  (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES),
+                                                  (pad_case, PAD_CASES))
                 for name in table]
 NEW_OP_CASES += [(resize_case, name) for name in RESIZE_CASES]  # nearest-neighbour resizes
 
@@ -167,6 +170,23 @@ def _resize_kinds() -> set[str]:
     return kinds
 
 
+def _pad_kinds() -> set[str]:
+    """The kinds of the PAD_CASES plans, whose every layer output spreads over int8 too, and whose pads each
+    decide something: a PADV2 constant written as the zero point (PAD's) changes some logit."""
+    kinds, constant_decides = set(), False
+    for name in PAD_CASES:
+        plan, x = pad_case(name)
+        want, outputs = reference.run(plan, x, collect=True)
+        for layer, out in zip(plan.layers, outputs):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name} is degenerate"
+            if layer.kind == "pad" and layer.params.value != layer.output_q.zero_point:
+                zero = dataclasses.replace(layer, params=PadParams(layer.output_q.zero_point))
+                other = dataclasses.replace(plan, layers=[zero if each is layer else each for each in plan.layers])
+                constant_decides |= bool((reference.run(other, x) != want).any())
+        kinds |= {layer.kind for layer in plan.layers}
+    assert constant_decides
+    return kinds
+
 def test_the_hand_scheduled_tvm_sets_leave_a_max_pool_plan_to_the_generic_executor(monkeypatch):
     """No hand-scheduled max pool: "auto" int8 kernels pick the generic Relax route for the whole plan (the
     manifest's "kernels" says "generic"), and the VNNI set built directly refuses the max pool by name."""
@@ -193,7 +213,8 @@ def test_the_plans_hold_every_op_kind_pool_mode_and_rounding_and_each_changes_th
     pool modes and both fc roundings, each decisive (an executor that rounded the other way or pooled the
     raw values as the plan's average would give other outputs), and layer outputs that are neither nearly
     constant nor mostly saturated."""
-    kinds, pools, roundings = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds() | _resize_kinds(), set(), set()
+    kinds = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds() | _resize_kinds() | _pad_kinds()
+    pools, roundings = set(), set()
     for name in CASES:
         plan, x = case(name)
         want, outputs = reference.run(plan, x, collect=True)

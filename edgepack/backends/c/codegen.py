@@ -21,6 +21,7 @@ from edgepack.ops.avgpool import pool_zero_points
 from edgepack.ops.fc import rounds_once
 from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, mul_output_shape
 from edgepack.ops.resize import resize_maps
+from edgepack.ops.pad import padded_shape
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
@@ -317,6 +318,24 @@ class _Lut(CLowering):
         return (("table", "int8_t", "weight"),)
 
 
+class _Pad(CLowering):
+    """TFLite's int8 PAD / PADV2 on H and W (ep_pad): pads in pad_*, the int8 constant an argument; a copy."""
+    portable = "ep_pad"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        if len(layer.input_shape) != 3 or len(layer.output_shape) != 3 or min(layer.pads) < 0 \
+                or tuple(layer.output_shape) != padded_shape(tuple(layer.input_shape), tuple(layer.pads)):
+            _fail(layer, i, "a pad maps (C, H, W) to (C, H + top + bottom, W + left + right)")
+        if not -128 <= layer.params.value <= 127 or layer.input_q != layer.output_q:
+            _fail(layer, i, "a pad writes an int8 constant and keeps its input's quantization (a copy)")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def arguments(self, plan: Plan, i: int, sources: list[str]) -> str:
+        return f"{int(plan.layers[i].params.value)}, {sources[0]}"
+
+
 C_LOWERINGS.register("conv")(_Conv())
 C_LOWERINGS.register("depthwise")(_Depthwise())
 C_LOWERINGS.register("pointwise")(_Pointwise())
@@ -327,6 +346,7 @@ C_LOWERINGS.register("maxpool")(_MaxPool())
 C_LOWERINGS.register("mul")(_Mul())
 C_LOWERINGS.register("lut")(_Lut())
 C_LOWERINGS.register("concat")(_Concat())
+C_LOWERINGS.register("pad")(_Pad())
 
 
 class _ResizeNearest(CLowering):

@@ -177,6 +177,15 @@ def _lut(bb, x, layer: Layer):
     return bb.emit(relax.op.take(_const(layer.arrays["table"], "int8"), index, axis=0))
 
 
+@TVM_LOWERINGS.register("pad")
+def _pad(bb, x, layer: Layer):
+    """TFLite's int8 PAD / PADV2 on H and W: relax pad with the layer's int8 constant (a copy, no rescaling)."""
+    from tvm import relax
+
+    top, left, bottom, right = layer.pads
+    return bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(layer.params.value)))
+
+
 def _rescale(bb, x, multiplier: int, shift: int):
     """TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) on int64-held int32 values:
     SaturatingRoundingDoublingHighMul as floor((x * M + 2^30) / 2^31) (M is never INT32_MIN), then

@@ -324,3 +324,19 @@ void ep_lut(const ep_layer *l, const int8_t *in, int8_t *out)
         out[i] = l->weight[(int32_t)in[i] + 128];
     }
 }
+
+void ep_pad(const ep_layer *l, int32_t value, const int8_t *in, int8_t *out)
+{
+    int32_t c, y, x;
+    for (c = 0; c < l->out_c; c++) {
+        const int8_t *xc = in + c * l->in_h * l->in_w;
+        for (y = 0; y < l->out_h; y++) {
+            const int32_t iy = y - l->pad_top;
+            for (x = 0; x < l->out_w; x++) {
+                const int32_t ix = x - l->pad_left;
+                const int inside = iy >= 0 && iy < l->in_h && ix >= 0 && ix < l->in_w;
+                *out++ = inside ? xc[iy * l->in_w + ix] : (int8_t)value;
+            }
+        }
+    }
+}

@@ -83,6 +83,9 @@ void ep_add(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
  * (C, 1, 1) gate broadcast over the other's (C, out_h, out_w) map (a when in_h * in_w is 1, else b). */
 void ep_mul(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 void ep_mul_channel(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
+/* TFLite's int8 PAD / PADV2 on H and W: each (in_h, in_w) plane copied into an (out_h, out_w) plane at
+ * (pad_top, pad_left), every other position set to value (the int8 constant: PAD's output zero point) */
+void ep_pad(const ep_layer *l, int32_t value, const int8_t *in, int8_t *out);
 
 /* fast kernels (kernels_fast.c): Cortex-M DSP extension (SMLAD) when __ARM_FEATURE_DSP is set,
  * the same algorithm with C emulations of the intrinsics otherwise. Bit-exact with the portable
