@@ -531,3 +531,43 @@ def pad_case(name: str) -> tuple[Plan, np.ndarray]:
     plan = pad_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x
+
+
+def fast_path_plan(seed: int, res: int, width: int = 18, classes: int = 5) -> Plan:
+    """The shapes the C fast set runs as an im2col GEMM (ep_conv_gemm_fast), ResNet-style: conv 3x3/1 pads 1
+    (l0) -> conv 3x3/2 SAME (l1, ``width`` input planes: wider than the direct 3x3 kernel's 16) -> conv 3x3/1
+    pads 1 (l2) | pointwise 1x1/2 of l0 (l3, the shortcut) -> add(l2, l3) (l4) -> conv 1x3 pads (0, 1, 0, 1)
+    (l5) -> global pool (l6) -> fc (l7, 10 features: a partial quad). Input channel counts and output planes
+    that are no multiples of 4 leave partial quads and partial pixel blocks."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    same = (1, 1, 1, 1) if res % 2 else (0, 0, 1, 1)  # TensorFlow's SAME for a 3x3/2 on an odd / even map
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, res, res), width, 3, 1, (1,) * 4)]
+    layers.append(conv_layer(rng, "conv1", "conv", layers[0].output_q, layers[0].output_shape, width + 6, 3, 2, same))
+    layers.append(conv_layer(rng, "conv2", "conv", layers[1].output_q, layers[1].output_shape, width + 6, 3, 1, (1,) * 4))
+    layers.append(conv_layer(rng, "pointwise3", "pointwise", layers[0].output_q, layers[0].output_shape, width + 6, 1, 2))
+    layers[-1].inputs = (0,)
+    layers.append(add_layer(rng, "add4", 2, 3, layers[2].output_q, layers[3].output_q, layers[2].output_shape))
+    layers.append(conv_layer(rng, "conv5", "conv", layers[4].output_q, layers[4].output_shape, 10, (1, 3), 1, (0, 1, 0, 1)))
+    layers.append(pool_layer(rng, "pool6", layers[5].output_q, layers[5].output_shape, "average", flat=True))
+    layers.append(fc_layer(rng, "fc7", layers[6].output_q, 10, classes, "single" if seed % 2 else "double"))
+    plan = Plan(q, (3, res, res), layers)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# The C fast set's im2col GEMM shapes (a separate table: the plans above stay as they were): 3x3 convs over
+# more than 16 input planes at strides 1 and 2, a strided pointwise shortcut into an add, a 1x3 conv, an fc
+# whose features are no multiple of 4; on an odd map (SAME pads 1 all round) and an even one (bottom/right).
+FAST_PATH_CASES = {
+    "ResNet-style block, 18 -> 24 planes, strided pointwise shortcut, 11x11": dict(seed=71, res=11),
+    "ResNet-style block, 20 -> 26 planes, strided pointwise shortcut, 12x12": dict(seed=72, res=12, width=20),
+}
+
+
+def fast_path_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of FAST_PATH_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = FAST_PATH_CASES[name]
+    plan = fast_path_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x

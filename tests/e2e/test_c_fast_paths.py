@@ -1,0 +1,100 @@
+"""The C fast kernels for the shapes that ran the portable kernels before (3x3 convs over more than 16 planes,
+rectangular convs, strided pointwise layers, add, fc): bit-exact with the numpy reference on the host (the
+C emulations of the DSP instructions) and on a Cortex-M4 under QEMU (the instructions themselves), and no
+layer of the shipped MobileNets or of the converter-made test models falls back to portable in fast mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.backends.c import codegen
+from edgepack.interop.tflite_export import write_tflite
+from edgepack.plan import reference
+from tests import converter_models
+from tests.conformance import executors
+from tests.conformance.plans import FAST_PATH_CASES, fast_path_case
+
+RUNS = [
+    pytest.param(lambda plan, x, tmp: executors.run_c(plan, x, "portable", tmp), id="C portable"),
+    pytest.param(lambda plan, x, tmp: executors.run_c(plan, x, "fast", tmp), id="C fast"),
+    pytest.param(lambda plan, x, tmp: executors.run_tflite(plan, x), id="TFLite export under LiteRT"),
+]
+
+
+def test_the_fast_path_plans_run_every_new_kernel_on_layers_that_spread_over_int8():
+    """What the bit-exact test proves depends on this: the GEMM at strides 1 and 2, over more than 16 planes, on a
+    1x3 kernel and a strided pointwise, a partial weight quad, add and fc, with outputs neither constant nor
+    saturated."""
+    kernels = set()
+    for name in FAST_PATH_CASES:
+        plan, x = fast_path_case(name)
+        for layer, out in zip(plan.layers, reference.run(plan, x, collect=True)[1]):
+            assert len(np.unique(out)) >= 4 and np.isin(out, (-128, 127)).mean() < 0.5, f"{name}: {layer.name}"
+        rows = codegen.kernel_choices(plan, "fast")
+        kernels |= {(r["kind"], r["kernel"]) for r in rows}
+        gemm = [plan.layers[r["layer"]] for r in rows if r["kernel"] == "ep_conv_gemm_fast"]
+        assert {l.strides for l in gemm} == {(1, 1), (2, 2)} and max(l.input_shape[0] for l in gemm) > 16
+        assert any(l.arrays["weight"][0].size % 4 for l in gemm)
+    assert {("conv", "ep_conv_gemm_fast"), ("pointwise", "ep_conv_gemm_fast"), ("add", "ep_add_fast"),
+            ("fc", "ep_fc_fast")} <= kernels
+
+
+@pytest.mark.parametrize("name", FAST_PATH_CASES)
+@pytest.mark.parametrize("run", RUNS)
+def test_the_fast_path_plans_equal_the_reference_bit_for_bit(run, name, tmp_path):
+    plan, x = fast_path_case(name)
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
+@pytest.mark.slow
+def test_the_fast_path_plan_is_bit_exact_on_a_cortex_m4_under_qemu(tmp_path):
+    """The plan as a .tflite compiled for cortex-m4 (the DSP instructions, not their C emulations): bench PASS with
+    its two bit-exact checks, and the fast kernels are what the artifact ran."""
+    plan, _ = fast_path_case(next(iter(FAST_PATH_CASES)))
+    model = write_tflite(plan, tmp_path / "fast_path.tflite")
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
+    np.savez(tmp_path / "eval.npz", images=images, labels=np.arange(12) % plan.output_shape[0])
+    out = edgepack.compile(str(model), "cortex-m4", eval_data=str(tmp_path / "eval.npz"), output=str(tmp_path / "m4"))
+    report = edgepack.bench(out, count=1, warmup=0)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
+    model_c = (tmp_path / "m4" / "c" / "model.c").read_text()
+    assert "ep_conv_gemm_fast(" in model_c and "ep_add_fast(" in model_c and "ep_fc_fast(" in model_c
+
+
+def _shipped_plan(model: str, alpha: float, resolution: int):
+    from edgepack.config import CompileConfig
+    from edgepack.data import load_digits_split
+    from edgepack.frontends.torch import to_plan
+    from edgepack.model.weights import pretrained
+
+    config = CompileConfig(alpha=alpha, resolution=resolution, architecture=model)
+    return to_plan(pretrained(alpha, resolution, model=model), load_digits_split("calibration", resolution).take(8),
+                   config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,alpha", [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35)])
+def test_no_layer_of_the_shipped_mobilenets_falls_back_to_portable_in_fast_mode(model, alpha):
+    rows = codegen.kernel_choices(_shipped_plan(model, alpha, 96), "fast")
+    assert [r["name"] for r in rows if r["fallback"]] == []
+    assert {r["kind"] for r in rows} >= {"conv", "depthwise", "pointwise", "fc"}
+
+
+CONVERTER = ["kws_ds_cnn", "conv1d", "residual_add", "resnet_maxpool"]
+
+
+@pytest.mark.slow
+def test_no_layer_of_the_converter_test_models_falls_back_to_portable_in_fast_mode(tmp_path):
+    """The keyword-spotting DS-CNN (10x4 stride-2 first conv), the 1-D conv net (1x3 kernels), the residual and
+    ResNet-style models, as TensorFlow's converter writes them."""
+    from edgepack.interop.tflite_import import read_tflite
+
+    for name, path in converter_models.build(tmp_path, CONVERTER).items():
+        rows = codegen.kernel_choices(read_tflite(path).plan, "fast")
+        assert [r["name"] for r in rows if r["fallback"]] == [], name
+        assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] in ("conv", "fc", "add")), name
