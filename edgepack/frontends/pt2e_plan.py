@@ -21,6 +21,8 @@ from edgepack.quantize.layers import ADD_OPS, COMPUTE_OPS, MAXPOOL_OPS, POOL_OPS
 from edgepack.quantize.layers import MUL_OPS
 from edgepack.ops.concat import ConcatParams
 from edgepack.quantize.layers import CAT_OPS
+from edgepack.ops.resize import ResizeParams
+from edgepack.quantize.layers import UPSAMPLE_OPS, upsample_size
 from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
@@ -243,6 +245,17 @@ def _concat_layer(node: Node, sources: list[tuple[QParams, int, tuple]]) -> tupl
                  params=ConcatParams(tuple(q for q, _, _ in sources[1:]))), q_out
 
 
+def _resize_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    """nn.Upsample / F.interpolate in mode "nearest" as TFLite's int8 RESIZE_NEAREST_NEIGHBOR (no flags: the index
+    PyTorch takes, quantize.layers.upsample_size), a copy in its input's quantization (the quantizer shares it)."""
+    out_hw = upsample_size(node, shape)
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if out_q != in_q or activation != "none":
+        raise UnsupportedModelError(f"{node.name}: an upsample must keep its input's quantization parameters")
+    return Layer(node.name, "resize_nearest", shape, (shape[0], *out_hw), in_q, out_q, params=ResizeParams()), q_out
+
+
 def _is_shape_arithmetic(node: Node) -> bool:
     """sym_size and friends of a dynamic batch: they compute view sizes, not data."""
     return "sym_size" in str(node.target) or isinstance(node.meta.get("val"), (int, torch.SymInt))
@@ -303,6 +316,11 @@ class _Walk:
         self.tensors[q_out] = (len(self.layers) - 1, tuple(layer.output_shape))
 
     def _layer(self, node: Node) -> tuple[Layer, Node]:
+        if node.target in UPSAMPLE_OPS:
+            in_q, index, shape = self.source(node, 0)
+            layer, q_out = _resize_layer(node, shape, in_q)
+            layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
+            return layer, q_out
         if node.target in ADD_OPS | MUL_OPS:
             sources = [self.source(node, 0), self.source(node, 1)]
             layer, q_out = (_add_layer if node.target in ADD_OPS else _mul_layer)(node, sources)

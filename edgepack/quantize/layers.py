@@ -24,13 +24,15 @@ ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}  # torch `+`, torch.
 MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor, operator.mul}  # torch `*`, torch.mul, operator.mul (of two tensors)
 POOL_OPS = {aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim}
 MAXPOOL_OPS = {aten.max_pool2d.default}  # nn.MaxPool2d and F.max_pool2d (return_indices=False)
+# nn.Upsample / nn.UpsamplingNearest2d / F.interpolate in mode "nearest" (integer scale factors, or a size)
+UPSAMPLE_OPS = {aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default}
 # elementwise functions the plan runs as a lut layer (edgepack.ops.lut), each op -> the function it computes
 LUT_OPS = {aten.hardswish.default: "hard_swish", aten.hardswish_.default: "hard_swish",
            aten.hardsigmoid.default: "hardsigmoid", aten.hardsigmoid_.default: "hardsigmoid",
            aten.leaky_relu.default: "leaky_relu", aten.leaky_relu_.default: "leaky_relu"}
 CAT_OPS = {aten.cat.default, aten.concat.default}  # torch.cat / torch.concat (dim=1 of (N, C, H, W) maps)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
-SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS  # output keeps the input's quantization parameters
+SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS | UPSAMPLE_OPS  # output keeps the input's quantization parameters
 # Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
 NO_OPS = {aten.dropout.default, aten.dropout_.default, aten.feature_dropout.default, aten.alpha_dropout.default,
           aten.feature_alpha_dropout.default}
@@ -61,6 +63,8 @@ LAYERS = (
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),
     TorchLayer("* (multiply)", (), frozenset(MUL_OPS), ("mul",)),
     TorchLayer("torch.cat (channels)", (), frozenset(CAT_OPS), ("concat",)),
+    TorchLayer("Upsample (nearest, integer scale)", (nn.Upsample, nn.UpsamplingNearest2d), frozenset(UPSAMPLE_OPS),
+               ("resize_nearest",), functional=True),
     TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
                frozenset(NO_OPS)),
     TorchLayer("Identity", (nn.Identity,), frozenset()),
@@ -98,6 +102,26 @@ def max_pool_geometry(node: torch.fx.Node) -> tuple[tuple[int, int], tuple[int, 
         if bad:
             raise UnsupportedModelError(f"{where}: {what}, which the int8 max pool does not support: {fix}")
     return window, stride, padding
+
+
+def upsample_size(node: torch.fx.Node, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The (H', W') an aten.upsample_nearest2d node (nn.Upsample / F.interpolate, mode "nearest") makes of a (C, H, W)
+    map: a given size, or integer scale factors (x2). PyTorch then takes output row y from input row
+    floor(y * H / H'), TFLite's RESIZE_NEAREST_NEIGHBOR index; a fractional scale factor takes 1 / factor instead,
+    which can differ, and is refused naming the layer and the fix."""
+    size, factors = (list(node.args) + [None, None])[1:3]
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    where = f"layer '{stack[-1][0]}' (Upsample)" if stack and "Upsampl" in stack[-1][1] else f"{node.name} (F.interpolate)"
+    if len(shape) != 3:
+        raise UnsupportedModelError(f"{where}: resizes a {list(shape)} tensor: the int8 resize takes (N, C, H, W) maps")
+    _, h, w = shape
+    if size is not None:
+        return int(size[0]), int(size[-1])
+    fh, fw = (float(f) for f in (factors[0], factors[-1]))
+    if not (fh.is_integer() and fw.is_integer() and min(fh, fw) >= 1):
+        raise UnsupportedModelError(f"{where}: scale_factor ({fh:g}, {fw:g}) is not an integer, which the int8 resize "
+                                    "does not support: use scale_factor=2 (any integer) or size=(H, W)")
+    return h * int(fh), w * int(fw)
 
 
 def check_cat_on_channels(node: torch.fx.Node) -> None:

@@ -115,3 +115,25 @@ def test_the_flags_survive_plan_json_and_npz(tmp_path):
     assert loaded.layers[0].params == ResizeParams(False, True)
     x = np.random.default_rng(0).integers(-128, 128, (4, 3, 4, 4)).astype(np.int8)
     assert np.array_equal(reference.run(loaded, x), reference.run(plan, x))
+
+
+class _Up(nn.Module):
+    def __init__(self, mode: str):
+        super().__init__()
+        self.conv, self.up = nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode)
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+
+
+def test_the_pytorch_graph_check_takes_a_nearest_upsample_and_refuses_bilinear_naming_the_supported_layers():
+    from edgepack.quantize.layers import SUPPORTED_LAYERS
+    from edgepack.quantize.ptq import export
+    from edgepack.quantize.quantizer import check_graph_ops
+    from edgepack.errors import UnsupportedModelError
+
+    example = torch.zeros(1, 3, 8, 8)
+    check_graph_ops(export(_Up("nearest").eval(), example).module())
+    assert "Upsample (nearest, integer scale)" in SUPPORTED_LAYERS and "+ (residual add)" in SUPPORTED_LAYERS
+    with pytest.raises(UnsupportedModelError, match=r"upsample_bilinear2d.*Upsample \(nearest, integer scale\)"):
+        check_graph_ops(export(_Up("bilinear").eval(), example).module())
