@@ -79,32 +79,62 @@ def test_the_vnni_kernels_run_rectangular_convs_and_unequal_strides_bit_for_bit(
     assert np.array_equal(np.asarray(executors.run_vnni(plan, x)).reshape(want.shape), want)
 
 
+# Plans mixing layers the hand-scheduled sets take (convs, pointwise, square depthwise, global pool, fc) with
+# layers they run through their generic lowering in the same module (max pool, concat, lut, mul, rectangular
+# or depth-multiplied depthwise)
+MIXED_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (concat_case, CONCAT_CASES),
+                                                (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES))
+               for name in table]
+HAND_SCHEDULED = [
+    pytest.param(lambda plan, x, tmp: executors.run_vnni(plan, x), id="TVM x86 VNNI", marks=VNNI),
+    pytest.param(lambda plan, x, tmp: executors.run_neon(plan, x, tmp), id="TVM AArch64 NEON under qemu"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make,name", MIXED_CASES, ids=[name for _, name in MIXED_CASES])
+@pytest.mark.parametrize("run", HAND_SCHEDULED)
+def test_hand_scheduled_sets_run_the_layers_they_lack_generic_in_one_module_bit_for_bit(run, make, name, tmp_path):
+    """Per layer, not per plan: every conv and pointwise stays hand-scheduled next to the generic layers,
+    and the outputs (through the layout conversions where the routes meet) equal the reference."""
+    from edgepack.backends.tvm.scheduled import SCHEDULED, layer_routes
+
+    plan, x = make(name)
+    routes = layer_routes(plan)
+    assert all(route == SCHEDULED for layer, route in zip(plan.layers, routes) if layer.kind in ("conv", "pointwise"))
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+
+
 def test_the_hand_scheduled_tvm_sets_take_rectangular_convs_and_leave_a_rectangular_depthwise_to_generic(monkeypatch):
     """Their im2col convs take any kernel and strides; their depthwise kernels index one k x k window at one
-    stride, so a plan with a 3x1 depthwise takes the generic route, and built directly they refuse it."""
+    stride, so a 3x1 or depth-multiplied depthwise runs its generic lowering, the convs stay hand-scheduled."""
     from edgepack.backends.tvm.lower import int8_kernels
-    from edgepack.backends.tvm.scheduled import chain_shaped
+    from edgepack.backends.tvm.scheduled import chain_shaped, layer_routes
     from edgepack.targets import get_target
 
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     rectangular_depthwise, rectangular_conv = (shapes_case(name)[0] for name in SHAPE_CASES)
-    without_maxpool = dataclasses.replace(rectangular_depthwise, layers=[
-        layer for layer in rectangular_depthwise.layers if layer.kind != "maxpool"])
-    assert chain_shaped(rectangular_conv) and not chain_shaped(without_maxpool)
-    assert int8_kernels(get_target("x86-tvm"), rectangular_depthwise, executors._host_tvm_target()) == "generic"
-    with pytest.raises(UnsupportedModelError, match="square depthwise windows"):
-        executors.check_vnni(without_maxpool)
+    assert chain_shaped(rectangular_conv) and not chain_shaped(rectangular_depthwise)
+    assert [(layer.kind, route) for layer, route in zip(rectangular_depthwise.layers, layer_routes(rectangular_depthwise))
+            if layer.kind in ("conv", "depthwise")] == [("conv", "scheduled"), ("depthwise", "generic")]
+    kernels = int8_kernels(get_target("x86-tvm"), rectangular_depthwise, executors._host_tvm_target())
+    assert kernels == ("vnni" if executors.host_has_vnni() else "generic")
+    executors.check_vnni(rectangular_depthwise)
 
 
-def test_the_hand_scheduled_tvm_sets_leave_a_concat_plan_to_the_generic_executor(monkeypatch):
+def test_the_hand_scheduled_tvm_sets_run_a_concat_plan_with_its_concat_generic(monkeypatch):
     from edgepack.backends.tvm.lower import int8_kernels
+    from edgepack.backends.tvm.scheduled import layer_routes
     from edgepack.targets import get_target
 
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     plan, _ = concat_case(next(iter(CONCAT_CASES)))
-    assert int8_kernels(get_target("x86-tvm"), plan, executors._host_tvm_target()) == "generic"
-    with pytest.raises(UnsupportedModelError, match=r"layer 1 'concat1' is a 'concat' op, which the TVM hand-scheduled"):
-        executors.check_vnni(plan)
+    assert [route for layer, route in zip(plan.layers, layer_routes(plan)) if layer.kind == "concat"] == ["generic"]
+    kernels = int8_kernels(get_target("x86-tvm"), plan, executors._host_tvm_target())
+    assert kernels == ("vnni" if executors.host_has_vnni() else "generic")
+    executors.check_vnni(plan)
 
 
 def _concat_kinds() -> set[str]:
@@ -187,17 +217,22 @@ def _pad_kinds() -> set[str]:
     assert constant_decides
     return kinds
 
-def test_the_hand_scheduled_tvm_sets_leave_a_max_pool_plan_to_the_generic_executor(monkeypatch):
-    """No hand-scheduled max pool: "auto" int8 kernels pick the generic Relax route for the whole plan (the
-    manifest's "kernels" says "generic"), and the VNNI set built directly refuses the max pool by name."""
+def test_the_hand_scheduled_tvm_sets_run_a_max_pool_plan_with_its_max_pools_generic(monkeypatch):
+    """No hand-scheduled max pool: the kernel sets run it through its generic lowering in their module, so
+    "auto" int8 kernels still pick the set where the CPU has it (the manifest's "kernels" says which, and its
+    "layer_routes" which layers ran generic)."""
     from edgepack.backends.tvm.lower import int8_kernels
+    from edgepack.backends.tvm.scheduled import layer_routes, routes_summary
     from edgepack.targets import get_target
 
     monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
     plan, _ = maxpool_case(next(iter(MAXPOOL_CASES)))
-    assert int8_kernels(get_target("x86-tvm"), plan, executors._host_tvm_target()) == "generic"
-    with pytest.raises(UnsupportedModelError, match=r"layer 1 'maxpool1' is a 'maxpool' op, which the TVM hand-scheduled"):
-        executors.check_vnni(plan)
+    routes = layer_routes(plan)
+    assert [route for layer, route in zip(plan.layers, routes) if layer.kind == "maxpool"] == ["generic", "generic"]
+    assert routes_summary(routes) == "4 of 6 layers hand-scheduled"
+    kernels = int8_kernels(get_target("x86-tvm"), plan, executors._host_tvm_target())
+    assert kernels == ("vnni" if executors.host_has_vnni() else "generic")
+    executors.check_vnni(plan)
 
 
 def _with_last_layers(plan, pool: str | None = None, rounding: str | None = None):

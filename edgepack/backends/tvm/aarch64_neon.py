@@ -41,12 +41,13 @@ SCHEDULES = ("edgepack AArch64 NEON kernels: GEMM conv with SMULL/SMLAL2/SADALP 
 
 
 def supported(plan: Plan, tvm_tgt) -> bool:
-    """AArch64 LLVM targets with NEON, and a conv ... global pool ... FC plan (scheduled.chain_shaped)."""
+    """AArch64 LLVM targets with NEON, and a plan with a conv, pointwise or depthwise layer the kernels take
+    (the other layers run their generic lowering in the same module: scheduled.layer_routes)."""
     from tvm.target import codegen
 
     if tvm_tgt.kind.name != "llvm" or "aarch64" not in str(tvm_tgt.attrs.get("mtriple", "")):
         return False
-    return codegen.target_has_features("neon", tvm_tgt) and chain_shaped(plan)
+    return codegen.target_has_features("neon", tvm_tgt) and scheduled.worth_scheduling(plan)
 
 
 def _best_tile(m: int, n: int, max_rows: int, channels_per_accumulator: int) -> tuple[int, int]:
@@ -320,6 +321,7 @@ class _Lowering:
         from tvm import relax
 
         self.plan, self.bb, self.relax, self.dotprod = plan, relax.BlockBuilder(), relax, dotprod
+        self.offset = 0  # activations are held as int8 values (scheduled.to_scheduled / to_generic)
         self.te_kinds: dict[str, str] = {}  # TE prim func name -> its scheduler
 
     def const(self, value: np.ndarray):
@@ -469,4 +471,4 @@ def uses_dotprod(tvm_tgt) -> bool:
 
 def build(plan: Plan, tvm_tgt):
     """SDOT GEMMs where the target CPU has dotprod (Raspberry Pi 5); SMULL/SMLAL2/SADALP otherwise (Pi 4, A53)."""
-    return scheduled.build(plan_to_relax_neon(plan, uses_dotprod(tvm_tgt)), tvm_tgt)
+    return scheduled.build(plan_to_relax_neon(plan, uses_dotprod(tvm_tgt)), tvm_tgt, fuse=not chain_shaped(plan))

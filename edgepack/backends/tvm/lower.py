@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.backends.lowered import Lowered
+from edgepack.backends.tvm import scheduled
 from edgepack.backends.tvm.runner import run_on_qemu
 from edgepack.backends.tvm.relax_int8 import plan_to_relax
 from edgepack.backends.tvm.spec import TvmSpec
@@ -98,7 +99,7 @@ def int8_kernels(target: Target, plan, tvm_tgt) -> str:
             return name
     if choice != "auto":
         raise ToolchainError(f"target {target.name} asks for {choice} int8 kernels but {tvm_tgt} lacks the CPU features "
-                             "(or the model is not conv/pool/FC shaped): set int8_kernels = \"auto\"")
+                             "(or the plan has no conv, pointwise or depthwise layer they take): set int8_kernels = \"auto\"")
     return "generic"
 
 
@@ -129,7 +130,7 @@ def lower(build, folder: Path) -> Lowered:
 
         kernel_set = importlib.import_module(f"edgepack.backends.tvm.{KERNEL_SETS[kernels]}")
         lowering = ("int8 plan -> hand-scheduled TIR: NHWC activations, conv as an int8 GEMM with int32 accumulation, "
-                    "integer requantization")
+                    "integer requantization; layers the kernels do not take: their generic Relax lowering, same module")
         ex, schedules = kernel_set.build(build.plan, tvm_tgt), kernel_set.SCHEDULES
     else:
         mod, lowering = relax_module(build)
@@ -150,9 +151,20 @@ def lower(build, folder: Path) -> Lowered:
         "runtime": "tvm", "tvm_version": tvm.__version__, "tvm_ffi_version": tvm_ffi.__version__,
         "tvm_target": str(tvm_tgt), "arch": arch, "library": LIBRARY, "cross_compiler": cross,
         "lowering": lowering, "schedules": schedules, "dtype": "int8" if build.plan is not None else "float32",
-        "kernels": kernels, "cpu_features": cpu_features(tvm_tgt),
+        "kernels": kernels, "cpu_features": cpu_features(tvm_tgt), **layer_routes(build.plan, kernels),
         "input_shape": [1, *(build.plan.input_shape if build.plan is not None else build.config.input_shape)],
     }, files=(LIBRARY,))
+
+
+def layer_routes(plan, kernels: str) -> dict:
+    """Which route ran each plan layer ({layer name: "scheduled" | "generic"}) and the bench line
+    "N of M layers hand-scheduled"; nothing for fp32 builds."""
+    if plan is None:
+        return {}
+    routes = scheduled.layer_routes(plan) if kernels in KERNEL_SETS else [scheduled.GENERIC] * len(plan.layers)
+    return {"layer_routes": [{"layer": layer.name, "kind": layer.kind, "route": route}
+                             for layer, route in zip(plan.layers, routes)],
+            "hand_scheduled": scheduled.routes_summary(routes)}
 
 
 def _verify_on_host(build, folder: Path) -> None:

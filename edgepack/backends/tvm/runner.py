@@ -268,6 +268,17 @@ class Runner(runner.Runner):
         """qemu: the instruction count (QemuUser.cost). None elsewhere (host and RPC runs have latencies)."""
         return self.on.cost(self.folder, self.plan_q, self.timeout)
 
+    def details(self) -> dict | None:
+        """The kernel set and how many plan layers it ran ("kernels neon: 5 of 7 layers hand-scheduled; generic:
+        maxpool x2"), as lower.layer_routes recorded them; None for artifacts without that record."""
+        routes = self.info.get("layer_routes")
+        if not routes:
+            return None
+        generic = [r["kind"] for r in routes if r["route"] != "scheduled"]
+        kinds = ", ".join(f"{k} x{generic.count(k)}" if generic.count(k) > 1 else k for k in dict.fromkeys(generic))
+        return {"summary": f"kernels {self.info.get('kernels')}: {self.info.get('hand_scheduled')}"
+                           + (f"; generic: {kinds}" if generic else ""), "layer_routes": routes}
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.on.run(batch.astype(np.int8 if self.plan_q else np.float32, copy=False))
 

@@ -1,10 +1,12 @@
-"""What the hand-scheduled int8 kernel sets (x86_vnni.py, aarch64_neon.py) share: which plans they
+"""What the hand-scheduled int8 kernel sets (x86_vnni.py, aarch64_neon.py) share: which layers they
 take, the per-channel constants, and the Relax pipeline that only lowers (the kernels are scheduled).
 
 Both sets lower the same op kinds with methods of the same names (conv, pointwise, depthwise, avgpool,
 add, fc), so one table, ``SCHEDULED_LOWERINGS`` (of the op registry, edgepack.ops), says per kind which
-method emits it and where in a plan the kernels take it; a kind without an entry sends the plan to the
-generic Relax route (``supported`` is False) and is refused by op name if built here directly."""
+method emits it and which layers of that kind the kernels take. The choice is per layer (``layer_routes``):
+a layer the kernels do not take (a max pool, a lut, a mul, a concat, a rectangular depthwise...) runs its
+generic Relax lowering (relax_int8.TVM_LOWERINGS) inside the same module, its input and output converted
+between the two layouts where the routes meet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgepack.backends.tvm.relax_int8 import TVM_LOWERINGS
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
@@ -26,26 +29,26 @@ def _anywhere(layer: Layer, spatial: int) -> bool:
 
 @dataclass(frozen=True)
 class Scheduled:
-    """One op kind in the kernel sets. ``emit(low, sources, layer, i)`` calls the kernel set's lowering ``low``
-    on the layer's input tensors; ``fits(layer, spatial)`` says whether the kernels take the layer after a
-    tensor of ``spatial`` pixels (0 before the first layer)."""
+    """One op kind in the kernel sets. ``emit(low, sources, layer, i, nchw)`` calls the kernel set's lowering
+    ``low`` on the layer's input tensors (``nchw``: one generic-layout int8 (1, C, H, W) input, which only a
+    ``first`` kind reads as it is); ``fits(layer, spatial)`` says whether the kernels take the layer reading a
+    tensor of ``spatial`` pixels."""
     emit: Callable
-    first: bool = False  # may be the first layer: reads the NCHW model input
-    last: bool = False  # may be the last layer: writes the logits
+    first: bool = False  # reads an NCHW int8 tensor (the model input, a generic layer's output) directly
     fits: Callable[[Layer, int], bool] = _anywhere
 
 
-def _conv(low, sources, layer: Layer, i: int):
-    return low.conv(*sources, layer, i, i == 0)  # only the first layer reads the NCHW model input
+def _conv(low, sources, layer: Layer, i: int, nchw: bool):
+    return low.conv(*sources, layer, i, nchw)
 
 
-def _pointwise(low, sources, layer: Layer, i: int):
-    """A pointwise conv reading the model input is a conv (its NCHW -> NHWC copy is the conv's)."""
-    return _conv(low, sources, layer, i) if i == 0 else low.pointwise(*sources, layer, i)
+def _pointwise(low, sources, layer: Layer, i: int, nchw: bool):
+    """A pointwise conv reading an NCHW tensor is a conv (its NCHW -> NHWC copy is the conv's)."""
+    return _conv(low, sources, layer, i, nchw) if nchw else low.pointwise(*sources, layer, i)
 
 
 def _method(name: str) -> Callable:
-    return lambda low, sources, layer, i: getattr(low, name)(*sources, layer, i)
+    return lambda low, sources, layer, i, nchw: getattr(low, name)(*sources, layer, i)
 
 
 def _global_pool(layer: Layer, spatial: int) -> bool:
@@ -58,8 +61,8 @@ def _reads_a_pooled_feature(layer: Layer, spatial: int) -> bool:
 
 def _square_window(layer: Layer, spatial: int) -> bool:
     """The depthwise kernels index one k x k window at one stride, one output per input channel: a rectangular,
-    unequally strided or depth-multiplied one sends the plan to the generic route (the convs' im2col takes
-    any (kh, kw) and (sh, sw))."""
+    unequally strided or depth-multiplied one takes the generic route (the convs' im2col takes any (kh, kw)
+    and (sh, sw))."""
     kh, kw = layer.weight.shape[-2:]
     sh, sw = layer.strides
     return kh == kw and sh == sw and layer.output_shape[0] == layer.input_shape[0]  # and depth multiplier 1
@@ -71,28 +74,47 @@ SCHEDULED_LOWERINGS.register("pointwise")(Scheduled(_pointwise, first=True))
 SCHEDULED_LOWERINGS.register("depthwise")(Scheduled(_method("depthwise"), fits=_square_window))
 SCHEDULED_LOWERINGS.register("avgpool")(Scheduled(_method("avgpool"), fits=_global_pool))
 SCHEDULED_LOWERINGS.register("add")(Scheduled(_method("add")))
-SCHEDULED_LOWERINGS.register("fc")(Scheduled(_method("fc"), last=True, fits=_reads_a_pooled_feature))
+SCHEDULED_LOWERINGS.register("fc")(Scheduled(_method("fc"), fits=_reads_a_pooled_feature))
+
+SCHEDULED, GENERIC = "scheduled", "generic"  # a layer's route, and the layout its output is held in
+WORTH_SCHEDULING = ("conv", "pointwise", "depthwise")  # a kernel set is chosen for a plan with one of these
+
+
+def _source_shape(plan: Plan, j: int) -> tuple[int, ...]:
+    return tuple(plan.input_shape if j == PLAN_INPUT else plan.layers[j].output_shape)
+
+
+def layer_route(plan: Plan, i: int) -> str:
+    """SCHEDULED when the kernel sets take layer ``i``: a kind of the table, a shape its ``fits`` accepts
+    (spatial = pixels of the first input), no multiplier INT32_MIN (the saturating case both leave out);
+    GENERIC otherwise (relax_int8's lowering of the kind, in the same module)."""
+    layer = plan.layers[i]
+    if layer.kind not in SCHEDULED_LOWERINGS:
+        return GENERIC
+    if "multiplier" in layer.arrays and (layer.arrays["multiplier"] == -(2**31)).any():
+        return GENERIC
+    spatial = int(np.prod(_source_shape(plan, plan.inputs_of(i)[0])[1:]))
+    return SCHEDULED if SCHEDULED_LOWERINGS[layer.kind].fits(layer, spatial) else GENERIC
+
+
+def layer_routes(plan: Plan) -> list[str]:
+    return [layer_route(plan, i) for i in range(len(plan.layers))]
+
+
+def worth_scheduling(plan: Plan) -> bool:
+    """A kernel set pays where it takes a conv, pointwise or depthwise layer (FC-only plans stay generic)."""
+    return any(route == SCHEDULED and layer.kind in WORTH_SCHEDULING
+               for layer, route in zip(plan.layers, layer_routes(plan)))
+
+
+def routes_summary(routes: list[str]) -> str:
+    """The bench / info line: how many plan layers ran hand-scheduled kernels."""
+    return f"{routes.count(SCHEDULED)} of {len(routes)} layers hand-scheduled"
 
 
 def chain_shaped(plan: Plan) -> bool:
-    """conv ... global pool ... FC: every kind in the table, the first layer reads the NCHW input (a conv)
-    and no other layer does (adds read NHWC tensors of earlier layers), pools are global, the FC reads a
-    pooled 1x1 feature, and no multiplier is INT32_MIN (the saturating case both leave out)."""
-    layers = plan.layers
-    if any(layer.kind not in SCHEDULED_LOWERINGS for layer in layers):
-        return False
-    if not SCHEDULED_LOWERINGS[layers[0].kind].first or not SCHEDULED_LOWERINGS[layers[-1].kind].last:
-        return False
-    if any(PLAN_INPUT in plan.inputs_of(i) for i in range(1, len(layers))):
-        return False
-    if any((layer.arrays["multiplier"] == -(2**31)).any() for layer in layers if "multiplier" in layer.arrays):
-        return False
-    spatial = 0
-    for layer in layers:
-        if not SCHEDULED_LOWERINGS[layer.kind].fits(layer, spatial):
-            return False
-        spatial = int(np.prod(layer.output_shape[1:]))
-    return True
+    """Every layer hand-scheduled (no generic layer in the module)."""
+    return GENERIC not in layer_routes(plan)
 
 
 def shape(var) -> list[int]:
@@ -118,62 +140,155 @@ def folded_bias(layer: Layer, zero_point: int, n_pad: int) -> np.ndarray:
     return bias
 
 
-def build(mod, tvm_tgt):
+def build(mod, tvm_tgt, fuse: bool = False):
     """Compile a module of scheduled kernels. Loop partitioning splits the border pixels (padding tests
-    marked likely) from the interior, whose taps then run branch-free."""
+    marked likely) from the interior, whose taps then run branch-free. ``fuse``: the module holds generic
+    layers too, whose Relax ops are legalised and fused as TVM's default pipeline does."""
     import tvm
 
     with tvm.transform.PassContext(opt_level=3, config={"s_tir.LoopPartition": {"partition_const_loop": True}}):
-        return tvm.compile(mod, target=tvm_tgt, relax_pipeline=relax_pipeline(tvm_tgt))
+        return tvm.compile(mod, target=tvm_tgt, relax_pipeline=relax_pipeline(tvm_tgt, fuse))
 
 
-def relax_pipeline(tvm_tgt):
-    """The kernels are scheduled already: no legalisation or fusion, only lowering to the VM."""
+OPAQUE = 8  # relax's OpPatternKind kOpaque: FuseOps fuses nothing into or with such a kernel
+CONVERSIONS = ("to_scheduled", "to_generic")  # prim func names of the layout conversions (fusable)
+
+
+def relax_pipeline(tvm_tgt, fuse: bool = False):
+    """The kernels are scheduled already: no legalisation or fusion, only lowering to the VM. With generic
+    layers (``fuse``), the scheduled kernels are marked opaque first, then the default CPU pipeline's
+    legalisation and fusion run (they fuse the generic layers' ops and the layout conversions only)."""
     import tvm
-    from tvm import relax
+    from tvm import relax, tirx as tir
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     @tvm.transform.module_pass(opt_level=0)
     def _pipeline(mod, _ctx):
         with tvm_tgt:
-            passes = [relax.transform.LegalizeOps()] + cpu.dataflow_lower_passes(tvm_tgt) + cpu.finalize_passes(tvm_tgt)
+            if not fuse:
+                passes = [relax.transform.LegalizeOps()]
+            else:
+                for gv, func in list(mod.functions.items()):
+                    if isinstance(func, tir.PrimFunc) and not gv.name_hint.startswith(CONVERSIONS):
+                        mod[gv] = func.with_attr("op_pattern", OPAQUE)
+                passes = cpu.legalize_passes(tvm_tgt)
+            passes += cpu.dataflow_lower_passes(tvm_tgt) + cpu.finalize_passes(tvm_tgt)
             return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline
 
 
-def plan_function(plan: Plan, low):
-    """The Relax ``main(x: int8[1, C, H, W]) -> int8[1, classes]`` of a kernel set: one call per plan layer
-    through ``low`` (a kernel set's lowering: the methods SCHEDULED_LOWERINGS calls and its BlockBuilder
-    ``bb``), each reading its input tensors by layer index (a residual input stays bound until
-    its add; Relax frees it after its last use), then the logits. Returns the IRModule, kernels not yet
-    scheduled by the caller."""
-    from tvm import relax, te
+def _unravel(p, dims: tuple[int, ...]) -> list:
+    """Flat pixel index -> one index per spatial dim (row-major)."""
+    index = []
+    for d in reversed(dims):
+        index.insert(0, p % d)
+        p = p // d
+    return index
 
-    SCHEDULED_LOWERINGS.check(plan)
-    if not chain_shaped(plan):  # e.g. a rectangular depthwise: lower.py sends such a plan to the generic route
-        raise UnsupportedModelError("the hand-scheduled TVM kernels take conv ... global pool ... fc plans of square "
-                                    "depthwise windows (scheduled.chain_shaped): use int8_kernels = \"generic\"")
+
+def to_scheduled(shape: tuple[int, ...], offset: int):
+    """TE function: a generic-layout int8 (1, C, *spatial) tensor -> the kernel sets' (pixels, C padded to 16),
+    held as value + ``offset`` (128: VNNI's uint8; 0: NEON's int8). Padded channels hold 0 (every kernel
+    reading them multiplies them by zero weights, or writes channels nobody reads)."""
+    from tvm import te, tirx as tir
+
+    c, dims = shape[0], tuple(shape[1:])
+    dtype = "uint8" if offset else "int8"
+
+    def fn(x):
+        def value(p, n):
+            v = x[(0, tir.min(n, c - 1), *_unravel(p, dims))].astype("int32") + offset
+            return tir.Select(n < c, v, tir.const(offset, "int32")).astype(dtype)
+        return te.compute((int(np.prod(dims)), pad16(c)), value, name="out")
+
+    return fn
+
+
+def to_generic(shape: tuple[int, ...], offset: int):
+    """TE function: the kernel sets' (pixels, padded C) tensor held as value + ``offset`` -> generic-layout
+    int8 (1, C, *spatial), as relax_int8's lowerings read and write (the logits (1, classes) too)."""
+    from tvm import te
+
+    dims = tuple(shape[1:])
+
+    def fn(x):
+        def value(_, n, *where):
+            flat = 0
+            for w, d in zip(where, dims):
+                flat = flat * d + w
+            return (x[flat, n].astype("int32") - offset).astype("int8")
+        return te.compute((1, *shape), value, name="out")
+
+    return fn
+
+
+class _Tensors:
+    """Each tensor of the plan (layer index, PLAN_INPUT) in the layouts asked of it: SCHEDULED (the kernel
+    sets' (pixels, padded channels)) or GENERIC ((1, C, H, W) int8, the model input's); the first held is
+    the one its producer wrote, the other converted once, on first demand (a residual input stays bound
+    until its add)."""
+
+    def __init__(self, plan: Plan, low, x):
+        self.plan, self.low, self.held = plan, low, {PLAN_INPUT: {GENERIC: x}}
+
+    def put(self, j: int, route: str, var) -> None:
+        self.held[j] = {route: var}
+
+    def native(self, j: int) -> str:
+        return next(iter(self.held[j]))
+
+    def get(self, j: int, route: str):
+        held = self.held[j]
+        if route not in held:
+            convert = to_generic if route == GENERIC else to_scheduled
+            fn = convert(_source_shape(self.plan, j), getattr(self.low, "offset", 0))
+            held[route] = self.low.bb.emit_te(fn, held[self.native(j)], primfunc_name_hint=f"to_{route}")
+        return held[route]
+
+
+def _emit_layer(plan: Plan, low, tensors: _Tensors, i: int, route: str) -> None:
+    layer, inputs = plan.layers[i], plan.inputs_of(i)
+    if route == GENERIC:
+        tensors.put(i, GENERIC, TVM_LOWERINGS[layer.kind](low.bb, *(tensors.get(j, GENERIC) for j in inputs), layer))
+        return
+    entry = SCHEDULED_LOWERINGS[layer.kind]
+    nchw = entry.first and tensors.native(inputs[0]) == GENERIC and len(_source_shape(plan, inputs[0])) == 3
+    sources = [tensors.get(j, GENERIC if nchw else SCHEDULED) for j in inputs]
+    tensors.put(i, SCHEDULED, entry.emit(low, sources, layer, i, nchw))
+
+
+def _check(plan: Plan) -> None:
+    """Refuse by op name, before any work, a layer whose kind neither route lowers."""
+    either = Lowerings("TVM hand-scheduled (VNNI / NEON, with the generic lowering per layer)")
+    for kind in (*SCHEDULED_LOWERINGS.kinds(), *TVM_LOWERINGS.kinds()):
+        either.register(kind)(None)
+    either.check(plan)
+
+
+def plan_function(plan: Plan, low):
+    """The Relax ``main(x: int8[1, C, H, W]) -> int8[1, classes]`` of a kernel set: one call per plan layer,
+    through ``low`` (a kernel set's lowering: the methods SCHEDULED_LOWERINGS calls and its BlockBuilder
+    ``bb``) where layer_routes says SCHEDULED, else through relax_int8's generic lowering of the kind,
+    each reading its input tensors by layer index in the layout its route needs, then the output in the
+    generic layout. Returns the IRModule, kernels not yet scheduled by the caller."""
+    from tvm import relax
+
+    _check(plan)
+    routes = layer_routes(plan)
+    if SCHEDULED not in routes:
+        raise UnsupportedModelError("the hand-scheduled TVM kernels take none of this plan's layers "
+                                    "(scheduled.layer_routes): use int8_kernels = \"generic\"")
     bb = low.bb
     x = relax.Var("x", relax.TensorType((1,) + tuple(plan.input_shape), "int8"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            tensors = {PLAN_INPUT: x}
-            for i, layer in enumerate(plan.layers):
-                sources = [tensors[j] for j in plan.inputs_of(i)]
-                tensors[i] = SCHEDULED_LOWERINGS[layer.kind].emit(low, sources, layer, i)
-            classes = plan.layers[-1].output_shape[0]
-            y = bb.emit_te(lambda t: te.compute((1, classes), lambda a, b: _int8(t[a, b]), name="out"),
-                           tensors[len(plan.layers) - 1],
-                           primfunc_name_hint="logits")
-            out = bb.emit_output(y)
+            tensors = _Tensors(plan, low, x)
+            for i, route in enumerate(routes):
+                _emit_layer(plan, low, tensors, i, route)
+            out = bb.emit_output(tensors.get(len(plan.layers) - 1, GENERIC))
         bb.emit_func_output(out)
     return bb.get()
-
-
-def _int8(value):
-    """A logit as int8: the VNNI kernels write even the logits as uint8 value + 128 (x86_vnni._requantize)."""
-    return value if value.dtype == "int8" else (value.astype("int32") - 128).astype("int8")
 
 
 def global_average_pool(layer: Layer, hw: int, channels: int, offset: int = 0):

@@ -31,12 +31,13 @@ SCHEDULES = "edgepack x86 AVX512-VNNI kernels: GEMM conv via vpdpbusd (16x4 tens
 
 
 def supported(plan: Plan, tvm_tgt) -> bool:
-    """VNNI kernels need avx512vnni and a conv ... global pool ... FC plan (scheduled.chain_shaped)."""
+    """VNNI kernels need avx512vnni and a plan with a conv, pointwise or depthwise layer they take (the other
+    layers run their generic lowering in the same module: scheduled.layer_routes)."""
     from tvm.target import codegen
 
     if tvm_tgt.kind.name != "llvm" or not codegen.target_has_features("avx512vnni", tvm_tgt):
         return False
-    return chain_shaped(plan)
+    return scheduled.worth_scheduling(plan)
 
 
 def _requant_tables(layer: Layer, n_pad: int) -> dict[str, np.ndarray]:
@@ -268,6 +269,7 @@ class _Lowering:
         from tvm import relax
 
         self.plan, self.bb, self.relax = plan, relax.BlockBuilder(), relax
+        self.offset = 128  # activations are held as uint8 value + 128 (scheduled.to_scheduled / to_generic)
         self.kinds: dict[str, str] = {}  # prim func name -> scheduler
 
     def const(self, value: np.ndarray):
@@ -342,7 +344,7 @@ class _Lowering:
         c, _, k, _ = layer.weight.shape
         _, h, wd = layer.input_shape
         _, oh, ow = layer.output_shape
-        s, (top, left, _, _) = layer.strides[0], layer.pads  # sh == sw (chain_shaped); bottom/right: bounds tests
+        s, (top, left, _, _) = layer.strides[0], layer.pads  # sh == sw (scheduled.layer_route); bottom/right: bounds tests
         zp_u8 = layer.input_q.zero_point + 128
         w = np.zeros((k, k, c_pad), np.int8)
         w[:, :, :c] = layer.weight[:, 0].transpose(1, 2, 0)
@@ -397,4 +399,4 @@ def plan_to_relax_vnni(plan: Plan):
 
 
 def build(plan: Plan, tvm_tgt):
-    return scheduled.build(plan_to_relax_vnni(plan), tvm_tgt)
+    return scheduled.build(plan_to_relax_vnni(plan), tvm_tgt, fuse=not chain_shaped(plan))
