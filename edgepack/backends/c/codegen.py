@@ -151,9 +151,12 @@ class _Conv(_Weighted):
                   f"pads {list(layer.pads)}, kernel {kh}x{kw}")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
-        """Up to CONV_FAST_MAX_IN planes of 3x3 at equal strides without im2col; every other conv (wider, rectangular,
-        unequal strides) as the im2col GEMM ep_conv_gemm_fast."""
-        return self.fast_3x3(layer) or gemm_fast(layer)
+        """3x3 at stride 1 over up to CONV_FAST_MAX_IN planes, or at stride 2 over fewer than 8 (a first conv), without
+        im2col; every other conv (wider, strided, rectangular) as the im2col GEMM ep_conv_gemm_fast, which is faster
+        there (ResNet-8 on cortex-m4: 16 -> 32 planes at stride 2, 98,742 -> 56,053 ticks; 3 -> 16 at stride 1,
+        35,220 direct vs 43,137 GEMM)."""
+        direct = layer.strides == (1, 1) or self.groups_in(layer) < 8
+        return (self.fast_3x3(layer) if direct else None) or gemm_fast(layer)
 
     def fast_3x3(self, layer: Layer) -> tuple[str, int] | None:
         """3x3 kernels with equal strides only (the SMLAD lanes hold a row of 3)."""

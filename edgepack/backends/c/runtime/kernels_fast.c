@@ -406,29 +406,39 @@ void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratc
 
 /* The raw im2col column of output pixel p (K = in_c * kh * kw input values in the weight row's order ci,
  * ky, kx) into col, padded positions and the k4 - K slack values after it set to the zero point (centred,
- * they are 0: the reference's zero padding); rows are copied whole where they lie inside the input. */
+ * they are 0: the reference's zero padding). A 3x3 window inside the input is copied unrolled; the ep_layer
+ * fields are read once (a byte store may alias them, so the compiler would reload them per value). */
 static void ep_im2col_raw(const ep_layer *l, const int8_t *in, int32_t p, int8_t *col)
 {
-    const int32_t plane = l->in_h * l->in_w, kw = l->kw, k = l->in_c * l->kh * kw;
+    const int32_t in_c = l->in_c, in_h = l->in_h, in_w = l->in_w, kh = l->kh, kw = l->kw;
+    const int32_t plane = in_h * in_w, k = in_c * kh * kw;
     const int32_t iy0 = (p / l->out_w) * l->sh - l->pad_top, ix0 = (p % l->out_w) * l->sw - l->pad_left;
-    const int row_inside = ix0 >= 0 && ix0 + kw <= l->in_w;
+    const int row_inside = ix0 >= 0 && ix0 + kw <= in_w;
     const int8_t zp = (int8_t)l->in_zp;
     int32_t ci, ky, kx;
-    for (ci = 0; ci < l->in_c; ci++) {
-        for (ky = 0; ky < l->kh; ky++, col += kw) {
-            const int32_t iy = iy0 + ky;
-            const int8_t *x = in + ci * plane + iy * l->in_w + ix0;
-            if (iy < 0 || iy >= l->in_h) {
-                for (kx = 0; kx < kw; kx++) {
-                    col[kx] = zp;
-                }
-            } else if (row_inside) {
-                for (kx = 0; kx < kw; kx++) {
-                    col[kx] = x[kx];
-                }
-            } else {
-                for (kx = 0; kx < kw; kx++) {
-                    col[kx] = ix0 + kx >= 0 && ix0 + kx < l->in_w ? x[kx] : zp;
+    if (kh == 3 && kw == 3 && row_inside && iy0 >= 0 && iy0 + 3 <= in_h) {
+        const int8_t *x = in + iy0 * in_w + ix0;
+        for (ci = 0; ci < in_c; ci++, x += plane, col += 9) {
+            col[0] = x[0], col[1] = x[1], col[2] = x[2];
+            col[3] = x[in_w], col[4] = x[in_w + 1], col[5] = x[in_w + 2];
+            col[6] = x[2 * in_w], col[7] = x[2 * in_w + 1], col[8] = x[2 * in_w + 2];
+        }
+    } else {
+        for (ci = 0; ci < in_c; ci++, in += plane) {
+            for (ky = 0; ky < kh; ky++, col += kw) {
+                const int32_t iy = iy0 + ky;
+                if (iy < 0 || iy >= in_h) {
+                    for (kx = 0; kx < kw; kx++) {
+                        col[kx] = zp;
+                    }
+                } else if (row_inside) {
+                    for (kx = 0; kx < kw; kx++) {
+                        col[kx] = in[iy * in_w + ix0 + kx];
+                    }
+                } else {
+                    for (kx = 0; kx < kw; kx++) {
+                        col[kx] = ix0 + kx >= 0 && ix0 + kx < in_w ? in[iy * in_w + ix0 + kx] : zp;
+                    }
                 }
             }
         }
