@@ -24,6 +24,8 @@ from edgepack.quantize.layers import CAT_OPS
 from edgepack.ops.resize import ResizeParams
 from edgepack.quantize.layers import UPSAMPLE_OPS, upsample_size
 from edgepack.ops.lut import LutParams, lut_layer
+from edgepack.ops.pad import PadParams, padded_shape
+from edgepack.quantize.layers import PAD_OPS, pad_geometry
 from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
 
@@ -256,6 +258,24 @@ def _resize_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[La
     return Layer(node.name, "resize_nearest", shape, (shape[0], *out_hw), in_q, out_q, params=ResizeParams()), q_out
 
 
+def _pad_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    """nn.ZeroPad2d / nn.ConstantPad2d / F.pad (constant) as TFLite's int8 PAD / PADV2, in its input's quantization
+    (the quantizer shares it); the constant quantized as PyTorch's quantize_per_tensor would (x * (1 / scale) in
+    float32, rounded half to even, + zero point, clamped): ZeroPad2d's 0.0 is the zero point."""
+    pads, value = pad_geometry(node)
+    if len(shape) != 3:
+        raise UnsupportedModelError(f"{node.name}: pads a {list(shape)} tensor: the int8 pad takes (N, C, H, W) maps")
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if out_q != in_q or activation != "none":
+        raise UnsupportedModelError(f"{node.name}: a pad must keep its input's quantization parameters, with no ReLU "
+                                    "after it: apply the ReLU before the pad")
+    scaled = np.float32(value) * np.float32(1.0 / out_q.scale)
+    constant = int(np.clip(np.round(scaled) + out_q.zero_point, -128, 127))
+    return Layer(node.name, "pad", shape, padded_shape(shape, pads), in_q, out_q, pads=pads,
+                 params=PadParams(constant)), q_out
+
+
 def _is_shape_arithmetic(node: Node) -> bool:
     """sym_size and friends of a dynamic batch: they compute view sizes, not data."""
     return "sym_size" in str(node.target) or isinstance(node.meta.get("val"), (int, torch.SymInt))
@@ -328,6 +348,11 @@ class _Walk:
             return layer, q_out
         if node.target in CAT_OPS:
             return _concat_layer(node, [self.source(node, k, dq) for k, dq in enumerate(node.args[0])])
+        if node.target in PAD_OPS:
+            in_q, index, shape = self.source(node, 0)
+            layer, q_out = _pad_layer(node, shape, in_q)
+            layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
+            return layer, q_out
         if node.target in LUT_OPS or is_activation(node):  # a ReLU/ReLU6 here follows no layer that fuses it
             in_q, index, shape = self.source(node, 0)
             layer, q_out = _lut_layer(node, shape, in_q)

@@ -32,7 +32,9 @@ LUT_OPS = {aten.hardswish.default: "hard_swish", aten.hardswish_.default: "hard_
            aten.leaky_relu.default: "leaky_relu", aten.leaky_relu_.default: "leaky_relu"}
 CAT_OPS = {aten.cat.default, aten.concat.default}  # torch.cat / torch.concat (dim=1 of (N, C, H, W) maps)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
+PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}  # nn.ZeroPad2d / nn.ConstantPad2d / F.pad, constant mode
 SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS | UPSAMPLE_OPS  # output keeps the input's quantization parameters
+SHARED_OPS |= PAD_OPS  # a constant pad too (TFLite's int8 PAD / PADV2 keep the quantization)
 # Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
 NO_OPS = {aten.dropout.default, aten.dropout_.default, aten.feature_dropout.default, aten.alpha_dropout.default,
           aten.feature_alpha_dropout.default}
@@ -63,6 +65,8 @@ LAYERS = (
     TorchLayer("+ (residual add)", (), frozenset(ADD_OPS), ("add",)),
     TorchLayer("* (multiply)", (), frozenset(MUL_OPS), ("mul",)),
     TorchLayer("torch.cat (channels)", (), frozenset(CAT_OPS), ("concat",)),
+    TorchLayer("ZeroPad2d/ConstantPad2d/F.pad (constant, height and width)", (nn.ZeroPad2d, nn.ConstantPad2d),
+               frozenset(PAD_OPS), ("pad",), functional=True),
     TorchLayer("Upsample (nearest, integer scale)", (nn.Upsample, nn.UpsamplingNearest2d), frozenset(UPSAMPLE_OPS),
                ("resize_nearest",), functional=True),
     TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
@@ -122,6 +126,26 @@ def upsample_size(node: torch.fx.Node, shape: tuple[int, ...]) -> tuple[int, int
         raise UnsupportedModelError(f"{where}: scale_factor ({fh:g}, {fw:g}) is not an integer, which the int8 resize "
                                     "does not support: use scale_factor=2 (any integer) or size=(H, W)")
     return h * int(fh), w * int(fw)
+
+
+def pad_geometry(node: torch.fx.Node) -> tuple[tuple[int, int, int, int], float]:
+    """(pads (top, left, bottom, right), constant) of an aten.pad / constant_pad_nd node (nn.ZeroPad2d,
+    nn.ConstantPad2d, F.pad(x, (left, right, top, bottom))): constant mode, no cropping, no padding of the channels
+    or the batch; anything else is refused naming the layer and the fix."""
+    pad = [int(p) for p in node.args[1]]
+    mode = node.args[2] if node.target == aten.pad.default and len(node.args) > 2 else node.kwargs.get("mode", "constant")
+    value = node.args[-1] if len(node.args) > 2 + (node.target == aten.pad.default) else node.kwargs.get("value")
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    module = stack[-1][1].rsplit(".", 1)[-1] if stack else ""
+    where = f"layer '{stack[-1][0]}' ({module})" if module in ("ZeroPad2d", "ConstantPad2d") else f"{node.name} (F.pad)"
+    for bad, what, fix in ((mode != "constant", f"mode {mode!r}", "use mode='constant' (zeros or a constant)"),
+                           (any(pad[4:]), f"pads the channel or batch axis (pad {pad})",
+                            "pad height and width only: pad=(left, right, top, bottom)"),
+                           (min(pad, default=0) < 0, f"crops (negative pad {pad})", "slice the map instead")):
+        if bad:
+            raise UnsupportedModelError(f"{where}: {what}, which the int8 pad does not support: {fix}")
+    left, right, top, bottom = (pad + [0, 0, 0, 0])[:4]
+    return (top, left, bottom, right), float(value or 0.0)
 
 
 def check_cat_on_channels(node: torch.fx.Node) -> None:

@@ -161,3 +161,10 @@ def _pad_only_file(tmp_path, paddings, constant_q: QParams | None = None, out_q:
 def test_an_imported_pad_the_plan_cannot_express_is_refused_by_name(tmp_path, paddings, constant_q, out_q, refusal):
     with pytest.raises(ConfigError, match=refusal):
         read_tflite(_pad_only_file(tmp_path, paddings, constant_q, out_q))
+
+
+def test_the_refusal_list_of_supported_layers_names_the_pad_layers():
+    from edgepack.quantize.layers import PAD_OPS, SHARED_OPS, SUPPORTED_LAYERS
+
+    assert "ZeroPad2d/ConstantPad2d/F.pad (constant, height and width)" in SUPPORTED_LAYERS
+    assert PAD_OPS <= SHARED_OPS  # annotated to keep the input's quantization, as the plan's pad requires
