@@ -56,7 +56,8 @@ def _conv(in_c: int, k, stride, pads, kind: str = "conv"):
 
 
 @pytest.mark.parametrize("layer,kernel", [
-    (_conv(16, 3, 1, (1,) * 4), "ep_conv_fast"),
+    (_conv(7, 3, 1, (1,) * 4), "ep_conv_fast"),
+    (_conv(8, 3, 1, (1,) * 4), "ep_conv_gemm_fast"),
     (_conv(3, 3, 2, (0, 0, 1, 1)), "ep_conv_fast"),
     (_conv(16, 3, 2, (0, 0, 1, 1)), "ep_conv_gemm_fast"),
     (_conv(17, 3, 1, (1,) * 4), "ep_conv_gemm_fast"),
@@ -65,7 +66,7 @@ def _conv(in_c: int, k, stride, pads, kind: str = "conv"):
     (_conv(3, 3, (2, 1), (1,) * 4), "ep_conv_gemm_fast"),
     (_conv(8, 1, 1, (0,) * 4, "pointwise"), "ep_pointwise_fast"),
     (_conv(8, 1, 2, (0,) * 4, "pointwise"), "ep_conv_gemm_fast"),
-], ids=["3x3 16 planes", "3x3/2 3 planes", "3x3/2 16 planes", "3x3 17 planes", "3x3/2 64 planes", "1x3", "3x3/(2,1)",
+], ids=["3x3 7 planes", "3x3 8 planes", "3x3/2 3 planes", "3x3/2 16 planes", "3x3 17 planes", "3x3/2 64 planes", "1x3", "3x3/(2,1)",
         "pointwise", "pointwise/2"])
 def test_each_conv_shape_gets_its_fast_kernel(layer, kernel):
     assert codegen.layer_kernel(layer, "fast")[0] == kernel

@@ -151,11 +151,10 @@ class _Conv(_Weighted):
                   f"pads {list(layer.pads)}, kernel {kh}x{kw}")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
-        """3x3 at stride 1 over up to CONV_FAST_MAX_IN planes, or at stride 2 over fewer than 8 (a first conv), without
-        im2col; every other conv (wider, strided, rectangular) as the im2col GEMM ep_conv_gemm_fast, which is faster
-        there (ResNet-8 on cortex-m4: 16 -> 32 planes at stride 2, 98,742 -> 56,053 ticks; 3 -> 16 at stride 1,
-        35,220 direct vs 43,137 GEMM)."""
-        direct = layer.strides == (1, 1) or self.groups_in(layer) < 8
+        """3x3 over fewer than 8 planes (a first conv) without im2col; every other conv (wider, rectangular, unequal
+        strides) as the im2col GEMM ep_conv_gemm_fast, which is faster there (ResNet-8 on cortex-m4, ticks direct
+        vs GEMM: 3 -> 16 planes 35,220 vs 39,553; 16 -> 16 126,705 vs 110,379; 16 -> 32 at stride 2 98,742 vs 48,321)."""
+        direct = self.groups_in(layer) < 8
         return (self.fast_3x3(layer) if direct else None) or gemm_fast(layer)
 
     def fast_3x3(self, layer: Layer) -> tuple[str, int] | None:

@@ -218,6 +218,14 @@ EP_INLINE void ep_store4(const ep_layer *l, int32_t co, const int32_t *a, int32_
     }
 }
 
+/* two consecutive packed words at byte offset off of p (word-aligned) in one LDRD: half the load instructions
+ * of two LDRs (gcc emits two LDRs for any C form); the "memory" clobber keeps it after the packing stores */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EDGEPACK_EMULATE_DSP)
+#define EP_LDRD(p, off, lo, hi) __asm volatile("ldrd %0, %1, [%2, #" #off "]" : "=&r"(lo), "=&r"(hi) : "r"(p) : "memory")
+#else
+#define EP_LDRD(p, off, lo, hi) ((lo) = (p)[(off) / 4], (hi) = (p)[(off) / 4 + 1])
+#endif
+
 /* 4 accumulators of output channel co over the packed block b: one weight word (4 input
  * channels) is split into (w0, w2), (w1, w3) and meets two packed words per pixel */
 #define EP_GEMM_1x4(w, b, c4, a0, a1, a2, a3)                                        \
@@ -227,14 +235,15 @@ EP_INLINE void ep_store4(const ep_layer *l, int32_t co, const int32_t *a, int32_
         for (c_ = 0; c_ < (c4); c_ += 4, b_ += 8) {                                   \
             const uint32_t wv_ = ep_read32((w) + c_);                                 \
             const uint32_t we_ = EP_SXTB16(wv_), wo_ = EP_SXTB16_ROR8(wv_);           \
-            a0 = EP_SMLAD(we_, b_[0], a0);                                            \
-            a0 = EP_SMLAD(wo_, b_[1], a0);                                            \
-            a1 = EP_SMLAD(we_, b_[2], a1);                                            \
-            a1 = EP_SMLAD(wo_, b_[3], a1);                                            \
-            a2 = EP_SMLAD(we_, b_[4], a2);                                            \
-            a2 = EP_SMLAD(wo_, b_[5], a2);                                            \
-            a3 = EP_SMLAD(we_, b_[6], a3);                                            \
-            a3 = EP_SMLAD(wo_, b_[7], a3);                                            \
+            uint32_t x_, y_;                                                          \
+            EP_LDRD(b_, 0, x_, y_);                                                   \
+            a0 = EP_SMLAD(wo_, y_, EP_SMLAD(we_, x_, a0));                            \
+            EP_LDRD(b_, 8, x_, y_);                                                   \
+            a1 = EP_SMLAD(wo_, y_, EP_SMLAD(we_, x_, a1));                            \
+            EP_LDRD(b_, 16, x_, y_);                                                  \
+            a2 = EP_SMLAD(wo_, y_, EP_SMLAD(we_, x_, a2));                            \
+            EP_LDRD(b_, 24, x_, y_);                                                  \
+            a3 = EP_SMLAD(wo_, y_, EP_SMLAD(we_, x_, a3));                            \
         }                                                                             \
     } while (0)
 
