@@ -54,6 +54,7 @@ from edgepack import ops
 from edgepack.errors import ConfigError, DataError, ToolchainError
 from edgepack.interop.tflite_ops import IMPORTS
 from edgepack.interop.tflite_ops.avgpool import global_pool
+from edgepack.interop.tflite_ops.resize import tiled_upsample
 from edgepack.interop.tflite_ops.pad import import_pad
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
 from edgepack.plan.plan import Layer, Plan, QParams
@@ -291,6 +292,10 @@ class _Graph(Reader):
             layer, out = self._int16_pool(i, value, out)
             values[out.index] = self._append(layer, (value.producer,))
             return out.index, 3
+        elif name == "RESHAPE" and (tiled := tiled_upsample(self, i, value)) is not None:
+            layer, out, used = tiled  # Keras 3's UpSampling2D: RESHAPE, TILE, RESHAPE, TILE, RESHAPE
+            values[out.index] = self._append(layer, (value.producer,))
+            return out.index, used
         elif name == "RESHAPE":
             values[out.index] = self._reshape(i, value, out, self._reshape_target(i, op, inputs))
         elif name in IMPORTS:

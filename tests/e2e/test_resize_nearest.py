@@ -65,3 +65,36 @@ def test_a_fractional_upsample_scale_is_refused_by_layer_name(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"scale_factor \(1\.5, 1\.5\) is not an integer.*scale_factor=2"):
         edgepack.compile(net_from_source(NET_SOURCE, "fractional"), "c-host", calibration=images,
                          output=str(tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_keras3_upsampling2d_imports_as_the_resize_its_reshape_tile_chain_is(tmp_path):
+    """Keras 3's UpSampling2D((2, 3)) is RESHAPE, TILE, RESHAPE, TILE, RESHAPE in the converter's file: the import
+    reads the chain as a resize_nearest by (2, 3) whose output equals the chain's under LiteRT on 32 random inputs
+    (its BUILTIN kernels: LiteRT 2.3's reference kernels, which compile checks whole models against, lack TILE v3,
+    so compile still refuses the file with LiteRT's reason; the optimized conv kernels round apart from the
+    reference, so the chain is compared on the tensor LiteRT fed it)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgepack.interop.tflite_import import _Graph
+    from edgepack.plan import reference
+    from tests import converter_models
+
+    path = converter_models.build(tmp_path, ["upsampling2d"])["upsampling2d"]
+    graph = _Graph(path, path.read_bytes())
+    plan = graph.to_plan()[0]
+    assert plan.problems() == []
+    (resize,) = [layer for layer in plan.layers if layer.kind == "resize_nearest"]
+    assert (resize.input_shape, resize.output_shape) == ((8, 6, 6), (8, 12, 18)) and resize.input_q == resize.output_q
+    first = int(resize.name.removeprefix("layer").split("_")[0])
+    assert graph.op_names[first:first + 5] == ["RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE"]
+    chain_in, chain_out = graph.io(first)[0][0], graph.io(first + 4)[1][0]
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN, num_threads=1,
+                     experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    x = np.random.default_rng(21).integers(-128, 128, (32, 1, 12, 12, 3), dtype=np.int8)
+    for image in x:
+        it.set_tensor(it.get_input_details()[0]["index"], image)
+        it.invoke()
+        fed, tiled = it.get_tensor(chain_in), it.get_tensor(chain_out)
+        assert np.array_equal(reference.kernel(resize, fed.transpose(0, 3, 1, 2)), tiled.transpose(0, 3, 1, 2))
