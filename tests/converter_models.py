@@ -32,6 +32,8 @@ MODELS = {
     "nchw_transpose": "a channels-first (PyTorch-style) input transposed to NHWC first",
     "float_io": "the converter's default float32 interface: QUANTIZE first, DEQUANTIZE last",
     "fc_reshape_conv": "a decoder's dense layer RESHAPEd to a (4, 4, 8) map, a conv on it, flattened, dense",
+    "resize_nearest": "x2 nearest upsample between convs (Keras Resizing: RESIZE_NEAREST_NEIGHBOR)",
+    "upsampling2d": "Keras 3 UpSampling2D((2, 3)) between convs (RESHAPE / TILE ops)",
     "zero_padding": "Keras ZeroPadding2D before a 'valid' stride-2 conv (PAD) and before a max pool, on 15x13",
 }
 FLOAT_INTERFACE = {"float_io"}  # converted without inference_input_type / inference_output_type = int8
@@ -200,6 +202,26 @@ def fc_reshape_conv(keras, layers):
     x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(inp))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     return keras.Model(inp, layers.Dense(6)(layers.Flatten()(x)))
+
+
+def resize_nearest(keras, layers):
+    """A decoder's x2 upsample between convs as Keras' Resizing (nearest) writes it: RESIZE_NEAREST_NEIGHBOR with
+    half_pixel_centers, tf.image.resize's index (Keras 3's UpSampling2D is the RESHAPE / TILE chain of upsampling2d)."""
+    inp = keras.Input((12, 12, 3), batch_size=1)
+    x = _conv_bn(layers, inp, 8, 3, strides=2)
+    x = layers.Resizing(12, 12, interpolation="nearest")(x)
+    x = _conv_bn(layers, x, 8, 3)
+    return keras.Model(inp, _classifier_head(layers, x))
+
+
+def upsampling2d(keras, layers):
+    """Keras 3's UpSampling2D((2, 3)) between convs: ops.repeat on H then W, which the converter writes as RESHAPE to
+    rank 5, TILE, RESHAPE, TILE, RESHAPE back to the map."""
+    inp = keras.Input((12, 12, 3), batch_size=1)
+    x = _conv_bn(layers, inp, 8, 3, strides=2)
+    x = layers.UpSampling2D((2, 3))(x)
+    x = _conv_bn(layers, x, 8, 3)
+    return keras.Model(inp, _classifier_head(layers, x))
 
 
 def zero_padding(keras, layers):

@@ -32,6 +32,8 @@ EXPECTED = {
     "nchw_transpose": ACCEPTED,
     "float_io": ACCEPTED,
     "fc_reshape_conv": "reshapes to [1, 4, 4, 8]",
+    "resize_nearest": ACCEPTED,
+    "upsampling2d": "Didn't find op for builtin opcode 'TILE' version '3'",  # LiteRT 2.3's reference kernels stop at v2
     "zero_padding": ACCEPTED,
 }
 RANDOM_INPUTS = 32
@@ -60,6 +62,10 @@ CONVERTED = {
     "float_io": ((1, 32, 32, 3), (8, 3, 3, 3), ["QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED",
                                                  "DEQUANTIZE"]),
     "fc_reshape_conv": ((1, 16), (8, 3, 3, 8), ["FULLY_CONNECTED", "RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]),
+    "resize_nearest": ((1, 12, 12, 3), (8, 3, 3, 3), ["CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "CONV_2D", "MEAN",
+                                                      "FULLY_CONNECTED"]),
+    "upsampling2d": ((1, 12, 12, 3), (8, 3, 3, 3), ["CONV_2D", "RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE",
+                                                    "CONV_2D", "MEAN", "FULLY_CONNECTED"]),
     "zero_padding": ((1, 15, 13, 3), (8, 3, 3, 3), ["PAD", "CONV_2D", "PAD", "MAX_POOL_2D", "CONV_2D", "MEAN",
                                                     "FULLY_CONNECTED"]),
 }
