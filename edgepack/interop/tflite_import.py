@@ -113,8 +113,9 @@ class ImportedModel:
         record = {}
         if self.float_input:
             q = self.plan.input_q
-            record["float_input"] = {"scale": q.scale, "zero_point": q.zero_point, "how": "int8 input = clamp(round(x / "
-                                     "scale) + zero_point, -128, 127), as the file's first QUANTIZE did"}
+            record["float_input"] = {"scale": q.scale, "zero_point": q.zero_point,
+                                     "how": "int8 input = clamp(round(x / scale) + zero_point, -128, 127), as the "
+                                     "file's first QUANTIZE did"}
         if self.float_output:
             q = self.plan.output_q
             record["float_output"] = {"scale": q.scale, "zero_point": q.zero_point, "how": "float output = scale * "
@@ -456,4 +457,27 @@ class _Graph(Reader):
         if len(out.shape) == 3 and len(value.shape) == 3 and 1 in value.shape[1:] and \
                 tuple(out.shape[1:]) == (value.shape[1] * value.shape[2], value.shape[0]):
             return replace(value, signal=True)  # a (C, 1, L) map as the (1, L, C) signal it is (a 1-D conv's output)
+        if len(out.shape) == 4 and len(value.shape) == 1 and value.flattened_map is None:
+            return self._vector_to_map(i, value, out)
         self.refuse(i, f"reshapes to {list(out.shape)}", "RESHAPE may only flatten the map before the fc")
+
+    def _vector_to_map(self, i: int, value: Value, out: Tensor) -> Value:
+        """A vector RESHAPEd to a (1, H, W, C) map for a convolution (a decoder's dense layer): the file's vector is
+        the map in HWC order, the plan's (C, H, W) is CHW, so the fc that made it gets its output rows reordered
+        to CHW; its (F,) output is then the map itself (the plan reads a flattened map as the map: one tensor)."""
+        _, h, w, c = out.shape
+        fix = "a vector becomes a map only straight from a FULLY_CONNECTED, read by CONV_2D / DEPTHWISE_CONV_2D alone"
+        vector = self.io(i)[0][0]
+        readers = [self.op_names[j] for j in range(len(self.ops)) if out.index in self.io(j)[0]]
+        if not readers or set(readers) - {"CONV_2D", "DEPTHWISE_CONV_2D"} or out.index in self.outputs:
+            self.refuse(i, f"reshapes a vector to {list(out.shape)} read by {', '.join(readers) or 'no op'}", fix)
+        if c > 1 and h * w > 1:  # HWC and CHW orders differ: the producing fc writes CHW instead
+            layers, producer = self._layers, value.producer
+            shared = [j for j in range(len(self.ops)) if j != i and vector in self.io(j)[0]]
+            if producer < 0 or layers[producer].kind != "fc" or shared or vector in self.outputs:
+                self.refuse(i, f"reshapes a vector to {list(out.shape)} that is not a FULLY_CONNECTED's output read "
+                            "by this RESHAPE alone", fix)
+            order = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)  # CHW position -> HWC row
+            layer = layers[producer]
+            layer.arrays = {k: a[order] if a.ndim and len(a) == len(order) else a for k, a in layer.arrays.items()}
+        return Value((c, h, w), value.q, producer=value.producer)

@@ -20,7 +20,12 @@ from edgepack.plan.plan import PLAN_INPUT, Layer, Plan
 
 
 def kernel(layer: Layer, *inputs: np.ndarray) -> np.ndarray:
-    """One layer's output from its input tensors, by its op's reference kernel."""
+    """One layer's output from its input tensors, by its op's reference kernel. A first input held in another
+    shape of the same size (an fc's (F,) read by a conv as (C, H, W)) is the same tensor: it is read as the
+    layer's input_shape (Plan.problems checks the sizes)."""
+    shape = tuple(layer.input_shape)
+    if inputs and inputs[0].ndim != len(shape) + 1 and inputs[0][:1].size == np.prod(shape):
+        inputs = (inputs[0].reshape((len(inputs[0]), *shape)), *inputs[1:])
     return ops.get(layer.kind).reference(layer, *inputs)
 
 

@@ -1,6 +1,6 @@
 """What converters put at a model's edges and between its layers, on TFLiteConverter's own files
 (tests/converter_models.py): the default float32 interface (QUANTIZE first, DEQUANTIZE last) absorbed into
-the int8 plan with its scales recorded, and a dense layer's vector RESHAPEd to a map for a conv.
+the int8 plan with its scales recorded, and a dense layer's vector RESHAPEd to a map for a conv (a decoder).
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from edgepack.interop import litert
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.plan import reference
 from tests import converter_models
@@ -42,7 +43,8 @@ def _litert_float_run(path, floats: np.ndarray, tensor: int) -> tuple[np.ndarray
 @pytest.mark.slow
 def test_float_interface_reference_matches_litert_on_floats_after_dequantize(converted):
     """LiteRT is given float inputs its QUANTIZE maps exactly onto 32 random int8 inputs; its float outputs are
-    the plan's int8 outputs dequantized with the recorded scale (TFLite's DEQUANTIZE: float(double(scale) * (q - zp)))."""
+    the plan's int8 outputs dequantized with the recorded scale (TFLite's DEQUANTIZE: float(double(scale) *
+    (q - zp)))."""
     imported = read_tflite(converted["float_io"])
     assert imported.float_input and imported.float_output and imported.softmax is None
     record = imported.record()
@@ -71,3 +73,27 @@ def test_float_interface_model_compiles_and_benches_on_c_host_with_its_scales_re
     plan = json.loads((tmp_path / "imported-c-host" / "manifest.json").read_text())["plan"]
     assert record["float_input"]["scale"] == plan["input"]["scale"]
     assert record["float_output"]["zero_point"] == plan["output"]["zero_point"]
+
+
+def _op_output(path, k: int) -> int:
+    """The tensor index op ``k`` of the file writes."""
+    import tflite
+    with open(path, "rb") as f:
+        return int(tflite.Model.GetRootAsModel(f.read(), 0).Subgraphs(0).Operators(k).Outputs(0))
+
+
+@pytest.mark.slow
+def test_dense_vector_reshaped_to_a_map_is_the_plan_fc_writing_that_map_in_chw_order(converted):
+    """FULLY_CONNECTED -> RESHAPE (1, 4, 4, 8) -> CONV_2D: the plan's fc writes the map the RESHAPE makes, in the
+    plan's CHW order, and the model is bit-exact with LiteRT BUILTIN_REF on 32 random inputs."""
+    source = converted["fc_reshape_conv"]
+    imported = read_tflite(source)
+    assert [layer.kind for layer in imported.plan.layers] == ["fc", "conv", "fc"]
+    assert imported.plan.layers[1].input_shape == (8, 4, 4)
+    x = np.random.default_rng(21).integers(-128, 128, (RANDOM_INPUTS, 16), dtype=np.int8)
+    logits, outputs = reference.run(imported.plan, x, collect=True)
+    nhwc = litert.run_reference_tensor(source, x, _op_output(source, 1))
+    assert nhwc.shape == (RANDOM_INPUTS, 4, 4, 8)
+    assert np.array_equal(outputs[0].reshape(RANDOM_INPUTS, 8, 4, 4), nhwc.transpose(0, 3, 1, 2))
+    want = litert.run_reference_tensor(source, x, imported.logits_tensor)
+    assert np.array_equal(logits, want.reshape(RANDOM_INPUTS, -1)) and len(np.unique(want)) > 20

@@ -1,5 +1,6 @@
 """What converters write between layers, on small files edgepack's exporter writes and a test then edits:
-a MUL whose constant is its first operand (TFLite's MUL(c, x)) imports as the MUL(x, c) it equals."""
+a MUL whose constant is its first operand (TFLite's MUL(c, x)) imports as the MUL(x, c) it equals; a dense
+layer's vector read by a conv as a map (a decoder) runs on C and under LiteRT as the numpy reference."""
 from __future__ import annotations
 
 import struct
@@ -14,7 +15,9 @@ from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan, QParams
 from tests import converter_models, tflite_mutations
-from tests.conformance.plans import conv_layer, fc_layer, pool_layer
+from edgepack.ops.fc import FcParams
+from tests.conformance import executors
+from tests.conformance.plans import conv_layer, fc_layer, pool_layer, weighted_layer
 
 
 def _mul_constant_plan(constant: int) -> Plan:
@@ -22,7 +25,8 @@ def _mul_constant_plan(constant: int) -> Plan:
     rng = np.random.default_rng(7)
     q = QParams(0.02, -5)
     conv = conv_layer(rng, "conv0", "conv", q, (3, 9, 9), 6, 3, 2, (1,) * 4)
-    params = LutParams("mul_constant", constant=constant, constant_q=QParams(float(np.float32(0.01)), 3), activation="none")
+    constant_q = QParams(float(np.float32(0.01)), 3)
+    params = LutParams("mul_constant", constant=constant, constant_q=constant_q, activation="none")
     mul_q = QParams(float(np.float32(conv.output_q.scale * 0.6)), conv.output_q.zero_point)
     mul = lut_layer("mul1", params, conv.output_shape, conv.output_q, mul_q)
     pool = pool_layer(rng, "pool2", mul_q, mul.output_shape, "average", flat=False)
@@ -56,3 +60,40 @@ def test_mul_with_the_constant_first_imports_as_the_plan_it_was_written_from(con
     want = litert.run_reference(swapped, x).reshape(16, -1)
     assert np.array_equal(reference.run(imported.plan, x), want)
     assert len(np.unique(want)) > 8
+
+
+def _decoder_plan() -> Plan:
+    """fc 16 -> 128 read by a 3x3 conv as the (8, 4, 4) map it is, then global pool and fc: what the import makes of
+    FULLY_CONNECTED -> RESHAPE (1, 4, 4, 8) -> CONV_2D."""
+    rng = np.random.default_rng(11)
+    q = QParams(0.04, 9)
+    dense = weighted_layer(rng, "fc0", "fc", q, (16,), (128,), (128, 16))
+    dense.params = FcParams("single")
+    conv = conv_layer(rng, "conv1", "conv", dense.output_q, (8, 4, 4), 6, 3, 1, (1,) * 4)
+    pool = pool_layer(rng, "pool2", conv.output_q, conv.output_shape, "average", flat=False)
+    head = weighted_layer(rng, "fc3", "fc", pool.output_q, (6,), (5,), (5, 6), spread=30.0)
+    head.params, head.act_min, head.act_max, head.activation = FcParams("single"), -128, 127, "none"
+    plan = Plan(q, (16,), [dense, conv, pool, head])
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+@pytest.mark.parametrize("executor", ["C portable", "C fast", "TFLite export under LiteRT"])
+def test_a_conv_reading_an_fc_vector_as_its_map_is_bit_exact_with_the_reference(executor, tmp_path):
+    plan = _decoder_plan()
+    x = np.random.default_rng(12).integers(-128, 128, (24, 16), dtype=np.int8)
+    want = reference.run(plan, x)
+    assert len(np.unique(want)) > 20
+    if executor == "TFLite export under LiteRT":
+        got = litert.run_reference(plan_to_tflite(plan), x)  # RESHAPE, GATHER into HWC order, RESHAPE first
+    else:
+        got = executors.run_c(plan, x, executor.split()[1], tmp_path)
+    assert np.array_equal(got.reshape(want.shape), want)
+
+
+def test_the_reference_reads_an_fc_vector_as_the_map_in_chw_order():
+    plan = _decoder_plan()
+    x = np.random.default_rng(13).integers(-128, 128, (4, 16), dtype=np.int8)
+    _, outputs = reference.run(plan, x, collect=True)
+    as_map = outputs[0].reshape(4, 8, 4, 4)
+    assert np.array_equal(outputs[1], reference.kernel(plan.layers[1], as_map))

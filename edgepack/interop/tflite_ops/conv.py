@@ -29,7 +29,7 @@ from edgepack.plan.plan import Layer
 @EXPORTS.register("conv", "pointwise")
 def export_convolution(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """CONV_2D, weights OHWI (the plan's (O, I, KH, KW) transposed)."""
-    x, padding = _padded(g, sources[0], layer, prefix)
+    x, padding = _padded(g, _as_map(g, sources[0], layer, prefix), layer, prefix)
     weight = layer.weight.transpose(0, 2, 3, 1)
     wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 0)
     g.op("CONV_2D", [x, wt, bias], [y], padding=padding, stride=layer.strides, activation=fused_activation(layer))
@@ -39,13 +39,30 @@ def export_convolution(g: Graph, sources: list[int], layer: Layer, prefix: str) 
 @EXPORTS.register("depthwise")
 def export_depthwise(g: Graph, sources: list[int], layer: Layer, prefix: str) -> int:
     """DEPTHWISE_CONV_2D, weights 1HW(C*m) (the plan's (C*m, 1, KH, KW)), quantized along dimension 3."""
-    x, padding = _padded(g, sources[0], layer, prefix)
+    x, padding = _padded(g, _as_map(g, sources[0], layer, prefix), layer, prefix)
     weight = layer.weight[:, 0].transpose(1, 2, 0)[None]
     wt, bias, y = _weighted_conv_tensors(g, layer, prefix, weight, 3)
     g.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], depth_multiplier=depth_multiplier(layer), padding=padding,
          stride=layer.strides,
          activation=fused_activation(layer))
     return y
+
+
+def _as_map(g: Graph, x: int, layer: Layer, prefix: str) -> int:
+    """The NHWC map a convolution reads: a (1, F) vector (an fc's output, the plan's (C, H, W) in CHW order) is
+    RESHAPEd to (F,), GATHERed into HWC order and RESHAPEd to (1, H, W, C): exact copies of int8 values."""
+    if len(g.tensors[x].shape) == 4:
+        return x
+    c, h, w = layer.input_shape
+    q, steps = g.quant[x], [("flat", (c * h * w,)), ("hwc", (c * h * w,)), ("nhwc", (1, h, w, c))]
+    flat, hwc, nhwc = (g.activation(f"{prefix}/{name}", shape, q) for name, shape in steps)
+    g.op("RESHAPE", [x, g.constant(f"{prefix}/flat_shape", np.array([c * h * w], np.int32))], [flat],
+         new_shape=[c * h * w])
+    order = np.arange(c * h * w, dtype=np.int32).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)  # HWC <- CHW
+    g.op("GATHER", [flat, g.constant(f"{prefix}/hwc_order", np.ascontiguousarray(order))], [hwc])
+    g.op("RESHAPE", [hwc, g.constant(f"{prefix}/nhwc_shape", np.array([1, h, w, c], np.int32))], [nhwc],
+         new_shape=[1, h, w, c])
+    return nhwc
 
 
 def _padded(g: Graph, x: int, layer: Layer, prefix: str) -> tuple[int, str]:
