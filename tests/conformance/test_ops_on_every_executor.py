@@ -83,7 +83,8 @@ def test_the_vnni_kernels_run_rectangular_convs_and_unequal_strides_bit_for_bit(
 # layers they run through their generic lowering in the same module (max pool, concat, lut, mul, rectangular
 # or depth-multiplied depthwise)
 MIXED_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (concat_case, CONCAT_CASES),
-                                                (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES))
+                                                (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES),
+                                                (pad_case, PAD_CASES))
                for name in table]
 HAND_SCHEDULED = [
     pytest.param(lambda plan, x, tmp: executors.run_vnni(plan, x), id="TVM x86 VNNI", marks=VNNI),
