@@ -276,8 +276,9 @@ class Runner(runner.Runner):
             return None
         generic = [r["kind"] for r in routes if r["route"] != "scheduled"]
         kinds = ", ".join(f"{k} x{generic.count(k)}" if generic.count(k) > 1 else k for k in dict.fromkeys(generic))
+        mixed = generic and len(generic) < len(routes)  # a generic-route artifact: every layer, nothing to list
         return {"summary": f"kernels {self.info.get('kernels')}: {self.info.get('hand_scheduled')}"
-                           + (f"; generic: {kinds}" if generic else ""), "layer_routes": routes}
+                           + (f"; generic: {kinds}" if mixed else ""), "layer_routes": routes}
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.on.run(batch.astype(np.int8 if self.plan_q else np.float32, copy=False))

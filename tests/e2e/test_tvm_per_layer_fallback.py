@@ -1,0 +1,66 @@
+"""Issue 21's user CNN (tests/e2e/test_user_cnn_reach.py: MaxPool, torch.cat, Hardswish, a squeeze-and-excite
+gate, a residual add) on the TVM targets: the hand-scheduled kernel sets run its convs, the max pool, concat,
+hard-swish / hard-sigmoid tables and the mul run their generic lowering in the same module, and the artifact
+benches PASS bit-exact with the numpy reference. Before the per-layer fallback one max pool sent the whole
+plan to the generic route: on rpi4 (qemu-aarch64, Cortex-A72) that costs about 3.9x the instructions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepack
+from tests.conformance.executors import host_has_vnni
+from tests.e2e.test_user_cnn_reach import NET_SOURCE
+from tests.e2e.test_user_model import net_from_source
+
+RES, CLASSES = 48, 3
+GENERIC_KINDS = {"maxpool", "concat", "lut", "mul"}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((64, 3, RES, RES), dtype=np.float32), np.arange(16) % CLASSES
+
+
+def _compile_and_bench(target: str, data, folder: Path) -> tuple[dict, dict]:
+    images, labels = data
+    out = edgepack.compile(net_from_source(NET_SOURCE, "ReachNet"), target, calibration=images[:48],
+                           eval_data=(images[48:], labels), output=str(folder))
+    report = edgepack.bench(out, count=2, warmup=1)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert any("bit-exact" in c["name"] for c in report["checks"]), report["checks"]
+    return json.loads((Path(out) / "manifest.json").read_text())["backend_info"], report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,kernels", [
+    pytest.param("x86-tvm", "vnni", marks=pytest.mark.skipif(not host_has_vnni(), reason="this CPU has no avx512_vnni")),
+    pytest.param("rpi4", "neon"),
+])
+def test_the_user_cnn_runs_its_convs_hand_scheduled_and_the_rest_generic(target, kernels, data, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGEPACK_TVM_INT8_KERNELS", raising=False)
+    info, report = _compile_and_bench(target, data, tmp_path / target)
+    assert info["kernels"] == kernels
+    routes = {r["layer"]: (r["kind"], r["route"]) for r in info["layer_routes"]}
+    assert {kind for kind, route in routes.values() if route == "generic"} == GENERIC_KINDS, routes
+    assert all(route == "scheduled" for kind, route in routes.values() if kind in ("conv", "pointwise", "add", "fc"))
+    scheduled = sum(route == "scheduled" for _, route in routes.values())
+    assert info["hand_scheduled"] == f"{scheduled} of {len(routes)} layers hand-scheduled"
+    assert report["device_details"]["summary"].startswith(f"kernels {kernels}: {info['hand_scheduled']}; generic: ")
+
+
+@pytest.mark.slow
+def test_the_per_layer_fallback_costs_rpi4_far_fewer_instructions_than_the_whole_plan_generic(data, tmp_path,
+                                                                                            monkeypatch):
+    """Measured: 2,648,174 instructions per inference on the whole generic route, 687,038 per layer."""
+    counts = {}
+    for kernels in ("generic", "auto"):
+        monkeypatch.setenv("EDGEPACK_TVM_INT8_KERNELS", kernels)
+        info, report = _compile_and_bench("rpi4", data, tmp_path / kernels)
+        assert info["kernels"] == {"generic": "generic", "auto": "neon"}[kernels]
+        counts[kernels] = report["cost"]["instructions_per_inference"]
+    assert counts["auto"] * 2 < counts["generic"], counts
