@@ -57,11 +57,12 @@ from edgepack.interop.tflite_ops.avgpool import global_pool
 from edgepack.interop.tflite_ops.resize import tiled_upsample
 from edgepack.interop.tflite_ops.pad import import_pad
 from edgepack.interop.tflite_reader import NO_PADS, Reader, Tensor, Value
+from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.plan.plan import Layer, Plan, QParams
 from edgepack.targets.backends import PLAN_BACKENDS
 
 # The walker's own: RESHAPE and a trailing SOFTMAX / DEQUANTIZE give no layer, a PAD folds into the conv after it,
-# QUANTIZE is the float input's or edgepack's int16 global-pool pattern (_int16_pool).
+# QUANTIZE is the float input's, edgepack's int16 global-pool pattern (_int16_pool) or a requantize (_requantize).
 STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE", "TRANSPOSE")
 NCHW_TO_NHWC = [0, 2, 3, 1]  # the one TRANSPOSE imported: a channels-first model input's, absorbed
 SOFTMAX_DROPPED = ("dropped: outputs are the logits (the trailing SOFTMAX's input); softmax is monotonic, so the "
@@ -289,6 +290,8 @@ class _Graph(Reader):
         value = values[inputs[0]]
         if name in ("PAD", "PADV2"):
             values[out.index] = self._pad(i, op, inputs, value, out)
+        elif name == "QUANTIZE" and out.dtype == "int8":
+            values[out.index] = self._append(self._requantize(i, value, out), (value.producer,))
         elif name == "QUANTIZE":
             layer, out = self._int16_pool(i, value, out)
             values[out.index] = self._append(layer, (value.producer,))
@@ -481,3 +484,13 @@ class _Graph(Reader):
             layer = layers[producer]
             layer.arrays = {k: a[order] if a.ndim and len(a) == len(order) else a for k, a in layer.arrays.items()}
         return Value((c, h, w), value.q, producer=value.producer)
+
+    def _requantize(self, i: int, value: Value, out: Tensor) -> Layer:
+        """QUANTIZE int8 -> int8 between layers (a converter's change of scale): TFLite's Requantize,
+        MultiplyByQuantizedMultiplier(x - in_zp, double(in_scale) / double(out_scale)) + out_zp clamped to int8, is
+        exactly its int8 LEAKY_RELU of alpha 1 (both slopes that multiplier): a leaky_relu lut, the same table."""
+        if value.flattened_map is not None or value.pads != NO_PADS or out.shape != self.tensor(self.io(i)[0][0]).shape:
+            self.refuse(i, "requantizes a flattened map, a PAD's output or into another shape", "QUANTIZE int8 -> int8 "
+                        "is imported where it reads a layer's output as is")
+        out_q = out.qparams(f"--model {self.path}: op {i}")
+        return lut_layer(f"layer{i}_requantize", LutParams("leaky_relu", alpha=1.0), value.shape, value.q, out_q)

@@ -1,6 +1,7 @@
 """What converters write between layers, on small files edgepack's exporter writes and a test then edits:
 a MUL whose constant is its first operand (TFLite's MUL(c, x)) imports as the MUL(x, c) it equals; a dense
-layer's vector read by a conv as a map (a decoder) runs on C and under LiteRT as the numpy reference."""
+layer's vector read by a conv as a map (a decoder) runs on C and under LiteRT as the numpy reference; a QUANTIZE
+int8 -> int8 between layers is a table equal to TFLite's requantize."""
 from __future__ import annotations
 
 import struct
@@ -8,16 +9,19 @@ import struct
 import numpy as np
 import pytest
 
+from edgepack.errors import ConfigError
 from edgepack.interop import litert
-from edgepack.interop.tflite_export import plan_to_tflite
+from edgepack.interop.tflite_export import _serialize, plan_to_tflite
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.plan import reference
+from edgepack.interop.tflite_writer import Graph
 from edgepack.plan.plan import Plan, QParams
 from tests import converter_models, tflite_mutations
 from edgepack.ops.fc import FcParams
 from tests.conformance import executors
 from tests.conformance.plans import conv_layer, fc_layer, pool_layer, weighted_layer
+from tests.unit.test_input_layouts import _fc
 
 
 def _mul_constant_plan(constant: int) -> Plan:
@@ -97,3 +101,48 @@ def test_the_reference_reads_an_fc_vector_as_the_map_in_chw_order():
     _, outputs = reference.run(plan, x, collect=True)
     as_map = outputs[0].reshape(4, 8, 4, 4)
     assert np.array_equal(outputs[1], reference.kernel(plan.layers[1], as_map))
+
+
+def _requantizing_model(out_q: QParams) -> bytes:
+    """64 values -> FULLY_CONNECTED 32 -> QUANTIZE int8 -> int8 to ``out_q`` -> FULLY_CONNECTED 5, written by hand
+    as a converter writes a change of scale between layers."""
+    g, rng = Graph(), np.random.default_rng(9)
+    x = g.input = g.activation("features", (1, 64), QParams(0.05, 3))
+    hidden = _fc(g, x, 32, QParams(0.04, -20), rng)
+    moved = g.activation("requantized", (1, 32), out_q)
+    g.op("QUANTIZE", [hidden], [moved])
+    g.output = _fc(g, moved, 5, QParams(0.1, 0), rng)
+    return _serialize(g)
+
+
+@pytest.mark.parametrize("out_q", [QParams(float(np.float32(scale)), zp)
+                                   for scale, zp in ((0.013, 40), (0.11, -7), (0.04, -20))],
+                         ids=["finer, saturating", "coarser", "same"])
+def test_a_requantize_between_layers_is_a_table_bit_exact_with_litert(out_q, tmp_path):
+    path = tmp_path / "requantize.tflite"
+    path.write_bytes(_requantizing_model(out_q))
+    imported = read_tflite(path)
+    assert [layer.kind for layer in imported.plan.layers] == ["fc", "lut", "fc"]
+    requantize = imported.plan.layers[1]
+    assert requantize.output_q == out_q and requantize.name.endswith("_requantize")
+    x = np.random.default_rng(10).integers(-128, 128, (32, 64), dtype=np.int8)
+    moved = litert.run_reference_tensor(path, x, 4)  # the QUANTIZE's output tensor
+    _, outputs = reference.run(imported.plan, x, collect=True)
+    assert np.array_equal(outputs[1], moved.reshape(32, -1)) and len(np.unique(outputs[1])) > 40
+    assert np.array_equal(reference.run(imported.plan, x), litert.run_reference(path, x).reshape(32, -1))
+    exported = plan_to_tflite(imported.plan)  # LEAKY_RELU of alpha 1: the same table under LiteRT
+    assert np.array_equal(litert.run_reference(exported, x), litert.run_reference(path, x))
+
+
+def test_a_quantize_to_int16_outside_the_pool_pattern_is_still_refused_by_name(tmp_path):
+    g, rng = Graph(), np.random.default_rng(9)
+    x = g.input = g.activation("features", (1, 64), QParams(0.05, 3))
+    hidden = _fc(g, x, 32, QParams(0.04, -20), rng)
+    wide = g.activation("wide", (1, 32), QParams(0.04, 0))
+    g.tensors[wide].dtype = "int16"
+    g.op("QUANTIZE", [hidden], [wide])
+    g.output = wide
+    path = tmp_path / "int16.tflite"
+    path.write_bytes(_serialize(g))
+    with pytest.raises(ConfigError, match=r"op 1 \(QUANTIZE\).*int8 -> int16 -> int8 global-pool pattern"):
+        read_tflite(path)
