@@ -64,3 +64,42 @@ def test_the_per_layer_fallback_costs_rpi4_far_fewer_instructions_than_the_whole
         assert info["kernels"] == {"generic": "generic", "auto": "neon"}[kernels]
         counts[kernels] = report["cost"]["instructions_per_inference"]
     assert counts["auto"] * 2 < counts["generic"], counts
+
+
+def _input_read_by_non_convs():
+    """Two plans whose model input (NCHW, as a generic layer's output) is read by kinds other than a conv: one
+    starting with a depthwise, one with a residual add of the input (test_residual's graph)."""
+    import dataclasses
+
+    from edgepack.plan.plan import Plan
+    from tests.e2e.test_neon_kernels import _layer, random_plan
+    from tests.e2e.test_residual import _random_add
+
+    chain, rng = random_plan(4, width=8, res=8), np.random.default_rng(4)
+    headless = Plan(chain.input_q, chain.layers[1].input_shape, chain.layers[1:])
+    c, res = chain.input_shape[0], chain.input_shape[1]
+    pointwise, q = _layer(rng, "p", "pointwise", c, c, res, res, 1, 1, (0, 0, 0, 0), chain.input_q, False)
+    add, q = _random_add(rng, "input+p", -1, 0, chain.input_shape, chain.input_q, q, "mixed", False)
+    graph = Plan(chain.input_q, chain.input_shape,
+                 [pointwise, add, dataclasses.replace(chain.layers[0], input_q=q), *chain.layers[1:]])
+    return {"depthwise first": headless, "add of the model input": graph}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["depthwise first", "add of the model input"])
+@pytest.mark.parametrize("kernels", [
+    pytest.param("vnni", marks=pytest.mark.skipif(not host_has_vnni(), reason="this CPU has no avx512_vnni")),
+    pytest.param("neon"),
+])
+def test_a_model_input_read_by_a_depthwise_or_an_add_is_converted_to_the_kernel_layout(name, kernels, tmp_path):
+    """Every layer stays hand-scheduled: the input reaches them through one to_scheduled copy; bit-exact."""
+    from edgepack.backends.tvm.scheduled import SCHEDULED, layer_routes
+    from edgepack.plan import reference
+    from tests.conformance import executors
+
+    plan = _input_read_by_non_convs()[name]
+    assert plan.problems() == [] and set(layer_routes(plan)) == {SCHEDULED}
+    x = np.random.default_rng(5).integers(-128, 128, (6, *plan.input_shape)).astype(np.int8)
+    want = reference.run(plan, x)
+    got = executors.run_vnni(plan, x) if kernels == "vnni" else executors.run_neon(plan, x, tmp_path)
+    assert np.array_equal(np.asarray(got).reshape(want.shape), want)

@@ -85,12 +85,15 @@ def _source_shape(plan: Plan, j: int) -> tuple[int, ...]:
 
 
 def layer_route(plan: Plan, i: int) -> str:
-    """SCHEDULED when the kernel sets take layer ``i``: a kind of the table, a shape its ``fits`` accepts
-    (spatial = pixels of the first input), no multiplier INT32_MIN (the saturating case both leave out);
+    """SCHEDULED when the kernel sets take layer ``i``: a kind of the table reading its inputs in the shape
+    they were written (an fc: any pooled feature), a shape its ``fits`` accepts (spatial = pixels of the
+    first input), no multiplier INT32_MIN (the saturating case both leave out);
     GENERIC otherwise (relax_int8's lowering of the kind, in the same module)."""
     layer = plan.layers[i]
     if layer.kind not in SCHEDULED_LOWERINGS:
         return GENERIC
+    if layer.kind != "fc" and any(_source_shape(plan, j) != tuple(layer.input_shape) for j in plan.inputs_of(i)):
+        return GENERIC  # reads a tensor as another shape (an fc's (F,) as a map): the kernels index the layout
     if "multiplier" in layer.arrays and (layer.arrays["multiplier"] == -(2**31)).any():
         return GENERIC
     spatial = int(np.prod(_source_shape(plan, plan.inputs_of(i)[0])[1:]))
