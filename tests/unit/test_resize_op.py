@@ -137,3 +137,26 @@ def test_the_pytorch_graph_check_takes_a_nearest_upsample_and_refuses_bilinear_n
     assert "Upsample (nearest, integer scale)" in SUPPORTED_LAYERS and "+ (residual add)" in SUPPORTED_LAYERS
     with pytest.raises(UnsupportedModelError, match=r"upsample_bilinear2d.*Upsample \(nearest, integer scale\)"):
         check_graph_ops(export(_Up("bilinear").eval(), example).module())
+
+
+def test_the_tflite_export_reads_back_as_the_same_resizes_and_another_output_quantization_is_refused(tmp_path):
+    import dataclasses
+
+    from edgepack.errors import ConfigError
+    from edgepack.interop.tflite_export import plan_to_tflite
+    from edgepack.interop.tflite_import import read_tflite
+    from tests.conformance.plans import RESIZE_CASES, resize_case
+
+    plan, _ = resize_case(next(iter(RESIZE_CASES)))
+    path = tmp_path / "resize.tflite"
+    path.write_bytes(plan_to_tflite(plan))
+    imported = read_tflite(path).plan
+    assert [(l.kind, l.input_shape, l.output_shape, l.params) for l in imported.layers if l.kind == "resize_nearest"] \
+        == [(l.kind, l.input_shape, l.output_shape, l.params) for l in plan.layers if l.kind == "resize_nearest"]
+    resize = plan.layers[1]
+    other = QParams(resize.output_q.scale * 2, resize.output_q.zero_point)
+    layers = [plan.layers[0], dataclasses.replace(resize, output_q=other),
+              dataclasses.replace(plan.layers[2], input_q=other), *plan.layers[3:]]
+    path.write_bytes(plan_to_tflite(dataclasses.replace(plan, layers=layers)))
+    with pytest.raises(ConfigError, match=r"op 1 \(RESIZE_NEAREST_NEIGHBOR\) changes the quantization: .*copies values"):
+        read_tflite(path)
