@@ -32,6 +32,7 @@ MODELS = {
     "nchw_transpose": "a channels-first (PyTorch-style) input transposed to NHWC first",
     "float_io": "the converter's default float32 interface: QUANTIZE first, DEQUANTIZE last",
     "fc_reshape_conv": "a decoder's dense layer RESHAPEd to a (4, 4, 8) map, a conv on it, flattened, dense",
+    "vector_to_image": "a (1, 64) vector input RESHAPEd to an 8x8x1 image for a conv (an MNIST-style flat input)",
     "resize_nearest": "x2 nearest upsample between convs (Keras Resizing: RESIZE_NEAREST_NEIGHBOR)",
     "upsampling2d": "Keras 3 UpSampling2D((2, 3)) between convs (RESHAPE / TILE ops)",
     "zero_padding": "Keras ZeroPadding2D before a 'valid' stride-2 conv (PAD) and before a max pool, on 15x13",
@@ -233,6 +234,12 @@ def zero_padding(keras, layers):
     x = layers.MaxPooling2D(2)(layers.ZeroPadding2D(((0, 1), (1, 0)))(x))
     x = _conv_bn(layers, x, 8, 3)
     return keras.Model(inp, _classifier_head(layers, x))
+
+
+def vector_to_image(keras, layers):
+    inp = keras.Input((64,), batch_size=1)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(layers.Reshape((8, 8, 1))(inp))
+    return keras.Model(inp, _classifier_head(layers, x, classes=3))
 
 
 def _convert(model, float_interface: bool = False) -> bytes:

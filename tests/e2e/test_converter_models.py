@@ -32,6 +32,7 @@ EXPECTED = {
     "nchw_transpose": ACCEPTED,
     "float_io": ACCEPTED,
     "fc_reshape_conv": ACCEPTED,
+    "vector_to_image": ACCEPTED,
     "resize_nearest": ACCEPTED,
     "upsampling2d": "Didn't find op for builtin opcode 'TILE' version '3'",  # LiteRT 2.3's reference kernels stop at v2
     "zero_padding": ACCEPTED,
@@ -41,7 +42,9 @@ RANDOM_INPUTS = 32
 # lowerings (relax_int8's generic route, x86_vnni, aarch64_neon) take a (1, C, H, W) input and do not yet read an
 # fc's (1, F) output as the (C, H, W) map it is (the plan's contract: one tensor), so the import refuses TVM targets
 NOT_YET_ON = {("fc_reshape_conv", "rpi4"): "TVM backends do not lower yet",
-              ("fc_reshape_conv", "x86-tvm"): "TVM backends do not lower yet"}
+              ("fc_reshape_conv", "x86-tvm"): "TVM backends do not lower yet",
+              ("vector_to_image", "rpi4"): "TVM backends do not lower yet",
+              ("vector_to_image", "x86-tvm"): "TVM backends do not lower yet"}
 
 # model -> (input shape, weight shape of the first convolution, ops) as TFLiteConverter 2.21 writes it: the
 # feature each model is named for is in its file (Keras' x * relu6(x + 3) / 6 is fused to HARD_SWISH; the SE
@@ -67,6 +70,7 @@ CONVERTED = {
     "float_io": ((1, 32, 32, 3), (8, 3, 3, 3), ["QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED",
                                                  "DEQUANTIZE"]),
     "fc_reshape_conv": ((1, 16), (8, 3, 3, 8), ["FULLY_CONNECTED", "RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]),
+    "vector_to_image": ((1, 64), (4, 3, 3, 1), ["RESHAPE", "CONV_2D", "MEAN", "FULLY_CONNECTED"]),
     "resize_nearest": ((1, 12, 12, 3), (8, 3, 3, 3), ["CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "CONV_2D", "MEAN",
                                                       "FULLY_CONNECTED"]),
     "upsampling2d": ((1, 12, 12, 3), (8, 3, 3, 3), ["CONV_2D", "RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE",
