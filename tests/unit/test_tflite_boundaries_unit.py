@@ -15,7 +15,7 @@ from edgepack.interop.tflite_export import _serialize, plan_to_tflite
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.plan import reference
-from edgepack.interop.tflite_writer import Graph
+from edgepack.interop.tflite_writer import Graph, bias_scale
 from edgepack.plan.plan import Plan, QParams
 from tests import converter_models, tflite_mutations
 from edgepack.ops.fc import FcParams
@@ -146,3 +146,44 @@ def test_a_quantize_to_int16_outside_the_pool_pattern_is_still_refused_by_name(t
     path.write_bytes(_serialize(g))
     with pytest.raises(ConfigError, match=r"op 1 \(QUANTIZE\).*int8 -> int16 -> int8 global-pool pattern"):
         read_tflite(path)
+
+
+def _reshaped_vector_model(dense: bool, channels: int = 3) -> bytes:
+    """(1, 48) -> [FULLY_CONNECTED 48 ->] RESHAPE (1, 4, 4, 3) -> 3x3 CONV_2D SAME -> RESHAPE (1, 48) -> FC 5."""
+    g, rng, q = Graph(), np.random.default_rng(14), QParams(0.05, 3)
+    x = g.input = g.activation("features", (1, 48), q)
+    if dense:
+        x = _fc(g, x, 48, q, rng)
+    h = 4 if channels == 3 else 48 // (4 * channels)
+    image = g.activation("image", (1, 4, h, channels), q)
+    g.op("RESHAPE", [x, g.constant("to_map", np.array([1, 4, h, channels], np.int32))], [image],
+         new_shape=[1, 4, h, channels])
+    w_scale = np.full(6, 0.01, np.float32)
+    weight = g.constant("w", rng.integers(-127, 128, (6, 3, 3, channels)).astype(np.int8), w_scale)
+    bias = g.constant("b", rng.integers(-200, 200, 6).astype(np.int32), bias_scale(q, w_scale))
+    mapped = g.activation("conv", (1, 4, h, 6), QParams(0.1, -2))
+    g.op("CONV_2D", [image, weight, bias], [mapped], padding="SAME", stride=1, activation="NONE")
+    flat = g.activation("flat", (1, 24 * h), QParams(0.1, -2))
+    g.op("RESHAPE", [mapped, g.constant("to_flat", np.array([1, 24 * h], np.int32))], [flat], new_shape=[1, 24 * h])
+    g.output = _fc(g, flat, 5, QParams(0.2, 1), rng)
+    return _serialize(g)
+
+
+def test_an_input_vector_reshaped_to_a_many_channel_map_is_refused_by_what_it_is(tmp_path):
+    """HWC and CHW orders differ and no fc writes the vector to reorder: refused, naming the fix."""
+    path = tmp_path / "input_to_map.tflite"
+    path.write_bytes(_reshaped_vector_model(dense=False))
+    with pytest.raises(ConfigError, match=r"op 0 \(RESHAPE\) reshapes a vector to \[1, 4, 4, 3\] that is not a "
+                                          r"FULLY_CONNECTED's output.*straight from a FULLY_CONNECTED"):
+        read_tflite(path)
+
+
+@pytest.mark.parametrize("dense, channels", [(True, 3), (False, 1)], ids=["from an fc, 3 channels", "input, 1 channel"])
+def test_a_vector_reshaped_to_a_map_for_a_conv_is_bit_exact_with_litert(dense, channels, tmp_path):
+    path = tmp_path / "vector_map.tflite"
+    path.write_bytes(_reshaped_vector_model(dense, channels))
+    imported = read_tflite(path)
+    assert [layer.kind for layer in imported.plan.layers] == ["fc"] * dense + ["conv", "fc"]
+    x = np.random.default_rng(15).integers(-128, 128, (32, 48), dtype=np.int8)
+    want = litert.run_reference(path, x).reshape(32, -1)
+    assert np.array_equal(reference.run(imported.plan, x), want) and len(np.unique(want)) > 20
