@@ -86,6 +86,7 @@ MIXED_CASES = [(make, name) for make, table in ((maxpool_case, MAXPOOL_CASES), (
                                                 (lut_case, LUT_CASES), (mul_case, MUL_CASES), (shapes_case, SHAPE_CASES),
                                                 (pad_case, PAD_CASES))
                for name in table]
+MIXED_CASES += [(resize_case, name) for name in RESIZE_CASES]  # nearest-neighbour resizes
 HAND_SCHEDULED = [
     pytest.param(lambda plan, x, tmp: executors.run_vnni(plan, x), id="TVM x86 VNNI", marks=VNNI),
     pytest.param(lambda plan, x, tmp: executors.run_neon(plan, x, tmp), id="TVM AArch64 NEON under qemu"),
