@@ -520,31 +520,45 @@ void ep_conv_gemm_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
 
 /* ---------------------------------------------------------------- fully connected */
 
-/* fc as one GEMV: the centred input packed once into int16 pairs (scratch, EP_FC_FAST_SCRATCH), each
- * output's weight row over it with SMLAD; ep_output requantizes (either rounding, one call per output) */
+/* the input values [n4, n) past the last whole quad, centred, times a weight row's */
+EP_INLINE int32_t ep_fc_tail(const int8_t *in, const int8_t *w, int32_t n4, int32_t n, int32_t zp)
+{
+    int32_t i, acc = 0;
+    for (i = n4; i < n; i++) {
+        acc += ((int32_t)in[i] - zp) * (int32_t)w[i];
+    }
+    return acc;
+}
+
+/* fc as one GEMV: the centred input packed once into int16 pairs (scratch, EP_FC_FAST_SCRATCH), two weight
+ * rows at a time over it with SMLAD (one LDRD of packed input feeds both); ep_output requantizes (either
+ * rounding, one call per output) */
 void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t n = l->in_c, n4 = n & ~3, zp = l->in_zp;
+    const uint32_t zz = ((uint32_t)zp & 0xFFFFu) | (((uint32_t)zp & 0xFFFFu) << 16);
     uint32_t *x = (uint32_t *)scratch;
     int32_t i, o;
-    const uint32_t zz = ((uint32_t)zp & 0xFFFFu) | (((uint32_t)zp & 0xFFFFu) << 16);
     for (i = 0; i < n4; i += 4) {
         const uint32_t v = ep_read32(in + i);
         x[i / 2] = EP_SSUB16(EP_SXTB16(v), zz);
         x[i / 2 + 1] = EP_SSUB16(EP_SXTB16_ROR8(v), zz);
     }
-    for (o = 0; o < l->out_c; o++) {
-        const int8_t *w = l->weight + o * n;
-        int32_t acc = l->bias[o], acc2 = 0;
+    for (o = 0; o < l->out_c; o += 2) {
+        const int8_t *w0 = l->weight + o * n, *w1 = o + 1 < l->out_c ? w0 + n : w0; /* an odd last row twice */
+        int32_t a0 = l->bias[o], a1 = 0;
         for (i = 0; i < n4; i += 4) {
-            const uint32_t wv = ep_read32(w + i);
-            acc = EP_SMLAD(EP_SXTB16(wv), x[i / 2], acc);
-            acc2 = EP_SMLAD(EP_SXTB16_ROR8(wv), x[i / 2 + 1], acc2);
+            const uint32_t *xp = x + i / 2;
+            const uint32_t v0 = ep_read32(w0 + i), v1 = ep_read32(w1 + i);
+            uint32_t xe, xo;
+            EP_LDRD(xp, 0, xe, xo);
+            a0 = EP_SMLAD(EP_SXTB16_ROR8(v0), xo, EP_SMLAD(EP_SXTB16(v0), xe, a0));
+            a1 = EP_SMLAD(EP_SXTB16_ROR8(v1), xo, EP_SMLAD(EP_SXTB16(v1), xe, a1));
         }
-        for (; i < n; i++) {
-            acc2 += ((int32_t)in[i] - zp) * (int32_t)w[i];
+        out[o] = ep_output(l, o, a0 + ep_fc_tail(in, w0, n4, n, zp));
+        if (o + 1 < l->out_c) {
+            out[o + 1] = ep_output(l, o + 1, l->bias[o + 1] + a1 + ep_fc_tail(in, w1, n4, n, zp));
         }
-        out[o] = ep_output(l, o, acc + acc2);
     }
 }
 
