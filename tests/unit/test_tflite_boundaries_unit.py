@@ -21,7 +21,6 @@ from tests import converter_models, tflite_mutations
 from edgepack.ops.fc import FcParams
 from tests.conformance import executors
 from tests.conformance.plans import conv_layer, fc_layer, pool_layer, weighted_layer
-from tests.unit.test_input_layouts import _fc
 
 
 def _mul_constant_plan(constant: int) -> Plan:
@@ -101,6 +100,17 @@ def test_the_reference_reads_an_fc_vector_as_the_map_in_chw_order():
     _, outputs = reference.run(plan, x, collect=True)
     as_map = outputs[0].reshape(4, 8, 4, 4)
     assert np.array_equal(outputs[1], reference.kernel(plan.layers[1], as_map))
+
+
+def _fc(g: Graph, x: int, units: int, q_out: QParams, rng) -> int:
+    """A FULLY_CONNECTED of random int8 weights (per-channel scales) on the (1, F) tensor ``x``."""
+    features, q_in = g.tensors[x].shape[-1], g.quant[x]
+    w_scale = rng.uniform(0.002, 0.01, units).astype(np.float32)
+    weight = g.constant(f"w{len(g.tensors)}", rng.integers(-127, 128, (units, features)).astype(np.int8), w_scale)
+    bias = g.constant(f"b{len(g.tensors)}", rng.integers(-500, 500, units).astype(np.int32), bias_scale(q_in, w_scale))
+    y = g.activation(f"y{len(g.tensors)}", (1, units), q_out)
+    g.op("FULLY_CONNECTED", [x, weight, bias], [y], activation="NONE")
+    return y
 
 
 def _requantizing_model(out_q: QParams) -> bytes:
