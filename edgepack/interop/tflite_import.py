@@ -20,12 +20,15 @@ in edgepack.interop.tflite_ops, IMPORTS; this module walks the graph and keeps t
   1/count into its requantization (plan.mean_requantization), which may rescale;
 - FULLY_CONNECTED is an fc with rounding "single": LiteRT rounds acc * M once, not twice as gemmlowp
   (an NHWC-flattened input's weights are reordered to the plan's CHW order);
-  RESHAPE is a no-op; a trailing SOFTMAX is dropped: the plan's output is its input, the logits;
+  RESHAPE is a no-op (a dense layer's vector RESHAPEd to a map for a conv: that fc writes the map's CHW order,
+  _vector_to_map); a trailing SOFTMAX is dropped: the plan's output is its input, the logits (same top class);
 - ADD of two activations of one shape (a residual sum, e.g. MobileNetV2's) is an "add" layer reading the
   layers that produced them, its multipliers prepared as TFLite's int8 ADD does (plan.add_multipliers) and
   its fused RELU / RELU6 the same clamp as a conv's;
 - the converter's default float32 interface (a first QUANTIZE float32 -> int8, a last DEQUANTIZE) is
-  dropped too: the plan takes and gives the int8 tensors inside it.
+  dropped too: the plan takes and gives the int8 tensors inside it (the import record gives their scales);
+  a QUANTIZE int8 -> int8 between layers is TFLite's requantize, exactly a LEAKY_RELU of alpha 1 (a lut);
+  a MUL(constant, x) is MUL(x, constant).
 
 AVERAGE_POOL_2D over an even count with a non-zero zero point rounds the raw sum, zero point included,
 where the plan's "average" pool rounds the zero-point-free sum (ties differ): it becomes a "raw_average"
