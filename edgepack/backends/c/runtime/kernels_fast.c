@@ -564,9 +564,10 @@ void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 
 /* ---------------------------------------------------------------- add */
 
-/* MultiplyByQuantizedMultiplierSmallerThanOneExp(x, m, shift) for |x| < 2^28, shift in [-31, 0], in 32
- * bits: SRDHM(x, m) = (x m + 2^30) >> 31 = SMMULR(2x, m) (proof 1 and 2 at ep_rq_apply; 2|x| < 2^29),
- * then RoundingDivideByPOT as floor((y + 2^(e-1) - [y < 0]) / 2^e) (proof 2; |y| <= 2^28). */
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp(x, m, shift) for |x| < 2^29, m in [0, 2^31), e = -shift in
+ * [0, 31], in 32 bits: SRDHM(x, m) = (x m + 2^30) >> 31 = SMMULR(2x, m) (proofs 1 and 2 at ep_rq_apply; 2|x| <
+ * 2^30 fits), then RoundingDivideByPOT as floor((y + 2^(e-1) - [y < 0]) / 2^e) (proof 2; |y| <= |x| < 2^29, so
+ * the sum stays in int32). */
 EP_INLINE int32_t ep_add_rescale_fast(int32_t x, int32_t m, int32_t e)
 {
     const int32_t y = ep_smmulr(x * 2, m);
@@ -574,7 +575,8 @@ EP_INLINE int32_t ep_add_rescale_fast(int32_t x, int32_t m, int32_t e)
 }
 
 /* TFLite's int8 ADD (as ep_add: inputs times 2^20, each rescaled, summed, rescaled) without 64-bit
- * arithmetic: ep_add's bound keeps |wide| < 2^28 and |sum| < 2^28, so ep_add_rescale_fast applies */
+ * arithmetic: |q - zp| <= 255 keeps |wide| < 2^28; each rescaling's real multiplier is below 1 (the generator
+ * checks M0 < 2^31 and shift <= 0), so |sum| < 2^29 and ep_add_rescale_fast applies to all three */
 void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
 {
     const int32_t n = l->out_c * l->out_h * l->out_w;
