@@ -4,6 +4,7 @@ artifact is refused unless edgepack's numpy reference reproduces them bit for bi
 are LiteRT's."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,14 @@ from edgepack.errors import ConfigError, DataError, VerificationError
 from edgepack.frontends import Source, litert_images, load_data, percent, timed
 from edgepack.interop import litert
 from edgepack.interop.tflite_import import ImportedModel, plan_profile, read_tflite
+from edgepack.ops.fc import as_tflm
+from edgepack.plan import reference
 from edgepack.targets import get_target
 
+TFLM_FC = ("TFLM's FULLY_CONNECTED rounds acc * M twice (gemmlowp; TFLM is built without TFLITE_SINGLE_ROUNDING), "
+           "LiteRT's reference kernel once: they differ by 1 on ties")
+TFLM_GOLDEN = ("edgepack's int8 reference with TFLM's FULLY_CONNECTED rounding (LiteRT's arithmetic checked bit-exact "
+               "on the imported .tflite), checked bit-exact against TFLM's interpreter on model.tflite")
 QUANTIZATION = {"mode": "imported", "weights": "as given in the .tflite (int8, per channel or per tensor)",
                 "activations": "as given in the .tflite (int8 per-tensor affine)",
                 "requantization": "multipliers and shifts recomputed from the float32 scales as TFLite does"}
@@ -71,13 +78,17 @@ def to_source(config: CompileConfig, eval_set: Dataset | None = None) -> TfliteS
     if tuple(evalset.images.shape[1:]) != tuple(plan.input_shape):
         raise DataError(f"eval images have shape {tuple(evalset.images.shape[1:])}, {imported.path.name} takes "
                         f"{tuple(plan.input_shape)}: pass --eval-data with {plan.input_shape[0]}-channel images")
+    litert_plan = None
+    if get_target(config.target, config.target_dirs).backend == "tflm":  # TFLM's arithmetic where it is LiteRT's not
+        litert_plan, plan = plan, replace(plan, layers=[as_tflm(layer) for layer in plan.layers])
     profile = plan_profile(plan)
     model = {"name": imported.path.stem, "alpha": None, "resolution": config.resolution, "classes": imported.classes,
              "weights": f"imported int8 .tflite {imported.path.name}", "input_shape": list(plan.input_shape)}
     return TfliteSource(plan, evalset, imported.classes, profile, model,
                         _preprocessing(config, plan.input_q, eval_set is not None), QUANTIZATION, None,
                         origin={"import": imported.record()},
-                        golden_source="LiteRT reference kernels on the imported .tflite", imported=imported)
+                        golden_source="LiteRT reference kernels on the imported .tflite" if litert_plan is None else
+                        TFLM_GOLDEN, imported=imported, litert_plan=litert_plan)
 
 
 def _check_vector_maps(imported: ImportedModel, config: CompileConfig) -> None:
@@ -97,9 +108,10 @@ def _check_vector_maps(imported: ImportedModel, config: CompileConfig) -> None:
 class TfliteSource(Source):
     """An imported .tflite's plan; its peer check is LiteRT's reference kernels on the file."""
 
-    def __init__(self, *args, imported: ImportedModel, **kwargs):
+    def __init__(self, *args, imported: ImportedModel, litert_plan=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.imported = imported
+        self.litert_plan = litert_plan  # for a tflm target: the plan in LiteRT's arithmetic (self.plan is TFLM's)
 
     def peer_checks(self, folder: Path, q_in, ref_q, ref, metrics: dict, times: dict) -> np.ndarray:
         imported = self.imported
@@ -107,17 +119,23 @@ class TfliteSource(Source):
         with timed(times, "litert_import_check"):
             lite_q = litert.run_reference_tensor(imported.path, q_in[:count], imported.logits_tensor,
                                                  imported.litert_input(), imported.channels_first)
-        if not np.array_equal(lite_q, ref_q[:count]):
-            differ = np.flatnonzero((lite_q != ref_q[:count]).reshape(count, -1).any(axis=1))
+        litert_ref = ref_q[:count] if self.litert_plan is None else reference.run_batched(self.litert_plan, q_in[:count])
+        if not np.array_equal(lite_q, litert_ref):
+            differ = np.flatnonzero((lite_q != litert_ref).reshape(count, -1).any(axis=1))
             raise VerificationError(
                 f"{imported.path.name}: edgepack's int8 reference differs from LiteRT's reference kernels on "
-                f"{int((lite_q != ref_q[:count]).sum())} of {lite_q.size} logits ({len(differ)} of {count} images): this "
+                f"{int((lite_q != litert_ref).sum())} of {lite_q.size} logits ({len(differ)} of {count} images): this "
                 "model uses arithmetic the int8 plan does not reproduce (e.g. MEAN's double rounding); please report it")
         self.checked_images = count
+        record = {"bit_exact": True, "images": count, "eval_images_total": len(q_in), "litert_version": litert.version()}
+        if self.litert_plan is not None:  # the golden outputs are TFLM's arithmetic, checked at the export
+            differing = int((lite_q != ref_q[:count]).sum())
+            record.update(bit_exact=differing == 0, import_bit_exact_in_litert_arithmetic=True,
+                          tflm_arithmetic={"values_differing_from_litert": differing, "values": int(lite_q.size),
+                                           "why": TFLM_FC})
         metrics.update(int8_vs_fp32={"sqnr_db": None, "note": "imported int8 model: there is no fp32 model"},
-                       reference_vs_litert_import={"bit_exact": True, "images": count, "eval_images_total": len(q_in),
-                                                   "litert_version": litert.version()})
-        return lite_q  # LiteRT's outputs, equal to the reference's
+                       reference_vs_litert_import=record)
+        return lite_q if self.litert_plan is None else ref_q  # LiteRT's outputs (equal to the reference's), or TFLM's
 
     def report(self, metrics: dict, tflite: dict, log) -> None:
         log(f"{self.imported.path.name}: edgepack's int8 reference is bit-exact with LiteRT's reference kernels on "
@@ -125,4 +143,7 @@ class TfliteSource(Source):
             + ("; its trailing SOFTMAX is dropped: the outputs are the logits (same top class)"
                if self.imported.softmax else "")
             + ("; the file's float32 interface is absorbed: the artifact takes and gives int8 (scales in the "
-               "manifest's import record)" if self.imported.float_input or self.imported.float_output else ""))
+               "manifest's import record)" if self.imported.float_input or self.imported.float_output else "")
+            + (f"; tflm: its FULLY_CONNECTED rounds as TFLM's (twice): model.tflite bit-exact under TFLM's interpreter "
+               f"on {tflite['tflm_interpreter']['images']} images, LiteRT's reference kernels differ on "
+               f"{tflite['tflm_interpreter']['litert_reference_values_differing']} values" if "tflm_interpreter" in tflite else ""))

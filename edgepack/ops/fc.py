@@ -2,12 +2,14 @@
 requantization: the classifier after a pool or a flatten, or any layer of an FC-only chain on a vector input
 (an autoencoder's 640 -> 128 -> 8 -> 128 -> 640). It may end a plan (``classifier``): its output is then the
 model's, class logits or any other values (bench measures unlabelled outputs for fidelity, not accuracy).
-Its ``FcParams.rounding`` is "double" (gemmlowp's two roundings, the plan's own) or "single" (acc * M rounded
-once, TFLite's FULLY_CONNECTED; README "Arithmetic")."""
+Its ``FcParams.rounding`` is "double" (gemmlowp's two roundings, the plan's own), "single" (acc * M rounded
+once, TFLite's FULLY_CONNECTED under LiteRT; README "Arithmetic") or "tflm" (TFLite's FULLY_CONNECTED as
+TensorFlow Lite Micro computes it: TFLM builds its kernels without TFLITE_SINGLE_ROUNDING, so it rounds twice
+as gemmlowp; a tflm artifact's imported fc, see as_tflm)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from edgepack.ops.base import Layer, Params
 from edgepack.ops.checks import requantization_problems, weight_problems
 from edgepack.ops.conv import centered
 
-ROUNDINGS = ("double", "single")  # gemmlowp's two roundings, or TFLite FULLY_CONNECTED's one
+ROUNDINGS = ("double", "single", "tflm")  # gemmlowp's two, LiteRT FULLY_CONNECTED's one, TFLM FULLY_CONNECTED's two
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,15 @@ class FcParams(Params):
 def rounds_once(layer: Layer) -> bool:
     """Whether ``layer`` requantizes as TFLite's FULLY_CONNECTED (only an fc can; every other kind rounds twice)."""
     return isinstance(layer.params, FcParams) and layer.params.rounding == "single"
+
+
+def as_tflm(layer: Layer) -> Layer:
+    """An imported FULLY_CONNECTED (rounding "single", LiteRT's arithmetic) as TFLM computes it (rounding "tflm":
+    two roundings, still written as FULLY_CONNECTED); any other layer as it is. LiteRT and TFLM differ by 1 on
+    ties (e.g. 4 of 3,000 logits of a converter-made MobileNet-like model)."""
+    if isinstance(layer.params, FcParams) and layer.params.rounding == "single":
+        return replace(layer, params=FcParams("tflm"))
+    return layer
 
 
 def fc_reference(layer: Layer, x: np.ndarray) -> np.ndarray:

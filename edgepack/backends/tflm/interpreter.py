@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from edgepack.errors import DeviceError, DeviceUnavailable
+from edgepack.backends.tflm import arena as tflm_arena
+from edgepack.errors import DeviceError, DeviceUnavailable, VerificationError
 from edgepack.interop import litert
 
 PACKAGE = "tflite-micro==0.dev20261023182759"  # the pinned build (pyproject's test extras; a dev version only)
@@ -94,3 +95,19 @@ def run(interpreter, x_int8: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
     return np.array(outputs, dtype=np.int8)
+
+
+def verify(model_path, images: np.ndarray, want: np.ndarray) -> dict:
+    """Refuse model.tflite unless TFLM's interpreter gives ``want`` (edgepack's int8 reference, in TFLM's
+    arithmetic) on every image: a tflm artifact whose FULLY_CONNECTED rounds as TFLM does, not as LiteRT, is
+    checked against TFLM itself. Returns how far LiteRT's reference kernels are from it (reported, not refused)."""
+    model = open(model_path, "rb").read()
+    arena = tflm_arena.arena_bytes(model, 8)["arena_bytes"] * 2 + (1 << 16)  # room: the estimate is checked by bench
+    got = run(load(model, arena), images).reshape(want.shape)
+    if not np.array_equal(got, want):
+        raise VerificationError(
+            f"model.tflite is not bit-exact with the int8 reference under TensorFlow Lite Micro's interpreter: "
+            f"{int((got != want).sum())} of {want.size} values differ: this is an edgepack bug: please report it")
+    lite = litert.run_reference(model, images).reshape(want.shape)
+    return {"images": len(images), "values": int(want.size), "bit_exact": True, "tflm": PACKAGE,
+            "litert_reference_values_differing": int((lite != want).sum())}

@@ -26,9 +26,10 @@ def export_fully_connected(g: Graph, sources: list[int], layer: Layer, prefix: s
     LiteRT's FULLY_CONNECTED requantizes per-channel int8 with a 16-bit multiplier rounded once (its
     int64 MultiplyByQuantizedMultiplier), which differs from the plan on ties; CONV_2D rounds as the plan.
     The weight (O, C*H*W) flattened in the plan's NCHW order becomes OHWI (O, H, W, C): no TRANSPOSE.
-    An fc that rounds once is TFLite's FULLY_CONNECTED (_single_rounding_fc)."""
+    An fc that rounds once is TFLite's FULLY_CONNECTED (_single_rounding_fc), and so is one with rounding
+    "tflm" (a FULLY_CONNECTED as TFLM computes it: a tflm artifact's; LiteRT rounds it once, TFLM twice)."""
     x = sources[0]
-    if layer.params.rounding == "single":
+    if layer.params.rounding in ("single", "tflm"):
         return _single_rounding_fc(g, x, layer, prefix)
     shape = g.tensors[x].shape
     if len(shape) != 4:  # an fc after an fc: (1, F) -> (1, 1, 1, F)
