@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack import evaldata, gate
+from edgepack import evaldata, gate, progress
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
 from edgepack.config import CompileConfig
@@ -81,11 +81,14 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
     """compile_model inside ``preflight(config)`` (the CLI holds it while it loads a --model FILE.py)."""
     log = log or LOG.info
     times: dict[str, float] = {}
-    source = front_end(config, target, model, calibration_data, eval_set, times, log)
-    check = budget_check(config, target)
-    if config.tflite_model and source.plan is not None and check is not None:
-        check(plan_layers(source.plan))  # an imported plan: before the reference and LiteRT runs
-    return run_pipeline(config, target, source, times, log)
+    # each stage's progress line estimates what is left from the same stage of the last compile of this size
+    with progress.scope(target.name, config.architecture, config.alpha, config.resolution, config.calib_size,
+                        config.eval_size, config.model_spec or config.model_name or config.tflite_model):
+        source = front_end(config, target, model, calibration_data, eval_set, times, log)
+        check = budget_check(config, target)
+        if config.tflite_model and source.plan is not None and check is not None:
+            check(plan_layers(source.plan))  # an imported plan: before the reference and LiteRT runs
+        return run_pipeline(config, target, source, times, log)
 
 
 def front_end(config: CompileConfig, target: Target, model, calibration_data: Dataset | None, eval_set: Dataset | None,
@@ -93,7 +96,8 @@ def front_end(config: CompileConfig, target: Target, model, calibration_data: Da
     """The Source of ``config``: its .tflite read as a plan, else its torch model folded and quantized."""
     if config.tflite_model:
         return tflite_front.to_source(config, eval_set)
-    from edgepack.frontends import torch as torch_front  # torch is imported only now
+    with progress.stage("import_torch"):
+        from edgepack.frontends import torch as torch_front  # torch is imported only now
     return torch_front.to_source(config, model, calibration_data, eval_set, times, log, budget_check(config, target))
 
 
@@ -213,28 +217,12 @@ def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndar
     manifest entry."""
     path = tflite_export.write_tflite(plan, folder / "model.tflite")
     count = litert_images(len(eval_q), macs)
-    if any(getattr(layer.params, "rounding", None) == "tflm" for layer in plan.layers):
-        return _tflm_verified(path, eval_q[:count], eval_y[:count], golden, len(eval_q))
     xnnpack = litert.verify(path, eval_q[:count], eval_y[:count])  # raises VerificationError unless bit-exact
     return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
             "litert_version": litert.version(),
             "reference_kernels": {"bit_exact": True, "golden_images": golden, "eval_images": count,
                                   "eval_images_total": len(eval_q)},
             "xnnpack_vs_reference": xnnpack}
-
-
-def _tflm_verified(path: Path, images: np.ndarray, want: np.ndarray, golden: int, total: int) -> dict:
-    """A tflm artifact in TFLM's arithmetic (an imported FULLY_CONNECTED rounds twice there, once in LiteRT):
-    model.tflite is refused unless TFLM's own interpreter reproduces the reference; LiteRT's distance is recorded."""
-    from edgepack.backends.tflm import interpreter
-
-    tflm = interpreter.verify(path, images, want)
-    return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
-            "litert_version": litert.version(), "arithmetic": "TFLM (FULLY_CONNECTED rounds twice)",
-            "tflm_interpreter": {**tflm, "golden_images": golden, "eval_images_total": total},
-            "reference_kernels": {"bit_exact": tflm["litert_reference_values_differing"] == 0,
-                                  "values_differing": tflm["litert_reference_values_differing"], "eval_images": len(images)},
-            "xnnpack_vs_reference": None}
 
 
 def _manifest(config: CompileConfig, target: Target, source: Source, folder: Path, metrics: dict,

@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from edgepack import artifact
 from edgepack.benchmark import device_report, saved
-from edgepack.benchmark.sweep import plot_sweep, read_sweep
+from edgepack.benchmark.sweep import read_sweep, sweep_page
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 log = logging.getLogger("edgepack.benchmark")
@@ -173,24 +173,9 @@ def artifact_report(folder: Path, eval_data=None, model=None, bench=None, eval_s
     return _page(f"edgepack report: {folder.name}", sections)
 
 
-def _sweep_columns(rows: list[dict]) -> list[str]:
-    """The leading columns: the model when named, the alpha when any point has one (a user model has none)."""
-    return ([c for c in ("sweep", "model") if any(r.get(c) for r in rows)]
-            + (["alpha"] if any(r.get("alpha") is not None for r in rows) else []))
-
-
 def sweep_report(folder: Path) -> str:
-    data = read_sweep(folder)
-    rows = data["rows"]
-    first = _sweep_columns(rows)
-    quality = (["fp32_accuracy", "int8_accuracy"] if any(r.get("int8_accuracy") is not None for r in rows)
-               else ["top1_agreement"])  # unlabelled eval inputs: fidelity instead of accuracy
-    sections = ["<h2>Sweep</h2>", _table(rows, [*first, "resolution", "macs", "params", *quality,
-                                                "latency_median_ms", "cost", "passed"])]
-    for name, alt in (("accuracy_vs_macs.png", "accuracy vs Mult-Adds"), ("accuracy_vs_latency.png", "accuracy vs latency")):
-        if (folder / name).exists():
-            sections += [f"<h2>{alt}</h2>", _img(folder / name, alt)]
-    return _page(f"edgepack sweep report: target {data['target']}", sections)
+    """The page `edgepack sweep` writes (sweep.html: flash, RAM and time columns, the Pareto fronts marked)."""
+    return sweep_page(read_sweep(folder), folder)
 
 
 def sweeps_report(folders: list[Path]) -> str:
@@ -202,16 +187,7 @@ def sweeps_report(folders: list[Path]) -> str:
         targets.append(data["target"])
         for r in data["rows"]:  # sweeps before --model named MobileNetV1 points with model null
             rows.append({"sweep": folder.name, **r, "model": r.get("model") or ("mobilenet_v1" if r.get("alpha") else None)})
-    quality = (["fp32_accuracy", "int8_accuracy"] if all(r.get("int8_accuracy") is not None for r in rows)
-               else ["top1_agreement"])
-    target = " + ".join(dict.fromkeys(targets))
-    sections = ["<h2>Sweeps</h2>", _table(rows, [*_sweep_columns(rows), "resolution", "macs", "params", *quality,
-                                                 "latency_median_ms", "cost", "passed"])]
-    with tempfile.TemporaryDirectory() as tmp:
-        for png in plot_sweep(rows, Path(tmp), target):
-            alt = "accuracy vs Mult-Adds" if png.name == "accuracy_vs_macs.png" else "accuracy vs latency"
-            sections += [f"<h2>{alt}</h2>", _img(png, alt)]
-    return _page(f"edgepack sweeps report: {', '.join(f.name for f in folders)} (target {target})", sections)
+    return sweep_page({"target": " + ".join(dict.fromkeys(targets)), "rows": rows})
 
 
 def write_report(path, out=None, eval_data=None, model=None, **artifact_options) -> Path:

@@ -6,6 +6,7 @@ and reports latency() (None on emulators: a note instead), cost() and details() 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 from edgepack.artifact import Manifest, load as load_artifact
 from edgepack.backends import backend_module
 from edgepack.benchmark import compare, device_report
-from edgepack import evaldata
+from edgepack import evaldata, progress
 from edgepack.evaluate import accuracy, agreement, max_abs_diff, sqnr_db
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
@@ -58,21 +59,18 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
                     "fp32_accuracy_at_compile": manifest.metrics.fp32_accuracy, "tolerances": manifest.tolerances}
 
     ref = None
+    scope = progress.scope("bench", manifest.target.name, folder.resolve(), len(data), count)
     if plan is not None:
         ref_golden = reference.run(plan, golden_x)
         checks.append(_exact("golden: reference == recorded output", ref_golden, golden_y))
-        ref_q = reference.run_batched(plan, plan.input_q.quantize(data.images))
+        with scope, progress.stage(f"int8 reference on {len(data):,} eval images"):
+            ref_q = reference.run_batched(plan, plan.input_q.quantize(data.images))
         ref = plan.output_q.dequantize(ref_q)
-        dev_golden = runner.run_int8(golden_x)
-        if dev_golden is not None:  # the device computes in integers
-            checks.append(_exact(f"golden: {runner.device} == reference (bit-exact)", dev_golden, golden_y))
-            dev_q = runner.run_int8(plan.input_q.quantize(data.images))
-            checks.append(_exact(f"eval: {runner.device} == reference (bit-exact)", dev_q, ref_q))
-            logits = plan.output_q.dequantize(dev_q)
-        else:
-            logits = runner.logits(data.images)
+        with scope:
+            logits = _device_int8(runner, plan, golden_x, golden_y, data, ref_q, checks)
     else:
-        logits = runner.logits(data.images)
+        with scope, progress.stage(f"{len(data):,} eval images on {runner.device}"):
+            logits = runner.logits(data.images)
         checks.append(Check("golden: fp32 max |diff| to recorded output", max_abs_diff(runner.logits(golden_x), golden_y) < 1e-4,
                             max_abs_diff(runner.logits(golden_x), golden_y), "< 1e-4"))
     report["accuracy"] = None if data.labels is None else accuracy(logits, data.labels)  # None: unlabelled eval inputs
@@ -84,7 +82,8 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
         if note:
             report["accuracy_note"] = note
     checks.extend(_gate_check(manifest, report["accuracy"], len(data)))
-    report["latency"] = runner.latency(data.images[0], warmup, count)
+    with scope, progress.stage(f"latency: {count:,} timed runs on {runner.device}"):
+        report["latency"] = runner.latency(data.images[0], warmup, count)
     if report["latency"] is None:
         report["latency_note"] = f"{runner.device} is emulated: its wall-clock times are not device latencies"
     for key, value in (("cost", runner.cost()), ("device_details", runner.details())):
@@ -94,6 +93,23 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)
     return report
+
+
+def _device_int8(runner, plan: Plan, golden_x, golden_y, data, ref_q: np.ndarray, checks: list) -> np.ndarray:
+    """The device's logits on the eval images, checked bit for bit against the reference where it computes in
+    integers; its run on the golden inputs gives the eval run's progress line a first estimate."""
+    start = time.monotonic()
+    with progress.stage(f"golden inputs on {runner.device}"):
+        dev_golden = runner.run_int8(golden_x)
+    if dev_golden is None:  # the device computes in floats
+        with progress.stage(f"{len(data):,} eval images on {runner.device}"):
+            return runner.logits(data.images)
+    per_input = (time.monotonic() - start) / max(len(golden_x), 1)
+    checks.append(_exact(f"golden: {runner.device} == reference (bit-exact)", dev_golden, golden_y))
+    with progress.stage(f"{len(data):,} eval images on {runner.device}", per_input * len(data)):
+        dev_q = runner.run_int8(plan.input_q.quantize(data.images))
+    checks.append(_exact(f"eval: {runner.device} == reference (bit-exact)", dev_q, ref_q))
+    return plan.output_q.dequantize(dev_q)
 
 
 def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) -> list[Check]:

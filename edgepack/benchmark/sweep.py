@@ -16,7 +16,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from edgepack import artifact, devices
+from edgepack import artifact, devices, progress
 from edgepack.compiler import CompileConfig, compile_model
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 from edgepack.model.builtin import DEFAULT, SWEEP_ALPHAS, check_builtin, shipped_alphas
@@ -24,7 +24,7 @@ from edgepack.model.user import load_user_model, parse_model_spec
 
 SWEEP_FORMAT = "edgepack-sweep"
 COLUMNS = ("model", "alpha", "resolution", "macs", "params", "fp32_accuracy", "int8_accuracy", "top1_agreement",
-           "latency_median_ms", "cost", "passed", "artifact")
+           "latency_median_ms", "estimated_ms", "cost", "flash_bytes", "ram_bytes", "model_ram_bytes", "passed", "artifact")
 
 
 def parse_list(text: str, check, what: str) -> list:
@@ -39,6 +39,8 @@ def parse_list(text: str, check, what: str) -> list:
 ROW_TYPES = {"alpha": (int, float, type(None)), "resolution": (int,), "macs": (int, float), "params": (int, float),
              "fp32_accuracy": (int, float, type(None)), "int8_accuracy": (int, float, type(None)),
              "latency_median_ms": (int, float, type(None)), "passed": (bool,)}
+# figures older sweeps do not have, and backends do not measure (None): checked only when present
+OPTIONAL_TYPES = {k: (int, float, type(None)) for k in ("estimated_ms", "flash_bytes", "ram_bytes", "model_ram_bytes")}
 INCOMPLETE = "incomplete"  # sweep.json's state while the sweep runs: a stopped sweep is still recognised
 
 
@@ -51,7 +53,7 @@ def _sweep_problem(data) -> str | None:
     for i, row in enumerate(data["rows"]):
         if not isinstance(row, dict):
             return f"row {i} is not an object"
-        for key, types in ROW_TYPES.items():
+        for key, types in (*ROW_TYPES.items(), *((k, t) for k, t in OPTIONAL_TYPES.items() if k in row)):
             if not isinstance(row.get(key, ...), types) or (isinstance(row.get(key), bool) and bool not in types):
                 return f"row {i} has no valid {key!r}"
     return None
@@ -89,10 +91,12 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _worker_init() -> None:
+def _worker_init(sink=None) -> None:
     """In each build worker: Ctrl-C (sent to the whole terminal group) is left to the main process, which
     then stops the workers with SIGTERM; on SIGTERM a worker removes its partial artifact and device runs
-    and exits at once, quietly (the main process prints the one line)."""
+    and exits at once, quietly (the main process prints the one line). Its progress goes to ``sink``, the
+    main process's one display (edgepack.progress.SharedDisplay), never to the terminal itself."""
+    progress.use_sink(sink)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
 
@@ -125,7 +129,8 @@ def _build(job: dict) -> str:
         options["architecture"] = job["architecture"]
     config = CompileConfig(target=job["target"], resolution=job["resolution"], eval_size=job["eval_size"],
                            calib_size=job["calib_size"], output=job["output"], **options)
-    return str(compile_model(config, model, log=lambda *_: None))
+    with progress.task(Path(job["output"]).name):
+        return str(compile_model(config, model, log=lambda *_: None))
 
 
 def _bench(job: dict, folder: str) -> dict:
@@ -136,6 +141,8 @@ def _bench(job: dict, folder: str) -> dict:
     manifest = artifact.read(Path(folder))
     cost = report.get("cost") or {}
     model = manifest.model
+    device = report.get("device_report") or {}
+    memory = device.get("memory") or {}
     return {
         "model": model.name if model.module is not None else model.builtin, "alpha": job["alpha"],
         "resolution": job["resolution"], "macs": manifest.macs,
@@ -144,6 +151,9 @@ def _bench(job: dict, folder: str) -> dict:
         "top1_agreement": (report.get("fidelity") or {}).get("top1_agreement_vs_reference"),
         "latency_median_ms": (report.get("latency") or {}).get("median_ms"),
         "cost": next((v for v in cost.values() if isinstance(v, (int, float)) and not isinstance(v, bool)), None),
+        "estimated_ms": ((device.get("compute") or {}).get("estimate") or {}).get("ms"),
+        "flash_bytes": memory.get("flash_bytes"), "ram_bytes": memory.get("ram_bytes"),
+        "model_ram_bytes": memory.get("model_ram_bytes", memory.get("arena_bytes")),
         "passed": report["passed"], "artifact": folder,
     }
 
@@ -239,8 +249,11 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
     workers = max(1, min(jobs or os.cpu_count() or 1, os.cpu_count() or 1, len(points)))
     log(f"sweep: {len(points)} builds for {target} on {workers} processes")
     rows = []
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:  # build in parallel ...
+    # build in parallel, the workers' progress on one display ...
+    with progress.SharedDisplay(len(points), workers, f"sweep: {len(points)} builds") as display, \
+            ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(display.sink,)) as pool:
         results = pool.map(_build, points)
+        display.start()  # after pool.map has forked the workers
         pids = [child.pid for child in multiprocessing.active_children()]
         for pid in pids:  # a stop signal ends them (edgepack.devices.abandon)
             devices.adopt(pid)
@@ -261,49 +274,157 @@ def sweep(target: str, alphas: list[float] | None, resolutions: list[int], out: 
         w.writeheader()
         w.writerows(rows)
     plot_sweep(rows, out, target)
+    (out / "sweep.html").write_text(sweep_page({"target": target, "rows": rows}, out))
     _write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "target": target, "rows": rows})  # last: the sweep is done
-    log(f"sweep table and plots in {out}")
+    log(f"sweep table, plots and page (sweep.html) in {out}")
     return out
 
 
+# the figures a sweep trades accuracy against, in order of preference for the time axis
+TIME_KEYS = {"latency_median_ms": "latency median (ms)", "estimated_ms": "estimated time on the board (ms)",
+             "cost": "cost per inference (instructions or ticks)"}
+PLOTS = {"accuracy_vs_macs.png": "accuracy vs Mult-Adds", "accuracy_vs_latency.png": "accuracy vs time",
+         "accuracy_vs_flash.png": "accuracy vs flash"}
+
+
+def quality_key(rows: list[dict]) -> tuple[str, str]:
+    """Accuracy, or for unlabelled eval inputs the top-1 agreement with the int8 reference."""
+    if all(r.get("int8_accuracy") is not None for r in rows):
+        return "int8_accuracy", "int8 accuracy (%)"
+    return "top1_agreement", "top-1 agreement with the int8 reference (%)"
+
+
+def time_key(rows: list[dict]) -> str | None:
+    """The measured latency when every point has one, else the board estimate, else the raw cost."""
+    return next((k for k in TIME_KEYS if rows and all(r.get(k) for r in rows)), None)
+
+
+def pareto_front(rows: list[dict], x_key: str, y_key: str) -> set[int]:
+    """Indices of the points no other point beats: none is at most as costly (x) and at least as good (y)
+    while better in one of them. Points missing either figure are on no front."""
+    pts = [(i, r.get(x_key), r.get(y_key)) for i, r in enumerate(rows)]
+    pts = [(i, x, y) for i, x, y in pts if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+    return {i for i, x, y in pts
+            if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for _, x2, y2 in pts)}
+
+
+def _axis_plain(axis) -> None:
+    """Log-axis ticks as plain numbers (3, 10, 30), never 3x10^0."""
+    from matplotlib.ticker import FuncFormatter
+
+    def plain(v) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
+    # between decades only 2, 3 and 5 are labelled: all eight would overlap
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: plain(v) if f"{v:.0e}"[0] in "235" else ""))
+
+
+def _series(rows: list[dict]) -> tuple[list, bool]:
+    """Several models: the paper's Figure 5, a series per model; one model: Figure 4, a series per alpha."""
+    models = list(dict.fromkeys(r["model"] for r in rows if r.get("model")))
+    if len(models) > 1:
+        return models, True
+    return sorted({r["alpha"] for r in rows if r["alpha"] is not None}, reverse=True) or [None], False
+
+
+def _plot_one(rows: list[dict], key: str, xlabel: str, y: tuple[str, str], title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    y_key, y_label = y
+    scale = 1e6 if key == "macs" else (1024 if key == "flash_bytes" else 1)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    series, by_model = _series(rows)
+    model = next((r["model"] for r in rows if r.get("model")), None)
+    for s in series:
+        pts = sorted((r for r in rows if (r.get("model") if by_model else r["alpha"]) == s), key=lambda r: r[key])
+        xs = [r[key] / scale for r in pts]
+        label = s if by_model else (model if s is None else f"alpha {s:g}")
+        ax.plot(xs, [r[y_key] * 100 for r in pts], "o-", label=label)
+        for x, r in zip(xs, pts):
+            text = f"{r['alpha']:g}/{r['resolution']}" if by_model and r["alpha"] is not None else str(r["resolution"])
+            ax.annotate(text, (x, r[y_key] * 100), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = sorted((rows[i] for i in pareto_front(rows, key, y_key)), key=lambda r: r[key])
+    ax.step([r[key] / scale for r in front], [r[y_key] * 100 for r in front], "k--", where="post", linewidth=1,
+            label="Pareto front")
+    ax.scatter([r[key] / scale for r in front], [r[y_key] * 100 for r in front], s=110, facecolors="none",
+               edgecolors="k", linewidths=1)
+    ax.set_xscale("log")
+    _axis_plain(ax.xaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
+    """The plots of PLOTS each point has the figures for, the Pareto front marked on each."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    y = quality_key(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows if r.get("model")))
+    who = f"{' vs '.join(models) or 'MobileNetV1'}, target {target}"
+    speed = time_key(rows)
+    axes = [("macs", "Mult-Adds (millions, log)", "accuracy_vs_macs.png")]
+    if speed:
+        axes.append((speed, f"{TIME_KEYS[speed]}, log", "accuracy_vs_latency.png"))
+    if rows and all(r.get("flash_bytes") for r in rows):
+        axes.append(("flash_bytes", "flash (KiB, log)", "accuracy_vs_flash.png"))
+    what = {"macs": "Mult-Adds", "flash_bytes": "flash", **{k: v.split(" (")[0] for k, v in TIME_KEYS.items()}}
+    return [_plot_one(rows, key, xlabel, y, f"{y[1].split(' (')[0]} vs {what[key]}: {who}", out / name)
+            for key, xlabel, name in axes if all(r.get(key) for r in rows)]
 
-    paths = []
-    # unlabelled eval inputs have no accuracy: plot the top-1 agreement with the int8 reference instead
-    y_key, y_label = (("int8_accuracy", "int8 accuracy (%)") if all(r["int8_accuracy"] is not None for r in rows)
-                      else ("top1_agreement", "top-1 agreement with the int8 reference (%)"))
-    speed_key = "latency_median_ms" if all(r["latency_median_ms"] for r in rows) else "cost"
-    for key, xlabel, name in (("macs", "Mult-Adds (millions, log)", "accuracy_vs_macs.png"),
-                              (speed_key, "latency median (ms, log)" if speed_key.startswith("lat") else "cost (log)",
-                               "accuracy_vs_latency.png")):
-        if not all(r[key] for r in rows):
-            continue
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        models = list(dict.fromkeys(r["model"] for r in rows if r.get("model")))
-        model = models[0] if models else None  # a user model: one series, no alpha
-        # several models: the paper's Figure 5, one series per model, points labelled alpha/resolution;
-        # one model: Figure 4, one series per alpha, points labelled with the resolution
-        by_model = len(models) > 1
-        series = models if by_model else (sorted({r["alpha"] for r in rows if r["alpha"] is not None}, reverse=True) or [None])
-        for s in series:
-            pts = sorted((r for r in rows if (r.get("model") if by_model else r["alpha"]) == s), key=lambda r: r[key])
-            xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
-            label = s if by_model else (model if s is None else f"alpha {s:g}")
-            ax.plot(xs, [r[y_key] * 100 for r in pts], "o-", label=label)
-            for x, r in zip(xs, pts):
-                text = f"{r['alpha']:g}/{r['resolution']}" if by_model and r["alpha"] is not None else str(r["resolution"])
-                ax.annotate(text, (x, r[y_key] * 100), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(y_label)
-        ax.set_title(f"{' vs '.join(models) or 'MobileNetV1'}, target {target}")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        paths.append(out / name)
-    return paths
+
+# ---------------------------------------------------------------- the sweep page
+
+def _cell(key: str, value) -> str:
+    from edgepack.benchmark import device_report as fmt
+
+    if value is None:
+        return ""
+    if key.endswith("_bytes"):  # the exact bytes are in sweep.csv / sweep.json
+        return f"{value / 1024:,.1f} KiB"
+    if key.endswith("accuracy") or key.endswith("agreement"):
+        return fmt.percent(value)
+    if key.endswith("_ms"):
+        return fmt.millis(value)
+    return f"{value:g}" if key == "alpha" else (fmt.count(value) if isinstance(value, (int, float)) else str(value))
+
+
+PAGE_HEADERS = {"sweep": "Sweep", "model": "Model", "alpha": "Alpha", "resolution": "Resolution", "macs": "Mult-Adds", "params": "Parameters",
+                "fp32_accuracy": "fp32 accuracy", "int8_accuracy": "int8 accuracy", "top1_agreement": "Top-1 agreement",
+                "latency_median_ms": "Latency median", "estimated_ms": "Estimated time (board)", "cost": "Cost / inference",
+                "flash_bytes": "Flash", "ram_bytes": "RAM (total)", "model_ram_bytes": "RAM (model)"}
+
+
+def sweep_page(data: dict, folder: Path | None = None) -> str:
+    """The sweep as one self-contained HTML page (templates/sweep.html.j2): a row per point with flash, RAM
+    and time columns, the Pareto front (accuracy vs time, accuracy vs flash) marked, and the plots inlined."""
+    import base64
+    import tempfile
+
+    import jinja2
+
+    rows = data["rows"]
+    y_key = quality_key(rows)[0]
+    speed = time_key(rows)
+    keys = [k for k in PAGE_HEADERS if k in ("resolution", "macs", "params", y_key)
+            or (k == "fp32_accuracy" and y_key == "int8_accuracy")
+            or (k not in ("int8_accuracy", "top1_agreement") and any(r.get(k) is not None for r in rows))]
+    fronts = {name: pareto_front(rows, key, y_key) for name, key in (("time", speed), ("flash", "flash_bytes")) if key}
+    table = [{"cells": [_cell(k, r.get(k)) for k in keys], "passed": r["passed"],
+              "fronts": [name for name, front in fronts.items() if i in front]} for i, r in enumerate(rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = [(PLOTS[p.name], base64.b64encode(p.read_bytes()).decode()) for p in plot_sweep(rows, Path(tmp), data["target"])]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("sweep.html.j2").render(
+        target=data["target"], headers=[PAGE_HEADERS[k] for k in keys], rows=table, plots=plots,
+        fronts={"time": TIME_KEYS[speed].split(" (")[0] if speed else None, "flash": "flash" if "flash" in fronts else None},
+        quality=quality_key(rows)[1].split(" (")[0], folder=str(folder) if folder else None) + "\n"

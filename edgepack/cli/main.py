@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 
-from edgepack import artifact, devices
+from edgepack import artifact, devices, progress
 from edgepack.cli import output
 from edgepack.cli.flags import FlagType
 from edgepack.errors import EXIT_INTERNAL, ConfigError, EdgepackError, OutputError, missing_dependency
@@ -130,7 +130,8 @@ class _StdoutHandler(logging.Handler):
     """The message alone, on whatever sys.stdout is when it is logged (a test's capture included)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record))
+        with progress.clear():  # a progress bar on the same terminal steps aside
+            print(self.format(record))
 
 
 def show_library_log() -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from edgepack import progress
 from edgepack.cli.flags import check_output_file, write_output_file
 
 STDOUT = "-"
@@ -43,7 +44,8 @@ def write_json(path, text: str) -> None:
 def note(text: str) -> None:
     """A line that says what was done (a file written, a signature checked): dropped by --quiet."""
     if not _state["quiet"]:
-        print(text)
+        with progress.clear():  # a progress bar on the same terminal steps aside
+            print(text)
 
 
 def quiet() -> bool:

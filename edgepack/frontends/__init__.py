@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepack import progress
 from edgepack.data import Dataset, load_dataset
 from edgepack.plan.plan import Plan
 
@@ -70,9 +71,11 @@ def litert_images(available: int, macs: int) -> int:
 
 @contextmanager
 def timed(times: dict, stage: str):
-    """Record the seconds the block took as ``times[stage]`` (the compile logs them)."""
+    """Record the seconds the block took as ``times[stage]`` (the compile logs them); the stage's progress line
+    (edgepack.progress) shows it running."""
     start = time.perf_counter()
-    yield
+    with progress.stage(stage):
+        yield
     times[stage] = round(time.perf_counter() - start, 3)
 
 
