@@ -217,12 +217,28 @@ def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndar
     manifest entry."""
     path = tflite_export.write_tflite(plan, folder / "model.tflite")
     count = litert_images(len(eval_q), macs)
+    if any(getattr(layer.params, "rounding", None) == "tflm" for layer in plan.layers):
+        return _tflm_verified(path, eval_q[:count], eval_y[:count], golden, len(eval_q))
     xnnpack = litert.verify(path, eval_q[:count], eval_y[:count])  # raises VerificationError unless bit-exact
     return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
             "litert_version": litert.version(),
             "reference_kernels": {"bit_exact": True, "golden_images": golden, "eval_images": count,
                                   "eval_images_total": len(eval_q)},
             "xnnpack_vs_reference": xnnpack}
+
+
+def _tflm_verified(path: Path, images: np.ndarray, want: np.ndarray, golden: int, total: int) -> dict:
+    """A tflm artifact in TFLM's arithmetic (an imported FULLY_CONNECTED rounds twice there, once in LiteRT):
+    model.tflite is refused unless TFLM's own interpreter reproduces the reference; LiteRT's distance is recorded."""
+    from edgepack.backends.tflm import interpreter
+
+    tflm = interpreter.verify(path, images, want)
+    return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
+            "litert_version": litert.version(), "arithmetic": "TFLM (FULLY_CONNECTED rounds twice)",
+            "tflm_interpreter": {**tflm, "golden_images": golden, "eval_images_total": total},
+            "reference_kernels": {"bit_exact": tflm["litert_reference_values_differing"] == 0,
+                                  "values_differing": tflm["litert_reference_values_differing"], "eval_images": len(images)},
+            "xnnpack_vs_reference": None}
 
 
 def _manifest(config: CompileConfig, target: Target, source: Source, folder: Path, metrics: dict,
