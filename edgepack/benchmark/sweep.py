@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from edgepack import artifact, devices, progress
+from edgepack.benchmark import device_report as fmt
 from edgepack.compiler import CompileConfig, compile_model
 from edgepack.errors import ArtifactError, ConfigError, OutputError
 from edgepack.model.builtin import DEFAULT, SWEEP_ALPHAS, check_builtin, shipped_alphas
@@ -384,8 +385,6 @@ def plot_sweep(rows: list[dict], out: Path, target: str) -> list[Path]:
 # ---------------------------------------------------------------- the sweep page
 
 def _cell(key: str, value) -> str:
-    from edgepack.benchmark import device_report as fmt
-
     if value is None:
         return ""
     if key.endswith("_bytes"):  # the exact bytes are in sweep.csv / sweep.json
