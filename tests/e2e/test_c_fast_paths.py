@@ -98,3 +98,31 @@ def test_no_layer_of_the_converter_test_models_falls_back_to_portable_in_fast_mo
         rows = codegen.kernel_choices(read_tflite(path).plan, "fast")
         assert [r["name"] for r in rows if r["fallback"]] == [], name
         assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] in ("conv", "fc", "add")), name
+
+
+def _pointwise_plan(h: int, w: int, in_c: int = 12):
+    """pointwise (l0) -> pointwise (l1) -> global pool -> fc over an (in_c, h, w) input: pixel counts whose last
+    block of 4 is partial."""
+    from edgepack.plan.plan import Plan, QParams
+    from tests.conformance.plans import conv_layer, fc_layer, pool_layer
+
+    rng = np.random.default_rng(h * 10 + w)
+    q = QParams(0.03, -7)
+    layers = [conv_layer(rng, "pointwise0", "pointwise", q, (in_c, h, w), 16, 1)]
+    layers.append(conv_layer(rng, "pointwise1", "pointwise", layers[0].output_q, layers[0].output_shape, 8, 1))
+    layers.append(pool_layer(rng, "pool2", layers[1].output_q, layers[1].output_shape, "average", flat=True))
+    layers.append(fc_layer(rng, "fc3", layers[2].output_q, 8, 5, "double"))
+    return Plan(q, (in_c, h, w), layers)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 2), (3, 3), (2, 3), (1, 7), (3, 4)])
+def test_pointwise_layers_whose_last_pixel_block_is_partial_equal_the_reference(h, w, tmp_path):
+    """1 and 2 leftover pixels run a GEMV each (ep_pointwise_pixel), 3 a block of 4 with one dropped."""
+    plan = _pointwise_plan(h, w)
+    assert plan.problems() == []
+    x = np.random.default_rng(5).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
+    want, outputs = reference.run(plan, x, collect=True)
+    assert len(np.unique(outputs[1])) >= 4
+    for kernels in ("portable", "fast"):
+        got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
+        assert int((got != want).sum()) == 0, kernels

@@ -247,6 +247,34 @@ EP_INLINE void ep_store4(const ep_layer *l, int32_t co, const int32_t *a, int32_
         }                                                                             \
     } while (0)
 
+/* One pixel of a pointwise layer whose input channels are a multiple of 4 (in and out point at the pixel):
+ * its centred channels packed once into int16 pairs (scratch), then each output channel's row over them */
+static void ep_pointwise_pixel(const ep_layer *l, const int8_t *in, uint32_t *x, int8_t *out)
+{
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, zp = l->in_zp;
+    int32_t c, co;
+    for (c = 0; c < cin; c += 4) {
+        const int8_t *p = in + c * plane;
+        x[c / 2] = ((uint32_t)(p[0] - zp) & 0xFFFFu) | ((uint32_t)(p[2 * plane] - zp) << 16);
+        x[c / 2 + 1] = ((uint32_t)(p[plane] - zp) & 0xFFFFu) | ((uint32_t)(p[3 * plane] - zp) << 16);
+    }
+    for (co = 0; co < l->out_c; co++) {
+        const int8_t *w = l->weight + co * cin;
+        int32_t a = l->bias[co], b = 0;
+        ep_rq q;
+        for (c = 0; c < cin; c += 4) {
+            const uint32_t *xp = x + c / 2;
+            const uint32_t wv = ep_read32(w + c);
+            uint32_t xe, xo;
+            EP_LDRD(xp, 0, xe, xo);
+            a = EP_SMLAD(EP_SXTB16(wv), xe, a);
+            b = EP_SMLAD(EP_SXTB16_ROR8(wv), xo, b);
+        }
+        ep_rq_init(&q, l, co);
+        out[co * plane] = ep_rq_apply(&q, a + b);
+    }
+}
+
 void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c;
@@ -276,6 +304,13 @@ void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     /* the rest: a last partial block of pixels, or input channels that are not a multiple of 4 */
     for (; p0 < plane; p0 += 4) {
         const int32_t n = plane - p0 < 4 ? plane - p0 : 4;
+        if (n <= 2 && c4 == cin) { /* one or two pixels left: a GEMV each, not a block of 4 computing 4 */
+            ep_pointwise_pixel(l, in + p0, buf, out + p0);
+            if (n == 2) {
+                ep_pointwise_pixel(l, in + p0 + 1, buf, out + p0 + 1);
+            }
+            break;
+        }
         ep_pack_tail(in + p0, plane, c4, zp, n, buf);
         for (co = 0; co < cout; co++) {
             const int8_t *w = l->weight + co * cin;
