@@ -6,6 +6,7 @@ converter models (CONV_2D, DEPTHWISE_CONV_2D, MEAN, ADD, MAX_POOL_2D, RESIZE_NEA
 between the two runtimes on 300 random inputs each, so the fc is the only difference handled here."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -76,3 +77,27 @@ def test_converter_models_with_an_fc_bench_bit_exact_in_tflm(name, converted, tm
     assert code == 0 and "result: PASS" in out, out + err
     assert "[PASS] eval: tflite-micro interpreter (host, reference kernels) == reference (bit-exact): 0" in out
     assert "TFLM vs LiteRT's reference kernels on the eval inputs:" in out  # the runtimes' difference stays visible
+
+
+@pytest.mark.slow
+def test_bench_fails_when_the_artifact_claims_litert_rounding_where_tflm_differs(converted, tmp_path, capsys):
+    """The artifact as it was before its fcs took TFLM's arithmetic (rounding "single", LiteRT's golden outputs):
+    consistent in itself, but TFLM computes otherwise, and bench must say so, not pass."""
+    art = tmp_path / "fc_autoencoder"
+    code, out, err = run_cli(capsys, "compile", "--target", "tflm", "--model", str(converted["fc_autoencoder"]),
+                             "-o", str(art))
+    assert code == 0, out + err
+    plan = json.loads((art / "plan.json").read_text())
+    for layer in plan["layers"]:
+        layer["params"]["rounding"] = "single"
+    (art / "plan.json").write_text(json.dumps(plan))
+    golden_x = np.load(art / "golden_input.npy")
+    golden_y = np.load(art / "golden_output.npy")
+    np.save(art / "golden_output.npy", litert.run_reference(art / "model.tflite", golden_x).reshape(golden_y.shape))
+    manifest = json.loads((art / "manifest.json").read_text())
+    for name in ("plan.json", "golden_output.npy"):  # re-recorded, so bench reads the edit as the artifact's claim
+        data = (art / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "bench", str(art))
+    assert code != 0 and "[FAIL] eval: tflite-micro interpreter (host, reference kernels) == reference" in out, out + err
