@@ -70,6 +70,8 @@ STRUCTURAL_OPS = ("RESHAPE", "PAD", "QUANTIZE", "SOFTMAX", "DEQUANTIZE", "TRANSP
 NCHW_TO_NHWC = [0, 2, 3, 1]  # the one TRANSPOSE imported: a channels-first model input's, absorbed
 SOFTMAX_DROPPED = ("dropped: outputs are the logits (the trailing SOFTMAX's input); softmax is monotonic, so the "
                    "top class (argmax) is unchanged, but apply a softmax yourself where probabilities are needed")
+SOFTMAX_KEPT = ("kept (--keep-softmax): outputs are the SOFTMAX's int8 probabilities (scale 1/256, zero point -128), "
+                "TFLite's reference arithmetic")
 
 
 def supported_ops() -> tuple[str, ...]:
@@ -85,7 +87,7 @@ class ImportedModel:
     sha256: str
     plan: Plan
     logits_tensor: int  # the file's tensor holding the plan's output: the SOFTMAX's input when it was dropped
-    softmax: str | None  # SOFTMAX_DROPPED, or None when the file ends in the logits
+    softmax: str | None  # SOFTMAX_DROPPED, SOFTMAX_KEPT, or None when the file has no trailing SOFTMAX
     float_input: bool  # the file takes float32 and QUANTIZEs it (to the plan's input_q): LiteRT is fed floats
     op_counts: dict[str, int] = field(default_factory=dict)
     channels_first: bool = False  # the file takes NCHW and TRANSPOSEs it to NHWC first: the plan's own layout
@@ -124,7 +126,7 @@ class ImportedModel:
             q = self.plan.output_q
             record["float_output"] = {"scale": q.scale, "zero_point": q.zero_point, "how": "float output = scale * "
                                       "(int8 output - zero_point), as the file's last DEQUANTIZE did" + (
-                                          " (of the logits: the SOFTMAX before it is dropped)" if self.softmax else "")}
+                                          " (of the logits: the SOFTMAX before it is dropped)" if self.softmax == SOFTMAX_DROPPED else "")}
         return record
 
     def litert_input(self) -> tuple[float, int] | None:
@@ -138,14 +140,16 @@ def is_tflite_spec(spec) -> bool:
     return isinstance(spec, (str, Path)) and str(spec).lower().endswith(".tflite")
 
 
-def read_tflite(path) -> ImportedModel:
+def read_tflite(path, keep_softmax: bool = False) -> ImportedModel:
     """Parse ``path`` into the int8 plan; a ConfigError names what the plan cannot express and the fix, a
-    DataError what is damaged in the file (each exit 2, one line)."""
+    DataError what is damaged in the file (each exit 2, one line). ``keep_softmax``: a trailing SOFTMAX is the
+    plan's last layer (its probabilities are the outputs) instead of being dropped."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--model {path}: no such .tflite file: pass the path of an int8 TFLite model")
     data = path.read_bytes()
     graph = _Graph(path, data)
+    graph.keep_softmax = keep_softmax
     plan, logits, softmax, float_input = graph.to_plan()
     problems = plan.problems()
     if problems:
@@ -196,6 +200,8 @@ def plan_profile(plan: Plan) -> dict:
 
 class _Graph(Reader):
     """The walk: each op (and the ops it fuses) becomes a plan layer, through IMPORTS or as a structural op."""
+
+    keep_softmax = False  # read_tflite's keep_softmax: a trailing SOFTMAX becomes the plan's softmax layer
 
     def __init__(self, path: Path, data: bytes):
         super().__init__(path, data)
@@ -390,7 +396,7 @@ class _Graph(Reader):
         if self.float_output:
             end -= 1
         if self.op_names[end - 1:end] == ["SOFTMAX"]:
-            end, softmax = end - 1, SOFTMAX_DROPPED
+            end, softmax = (end, SOFTMAX_KEPT) if self.keep_softmax else (end - 1, SOFTMAX_DROPPED)
         return end, softmax
 
     def _pad(self, i, op, inputs, value, out) -> Value:
