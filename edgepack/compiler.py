@@ -16,6 +16,7 @@ import numpy as np
 from edgepack import evaldata, gate, progress
 from edgepack.artifact import atomic_folder, check_output_dir, output_lock, write_manifest
 from edgepack.backends import backend_module
+from edgepack.backends.tflm import interpreter as tflm_interpreter
 from edgepack.config import CompileConfig
 from edgepack.data import Dataset
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
@@ -230,9 +231,7 @@ def _export_tflite(plan: Plan, folder: Path, eval_q: np.ndarray, eval_y: np.ndar
 def _tflm_verified(path: Path, images: np.ndarray, want: np.ndarray, golden: int, total: int) -> dict:
     """A tflm artifact in TFLM's arithmetic (an imported FULLY_CONNECTED rounds twice there, once in LiteRT):
     model.tflite is refused unless TFLM's own interpreter reproduces the reference; LiteRT's distance is recorded."""
-    from edgepack.backends.tflm import interpreter
-
-    tflm = interpreter.verify(path, images, want)
+    tflm = tflm_interpreter.verify(path, images, want)
     return {"file": path.name, "input": "int8 NHWC (1, H, W, C)", "output": "int8 logits (1, classes)",
             "litert_version": litert.version(), "arithmetic": "TFLM (FULLY_CONNECTED rounds twice)",
             "tflm_interpreter": {**tflm, "golden_images": golden, "eval_images_total": total},
