@@ -19,7 +19,8 @@ in edgepack.interop.tflite_ops, IMPORTS; this module walks the graph and keeps t
   MEAN over H and W (keep_dims either way, Keras' GlobalAveragePooling2D) is a "mean" pool: LiteRT folds
   1/count into its requantization (plan.mean_requantization), which may rescale;
 - FULLY_CONNECTED is an fc with rounding "single": LiteRT rounds acc * M once, not twice as gemmlowp
-  (an NHWC-flattened input's weights are reordered to the plan's CHW order);
+  (an NHWC-flattened input's weights are reordered to the plan's CHW order); for the tflm target the front end
+  makes it rounding "tflm" (TFLM's kernel rounds twice: edgepack.ops.fc.as_tflm), still FULLY_CONNECTED;
   RESHAPE is a no-op (a dense layer's vector RESHAPEd to a map for a conv: that fc writes the map's CHW order,
   _vector_to_map); a trailing SOFTMAX is dropped: the plan's output is its input, the logits (same top class);
 - ADD of two activations of one shape (a residual sum, e.g. MobileNetV2's) is an "add" layer reading the

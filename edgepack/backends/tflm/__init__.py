@@ -1,5 +1,7 @@
 """TensorFlow Lite Micro backend, for firmware teams that link TFLM: the artifact's model.tflite (already
-verified bit-exact at compile under LiteRT's reference kernels) as a C array, the ops to register and the
+verified bit-exact at compile, under LiteRT's reference kernels, or under TFLM's interpreter where the plan
+takes TFLM's arithmetic: an imported FULLY_CONNECTED rounds twice in TFLM, once in LiteRT, see
+edgepack.ops.fc.as_tflm) as a C array, the ops to register and the
 tensor arena TFLM needs, computed as TFLM's allocator lays it out (arena.py). bench runs the same bytes in
 TFLM's own interpreter (the ``tflite-micro`` package, interpreter.py) in the estimated arena.
 

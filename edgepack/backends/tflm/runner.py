@@ -38,7 +38,8 @@ class Runner(runner.Runner):
 
     def details(self) -> dict:
         """TFLM's own minimum arena next to the estimate it ran in, and where TFLM and LiteRT's reference
-        kernels disagree on the last inputs (the artifact was verified under LiteRT's at compile)."""
+        kernels disagree on the last inputs (an artifact in TFLM's arithmetic, e.g. an imported FULLY_CONNECTED,
+        differs from LiteRT by design: the count stays visible)."""
         minimum = interpreter.minimum_arena(self.model, start=self.arena_bytes)
         summary = (f"TFLM ran in edgepack's 64-bit arena estimate, {self.arena_bytes} bytes (TFLM's minimum: {minimum}, "
                    f"estimate/minimum {self.arena_bytes / minimum:.4f}); TFLM vs LiteRT's reference kernels on the "
