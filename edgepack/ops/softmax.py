@@ -4,7 +4,9 @@ row's max, rescaled by beta * input_scale into Q5.26, gemmlowp's fixed-point exp
 its reciprocal by Newton-Raphson, and the output in scale 1/256, zero point -128 (TFLite requires that
 output quantization). The multiplier, left shift and diff_min are softmax.cc Prepare's (PreprocessSoftmaxScaling,
 CalculateInputRadius), computed from the input scale and beta, so the layer carries no arrays and a .tflite
-twin of the layer gives the same outputs.
+twin of the layer gives the same outputs. Where the real sum of a row's exps reaches 512 (hundreds of
+near-equal logits) TFLite's kernel aborts (TFLITE_CHECK on its output shift, exponent > 31); the reference
+and the C kernel compute the same formula with that wider shift (int64), so their outputs stay defined.
 """
 from __future__ import annotations
 

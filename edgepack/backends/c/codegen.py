@@ -22,6 +22,7 @@ from edgepack.ops.fc import rounds_once
 from edgepack.ops.mul import MUL_MAX_LEFT_SHIFT, mul_output_shape
 from edgepack.ops.resize import resize_maps
 from edgepack.ops.pad import padded_shape
+from edgepack.ops.softmax import MAX_CLASSES, softmax_scaling
 from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
@@ -372,6 +373,29 @@ class _ResizeNearest(CLowering):
 
 
 C_LOWERINGS.register("resize_nearest")(_ResizeNearest())
+
+
+class _Softmax(CLowering):
+    """TFLite's int8 SOFTMAX (ep_softmax): softmax.cc Prepare's multiplier, left shift and diff_min, computed
+    here from the input scale and beta, as ep_layer.bias (the C needs no float)."""
+    portable = "ep_softmax"
+
+    def check(self, plan: Plan, layer: Layer, i: int) -> None:
+        if len(layer.input_shape) != 1 or tuple(layer.output_shape) != tuple(layer.input_shape) \
+                or not 1 <= layer.input_shape[0] <= MAX_CLASSES:
+            _fail(layer, i, f"a softmax maps a (classes,) vector of at most {MAX_CLASSES} values to its own shape")
+
+    def requantized(self, layer: Layer) -> bool:
+        return False
+
+    def tables(self, layer: Layer) -> tuple[tuple[str, str, str], ...]:
+        return (("scaling", "int32_t", "bias"),)
+
+    def table(self, layer: Layer, name: str) -> np.ndarray:
+        return np.array(softmax_scaling(layer.input_q.scale, layer.params.beta), np.int32)
+
+
+C_LOWERINGS.register("softmax")(_Softmax())
 
 
 def layer_kernel(layer: Layer, kernels: str) -> tuple[str, int]:

@@ -340,3 +340,86 @@ void ep_pad(const ep_layer *l, int32_t value, const int8_t *in, int8_t *out)
         }
     }
 }
+
+/* ---- TFLite's int8 SOFTMAX (reference_ops::Softmax<int8_t, int8_t>): gemmlowp's fixed point, no float */
+
+static int32_t ep_saturating_shift_left(int32_t x, int32_t n)
+{
+    const int64_t v = (int64_t)x * ((int64_t)1 << n);
+    return (int32_t)(v > EP_INT32_MAX ? EP_INT32_MAX : v < EP_INT32_MIN ? EP_INT32_MIN : v);
+}
+
+/* exp_on_interval_between_negative_one_quarter_and_0_excl: Q0.31 in and out, Taylor around -1/8 */
+static int32_t ep_exp_quarter(int32_t a)
+{
+    const int32_t c = 1895147668; /* exp(-1/8) */
+    const int32_t x = a + (1 << 28);
+    const int32_t x2 = ep_srdhm(x, x), x3 = ep_srdhm(x2, x);
+    const int32_t x4_over_4 = ep_rounding_divide_by_pot(ep_srdhm(x2, x2), 2);
+    const int32_t poly = ep_rounding_divide_by_pot(ep_srdhm(x4_over_4 + x3, 715827883) + x2, 1);
+    return c + ep_srdhm(c, x + poly);
+}
+
+/* exp_on_negative_values: a Q5.26 value <= 0 in, Q0.31 out (the barrel shifter of exp(-2^k)) */
+static int32_t ep_exp_on_negative(int32_t a)
+{
+    static const int32_t barrel[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    const int32_t quarter = 1 << 24;
+    const int32_t a_mod = (a & (quarter - 1)) - quarter;
+    const int32_t remainder = a_mod - a;
+    int32_t result = ep_exp_quarter(ep_saturating_shift_left(a_mod, 5));
+    int32_t k;
+    for (k = 0; k < 7; k++) {
+        if (remainder & ((int32_t)1 << (24 + k))) {
+            result = ep_srdhm(result, barrel[k]);
+        }
+    }
+    return a == 0 ? EP_INT32_MAX : result;
+}
+
+/* one_over_one_plus_x_for_x_in_0_1: Q0.31 in and out, three Newton-Raphson steps in Q2.29 */
+static int32_t ep_one_over_one_plus_x(int32_t a)
+{
+    const int64_t sum = (int64_t)a + EP_INT32_MAX;
+    const int32_t half = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2); /* RoundingHalfSum */
+    int32_t x = 1515870810 + ep_srdhm(half, -1010580540);
+    int32_t k;
+    for (k = 0; k < 3; k++) {
+        const int32_t one_minus = (1 << 29) - ep_srdhm(half, x);
+        x = x + ep_saturating_shift_left(ep_srdhm(x, one_minus), 2);
+    }
+    return ep_saturating_shift_left(x, 1);
+}
+
+static int32_t ep_softmax_exp(const ep_layer *l, int32_t diff)
+{
+    /* diff >= diff_min: diff * 2^left_shift stays in int32 (CalculateInputRadius) */
+    return ep_exp_on_negative(ep_srdhm((int32_t)((int64_t)diff * ((int64_t)1 << l->bias[1])), l->bias[0]));
+}
+
+void ep_softmax(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t n = l->in_c * l->in_h * l->in_w, diff_min = l->bias[2];
+    int32_t i, max = -128, sum = 0, headroom = 0, scale, exponent;
+    for (i = 0; i < n; i++) {
+        max = in[i] > max ? in[i] : max;
+    }
+    for (i = 0; i < n; i++) { /* Q12.19: n <= 4096 exps of at most 2^19 each */
+        if (in[i] - max >= diff_min) {
+            sum += ep_rounding_divide_by_pot(ep_softmax_exp(l, in[i] - max), 12);
+        }
+    }
+    while (!(((uint32_t)sum << headroom) & 0x80000000u)) { /* sum >= 2^19: the max's exp is one */
+        headroom++;
+    }
+    scale = ep_one_over_one_plus_x((int32_t)(((uint32_t)sum << headroom) - 0x80000000u)); /* GetReciprocal */
+    exponent = 12 - headroom + 31 - 8;
+    for (i = 0; i < n; i++) {
+        int32_t v = -128;
+        if (in[i] - max >= diff_min) {
+            v = ep_rounding_divide_by_pot(ep_srdhm(scale, ep_softmax_exp(l, in[i] - max)), exponent) - 128;
+            v = v > 127 ? 127 : v < -128 ? -128 : v;
+        }
+        out[i] = (int8_t)v;
+    }
+}

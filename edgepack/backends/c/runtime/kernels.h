@@ -71,6 +71,10 @@ void ep_fc(const ep_layer *l, const int8_t *in, int8_t *out);
  * out[i] = weight[in[i] + 128] over the in_c * in_h * in_w values, weight being the layer's 256-entry
  * table that the generator computed with TFLite's arithmetic for the layer's quantization */
 void ep_lut(const ep_layer *l, const int8_t *in, int8_t *out);
+/* TFLite's int8 SOFTMAX over the in_c * in_h * in_w logits (reference_ops::Softmax, gemmlowp fixed point):
+ * bias holds the generator's {multiplier, left_shift, diff_min} (softmax.cc Prepare for the input scale and
+ * beta); outputs in scale 1/256, zero point -128. No float, no scratch (each exp is computed twice). */
+void ep_softmax(const ep_layer *l, const int8_t *in, int8_t *out);
 /* TFLite's int8 CONCATENATION on channels: input k's channels[k] planes of in_h x in_w follow those of
  * inputs 0..k-1 (the generator proved one quantization for all: a copy, no rescaling, no clamp) */
 void ep_concat(const ep_layer *l, int32_t count, const int8_t *const in[], const int32_t channels[], int8_t *out);
