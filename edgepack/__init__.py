@@ -76,7 +76,7 @@ def _compile_tflite(path, target: str, eval_data=None, **options):
     resolution and classes come from the file, ``eval_data`` is optional (default: the digits split, or seeded
     random inputs for a model that takes no image, unlabelled: fidelity only; an array of inputs alone is taken
     unlabelled too); without ``mean``/``std`` pixels map onto the range of the file's input quantization."""
-    imported = read_tflite(path)
+    imported = read_tflite(path, keep_softmax=options.get("keep_softmax", False))
     for name, value in (("resolution", imported.resolution), ("classes", imported.classes)):
         if options.setdefault(name, value) != value:
             raise ConfigError(f"{name}={options[name]} but {imported.path.name} has {value}: drop {name} (it comes from the file)")

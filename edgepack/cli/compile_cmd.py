@@ -63,6 +63,9 @@ def add_parser(sub) -> None:
                    "added or changed (a folder that is not an artifact is never replaced)")
     p.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key (from `edgepack keygen`): sign the manifest "
                    "into manifest.sig, checked by `edgepack verify --verify-key`")
+    p.add_argument("--keep-softmax", action="store_true", help="--model FILE.tflite: keep its trailing SOFTMAX as "
+                   "the last layer (outputs: int8 probabilities, scale 1/256, zero point -128, TFLite's arithmetic); "
+                   "by default it is dropped and the outputs are the logits (same top class)")
     add_targets_flag(p)
     p.set_defaults(run=run)
 
@@ -104,6 +107,7 @@ def _torch_config(args):
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture, equalize=not args.no_equalize,
         max_accuracy_drop=args.max_accuracy_drop, min_fp32_agreement=args.min_fp32_agreement,
+        keep_softmax=args.keep_softmax,
     )
 
 
@@ -123,13 +127,13 @@ def _tflite_config(args):
     if given:
         raise ConfigError(f"{', '.join(given)} cannot apply to --model {args.model}: an imported .tflite is already "
                           "quantized to int8; drop the flag")
-    imported = read_tflite(args.model)
+    imported = read_tflite(args.model, keep_softmax=args.keep_softmax)
     if args.classes is not None and str(args.classes) != str(imported.classes):
         raise ConfigError(f"--classes {args.classes} but {args.model} has {imported.classes} outputs: drop --classes")
     pixels = {name: value for name, value in (("mean", args.mean), ("std", args.std)) if value is not None}
     return compile_config(imported, args.target, eval_data=args.eval_data, eval_size=args.eval_size,
                           output=str(_output(args)), force=args.force, sign_key=args.sign_key,
-                          target_dirs=tuple(getattr(args, "targets", None) or ()), **pixels)
+                          target_dirs=tuple(getattr(args, "targets", None) or ()), keep_softmax=args.keep_softmax, **pixels)
 
 
 def _pixels(value):

@@ -15,7 +15,7 @@ from edgepack.data import Dataset
 from edgepack.errors import ConfigError, DataError, VerificationError
 from edgepack.frontends import Source, litert_images, load_data, percent, timed
 from edgepack.interop import litert
-from edgepack.interop.tflite_import import ImportedModel, plan_profile, read_tflite
+from edgepack.interop.tflite_import import SOFTMAX_DROPPED, SOFTMAX_KEPT, ImportedModel, plan_profile, read_tflite
 from edgepack.ops.fc import as_tflm
 from edgepack.plan import reference
 from edgepack.targets import get_target
@@ -71,7 +71,7 @@ def _preprocessing(config: CompileConfig, input_q, in_memory: bool) -> dict:
 
 def to_source(config: CompileConfig, eval_set: Dataset | None = None) -> TfliteSource:
     """Read ``config.tflite_model`` (unsupported ops are refused by name) and choose its eval images."""
-    imported = read_tflite(config.tflite_model)
+    imported = read_tflite(config.tflite_model, keep_softmax=config.keep_softmax)
     plan = imported.plan
     _check_vector_maps(imported, config)
     evalset = imported_eval_set(config, imported.classes, eval_set, plan)
@@ -141,7 +141,9 @@ class TfliteSource(Source):
         log(f"{self.imported.path.name}: edgepack's int8 reference is bit-exact with LiteRT's reference kernels on "
             f"{self.checked_images} images; int8 accuracy {percent(metrics['int8_accuracy'])} (reference)"
             + ("; its trailing SOFTMAX is dropped: the outputs are the logits (same top class)"
-               if self.imported.softmax else "")
+               if self.imported.softmax == SOFTMAX_DROPPED else "")
+            + ("; its trailing SOFTMAX is kept (--keep-softmax): the outputs are its int8 probabilities"
+               if self.imported.softmax == SOFTMAX_KEPT else "")
             + ("; the file's float32 interface is absorbed: the artifact takes and gives int8 (scales in the "
                "manifest's import record)" if self.imported.float_input or self.imported.float_output else "")
             + (f"; tflm: its FULLY_CONNECTED rounds as TFLM's (twice): model.tflite bit-exact under TFLM's interpreter "
