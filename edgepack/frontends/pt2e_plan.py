@@ -25,7 +25,7 @@ from edgepack.ops.resize import ResizeParams
 from edgepack.quantize.layers import UPSAMPLE_OPS, upsample_size
 from edgepack.ops.lut import LutParams, lut_layer
 from edgepack.ops.pad import PadParams, padded_shape
-from edgepack.quantize.layers import PAD_OPS, pad_geometry
+from edgepack.quantize.layers import PAD_OPS, pad_constant, pad_geometry
 from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
 
@@ -262,7 +262,7 @@ def _pad_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer
     """nn.ZeroPad2d / nn.ConstantPad2d / F.pad (constant) as TFLite's int8 PAD / PADV2, in its input's quantization
     (the quantizer shares it); the constant quantized as PyTorch's quantize_per_tensor would (x * (1 / scale) in
     float32, rounded half to even, + zero point, clamped): ZeroPad2d's 0.0 is the zero point."""
-    pads, value = pad_geometry(node)
+    pads, _ = pad_geometry(node)
     if len(shape) != 3:
         raise UnsupportedModelError(f"{node.name}: pads a {list(shape)} tensor: the int8 pad takes (N, C, H, W) maps")
     q_out, activation = _output(node)
@@ -270,8 +270,7 @@ def _pad_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer
     if out_q != in_q or activation != "none":
         raise UnsupportedModelError(f"{node.name}: a pad must keep its input's quantization parameters, with no ReLU "
                                     "after it: apply the ReLU before the pad")
-    scaled = np.float32(value) * np.float32(1.0 / out_q.scale)
-    constant = int(np.clip(np.round(scaled) + out_q.zero_point, -128, 127))
+    constant = pad_constant(node, out_q.scale, out_q.zero_point)  # refused by name outside the calibrated range
     return Layer(node.name, "pad", shape, padded_shape(shape, pads), in_q, out_q, pads=pads,
                  params=PadParams(constant)), q_out
 

@@ -6,8 +6,10 @@ these sets, and a refusal lists SUPPORTED_LAYERS, so what is accepted and what a
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +83,14 @@ FUNCTIONAL_KINDS = frozenset(kind for layer in LAYERS if layer.functional for ki
 SUPPORTED_LAYERS = ", ".join(layer.name for layer in LAYERS[:-1]) + f" and {LAYERS[-1].name}"
 
 
+def _where(node: torch.fx.Node, module_word: str, function: str) -> str:
+    """How a refusal names ``node``: "layer 'name' (Class)" when its innermost module's class name contains
+    ``module_word`` (the nn.Module the user wrote), else "node (function)" for a functional call."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    module = stack[-1][1].rsplit(".", 1)[-1] if stack else ""
+    return f"layer '{stack[-1][0]}' ({module})" if module_word in module else f"{node.name} ({function})"
+
+
 def _pair(value, default) -> tuple[int, int] | None:
     """An int or a list of one or two ints as (along H, along W); ``default`` for []; None for a longer list."""
     value = default if value in (None, []) else value
@@ -114,8 +124,7 @@ def upsample_size(node: torch.fx.Node, shape: tuple[int, ...]) -> tuple[int, int
     floor(y * H / H'), TFLite's RESIZE_NEAREST_NEIGHBOR index; a fractional scale factor takes 1 / factor instead,
     which can differ, and is refused naming the layer and the fix."""
     size, factors = (list(node.args) + [None, None])[1:3]
-    stack = list(node.meta.get("nn_module_stack", {}).values())
-    where = f"layer '{stack[-1][0]}' (Upsample)" if stack and "Upsampl" in stack[-1][1] else f"{node.name} (F.interpolate)"
+    where = _where(node, "Upsampl", "F.interpolate")
     if len(shape) != 3:
         raise UnsupportedModelError(f"{where}: resizes a {list(shape)} tensor: the int8 resize takes (N, C, H, W) maps")
     _, h, w = shape
@@ -135,9 +144,7 @@ def pad_geometry(node: torch.fx.Node) -> tuple[tuple[int, int, int, int], float]
     pad = [int(p) for p in node.args[1]]
     mode = node.args[2] if node.target == aten.pad.default and len(node.args) > 2 else node.kwargs.get("mode", "constant")
     value = node.args[-1] if len(node.args) > 2 + (node.target == aten.pad.default) else node.kwargs.get("value")
-    stack = list(node.meta.get("nn_module_stack", {}).values())
-    module = stack[-1][1].rsplit(".", 1)[-1] if stack else ""
-    where = f"layer '{stack[-1][0]}' ({module})" if module in ("ZeroPad2d", "ConstantPad2d") else f"{node.name} (F.pad)"
+    where = _where(node, "Pad", "F.pad")
     for bad, what, fix in ((mode != "constant", f"mode {mode!r}", "use mode='constant' (zeros or a constant)"),
                            (any(pad[4:]), f"pads the channel or batch axis (pad {pad})",
                             "pad height and width only: pad=(left, right, top, bottom)"),
@@ -146,6 +153,63 @@ def pad_geometry(node: torch.fx.Node) -> tuple[tuple[int, int, int, int], float]
             raise UnsupportedModelError(f"{where}: {what}, which the int8 pad does not support: {fix}")
     left, right, top, bottom = (pad + [0, 0, 0, 0])[:4]
     return (top, left, bottom, right), float(value or 0.0)
+
+
+def pad_constant(node: torch.fx.Node, scale: float, zero_point: int) -> int:
+    """A constant pad's value in its input's int8 quantization (the pad shares it, as TFLite's PADV2 requires),
+    quantized as PyTorch's quantize_per_tensor (x * (1 / scale) in float32, rounded half to even, + zero point).
+    A value outside the calibrated range is refused naming the layer (clamping it would pad another value)."""
+    _, value = pad_geometry(node)
+    scaled = np.float32(value) * np.float32(1.0 / scale)
+    constant = int(np.round(scaled)) + int(zero_point)
+    if not -128 <= constant <= 127:
+        low, high = (-128 - zero_point) * scale, (127 - zero_point) * scale
+        raise UnsupportedModelError(
+            f"{_where(node, 'Pad', 'F.pad')}: pad value {value:g} lies outside its input's calibrated range "
+            f"[{low:.4g}, {high:.4g}], and the int8 pad keeps its input's quantization: pad with a value in that "
+            "range (0 always is), or pad before the layer that narrows the range")
+    return constant
+
+
+def _input_rank(node: torch.fx.Node) -> tuple[int, tuple]:
+    """(rank, shape) of a node's first input from its export metadata; (0, ()) when the graph has none."""
+    val = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
+    return (val.dim(), tuple(val.shape)) if isinstance(val, torch.Tensor) else (0, ())
+
+
+def check_resize_mode(node: torch.fx.Node) -> None:
+    """Refuse, naming the layer, the mode and the fix, an aten upsample other than nearest on a 2-D map
+    (bilinear, bicubic, nearest-exact, antialiased, 1-D or 3-D): the int8 plan's resize is nearest only."""
+    name = str(node.target).split(".")[1] if str(node.target).startswith("aten.") else ""
+    found = re.fullmatch(r"_?upsample_(\w+?)(1d|2d|3d)(_aa)?", name)
+    if node.target in UPSAMPLE_OPS or not found:
+        return
+    mode, dims, antialias = found.group(1).replace("_", "-"), found.group(2), found.group(3)
+    what = (f"mode '{mode}'" + (" with antialias" if antialias else "") if dims == "2d"
+            else f"a {dims[0]}-D resize (mode '{mode}')")
+    raise UnsupportedModelError(
+        f"{_where(node, 'Upsampl', 'F.interpolate')}: {what} (operator {name}) is not supported by the int8 plan: "
+        f"use mode='nearest' on (N, C, H, W) maps with an integer scale_factor or a size; the supported layers: "
+        f"{SUPPORTED_LAYERS}")
+
+
+def check_layer_geometry(node: torch.fx.Node) -> None:
+    """Before calibration, refuse by layer name what the plan walk would refuse after it: a max pool, concat, pad
+    or upsample of a geometry the int8 layer lacks, and an upsample of another mode (the walk checks again)."""
+    rank, shape = _input_rank(node)
+    if node.target in MAXPOOL_OPS:
+        max_pool_geometry(node)
+    elif node.target in CAT_OPS:
+        check_cat_on_channels(node)
+    elif node.target in PAD_OPS:
+        pad_geometry(node)
+        if rank not in (0, 4):
+            raise UnsupportedModelError(f"{_where(node, 'Pad', 'F.pad')}: pads a {rank}-D tensor {list(shape)}, which "
+                                        "the int8 pad does not support: pad (N, C, H, W) maps")
+    elif node.target in UPSAMPLE_OPS and rank:
+        upsample_size(node, shape[1:])
+    else:
+        check_resize_mode(node)
 
 
 def check_cat_on_channels(node: torch.fx.Node) -> None:

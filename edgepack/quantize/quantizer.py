@@ -29,21 +29,20 @@ from edgepack.errors import UnsupportedModelError
 from edgepack.quantize.layers import (ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, COMPUTE_OPS,  # noqa: F401 (re-exported)
                                       MAXPOOL_OPS, SHARED_OPS, SUPPORTED_LAYERS, SUPPORTED_OPS, max_pool_geometry)
 from edgepack.quantize.layers import MUL_OPS
-from edgepack.quantize.layers import CAT_OPS, check_cat_on_channels
+from edgepack.quantize.layers import CAT_OPS
 from edgepack.quantize.layers import LUT_OPS
+from edgepack.quantize.layers import check_layer_geometry
 
 aten = torch.ops.aten
 
 
 def check_graph_ops(model: torch.fx.GraphModule) -> None:
-    """Refuse, by node, any tensor operator the int8 plan has no layer for (and a max pool of a geometry it
-    lacks), before calibration spends time on the model (shape arithmetic of the dynamic batch is no tensor
-    operator)."""
+    """Refuse, by node, any tensor operator the int8 plan has no layer for (and a max pool, concat, pad or
+    upsample of a geometry or mode it lacks, by layer name), before calibration spends time on the model (shape
+    arithmetic of the dynamic batch is no tensor operator)."""
     for node in model.graph.nodes:
-        if node.op == "call_function" and node.target in MAXPOOL_OPS:
-            max_pool_geometry(node)
-        if node.op == "call_function" and node.target in CAT_OPS:
-            check_cat_on_channels(node)
+        if node.op == "call_function":
+            check_layer_geometry(node)
         if node.op != "call_function" or node.target in SUPPORTED_OPS:
             continue
         if isinstance(node.meta.get("val"), torch.Tensor):
