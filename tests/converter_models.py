@@ -36,6 +36,7 @@ MODELS = {
     "resize_nearest": "x2 nearest upsample between convs (Keras Resizing: RESIZE_NEAREST_NEIGHBOR)",
     "upsampling2d": "Keras 3 UpSampling2D((2, 3)) between convs (RESHAPE / TILE ops)",
     "zero_padding": "Keras ZeroPadding2D before a 'valid' stride-2 conv (PAD) and before a max pool, on 15x13",
+    "softmax_head": "a dense classifier on a 32-value vector ending in SOFTMAX with spread logits (--keep-softmax)",
 }
 FLOAT_INTERFACE = {"float_io"}  # converted without inference_input_type / inference_output_type = int8
 
@@ -240,6 +241,14 @@ def vector_to_image(keras, layers):
     inp = keras.Input((64,), batch_size=1)
     x = layers.Conv2D(4, 3, padding="same", activation="relu")(layers.Reshape((8, 8, 1))(inp))
     return keras.Model(inp, _classifier_head(layers, x, classes=3))
+
+
+def softmax_head(keras, layers):
+    """Logits spread over several units (weights of stddev 1): the kept SOFTMAX's int8 probabilities vary."""
+    inp = keras.Input((32,), batch_size=1)
+    x = layers.Dense(32, activation="relu")(inp)
+    logits = layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))(x)
+    return keras.Model(inp, layers.Softmax()(logits))
 
 
 def _convert(model, float_interface: bool = False) -> bytes:

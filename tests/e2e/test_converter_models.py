@@ -36,6 +36,7 @@ EXPECTED = {
     "resize_nearest": ACCEPTED,
     "upsampling2d": "Didn't find op for builtin opcode 'TILE' version '3'",  # LiteRT 2.3's reference kernels stop at v2
     "zero_padding": ACCEPTED,
+    "softmax_head": ACCEPTED,
 }
 RANDOM_INPUTS = 32
 # (model, target) accepted on C but refused elsewhere today -> the words of that one-line refusal (exit 2). TVM's conv
@@ -77,6 +78,7 @@ CONVERTED = {
                                                     "CONV_2D", "MEAN", "FULLY_CONNECTED"]),
     "zero_padding": ((1, 15, 13, 3), (8, 3, 3, 3), ["PAD", "CONV_2D", "PAD", "MAX_POOL_2D", "CONV_2D", "MEAN",
                                                     "FULLY_CONNECTED"]),
+    "softmax_head": ((1, 32), None, ["FULLY_CONNECTED", "FULLY_CONNECTED", "SOFTMAX"]),
 }
 
 
