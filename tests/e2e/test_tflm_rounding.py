@@ -23,7 +23,8 @@ from tests import converter_models
 from tests.conftest import run_cli
 from tests.conformance.plans import weighted_layer
 
-FC_HEAD_MODELS = ["fc_autoencoder", "mobilenet_like", "resnet_maxpool", "resize_nearest"]
+# an fc head after MEAN / ADD + MAX_POOL_2D / RESIZE_NEAREST_NEIGHBOR / AVERAGE_POOL_2D, an fc chain, an fc read by a conv
+FC_HEAD_MODELS = ["fc_autoencoder", "mobilenet_like", "resnet_maxpool", "resize_nearest", "kws_ds_cnn", "fc_reshape_conv"]
 
 
 def _fc_chain_file(tmp_path):
