@@ -33,7 +33,8 @@ def _runtime():
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
-        raise DeviceUnavailable(f"the tflm bench runs TensorFlow Lite Micro's interpreter: pip install '{PACKAGE}'")
+        raise DeviceUnavailable(f"the tflm bench (and a tflm compile of an imported FULLY_CONNECTED, checked in TFLM's "
+                                f"arithmetic) runs TensorFlow Lite Micro's interpreter: pip install '{PACKAGE}'")
     return runtime
 
 
