@@ -173,7 +173,8 @@ def pad_constant(node: torch.fx.Node, scale: float, zero_point: int) -> int:
 
 def _input_rank(node: torch.fx.Node) -> tuple[int, tuple]:
     """(rank, shape) of a node's first input from its export metadata; (0, ()) when the graph has none."""
-    val = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
+    first = node.args[0] if node.args else None
+    val = first.meta.get("val") if isinstance(first, torch.fx.Node) else None
     return (val.dim(), tuple(val.shape)) if isinstance(val, torch.Tensor) else (0, ())
 
 
@@ -204,8 +205,9 @@ def check_layer_geometry(node: torch.fx.Node) -> None:
     elif node.target in PAD_OPS:
         pad_geometry(node)
         if rank not in (0, 4):
-            raise UnsupportedModelError(f"{_where(node, 'Pad', 'F.pad')}: pads a {rank}-D tensor {list(shape)}, which "
-                                        "the int8 pad does not support: pad (N, C, H, W) maps")
+            dims = ", ".join(["N", *(str(d) for d in shape[1:])])
+            raise UnsupportedModelError(f"{_where(node, 'Pad', 'F.pad')}: pads a {rank}-D tensor ({dims}), which the "
+                                        "int8 pad does not support: pad (N, C, H, W) maps")
     elif node.target in UPSAMPLE_OPS and rank:
         upsample_size(node, shape[1:])
     else:

@@ -155,3 +155,30 @@ def test_a_pad_value_its_quantization_cannot_hold_is_refused_naming_the_layer():
     assert str(refused.value) == ("layer 'edge' (ConstantPad2d): pad value -50 lies outside its input's calibrated "
                                   "range [0, 2.55], and the int8 pad keeps its input's quantization: pad with a value "
                                   "in that range (0 always is), or pad before the layer that narrows the range")
+
+
+class _OnVector(nn.Module):
+    def __init__(self, edge):
+        super().__init__()
+        self.fc, self.edge = nn.Linear(10, 4), edge
+
+    def forward(self, x):
+        return self.edge(self.fc(x))
+
+
+@pytest.mark.parametrize("edge, refusal", [
+    (lambda x: torch.nn.functional.pad(x, (1, 1)), "pad (F.pad): pads a 2-D tensor (N, 4), which the int8 pad does not "
+                                                    "support: pad (N, C, H, W) maps"),
+    (lambda x: torch.nn.functional.interpolate(x[:, None], scale_factor=2), "unsqueeze: operator unsqueeze.default"),
+    (lambda x: torch.nn.functional.interpolate(x.reshape(-1, 4, 1, 1), scale_factor=2, mode="bicubic"),
+     "(F.interpolate): mode 'bicubic' (operator upsample_bicubic2d) is not supported by the int8 plan"),
+])
+def test_the_graph_check_refuses_a_pad_or_resize_of_a_vector_before_calibration(edge, refusal):
+    from edgepack.errors import UnsupportedModelError
+    from edgepack.quantize.ptq import export
+    from edgepack.quantize.quantizer import check_graph_ops
+
+    graph = export(_OnVector(edge).eval(), torch.zeros(2, 10)).module()
+    with pytest.raises(UnsupportedModelError) as refused:
+        check_graph_ops(graph)
+    assert refusal in str(refused.value) and "\n" not in str(refused.value)
