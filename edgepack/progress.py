@@ -22,6 +22,7 @@ from pathlib import Path
 MODE_ENV = "EDGEPACK_PROGRESS"
 DELAY_S = 2.0  # a stage shorter than this shows nothing
 TICK_S = 0.5
+HISTORY_SIZE = 500  # stage times kept for estimates (about 40 KB)
 # the compile's stage keys (frontends.timed) as a user reads them
 STAGE_NAMES = {"import_torch": "loading torch", "fold": "folding BatchNorm", "fp32_eval": "fp32 model on the eval images",
                "equalize": "cross-layer equalization", "quantize": "quantizing (calibration)", "plan": "building the int8 plan",
@@ -93,11 +94,13 @@ def _remember(key: str, took: float) -> None:
     """Kept per scope (target and model size) and stage; a failed write only loses the next estimate."""
     path = _history_file()
     data = _history()
+    data.pop(key, None)  # re-inserted last: the oldest entries go first once there are HISTORY_SIZE
     data[key] = round(took, 2)
+    data = dict(list(data.items())[-HISTORY_SIZE:])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+        tmp.write_text(json.dumps(data, indent=0))
         os.replace(tmp, path)
     except OSError:
         pass

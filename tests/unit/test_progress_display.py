@@ -50,6 +50,14 @@ def test_second_run_is_estimated_from_the_first_of_the_same_scope(drawn, capsys)
         assert progress.estimate("lower") == pytest.approx(0.2, abs=0.1)
 
 
+def test_stage_history_keeps_only_the_latest_entries(drawn, monkeypatch):
+    monkeypatch.setattr(progress, "HISTORY_SIZE", 3)
+    for i in range(5):
+        progress._remember(f"s|{i}", float(i))
+    progress._remember("s|2", 9.0)  # seen again: newest
+    assert progress._history() == {"s|3": 3.0, "s|4": 4.0, "s|2": 9.0}
+
+
 @pytest.mark.parametrize("mode", ["off", "auto"])  # --quiet sets off; auto draws on a terminal only
 def test_nothing_is_drawn_or_remembered_when_off_or_without_a_terminal(drawn, monkeypatch, capsys, mode):
     monkeypatch.setenv("EDGEPACK_PROGRESS", mode)
