@@ -82,9 +82,11 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
     """compile_model inside ``preflight(config)`` (the CLI holds it while it loads a --model FILE.py)."""
     log = log or LOG.info
     times: dict[str, float] = {}
-    # each stage's progress line estimates what is left from the same stage of the last compile of this size
+    # each stage's progress line estimates what is left from the same stage of the last compile of this size;
+    # the "compile" line above them covers the work between stages and estimates the whole
     with progress.scope(target.name, config.architecture, config.alpha, config.resolution, config.calib_size,
-                        config.eval_size, config.model_spec or config.model_name or config.tflite_model):
+                        config.eval_size, config.model_spec or config.model_name or config.tflite_model), \
+            progress.stage("compile"):
         source = front_end(config, target, model, calibration_data, eval_set, times, log)
         check = budget_check(config, target)
         if config.tflite_model and source.plan is not None and check is not None:

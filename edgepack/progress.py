@@ -24,7 +24,7 @@ DELAY_S = 2.0  # a stage shorter than this shows nothing
 TICK_S = 0.5
 HISTORY_SIZE = 500  # stage times kept for estimates (about 40 KB)
 # the compile's stage keys (frontends.timed) as a user reads them
-STAGE_NAMES = {"import_torch": "loading torch", "fold": "folding BatchNorm", "fp32_eval": "fp32 model on the eval images",
+STAGE_NAMES = {"compile": "compile, all stages", "import_torch": "loading torch", "fold": "folding BatchNorm", "fp32_eval": "fp32 model on the eval images",
                "equalize": "cross-layer equalization", "quantize": "quantizing (calibration)", "plan": "building the int8 plan",
                "export": "exporting the QDQ ONNX model", "torch_int8_eval": "PT2E int8 model on the eval images",
                "onnxruntime_eval": "ONNX Runtime on the eval images", "reference": "int8 reference on the eval images",
@@ -129,11 +129,16 @@ def estimate(name: str) -> float | None:
 
 # ---------------------------------------------------------------- drawing in this process
 
+_open_lines: list = []  # this process's stage lines, outermost first: each is drawn on the row of its depth
+
+
 class _StatusLine:
     """One stage's line, drawn by a thread from DELAY_S on and every TICK_S, removed when the stage ends."""
 
     def __init__(self, label: str, estimate: float | None):
         self.label, self.estimate, self.start = label, estimate, time.monotonic()
+        self.row = len(_open_lines)
+        _open_lines.append(self)
         self.stop, self.bar = threading.Event(), None
         import tqdm  # noqa: F401  in the calling thread: a fork during an import in the thread would inherit its lock
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -144,7 +149,7 @@ class _StatusLine:
             return
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, bar_format="{desc}", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=0, bar_format="{desc}", file=sys.stderr, leave=False, dynamic_ncols=True, position=self.row)
         while True:
             self.bar.set_description_str(status(self.label, time.monotonic() - self.start, self.estimate))
             if self.stop.wait(TICK_S):
@@ -154,6 +159,7 @@ class _StatusLine:
     def close(self) -> None:
         self.stop.set()
         self.thread.join()
+        _open_lines.remove(self)
 
 
 @contextlib.contextmanager
@@ -188,7 +194,8 @@ def progress(items: Iterable, desc: str, unit: str = "it", total: int | None = N
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr, dynamic_ncols=True,
+                position=len(_open_lines))  # below the stage lines it runs in
 
 
 def _length(items) -> int | None:
