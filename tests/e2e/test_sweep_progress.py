@@ -23,7 +23,7 @@ def test_two_worker_sweep_shows_one_display_and_writes_the_page(tmp_path):
     err = r.stderr
     assert "sweep: 2 builds" in err  # the main process's counter of finished builds
     for point in ("a0.25_r32", "a0.25_r64"):  # each worker's line, drawn by the main process
-        assert re.search(rf"{point}: (starting|loading torch|folding BatchNorm|quantizing|calibrating)", err), err[-2000:]
+        assert re.search(rf"{point}: (starting|compile, all stages|loading torch|folding BatchNorm|quantizing|calibrating)", err), err[-2000:]
     assert "calibrating:" not in err  # a worker's own tqdm bar ("calibrating:  0%|") would fight the others
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert all(row["flash_bytes"] > 0 and row["ram_bytes"] > 0 for row in rows)
