@@ -58,7 +58,7 @@ def _conv(in_c: int, k, stride, pads, kind: str = "conv"):
 @pytest.mark.parametrize("layer,kernel", [
     (_conv(7, 3, 1, (1,) * 4), "ep_conv_fast"),
     (_conv(8, 3, 1, (1,) * 4), "ep_conv_gemm_fast"),
-    (_conv(3, 3, 2, (0, 0, 1, 1)), "ep_conv_fast"),
+    (_conv(3, 3, 2, (0, 0, 1, 1)), "ep_conv_gemm_fast"),
     (_conv(16, 3, 2, (0, 0, 1, 1)), "ep_conv_gemm_fast"),
     (_conv(17, 3, 1, (1,) * 4), "ep_conv_gemm_fast"),
     (_conv(64, 3, 2, (1,) * 4), "ep_conv_gemm_fast"),

@@ -152,10 +152,11 @@ class _Conv(_Weighted):
                   f"pads {list(layer.pads)}, kernel {kh}x{kw}")
 
     def fast(self, layer: Layer) -> tuple[str, int] | None:
-        """3x3 over fewer than 8 planes (a first conv) without im2col; every other conv (wider, rectangular, unequal
-        strides) as the im2col GEMM ep_conv_gemm_fast, which is faster there (ResNet-8 on cortex-m4, ticks direct
-        vs GEMM: 3 -> 16 planes 35,220 vs 39,553; 16 -> 16 126,705 vs 110,379; 16 -> 32 at stride 2 98,742 vs 48,321)."""
-        direct = self.groups_in(layer) < 8
+        """3x3 at stride 1 over fewer than 8 planes (a first conv) without im2col (two outputs per load); every other
+        conv (wider, strided, rectangular) as the im2col GEMM ep_conv_gemm_fast, which is faster there (cortex-m4
+        ticks, direct vs GEMM: ResNet-8's 3 -> 16 planes 35,220 vs 39,553, 16 -> 16 126,705 vs 110,379, 16 -> 32 at
+        stride 2 98,742 vs 48,321; MobileNetV1 0.25-96's 3 -> 8 at stride 2 57,288 vs 51,148)."""
+        direct = self.groups_in(layer) < 8 and layer.strides == (1, 1)
         return (self.fast_3x3(layer) if direct else None) or gemm_fast(layer)
 
     def fast_3x3(self, layer: Layer) -> tuple[str, int] | None:

@@ -93,7 +93,7 @@ typedef struct {
     int32_t full;   /* activation range is all of int8 */
 } ep_rq;
 
-static void ep_rq_init(ep_rq *q, const ep_layer *l, int32_t c)
+EP_INLINE void ep_rq_init(ep_rq *q, const ep_layer *l, int32_t c)
 {
     q->multiplier = l->multiplier[c];
     q->shift = l->shift[c];
@@ -529,11 +529,10 @@ void ep_conv_gemm_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
             int32_t a0 = l->bias[co], a1 = a0, a2 = a0, a3 = a0;
             ep_rq q;
             EP_GEMM_1x4(w, buf, k4, a0, a1, a2, a3);
-            if (kt) {
-                int8_t t[4] = {0, 0, 0, 0};
-                uint32_t wv, we, wo;
-                memcpy(t, w + k4, (size_t)kt);
-                wv = ep_read32(t), we = EP_SXTB16(wv), wo = EP_SXTB16_ROR8(wv);
+            if (kt) { /* the last 1-3 weights as a word, the missing bytes 0 */
+                const uint32_t wv = (uint32_t)(uint8_t)w[k4] | (kt > 1 ? (uint32_t)(uint8_t)w[k4 + 1] << 8 : 0u)
+                                    | (kt > 2 ? (uint32_t)(uint8_t)w[k4 + 2] << 16 : 0u);
+                const uint32_t we = EP_SXTB16(wv), wo = EP_SXTB16_ROR8(wv);
                 a0 = EP_SMLAD(wo, tail[1], EP_SMLAD(we, tail[0], a0));
                 a1 = EP_SMLAD(wo, tail[3], EP_SMLAD(we, tail[2], a1));
                 a2 = EP_SMLAD(wo, tail[5], EP_SMLAD(we, tail[4], a2));
