@@ -19,6 +19,7 @@ from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
 from edgepack.ops.fc import rounds_once
 from edgepack.ops.resize import resize_maps
+from edgepack.ops.softmax import EXP_BARREL, softmax_scaling
 from edgepack.plan.plan import ADD_LEFT_SHIFT, PLAN_INPUT, Layer, Plan
 
 TVM_LOWERINGS = Lowerings("TVM generic")
@@ -246,6 +247,98 @@ def _mul(bb, a, b, layer: Layer):
 
     product = bb.emit(op.multiply(centred(a, layer.input_q.zero_point), centred(b, layer.params.input2_q.zero_point)))
     return _requantize(bb, product, layer, (1,) * (1 + len(layer.output_shape)))
+
+
+class _Fixed:
+    """gemmlowp's int32 fixed point on int64-held relax tensors, op for op as edgepack.ops.softmax's numpy
+    (no SaturatingRoundingDoublingHighMul operand of the softmax is ever INT32_MIN: no saturation case)."""
+
+    def __init__(self, bb):
+        from tvm import relax
+
+        self.bb, self.op = bb, relax.op
+
+    def c(self, value: int):
+        return _const(value, "int64")
+
+    def e(self, expr):
+        return self.bb.emit(expr)
+
+    def wrap(self, x):
+        """int32 two's complement wrap (gemmlowp's raw + and - on int32)."""
+        op = self.op
+        return self.e(op.subtract(op.bitwise_and(op.add(x, self.c(1 << 31)), self.c(0xFFFFFFFF)), self.c(1 << 31)))
+
+    def srdhm(self, a, b):
+        op = self.op
+        ab = self.e(op.multiply(a, b))
+        v = self.e(op.add(ab, op.where(op.greater_equal(ab, self.c(0)), self.c(1 << 30), self.c(1 - (1 << 30)))))
+        s31 = self.c(31)
+        return self.e(op.where(op.greater_equal(v, self.c(0)), op.right_shift(v, s31),
+                               op.negative(op.right_shift(op.negative(v), s31))))
+
+    def rdbp(self, x, exponent):
+        """RoundingDivideByPOT by an int or an int64 tensor of exponents."""
+        op = self.op
+        e = self.c(exponent) if isinstance(exponent, int) else exponent
+        mask = self.e(op.subtract(op.left_shift(self.c(1), e), self.c(1)))
+        threshold = op.add(op.right_shift(mask, self.c(1)), op.astype(op.less(x, self.c(0)), "int64"))
+        return self.e(op.add(op.right_shift(x, e), op.astype(op.greater(op.bitwise_and(x, mask), threshold), "int64")))
+
+    def shl_sat(self, x, n: int):
+        return self.e(self.op.clip(self.op.multiply(x, self.c(1 << n)), -(2**31), 2**31 - 1))
+
+
+def _exp_on_negative(f: _Fixed, a):
+    """gemmlowp exp_on_negative_values, Q5.26 in, Q0.31 out (edgepack.ops.softmax.exp_on_negative_values)."""
+    op, quarter = f.op, 1 << 24
+    a_mod = f.wrap(op.subtract(op.bitwise_and(a, f.c(quarter - 1)), f.c(quarter)))
+    x = f.wrap(op.add(f.shl_sat(a_mod, 5), f.c(1 << 28)))  # exp on [-1/4, 0): Taylor around -1/8
+    x2 = f.srdhm(x, x)
+    x3 = f.srdhm(x2, x)
+    x4_over_4 = f.rdbp(f.srdhm(x2, x2), 2)
+    poly = f.rdbp(f.wrap(op.add(f.srdhm(f.wrap(op.add(x4_over_4, x3)), f.c(715827883)), x2)), 1)
+    result = f.wrap(op.add(f.c(1895147668), f.srdhm(f.c(1895147668), f.wrap(op.add(x, poly)))))
+    remainder = f.wrap(op.subtract(a_mod, a))
+    for exponent, multiplier in EXP_BARREL:
+        bit = op.not_equal(op.bitwise_and(remainder, f.c(1 << (26 + exponent))), f.c(0))
+        result = f.e(op.where(bit, f.srdhm(result, f.c(multiplier)), result))
+    return f.e(op.where(op.equal(a, f.c(0)), f.c(2**31 - 1), result))
+
+
+def _one_over_one_plus_x(f: _Fixed, a):
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1 (a >= 0 here: its half sum is positive)."""
+    op = f.op
+    half = f.e(op.right_shift(op.add(op.add(a, f.c(2**31 - 1)), f.c(1)), f.c(1)))
+    x = f.wrap(op.add(f.c(1515870810), f.srdhm(half, f.c(-1010580540))))
+    for _ in range(3):
+        one_minus = f.wrap(op.subtract(f.c(1 << 29), f.srdhm(half, x)))
+        x = f.wrap(op.add(x, f.shl_sat(f.srdhm(x, one_minus), 2)))
+    return f.shl_sat(x, 1)
+
+
+@TVM_LOWERINGS.register("softmax")
+def _softmax(bb, x, layer: Layer):
+    """TFLite's int8 SOFTMAX as edgepack.ops.softmax: per row, the differences to the max rescaled into Q5.26,
+    gemmlowp's exp, the Q12.19 sum, its reciprocal (the leading zeros counted by 32 comparisons), in int64."""
+    f = _Fixed(bb)
+    op = f.op
+    multiplier, left_shift, diff_min = softmax_scaling(layer.input_q.scale, layer.params.beta)
+    v = f.e(op.astype(x, "int64"))
+    diff = f.e(op.subtract(v, op.max(v, axis=[-1], keepdims=True)))
+    used = f.e(op.greater_equal(diff, f.c(diff_min)))
+    rescaled = f.srdhm(f.wrap(op.multiply(diff, f.c(1 << left_shift))), f.c(multiplier))
+    exps = _exp_on_negative(f, f.e(op.where(used, rescaled, f.c(0))))
+    total = f.e(op.sum(op.where(used, f.rdbp(exps, 12), f.c(0)), axis=[-1], keepdims=True))
+    bits = f.c(0)
+    for k in range(32):
+        bits = f.e(op.add(bits, op.astype(op.greater_equal(total, f.c(1 << k)), "int64")))
+    headroom = f.e(op.subtract(f.c(32), bits))
+    shifted = f.e(op.subtract(op.bitwise_and(op.left_shift(total, headroom), f.c(0xFFFFFFFF)), f.c(1 << 31)))
+    scale = _one_over_one_plus_x(f, shifted)
+    out = f.rdbp(f.srdhm(scale, exps), f.e(op.subtract(f.c(12 + 31 - 8), headroom)))
+    out = f.e(op.where(used, op.clip(op.subtract(out, f.c(128)), -128, 127), f.c(-128)))
+    return bb.emit(op.astype(out, "int8"))
 
 
 def plan_to_relax(plan: Plan, batch: int = 1):
