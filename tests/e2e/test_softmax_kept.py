@@ -52,3 +52,19 @@ def test_kept_softmax_compiles_and_benches_bit_exact(source, target, tmp_path):
     result = json.loads(report.read_text())
     assert code == 0 and result["passed"], err
     assert any("bit-exact" in c["name"] and c["passed"] for c in result["checks"])
+
+
+@pytest.mark.slow
+def test_a_kept_softmax_runs_generic_beside_the_hand_scheduled_x86_layers(tmp_path):
+    """mobilenet_like (convs, mean, dense, SOFTMAX) on x86-tvm: the convs keep their hand-scheduled VNNI route,
+    the softmax runs its generic lowering in the same module; bench PASS bit-exact."""
+    source = converter_models.build(tmp_path / "models", ["mobilenet_like"])["mobilenet_like"]
+    out, report = tmp_path / "artifact", tmp_path / "bench.json"
+    code, _, err, _ = edgepack("compile", "--model", source, "--target", "x86-tvm", "--keep-softmax", "--eval-size", "16",
+                               "-o", out)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    routes = {r["kind"]: r["route"] for r in manifest["backend_info"]["layer_routes"]}
+    assert routes["softmax"] != "scheduled" and routes["conv"] == "scheduled"
+    code, _, err, _ = edgepack("bench", out, "--json", report)
+    assert code == 0 and json.loads(report.read_text())["passed"], err
