@@ -77,7 +77,7 @@ SOFTMAX_KEPT = ("kept (--keep-softmax): outputs are the SOFTMAX's int8 probabili
 
 def supported_ops() -> tuple[str, ...]:
     """The builtins a file may use: each op module's (tflite_ops.IMPORTS, sorted) and the structural ones."""
-    return tuple(sorted(IMPORTS.names())) + STRUCTURAL_OPS
+    return tuple(sorted(IMPORTS.names())) + tuple(name for name in STRUCTURAL_OPS if name not in IMPORTS)
 
 
 @dataclass

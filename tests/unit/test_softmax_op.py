@@ -91,3 +91,13 @@ def test_a_trailing_softmax_is_dropped_by_default_and_kept_when_asked(tmp_path):
     x = np.random.default_rng(4).integers(-128, 128, (32, 16)).astype(np.int8)
     assert np.array_equal(reference.run(kept.plan, x), litert.run_reference(path, x).reshape(32, 10))
     assert np.array_equal(np.argmax(reference.run(dropped.plan, x), 1), np.argmax(reference.run(kept.plan, x), 1))
+
+
+def test_keep_softmax_is_refused_for_a_torch_model_and_must_be_a_bool():
+    from edgepack.config import CompileConfig
+    from edgepack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--keep-softmax applies to an imported .tflite"):
+        CompileConfig(target="c-host", keep_softmax=True)
+    with pytest.raises(ConfigError, match="keep_softmax='yes' is not valid"):
+        CompileConfig(target="c-host", keep_softmax="yes")
