@@ -52,8 +52,10 @@ static int32_t EP_SMLATB(uint32_t a, uint32_t b, int32_t acc) { return acc + ep_
 
 #if defined(__GNUC__)
 #define EP_INLINE static inline __attribute__((always_inline))
+#define EP_NOINLINE static __attribute__((noinline))
 #else
 #define EP_INLINE static inline
+#define EP_NOINLINE static
 #endif
 
 EP_INLINE uint32_t ep_read32(const int8_t *p)
@@ -108,6 +110,13 @@ EP_INLINE void ep_rq_init(ep_rq *q, const ep_layer *l, int32_t c)
     q->round = q->exponent > 0 ? (int32_t)((uint32_t)1 << (q->exponent - 1)) : 0;
     q->sign = q->exponent > 0 ? -1 : 0;
     q->full = q->act_min == -128 && q->act_max == 127;
+}
+
+/* ep_rq_init kept out of line for the direct 3x3 kernels: inlined, gcc keeps the constants in registers
+ * across their hot loop and spills (measured: depthwise layers up to 1.7% slower) */
+EP_NOINLINE void ep_rq_init_outlined(ep_rq *q, const ep_layer *l, int32_t c)
+{
+    ep_rq_init(q, l, c);
 }
 
 /* Same result as ep_output() (kernels.c). Proofs, for a multiplier b = M0 in [0, 2^31):
@@ -421,7 +430,7 @@ void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
         uint32_t w02[3], w1[3];
         const int32_t sum = ep_split3x3(l->weight + c * 9, 1, w02, w1);
         ep_rq q;
-        ep_rq_init(&q, l, c);
+        ep_rq_init_outlined(&q, l, c);
         ep_pad_planes(l, in + c * plane, 1, xp);
         ep_plane3x3(l, xp, 1, w02, w1, l->bias[c] - l->in_zp * sum, &q, out + c * oplane);
     }
@@ -441,7 +450,7 @@ void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratc
         uint32_t w02[EP_CONV_FAST_MAX_IN * 3], w1[EP_CONV_FAST_MAX_IN * 3];
         const int32_t sum = ep_split3x3(l->weight + co * l->in_c * 9, l->in_c, w02, w1);
         ep_rq q;
-        ep_rq_init(&q, l, co);
+        ep_rq_init_outlined(&q, l, co);
         ep_plane3x3(l, xp, l->in_c, w02, w1, l->bias[co] - l->in_zp * sum, &q, out + co * oplane);
     }
 }
