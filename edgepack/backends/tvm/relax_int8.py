@@ -155,17 +155,6 @@ def _resize_nearest(bb, x, layer: Layer):
     from tvm import relax
 
     rows, cols = resize_maps(layer)
-    x = bb.emit(relax.op.take(x, _const(rows, "int32"), axis=2))
-    return bb.emit(relax.op.take(x, _const(cols, "int32"), axis=3))
-
-
-@TVM_LOWERINGS.register("resize_nearest")
-def _resize_nearest(bb, x, layer: Layer):
-    """TFLite's int8 RESIZE_NEAREST_NEIGHBOR: two gathers (rows, then columns) by the index maps TFLite's
-    float32 arithmetic gives (edgepack.ops.resize.resize_maps), a copy."""
-    from tvm import relax
-
-    rows, cols = resize_maps(layer)
     x = bb.emit(relax.op.take(x, _const(rows, "int32"), axis=2, mode="clip"))  # in bounds: "fast" would warn
     return bb.emit(relax.op.take(x, _const(cols, "int32"), axis=3, mode="clip"))
 
