@@ -3,7 +3,8 @@ between convs and F.pad(x, (l, r, t, b)) before a max pool become the plan's pad
 point, PADV2 for another constant), compile through the Python API for host (ONNX Runtime on the QDQ ONNX, where
 the pad is ONNX's Pad) and c-host, and bench PASS (bit-exact with the numpy reference on c-host); the compile
 itself checked model.tflite bit-exact under LiteRT's reference kernels. Reflect padding and channel padding are
-refused naming the layer and the fix."""
+refused naming the layer and the fix, before calibration (quantize.quantizer.check_graph_ops ->
+layers.check_layer_geometry)."""
 from __future__ import annotations
 
 import numpy as np

@@ -4,7 +4,8 @@ compiles through the Python API for c-host (the int8 plan's resize_nearest, bit-
 and host (ONNX Runtime on the QDQ ONNX, where the upsample is an ONNX Resize between DequantizeLinear and
 QuantizeLinear) and benches PASS. The quantizer shares each upsample's input quantization with its output (TFLite's
 int8 RESIZE_NEAREST_NEIGHBOR is a copy), and compile checked model.tflite bit-exact under LiteRT's reference
-kernels. A fractional scale factor is refused by layer name before any plan is built."""
+kernels. A fractional scale factor is refused by layer name before
+calibration (quantize.quantizer.check_graph_ops -> layers.check_layer_geometry)."""
 from __future__ import annotations
 
 import numpy as np
