@@ -416,16 +416,29 @@ def has_fast_kernel(kind: str) -> bool:
     return type(C_LOWERINGS[kind]).fast is not CLowering.fast
 
 
-def kernel_choices(plan: Plan, kernels: str = "fast") -> list[dict]:
+def kernel_choices(plan: Plan, kernels: str = "fast", portable_layers: dict[int, str] | None = None) -> list[dict]:
     """Per layer, the C function the ``kernels`` set runs it with and its scratch bytes; ``fallback`` marks a layer
-    of a kind the fast set has kernels for that still runs the portable one (the shapes it does not specialise)."""
-    rows = []
+    of a kind the fast set has kernels for that still runs the portable one, with its ``reason``: the shapes it does
+    not specialise, or ``portable_layers`` (layer -> why, memplan.fit_arena: scratch over the RAM budget)."""
+    rows, forced = [], portable_layers or {}
     for i, layer in enumerate(plan.layers):
-        fn, scratch = layer_kernel(layer, kernels)
+        fn, scratch = layer_kernel(layer, "portable" if i in forced else kernels)
         portable = fn == C_LOWERINGS[layer.kind].portable_kernel(layer)
         rows.append({"layer": i, "name": layer.name, "kind": layer.kind, "kernel": fn, "scratch_bytes": scratch,
                      "fallback": kernels == "fast" and portable and has_fast_kernel(layer.kind)})
+        if rows[-1]["fallback"]:
+            rows[-1]["reason"] = forced.get(i, "shape: the fast kernels do not specialise it")
     return rows
+
+
+def kernel_summary(rows: list[dict]) -> str:
+    """The manifest / bench line of kernel_choices: "5 of 7 layers fast; portable: maxpool x2; fallback: ..."."""
+    slow = [r["kind"] for r in rows if not r["kernel"].endswith("_fast") and not r["fallback"]]
+    kinds = ", ".join(f"{k} x{slow.count(k)}" if slow.count(k) > 1 else k for k in dict.fromkeys(slow))
+    fallbacks = ", ".join(f"{r['name']} ({r['reason'].split(':')[0]})" for r in rows if r["fallback"])
+    fast = sum(r["kernel"].endswith("_fast") for r in rows)
+    return (f"{fast} of {len(rows)} layers fast" + (f"; portable (no fast kernel): {kinds}" if kinds else "")
+            + (f"; fallback to portable: {fallbacks}" if fallbacks else ""))
 
 
 def scratch_total(plan: Plan, kernels: str) -> int:
@@ -653,7 +666,7 @@ def _layer_call(plan: Plan, i: int, layer: Layer, kernels: str, memory) -> str:
     src = C_LOWERINGS[layer.kind].arguments(
         plan, i, ["input" if j == -1 else f"arena + {memory.offset(f't{j}')}" for j in plan.inputs_of(i)])
     dst = "output" if i == len(plan.layers) - 1 else f"arena + {memory.offset(f't{i}')}"
-    fn, scratch = layer_kernel(layer, kernels)
+    fn, scratch = layer_kernel(layer, memory.kernels_of(i, kernels))  # portable where the scratch did not fit
     if scratch:
         return f"    {fn}(&edgepack_l{i}, {src}, {dst}, arena + {memory.offset(f's{i}')});\n    EDGEPACK_LAYER_DONE({i});"
     return f"    {fn}(&edgepack_l{i}, {src}, {dst});\n    EDGEPACK_LAYER_DONE({i});"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 from edgepack import devices
 from edgepack.backends.c import build as c_build
 from edgepack.backends.c import codegen, elf
-from edgepack.backends.c.memplan import plan_memory
+from edgepack.backends.c.memplan import fit_arena, plan_memory
 from edgepack.backends.c.runner import callgrind_instructions, run_images
 from edgepack.backends.c.spec import FIRMWARE, HOST_EXE, BuildSpec
 from edgepack.backends.lowered import Lowered
@@ -110,7 +111,8 @@ def _model_ram(library_ram: int, arena: int, stack: int | None) -> dict:
 
 
 def lower(build, folder: Path) -> Lowered:
-    """Generate, build, measure, run on every device, check: one pass, in that order."""
+    """Generate, build, measure, run on every device, check: one pass, in that order (a second one when the fast
+    kernels' scratch is all that puts RAM over budget: those layers then run portable, see _fit_scratch)."""
     plan = build.plan
     if plan is None:
         raise UnsupportedModelError("the C backend runs the int8 plan: compile with --quant ptq or qat, not none")
@@ -122,18 +124,15 @@ def lower(build, folder: Path) -> Lowered:
     golden_x, golden_y = build.golden_input, build.golden_output
     out_size = codegen.numel(plan.output_shape)
     with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp:
-        sources, built = c_build.make(spec, folder, Path(tmp) / spec.kernels, spec.kernels,
-                                      codegen.generate(plan, spec.kernels, memory))
-        sizes = elf.footprint(spec.size, folder / FIRMWARE if cortex_m else None, built.objects)
-        measured = sizes["firmware" if cortex_m else "model_library"]
-        # before running anything: constants and static RAM alone may already be over budget
-        check_budget(spec, measured["flash"], measured["ram"], "before counting the stack", build.target.path)
-        main = _golden_runs(spec, folder, golden_x, golden_y, out_size)
-        margin = stack_margin(spec, built.work) if cortex_m else None
-        stack = (main.stack_bytes or 0) + (margin["total_bytes"] if margin else 0)
-        ram = measured["ram"] + stack
-        check_budget(spec, measured["flash"], ram, f"data + bss {measured['ram']:,} + stack {stack:,}",
-                     build.target.path)
+        for attempt in range(2):
+            step = _build_and_run(spec, build, folder, Path(tmp) / f"build{attempt}", memory)
+            refit = None if attempt else _fit_scratch(spec, plan, memory, step)
+            if refit is None:
+                break
+            memory = refit
+        check_budget(spec, step["measured"]["flash"], step["ram"], step["detail"], build.target.path)
+        sources, built, sizes, measured, main, margin, stack, ram = (
+            step[k] for k in ("sources", "built", "sizes", "measured", "main", "margin", "stack", "ram"))
         cost = (_cortex_m_cost(spec, plan, main, Path(tmp), golden_x, golden_y, out_size) if cortex_m
                 else _host_cost(spec, folder, golden_x))
     board = build.target.board
@@ -143,9 +142,48 @@ def lower(build, folder: Path) -> Lowered:
         "flash_bytes": measured["flash"], "ram_bytes": ram, **_stack_figures(main, margin, len(golden_x)),
         **_model_ram(sizes["model_library"]["ram"], memory.arena_bytes, stack if margin else None),
         **_footprint_notes(spec, plan, memory, sizes)}
-    return Lowered(_backend_info(spec, plan, sources, built, out_size, len(golden_x)),
-                   files=(*(f"c/{name}" for name in sources), *spec.binaries().values()),
+    info = {**_backend_info(spec, plan, sources, built, out_size, len(golden_x)), **kernel_record(plan, spec.kernels, memory)}
+    return Lowered(info, files=(*(f"c/{name}" for name in sources), *spec.binaries().values()),
                    sections={"memory_plan": memory.to_json(), "footprint": footprint, "cost": cost})
+
+
+def kernel_record(plan, kernels: str, memory) -> dict:
+    """backend_info's per-layer kernel choice (codegen.kernel_choices, with the RAM fallbacks of ``memory``) and
+    its one-line summary, which bench prints on its device line."""
+    rows = codegen.kernel_choices(plan, kernels, memory.portable_layers)
+    return {"kernel_choices": rows, "fast_layers": codegen.kernel_summary(rows)}
+
+
+def _fit_scratch(spec: BuildSpec, plan, memory, step: dict):
+    """When a fast build is over the RAM budget (its flash within), the memory plan with the peak layers' scratch
+    dropped (memplan.fit_arena) if that makes the arena smaller; None otherwise (the budget check then refuses)."""
+    flash_max, ram_max, ram = spec.budget.flash_bytes, spec.budget.ram_bytes, step["ram"]
+    if spec.kernels != "fast" or ram_max is None or ram <= ram_max or \
+            (flash_max is not None and step["measured"]["flash"] > flash_max):
+        return None
+    fitted = fit_arena(plan, spec.kernels, memory.arena_bytes - (ram - ram_max))
+    return fitted if fitted.arena_bytes < memory.arena_bytes else None
+
+
+def _build_and_run(spec: BuildSpec, build, folder: Path, work: Path, memory) -> dict:
+    """One build of ``memory``'s plan into ``folder``, its footprint, and (when its static RAM fits the budget) the
+    golden runs and the stack bound; ``ram`` is what the budget check compares, ``detail`` how it was counted."""
+    plan, cortex_m = build.plan, spec.kind == "cortex-m"
+    for sub in ("c", "bin"):  # a second attempt replaces the first one's sources and binaries
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    sources, built = c_build.make(spec, folder, work, spec.kernels, codegen.generate(plan, spec.kernels, memory))
+    sizes = elf.footprint(spec.size, folder / FIRMWARE if cortex_m else None, built.objects)
+    measured = sizes["firmware" if cortex_m else "model_library"]
+    step = {"sources": sources, "built": built, "sizes": sizes, "measured": measured, "ram": measured["ram"],
+            "detail": "before counting the stack"}
+    flash_max, ram_max = spec.budget.flash_bytes, spec.budget.ram_bytes
+    if (flash_max is not None and measured["flash"] > flash_max) or (ram_max is not None and measured["ram"] > ram_max):
+        return step  # constants and static RAM alone are already over budget: nothing to run
+    main = _golden_runs(spec, folder, build.golden_input, build.golden_output, codegen.numel(plan.output_shape))
+    margin = stack_margin(spec, built.work) if cortex_m else None
+    stack = (main.stack_bytes or 0) + (margin["total_bytes"] if margin else 0)
+    return {**step, "main": main, "margin": margin, "stack": stack, "ram": measured["ram"] + stack,
+            "detail": f"data + bss {measured['ram']:,} + stack {stack:,}"}
 
 
 def _golden_runs(spec: BuildSpec, folder: Path, golden_x, golden_y, out_size: int):

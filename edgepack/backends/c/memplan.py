@@ -19,7 +19,7 @@ tensors: layer 0 reads the input in place and the last layer writes the output i
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from edgepack.backends.c.codegen import C_LOWERINGS, layer_kernel
 from edgepack.plan.plan import Plan
@@ -51,6 +51,11 @@ class MemoryPlan:
     lower_bound_bytes: int
     planner: str
     candidates: dict[str, int]  # planner -> arena bytes it needed
+    portable_layers: dict[int, str] = field(default_factory=dict)  # layer -> why a fast build runs it portable
+
+    def kernels_of(self, i: int, kernels: str) -> str:
+        """The kernel set layer i runs with: portable where fit_arena dropped its fast scratch."""
+        return "portable" if i in self.portable_layers else kernels
 
     def offset(self, name: str) -> int:
         return next(b.offset for b in self.buffers if b.name == name)
@@ -60,7 +65,8 @@ class MemoryPlan:
                 "arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
                 "lower_bound_bytes": self.lower_bound_bytes,
                 "saved_bytes": self.naive_bytes - self.arena_bytes,
-                "buffers": [asdict(b) for b in self.buffers]}
+                "buffers": [asdict(b) for b in self.buffers],
+                "scratch_fallbacks": {str(i): why for i, why in self.portable_layers.items()}}
 
 
 def align(n: int) -> int:
@@ -139,9 +145,9 @@ def scratch_bytes(layer, kernels: str) -> int:
     return layer_kernel(layer, kernels)[1]
 
 
-def tensor_buffers(plan: Plan, kernels: str) -> list[Buffer]:
+def tensor_buffers(plan: Plan, kernels: str, portable_layers=()) -> list[Buffer]:
     """The arena's buffers: layer i's output lives from step i to its last reader (i + 1 in a chain;
-    a residual input until its add)."""
+    a residual input until its add); the layers in ``portable_layers`` keep no scratch."""
     n, last_reader = len(plan.layers), plan.last_readers()
     buffers = []
     for i, layer in enumerate(plan.layers):
@@ -150,12 +156,42 @@ def tensor_buffers(plan: Plan, kernels: str) -> list[Buffer]:
             for d in layer.output_shape:
                 size *= int(d)
             buffers.append(Buffer(f"t{i}", size, i, last_reader.get(i, i)))
-        scratch = scratch_bytes(layer, kernels)
+        scratch = scratch_bytes(layer, "portable" if i in portable_layers else kernels)
         if scratch:
             buffers.append(Buffer(f"s{i}", scratch, i, i))
     return buffers
 
 
-def plan_memory(plan: Plan, kernels: str) -> MemoryPlan:
+def plan_memory(plan: Plan, kernels: str, portable_layers: dict[int, str] | None = None) -> MemoryPlan:
     C_LOWERINGS.check(plan)  # an op kind the C executor lacks is refused by name, not as a missing table entry
-    return plan_buffers(tensor_buffers(plan, kernels))
+    memory = plan_buffers(tensor_buffers(plan, kernels, portable_layers or {}))
+    memory.portable_layers = dict(portable_layers or {})
+    return memory
+
+
+def _peak_steps(buffers: list[Buffer]) -> list[int]:
+    """The steps where the live bytes (padded) reach their maximum: where the arena's lower bound is set."""
+    steps = sorted({s for b in buffers for s in (b.first, b.last)})
+    live = {s: sum(b.padded for b in buffers if b.first <= s <= b.last) for s in steps}
+    top = max(live.values(), default=0)
+    return [s for s in steps if live[s] == top]
+
+
+def fit_arena(plan: Plan, kernels: str, limit: int) -> MemoryPlan:
+    """The memory plan of a ``kernels`` build whose arena must not exceed ``limit`` bytes (what the target's RAM
+    budget leaves for it): while it does, the layers at the peak steps drop their fast kernel's scratch and run
+    the portable kernel (which needs none; bit-identical, slower), each recorded with the reason. Stops when it
+    fits or a peak step has no scratch left to drop (then nothing here helps and the budget check refuses)."""
+    forced: dict[int, str] = {}
+    memory = plan_memory(plan, kernels)
+    start = memory.arena_bytes
+    while memory.arena_bytes > limit:
+        peaks = _peak_steps(memory.buffers)
+        scratch = {b.first: b.size for b in memory.buffers if b.name.startswith("s")}
+        if not peaks or any(s not in scratch for s in peaks):
+            break
+        for s in peaks:
+            forced[s] = (f"RAM budget: the fast kernel's {scratch[s]:,} B scratch would make the arena {start:,} B, over the "
+                         f"{limit:,} B the target's ram_bytes leaves for it; portable kernel (no scratch)")
+        memory = plan_memory(plan, kernels, forced)
+    return memory

@@ -163,6 +163,14 @@ class Runner(runner.Runner):
         self._keep = (x, out)
         return lambda: fn(xp, op)
 
+    def details(self) -> dict | None:
+        """The kernel set and how many plan layers ran a fast kernel, with the portable ones and why (bench's device
+        line), as lower.kernel_record recorded them; None for artifacts without that record."""
+        info = self.manifest["backend_info"]
+        if "fast_layers" not in info:
+            return None
+        return {"summary": f"kernels {info.get('kernels')}: {info['fast_layers']}", "kernel_choices": info["kernel_choices"]}
+
     def cost(self) -> dict:
         m = self.manifest
         fp, mem, compiled = m.get("footprint", {}), m.get("memory_plan", {}), m.get("cost", {})
