@@ -330,6 +330,26 @@ def _softmax(bb, x, layer: Layer):
     return bb.emit(op.astype(out, "int8"))
 
 
+def read_as_input(bb, x, layer: Layer):
+    """A layer's first input as its input_shape: a tensor held in another shape of the same size (an fc's
+    (batch, F) vector read by a conv or depthwise as its (C, H, W) map) is reshaped, as the numpy reference
+    reads it (edgepack.plan.reference.kernel); the plan stores that vector in CHW order, so no transpose."""
+    from tvm import relax
+
+    shape = [int(d) for d in x.ty.shape]
+    want = tuple(layer.input_shape)
+    if len(shape) == len(want) + 1 or int(np.prod(shape[1:])) != int(np.prod(want)):
+        return x  # already the map (or a shape the layer's own lowering handles, an fc's flatten)
+    return bb.emit(relax.op.reshape(x, (shape[0], *want)))
+
+
+def emit_generic(bb, layer: Layer, inputs: list):
+    """One layer through its generic lowering, its first input read as the layer's input_shape."""
+    if inputs:
+        inputs = [read_as_input(bb, inputs[0], layer), *inputs[1:]]
+    return TVM_LOWERINGS[layer.kind](bb, *inputs, layer)
+
+
 def plan_to_relax(plan: Plan, batch: int = 1):
     """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``: the plan's graph, each
     layer reading its input tensors by layer index (a residual input stays bound until its add)."""
@@ -342,7 +362,7 @@ def plan_to_relax(plan: Plan, batch: int = 1):
         with bb.dataflow():
             tensors = {PLAN_INPUT: x}
             for i, layer in enumerate(plan.layers):
-                tensors[i] = TVM_LOWERINGS[layer.kind](bb, *(tensors[j] for j in plan.inputs_of(i)), layer)
+                tensors[i] = emit_generic(bb, layer, [tensors[j] for j in plan.inputs_of(i)])
             out = bb.emit_output(tensors[len(plan.layers) - 1])
         bb.emit_func_output(out)
     return bb.get()

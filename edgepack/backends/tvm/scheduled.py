@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgepack.backends.tvm.relax_int8 import TVM_LOWERINGS
+from edgepack.backends.tvm.relax_int8 import TVM_LOWERINGS, emit_generic
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
@@ -253,7 +253,7 @@ class _Tensors:
 def _emit_layer(plan: Plan, low, tensors: _Tensors, i: int, route: str) -> None:
     layer, inputs = plan.layers[i], plan.inputs_of(i)
     if route == GENERIC:
-        tensors.put(i, GENERIC, TVM_LOWERINGS[layer.kind](low.bb, *(tensors.get(j, GENERIC) for j in inputs), layer))
+        tensors.put(i, GENERIC, emit_generic(low.bb, layer, [tensors.get(j, GENERIC) for j in inputs]))
         return
     entry = SCHEDULED_LOWERINGS[layer.kind]
     nchw = entry.first and tensors.native(inputs[0]) == GENERIC and len(_source_shape(plan, inputs[0])) == 3
