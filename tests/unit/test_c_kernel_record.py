@@ -88,3 +88,10 @@ def test_the_lowering_refits_only_a_fast_build_over_its_ram_budget(plan):
     over = _fit_scratch(_spec("fast", 100_000 - 1), plan, memory, step)
     assert over is not None and over.portable_layers and over.arena_bytes <= memory.arena_bytes - 1
     assert _fit_scratch(_spec("fast", 100), plan, memory, step) is not None  # smaller, even if still over
+
+
+def test_a_portable_build_says_its_kernel_set_chose_portable_not_that_no_fast_kernel_exists(plan):
+    record = kernel_record(plan, "portable", plan_memory(plan, "portable"))
+    assert record["fast_layers"] == ("0 of 8 layers fast; portable kernel set: conv x4, pointwise, add, fc; "
+                                     "portable (no fast kernel): avgpool")
+    assert not any(r["fallback"] for r in record["kernel_choices"])

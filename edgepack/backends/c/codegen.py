@@ -433,11 +433,16 @@ def kernel_choices(plan: Plan, kernels: str = "fast", portable_layers: dict[int,
 
 def kernel_summary(rows: list[dict]) -> str:
     """The manifest / bench line of kernel_choices: "5 of 7 layers fast; portable: maxpool x2; fallback: ..."."""
+    def kinds(which: list[str]) -> str:
+        return ", ".join(f"{k} x{which.count(k)}" if which.count(k) > 1 else k for k in dict.fromkeys(which))
+
     slow = [r["kind"] for r in rows if not r["kernel"].endswith("_fast") and not r["fallback"]]
-    kinds = ", ".join(f"{k} x{slow.count(k)}" if slow.count(k) > 1 else k for k in dict.fromkeys(slow))
+    chosen = kinds([k for k in slow if has_fast_kernel(k)])  # only in a portable build: its kernel set's choice
+    none = kinds([k for k in slow if not has_fast_kernel(k)])
     fallbacks = ", ".join(f"{r['name']} ({r['reason'].split(':')[0]})" for r in rows if r["fallback"])
     fast = sum(r["kernel"].endswith("_fast") for r in rows)
-    return (f"{fast} of {len(rows)} layers fast" + (f"; portable (no fast kernel): {kinds}" if kinds else "")
+    return (f"{fast} of {len(rows)} layers fast" + (f"; portable kernel set: {chosen}" if chosen else "")
+            + (f"; portable (no fast kernel): {none}" if none else "")
             + (f"; fallback to portable: {fallbacks}" if fallbacks else ""))
 
 
