@@ -12,7 +12,7 @@ import numpy as np
 from edgepack import evaldata
 from edgepack.config import CompileConfig
 from edgepack.data import Dataset
-from edgepack.errors import ConfigError, DataError, VerificationError
+from edgepack.errors import DataError, VerificationError
 from edgepack.frontends import Source, litert_images, load_data, percent, timed
 from edgepack.interop import litert
 from edgepack.interop.tflite_import import SOFTMAX_DROPPED, SOFTMAX_KEPT, ImportedModel, plan_profile, read_tflite
@@ -73,7 +73,6 @@ def to_source(config: CompileConfig, eval_set: Dataset | None = None) -> TfliteS
     """Read ``config.tflite_model`` (unsupported ops are refused by name) and choose its eval images."""
     imported = read_tflite(config.tflite_model, keep_softmax=config.keep_softmax)
     plan = imported.plan
-    _check_vector_maps(imported, config)
     evalset = imported_eval_set(config, imported.classes, eval_set, plan)
     if tuple(evalset.images.shape[1:]) != tuple(plan.input_shape):
         raise DataError(f"eval images have shape {tuple(evalset.images.shape[1:])}, {imported.path.name} takes "
@@ -89,20 +88,6 @@ def to_source(config: CompileConfig, eval_set: Dataset | None = None) -> TfliteS
                         origin={"import": imported.record()},
                         golden_source="LiteRT reference kernels on the imported .tflite" if litert_plan is None else
                         TFLM_GOLDEN, imported=imported, litert_plan=litert_plan)
-
-
-def _check_vector_maps(imported: ImportedModel, config: CompileConfig) -> None:
-    """A convolution reading a vector as its (C, H, W) map (a dense layer's output, or a (1, F) input, RESHAPEd to
-    a map) runs on the C and TFLM backends; TVM's conv lowerings take a (1, C, H, W) tensor and do not reshape it
-    yet, so a TVM target is refused by name here rather than failing inside TVM."""
-    plan = imported.plan
-    for i, layer in enumerate(plan.layers):
-        source = plan.inputs_of(i)[:1]
-        if len(layer.input_shape) == 3 and source and len(plan.tensor_shape(source[0])) == 1 \
-                and get_target(config.target, config.target_dirs).backend == "tvm":
-            raise ConfigError(f"--model {imported.path}: {layer.name} reads a vector as a {list(layer.input_shape)} "
-                              "map (a RESHAPE of a dense layer's output or of the input), which the TVM backends do not "
-                              "lower yet: compile it for a C target (c-host, cortex-m4, cortex-m7) or tflm")
 
 
 class TfliteSource(Source):

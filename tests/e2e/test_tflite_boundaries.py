@@ -13,7 +13,6 @@ from edgepack.interop import litert
 from edgepack.interop.tflite_import import read_tflite
 from edgepack.plan import reference
 from tests import converter_models
-from tests.cli import assert_one_line, edgepack
 from tests.e2e.test_tflite_import import _compile_and_bench
 
 RANDOM_INPUTS = 32
@@ -98,12 +97,3 @@ def test_dense_vector_reshaped_to_a_map_is_the_plan_fc_writing_that_map_in_chw_o
     assert np.array_equal(outputs[0].reshape(RANDOM_INPUTS, 8, 4, 4), nhwc.transpose(0, 3, 1, 2))
     want = litert.run_reference_tensor(source, x, imported.logits_tensor)
     assert np.array_equal(logits, want.reshape(RANDOM_INPUTS, -1)) and len(np.unique(want)) > 20
-
-
-@pytest.mark.slow
-def test_a_conv_reading_a_vector_is_refused_for_tvm_by_name_before_any_work(converted, tmp_path):
-    out = tmp_path / "refused"
-    code, _, err, _ = edgepack("compile", "--model", converted["fc_reshape_conv"], "--target", "x86-tvm", "-o", out)
-    assert_one_line(code, err, 2, "edgepack compile: error:", "layer2_conv reads a vector as a [8, 4, 4] map",
-                    "TVM backends do not lower yet", "c-host")
-    assert not out.exists()

@@ -1,6 +1,6 @@
 """What converters write between layers, on small files edgepack's exporter writes and a test then edits:
 a MUL whose constant is its first operand (TFLite's MUL(c, x)) imports as the MUL(x, c) it equals; a dense
-layer's vector read by a conv as a map (a decoder) runs on C and under LiteRT as the numpy reference; a QUANTIZE
+layer's vector read by a conv as a map (a decoder) runs on C, TVM and under LiteRT as the numpy reference; a QUANTIZE
 int8 -> int8 between layers is a table equal to TFLite's requantize."""
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def _decoder_plan() -> Plan:
     return plan
 
 
-@pytest.mark.parametrize("executor", ["C portable", "C fast", "TFLite export under LiteRT"])
+@pytest.mark.parametrize("executor", ["C portable", "C fast", "TFLite export under LiteRT",
+                                      pytest.param("TVM generic", marks=pytest.mark.slow)])
 def test_a_conv_reading_an_fc_vector_as_its_map_is_bit_exact_with_the_reference(executor, tmp_path):
     plan = _decoder_plan()
     x = np.random.default_rng(12).integers(-128, 128, (24, 16), dtype=np.int8)
@@ -89,6 +90,8 @@ def test_a_conv_reading_an_fc_vector_as_its_map_is_bit_exact_with_the_reference(
     assert len(np.unique(want)) > 20
     if executor == "TFLite export under LiteRT":
         got = litert.run_reference(plan_to_tflite(plan), x)  # RESHAPE, GATHER into HWC order, RESHAPE first
+    elif executor == "TVM generic":
+        got = executors.run_tvm_generic(plan, x)  # the fc's (1, 128) reshaped to (1, 8, 4, 4) before the conv
     else:
         got = executors.run_c(plan, x, executor.split()[1], tmp_path)
     assert np.array_equal(got.reshape(want.shape), want)
