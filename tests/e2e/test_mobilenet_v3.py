@@ -1,8 +1,11 @@
 """MobileNetV3 through the int8 plan (issue 21): hard-swish and hard-sigmoid are lut layers, the
-squeeze-and-excite gate a mul, the residuals adds. With random weights (no V3 digits weights ship yet) a
+squeeze-and-excite gate a mul, the residuals adds. With random weights a
 compile for c-host benches PASS, bit-exact with the numpy reference; without a checkpoint the missing shipped
-weights are named in one line, exit 2, and no artifact is left."""
+weights are named in one line, exit 2, and no artifact is left; the shipped digits weights (Small 1.0, Large 0.75)
+compile with the accuracy gate at its default limit."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -35,8 +38,24 @@ def test_mobilenet_v3_small_compiles_for_c_host_and_benches_bit_exact(tmp_path, 
 
 @pytest.mark.slow
 def test_compile_without_weights_names_them(tmp_path, capsys):
-    code, _, err = run_cli(capsys, *FLAGS, "--target", "host", "-o", str(tmp_path / "out"))
+    # digits weights ship for Small 1.0 and Large 0.75 only
+    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v3_large", "--alpha", "1.0", "--resolution", "64",
+                           "--target", "host", "-o", str(tmp_path / "out"))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert "no shipped mobilenet_v3_small weights" in lines[0]
+    assert "no shipped mobilenet_v3_large weights for alpha 1 " in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_shipped_small_weights_pass_the_default_accuracy_gate_on_c_host(tmp_path, capsys):
+    """int8 PTQ of the shipped Small 1.0 digits weights at 96 stays within the target's 1-point gate of fp32
+    (compile exits 1 otherwise) and the C build benches bit-exact."""
+    out = tmp_path / "small96"
+    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v3_small", "--resolution", "96", "--target", "c-host",
+                           "-o", str(out))
+    assert code == 0, err
+    gate = json.loads((out / "manifest.json").read_text())["metrics"]["accuracy_gate"]
+    assert gate["passed"], gate
+    code, text, err = run_cli(capsys, "bench", str(out), "--count", "1", "--warmup", "0")
+    assert code == 0 and "bit-exact" in text, text + err
