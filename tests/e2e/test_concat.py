@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from edgepack.plan.plan import Plan
+from tests.conformance.executors import host_has_vnni
 from tests.e2e.test_user_model import assert_bench_passes, compile_user_net
 
 NET_SOURCE = '''
@@ -48,5 +49,8 @@ def test_a_user_cnn_with_an_inception_block_joined_by_torch_cat_compiles_and_ben
     assert all(q == cat.output_q for q in cat.inputs_q())
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
-        assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
+        # per-layer routes: the convs hand-scheduled where the CPU has AVX512-VNNI, this op generic beside them
+        assert manifest["backend_info"]["kernels"] == ("vnni" if host_has_vnni() else "generic")
+        routes = {route["route"] for route in manifest["backend_info"]["layer_routes"]}
+        assert routes == ({"scheduled", "generic"} if host_has_vnni() else {"generic"})
     assert_bench_passes(out, target)

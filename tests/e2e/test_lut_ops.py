@@ -15,6 +15,7 @@ import edgepack
 from edgepack.artifact import verify
 from edgepack.ops.lut import lut_table
 from edgepack.plan.plan import Plan
+from tests.conformance.executors import host_has_vnni
 from tests.e2e.test_user_model import net_from_source
 
 NET_SOURCE = '''
@@ -58,7 +59,10 @@ def test_a_user_cnn_with_hardswish_hardsigmoid_and_leaky_relu_benches_pass_bit_e
     assert all((lut.arrays["table"] == lut_table(lut.params, lut.input_q, lut.output_q)).all() for lut in luts)
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
-        assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
+        # per-layer routes: the convs hand-scheduled where the CPU has AVX512-VNNI, this op generic beside them
+        assert manifest["backend_info"]["kernels"] == ("vnni" if host_has_vnni() else "generic")
+        routes = {route["route"] for route in manifest["backend_info"]["layer_routes"]}
+        assert routes == ({"scheduled", "generic"} if host_has_vnni() else {"generic"})
     report = edgepack.bench(out, count=3, warmup=1)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     exact = [c["name"] for c in report["checks"] if "bit-exact" in c["name"]]

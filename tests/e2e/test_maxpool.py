@@ -11,6 +11,7 @@ import pytest
 
 import edgepack
 from edgepack.plan.plan import Plan
+from tests.conformance.executors import host_has_vnni
 from tests.e2e.test_user_model import assert_bench_passes, compile_user_net, net_from_source
 
 NET_SOURCE = '''
@@ -46,7 +47,10 @@ def test_a_user_cnn_with_max_pools_compiles_and_benches_pass(target, tmp_path, m
     assert all(p.input_q == p.output_q for p in pools)
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
-        assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
+        # per-layer routes: the convs hand-scheduled where the CPU has AVX512-VNNI, this op generic beside them
+        assert manifest["backend_info"]["kernels"] == ("vnni" if host_has_vnni() else "generic")
+        routes = {route["route"] for route in manifest["backend_info"]["layer_routes"]}
+        assert routes == ({"scheduled", "generic"} if host_has_vnni() else {"generic"})
     assert_bench_passes(out, target)
 
 

@@ -13,6 +13,7 @@ import pytest
 from edgepack.plan import reference
 from edgepack.plan.golden import load_golden
 from edgepack.plan.plan import Plan
+from tests.conformance.executors import host_has_vnni
 from tests.e2e.test_user_model import assert_bench_passes, compile_user_net
 
 NET_SOURCE = '''
@@ -70,5 +71,8 @@ def test_a_user_cnn_with_squeeze_and_excite_compiles_and_benches_pass(target, tm
     assert all(len(np.unique(outputs[i])) >= 16 for i in muls)  # the products spread over int8, none is all ~0
     assert manifest["tflite"]["reference_kernels"]["bit_exact"]
     if target == "x86-tvm":
-        assert manifest["backend_info"]["kernels"] == "generic"  # even on a CPU with AVX512-VNNI
+        # per-layer routes: the convs hand-scheduled where the CPU has AVX512-VNNI, this op generic beside them
+        assert manifest["backend_info"]["kernels"] == ("vnni" if host_has_vnni() else "generic")
+        routes = {route["route"] for route in manifest["backend_info"]["layer_routes"]}
+        assert routes == ({"scheduled", "generic"} if host_has_vnni() else {"generic"})
     assert_bench_passes(out, target)
