@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.errors import CheckpointError, ConfigError, DataError
-from edgepack.model.builtin import max_alpha
+from edgepack.model.builtin import default_alpha, max_alpha
 from edgepack.validate import (check_alpha, check_classes, check_count, check_memory, check_path_argument, finite_number,
                                check_resolution, check_target_name, file_kind, shown)
 
@@ -116,7 +116,7 @@ class CompileConfig:
     """Everything a compile depends on (the same config gives byte-identical artifacts)."""
 
     target: str = "host"
-    alpha: float = 0.75
+    alpha: float | None = None  # None: 0.75, or the shipped width of a model without 0.75 weights
     resolution: int = 224
     classes: int = 10
     checkpoint: str | None = None
@@ -148,7 +148,8 @@ class CompileConfig:
 
     def __post_init__(self):
         self.target = check_target_name(self.target)
-        self.alpha = check_alpha(self.alpha, max_alpha(self.architecture))
+        self.alpha = check_alpha(default_alpha(self.architecture) if self.alpha is None else self.alpha,
+                                 max_alpha(self.architecture))
         # the multiple-of-32 rule is the built-in MobileNets' own recommendation; an imported .tflite or a user's
         # module takes any square size its layers accept
         builtin = not (self.tflite_model or self.model_name or self.model_spec)

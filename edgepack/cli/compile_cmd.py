@@ -19,7 +19,8 @@ from edgepack.validate import check_model
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="build a verified artifact folder for a target")
     p.add_argument("--target", required=True, help="target name (see `edgepack targets`)")
-    p.add_argument("--alpha", default="0.75", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 0.75)")
+    p.add_argument("--alpha", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 0.75, "
+                   "mobilenet_v3_small 1.0: the shipped weights' width)")
     p.add_argument("--resolution", default="224", help="input resolution (default 224); a multiple of 32 for the built-in MobileNets")
     p.add_argument("--classes", help="classes of the model (default 10, the digits; with --model, its last Linear); "
                    "another count needs --checkpoint (or --random-head)")

@@ -37,6 +37,13 @@ def shipped_alphas(name: str = DEFAULT) -> list[float]:
     return sorted((float(p.name[len(prefix):-len(suffix)]) for p in WEIGHTS_DIR.glob(f"{prefix}*{suffix}")), reverse=True)
 
 
+def default_alpha(name: str = DEFAULT) -> float:
+    """The width a compile takes without --alpha: 0.75 where its weights ship (or none ship), else the widest
+    shipped width (MobileNetV3 Small ships 1.0 only)."""
+    shipped = shipped_alphas(check_builtin(name))
+    return 0.75 if not shipped or 0.75 in shipped else shipped[0]
+
+
 def build(name: str, alpha: float, resolution: int, classes: int):
     """The untrained torch module (imports torch)."""
     import importlib

@@ -119,3 +119,15 @@ def test_every_builtin_model_has_sweep_widths_and_a_memory_estimate():
     for name in builtin.BUILTIN:
         assert check_alphas(None, None, name) == builtin.SWEEP_ALPHAS[name]
         assert name in WIDEST_CHANNELS
+
+
+def test_compile_defaults_to_the_width_whose_weights_ship():
+    """Without --alpha a compile takes 0.75, or the shipped width of a model with no 0.75 weights (V3 Small ships
+    1.0): `edgepack compile --model mobilenet_v3_small` must not refuse for missing weights."""
+    from edgepack.config import CompileConfig
+    from edgepack.model.builtin import default_alpha, shipped_alphas
+
+    assert 0.75 not in shipped_alphas("mobilenet_v3_small") and 1.0 in shipped_alphas("mobilenet_v3_small")
+    assert CompileConfig(architecture="mobilenet_v3_small").alpha == default_alpha("mobilenet_v3_small") == 1.0
+    assert CompileConfig().alpha == CompileConfig(architecture="mobilenet_v2").alpha == 0.75
+    assert CompileConfig(architecture="mobilenet_v3_small", alpha=0.5).alpha == 0.5
