@@ -27,6 +27,8 @@ from tests.conformance.plans import CONCAT_CASES, concat_case
 from tests.conformance.plans import MUL_CASES, mul_case
 from tests.conformance.plans import SHAPE_CASES, shapes_case
 from tests.conformance.plans import PAD_CASES, pad_case
+from tests.conformance.test_softmax_on_every_executor import CASES as SOFTMAX_CASES
+from tests.conformance.test_softmax_on_every_executor import case as softmax_case
 from edgepack.ops.pad import PadParams
 from tests.conformance.plans import RESIZE_CASES, resize_case
 
@@ -245,12 +247,26 @@ def _with_last_layers(plan, pool: str | None = None, rounding: str | None = None
     return dataclasses.replace(plan, layers=[*body, pool_layer, fc])
 
 
+def _softmax_kinds() -> set[str]:
+    """The kinds of the softmax plans (run on every executor by test_softmax_on_every_executor.py); two are
+    coarse on purpose (3 logits of scale 2 saturate; 1000 classes leave most probabilities at -128), the
+    others spread over int8."""
+    kinds, spreads = set(), []
+    for name in SOFTMAX_CASES:
+        plan, x = softmax_case(name)
+        spreads.append(len(np.unique(reference.run(plan, x))))
+        kinds |= {layer.kind for layer in plan.layers}
+    assert sorted(spreads)[-2] >= 16, f"softmax outputs are degenerate: {spreads} distinct values"
+    return kinds
+
+
 def test_the_plans_hold_every_op_kind_pool_mode_and_rounding_and_each_changes_the_outputs():
     """What the bit-exact test proves depends on these plans: every registered op kind, the three global
     pool modes and both fc roundings, each decisive (an executor that rounded the other way or pooled the
     raw values as the plan's average would give other outputs), and layer outputs that are neither nearly
     constant nor mostly saturated."""
-    kinds = _max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds() | _resize_kinds() | _pad_kinds()
+    kinds = (_max_pool_kinds() | _concat_kinds() | _lut_kinds() | _mul_kinds() | _resize_kinds() | _pad_kinds()
+             | _softmax_kinds())
     pools, roundings = set(), set()
     for name in CASES:
         plan, x = case(name)
