@@ -1,0 +1,144 @@
+"""Every command the README and docs/*.md show in a shell block must still be a valid command: each
+`edgepack ...` line parses with edgepack's own argparse parser (nothing is run: no compile here), every
+repository path such a command reads exists (or an earlier command in the same file writes it), and every
+`python3 scripts/...` / `python3 benchmarks/...` script named exists. Docs drift silently otherwise."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from edgepack.cli.main import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SHELL_LANGS = {"sh", "bash", "shell", "console"}
+# folders of this repository: a path under one of them, named by a documented command, must exist
+REPO_DIRS = ("benchmarks/", "docs/", "scripts/", "edgepack/", "tests/", ".ci/")
+# flags whose value is a file or folder the command writes, not one it reads
+OUTPUT_FLAGS = {"-o", "--output", "--update-baseline", "--json", "--junit", "--plot"}
+FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+def fenced_commands(text: str) -> list[tuple[int, str]]:
+    """(line number, command) for each command line of the shell blocks, `\\` continuations joined, and for
+    each `run:` step of a YAML block (a CI job is a command list too), its more indented lines joined."""
+    commands, lang, run_indent = [], None, None
+    for number, line in enumerate(text.splitlines(), 1):
+        fence = FENCE.match(line)
+        if fence:
+            lang, run_indent = (None if lang is not None else fence.group(1).lower()), None
+            continue
+        if lang in SHELL_LANGS:
+            if commands and commands[-1][1].endswith("\\"):
+                commands[-1] = (commands[-1][0], commands[-1][1][:-1].rstrip() + " " + line.strip())
+            else:
+                commands.append((number, line.strip()))
+        elif lang in {"yaml", "yml"}:
+            step = re.match(r"^(\s*)(?:- )?run: (.*)$", line)
+            indent = len(line) - len(line.lstrip())
+            if step:
+                commands.append((number, step.group(2).strip()))
+                run_indent = len(step.group(1))
+            elif run_indent is not None and line.strip() and indent > run_indent + 2:
+                commands[-1] = (commands[-1][0], commands[-1][1] + " " + line.strip())
+            else:
+                run_indent = None
+    return [(n, c) for n, c in commands if c and not c.startswith("#")]
+
+
+def simple_commands(command: str) -> list[list[str]]:
+    """The words of each simple command of a line (split at && || ; |), comments, `time` and leading
+    VAR=value assignments removed."""
+    words = shlex.split(command, comments=True)
+    out, current = [], []
+    for word in words + ["&&"]:
+        if word in {"&&", "||", ";", "|"}:
+            while current and (re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", current[0]) or current[0] == "time"):
+                current.pop(0)
+            if current:
+                out.append(current)
+            current = []
+        else:
+            current.append(word)
+    return out
+
+
+def documented() -> list[tuple[str, list[str]]]:
+    """(where, words) for every simple command in every doc's shell blocks, where = "README.md:17"."""
+    found = []
+    for doc in DOCS:
+        for number, line in fenced_commands(doc.read_text()):
+            for words in simple_commands(line):
+                found.append((f"{doc.relative_to(REPO)}:{number}", words))
+    return found
+
+
+def edgepack_commands() -> list[tuple[str, list[str]]]:
+    return [(where, words) for where, words in documented() if words[0] == "edgepack"]
+
+
+def parse_error(argv: list[str]) -> str | None:
+    """edgepack's own parser on argv: None when it parses, else what it printed (argparse exits)."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit as e:
+        return err.getvalue().strip() or f"exit {e.code}"
+    return None
+
+
+def read_paths(words: list[str]) -> list[str]:
+    """The repository paths a command reads: words under REPO_DIRS that are not an output flag's value."""
+    return [w for i, w in enumerate(words)
+            if w.startswith(REPO_DIRS) and not (i and words[i - 1] in OUTPUT_FLAGS)]
+
+
+def written_paths(words: list[str]) -> list[str]:
+    return [w for i, w in enumerate(words) if i and words[i - 1] in OUTPUT_FLAGS]
+
+
+def test_the_docs_show_edgepack_commands_at_all():
+    """Guards the extraction itself: an empty list would make every check below pass vacuously."""
+    where = {w.split(":")[0] for w, _ in edgepack_commands()}
+    assert "README.md" in where and "docs/ci.md" in where, where
+
+
+@pytest.mark.parametrize("where,words", edgepack_commands(), ids=lambda v: v if isinstance(v, str) else None)
+def test_every_documented_edgepack_command_parses(where, words):
+    problem = parse_error(words[1:])
+    assert problem is None, f"{where}: `{shlex.join(words)}` no longer parses: {problem}"
+
+
+def test_every_repository_path_a_documented_command_reads_exists():
+    missing, written = [], {}
+    for where, words in documented():
+        doc = where.split(":")[0]
+        for path in read_paths(words):
+            if not (REPO / path).exists() and path not in written.get(doc, set()):
+                missing.append(f"{where}: `{shlex.join(words)}` names {path}, which does not exist")
+        written.setdefault(doc, set()).update(written_paths(words))
+    assert not missing, "\n".join(missing)
+
+
+def test_every_documented_python_script_exists():
+    scripts = [(where, words[1]) for where, words in documented()
+               if re.fullmatch(r"python3?", words[0]) and len(words) > 1 and words[1].startswith(("scripts/", "benchmarks/"))]
+    scripts += [(where, words[1]) for where, words in documented() if words[0] == "bash" and len(words) > 1]
+    assert scripts, "no documented script found: the extraction is broken"
+    missing = [f"{where}: {script} does not exist" for where, script in scripts if not (REPO / script).is_file()]
+    assert not missing, "\n".join(missing)
+
+
+def test_a_broken_command_is_caught():
+    """The checks above can fail: a removed flag and a missing script are both reported."""
+    text = "```sh\nedgepack compile --target rpi4 --no-such-flag && python3 scripts/nope.py\n```\n"
+    (number, line), = fenced_commands(text)
+    first, second = simple_commands(line)
+    assert number == 2 and "--no-such-flag" in parse_error(first[1:])
+    assert second[1] == "scripts/nope.py" and not (REPO / second[1]).exists()
