@@ -49,6 +49,16 @@ def check_calibration_method(method, quant: QuantMode) -> CalibrationMethod | No
     return method
 
 
+def check_bias_correction(value, quant: QuantMode) -> None:
+    """Bias correction measures PTQ's rounded weights on the calibration set (edgepack.quantize.bias_correction);
+    QAT trains its biases with the rounding in the loop, and fp32 rounds nothing."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"bias_correction={value!r} is not valid: pass True or False")
+    if value and quant != QuantMode.PTQ:
+        raise ConfigError(f"--bias-correction applies to PTQ, not --quant {quant.value} (QAT learns its biases with "
+                          "the int8 rounding in the loop): drop --bias-correction or use --quant ptq")
+
+
 def _percentage(value) -> float | None:
     """``value`` as a number from 0 to 100 (a bool, NaN or infinity is none), else None."""
     number = finite_number(value)
@@ -145,6 +155,7 @@ class CompileConfig:
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
     image_shape: tuple | None = None  # a user model's (C, H, W) when not (3, R, R): the API's (N, C, H, W) inputs as given
     keep_softmax: bool = False  # an imported .tflite's trailing SOFTMAX kept as the plan's last layer (--keep-softmax)
+    bias_correction: bool = False  # PTQ: biases absorb int8 weight rounding's mean shift (--bias-correction)
 
     def __post_init__(self):
         self.target = check_target_name(self.target)
@@ -174,6 +185,7 @@ class CompileConfig:
                               "plan ends in its logits; drop the flag")
         if not isinstance(self.equalize, bool):
             raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
+        check_bias_correction(self.bias_correction, self.quant)
         if self.max_accuracy_drop is not None:
             self.max_accuracy_drop = check_max_accuracy_drop(self.max_accuracy_drop)
         if self.min_fp32_agreement is not None:

@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
                         "minmax, moving-average or percentile (99.99%%: outliers clipped); recorded in the manifest")
     p.add_argument("--no-equalize", action="store_true", help="PTQ: skip cross-layer equalization (on by default: it "
                    "evens out per-channel weight ranges so per-tensor weights keep their accuracy; recorded in the manifest)")
+    p.add_argument("--bias-correction", action="store_true", help="PTQ: after equalization, correct each conv / fc "
+                   "bias for the mean output shift its int8 weights cause on the calibration set (empirical bias "
+                   "correction, Nagel et al. 2019; off by default; recorded in the manifest)")
     p.add_argument("--max-accuracy-drop", metavar="POINTS", type=FlagType(check_max_accuracy_drop),
                    help="accuracy gate: the most int8 accuracy may fall below fp32 on labelled eval data, in points "
                    "(default: the target file's [accuracy_gate], 1.0 for the built-in targets); over it the artifact "
@@ -108,7 +111,7 @@ def _torch_config(args):
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture, equalize=not args.no_equalize,
         max_accuracy_drop=args.max_accuracy_drop, min_fp32_agreement=args.min_fp32_agreement,
-        keep_softmax=args.keep_softmax,
+        keep_softmax=args.keep_softmax, bias_correction=args.bias_correction,
     )
 
 
@@ -116,7 +119,7 @@ def _torch_config(args):
 _NOT_FOR_TFLITE = {"checkpoint": "--checkpoint", "calibration": "--calibration", "calib_size": "--calib-size",
                    "random_head": "--random-head", "no_equalize": "--no-equalize",
                    "max_accuracy_drop": "--max-accuracy-drop", "min_fp32_agreement": "--min-fp32-agreement",
-                   "calibration_method": "--calibration-method"}
+                   "calibration_method": "--calibration-method", "bias_correction": "--bias-correction"}
 
 
 def _tflite_config(args):

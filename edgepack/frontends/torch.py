@@ -25,6 +25,7 @@ from edgepack.model.user import probe_forward
 from edgepack.model.weights import check_finite, load_checkpoint, pretrained
 from edgepack.plan.plan import Plan
 from edgepack.quantize.equalize import equalize
+from edgepack.quantize.bias_correction import correct_biases
 from edgepack.quantize.export import export_qdq_onnx
 from edgepack.quantize.layers import SUPPORTED_LAYERS, SUPPORTED_MODULES
 from edgepack.quantize.ptq import check_calibration, quantize_ptq
@@ -131,6 +132,11 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
         with timed(times, "equalize"):
             folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
                                                     else (folded, {"applied": False}))
+        quantization["bias_correction"] = {"applied": False}
+        if config.bias_correction:
+            with timed(times, "bias_correction"):
+                folded, quantization["bias_correction"] = correct_biases(folded, calibration.images,
+                                                                         config.weight_granularity)
     with timed(times, "quantize"):
         if config.quant == QuantMode.PTQ:
             converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity,
