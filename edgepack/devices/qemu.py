@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepack.devices.mca import read_blocks
 from edgepack.devices.process import run, run_folder, run_tool
 from edgepack.devices.tools import SETUP, cache_dir, require
 from edgepack.errors import ToolchainError
@@ -72,6 +73,7 @@ class UserRun:
     stderr: str
     instructions: int | None = None
     vector_instructions: int | None = None
+    blocks: dict | None = None  # with ``blocks=True``: {(address, guest bytes): executions} (edgepack.devices.mca)
 
     @property
     def vector_share(self) -> float | None:
@@ -116,13 +118,15 @@ def _read_counts(path: Path) -> tuple[int | None, int | None]:
     return int(found["instructions"]), int(found["vector_instructions"])
 
 
-def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = False, env: dict | None = None,
+def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = False, blocks: bool = False,
+             env: dict | None = None,
              timeout: float | None = None, cwd=None, stdin: bytes | None = None, inherit_env: bool = True,
              what: str | None = None, fix: str | None = None) -> UserRun:
     """Run ``cmd`` (an aarch64 program and its arguments) as `qemu-aarch64 -cpu CPU -L SYSROOT cmd`.
 
     ``cpu``: the board's exact CPU (e.g. cortex-a72), never `max`. ``count``: load the instruction-count
-    plugin (exact for one guest thread: its counters are not atomic). ``env``: variables set on top
+    plugin (exact for one guest thread: its counters are not atomic); ``blocks`` (with ``count``): also record each
+    translation block's bytes and executions, for llvm-mca's estimate (edgepack.devices.mca). ``env``: variables set on top
     of this process's environment (None removes one); inherited QEMU_* variables are dropped; with
     ``inherit_env=False`` the guest gets ``env`` only.
     Counts depend on the guest's initial stack, which holds argv and the environment: runs compared
@@ -140,13 +144,15 @@ def run_user(cmd: list[str], *, cpu: str, sysroot: str = SYSROOT, count: bool = 
         args = [qemu, "-cpu", cpu, "-L", str(sysroot)]
         counts = tmp / "counts"
         if count:  # QEMU option syntax: a literal comma is written twice
-            args += ["-plugin", f"{str(plugin()).replace(',', ',,')},outfile={str(counts).replace(',', ',,')}"]
+            args += ["-plugin", f"{str(plugin()).replace(',', ',,')},outfile={str(counts).replace(',', ',,')}"
+                     + (f",blocks={str(tmp / 'blocks').replace(',', ',,')}" if blocks else "")]
         r = run(args + [str(c) for c in cmd], env=_environment(env, inherit_env), timeout=timeout, cwd=cwd,
                         input=stdin, text=False, what=what or f"{EMULATOR} -cpu {cpu} {name}",
                         fix=fix or "it hangs, or it needs a longer timeout")
         instructions, vector = _read_counts(counts) if count else (None, None)
+        executed = read_blocks(tmp / "blocks") if count and blocks else None
     return UserRun(r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"),
-                   instructions, vector)
+                   instructions, vector, executed)
 
 
 def main(argv: list[str], prog: str = "edgepack.devices.qemu") -> None:
