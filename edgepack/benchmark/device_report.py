@@ -128,8 +128,37 @@ def compute(manifest: Manifest, cost: dict) -> dict:
                        method=cost.get("method") or compiled.get("source"))
     board = manifest.target.board
     if out.get("instructions_per_inference") and board.clock_mhz is not None:
-        out["estimate"] = board.estimate(out["instructions_per_inference"])
+        out["estimate"] = mca_estimate(cost, board) or board.estimate(out["instructions_per_inference"])
+    if cost.get("mca_note"):
+        out["mca_note"] = cost["mca_note"]
     return out
+
+
+def mca_estimate(cost: dict, board) -> dict | None:
+    """The llvm-mca estimate bench measured (edgepack.devices.mca: cycles of the hot blocks qemu executed,
+    scaled to all instructions) at the board's clock, in the fixed-CPI estimate's shape; None without one."""
+    cycles = cost.get("estimated_cycles_per_inference")
+    if cycles is None or board.clock_mhz is None:
+        return None
+    cpu, share = cost.get("mca_cpu"), cost.get("mca_covered_share")
+    instructions = cost.get("instructions_per_inference")
+    return {"board": board.name, "clock_mhz": board.clock_mhz, "method": "llvm-mca", "mca_cpu": cpu,
+            "instructions": instructions, "cycles": round(cycles), "ms": cycles / (board.clock_mhz * 1e3),
+            "cycles_per_instruction": round(cycles / instructions, 3) if instructions else None,
+            "is_estimate": True,
+            "assumption": f"estimate, not a measurement: llvm-mca -mcpu={cpu} cycles of the {cost.get('mca_hot_blocks')} "
+                          f"hottest blocks qemu executed ({percent(share, 1)} of the instructions, scaled to 100%), "
+                          f"L1-resident (no cache misses, no branch mispredictions) / {board.clock_mhz:g} MHz"}
+
+
+def mca_line(comp: dict) -> str | None:
+    """bench's one line beside the instruction count: the llvm-mca estimate, or how to get one."""
+    est = comp.get("estimate") or {}
+    if est.get("method") == "llvm-mca":
+        cycles = f"{est['cycles'] / 1e6:,.1f} M" if est["cycles"] >= 1e6 else count(est["cycles"])
+        return (f"estimated cycles per inference (llvm-mca {est['mca_cpu']}, L1-resident): {cycles}, "
+                f"{millis(est['ms'])} at {est['clock_mhz']:g} MHz")
+    return comp.get("mca_note")
 
 
 def block(manifest: Manifest, plan: Plan | None, cost: dict | None, latency: dict | None = None) -> dict:
@@ -186,7 +215,14 @@ def compute_rows(comp: dict, board: dict | None) -> list[tuple[str, str]]:
     else:
         rows.append(("Instructions / inference", NOT_MEASURED))
     est = comp.get("estimate")
-    if est:
+    if est and est.get("method") == "llvm-mca":
+        cpi = f" ({est['cycles_per_instruction']:g} cycles/instruction)" if est.get("cycles_per_instruction") else ""
+        rows.append((f"Estimated cycles (llvm-mca {est['mca_cpu']}, L1-resident)", f"{count(est['cycles'])} "
+                     f"({est['cycles'] / 1e6:,.1f} M) = {millis(est['ms'])} at {count(est['clock_mhz'])} MHz{cpi}, an estimate"))
+        rows.append(("Estimate basis", est["assumption"]))
+    elif est:
+        if comp.get("mca_note"):
+            rows.append(("llvm-mca estimate", comp["mca_note"]))
         rows.append(("Estimated time (board)", f"{millis(est['ms'])} = {count(est['cycles'])} cycles at "
                      f"{count(est['clock_mhz'])} MHz, an estimate"))
         rows.append(("Estimate basis", est["assumption"]))

@@ -238,6 +238,9 @@ def format_report(r: dict, baseline: tuple[str, str] | None = None) -> str:
     for key, value in (r.get("cost") or {}).items():
         if value is not None:  # a figure this device does not have (no stack bound off Cortex-M) is left out
             lines.append(f"cost: {key} = {_cost_text(key, value)}")
+    mca = device_report.mca_line((r.get("device_report") or {}).get("compute") or {})
+    if mca:  # beside the instruction count: the llvm-mca cycle estimate, or how to install llvm-mca
+        lines.append(mca)
     if r.get("device_details"):
         d = r["device_details"]
         lines.append(f"device: {d['summary']}"

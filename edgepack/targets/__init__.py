@@ -148,6 +148,7 @@ class Board(Table):
     clock_mhz: float | None = setting("c", "tvm", positive=True)
     cycles_per_instruction: float | None = setting("c", "tvm", positive=True)
     cpi_basis: str | None = setting("c", "tvm")  # why that cycles-per-instruction figure: where it comes from
+    mca_cpu: str | None = setting("tvm")  # llvm-mca -mcpu for bench's hot-block cycle estimate (edgepack.devices.mca)
 
     def estimate(self, instructions: int | float) -> dict:
         """The estimated cycles and milliseconds for ``instructions`` on this board, with the assumption."""

@@ -13,7 +13,7 @@ from edgepack import devices
 from edgepack.backends import runner
 from edgepack.backends.tvm import rpc_client, toolchain
 from edgepack.backends.tvm.spec import TvmSpec
-from edgepack.devices import qemu
+from edgepack.devices import mca, qemu
 from edgepack.errors import ArtifactError, ConfigError, DeviceError, ToolchainError
 from edgepack.plan.golden import load_npy
 from edgepack.plan.plan import QParams
@@ -41,7 +41,8 @@ def qemu_cpu(target: dict) -> str | None:
 
 
 def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: int, *, threads: int | None = None,
-                count: bool = False, timeout: float = 120.0, fix: str | None = None) -> tuple[np.ndarray, qemu.UserRun]:
+                count: bool = False, timeout: float = 120.0, fix: str | None = None,
+                blocks: bool = False) -> tuple[np.ndarray, qemu.UserRun]:
     """The C++ runner on ``batch`` (int8 or float32, NCHW, or (N, F) vectors) under qemu-user with the exact ``cpu``: what
     bench, the compile's verification and the cost figure all run; ``outputs`` values per image (the
     artifact's output size, see output_size). ``threads`` sets TVM_NUM_THREADS
@@ -62,7 +63,7 @@ def run_on_qemu(library: Path, arch: str, cpu: str, batch: np.ndarray, outputs: 
         os.symlink(Path(library).absolute(), folder / "model.so")
         n, c, h, w = (*batch.shape, 0, 0)[:4]  # a batch of vectors (N, F): the runner's H = W = 0
         r = qemu.run_user(["./runner", "./model.so", "in.bin", "out.bin", n, c, h, w, outputs, batch.dtype.name], cpu=cpu,
-                          count=count, timeout=timeout, cwd=tmp, inherit_env=False,
+                          count=count, blocks=blocks, timeout=timeout, cwd=tmp, inherit_env=False,
                           env={"TVM_NUM_THREADS": threads} if threads else None,
                           what=f"{Path(library).name} under qemu-{arch} -cpu {cpu} on {n} image{'s' if n != 1 else ''}",
                           fix=fix)
@@ -192,6 +193,8 @@ class VM:
 class QemuUser:
     """The C++ runner under qemu-user with the board's exact CPU: outputs and an instruction count, no latency."""
 
+    mca_cpu: str | None = None  # llvm-mca's -mcpu for the cycle estimate ([board] mca_cpu), else the qemu CPU
+
     def __init__(self, library: Path, arch: str, cpu: str | None, outputs: int, timeout: float, folder: Path,
                  target: str):
         devices.require(f"qemu-{arch}", "qemu-user", devices.SETUP)
@@ -220,7 +223,7 @@ class QemuUser:
         loading and the first call's memory-pool set-up cancel out. Deterministic: a baseline can hold it to a
         tight tolerance."""
         image = np.load(folder / "golden_input.npy")[:1].astype(np.int8 if plan_q else np.float32)
-        one, three = (self._run(np.repeat(image, n, axis=0), threads=1, count=True)[1] for n in (1, 3))
+        one, three = (self._run(np.repeat(image, n, axis=0), threads=1, count=True, blocks=True)[1] for n in (1, 3))
         if one.instructions is None or three.instructions is None:
             raise DeviceError(f"the QEMU plugin wrote no instruction counts for {self.library.name}: "
                               "rebuild it with `python3 -m edgepack.devices.qemu build`")
@@ -228,7 +231,8 @@ class QemuUser:
         vector = (three.vector_instructions - one.vector_instructions) / 2
         return {"instructions_per_inference": round(per),
                 "vector_share": round(vector / per, 4) if per > 0 else None,
-                "qemu_cpu": self.cpu, "method": COST_METHOD}
+                "qemu_cpu": self.cpu, "method": COST_METHOD,
+                **mca.cost_figures(one.blocks, three.blocks, 2, self.mca_cpu or self.cpu)}
 
 
 class Runner(runner.Runner):
@@ -262,7 +266,9 @@ class Runner(runner.Runner):
         if self.info["arch"] == toolchain.HOST_ARCH:
             return VM(LocalSession(), self.library, "host")
         spec = TvmSpec.from_json(self.manifest["target"])
-        return QemuUser(self.library, self.info["arch"], spec.qemu_cpu, self.outputs, self.timeout, self.folder, spec.name)
+        on = QemuUser(self.library, self.info["arch"], spec.qemu_cpu, self.outputs, self.timeout, self.folder, spec.name)
+        on.mca_cpu = (self.manifest["target"].get("board") or {}).get("mca_cpu") or spec.qemu_cpu  # llvm-mca's -mcpu
+        return on
 
     def cost(self) -> dict | None:
         """qemu: the instruction count (QemuUser.cost). None elsewhere (host and RPC runs have latencies)."""
