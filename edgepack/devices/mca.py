@@ -194,3 +194,15 @@ def estimate(blocks: Blocks, cpu: str, coverage: float = COVERAGE) -> Estimate:
         raise DeviceError(f"llvm-mca -mcpu={cpu} costed none of the hot blocks: check the llvm installation")
     raw = sum(n * c for n, _, c in costed)
     return Estimate(cycles=raw * total / covered, cpu=cpu, hot_blocks=len(costed), covered_share=covered / total)
+
+
+def cost_figures(fewer: Blocks | None, more: Blocks | None, runs: int, cpu: str) -> dict:
+    """bench's cost figures from two block profiles (``runs`` more inferences in ``more``): the estimate's,
+    or, when llvm-mca is missing, a note saying how to install it (the fixed cycles-per-instruction estimate stays)."""
+    gone = missing()
+    if gone:
+        return {"mca_note": f"no llvm-mca estimate: {gone}; the estimated time uses the target's fixed cycles per "
+                            "instruction"}
+    if fewer is None or more is None:
+        raise DeviceError("the QEMU plugin wrote no blocks file: rebuild it with `python3 -m edgepack.devices.qemu build`")
+    return estimate(difference(more, fewer, runs), cpu).to_cost()
