@@ -8,8 +8,9 @@ extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
 # Debian toolchains: aarch64 cross compiler + qemu-user (TVM on ARM Linux), arm-none-eabi +
-# qemu-system-arm (Cortex-M), chromium (renders HTML reports in tests), only what is missing.
-debs="g++ g++-aarch64-linux-gnu gcc-aarch64-linux-gnu qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm binutils-arm-none-eabi chromium"
+# qemu-system-arm (Cortex-M), chromium (renders HTML reports in tests), llvm (llvm-mca: bench's cycle
+# estimate on Cortex-A boards), only what is missing.
+debs="g++ g++-aarch64-linux-gnu gcc-aarch64-linux-gnu qemu-user llvm gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm binutils-arm-none-eabi chromium"
 missing=""
 for d in $debs; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
 if [ -n "$missing" ]; then
