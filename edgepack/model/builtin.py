@@ -39,7 +39,7 @@ def shipped_alphas(name: str = DEFAULT) -> list[float]:
 
 def default_alpha(name: str = DEFAULT) -> float:
     """The width a compile takes without --alpha: 0.75 where its weights ship (or none ship), else the widest
-    shipped width (MobileNetV3 Small ships 1.0 only)."""
+    shipped width (a model shipping only other widths)."""
     shipped = shipped_alphas(check_builtin(name))
     return 0.75 if not shipped or 0.75 in shipped else shipped[0]
 

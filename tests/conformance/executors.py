@@ -135,3 +135,14 @@ def run_tflite(plan: Plan, x: np.ndarray) -> np.ndarray:
         it.invoke()
         logits.append(it.get_tensor(out["index"])[0].copy())
     return np.array(logits)
+
+
+def assert_bit_exact(run, plan: Plan, x: np.ndarray, work: Path) -> np.ndarray:
+    """``run(plan, x, work)`` (one of the executors above) equals the numpy reference in every output;
+    returns the reference's outputs for a test's further checks."""
+    from edgepack.plan import reference
+
+    want = reference.run(plan, x)
+    got = np.asarray(run(plan, x, work)).reshape(want.shape)
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+    return want

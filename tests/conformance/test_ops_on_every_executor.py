@@ -47,9 +47,7 @@ EXECUTORS = [
 @pytest.mark.parametrize("run", EXECUTORS)
 def test_executor_output_equals_the_reference_bit_for_bit(run, name, tmp_path):
     plan, x = case(name)
-    want = reference.run(plan, x)
-    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
-    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+    executors.assert_bit_exact(run, plan, x, tmp_path)
 
 
 MAXPOOL_EXECUTORS = [p for p in EXECUTORS if p.id != "TVM x86 VNNI"]  # the hand-scheduled sets have no max pool
@@ -67,9 +65,7 @@ NEW_OP_CASES += [(resize_case, name) for name in RESIZE_CASES]  # nearest-neighb
 @pytest.mark.parametrize("run", MAXPOOL_EXECUTORS)
 def test_executor_output_of_the_newer_ops_equals_the_reference_bit_for_bit(run, make, name, tmp_path):
     plan, x = make(name)
-    want = reference.run(plan, x)
-    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
-    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+    executors.assert_bit_exact(run, plan, x, tmp_path)
 
 
 @pytest.mark.slow
@@ -106,9 +102,7 @@ def test_hand_scheduled_sets_run_the_layers_they_lack_generic_in_one_module_bit_
     plan, x = make(name)
     routes = layer_routes(plan)
     assert all(route == SCHEDULED for layer, route in zip(plan.layers, routes) if layer.kind in ("conv", "pointwise"))
-    want = reference.run(plan, x)
-    got = np.asarray(run(plan, x, tmp_path)).reshape(want.shape)
-    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} of {want.size} outputs differ"
+    executors.assert_bit_exact(run, plan, x, tmp_path)
 
 
 def test_the_hand_scheduled_tvm_sets_take_rectangular_convs_and_leave_a_rectangular_depthwise_to_generic(monkeypatch):

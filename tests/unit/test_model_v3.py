@@ -121,13 +121,17 @@ def test_every_builtin_model_has_sweep_widths_and_a_memory_estimate():
         assert name in WIDEST_CHANNELS
 
 
-def test_compile_defaults_to_the_width_whose_weights_ship():
-    """Without --alpha a compile takes 0.75, or the shipped width of a model with no 0.75 weights (V3 Small ships
-    1.0): `edgepack compile --model mobilenet_v3_small` must not refuse for missing weights."""
+def test_compile_defaults_to_the_width_whose_weights_ship(tmp_path, monkeypatch):
+    """Without --alpha a compile takes 0.75, or the widest shipped width of a model with no 0.75 weights (as V3
+    Small was when it shipped 1.0 only): a compile without --alpha must not refuse for missing weights."""
     from edgepack.config import CompileConfig
-    from edgepack.model.builtin import default_alpha, shipped_alphas
+    from edgepack.model import builtin
 
-    assert 0.75 not in shipped_alphas("mobilenet_v3_small") and 1.0 in shipped_alphas("mobilenet_v3_small")
-    assert CompileConfig(architecture="mobilenet_v3_small").alpha == default_alpha("mobilenet_v3_small") == 1.0
-    assert CompileConfig().alpha == CompileConfig(architecture="mobilenet_v2").alpha == 0.75
+    assert {0.75, 1.0} <= set(builtin.shipped_alphas("mobilenet_v3_small"))
+    assert CompileConfig(architecture="mobilenet_v3_small").alpha == CompileConfig(architecture="mobilenet_v2").alpha == 0.75
     assert CompileConfig(architecture="mobilenet_v3_small", alpha=0.5).alpha == 0.5
+    (tmp_path / "mobilenet_v3_small_1_digits.npz").write_bytes(b"")  # a folder shipping Small 1.0 only
+    monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path)
+    assert builtin.shipped_alphas("mobilenet_v3_small") == [1.0]
+    assert CompileConfig(architecture="mobilenet_v3_small").alpha == builtin.default_alpha("mobilenet_v3_small") == 1.0
+    assert builtin.default_alpha("mobilenet_v2") == 0.75  # nothing shipped: 0.75
