@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from edgepack.devices import mca, qemu
+from edgepack.errors import ToolchainError
 
 # ldr x0,[sp,#8]; madd x0,x3,x1,x0; str x0,[sp,#8]; add x1,x1,#1; subs x2,x2,#1; b.ne -20 (a counted loop's body)
 LOOP = bytes.fromhex("e00740f9" "6000019b" "e00700f9" "21040091" "420400f1" "61ffff54")
@@ -62,3 +63,28 @@ def test_the_plugin_records_blocks_that_add_up_to_its_instruction_count(tmp_path
     assert plain.blocks is None and plain.instructions == run.instructions  # the blocks file changes no count
     est = mca.estimate(run.blocks, "cortex-a72")
     assert 0.2 * run.instructions < est.cycles < 3 * run.instructions and est.covered_share >= mca.COVERAGE
+
+
+def test_without_llvm_mca_the_cost_figures_say_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no llvm-mca, no llvm-mc
+    figures = mca.cost_figures({}, {}, 2, "cortex-a72")
+    assert list(figures) == ["mca_note"] and "apt-get install -y llvm" in figures["mca_note"]
+    with pytest.raises(ToolchainError, match="apt-get install -y llvm"):
+        mca.estimate({(0x1000, LOOP): 1}, "cortex-a72")
+
+
+def test_the_device_block_shows_the_llvm_mca_estimate_at_the_board_clock():
+    from edgepack.benchmark import device_report
+    from edgepack.targets import Board
+
+    board = Board(name="Raspberry Pi 4", clock_mhz=1500, cycles_per_instruction=0.57, mca_cpu="cortex-a72")
+    cost = {"instructions_per_inference": 96_839_282, **mca.Estimate(54_812_345.4, "cortex-a72", 412, 0.9903).to_cost()}
+    est = device_report.mca_estimate(cost, board)
+    assert est["cycles"] == 54_812_345 and est["ms"] == pytest.approx(54_812_345.4 / 1.5e6)
+    assert est["cycles_per_instruction"] == pytest.approx(0.566, abs=1e-3) and "99.0% of the instructions" in est["assumption"]
+    comp = {"instructions_per_inference": 96_839_282, "estimate": est}
+    assert device_report.mca_line(comp) == ("estimated cycles per inference (llvm-mca cortex-a72, L1-resident): "
+                                            "54.8 M, 36.54 ms at 1500 MHz")
+    rows = dict(device_report.compute_rows(comp, None))
+    assert rows["Estimated cycles (llvm-mca cortex-a72, L1-resident)"].startswith("54,812,345 (54.8 M) = 36.54 ms at 1,500 MHz")
+    assert device_report.mca_estimate({"instructions_per_inference": 5}, board) is None  # no llvm-mca figure
