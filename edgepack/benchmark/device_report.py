@@ -119,7 +119,7 @@ def compute(manifest: Manifest, cost: dict) -> dict:
     if ticks is not None:
         ipt = manifest.target.run.instructions_per_tick
         out.update(metric="SysTick ticks", ticks_per_inference=ticks, instructions_per_tick=ipt,
-                   instructions_per_inference=ticks * ipt if ipt else None)
+                   instructions_per_inference=round(ticks * ipt) if ipt else None)
     else:
         instr = next((cost[k] for k in ("instructions_per_inference", "callgrind_instructions_per_inference")
                       if cost.get(k) is not None), compiled.get("instructions_per_inference"))

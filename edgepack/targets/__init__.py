@@ -90,7 +90,7 @@ class Run(Table):
     debian_package: str | None = setting("c")
     emulator_args: tuple[str, ...] | None = setting("c")
     systick_hz: int | None = setting("c", positive=True)
-    instructions_per_tick: int | None = setting("c", positive=True)
+    instructions_per_tick: float | None = setting("c", positive=True)  # mps3-an547: 31.25 (32 MHz SysTick)
     timeout_s: float | None = setting("c", positive=True)
     image_timeout_s: float | None = setting("c", positive=True)
     cross_emulator: str | None = setting("c")

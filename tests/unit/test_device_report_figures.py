@@ -20,7 +20,7 @@ STM32F4 = '[board]\nname = "STM32F4"\nclock_mhz = 168\ncycles_per_instruction = 
 def test_builtin_boards_name_their_clock_and_assumption():
     targets = catalogue().targets
     clocks = {name: t.board.clock_mhz for name, t in targets.items() if t.board.clock_mhz is not None}
-    assert clocks == {"cortex-m4": 168, "cortex-m7": 216, "rpi4": 1500, "rpi5": 2400, "arm64-a53": 1200}
+    assert clocks == {"cortex-m4": 168, "cortex-m7": 216, "cortex-m55": 400, "rpi4": 1500, "rpi5": 2400, "arm64-a53": 1200}
     for name in clocks:
         b = targets[name].board
         assert b.name and b.cycles_per_instruction > 0 and b.cpi_basis, name

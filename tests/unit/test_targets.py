@@ -15,7 +15,7 @@ from edgepack.errors import TargetError, ToolchainError, missing_dependency
 from edgepack.targets import BACKENDS, BUILTIN_DIR, catalogue, get_target, parse_target
 from tests.conftest import run_cli
 
-BUILTIN = {"host", "rpi4", "rpi5", "arm64-a53", "x86-tvm", "intel-cpu", "intel-npu", "c-host", "cortex-m4", "cortex-m7", "tflm"}
+BUILTIN = {"host", "rpi4", "rpi5", "arm64-a53", "x86-tvm", "intel-cpu", "intel-npu", "c-host", "cortex-m4", "cortex-m7", "cortex-m55", "tflm"}
 
 
 def board(folder: Path, name: str, text: str, backend: str = "tvm") -> Path:

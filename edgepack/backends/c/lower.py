@@ -86,7 +86,7 @@ def _cost_section(spec: BuildSpec, result, kernels: str) -> dict:
     ipt = spec.run.instructions_per_tick
     ticks = result.ticks
     return {"kernels": kernels, "ticks_per_inference": ticks[0], "ticks_min": min(ticks), "ticks_max": max(ticks),
-            "instructions_per_inference": ticks[0] * ipt if ipt else None, "images": len(ticks)}
+            "instructions_per_inference": round(ticks[0] * ipt) if ipt else None, "images": len(ticks)}
 
 
 def _stack_figures(run, margin: dict | None, images: int) -> dict:

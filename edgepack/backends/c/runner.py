@@ -180,7 +180,7 @@ class Runner(runner.Runner):
             first = self.ticks[0]
             report.update(systick_ticks_per_inference=first, systick_ticks_min=min(self.ticks),
                           systick_ticks_max=max(self.ticks),
-                          approx_instructions_per_inference=first * ipt if ipt else None,
+                          approx_instructions_per_inference=round(first * ipt) if ipt else None,
                           same_as_compile=first == compiled.get("ticks_per_inference"))
         elif compiled.get("instructions_per_inference") is not None:
             report["callgrind_instructions_per_inference"] = compiled["instructions_per_inference"]

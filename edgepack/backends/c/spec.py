@@ -34,7 +34,7 @@ class RunSpec:
     machine: str | None = None
     emulator_args: tuple[str, ...] = ()
     systick_hz: int = 25_000_000
-    instructions_per_tick: int | None = None
+    instructions_per_tick: float | None = None  # may be fractional (mps3-an547: 31.25); counts are rounded
     timeout_s: float = 120.0  # a compile's device run: timeout_s + image_timeout_s per image
     image_timeout_s: float = 30.0
     cross_emulator: str = "qemu-aarch64"  # c-host's aarch64 build under qemu-user, and its Debian package

@@ -49,6 +49,26 @@ __attribute__((section(".isr_vector"), used)) void (*const edgepack_vectors[16])
     SysTick_Handler,
 };
 
+#if defined(EDGEPACK_OWN_CRT0)
+/* What rdimon's _start does, minus its semihosting HEAPINFO call: on machines whose HEAPINFO names the code
+ * memory (mps3-an547 reports ITCM) it would move the stack there and set a heap limit below the heap
+ * (newlib's sbrk starts at `end`, after .bss), so fopen fails. The stack stays at _estack, the heap
+ * grows from `end` towards it. */
+extern void initialise_monitor_handles(void);
+extern void __libc_init_array(void);
+extern int main(int argc, char **argv);
+extern void exit(int status);
+
+static void edgepack_crt0(void)
+{
+    static char name[] = "firmware";
+    static char *argv[] = {name, 0};
+    initialise_monitor_handles();
+    __libc_init_array();
+    exit(main(1, argv));
+}
+#endif
+
 void Reset_Handler(void)
 {
     uint32_t *src = &_sidata, *dst = &_sdata;
@@ -62,7 +82,11 @@ void Reset_Handler(void)
     *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: full access to CP10/CP11 (FPU) */
     __asm volatile("dsb\n\tisb" : : : "memory");
 #endif
+#if defined(EDGEPACK_OWN_CRT0)
+    edgepack_crt0();
+#else
     _start();
+#endif
     for (;;) {
     }
 }
