@@ -146,9 +146,9 @@ def mca_estimate(cost: dict, board) -> dict | None:
             "instructions": instructions, "cycles": round(cycles), "ms": cycles / (board.clock_mhz * 1e3),
             "cycles_per_instruction": round(cycles / instructions, 3) if instructions else None,
             "is_estimate": True,
-            "assumption": f"estimate, not a measurement: llvm-mca -mcpu={cpu} cycles of the {cost.get('mca_hot_blocks')} "
-                          f"hottest blocks qemu executed ({percent(share, 1)} of the instructions, scaled to 100%), "
-                          f"L1-resident (no cache misses, no branch mispredictions) / {board.clock_mhz:g} MHz"}
+            "assumption": f"estimate, not a measurement: llvm-mca -mcpu={cpu} over the blocks qemu executed: "
+                          f"{cost.get('mca_basis') or percent(share, 1) + ' of the instructions'}; L1-resident (no cache "
+                          f"misses, no branch mispredictions) / {board.clock_mhz:g} MHz"}
 
 
 def mca_line(comp: dict) -> str | None:
