@@ -135,6 +135,30 @@ def test_every_documented_python_script_exists():
     assert not missing, "\n".join(missing)
 
 
+def written_by_doc() -> dict[str, set[str]]:
+    """Per doc, the paths its shell blocks write (output flags): a doc may name a file its own command creates."""
+    written: dict[str, set[str]] = {}
+    for where, words in documented():
+        written.setdefault(where.split(":")[0], set()).update(written_paths(words))
+    return written
+
+
+PROSE_PATH = re.compile(r"`((?:edgepack|tests|benchmarks|scripts|docs)/[A-Za-z0-9_/.*-]+)`")
+PROSE_SCRIPT = re.compile(r"\b(?:python3?|bash) +((?:scripts|benchmarks)/[A-Za-z0-9_/.-]+)")
+
+
+def test_every_repository_path_the_prose_names_exists():
+    """`edgepack/...`, `tests/...`, `benchmarks/...` in backticks, and `python benchmarks/x.py` anywhere: a
+    renamed module or test must take its docs along (a glob must match something)."""
+    written, missing = written_by_doc(), []
+    for doc in DOCS:
+        name, text = str(doc.relative_to(REPO)), doc.read_text()
+        for path in {p.rstrip(".") for p in PROSE_PATH.findall(text) + PROSE_SCRIPT.findall(text)}:
+            if not any(REPO.glob(path.rstrip("/"))) and path not in written.get(name, set()):
+                missing.append(f"{name}: names {path}, which does not exist")
+    assert not missing, "\n".join(sorted(missing))
+
+
 def test_a_broken_command_is_caught():
     """The checks above can fail: a removed flag and a missing script are both reported."""
     text = "```sh\nedgepack compile --target rpi4 --no-such-flag && python3 scripts/nope.py\n```\n"
