@@ -101,7 +101,9 @@ def front_end(config: CompileConfig, target: Target, model, calibration_data: Da
         return tflite_front.to_source(config, eval_set)
     with progress.stage("import_torch"):
         from edgepack.frontends import torch as torch_front  # torch is imported only now
-    return torch_front.to_source(config, model, calibration_data, eval_set, times, log, budget_check(config, target))
+    limits = gate.limits(config.max_accuracy_drop, config.min_fp32_agreement, target.accuracy_gate, target.name)
+    return torch_front.to_source(config, model, calibration_data, eval_set, times, log, budget_check(config, target),
+                                 gate_limits=limits)  # --calibration-method auto searches to meet them
 
 
 def budget_check(config: CompileConfig, target: Target):

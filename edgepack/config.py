@@ -32,6 +32,7 @@ class CalibrationMethod(str, enum.Enum):
     MINMAX = "minmax"  # the smallest and largest value seen: no clipping, coarser steps
     MOVING_AVERAGE = "moving-average"  # min/max averaged over calibration batches (TensorFlow's QAT observer)
     PERCENTILE = "percentile"  # the 0.01% and 99.99% points of the histogram: rare outliers are clipped
+    AUTO = "auto"  # search the others (and the weight granularity, if not given) on the calibration set
 
 
 def check_calibration_method(method, quant: QuantMode) -> CalibrationMethod | None:
@@ -131,7 +132,7 @@ class CompileConfig:
     classes: int = 10
     checkpoint: str | None = None
     quant: QuantMode = QuantMode.PTQ
-    weight_granularity: WeightGranularity = WeightGranularity.PER_CHANNEL
+    weight_granularity: WeightGranularity | None = None  # None: per-channel (and --calibration-method auto may try both)
     calibration: str | None = None  # None = bundled digits calibration split
     calib_size: int | None = None
     eval_data: str | None = None  # None = bundled digits eval split
@@ -173,8 +174,10 @@ class CompileConfig:
             self.quant = QuantMode(self.quant)
         except ValueError:
             raise ConfigError(f"quantization '{self.quant}' is unknown: use ptq, qat or none")
+        given = self.weight_granularity
+        self.weight_granularity_given = given is not None  # --calibration-method auto searches it when not given
         try:
-            self.weight_granularity = WeightGranularity(self.weight_granularity)
+            self.weight_granularity = WeightGranularity(WeightGranularity.PER_CHANNEL if given is None else given)
         except ValueError:
             raise ConfigError(f"weight granularity '{self.weight_granularity}' is unknown: use per-channel or per-tensor")
         self.calibration_method = check_calibration_method(self.calibration_method, self.quant)

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", help="state dict of the built-in model, or of --model FILE.py:NAME "
                    "(default: the shipped digits weights)")
     p.add_argument("--quant", default="ptq", help="ptq (default), qat or none (fp32)")
-    p.add_argument("--weight-granularity", default="per-channel", help="per-channel (default) or per-tensor")
+    p.add_argument("--weight-granularity", help="per-channel (default) or per-tensor")
     p.add_argument("--calibration", help="ImageFolder directory or .npz (default: bundled digits calibration split)")
     p.add_argument("--calib-size", type=positive_int, help="use the first N calibration images")
     p.add_argument("--eval-data", help="ImageFolder directory or .npz (default: bundled digits eval split)")
@@ -46,7 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
     p.add_argument("--calibration-method", metavar="METHOD",
                    help="PTQ activation ranges: histogram (default: the range with the least quantization error), "
-                        "minmax, moving-average or percentile (99.99%%: outliers clipped); recorded in the manifest")
+                        "minmax, moving-average or percentile (99.99%%: outliers clipped), or auto: try them (and "
+                        "per-tensor weights when --weight-granularity is not given) on the calibration set, keep the "
+                        "first meeting the accuracy gate, else the best; recorded in the manifest")
     p.add_argument("--no-equalize", action="store_true", help="PTQ: skip cross-layer equalization (on by default: it "
                    "evens out per-channel weight ranges so per-tensor weights keep their accuracy; recorded in the manifest)")
     p.add_argument("--bias-correction", action="store_true", help="PTQ: after equalization, correct each conv / fc "

@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from edgepack import provenance
-from edgepack.config import CompileConfig, QuantMode
+from edgepack.config import CalibrationMethod, CompileConfig, QuantMode
 from edgepack.data import Dataset
 from edgepack.errors import CheckpointError, ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.frontends import Source, load_data, percent, timed
+from edgepack.frontends.calibration_search import describe as describe_search, search_calibration
 from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.inputs import split_held_out
 from edgepack.model import builtin
@@ -124,21 +125,25 @@ def _inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: D
 
 
 def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, in_memory: bool,
-              times: dict):
-    """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none."""
+              times: dict, gate_limits: tuple | None = None):
+    """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none.
+    ``gate_limits``: the target's accuracy gate, which --calibration-method auto's search must meet."""
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
+    granularity, searching = config.weight_granularity, config.calibration_method == CalibrationMethod.AUTO
     if config.quant == QuantMode.PTQ:  # QAT fine-tunes the unfolded model: nothing to equalize
         with timed(times, "equalize"):
             folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
                                                     else (folded, {"applied": False}))
         quantization["bias_correction"] = {"applied": False}
-        if config.bias_correction:
+        if config.bias_correction and not searching:  # the search corrects for each granularity it tries
             with timed(times, "bias_correction"):
                 folded, quantization["bias_correction"] = correct_biases(folded, calibration.images,
                                                                          config.weight_granularity)
     with timed(times, "quantize"):
-        if config.quant == QuantMode.PTQ:
+        if config.quant == QuantMode.PTQ and searching:
+            converted, granularity = search_calibration(config, folded, calibration, quantization, gate_limits)
+        elif config.quant == QuantMode.PTQ:
             converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity,
                                      calibration_method=config.calibration_method)
             quantization["activation_calibration"] = config.calibration_method.value
@@ -149,7 +154,7 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
             quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded)
     if converted is not None:
         quantization.update(
-            weights=f"int8 symmetric [-127, 127], {config.weight_granularity.value}",
+            weights=f"int8 symmetric [-127, 127], {granularity.value}",
             activations="int8 per-tensor affine [-128, 127]",
             calibration=provenance.calibration_record(
                 None if in_memory else (config.calibration or "digits"), calibration, config.classes),
@@ -196,7 +201,7 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
 
 
 def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: Dataset | None,
-              eval_set: Dataset | None, times: dict, log, check_fits=None) -> TorchSource:
+              eval_set: Dataset | None, times: dict, log, check_fits=None, gate_limits=None) -> TorchSource:
     """The built-in or given model folded and quantized, with the fp32 figures the manifest records.
     ``check_fits(weighted_layers)`` refuses, before data loading and calibration, a model over the target's budget."""
     model, weights = _prepare_model(config, model)
@@ -212,7 +217,10 @@ def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: 
     fp32_accuracy = _accuracy(fp32, evalset.labels)
     log(f"folded BatchNorm: max |logit diff| {fold_err:.2e}; fp32 accuracy {percent(fp32_accuracy)}")
     in_memory = calibration_data is not None or eval_set is not None
-    converted, plan, quantization = _quantize(config, model, folded, calibration, calibration_data is not None, times)
+    converted, plan, quantization = _quantize(config, model, folded, calibration, calibration_data is not None, times,
+                                              gate_limits)
+    if "calibration_search" in quantization:
+        log(describe_search(quantization["calibration_search"]))
     source = TorchSource(plan, evalset, config.classes, profile, _model_entry(config, model, weights),
                          {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
                          quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32)

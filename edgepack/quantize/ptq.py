@@ -33,19 +33,30 @@ def check_calibration(data: Dataset, input_shape: tuple[int, ...]) -> None:
 
 
 @torch.no_grad()
+def prepare_calibrated(folded: nn.Module, calibration: Dataset, input_shape: tuple[int, ...], quantizer,
+                       batch: int = 32) -> torch.fx.GraphModule:
+    """The exported graph with ``quantizer``'s observers, calibrated on ``calibration`` (not yet converted: the
+    calibration search converts one calibration several ways)."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    check_calibration(calibration, input_shape)
+    images = torch.from_numpy(np.ascontiguousarray(calibration.images))
+    exported = remove_no_ops(export(folded, images[:2]).module())
+    check_graph_ops(exported)
+    prepared = prepare_pt2e(exported, quantizer)
+    for start in progress(range(0, len(images), batch), "calibrating", unit="batch"):
+        prepared(images[start:start + batch])
+    return prepared
+
+
+@torch.no_grad()
 def quantize_ptq(
     folded: nn.Module, calibration: Dataset, input_shape: tuple[int, ...],
     granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, batch: int = 32,
     calibration_method: CalibrationMethod = CalibrationMethod.HISTOGRAM,
 ) -> torch.fx.GraphModule:
     """Calibrate observers on ``calibration`` and return the converted (quantize/dequantize) graph."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    check_calibration(calibration, input_shape)
-    images = torch.from_numpy(np.ascontiguousarray(calibration.images))
-    exported = remove_no_ops(export(folded, images[:2]).module())
-    check_graph_ops(exported)
-    prepared = prepare_pt2e(exported, EdgepackQuantizer(granularity, calibration_method=calibration_method))
-    for start in progress(range(0, len(images), batch), "calibrating", unit="batch"):
-        prepared(images[start:start + batch])
-    return convert_pt2e(prepared)
+    quantizer = EdgepackQuantizer(granularity, calibration_method=calibration_method)
+    return convert_pt2e(prepare_calibrated(folded, calibration, input_shape, quantizer, batch))
