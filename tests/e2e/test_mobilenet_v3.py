@@ -1,7 +1,7 @@
 """MobileNetV3 through the int8 plan (issue 21): hard-swish and hard-sigmoid are lut layers, the
 squeeze-and-excite gate a mul, the residuals adds. With random weights a
 compile for c-host benches PASS, bit-exact with the numpy reference; without a checkpoint the missing shipped
-weights are named in one line, exit 2, and no artifact is left; the shipped digits weights (Small 1.0, Large 0.75)
+weights are named in one line, exit 2, and no artifact is left; the shipped digits weights (Small 0.75, Large 0.75)
 compile with the accuracy gate at its default limit."""
 from __future__ import annotations
 
@@ -62,3 +62,17 @@ def test_shipped_small_weights_fit_cortex_m4_and_pass_the_default_accuracy_gate(
     assert gate["passed"], gate
     code, text, err = run_cli(capsys, "bench", str(out), "--count", "1", "--warmup", "0")
     assert code == 0 and "bit-exact" in text, text + err
+
+
+@pytest.mark.slow
+def test_shipped_large_weights_pass_the_default_accuracy_gate_on_host(tmp_path, capsys):
+    """The shipped Large 0.75 digits weights (the default width) quantize within the host target's 1-point gate
+    of fp32 at 96, and the int8 ONNX Runtime build agrees with the reference (compile checks it)."""
+    out = tmp_path / "large96"
+    code, _, err = run_cli(capsys, "compile", "--model", "mobilenet_v3_large", "--resolution", "96", "--target", "host",
+                           "--eval-size", "180", "-o", str(out))
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["alpha"] == 0.75 and manifest["model"]["weights"] == "shipped digits weights"
+    gate = manifest["metrics"]["accuracy_gate"]
+    assert gate["passed"] and gate["fp32_accuracy"] > 0.95, gate
