@@ -159,6 +159,31 @@ def test_every_repository_path_the_prose_names_exists():
     assert not missing, "\n".join(sorted(missing))
 
 
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a document's headings (outside code blocks): lower case, punctuation dropped,
+    spaces as hyphens, a repeated heading suffixed -1, -2, ..."""
+    anchors, seen, fenced = set(), {}, False
+    for line in text.splitlines():
+        fenced ^= bool(FENCE.match(line))
+        heading = None if fenced else re.match(r"^#{1,6} (.+)$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_every_link_to_a_section_finds_its_heading():
+    """A renamed heading must take its links along (the README links between its sections a lot)."""
+    broken = []
+    for doc in DOCS:
+        text = doc.read_text()
+        anchors = heading_anchors(text)
+        broken += [f"{doc.relative_to(REPO)}: (#{a}) has no heading" for a in re.findall(r"\]\(#([^)]+)\)", text)
+                   if a not in anchors]
+    assert not broken, "\n".join(broken)
+
+
 def test_a_broken_command_is_caught():
     """The checks above can fail: a removed flag and a missing script are both reported."""
     text = "```sh\nedgepack compile --target rpi4 --no-such-flag && python3 scripts/nope.py\n```\n"
