@@ -53,7 +53,7 @@ class Compiler(Table):
     int8_kernels: str | None = setting("tvm", choices=("auto", "generic", "vnni", "neon"))
     batch: int | None = setting("openvino", positive=True)
     compress_to_fp16: bool | None = setting("openvino")
-    kernels: str | None = setting("c", choices=("portable", "fast"))
+    kernels: str | None = setting("c", choices=("portable", "fast", "helium"))
     compare_kernels: bool | None = setting("c")
     cflags: tuple[str, ...] | None = setting("c")
 

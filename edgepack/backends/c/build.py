@@ -12,8 +12,8 @@ from edgepack import devices
 from edgepack.backends.c.spec import CROSS_EXE, FIRMWARE, HOST_EXE, HOST_LIB, BuildSpec
 from edgepack.errors import BuildError, ToolchainError
 
-RUNTIME = ("kernels.h", "kernels.c", "kernels_fast.c", "edgepack_main.c", "startup_cortexm.c")
-MODEL_LIBRARY = ("model.c", "kernels.c", "kernels_fast.c")  # the sources whose objects a user's firmware links
+RUNTIME = ("kernels.h", "kernels.c", "kernels_fast.c", "kernels_helium.c", "edgepack_main.c", "startup_cortexm.c")
+MODEL_LIBRARY = ("model.c", "kernels.c", "kernels_fast.c", "kernels_helium.c")  # the sources whose objects a user's firmware links
 
 
 # ---------------------------------------------------------------- tools

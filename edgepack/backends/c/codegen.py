@@ -27,8 +27,9 @@ from edgepack.plan.plan import Layer, Plan
 from edgepack.version import __version__
 
 INT32_MAX = 2**31 - 1
-KERNEL_SETS = ("portable", "fast")
+KERNEL_SETS = ("portable", "fast", "helium")  # helium: the fast set with MVE kernels where it has them
 CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
+FAST_SUFFIXES = ("_fast", "_helium")  # the kernels.h functions of the fast and helium sets
 
 C_LOWERINGS = Lowerings("C")
 
@@ -79,6 +80,11 @@ class CLowering:
         """The fast set's kernel for shapes it specialises, with its scratch bytes (kernels.h EP_*_FAST_SCRATCH)."""
         return None
 
+    def helium(self, layer: Layer) -> tuple[str, int] | None:
+        """The helium set's (kernels_helium.c, Armv8.1-M MVE) kernel for shapes it specialises, with its scratch;
+        None: the fast set's kernel."""
+        return None
+
     def portable_kernel(self, layer: Layer) -> str:
         return self.portable
 
@@ -87,7 +93,9 @@ class CLowering:
         return ", ".join(sources)
 
     def kernel(self, layer: Layer, kernels: str) -> tuple[str, int]:
-        return (self.fast(layer) if kernels == "fast" else None) or (self.portable_kernel(layer), 0)
+        chosen = (self.helium(layer) if kernels == "helium" else None) or \
+            (self.fast(layer) if kernels in ("fast", "helium") else None)
+        return chosen or (self.portable_kernel(layer), 0)
 
 
 class _Weighted(CLowering):
@@ -159,6 +167,17 @@ class _Conv(_Weighted):
         direct = self.groups_in(layer) < 8 and layer.strides == (1, 1)
         return (self.fast_3x3(layer) if direct else None) or gemm_fast(layer)
 
+    def helium(self, layer: Layer) -> tuple[str, int] | None:
+        """3x3, equal strides up to 4, fewer than 8 input planes (a first conv): ep_conv_helium, 4 outputs of a row
+        per VMLA over the framed planes (EP_3X3_HELIUM_SCRATCH); wider convs take the fast set's kernel."""
+        return self.helium_3x3(layer, "ep_conv_helium") if self.groups_in(layer) < 8 else None
+
+    def helium_3x3(self, layer: Layer, fn: str) -> tuple[str, int] | None:
+        (sh, sw), (_, h, w), (top, left, bottom, right) = layer.strides, layer.input_shape, layer.pads
+        if self.window(layer) != (3, 3) or sh != sw or sh > 4:
+            return None
+        return fn, self.groups_in(layer) * (h + top + bottom) * (w + left + right) + 16
+
     def fast_3x3(self, layer: Layer) -> tuple[str, int] | None:
         """3x3 kernels with equal strides only (the SMLAD lanes hold a row of 3)."""
         planes = self.groups_in(layer)
@@ -183,6 +202,12 @@ class _Depthwise(_Conv):
         """Depth multiplier 1 only (the fast kernel pads one input plane per output); m > 1 runs portable."""
         return self.fast_3x3(layer) if layer.output_shape[0] == layer.input_shape[0] else None
 
+    def helium(self, layer: Layer) -> tuple[str, int] | None:
+        """ep_depthwise_helium: depth multiplier 1, one framed plane (EP_3X3_HELIUM_SCRATCH(1, ...))."""
+        if layer.output_shape[0] != layer.input_shape[0]:
+            return None
+        return self.helium_3x3(layer, "ep_depthwise_helium")
+
 
 class _Pointwise(_Conv):
     portable = "ep_pointwise"
@@ -198,6 +223,12 @@ class _Pointwise(_Conv):
         if layer.strides == (1, 1) and not any(layer.pads):
             return "ep_pointwise_fast", (layer.input_shape[0] + 3) // 4 * 32
         return gemm_fast(layer)  # strided: the im2col GEMM with k = in_c
+
+    def helium(self, layer: Layer) -> tuple[str, int] | None:
+        """Stride 1: ep_pointwise_helium, VMLADAVA over pixel-major packed rows (EP_POINTWISE_HELIUM_SCRATCH)."""
+        if layer.strides == (1, 1) and not any(layer.pads):
+            return "ep_pointwise_helium", 4 * layer.output_shape[0] + 8 * layer.input_shape[0] + 32
+        return None
 
 
 class _AvgPool(CLowering):
@@ -425,7 +456,7 @@ def kernel_choices(plan: Plan, kernels: str = "fast", portable_layers: dict[int,
         fn, scratch = layer_kernel(layer, "portable" if i in forced else kernels)
         portable = fn == C_LOWERINGS[layer.kind].portable_kernel(layer)
         rows.append({"layer": i, "name": layer.name, "kind": layer.kind, "kernel": fn, "scratch_bytes": scratch,
-                     "fallback": kernels == "fast" and portable and has_fast_kernel(layer.kind)})
+                     "fallback": kernels != "portable" and portable and has_fast_kernel(layer.kind)})
         if rows[-1]["fallback"]:
             rows[-1]["reason"] = forced.get(i, "shape: the fast kernels do not specialise it")
     return rows
@@ -436,12 +467,14 @@ def kernel_summary(rows: list[dict]) -> str:
     def kinds(which: list[str]) -> str:
         return ", ".join(f"{k} x{which.count(k)}" if which.count(k) > 1 else k for k in dict.fromkeys(which))
 
-    slow = [r["kind"] for r in rows if not r["kernel"].endswith("_fast") and not r["fallback"]]
+    slow = [r["kind"] for r in rows if not r["kernel"].endswith(FAST_SUFFIXES) and not r["fallback"]]
     chosen = kinds([k for k in slow if has_fast_kernel(k)])  # only in a portable build: its kernel set's choice
     none = kinds([k for k in slow if not has_fast_kernel(k)])
     fallbacks = ", ".join(f"{r['name']} ({r['reason'].split(':')[0]})" for r in rows if r["fallback"])
-    fast = sum(r["kernel"].endswith("_fast") for r in rows)
-    return (f"{fast} of {len(rows)} layers fast" + (f"; portable kernel set: {chosen}" if chosen else "")
+    fast = sum(r["kernel"].endswith(FAST_SUFFIXES) for r in rows)
+    helium = sum(r["kernel"].endswith("_helium") for r in rows)
+    return (f"{fast} of {len(rows)} layers fast" + (f" ({helium} Helium)" if helium else "")
+            + (f"; portable kernel set: {chosen}" if chosen else "")
             + (f"; portable (no fast kernel): {none}" if none else "")
             + (f"; fallback to portable: {fallbacks}" if fallbacks else ""))
 

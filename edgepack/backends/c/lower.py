@@ -158,7 +158,7 @@ def _fit_scratch(spec: BuildSpec, plan, memory, step: dict):
     """When a fast build is over the RAM budget (its flash within), the memory plan with the peak layers' scratch
     dropped (memplan.fit_arena) if that makes the arena smaller; None otherwise (the budget check then refuses)."""
     flash_max, ram_max, ram = spec.budget.flash_bytes, spec.budget.ram_bytes, step["ram"]
-    if spec.kernels != "fast" or ram_max is None or ram <= ram_max or \
+    if spec.kernels == "portable" or ram_max is None or ram <= ram_max or \
             (flash_max is not None and step["measured"]["flash"] > flash_max):
         return None
     fitted = fit_arena(plan, spec.kernels, memory.arena_bytes - (ram - ram_max))
@@ -206,7 +206,7 @@ def _cortex_m_cost(spec: BuildSpec, plan, main, tmp: Path, golden_x, golden_y, o
             **_cost_section(spec, main, spec.kernels), "per_layer_ticks": main.layer_ticks}
     if not spec.compare_kernels:
         return cost
-    other = "portable" if spec.kernels == "fast" else "fast"
+    other = "portable" if spec.kernels != "portable" else "fast"  # helium: compared with portable too
     other_mem = plan_memory(plan, other)
     odir = tmp / f"{other}-src"
     c_build.write_sources(odir, spec, other, codegen.generate(plan, other, other_mem))
@@ -217,8 +217,8 @@ def _cortex_m_cost(spec: BuildSpec, plan, main, tmp: Path, golden_x, golden_y, o
     osizes = elf.footprint(spec.size, obuilt.files[FIRMWARE], obuilt.objects)
     cost[other] = {**_cost_section(spec, ores, other), "per_layer_ticks": ores.layer_ticks,
                    "flash_bytes": osizes["firmware"]["flash"], "arena_bytes": other_mem.arena_bytes}
-    fast_ticks = main.ticks[0] if spec.kernels == "fast" else ores.ticks[0]
-    portable_ticks = ores.ticks[0] if spec.kernels == "fast" else main.ticks[0]
+    fast_ticks = main.ticks[0] if spec.kernels != "portable" else ores.ticks[0]
+    portable_ticks = ores.ticks[0] if spec.kernels != "portable" else main.ticks[0]
     cost["speedup_fast_vs_portable"] = round(portable_ticks / fast_ticks, 3)
     return cost
 

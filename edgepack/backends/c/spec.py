@@ -2,7 +2,7 @@
 (``BuildSpec.from_target(target)`` at compile, ``BuildSpec.from_json(manifest["target"])`` at bench),
 and the names of what the build produces.
 
-  [compiler]  kernels = "fast" | "portable", compare_kernels, cflags
+  [compiler]  kernels = "fast" | "portable" | "helium" (fast + MVE kernels, Armv8.1-M), compare_kernels, cflags
   [toolchain] kind = "cortex-m" | "host", cc, size, debian_packages, arch_flags, ldflags,
               flash_origin/flash_length/ram_origin/ram_length (cortex-m linker script),
               cross_cc, cross_debian_packages, cross_arch_flags, cross_ldflags (host: aarch64; CrossSpec)
@@ -129,7 +129,8 @@ class BuildSpec:
         return ("-DEDGEPACK_PROFILE",) + (("-DEDGEPACK_CORTEX_M",) if self.kind == "cortex-m" else ())
 
     def sources(self, kernels: str) -> list[str]:
-        srcs = ["model.c", "kernels.c"] + (["kernels_fast.c"] if kernels == "fast" else []) + ["edgepack_main.c"]
+        srcs = ["model.c", "kernels.c"] + (["kernels_fast.c"] if kernels in ("fast", "helium") else []) \
+            + (["kernels_helium.c"] if kernels == "helium" else []) + ["edgepack_main.c"]
         return srcs + (["startup_cortexm.c"] if self.kind == "cortex-m" else [])
 
     def headers(self) -> list[str]:

@@ -1,0 +1,253 @@
+/* edgepack Helium (M-profile Vector Extension, MVE) int8 kernels for Cortex-M55 and other Armv8.1-M cores.
+ *
+ * Bit-exact with the portable kernels (kernels.c) and the fast ones (kernels_fast.c), same tests:
+ *   - pointwise 1x1 (stride 1): the NCHW input is packed 8 pixels at a time into pixel-major rows (one
+ *     byte scatter per channel), then every output channel runs over blocks of 4 pixels with VMLADAVA
+ *     (16 int8 multiply-accumulates per instruction, raw inputs: the zero point is folded into the bias);
+ *   - 3x3 depthwise and 3x3 convolutions over few input planes: the input plane(s) are copied into scratch
+ *     framed by the zero point, then 4 outputs of a row at a time accumulate in int32 lanes with VMLA
+ *     (one byte load widened to 32 bits, strided loads as gathers);
+ *   - requantization of 4 outputs at once (requantize_x4 below: VQSHL, VQRDMULH, rounding shift).
+ * Without MVE (any other build) every function is its kernels_fast.c twin, so a "helium" build links
+ * anywhere; the scratch sizes of kernels.h cover both.
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+
+#define EP_MVE_INLINE static inline __attribute__((always_inline))
+
+/* Requantize 4 accumulators of one channel exactly as ep_output() (kernels.c) does:
+ * 1. sat32(acc * 2^left) is VQSHL by left (saturating).
+ * 2. SRDHM(a, M0) with M0 in [0, 2^31) is (a * M0 + 2^30) >> 31 (the proof in kernels_fast.c at ep_rq_apply),
+ *    which is VQRDMULH: (2 * a * M0 + 2^31) >> 32, never saturating since M0 != INT32_MIN.
+ * 3. RoundingDivideByPOT(x, e), half away from zero, is (x - [x < 0] + 2^(e-1)) >> e for e >= 1 (the same
+ *    proof): VRSHL by -e rounds half up, so subtract 1 from negative x first. (x & -e) has its sign bit set
+ *    exactly when x < 0 and e > 0, so its arithmetic shift by 31 is that correction (0 when e = 0);
+ *    the saturating add only matters for x = INT32_MIN, whose result it does not change.
+ * 4. + out_zp saturating (a saturated int32 still clamps to the same int8), clamp to the activation range. */
+EP_MVE_INLINE int32x4_t requantize_x4(int32x4_t acc, int32_t multiplier, int32_t shift, int32_t out_zp,
+                                      int32x4_t lo, int32x4_t hi)
+{
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    int32x4_t x = vqrdmulhq_n_s32(vqshlq_r_s32(acc, left), multiplier);
+    x = vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, vdupq_n_s32(-right)), 31));
+    x = vqaddq_n_s32(vrshlq_n_s32(x, -right), out_zp);
+    return vminq_s32(vmaxq_s32(x, lo), hi);
+}
+
+/* ---------------------------------------------------------------- pointwise 1x1 */
+
+/* bias - in_zp * sum(w) per output channel: the raw products x * w then sum to the centred accumulator.
+ * |zp * sum w| + |bias| is below the accumulator bound the generator proved, so no int32 overflow. */
+static void folded_bias(const ep_layer *l, int32_t *out)
+{
+    const int32_t cin = l->in_c;
+    int32_t co, c;
+    for (co = 0; co < l->out_c; co++) {
+        const int8_t *w = l->weight + co * cin;
+        int32_t sum = 0;
+        for (c = 0; c + 16 <= cin; c += 16) {
+            sum = vaddvaq_s8(sum, vldrbq_s8(w + c));
+        }
+        if (c < cin) {
+            sum = vaddvaq_p_s8(sum, vldrbq_z_s8(w + c, vctp8q((uint32_t)(cin - c))), vctp8q((uint32_t)(cin - c)));
+        }
+        out[co] = l->bias[co] - l->in_zp * sum;
+    }
+}
+
+/* pixels p0 .. p0+n-1 (n <= 8) of every channel into rows of cin bytes, xt[j * cin + c] = in[c * plane + p0 + j]:
+ * one widening load and one byte scatter (16-bit offsets j * cin) per channel */
+EP_MVE_INLINE void pack8(const int8_t *in, int32_t plane, int32_t cin, int32_t n, int8_t *xt)
+{
+    const uint16x8_t offsets = vmulq_n_u16(vidupq_n_u16(0, 1), (uint16_t)cin);
+    const mve_pred16_t p = vctp16q((uint32_t)n);
+    int32_t c;
+    for (c = 0; c < cin; c++, in += plane) {
+        vstrbq_scatter_offset_p_s16(xt + c, offsets, vldrbq_z_s16(in, p), p);
+    }
+}
+
+/* dot products of one weight row with 4 packed pixel rows (stride cin); the input channel tail is
+ * predicated on the weights (zero lanes), the pixel rows may read up to 15 bytes past the last row */
+EP_MVE_INLINE int32x4_t dot_1x4(const int8_t *w, const int8_t *x, int32_t cin, int32_t bias)
+{
+    int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias, c;
+    int32x4_t acc;
+    for (c = 0; c + 16 <= cin; c += 16) {
+        const int8x16_t wv = vldrbq_s8(w + c);
+        a0 = vmladavaq_s8(a0, vldrbq_s8(x + c), wv);
+        a1 = vmladavaq_s8(a1, vldrbq_s8(x + cin + c), wv);
+        a2 = vmladavaq_s8(a2, vldrbq_s8(x + 2 * cin + c), wv);
+        a3 = vmladavaq_s8(a3, vldrbq_s8(x + 3 * cin + c), wv);
+    }
+    if (c < cin) {
+        const int8x16_t wv = vldrbq_z_s8(w + c, vctp8q((uint32_t)(cin - c)));
+        a0 = vmladavaq_s8(a0, vldrbq_s8(x + c), wv);
+        a1 = vmladavaq_s8(a1, vldrbq_s8(x + cin + c), wv);
+        a2 = vmladavaq_s8(a2, vldrbq_s8(x + 2 * cin + c), wv);
+        a3 = vmladavaq_s8(a3, vldrbq_s8(x + 3 * cin + c), wv);
+    }
+    acc = vdupq_n_s32(a0);
+    acc = vsetq_lane_s32(a1, acc, 1);
+    acc = vsetq_lane_s32(a2, acc, 2);
+    return vsetq_lane_s32(a3, acc, 3);
+}
+
+void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c;
+    const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
+    int32_t *bias = (int32_t *)scratch;
+    int8_t *xt = (int8_t *)scratch + 4 * cout;
+    int32_t p0, j0, co;
+    if (l->sh != 1 || l->sw != 1 || l->kh != 1 || l->kw != 1 || l->pad_top || l->pad_left || l->pad_bottom || l->pad_right) {
+        ep_pointwise(l, in, out);
+        return;
+    }
+    folded_bias(l, bias);
+    for (p0 = 0; p0 < plane; p0 += 8) {
+        const int32_t n = plane - p0 < 8 ? plane - p0 : 8;
+        pack8(in + p0, plane, cin, n, xt);
+        for (j0 = 0; j0 < n; j0 += 4) { /* a block past the last pixel computes rows it does not store */
+            const mve_pred16_t keep = vctp32q((uint32_t)(n - j0));
+            for (co = 0; co < cout; co++) {
+                const int32x4_t acc = dot_1x4(l->weight + co * cin, xt + j0 * cin, cin, bias[co]);
+                vstrbq_p_s32(out + co * plane + p0 + j0,
+                             requantize_x4(acc, l->multiplier[co], l->shift[co], l->out_zp, lo, hi), keep);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- 3x3 over zero-point-framed planes */
+
+/* the zero-point frame of `planes` padded planes (pitch hp * wp each), written once per call */
+static void frame_planes(const ep_layer *l, int32_t planes, int8_t *xp)
+{
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, hp = l->pad_top + l->in_h + l->pad_bottom;
+    memset(xp, (int)(int8_t)l->in_zp, (size_t)(planes * hp * wp + EP_HELIUM_SLACK));
+}
+
+/* copy one input plane into the interior of its framed plane, 16 bytes per predicated vector */
+static void fill_plane(const ep_layer *l, const int8_t *in, int8_t *xp)
+{
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, w = l->in_w;
+    int8_t *row = xp + l->pad_top * wp + l->pad_left;
+    int32_t y, x;
+    for (y = 0; y < l->in_h; y++, row += wp, in += w) {
+        for (x = 0; x < w; x += 16) {
+            const mve_pred16_t p = vctp8q((uint32_t)(w - x));
+            vstrbq_p_s8(row + x, vldrbq_z_s8(in + x, p), p);
+        }
+    }
+}
+
+/* 4 outputs of a row (x points at the top-left input of the first): the raw 3x3 window of each, times w */
+EP_MVE_INLINE int32x4_t window_x4(const int8_t *x, int32_t wp, int32_t stride, uint32x4_t gather, const int8_t *w,
+                                  int32x4_t acc)
+{
+    int32_t r;
+    for (r = 0; r < 3; r++, x += wp, w += 3) {
+        if (stride == 1) {
+            acc = vmlaq_n_s32(acc, vldrbq_s32(x), w[0]);
+            acc = vmlaq_n_s32(acc, vldrbq_s32(x + 1), w[1]);
+            acc = vmlaq_n_s32(acc, vldrbq_s32(x + 2), w[2]);
+        } else {
+            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x, gather), w[0]);
+            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 1, gather), w[1]);
+            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 2, gather), w[2]);
+        }
+    }
+    return acc;
+}
+
+/* one output plane of a 3x3 kernel over `planes` framed planes (xp; weights w, planes x 9, bias already folded) */
+static void plane3x3(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias, int32_t c,
+                     int8_t *o)
+{
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, pitch = wp * (l->pad_top + l->in_h + l->pad_bottom);
+    const int32_t stride = l->sh, multiplier = l->multiplier[c], shift = l->shift[c], zp = l->out_zp;
+    const uint32x4_t gather = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)stride);
+    const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
+    int32_t oy, ox, p;
+    for (oy = 0; oy < l->out_h; oy++, o += l->out_w) {
+        const int8_t *row = xp + oy * stride * wp;
+        for (ox = 0; ox < l->out_w; ox += 4) {
+            int32x4_t acc = vdupq_n_s32(bias);
+            for (p = 0; p < planes; p++) {
+                acc = window_x4(row + ox * stride + p * pitch, wp, stride, gather, w + 9 * p, acc);
+            }
+            vstrbq_p_s32(o + ox, requantize_x4(acc, multiplier, shift, zp, lo, hi), vctp32q((uint32_t)(l->out_w - ox)));
+        }
+    }
+}
+
+static int32_t sum_weights(const int8_t *w, int32_t n)
+{
+    int32_t sum = 0, i;
+    for (i = 0; i < n; i++) {
+        sum += w[i];
+    }
+    return sum;
+}
+
+void ep_depthwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w;
+    int8_t *xp = (int8_t *)scratch;
+    int32_t c;
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || l->out_c != l->in_c) {
+        ep_depthwise(l, in, out);
+        return;
+    }
+    frame_planes(l, 1, xp); /* the interior is overwritten per channel, the frame stays */
+    for (c = 0; c < l->out_c; c++) {
+        const int8_t *w = l->weight + 9 * c;
+        fill_plane(l, in + c * plane, xp);
+        plane3x3(l, xp, 1, w, l->bias[c] - l->in_zp * sum_weights(w, 9), c, out + c * oplane);
+    }
+}
+
+void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w, planes = l->in_c;
+    const int32_t pitch = (l->pad_left + l->in_w + l->pad_right) * (l->pad_top + l->in_h + l->pad_bottom);
+    int8_t *xp = (int8_t *)scratch;
+    int32_t c;
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw) {
+        ep_conv(l, in, out);
+        return;
+    }
+    frame_planes(l, planes, xp);
+    for (c = 0; c < planes; c++) {
+        fill_plane(l, in + c * plane, xp + c * pitch);
+    }
+    for (c = 0; c < l->out_c; c++) {
+        const int8_t *w = l->weight + 9 * planes * c;
+        plane3x3(l, xp, planes, w, l->bias[c] - l->in_zp * sum_weights(w, 9 * planes), c, out + c * oplane);
+    }
+}
+
+#else /* no MVE: the kernels_fast.c twins (their scratch fits in the Helium kernels') */
+
+void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    ep_pointwise_fast(l, in, out, scratch);
+}
+
+void ep_depthwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    ep_depthwise_fast(l, in, out, scratch);
+}
+
+void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    ep_conv_fast(l, in, out, scratch);
+}
+
+#endif
