@@ -155,7 +155,7 @@ class CompileConfig:
     calibration_method: CalibrationMethod | None = None  # PTQ activation ranges (--calibration-method); None: histogram
     input_features: int | None = None  # a model of F-value vectors (nn.Linear first; the API's (N, F) inputs), not images
     image_shape: tuple | None = None  # a user model's (C, H, W) when not (3, R, R): the API's (N, C, H, W) inputs as given
-    keep_softmax: bool = False  # an imported .tflite's trailing SOFTMAX kept as the plan's last layer (--keep-softmax)
+    keep_softmax: bool = False  # a trailing SOFTMAX (.tflite) / softmax (user torch model) kept as the plan's last layer
     bias_correction: bool = False  # PTQ: biases absorb int8 weight rounding's mean shift (--bias-correction)
 
     def __post_init__(self):
@@ -183,9 +183,10 @@ class CompileConfig:
         self.calibration_method = check_calibration_method(self.calibration_method, self.quant)
         if not isinstance(self.keep_softmax, bool):
             raise ConfigError(f"keep_softmax={self.keep_softmax!r} is not valid: pass True or False")
-        if self.keep_softmax and not self.tflite_model:
-            raise ConfigError("--keep-softmax applies to an imported .tflite (--model FILE.tflite): a PyTorch model's "
-                              "plan ends in its logits; drop the flag")
+        if self.keep_softmax and builtin:
+            raise ConfigError("--keep-softmax applies to an imported .tflite or a PyTorch model of your own that ends "
+                              "in a softmax (--model FILE.tflite|FILE.py:NAME): the built-in models end in their "
+                              "logits; drop the flag")
         if not isinstance(self.equalize, bool):
             raise ConfigError(f"equalize={self.equalize!r} is not valid: pass True or False")
         check_bias_correction(self.bias_correction, self.quant)

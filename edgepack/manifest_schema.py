@@ -40,7 +40,8 @@ SCHEMA = {
             "classes": {"type": "integer", "minimum": 1}, "alpha": {"type": ["number", "null"]},
             "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
             "weights": {"type": "string"}, "builtin": {"type": "string"},
-            "checkpoint": {"type": ["object", "null"]}, "module": {"type": ["object", "null"]}}},
+            "checkpoint": {"type": ["object", "null"]}, "module": {"type": ["object", "null"]},
+            "softmax": {"type": "string"}}},  # a user model's trailing softmax, dropped or kept (frontends.torch)
         "import": _OBJECT, "preprocessing": _OBJECT, "quantization": _OBJECT, "folding": {"type": ["object", "null"]},
         "params": _INT, "macs": _INT,
         "eval": {"type": "object", "required": ["images", "sha256"], "properties": {

@@ -28,6 +28,8 @@ from edgepack.ops.pad import PadParams, padded_shape
 from edgepack.quantize.layers import PAD_OPS, pad_constant, pad_geometry
 from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.quantizer import is_activation, is_relu6
+from edgepack.ops.softmax import SOFTMAX_OUTPUT, softmax_layer
+from edgepack.quantize.layers import SOFTMAX_OPS
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -275,6 +277,18 @@ def _pad_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer
                  params=PadParams(constant)), q_out
 
 
+def _softmax_layer(node: Node, shape: tuple[int, ...], in_q: QParams) -> tuple[Layer, Node]:
+    """A kept softmax (the model's last op, over the classes) as TFLite's int8 SOFTMAX, beta 1: its input in its
+    producer's quantization, its output in the fixed scale 1/256, zero point -128 the quantizer annotates."""
+    q_out, activation = _output(node)
+    out_q = _qparams(q_out)
+    if len(shape) != 1 or out_q != SOFTMAX_OUTPUT or activation != "none":
+        raise UnsupportedModelError(f"{node.name}: a softmax must read the (classes,) logits and output in scale "
+                                    f"1/256, zero point -128, got {list(shape)} and {out_q}: end the model in "
+                                    "softmax(logits, dim=1)")
+    return softmax_layer(node.name, shape[0], in_q), q_out
+
+
 def _is_shape_arithmetic(node: Node) -> bool:
     """sym_size and friends of a dynamic batch: they compute view sizes, not data."""
     return "sym_size" in str(node.target) or isinstance(node.meta.get("val"), (int, torch.SymInt))
@@ -350,6 +364,11 @@ class _Walk:
         if node.target in PAD_OPS:
             in_q, index, shape = self.source(node, 0)
             layer, q_out = _pad_layer(node, shape, in_q)
+            layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
+            return layer, q_out
+        if node.target in SOFTMAX_OPS:
+            in_q, index, shape = self.source(node, 0)
+            layer, q_out = _softmax_layer(node, shape, in_q)
             layer.inputs = () if index == len(self.layers) - 1 else (index,)  # () = the previous layer
             return layer, q_out
         if node.target in LUT_OPS or is_activation(node):  # a ReLU/ReLU6 here follows no layer that fuses it

@@ -29,11 +29,18 @@ from edgepack.quantize.equalize import equalize
 from edgepack.quantize.bias_correction import correct_biases
 from edgepack.quantize.export import export_qdq_onnx
 from edgepack.quantize.layers import SUPPORTED_LAYERS, SUPPORTED_MODULES
+from edgepack.quantize.layers import strip_trailing_softmax
 from edgepack.quantize.ptq import check_calibration, quantize_ptq
 from edgepack.quantize.qat import quantize_qat
 from edgepack.validate import WeightedLayer
 
 TORCH_INT8_CHECK_IMAGES = 64  # eval images also run through torch's simulated int8 graph
+# the manifest's model.softmax of a model ending in a softmax over the classes (a .tflite's: import.softmax)
+SOFTMAX_DROPPED = ("dropped: outputs are the logits (the trailing softmax's input), fp32 figures too; softmax is "
+                   "monotonic, so the top class (argmax) is unchanged, but apply a softmax yourself where "
+                   "probabilities are needed (or compile with keep_softmax=True / --keep-softmax)")
+SOFTMAX_KEPT = ("kept (keep_softmax): outputs are the softmax's int8 probabilities (scale 1/256, zero point -128), "
+                "TFLite's int8 SOFTMAX arithmetic, beta 1")
 
 
 def check_supported(model: nn.Module) -> None:
@@ -97,6 +104,18 @@ def _prepare_model(config: CompileConfig, model: nn.Module | None) -> tuple[nn.M
         source = f"user module {type(model).__name__}"
     check_finite(model.state_dict(), f"model {type(model).__name__}")
     return model.eval(), source
+
+
+def trailing_softmax(config: CompileConfig, model: nn.Module) -> tuple[nn.Module, dict]:
+    """The model the plan is made of, and the manifest's model entry for its softmax: a softmax over the classes at
+    the model's end is kept with ``keep_softmax`` (the plan's softmax layer), else dropped (the fp32 figures, too,
+    are then of the logits, consistent with int8). A softmax anywhere else is refused by the graph check."""
+    stripped = strip_trailing_softmax(model)
+    if stripped is None:
+        return model, {}
+    if config.keep_softmax:
+        return model, {"softmax": SOFTMAX_KEPT}
+    return stripped.eval(), {"softmax": SOFTMAX_DROPPED}
 
 
 def _hold_out(calibration: Dataset) -> tuple[Dataset, Dataset]:
@@ -168,7 +187,8 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
 def to_plan(model: nn.Module, calibration: Dataset, config: CompileConfig) -> Plan | None:
     """The int8 plan of a torch ``model`` calibrated on ``calibration`` (fold, quantize, plan), as a compile
     makes it; None for ``quant="none"``."""
-    return _quantize(config, model.eval(), fold(model), calibration, True, {})[1]
+    model = trailing_softmax(config, model.eval())[0]
+    return _quantize(config, model, fold(model), calibration, True, {})[1]
 
 
 @torch.no_grad()
@@ -205,6 +225,9 @@ def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: 
     """The built-in or given model folded and quantized, with the fp32 figures the manifest records.
     ``check_fits(weighted_layers)`` refuses, before data loading and calibration, a model over the target's budget."""
     model, weights = _prepare_model(config, model)
+    named, (model, softmax) = model, trailing_softmax(config, model)
+    if softmax:
+        log(f"the model ends in a softmax: {softmax['softmax']}")
     if check_fits is not None:
         check_fits(weighted_layers(model, config.input_shape))
     calibration, evalset = _inputs(config, calibration_data, eval_set)
@@ -221,7 +244,7 @@ def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: 
                                               gate_limits)
     if "calibration_search" in quantization:
         log(describe_search(quantization["calibration_search"]))
-    source = TorchSource(plan, evalset, config.classes, profile, _model_entry(config, model, weights),
+    source = TorchSource(plan, evalset, config.classes, profile, {**_model_entry(config, named, weights), **softmax},
                          {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
                          quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32)
     source.converted = converted

@@ -35,6 +35,7 @@ LUT_OPS = {aten.hardswish.default: "hard_swish", aten.hardswish_.default: "hard_
 CAT_OPS = {aten.cat.default, aten.concat.default}  # torch.cat / torch.concat (dim=1 of (N, C, H, W) maps)
 RESHAPE_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default}
 PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}  # nn.ZeroPad2d / nn.ConstantPad2d / F.pad, constant mode
+SOFTMAX_OPS = {aten.softmax.int, aten._softmax.default}  # nn.Softmax / F.softmax / torch.softmax / Tensor.softmax
 SHARED_OPS = POOL_OPS | MAXPOOL_OPS | RESHAPE_OPS | UPSAMPLE_OPS  # output keeps the input's quantization parameters
 SHARED_OPS |= PAD_OPS  # a constant pad too (TFLite's int8 PAD / PADV2 keep the quantization)
 # Dropout is the identity in eval mode: its nodes leave the graph before quantization (remove_no_ops)
@@ -71,6 +72,8 @@ LAYERS = (
                frozenset(PAD_OPS), ("pad",), functional=True),
     TorchLayer("Upsample (nearest, integer scale)", (nn.Upsample, nn.UpsamplingNearest2d), frozenset(UPSAMPLE_OPS),
                ("resize_nearest",), functional=True),
+    TorchLayer("Softmax (the last op, over the classes: dim=1 of (N, classes); dropped unless keep_softmax)",
+               (nn.Softmax,), frozenset(SOFTMAX_OPS), ("softmax",), functional=True),
     TorchLayer("Dropout", (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
                frozenset(NO_OPS)),
     TorchLayer("Identity", (nn.Identity,), frozenset()),
@@ -210,6 +213,8 @@ def check_layer_geometry(node: torch.fx.Node) -> None:
                                         "int8 pad does not support: pad (N, C, H, W) maps")
     elif node.target in UPSAMPLE_OPS and rank:
         upsample_size(node, shape[1:])
+    elif node.target in SOFTMAX_OPS:
+        check_softmax(node, rank, shape)
     else:
         check_resize_mode(node)
 
@@ -224,6 +229,59 @@ def check_cat_on_channels(node: torch.fx.Node) -> None:
         raise UnsupportedModelError(f"{node.name} (torch.cat): joins {rank}-D tensors on dim {dim}, which the int8 "
                                     "concat does not support: concatenate (N, C, H, W) maps on their channels, "
                                     "torch.cat(..., dim=1)")
+
+
+def check_softmax(node: torch.fx.Node, rank: int, shape: tuple) -> None:
+    """A softmax node is the graph's last op (what it returns), over dim 1 (or -1) of the (N, classes) logits: the
+    int8 softmax (TFLite's SOFTMAX) is a classifier head only; anything else is refused naming the layer and the fix."""
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    users = list(node.users)
+    last = bool(users) and all(u.op == "output" for u in users)
+    dims = ", ".join(["N", *(str(d) for d in shape[1:])])
+    for bad, what, fix in ((rank not in (0, 2), f"is over a {rank}-D tensor ({dims})",
+                            "apply it to the (N, classes) output of the last Linear"),
+                           (rank == 2 and dim is not None and dim % 2 != 1, f"is over dim {dim}",
+                            "use dim=1 (or -1), over the classes"),
+                           (not last, "is not the model's last op",
+                            "move it to the end, over the (N, classes) logits, or remove it")):
+        if bad:
+            raise UnsupportedModelError(f"{_where(node, 'Softmax', 'F.softmax')}: the softmax {what}, which the int8 "
+                                        f"plan does not support: {fix}")
+
+
+def _softmax_dim(node: torch.fx.Node, modules: dict):
+    """(True, dim) when a torch.fx node is a softmax call (nn.Softmax, F.softmax, torch.softmax, Tensor.softmax),
+    else (False, None)."""
+    if node.op == "call_module" and isinstance(modules.get(node.target), nn.Softmax):
+        return True, modules[node.target].dim
+    if (node.op == "call_function" and node.target in (torch.nn.functional.softmax, torch.softmax)) or (
+            node.op == "call_method" and node.target == "softmax"):
+        if node.kwargs.get("dtype") is not None:
+            return False, None
+        return True, node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return False, None
+
+
+def strip_trailing_softmax(model: nn.Module) -> torch.fx.GraphModule | None:
+    """``model`` returning the input of its last op when that op is a softmax over dim 1 (or -1, or None: the
+    (N, classes) logits' implicit dim), as a torch.fx GraphModule; None when it ends otherwise (or torch.fx cannot
+    trace it: folding then says why). Softmax is monotonic: the top class is unchanged."""
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception:  # noqa: BLE001 (fold's own trace refuses the model naming the reason)
+        return None
+    output = next(n for n in traced.graph.nodes if n.op == "output")
+    last = output.args[0]
+    if not isinstance(last, torch.fx.Node):
+        return None
+    found, dim = _softmax_dim(last, dict(traced.named_modules()))
+    if not found or dim not in (None, 1, -1) or not isinstance(last.args[0], torch.fx.Node):
+        return None
+    output.replace_input_with(last, last.args[0])
+    traced.graph.erase_node(last)
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced
 
 
 def remove_no_ops(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -18,6 +18,7 @@ from torch.fx import Node
 from torchao.quantization.pt2e import observer as obs
 from torchao.quantization.pt2e.fake_quantize import FakeQuantize
 from torchao.quantization.pt2e.quantizer import (
+    FixedQParamsQuantizationSpec,
     QuantizationAnnotation,
     QuantizationSpec,
     Quantizer,
@@ -32,6 +33,7 @@ from edgepack.quantize.layers import MUL_OPS
 from edgepack.quantize.layers import CAT_OPS
 from edgepack.quantize.layers import LUT_OPS
 from edgepack.quantize.layers import check_layer_geometry
+from edgepack.quantize.layers import SOFTMAX_OPS
 
 aten = torch.ops.aten
 
@@ -85,6 +87,11 @@ def activation_spec(qat: bool, method: CalibrationMethod = CalibrationMethod.HIS
         dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
         is_dynamic=False, observer_or_fake_quant_ctr=ctr,
     )
+
+
+# TFLite's int8 SOFTMAX output quantization (edgepack.ops.softmax.SOFTMAX_OUTPUT), fixed, not observed
+SOFTMAX_OUTPUT_SPEC = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=1.0 / 256, zero_point=-128, quant_min=-128,
+                                                   quant_max=127, qscheme=torch.per_tensor_affine)
 
 
 def weight_spec(granularity: WeightGranularity, qat: bool) -> QuantizationSpec:
@@ -161,6 +168,9 @@ class EdgepackQuantizer(Quantizer):
                 # an elementwise function, or a ReLU/ReLU6 no earlier layer fused (those are annotated by now)
                 node.meta["quantization_annotation"] = QuantizationAnnotation(  # input and output observed apart
                     input_qspec_map={node.args[0]: act}, output_qspec=act, _annotated=True)
+            elif node.target in SOFTMAX_OPS and isinstance(node.args[0], Node):  # a kept softmax (the model's end)
+                node.meta["quantization_annotation"] = QuantizationAnnotation(  # input: its producer's quantization
+                    input_qspec_map={node.args[0]: act}, output_qspec=SOFTMAX_OUTPUT_SPEC, _annotated=True)
             elif node.target in CAT_OPS and all(isinstance(x, Node) for x in node.args[0]):
                 self._annotate_cat(node, act)
             elif node.target in SHARED_OPS and isinstance(node.args[0], Node):
