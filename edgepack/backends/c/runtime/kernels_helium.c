@@ -19,6 +19,7 @@
 #include <arm_mve.h>
 
 #define EP_MVE_INLINE static inline __attribute__((always_inline))
+#define EP_HELIUM_MAX_PLANES 7 /* ep_conv_helium: fewer than 8 input planes (codegen chooses it so) */
 
 /* Requantize 4 accumulators of one channel exactly as ep_output() (kernels.c) does:
  * 1. sat32(acc * 2^left) is VQSHL by left (saturating).
@@ -147,44 +148,132 @@ static void fill_plane(const ep_layer *l, const int8_t *in, int8_t *xp)
     }
 }
 
-/* 4 outputs of a row (x points at the top-left input of the first): the raw 3x3 window of each, times w */
-EP_MVE_INLINE int32x4_t window_x4(const int8_t *x, int32_t wp, int32_t stride, uint32x4_t gather, const int8_t *w,
-                                  int32x4_t acc)
+/* the requantization constants of one channel, taken once per output plane */
+typedef struct {
+    int32_t left, multiplier, negright, out_zp;
+} ep_rq4;
+
+EP_MVE_INLINE ep_rq4 rq4_of(const ep_layer *l, int32_t c)
 {
-    int32_t r;
-    for (r = 0; r < 3; r++, x += wp, w += 3) {
-        if (stride == 1) {
-            acc = vmlaq_n_s32(acc, vldrbq_s32(x), w[0]);
-            acc = vmlaq_n_s32(acc, vldrbq_s32(x + 1), w[1]);
-            acc = vmlaq_n_s32(acc, vldrbq_s32(x + 2), w[2]);
-        } else {
-            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x, gather), w[0]);
-            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 1, gather), w[1]);
-            acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 2, gather), w[2]);
-        }
-    }
-    return acc;
+    const int32_t shift = l->shift[c];
+    ep_rq4 q = {shift > 0 ? shift : 0, l->multiplier[c], shift > 0 ? 0 : shift, l->out_zp};
+    return q;
 }
 
-/* one output plane of a 3x3 kernel over `planes` framed planes (xp; weights w, planes x 9, bias already folded) */
-static void plane3x3(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias, int32_t c,
-                     int8_t *o)
+/* requantize_x4 with the constants of ep_rq4 (rmask = vdupq_n_s32(negright)) */
+EP_MVE_INLINE int32x4_t rq4_apply(int32x4_t acc, const ep_rq4 *q, int32x4_t rmask, int32x4_t lo, int32x4_t hi)
 {
-    const int32_t wp = l->pad_left + l->in_w + l->pad_right, pitch = wp * (l->pad_top + l->in_h + l->pad_bottom);
-    const int32_t stride = l->sh, multiplier = l->multiplier[c], shift = l->shift[c], zp = l->out_zp;
-    const uint32x4_t gather = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)stride);
-    const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
-    int32_t oy, ox, p;
-    for (oy = 0; oy < l->out_h; oy++, o += l->out_w) {
-        const int8_t *row = xp + oy * stride * wp;
-        for (ox = 0; ox < l->out_w; ox += 4) {
-            int32x4_t acc = vdupq_n_s32(bias);
-            for (p = 0; p < planes; p++) {
-                acc = window_x4(row + ox * stride + p * pitch, wp, stride, gather, w + 9 * p, acc);
+    int32x4_t x = vqrdmulhq_n_s32(vqshlq_r_s32(acc, q->left), q->multiplier);
+    x = vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, rmask), 31));
+    x = vqaddq_n_s32(vrshlq_n_s32(x, q->negright), q->out_zp);
+    return vminq_s32(vmaxq_s32(x, lo), hi);
+}
+
+/* one row of 3 taps for 4 outputs (x: the left input of the first): stride 1 reads 4 neighbours per load, other
+ * strides gather them (offsets 0, s, 2s, 3s); `unit` is a constant wherever this is inlined */
+EP_MVE_INLINE int32x4_t taps3(const int8_t *x, int32_t unit, uint32x4_t gather, int32_t w0, int32_t w1, int32_t w2,
+                              int32x4_t acc)
+{
+    if (unit) {
+        acc = vmlaq_n_s32(acc, vldrbq_s32(x), w0);
+        acc = vmlaq_n_s32(acc, vldrbq_s32(x + 1), w1);
+        return vmlaq_n_s32(acc, vldrbq_s32(x + 2), w2);
+    }
+    acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x, gather), w0);
+    acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 1, gather), w1);
+    return vmlaq_n_s32(acc, vldrbq_gather_offset_s32(x + 2, gather), w2);
+}
+
+/* the output geometry and requantization of one output plane */
+typedef struct {
+    int32_t wp, pitch, stride, out_w, out_h;
+    uint32x4_t gather;
+    int32x4_t lo, hi, rmask;
+    ep_rq4 q;
+} ep_plane;
+
+EP_MVE_INLINE ep_plane plane_of(const ep_layer *l, int32_t c)
+{
+    ep_plane g;
+    g.wp = l->pad_left + l->in_w + l->pad_right;
+    g.pitch = g.wp * (l->pad_top + l->in_h + l->pad_bottom);
+    g.stride = l->sh, g.out_w = l->out_w, g.out_h = l->out_h;
+    g.gather = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)g.stride);
+    g.lo = vdupq_n_s32(l->act_min), g.hi = vdupq_n_s32(l->act_max);
+    g.q = rq4_of(l, c);
+    g.rmask = vdupq_n_s32(g.q.negright);
+    return g;
+}
+
+/* depthwise: one framed plane, its 9 taps in registers, 4 outputs of a row per pass */
+EP_MVE_INLINE void dw_plane(const ep_layer *l, const int8_t *xp, const int8_t *w, int32_t bias, int32_t c,
+                            int32_t unit, int8_t *o)
+{
+    const ep_plane g = plane_of(l, c);
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    int32_t oy, ox;
+    for (oy = 0; oy < g.out_h; oy++, o += g.out_w) {
+        const int8_t *row = xp + oy * g.stride * g.wp;
+        for (ox = 0; ox < g.out_w; ox += 4) { /* the last pass of a row stores only the outputs inside it */
+            const int8_t *x = row + ox * g.stride;
+            int32x4_t acc = taps3(x, unit, g.gather, w0, w1, w2, vdupq_n_s32(bias));
+            acc = taps3(x + g.wp, unit, g.gather, w3, w4, w5, acc);
+            acc = rq4_apply(taps3(x + 2 * g.wp, unit, g.gather, w6, w7, w8, acc), &g.q, g.rmask, g.lo, g.hi);
+            if (g.out_w - ox >= 4) {
+                vstrbq_s32(o + ox, acc);
+            } else {
+                vstrbq_p_s32(o + ox, acc, vctp32q((uint32_t)(g.out_w - ox)));
             }
-            vstrbq_p_s32(o + ox, requantize_x4(acc, multiplier, shift, zp, lo, hi), vctp32q((uint32_t)(l->out_w - ox)));
         }
     }
+}
+
+static void dw_plane_unit(const ep_layer *l, const int8_t *xp, const int8_t *w, int32_t bias, int32_t c, int8_t *o)
+{
+    dw_plane(l, xp, w, bias, c, 1, o);
+}
+
+static void dw_plane_strided(const ep_layer *l, const int8_t *xp, const int8_t *w, int32_t bias, int32_t c, int8_t *o)
+{
+    dw_plane(l, xp, w, bias, c, 0, o);
+}
+
+/* a conv's output plane over `planes` framed planes (weights planes x 9, read per pass) */
+EP_MVE_INLINE void conv_plane(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
+                              int32_t c, int32_t unit, int8_t *o)
+{
+    const ep_plane g = plane_of(l, c);
+    int32_t oy, ox, p;
+    for (oy = 0; oy < g.out_h; oy++, o += g.out_w) {
+        const int8_t *row = xp + oy * g.stride * g.wp;
+        for (ox = 0; ox < g.out_w; ox += 4) {
+            int32x4_t acc = vdupq_n_s32(bias);
+            const int8_t *x = row + ox * g.stride, *k = w;
+            for (p = 0; p < planes; p++, x += g.pitch, k += 9) {
+                acc = taps3(x, unit, g.gather, k[0], k[1], k[2], acc);
+                acc = taps3(x + g.wp, unit, g.gather, k[3], k[4], k[5], acc);
+                acc = taps3(x + 2 * g.wp, unit, g.gather, k[6], k[7], k[8], acc);
+            }
+            acc = rq4_apply(acc, &g.q, g.rmask, g.lo, g.hi);
+            if (g.out_w - ox >= 4) {
+                vstrbq_s32(o + ox, acc);
+            } else {
+                vstrbq_p_s32(o + ox, acc, vctp32q((uint32_t)(g.out_w - ox)));
+            }
+        }
+    }
+}
+
+static void plane3x3_unit(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
+                          int32_t c, int8_t *o)
+{
+    conv_plane(l, xp, planes, w, bias, c, 1, o);
+}
+
+static void plane3x3_strided(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
+                             int32_t c, int8_t *o)
+{
+    conv_plane(l, xp, planes, w, bias, c, 0, o);
 }
 
 static int32_t sum_weights(const int8_t *w, int32_t n)
@@ -209,7 +298,12 @@ void ep_depthwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void 
     for (c = 0; c < l->out_c; c++) {
         const int8_t *w = l->weight + 9 * c;
         fill_plane(l, in + c * plane, xp);
-        plane3x3(l, xp, 1, w, l->bias[c] - l->in_zp * sum_weights(w, 9), c, out + c * oplane);
+        const int32_t bias = l->bias[c] - l->in_zp * sum_weights(w, 9);
+        if (l->sh == 1) {
+            dw_plane_unit(l, xp, w, bias, c, out + c * oplane);
+        } else {
+            dw_plane_strided(l, xp, w, bias, c, out + c * oplane);
+        }
     }
 }
 
@@ -219,7 +313,7 @@ void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scra
     const int32_t pitch = (l->pad_left + l->in_w + l->pad_right) * (l->pad_top + l->in_h + l->pad_bottom);
     int8_t *xp = (int8_t *)scratch;
     int32_t c;
-    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw) {
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || planes > EP_HELIUM_MAX_PLANES) {
         ep_conv(l, in, out);
         return;
     }
@@ -229,7 +323,12 @@ void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scra
     }
     for (c = 0; c < l->out_c; c++) {
         const int8_t *w = l->weight + 9 * planes * c;
-        plane3x3(l, xp, planes, w, l->bias[c] - l->in_zp * sum_weights(w, 9 * planes), c, out + c * oplane);
+        const int32_t bias = l->bias[c] - l->in_zp * sum_weights(w, 9 * planes);
+        if (l->sh == 1) {
+            plane3x3_unit(l, xp, planes, w, bias, c, out + c * oplane);
+        } else {
+            plane3x3_strided(l, xp, planes, w, bias, c, out + c * oplane);
+        }
     }
 }
 
