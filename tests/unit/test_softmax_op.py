@@ -93,7 +93,7 @@ def test_a_trailing_softmax_is_dropped_by_default_and_kept_when_asked(tmp_path):
     assert np.array_equal(np.argmax(reference.run(dropped.plan, x), 1), np.argmax(reference.run(kept.plan, x), 1))
 
 
-def test_keep_softmax_is_refused_for_a_torch_model_and_must_be_a_bool():
+def test_keep_softmax_is_refused_for_a_builtin_mobilenet_and_must_be_a_bool():
     from edgepack.config import CompileConfig
     from edgepack.errors import ConfigError
 
