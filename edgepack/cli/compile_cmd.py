@@ -70,7 +70,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key (from `edgepack keygen`): sign the manifest "
                    "into manifest.sig, checked by `edgepack verify --verify-key`")
     p.add_argument("--keep-softmax", action="store_true", help="--model FILE.tflite or your own PyTorch model: keep "
-                   "its trailing softmax as the last layer (outputs: int8 probabilities, scale 1/256, zero point -128, TFLite's arithmetic); "
+                   "its trailing softmax as the last layer (outputs: int8 probabilities, scale 1/256, zero point -128, "
+                   "TFLite's arithmetic); "
                    "by default it is dropped and the outputs are the logits (same top class)")
     add_targets_flag(p)
     p.set_defaults(run=run)
