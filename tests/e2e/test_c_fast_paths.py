@@ -126,3 +126,71 @@ def test_pointwise_layers_whose_last_pixel_block_is_partial_equal_the_reference(
     for kernels in ("portable", "fast"):
         got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
         assert int((got != want).sum()) == 0, kernels
+
+
+def _small_plane_plan(res: int, width: int = 12):
+    """Depthwise 3x3 layers on small planes between pointwise ones: at ``res`` 6 the kernel's 6-wide stride-1 and
+    3-wide stride-2 paths, at 7 its generic odd width and 3-wide stride 2; then a pointwise on a 3x3 plane (a
+    partial last block of pixels), a 3x3 -> 3x3 depthwise (3-wide stride 1) and a padless 3x3 -> 1x1 one."""
+    from edgepack.plan.plan import Plan, QParams
+    from tests.conformance.plans import conv_layer, fc_layer, pool_layer
+
+    rng = np.random.default_rng(res)
+    q = QParams(0.03, -7)
+    layers = []
+    for kind, out_c, stride, pads in (("depthwise", width, 1, (1, 1, 1, 1)), ("depthwise", width, 2, (0, 0, 1, 1)),
+                                      ("pointwise", 16, 1, (0, 0, 0, 0)), ("depthwise", 16, 1, (1, 1, 1, 1)),
+                                      ("pointwise", 24, 1, (0, 0, 0, 0)), ("depthwise", 24, 1, (0, 0, 0, 0))):
+        in_q, shape = (layers[-1].output_q, layers[-1].output_shape) if layers else (q, (width, res, res))
+        layers.append(conv_layer(rng, f"{kind}{len(layers)}", kind, in_q, shape, out_c,
+                                 1 if kind == "pointwise" else 3, stride, pads))
+    layers.append(pool_layer(rng, "pool6", layers[-1].output_q, layers[-1].output_shape, "average", flat=True))
+    layers.append(fc_layer(rng, "fc7", layers[-1].output_q, 24, 5, "double"))
+    return Plan(q, (width, res, res), layers)
+
+
+@pytest.mark.parametrize("res", [6, 7])
+def test_small_plane_depthwise_and_3x3_pointwise_layers_equal_the_reference(res, tmp_path):
+    """ep_depthwise_small_fast (chosen for every depthwise here) and ep_pointwise_fast on a 3x3 plane, bit-exact
+    with the reference on the host (the C emulations of the DSP instructions), outputs spread over int8."""
+    plan = _small_plane_plan(res)
+    assert plan.problems() == []
+    rows = codegen.kernel_choices(plan, "fast")
+    assert {r["kernel"] for r in rows if r["kind"] == "depthwise"} == {"ep_depthwise_small_fast"}
+    assert [r["kernel"] for r in rows if r["kind"] == "pointwise"] == ["ep_pointwise_fast"] * 2
+    assert [tuple(plan.layers[r["layer"]].output_shape[1:]) for r in rows if r["kind"] == "pointwise"] == [(3, 3)] * 2
+    x = np.random.default_rng(11).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
+    want, outputs = reference.run(plan, x, collect=True)
+    for layer, out in zip(plan.layers[:6], outputs):
+        assert len(np.unique(out)) >= 8 and np.isin(out, (-128, 127)).mean() < 0.5, layer.name
+    for kernels in ("portable", "fast"):
+        got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
+        assert int((got != want).sum()) == 0, kernels
+
+
+def test_large_depthwise_planes_keep_the_framed_kernel_whose_scratch_is_smaller():
+    """Input planes over codegen.DW_SMALL_MAX_PLANE (24x24) run ep_depthwise_fast: the small-plane kernel's
+    int32 sums (4 bytes an output) would raise the arena's peak where the early, large layers set it."""
+    from edgepack.plan.plan import QParams
+    from tests.conformance.plans import conv_layer
+
+    rng = np.random.default_rng(0)
+    kernels = {res: codegen.layer_kernel(conv_layer(rng, "dw", "depthwise", QParams(0.03, 0), (8, res, res), 8, 3, 1,
+                                                    (1, 1, 1, 1)), "fast") for res in (24, 25)}
+    assert kernels[24] == ("ep_depthwise_small_fast", (26 * 26 + 4 + 3) // 4 * 4 + 4 * 24 * 24)
+    assert kernels[25] == ("ep_depthwise_fast", 27 * 27 + 4)
+
+
+@pytest.mark.slow
+def test_small_plane_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(tmp_path):
+    """The small-plane plan as a .tflite compiled for cortex-m4 (the DSP instructions themselves): bench PASS with
+    its two bit-exact checks, and model.c calls ep_depthwise_small_fast."""
+    plan = _small_plane_plan(7)
+    model = write_tflite(plan, tmp_path / "small_planes.tflite")
+    images = np.random.default_rng(4).integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
+    np.savez(tmp_path / "eval.npz", images=images, labels=np.arange(12) % plan.output_shape[0])
+    out = edgepack.compile(str(model), "cortex-m4", eval_data=str(tmp_path / "eval.npz"), output=str(tmp_path / "m4"))
+    report = edgepack.bench(out, count=1, warmup=0)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
+    assert "ep_depthwise_small_fast(" in (tmp_path / "m4" / "c" / "model.c").read_text()

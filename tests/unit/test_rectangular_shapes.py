@@ -90,9 +90,9 @@ def test_a_bad_stride_is_refused_naming_the_layer(stride, words):
 
 
 def test_c_fast_set_runs_rectangular_convs_and_strided_pointwise_as_its_im2col_gemm():
-    plan, _ = shapes_case(list(SHAPE_CASES)[1])  # conv 5x3/(2,1), depthwise 3x3/1, pointwise /(1,2)
+    plan, _ = shapes_case(list(SHAPE_CASES)[1])  # conv 5x3/(2,1), depthwise 3x3/1 (a small plane), pointwise /(1,2)
     assert [layer_kernel(layer, "fast")[0] for layer in plan.layers[:3]] == [
-        "ep_conv_gemm_fast", "ep_depthwise_fast", "ep_conv_gemm_fast"]
+        "ep_conv_gemm_fast", "ep_depthwise_small_fast", "ep_conv_gemm_fast"]
     source = generate(plan, "fast", plan_memory(plan, "fast"))["model.c"]
     assert ".kh = 5, .kw = 3, .sh = 2, .sw = 1," in source and ".kh = 1, .kw = 1, .sh = 1, .sw = 2," in source
 

@@ -104,6 +104,11 @@ void ep_pad(const ep_layer *l, int32_t value, const int8_t *in, int8_t *out);
 #define EP_CONV_FAST_MAX_IN 16 /* wider 3x3 convs than this use the portable kernel */
 void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+/* depthwise 3x3 for small planes (codegen picks it by input plane size): the zero-point frame written once per
+ * layer, each channel's interior copied into it, its raw sums kept (int32, after the frame) and then requantized */
+#define EP_DW_SMALL_FAST_SCRATCH(h, w, top, left, bottom, right, out_h, out_w) \
+    ((EP_3X3_FAST_SCRATCH(1, h, w, top, left, bottom, right) + 3) / 4 * 4 + 4 * (out_h) * (out_w))
+void ep_depthwise_small_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 /* any convolution (kernel, strides, pads, input channels; a strided pointwise too) as an im2col GEMM over
  * blocks of 4 output pixels: the scratch holds one block's packed columns of k = in_c * kh * kw values

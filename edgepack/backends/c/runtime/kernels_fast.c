@@ -436,6 +436,122 @@ void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     }
 }
 
+/* n accumulators of channel c requantized into o (ep_rq_apply): the constants in locals (registers), the
+ * common case (EP_FLAG_SMALL_ACC; a clamp covers the full int8 range too) tested once, not per value */
+EP_NOINLINE void ep_rq_run(const ep_layer *l, int32_t c, const int32_t *acc, int32_t n, int8_t *o)
+{
+    ep_rq r;
+    int32_t j;
+    ep_rq_init(&r, l, c);
+    if (!r.small) {
+        for (j = 0; j < n; j++) {
+            o[j] = ep_rq_apply(&r, acc[j]);
+        }
+        return;
+    }
+    for (j = 0; j < n; j++) {
+        int32_t x = ep_smmulr(acc[j] * r.pow2, r.multiplier);
+        x = ((x + r.round + ((x >> 31) & r.sign)) >> r.exponent) + r.out_zp;
+        x = x < r.act_min ? r.act_min : x;
+        o[j] = (int8_t)(x > r.act_max ? r.act_max : x);
+    }
+}
+
+/* copy an (h, w) plane into the interior of a frame of row pitch wp: a word per 4 bytes (unaligned LDR / STR) */
+EP_INLINE void ep_copy_interior(const int8_t *in, int32_t h, int32_t w, int32_t wp, int8_t *interior)
+{
+    int32_t y, x;
+    for (y = 0; y < h; y++, in += w, interior += wp) {
+        for (x = 0; x + 4 <= w; x += 4) {
+            const uint32_t v = ep_read32(in + x);
+            memcpy(interior + x, &v, sizeof v);
+        }
+        for (; x < w; x++) {
+            interior[x] = in[x];
+        }
+    }
+}
+
+/* the raw 3x3 sums of one zero-point-framed plane (xp, row pitch wp) into acc (out_h x out_w), weights
+ * (w0, w2), w1 of row r in k02[r], k1[r] (ep_plane3x3's lanes), kept in registers across the plane */
+EP_INLINE void ep_sums3x3(const int8_t *xp, int32_t wp, int32_t stride, int32_t oh, int32_t ow, const uint32_t *k02,
+                          const uint32_t *k1, int32_t bias_raw, int32_t *acc)
+{
+    const uint32_t a02 = k02[0], b02 = k02[1], c02 = k02[2], a1 = k1[0], b1 = k1[1], c1 = k1[2];
+    int32_t oy, ox;
+    for (oy = 0; oy < oh; oy++, acc += ow) {
+        const int8_t *x = xp + oy * stride * wp;
+        ox = 0;
+        if (stride == 1) {
+            for (; ox + 2 <= ow; ox += 2, x += 2) {
+                uint32_t v = ep_read32(x), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v);
+                int32_t s0 = EP_SMLABB(d, a1, EP_SMLAD(e, a02, bias_raw)), s1 = EP_SMLATB(e, a1, EP_SMLAD(d, a02, bias_raw));
+                v = ep_read32(x + wp), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v);
+                s0 = EP_SMLABB(d, b1, EP_SMLAD(e, b02, s0)), s1 = EP_SMLATB(e, b1, EP_SMLAD(d, b02, s1));
+                v = ep_read32(x + 2 * wp), e = EP_SXTB16(v), d = EP_SXTB16_ROR8(v);
+                acc[ox] = EP_SMLABB(d, c1, EP_SMLAD(e, c02, s0));
+                acc[ox + 1] = EP_SMLATB(e, c1, EP_SMLAD(d, c02, s1));
+            }
+        }
+        for (; ox < ow; ox++, x += stride) { /* the 4th byte of each load is ignored (SMLABB) */
+            uint32_t v = ep_read32(x);
+            int32_t s = EP_SMLABB(EP_SXTB16_ROR8(v), a1, EP_SMLAD(EP_SXTB16(v), a02, bias_raw));
+            v = ep_read32(x + wp);
+            s = EP_SMLABB(EP_SXTB16_ROR8(v), b1, EP_SMLAD(EP_SXTB16(v), b02, s));
+            v = ep_read32(x + 2 * wp);
+            acc[ox] = EP_SMLABB(EP_SXTB16_ROR8(v), c1, EP_SMLAD(EP_SXTB16(v), c02, s));
+        }
+    }
+}
+
+/* Depthwise 3x3 (depth multiplier 1, equal strides) for small planes, where ep_depthwise_fast's per-channel
+ * set-up and per-output requantization outweigh its arithmetic (a 3x3 plane has 9 outputs). The zero-point
+ * frame of one padded plane is written once per layer (only its interior changes); per channel its interior
+ * is copied in, the weight rows split by SXTB16 straight from three word loads, the raw sums of the whole
+ * plane formed with the weights in registers (ep_sums3x3) into scratch, then requantized in one pass
+ * (ep_rq_run). Scratch: EP_DW_SMALL_FAST_SCRATCH. */
+void ep_depthwise_small_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t ih = l->in_h, iw = l->in_w, plane = ih * iw, oh = l->out_h, ow = l->out_w, channels = l->out_c;
+    const int32_t wp = l->pad_left + iw + l->pad_right, hp = l->pad_top + ih + l->pad_bottom, zp = l->in_zp;
+    const int32_t stride = l->sh;
+    int8_t *xp = (int8_t *)scratch, *interior = xp + l->pad_top * wp + l->pad_left;
+    int32_t *acc = (int32_t *)scratch + (hp * wp + 4 + 3) / 4;
+    int32_t c;
+    if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || l->out_c != l->in_c) {
+        ep_depthwise(l, in, out);
+        return;
+    }
+    memset(xp, (int)(int8_t)zp, (size_t)(hp * wp + 4));
+    for (c = 0; c < channels; c++, in += plane, out += oh * ow) {
+        const int8_t *w = l->weight + 9 * c;
+        uint32_t k02[3], k1[3];
+        int32_t sum, bias_raw;
+        if (iw == 3) {
+            ep_copy_interior(in, ih, 3, wp, interior);
+        } else {
+            ep_copy_interior(in, ih, iw, wp, interior);
+        }
+        k02[0] = EP_SXTB16(ep_read32(w));           /* (w0, w2) */
+        k02[1] = EP_SXTB16(ep_read32(w + 3));       /* (w3, w5) */
+        k02[2] = EP_SXTB16_ROR8(ep_read32(w + 5));  /* (w6, w8): bytes 1 and 3 of w[5..8], inside the 9 */
+        k1[0] = (uint32_t)(int32_t)w[1], k1[1] = (uint32_t)(int32_t)w[4], k1[2] = (uint32_t)(int32_t)w[7];
+        sum = EP_SMLAD(k02[0], 0x00010001u, EP_SMLAD(k02[1], 0x00010001u, EP_SMLAD(k02[2], 0x00010001u, 0)));
+        sum += (int32_t)w[1] + (int32_t)w[4] + (int32_t)w[7];
+        bias_raw = l->bias[c] - zp * sum;
+        if (ow == 3 && stride == 1) { /* the 3x3 planes: constant width and stride let the compiler unroll */
+            ep_sums3x3(xp, wp, 1, oh, 3, k02, k1, bias_raw, acc);
+        } else if (ow == 3 && stride == 2) {
+            ep_sums3x3(xp, wp, 2, oh, 3, k02, k1, bias_raw, acc);
+        } else if (ow == 6 && stride == 1) {
+            ep_sums3x3(xp, wp, 1, oh, 6, k02, k1, bias_raw, acc);
+        } else {
+            ep_sums3x3(xp, wp, stride, oh, ow, k02, k1, bias_raw, acc);
+        }
+        ep_rq_run(l, c, acc, oh * ow, out);
+    }
+}
+
 void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t oplane = l->out_h * l->out_w;
