@@ -122,11 +122,11 @@ void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* Helium kernels (kernels_helium.c, Armv8.1-M MVE; elsewhere their kernels_fast.c twins), bit-exact with the
- * portable ones: pointwise 1x1 stride 1 (scratch: folded biases, 8 pixel-major rows of in_c bytes, slack for
- * 16-byte loads), 3x3 depthwise (multiplier 1) and 3x3 conv over fewer than 8 planes, equal strides up to 4
+ * portable ones: pointwise 1x1 stride 1 (scratch: folded biases, 8 pixels of in_c channels packed in 16-channel
+ * chunks), 3x3 depthwise (multiplier 1) and 3x3 conv over fewer than 8 planes, equal strides up to 4
  * (scratch: the framed planes and slack for 4-pixel loads past a row's end) */
 #define EP_HELIUM_SLACK 16
-#define EP_POINTWISE_HELIUM_SCRATCH(in_c, out_c) (4 * (out_c) + 8 * (in_c) + 32)
+#define EP_POINTWISE_HELIUM_SCRATCH(in_c, out_c) (4 * (out_c) + 128 * (((in_c) + 15) / 16))
 #define EP_3X3_HELIUM_SCRATCH(planes, h, w, top, left, bottom, right) \
     ((planes) * ((h) + (top) + (bottom)) * ((w) + (left) + (right)) + EP_HELIUM_SLACK)
 void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);

@@ -61,47 +61,87 @@ static void folded_bias(const ep_layer *l, int32_t *out)
     }
 }
 
-/* pixels p0 .. p0+n-1 (n <= 8) of every channel into rows of cin bytes, xt[j * cin + c] = in[c * plane + p0 + j]:
- * one widening load and one byte scatter (16-bit offsets j * cin) per channel */
+/* pixels p0 .. p0+n-1 (n <= 8) of every channel packed for dot_2x4 / dot_1x4: per block of 4 pixels (j / 4) and
+ * 16-channel chunk k, 64 bytes holding the chunk's 16 channels of pixel j % 4, then the next pixel:
+ *   xt[(j / 4) * chunks * 64 + k * 64 + (j % 4) * 16 + c % 16] = in[c * plane + p0 + j],  k = c / 16
+ * one widening load and one byte scatter (16-bit offsets) per channel; lanes past in_c are never written */
 EP_MVE_INLINE void pack8(const int8_t *in, int32_t plane, int32_t cin, int32_t n, int8_t *xt)
 {
-    const uint16x8_t offsets = vmulq_n_u16(vidupq_n_u16(0, 1), (uint16_t)cin);
+    const int32_t block = ((cin + 15) / 16) * 64;
+    const uint16x8_t j = vidupq_n_u16(0, 1);
+    const uint16x8_t offsets = vaddq_u16(vmulq_n_u16(vshrq_n_u16(j, 2), (uint16_t)block),
+                                         vmulq_n_u16(vandq_u16(j, vdupq_n_u16(3)), 16));
     const mve_pred16_t p = vctp16q((uint32_t)n);
     int32_t c;
     for (c = 0; c < cin; c++, in += plane) {
-        vstrbq_scatter_offset_p_s16(xt + c, offsets, vldrbq_z_s16(in, p), p);
+        vstrbq_scatter_offset_p_s16(xt + (c >> 4) * 64 + (c & 15), offsets, vldrbq_z_s16(in, p), p);
     }
 }
 
-/* dot products of one weight row with 4 packed pixel rows (stride cin); the input channel tail is
- * predicated on the weights (zero lanes), the pixel rows may read up to 15 bytes past the last row */
-EP_MVE_INLINE int32x4_t dot_1x4(const int8_t *w, const int8_t *x, int32_t cin, int32_t bias)
+EP_MVE_INLINE int32x4_t lanes4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
 {
-    int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias, c;
-    int32x4_t acc;
-    for (c = 0; c + 16 <= cin; c += 16) {
-        const int8x16_t wv = vldrbq_s8(w + c);
-        a0 = vmladavaq_s8(a0, vldrbq_s8(x + c), wv);
-        a1 = vmladavaq_s8(a1, vldrbq_s8(x + cin + c), wv);
-        a2 = vmladavaq_s8(a2, vldrbq_s8(x + 2 * cin + c), wv);
-        a3 = vmladavaq_s8(a3, vldrbq_s8(x + 3 * cin + c), wv);
+    int32x4_t v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    return vsetq_lane_s32(a3, v, 3);
+}
+
+/* two output channels (weight rows w0, w1) over one packed block of 4 pixels (x): 6 loads, 8 VMLADAVA per
+ * 16 input channels; the channel tail is predicated on the weights (zero lanes meet unwritten packed lanes) */
+EP_MVE_INLINE void dot_2x4(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t cin, int32_t b0, int32_t b1,
+                           int32x4_t *out0, int32x4_t *out1)
+{
+    int32_t a0 = b0, a1 = b0, a2 = b0, a3 = b0, c0 = b1, c1 = b1, c2 = b1, c3 = b1, c;
+    for (c = 0; c + 16 <= cin; c += 16, x += 64) {
+        const int8x16_t v0 = vldrbq_s8(w0 + c), v1 = vldrbq_s8(w1 + c);
+        const int8x16_t x0 = vldrbq_s8(x), x1 = vldrbq_s8(x + 16), x2 = vldrbq_s8(x + 32), x3 = vldrbq_s8(x + 48);
+        a0 = vmladavaq_s8(a0, x0, v0), c0 = vmladavaq_s8(c0, x0, v1);
+        a1 = vmladavaq_s8(a1, x1, v0), c1 = vmladavaq_s8(c1, x1, v1);
+        a2 = vmladavaq_s8(a2, x2, v0), c2 = vmladavaq_s8(c2, x2, v1);
+        a3 = vmladavaq_s8(a3, x3, v0), c3 = vmladavaq_s8(c3, x3, v1);
     }
     if (c < cin) {
-        const int8x16_t wv = vldrbq_z_s8(w + c, vctp8q((uint32_t)(cin - c)));
-        a0 = vmladavaq_s8(a0, vldrbq_s8(x + c), wv);
-        a1 = vmladavaq_s8(a1, vldrbq_s8(x + cin + c), wv);
-        a2 = vmladavaq_s8(a2, vldrbq_s8(x + 2 * cin + c), wv);
-        a3 = vmladavaq_s8(a3, vldrbq_s8(x + 3 * cin + c), wv);
+        const mve_pred16_t p = vctp8q((uint32_t)(cin - c));
+        const int8x16_t v0 = vldrbq_z_s8(w0 + c, p), v1 = vldrbq_z_s8(w1 + c, p);
+        const int8x16_t x0 = vldrbq_s8(x), x1 = vldrbq_s8(x + 16), x2 = vldrbq_s8(x + 32), x3 = vldrbq_s8(x + 48);
+        a0 = vmladavaq_s8(a0, x0, v0), c0 = vmladavaq_s8(c0, x0, v1);
+        a1 = vmladavaq_s8(a1, x1, v0), c1 = vmladavaq_s8(c1, x1, v1);
+        a2 = vmladavaq_s8(a2, x2, v0), c2 = vmladavaq_s8(c2, x2, v1);
+        a3 = vmladavaq_s8(a3, x3, v0), c3 = vmladavaq_s8(c3, x3, v1);
     }
-    acc = vdupq_n_s32(a0);
-    acc = vsetq_lane_s32(a1, acc, 1);
-    acc = vsetq_lane_s32(a2, acc, 2);
-    return vsetq_lane_s32(a3, acc, 3);
+    *out0 = lanes4(a0, a1, a2, a3);
+    *out1 = lanes4(c0, c1, c2, c3);
+}
+
+/* the last output channel of an odd count: dot_2x4 with one row */
+static int32x4_t dot_1x4(const int8_t *w, const int8_t *x, int32_t cin, int32_t bias)
+{
+    int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias, c;
+    for (c = 0; c < cin; c += 16, x += 64) {
+        const int8x16_t v = vldrbq_z_s8(w + c, vctp8q((uint32_t)(cin - c)));
+        a0 = vmladavaq_s8(a0, vldrbq_s8(x), v);
+        a1 = vmladavaq_s8(a1, vldrbq_s8(x + 16), v);
+        a2 = vmladavaq_s8(a2, vldrbq_s8(x + 32), v);
+        a3 = vmladavaq_s8(a3, vldrbq_s8(x + 48), v);
+    }
+    return lanes4(a0, a1, a2, a3);
+}
+
+/* requantize 4 outputs of channel co and store the first `valid` of them at o */
+EP_MVE_INLINE void store_x4(const ep_layer *l, int32_t co, int32x4_t acc, int32x4_t lo, int32x4_t hi, int32_t valid,
+                            int8_t *o)
+{
+    acc = requantize_x4(acc, l->multiplier[co], l->shift[co], l->out_zp, lo, hi);
+    if (valid >= 4) {
+        vstrbq_s32(o, acc);
+    } else {
+        vstrbq_p_s32(o, acc, vctp32q((uint32_t)valid));
+    }
 }
 
 void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
-    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c;
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c, block = ((cin + 15) / 16) * 64;
     const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
     int32_t *bias = (int32_t *)scratch;
     int8_t *xt = (int8_t *)scratch + 4 * cout;
@@ -115,11 +155,16 @@ void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void 
         const int32_t n = plane - p0 < 8 ? plane - p0 : 8;
         pack8(in + p0, plane, cin, n, xt);
         for (j0 = 0; j0 < n; j0 += 4) { /* a block past the last pixel computes rows it does not store */
-            const mve_pred16_t keep = vctp32q((uint32_t)(n - j0));
-            for (co = 0; co < cout; co++) {
-                const int32x4_t acc = dot_1x4(l->weight + co * cin, xt + j0 * cin, cin, bias[co]);
-                vstrbq_p_s32(out + co * plane + p0 + j0,
-                             requantize_x4(acc, l->multiplier[co], l->shift[co], l->out_zp, lo, hi), keep);
+            const int8_t *x = xt + (j0 / 4) * block;
+            int8_t *o = out + p0 + j0;
+            for (co = 0; co + 2 <= cout; co += 2) {
+                int32x4_t a, b;
+                dot_2x4(l->weight + co * cin, l->weight + (co + 1) * cin, x, cin, bias[co], bias[co + 1], &a, &b);
+                store_x4(l, co, a, lo, hi, n - j0, o + co * plane);
+                store_x4(l, co + 1, b, lo, hi, n - j0, o + (co + 1) * plane);
+            }
+            if (co < cout) {
+                store_x4(l, co, dot_1x4(l->weight + co * cin, x, cin, bias[co]), lo, hi, n - j0, o + co * plane);
             }
         }
     }
