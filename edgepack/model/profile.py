@@ -73,13 +73,18 @@ def summary(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
     }
 
 
+def _amount(n: int, decimals: int) -> str:
+    """The paper's millions (569M, 4.2M) for a MobileNet; exact thousands for a small model (82,944, not 0M)."""
+    return f"{n / 1e6:.{decimals}f}M" if n >= 1e6 else f"{n:,}"
+
+
 def format_summary(s: dict, title: str) -> str:
     w = max([22] + [len(r["name"]) + 1 for r in s["layers"]])  # MobileNetV3's squeeze-excite names are longer
     lines = [title, f"{'layer':<{w}}{'type':<17}{'output':>16}{'params':>12}{'Mult-Adds':>14}"]
     for r in s["layers"]:
         lines.append(f"{r['name']:<{w}}{r['type']:<17}{'x'.join(map(str, r['output_shape'])):>16}{r['params']:>12,}{r['macs']:>14,}")
     lines.append(f"{'total':<{w + 33}}{s['params']:>12,}{s['macs']:>14,}")
-    lines.append(f"= {s['macs'] / 1e6:.0f}M Mult-Adds, {s['params'] / 1e6:.1f}M parameters "
+    lines.append(f"= {_amount(s['macs'], 0)} Mult-Adds, {_amount(s['params'], 1)} parameters "
                  f"(+{s['batchnorm_params']:,} BatchNorm, folded away at compile)")
     lines.append(f"\n{'type (paper Table 2)':<22}{'Mult-Adds':>12}{'params':>12}")
     for t, v in s["by_type"].items():
