@@ -22,6 +22,8 @@ HELIUM_CASES = {  # shapes the Helium kernels split differently from the DSP one
                                               relu=True),
     "depthwise s1, 13 wide (a 1-output last pass)": dict(kind="depthwise", c=3, h=5, w=13, in_zp=4, out_zp=-2),
     "depthwise s2, 3x3 plane": dict(kind="depthwise", c=7, h=3, w=3, stride=2, in_zp=-128, out_zp=0),
+    "depthwise s2, 10x9 outputs (row passes, not flat)": dict(kind="depthwise", c=3, h=20, w=18, stride=2, in_zp=-9,
+                                                              out_zp=11, relu=True),
     "conv3x3 3 in s2, 17 wide": dict(kind="conv", c=3, h=11, w=17, out_c=4, stride=2, in_zp=-1, out_zp=-5, relu=True),
     "conv3x3 7 in s1, positive shifts": dict(kind="conv", c=7, h=6, w=6, out_c=3, in_zp=3, out_zp=1, small=True),
 }

@@ -31,6 +31,7 @@ KERNEL_SETS = ("portable", "fast", "helium")  # helium: the fast set with MVE ke
 CONV_FAST_MAX_IN = 16  # EP_CONV_FAST_MAX_IN in kernels.h
 DW_SMALL_MAX_PLANE = 576  # 24x24: depthwise input planes up to it take ep_depthwise_small_fast
 FAST_SUFFIXES = ("_fast", "_helium")  # the kernels.h functions of the fast and helium sets
+HELIUM_FLAT_MAX = 64  # EP_HELIUM_FLAT_MAX in kernels.h
 
 C_LOWERINGS = Lowerings("C")
 
@@ -215,10 +216,14 @@ class _Depthwise(_Conv):
         return "ep_depthwise_small_fast", (chosen[1] + 3) // 4 * 4 + 4 * out_plane  # EP_DW_SMALL_FAST_SCRATCH
 
     def helium(self, layer: Layer) -> tuple[str, int] | None:
-        """ep_depthwise_helium: depth multiplier 1, one framed plane (EP_3X3_HELIUM_SCRATCH(1, ...))."""
-        if layer.output_shape[0] != layer.input_shape[0]:
+        """ep_depthwise_helium: depth multiplier 1, one framed plane, and for output planes of at most 64 values
+        (HELIUM_FLAT_MAX) a table of their input offsets (EP_DEPTHWISE_HELIUM_SCRATCH)."""
+        chosen = self.helium_3x3(layer, "ep_depthwise_helium") if layer.output_shape[0] == layer.input_shape[0] else None
+        if chosen is None:
             return None
-        return self.helium_3x3(layer, "ep_depthwise_helium")
+        outputs = layer.output_shape[1] * layer.output_shape[2]
+        table = 16 * ((outputs + 3) // 4) if outputs <= HELIUM_FLAT_MAX else 0
+        return chosen[0], (chosen[1] + 3) // 4 * 4 + table
 
 
 class _Pointwise(_Conv):

@@ -129,6 +129,12 @@ void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *ou
 #define EP_POINTWISE_HELIUM_SCRATCH(in_c, out_c) (4 * (out_c) + 128 * (((in_c) + 15) / 16))
 #define EP_3X3_HELIUM_SCRATCH(planes, h, w, top, left, bottom, right) \
     ((planes) * ((h) + (top) + (bottom)) * ((w) + (left) + (right)) + EP_HELIUM_SLACK)
+/* a depthwise with at most EP_HELIUM_FLAT_MAX outputs per plane runs them in flat order: its scratch adds a table of
+ * their input offsets, 4-byte aligned, padded to a multiple of 4 entries */
+#define EP_HELIUM_FLAT_MAX 64
+#define EP_DEPTHWISE_HELIUM_SCRATCH(h, w, top, left, bottom, right, out_h, out_w) \
+    (((EP_3X3_HELIUM_SCRATCH(1, h, w, top, left, bottom, right) + 3) & ~3) \
+     + ((out_h) * (out_w) <= EP_HELIUM_FLAT_MAX ? 16 * (((out_h) * (out_w) + 3) / 4) : 0))
 void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_depthwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);

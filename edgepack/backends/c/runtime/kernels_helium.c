@@ -330,21 +330,73 @@ static int32_t sum_weights(const int8_t *w, int32_t n)
     return sum;
 }
 
+/* Small output planes (at most EP_HELIUM_FLAT_MAX outputs, e.g. 6x6 and 3x3): the outputs in flat order, 4 per
+ * pass whatever the row width (a 6-wide row would take two passes, one of them half empty). The input offset of
+ * each output comes from a table (in scratch after the framed plane, padded to 4 entries with offset 0); the
+ * 3 rows of taps gather at that offset plus 0, wp, 2 wp from bases xp, xp + 1, xp + 2. */
+static void flat_table(const ep_layer *l, uint32_t *table)
+{
+    const int32_t wp = l->pad_left + l->in_w + l->pad_right, n = l->out_h * l->out_w;
+    int32_t o;
+    for (o = 0; o < n; o++) {
+        table[o] = (uint32_t)((o / l->out_w) * l->sh * wp + (o % l->out_w) * l->sw);
+    }
+    for (; o % 4; o++) {
+        table[o] = 0u;
+    }
+}
+
+static void dw_plane_flat(const ep_layer *l, const int8_t *xp, const uint32_t *table, const int8_t *w, int32_t bias,
+                          int32_t c, int8_t *o)
+{
+    const ep_plane g = plane_of(l, c);
+    const int32_t n = g.out_h * g.out_w;
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    int32_t i;
+    for (i = 0; i < n; i += 4) {
+        const uint32x4_t r0 = vldrwq_u32(table + i), r1 = vaddq_n_u32(r0, (uint32_t)g.wp);
+        const uint32x4_t r2 = vaddq_n_u32(r1, (uint32_t)g.wp);
+        int32x4_t acc = vmlaq_n_s32(vdupq_n_s32(bias), vldrbq_gather_offset_s32(xp, r0), w0);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 1, r0), w1);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 2, r0), w2);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp, r1), w3);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 1, r1), w4);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 2, r1), w5);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp, r2), w6);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 1, r2), w7);
+        acc = vmlaq_n_s32(acc, vldrbq_gather_offset_s32(xp + 2, r2), w8);
+        acc = rq4_apply(acc, &g.q, g.rmask, g.lo, g.hi);
+        if (n - i >= 4) {
+            vstrbq_s32(o + i, acc);
+        } else {
+            vstrbq_p_s32(o + i, acc, vctp32q((uint32_t)(n - i)));
+        }
+    }
+}
+
 void ep_depthwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w;
+    const int32_t framed = (l->pad_top + l->in_h + l->pad_bottom) * (l->pad_left + l->in_w + l->pad_right);
     int8_t *xp = (int8_t *)scratch;
+    uint32_t *table = (uint32_t *)(void *)(xp + ((framed + EP_HELIUM_SLACK + 3) & ~3));
+    const int32_t flat = oplane <= EP_HELIUM_FLAT_MAX;
     int32_t c;
     if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || l->out_c != l->in_c) {
         ep_depthwise(l, in, out);
         return;
     }
     frame_planes(l, 1, xp); /* the interior is overwritten per channel, the frame stays */
+    if (flat) {
+        flat_table(l, table);
+    }
     for (c = 0; c < l->out_c; c++) {
         const int8_t *w = l->weight + 9 * c;
-        fill_plane(l, in + c * plane, xp);
         const int32_t bias = l->bias[c] - l->in_zp * sum_weights(w, 9);
-        if (l->sh == 1) {
+        fill_plane(l, in + c * plane, xp);
+        if (flat) {
+            dw_plane_flat(l, xp, table, w, bias, c, out + c * oplane);
+        } else if (l->sh == 1) {
             dw_plane_unit(l, xp, w, bias, c, out + c * oplane);
         } else {
             dw_plane_strided(l, xp, w, bias, c, out + c * oplane);
