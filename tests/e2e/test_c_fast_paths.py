@@ -100,25 +100,27 @@ def test_no_layer_of_the_converter_test_models_falls_back_to_portable_in_fast_mo
         assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] in ("conv", "fc", "add")), name
 
 
-def _pointwise_plan(h: int, w: int, in_c: int = 12):
+def _pointwise_plan(h: int, w: int, in_c: int = 12, outs: tuple[int, int] = (16, 8)):
     """pointwise (l0) -> pointwise (l1) -> global pool -> fc over an (in_c, h, w) input: pixel counts whose last
-    block of 4 is partial."""
+    block of 4 is partial; ``outs``: the two pointwise layers' output channels."""
     from edgepack.plan.plan import Plan, QParams
     from tests.conformance.plans import conv_layer, fc_layer, pool_layer
 
     rng = np.random.default_rng(h * 10 + w)
     q = QParams(0.03, -7)
-    layers = [conv_layer(rng, "pointwise0", "pointwise", q, (in_c, h, w), 16, 1)]
-    layers.append(conv_layer(rng, "pointwise1", "pointwise", layers[0].output_q, layers[0].output_shape, 8, 1))
+    layers = [conv_layer(rng, "pointwise0", "pointwise", q, (in_c, h, w), outs[0], 1)]
+    layers.append(conv_layer(rng, "pointwise1", "pointwise", layers[0].output_q, layers[0].output_shape, outs[1], 1))
     layers.append(pool_layer(rng, "pool2", layers[1].output_q, layers[1].output_shape, "average", flat=True))
-    layers.append(fc_layer(rng, "fc3", layers[2].output_q, 8, 5, "double"))
+    layers.append(fc_layer(rng, "fc3", layers[2].output_q, outs[1], 5, "double"))
     return Plan(q, (in_c, h, w), layers)
 
 
-@pytest.mark.parametrize("h,w", [(1, 1), (1, 2), (3, 3), (2, 3), (1, 7), (3, 4)])
-def test_pointwise_layers_whose_last_pixel_block_is_partial_equal_the_reference(h, w, tmp_path):
-    """1 and 2 leftover pixels run a GEMV each (ep_pointwise_pixel), 3 a block of 4 with one dropped."""
-    plan = _pointwise_plan(h, w)
+@pytest.mark.parametrize("h,w,outs", [(1, 1, (16, 8)), (1, 2, (16, 8)), (3, 3, (16, 8)), (2, 3, (16, 8)),
+                                      (1, 7, (16, 8)), (3, 4, (16, 8)), (3, 3, (15, 7)), (1, 7, (15, 7))])
+def test_pointwise_layers_whose_last_pixel_block_is_partial_equal_the_reference(h, w, outs, tmp_path):
+    """1 to 3 leftover pixels run by twos, then one (ep_pointwise_pixels: two output channels a pass, an odd last
+    channel alone), none computed and dropped; the odd channel counts take that last lone channel."""
+    plan = _pointwise_plan(h, w, outs=outs)
     assert plan.problems() == []
     x = np.random.default_rng(5).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
     want, outputs = reference.run(plan, x, collect=True)

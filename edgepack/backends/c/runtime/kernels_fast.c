@@ -256,31 +256,83 @@ EP_INLINE void ep_store4(const ep_layer *l, int32_t co, const int32_t *a, int32_
         }                                                                             \
     } while (0)
 
-/* One pixel of a pointwise layer whose input channels are a multiple of 4 (in and out point at the pixel):
- * its centred channels packed once into int16 pairs (scratch), then each output channel's row over them */
-static void ep_pointwise_pixel(const ep_layer *l, const int8_t *in, uint32_t *x, int8_t *out)
+/* the centred channels of one pixel of a pointwise layer (in_c a multiple of 4, in points at the pixel) packed into
+ * int16 pairs, per channel quad (x0, x2), (x1, x3): the lanes SXTB16 / SXTB16 ROR 8 give for a weight word */
+static void ep_pack_pixel(const ep_layer *l, const int8_t *in, uint32_t *x)
 {
     const int32_t cin = l->in_c, plane = l->in_h * l->in_w, zp = l->in_zp;
-    int32_t c, co;
+    int32_t c;
     for (c = 0; c < cin; c += 4) {
         const int8_t *p = in + c * plane;
         x[c / 2] = ((uint32_t)(p[0] - zp) & 0xFFFFu) | ((uint32_t)(p[2 * plane] - zp) << 16);
         x[c / 2 + 1] = ((uint32_t)(p[plane] - zp) & 0xFFFFu) | ((uint32_t)(p[3 * plane] - zp) << 16);
     }
-    for (co = 0; co < l->out_c; co++) {
-        const int8_t *w = l->weight + co * cin;
-        int32_t a = l->bias[co], b = 0;
+}
+
+/* The last n = 1 or 2 pixels of a pointwise layer whose input channels are a multiple of 4 (in and out point at
+ * the first): each pixel packed once (ep_pack_pixel, scratch), then two output channels at a time run their weight
+ * rows over the n packed pixels, one weight word feeding 2n SMLAD pairs: no pixel is computed and dropped, and each
+ * weight and input load serves two products (an odd last channel runs its row twice, the copy dropped) */
+static void ep_pointwise_pixels(const ep_layer *l, const int8_t *in, int32_t n, uint32_t *x, int8_t *out);
+
+/* the last n = 1 to 3 pixels of a pointwise layer: by twos, then one */
+EP_NOINLINE void ep_pointwise_rest(const ep_layer *l, const int8_t *in, int32_t n, uint32_t *x, int8_t *out)
+{
+    ep_pointwise_pixels(l, in, n < 2 ? n : 2, x, out);
+    if (n == 3) {
+        ep_pointwise_pixels(l, in + 2, 1, x, out + 2);
+    }
+}
+
+static void ep_pointwise_pixels(const ep_layer *l, const int8_t *in, int32_t n, uint32_t *x, int8_t *out)
+{
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c;
+    const uint32_t *x1 = x + cin / 2;
+    int32_t c, co;
+    ep_pack_pixel(l, in, x);
+    if (n > 1) {
+        ep_pack_pixel(l, in + 1, x + cin / 2);
+    }
+    for (co = 0; co < cout; co += 2) {
+        const int8_t *w0 = l->weight + co * cin, *w1 = co + 1 < cout ? w0 + cin : w0;
+        int32_t a00 = l->bias[co], a10 = co + 1 < cout ? l->bias[co + 1] : a00;
+        int32_t a01 = n > 1 ? a00 : 0, a11 = n > 1 ? a10 : 0; /* one pixel: its odd lanes' partial sums */
         ep_rq q;
-        for (c = 0; c < cin; c += 4) {
-            const uint32_t *xp = x + c / 2;
-            const uint32_t wv = ep_read32(w + c);
+        for (c = 0; n > 1 && c < cin; c += 4) {
+            const uint32_t v0 = ep_read32(w0 + c), v1 = ep_read32(w1 + c);
+            const uint32_t e0 = EP_SXTB16(v0), o0 = EP_SXTB16_ROR8(v0), e1 = EP_SXTB16(v1), o1 = EP_SXTB16_ROR8(v1);
             uint32_t xe, xo;
-            EP_LDRD(xp, 0, xe, xo);
-            a = EP_SMLAD(EP_SXTB16(wv), xe, a);
-            b = EP_SMLAD(EP_SXTB16_ROR8(wv), xo, b);
+            EP_LDRD(x + c / 2, 0, xe, xo);
+            a00 = EP_SMLAD(o0, xo, EP_SMLAD(e0, xe, a00));
+            a10 = EP_SMLAD(o1, xo, EP_SMLAD(e1, xe, a10));
+            EP_LDRD(x1 + c / 2, 0, xe, xo);
+            a01 = EP_SMLAD(o0, xo, EP_SMLAD(e0, xe, a01));
+            a11 = EP_SMLAD(o1, xo, EP_SMLAD(e1, xe, a11));
+        }
+        for (c = 0; n == 1 && c < cin; c += 4) { /* one pixel: two rows, even and odd lanes apart (4 chains) */
+            const uint32_t v0 = ep_read32(w0 + c), v1 = ep_read32(w1 + c);
+            uint32_t xe, xo;
+            EP_LDRD(x + c / 2, 0, xe, xo);
+            a00 = EP_SMLAD(EP_SXTB16(v0), xe, a00);
+            a01 = EP_SMLAD(EP_SXTB16_ROR8(v0), xo, a01);
+            a10 = EP_SMLAD(EP_SXTB16(v1), xe, a10);
+            a11 = EP_SMLAD(EP_SXTB16_ROR8(v1), xo, a11);
+        }
+        if (n == 1) {
+            a00 += a01, a10 += a11;
         }
         ep_rq_init(&q, l, co);
-        out[co * plane] = ep_rq_apply(&q, a + b);
+        out[co * plane] = ep_rq_apply(&q, a00);
+        if (n > 1) {
+            out[co * plane + 1] = ep_rq_apply(&q, a01);
+        }
+        if (co + 1 < cout) {
+            ep_rq_init(&q, l, co + 1);
+            out[(co + 1) * plane] = ep_rq_apply(&q, a10);
+            if (n > 1) {
+                out[(co + 1) * plane + 1] = ep_rq_apply(&q, a11);
+            }
+        }
     }
 }
 
@@ -313,11 +365,8 @@ void ep_pointwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
     /* the rest: a last partial block of pixels, or input channels that are not a multiple of 4 */
     for (; p0 < plane; p0 += 4) {
         const int32_t n = plane - p0 < 4 ? plane - p0 : 4;
-        if (n <= 2 && c4 == cin) { /* one or two pixels left: a GEMV each, not a block of 4 computing 4 */
-            ep_pointwise_pixel(l, in + p0, buf, out + p0);
-            if (n == 2) {
-                ep_pointwise_pixel(l, in + p0 + 1, buf, out + p0 + 1);
-            }
+        if (n < 4 && c4 == cin) { /* 1 to 3 pixels left: by twos, then one, never a block of 4 computing 4 */
+            ep_pointwise_rest(l, in + p0, n, buf, out + p0);
             break;
         }
         ep_pack_tail(in + p0, plane, c4, zp, n, buf);
