@@ -71,6 +71,8 @@ class Toolchain(Table):
     flash_length: int | None = setting("c", positive=True)
     ram_origin: int | None = setting("c")
     ram_length: int | None = setting("c", positive=True)
+    rodata_origin: int | None = setting("c")  # optional: constants (.rodata) in a region of their own
+    rodata_length: int | None = setting("c", positive=True)
     cross_cc: str | None = setting("c")
     cross_debian_packages: str | None = setting("c")
     cross_arch_flags: tuple[str, ...] | None = setting("c")

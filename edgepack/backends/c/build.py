@@ -48,6 +48,9 @@ def runtime_text(name: str) -> str:
 
 def linker_script(spec: BuildSpec) -> str:
     text = runtime_text("cortexm.ld.in")
+    rom = "rodata_origin" in spec.memory  # constants in a region of their own (spec.py checks both keys are set)
+    text = text.replace("@RODATA_MEMORY@", "    ROM   (r)   : ORIGIN = @RODATA_ORIGIN@, LENGTH = @RODATA_LENGTH@\n" if rom else "")
+    text = text.replace("@RODATA_REGION@", "ROM" if rom else "FLASH")
     for key, value in spec.memory.items():
         text = text.replace(f"@{key.upper()}@", f"0x{int(value):08X}")
     return text

@@ -4,7 +4,8 @@ and the names of what the build produces.
 
   [compiler]  kernels = "fast" | "portable" | "helium" (fast + MVE kernels, Armv8.1-M), compare_kernels, cflags
   [toolchain] kind = "cortex-m" | "host", cc, size, debian_packages, arch_flags, ldflags,
-              flash_origin/flash_length/ram_origin/ram_length (cortex-m linker script),
+              flash_origin/flash_length/ram_origin/ram_length (cortex-m linker script; rodata_origin/rodata_length
+              optionally put the constants in a region of their own),
               cross_cc, cross_debian_packages, cross_arch_flags, cross_ldflags (host: aarch64; CrossSpec)
   [run]       device, emulator, machine, emulator_args, debian_package, instructions_per_tick,
               systick_hz, timeout_s, image_timeout_s, cross_emulator, cross_debian_package  (RunSpec)
@@ -18,6 +19,8 @@ from edgepack.errors import TargetError
 from edgepack.targets import Target, target_from_json
 
 KINDS = ("cortex-m", "host")
+# the Cortex-M linker script's regions: code, data, and optionally the constants (.rodata) apart from the code
+MEMORY_KEYS = ("flash_origin", "flash_length", "ram_origin", "ram_length", "rodata_origin", "rodata_length")
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wpedantic",
                   "-ffunction-sections", "-fdata-sections")
 FIRMWARE = "bin/firmware.elf"
@@ -113,9 +116,12 @@ class BuildSpec:
         kernels = comp.kernels or "portable"
         if tc.cc is None:
             raise TargetError(f"target {name}: [toolchain] needs cc = \"<C compiler>\"")
-        memory = {k: v for k, v in _set(tc).items() if k in ("flash_origin", "flash_length", "ram_origin", "ram_length")}
-        if tc.kind == "cortex-m" and len(memory) != 4:
+        memory = {k: v for k, v in _set(tc).items() if k in MEMORY_KEYS}
+        if tc.kind == "cortex-m" and len(set(memory) & set(MEMORY_KEYS[:4])) != 4:
             raise TargetError(f"target {name}: a cortex-m [toolchain] needs flash_origin, flash_length, ram_origin, ram_length")
+        if len(set(memory) & {"rodata_origin", "rodata_length"}) == 1:
+            raise TargetError(f"target {name}: [toolchain] sets one of rodata_origin / rodata_length: set both (a region "
+                              "for the constants) or neither (constants in flash)")
         return cls(
             target=name, kind=tc.kind, kernels=kernels, compare_kernels=bool(comp.compare_kernels),
             cc=tc.cc, size=tc.size or "size", packages=tc.debian_packages or tc.cc,
