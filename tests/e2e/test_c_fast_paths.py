@@ -196,3 +196,22 @@ def test_small_plane_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(tmp_path):
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
     assert "ep_depthwise_small_fast(" in (tmp_path / "m4" / "c" / "model.c").read_text()
+
+
+def test_model_h_says_how_many_layers_run_each_kernel_and_which_fell_back():
+    """model.h named only the kernel set ("kernels: fast") even when layers ran portable: it now carries the
+    kernel summary and a count per kernels.h function, the RAM-budget fallbacks of memplan.fit_arena included."""
+    from edgepack.backends.c.memplan import fit_arena, plan_memory
+
+    plan = _small_plane_plan(6)
+    header = " ".join(line.lstrip(" *") for line in
+                      codegen.generate(plan, "fast", plan_memory(plan, "fast"))["model.h"].splitlines())
+    assert "kernel set fast: 7 of 8 layers fast; portable (no fast kernel): avgpool." in header
+    assert ("Layers per kernel: ep_depthwise_small_fast x4, ep_pointwise_fast x2, ep_avgpool x1, ep_fc_fast x1."
+            in header)
+    fitted = fit_arena(plan, "fast", plan_memory(plan, "fast").arena_bytes - 8)
+    assert list(fitted.portable_layers) == [0], "8 bytes under the arena force layer 0's scratch out"
+    header = " ".join(line.lstrip(" *") for line in codegen.generate(plan, "fast", fitted)["model.h"].splitlines())
+    assert "6 of 8 layers fast; portable (no fast kernel): avgpool; fallback to portable: depthwise0 (RAM budget)." \
+        in header
+    assert "Layers per kernel: ep_depthwise x1, ep_depthwise_small_fast x3, ep_pointwise_fast x2," in header

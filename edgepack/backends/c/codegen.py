@@ -12,6 +12,8 @@ its scratch). A plan holding a kind without an entry is refused by op name befor
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from edgepack import ops
@@ -620,6 +622,16 @@ def generate(plan: Plan, kernels: str, memory) -> dict[str, str]:
     return {"model.h": _header(plan, kernels, memory), "model.c": _source(plan, kernels, memory)}
 
 
+def _kernel_comment(plan: Plan, kernels: str, memory) -> str:
+    """model.h's lines on the kernels: the set, kernel_summary's line and how many layers run each kernels.h function
+    (a fast build may run some layers portable: shapes it does not specialise, or scratch over the RAM budget)."""
+    rows = kernel_choices(plan, kernels, memory.portable_layers)
+    fns = [r["kernel"] for r in rows]
+    counts = ", ".join(f"{fn} x{fns.count(fn)}" for fn in dict.fromkeys(fns))
+    text = f"kernel set {kernels}: {kernel_summary(rows)}. Layers per kernel: {counts}."
+    return "\n".join(f" * {line}" for line in textwrap.wrap(text, 110, break_on_hyphens=False))
+
+
 def _header(plan: Plan, kernels: str, memory) -> str:
     c_in, h_in, w_in = (int(d) for d in (*plan.input_shape, 1, 1)[:3])  # a vector (F,) is (F, 1, 1)
     out_size = numel(plan.output_shape)
@@ -632,7 +644,8 @@ def _header(plan: Plan, kernels: str, memory) -> str:
  * int edgepack_invoke_with_arena(const int8_t *input, int8_t *output, int8_t *arena)
  *   the same with a caller-owned arena of EDGEPACK_ARENA_SIZE bytes, 8-byte aligned
  *   (define EDGEPACK_NO_STATIC_ARENA to drop the static one).
- * No malloc, no floating point at run time; kernels: {kernels}.
+ * No malloc, no floating point at run time.
+{_kernel_comment(plan, kernels, memory)}
  */
 #ifndef EDGEPACK_MODEL_H
 #define EDGEPACK_MODEL_H
