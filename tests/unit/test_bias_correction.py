@@ -56,13 +56,19 @@ def _mean_errors(model: nn.Module, fp32: nn.Module, images: np.ndarray, granular
     return {n: float((rounded[n] - reference[n]).abs().max()) for n in names}
 
 
+PASSES = {"one pass over the graph": torch.fx.symbolic_trace, "one partial pass per layer": lambda model: model}
+
+
+@pytest.mark.parametrize("passes", PASSES)
 @pytest.mark.parametrize("granularity", [PER_TENSOR, PER_CHANNEL])
-def test_each_corrected_layer_keeps_its_fp32_mean_output_per_channel(granularity):
-    fp32, images = _chain(), _images()
+def test_each_corrected_layer_keeps_its_fp32_mean_output_per_channel(granularity, passes):
+    """Both ways of running the layers in order (an fx graph in one pass, any module one pass per layer)."""
+    fp32, images = PASSES[passes](_chain()), _images()
     corrected, record = correct_biases(fp32, images, granularity)
     after = _mean_errors(corrected, fp32, images, granularity)
     before = _mean_errors(fp32, fp32, images, granularity)
     assert record["applied"] and record["layers"] == 4 and record["weights"] == granularity.value
+    assert record["passes"] == passes
     for name in after:
         assert after[name] < 1e-4 * max(1.0, before[name]), (name, after[name], before[name])
     assert max(before.values()) > 1e-3 and max(before.values()) > 100 * max(after.values())
@@ -93,8 +99,25 @@ def test_weights_int8_represents_exactly_leave_the_model_unchanged():
         assert record["max_abs_bias_shift"] == 0.0
 
 
-def test_a_layer_without_bias_gets_the_correction_as_its_bias():
-    fp32, images = _chain(bias=False), _images()
+def test_one_pass_and_layer_by_layer_give_the_same_biases():
+    fp32, images = _chain(), _images()
+    one, _ = correct_biases(torch.fx.symbolic_trace(fp32), images, PER_TENSOR)
+    each, _ = correct_biases(fp32, images, PER_TENSOR)
+    for a, b in zip(one.state_dict().values(), each.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_one_pass_falls_back_to_layer_by_layer_over_its_memory_bound(monkeypatch):
+    from edgepack.quantize import bias_correction
+
+    monkeypatch.setattr(bias_correction, "ONE_PASS_BYTES", 1000)
+    _, record = correct_biases(torch.fx.symbolic_trace(_chain()), _images(), PER_TENSOR)
+    assert record["passes"] == "one partial pass per layer"
+
+
+@pytest.mark.parametrize("passes", PASSES)
+def test_a_layer_without_bias_gets_the_correction_as_its_bias(passes):
+    fp32, images = PASSES[passes](_chain(bias=False)), _images()
     corrected, _ = correct_biases(fp32, images, PER_TENSOR)
     assert all(m.bias is not None for m in corrected.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     assert max(_mean_errors(corrected, fp32, images, PER_TENSOR).values()) < 1e-4
@@ -111,8 +134,9 @@ class _Twice(nn.Module):
         return self.fc(self.conv(torch.relu(self.conv(x))).mean((2, 3)))
 
 
-def test_a_layer_called_twice_is_left_alone():
-    model = _Twice().eval()
+@pytest.mark.parametrize("passes", PASSES)
+def test_a_layer_called_twice_is_left_alone(passes):
+    model = PASSES[passes](_Twice().eval())
     corrected, record = correct_biases(model, _images(16), PER_TENSOR)
     assert record["skipped_shared_layers"] == ["conv"] and record["layers"] == 1
     assert torch.equal(corrected.conv.bias, model.conv.bias)
