@@ -246,7 +246,7 @@ class _Pointwise(_Conv):
     def helium(self, layer: Layer) -> tuple[str, int] | None:
         """Stride 1: ep_pointwise_helium, VMLADAVA over pixel-major packed rows (EP_POINTWISE_HELIUM_SCRATCH)."""
         if layer.strides == (1, 1) and not any(layer.pads):
-            return "ep_pointwise_helium", 4 * layer.output_shape[0] + 128 * ((layer.input_shape[0] + 15) // 16)
+            return "ep_pointwise_helium", 16 * layer.output_shape[0] + 128 * ((layer.input_shape[0] + 15) // 16)
         return None
 
 

@@ -42,14 +42,20 @@ EP_MVE_INLINE int32x4_t requantize_x4(int32x4_t acc, int32_t multiplier, int32_t
 
 /* ---------------------------------------------------------------- pointwise 1x1 */
 
-/* bias - in_zp * sum(w) per output channel: the raw products x * w then sum to the centred accumulator.
- * |zp * sum w| + |bias| is below the accumulator bound the generator proved, so no int32 overflow. */
-static void folded_bias(const ep_layer *l, int32_t *out)
+/* per output channel, what a pass needs after its dot products: the folded bias and the requantization */
+typedef struct {
+    int32_t bias, multiplier, left, negright;
+} ep_chan;
+
+/* bias - in_zp * sum(w) per output channel (the raw products x * w then sum to the centred accumulator; |zp * sum w|
+ * + |bias| is below the accumulator bound the generator proved, so no int32 overflow), and the shift split */
+static void channel_table(const ep_layer *l, ep_chan *out)
 {
     const int32_t cin = l->in_c;
     int32_t co, c;
     for (co = 0; co < l->out_c; co++) {
         const int8_t *w = l->weight + co * cin;
+        const int32_t shift = l->shift[co];
         int32_t sum = 0;
         for (c = 0; c + 16 <= cin; c += 16) {
             sum = vaddvaq_s8(sum, vldrbq_s8(w + c));
@@ -57,7 +63,10 @@ static void folded_bias(const ep_layer *l, int32_t *out)
         if (c < cin) {
             sum = vaddvaq_p_s8(sum, vldrbq_z_s8(w + c, vctp8q((uint32_t)(cin - c))), vctp8q((uint32_t)(cin - c)));
         }
-        out[co] = l->bias[co] - l->in_zp * sum;
+        out[co].bias = l->bias[co] - l->in_zp * sum;
+        out[co].multiplier = l->multiplier[co];
+        out[co].left = shift > 0 ? shift : 0;
+        out[co].negright = shift > 0 ? 0 : shift;
     }
 }
 
@@ -127,44 +136,69 @@ static int32x4_t dot_1x4(const int8_t *w, const int8_t *x, int32_t cin, int32_t 
     return lanes4(a0, a1, a2, a3);
 }
 
-/* requantize 4 outputs of channel co and store the first `valid` of them at o */
-EP_MVE_INLINE void store_x4(const ep_layer *l, int32_t co, int32x4_t acc, int32x4_t lo, int32x4_t hi, int32_t valid,
+/* requantize 4 outputs of a channel (requantize_x4's steps) and store them, or the first `valid` when not `full` */
+EP_MVE_INLINE void store_x4(int32x4_t acc, const ep_chan *ch, int32_t out_zp, int32x4_t lo, int32x4_t hi, int32_t full,
+                            int32_t valid, int8_t *o)
+{
+    int32x4_t x = vqrdmulhq_n_s32(vqshlq_r_s32(acc, ch->left), ch->multiplier);
+    x = vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, vdupq_n_s32(ch->negright)), 31));
+    x = vminq_s32(vmaxq_s32(vqaddq_n_s32(vrshlq_n_s32(x, ch->negright), out_zp), lo), hi);
+    if (full) {
+        vstrbq_s32(o, x);
+    } else {
+        vstrbq_p_s32(o, x, vctp32q((uint32_t)valid));
+    }
+}
+
+/* one packed block of 4 pixels (x) through every output channel, walking weights, channel table and output planes */
+EP_MVE_INLINE void pw_block(const ep_layer *l, const int8_t *x, const ep_chan *ch, int32_t full, int32_t valid,
                             int8_t *o)
 {
-    acc = requantize_x4(acc, l->multiplier[co], l->shift[co], l->out_zp, lo, hi);
-    if (valid >= 4) {
-        vstrbq_s32(o, acc);
-    } else {
-        vstrbq_p_s32(o, acc, vctp32q((uint32_t)valid));
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, out_zp = l->out_zp;
+    const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
+    const int8_t *w = l->weight;
+    int32_t co;
+    for (co = l->out_c; co >= 2; co -= 2, w += 2 * cin, ch += 2, o += 2 * plane) {
+        int32x4_t a, b;
+        dot_2x4(w, w + cin, x, cin, ch[0].bias, ch[1].bias, &a, &b);
+        store_x4(a, ch, out_zp, lo, hi, full, valid, o);
+        store_x4(b, ch + 1, out_zp, lo, hi, full, valid, o + plane);
     }
+    if (co) {
+        store_x4(dot_1x4(w, x, cin, ch->bias), ch, out_zp, lo, hi, full, valid, o);
+    }
+}
+
+__attribute__((noinline)) static void pw_block_full(const ep_layer *l, const int8_t *x, const ep_chan *ch, int8_t *o)
+{
+    pw_block(l, x, ch, 1, 4, o);
+}
+
+__attribute__((noinline)) static void pw_block_part(const ep_layer *l, const int8_t *x, const ep_chan *ch,
+                                                    int32_t valid, int8_t *o)
+{
+    pw_block(l, x, ch, 0, valid, o);
 }
 
 void ep_pointwise_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 {
-    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, cout = l->out_c, block = ((cin + 15) / 16) * 64;
-    const int32x4_t lo = vdupq_n_s32(l->act_min), hi = vdupq_n_s32(l->act_max);
-    int32_t *bias = (int32_t *)scratch;
-    int8_t *xt = (int8_t *)scratch + 4 * cout;
-    int32_t p0, j0, co;
+    const int32_t cin = l->in_c, plane = l->in_h * l->in_w, block = ((cin + 15) / 16) * 64;
+    ep_chan *ch = (ep_chan *)scratch;
+    int8_t *xt = (int8_t *)scratch + 16 * l->out_c;
+    int32_t p0, j0;
     if (l->sh != 1 || l->sw != 1 || l->kh != 1 || l->kw != 1 || l->pad_top || l->pad_left || l->pad_bottom || l->pad_right) {
         ep_pointwise(l, in, out);
         return;
     }
-    folded_bias(l, bias);
+    channel_table(l, ch);
     for (p0 = 0; p0 < plane; p0 += 8) {
         const int32_t n = plane - p0 < 8 ? plane - p0 : 8;
         pack8(in + p0, plane, cin, n, xt);
         for (j0 = 0; j0 < n; j0 += 4) { /* a block past the last pixel computes rows it does not store */
-            const int8_t *x = xt + (j0 / 4) * block;
-            int8_t *o = out + p0 + j0;
-            for (co = 0; co + 2 <= cout; co += 2) {
-                int32x4_t a, b;
-                dot_2x4(l->weight + co * cin, l->weight + (co + 1) * cin, x, cin, bias[co], bias[co + 1], &a, &b);
-                store_x4(l, co, a, lo, hi, n - j0, o + co * plane);
-                store_x4(l, co + 1, b, lo, hi, n - j0, o + (co + 1) * plane);
-            }
-            if (co < cout) {
-                store_x4(l, co, dot_1x4(l->weight + co * cin, x, cin, bias[co]), lo, hi, n - j0, o + co * plane);
+            if (n - j0 >= 4) {
+                pw_block_full(l, xt + (j0 / 4) * block, ch, out + p0 + j0);
+            } else {
+                pw_block_part(l, xt + (j0 / 4) * block, ch, n - j0, out + p0 + j0);
             }
         }
     }
