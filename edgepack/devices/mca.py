@@ -51,12 +51,20 @@ def read_blocks(path: Path) -> Blocks | None:
 
 def difference(more: Blocks, fewer: Blocks, runs: int) -> Blocks:
     """Per-inference executions: (``more`` - ``fewer``) / ``runs``, e.g. a 3-image run minus a 1-image run over 2,
-    so start-up and the first call's set-up cancel out; blocks that ran no more are left out."""
-    out = {}
-    for key, n in more.items():
-        extra = (n - fewer.get(key, 0)) / runs
-        if extra > 0:
-            out[key] = extra
+    so start-up and the first call's set-up cancel out. Blocks are matched by their bytes, not their address:
+    qemu-user maps the model library at another address in each run (and the same code costs the same cycles)."""
+    def by_code(blocks: Blocks) -> dict:
+        out: dict = {}
+        for (address, code), n in blocks.items():
+            first, count = out.get(code, (address, 0))
+            out[code] = (min(first, address), count + n)
+        return out
+
+    fewer_code, out = by_code(fewer), {}
+    for code, (address, n) in by_code(more).items():
+        extra = (n - fewer_code.get(code, (0, 0))[1]) / runs
+        if extra != 0:
+            out[(address, code)] = extra
     return out
 
 
@@ -184,6 +192,7 @@ class Estimate:
 def estimate(blocks: Blocks, cpu: str, coverage: float = COVERAGE) -> Estimate:
     """Cycles for ``blocks`` (executions per inference) on ``cpu``: the hot blocks through llvm-mca, scaled
     from the instructions they cover up to all of them."""
+    blocks = {key: n for key, n in blocks.items() if n > 0}  # a block run less often in the longer run: noise
     total = sum(n * len(code) for (_, code), n in blocks.items())
     if total == 0:
         raise DeviceError("the QEMU plugin recorded no executed blocks: rebuild it with "
@@ -199,13 +208,19 @@ def estimate(blocks: Blocks, cpu: str, coverage: float = COVERAGE) -> Estimate:
     return Estimate(cycles=raw * total / covered, cpu=cpu, hot_blocks=len(costed), covered_share=covered / total)
 
 
-def cost_figures(fewer: Blocks | None, more: Blocks | None, runs: int, cpu: str) -> dict:
+def cost_figures(fewer: Blocks | None, more: Blocks | None, runs: int, cpu: str, instructions: float | None = None) -> dict:
     """bench's cost figures from two block profiles (``runs`` more inferences in ``more``): the estimate's,
-    or, when llvm-mca is missing, a note saying how to install it (the fixed cycles-per-instruction estimate stays)."""
+    or, when llvm-mca is missing, a note saying how to install it (the fixed cycles-per-instruction estimate stays).
+    ``instructions``: the plugin's exact count per inference, which the blocks must add up to."""
     gone = missing()
     if gone:
         return {"mca_note": f"no llvm-mca estimate: {gone}; the estimated time uses the target's fixed cycles per "
                             "instruction"}
     if fewer is None or more is None:
         raise DeviceError("the QEMU plugin wrote no blocks file: rebuild it with `python3 -m edgepack.devices.qemu build`")
-    return estimate(difference(more, fewer, runs), cpu).to_cost()
+    blocks = difference(more, fewer, runs)
+    counted = sum(n * len(code) for (_, code), n in blocks.items()) / 4
+    if instructions and abs(counted - instructions) > 0.01 * instructions:
+        raise DeviceError(f"the QEMU plugin's blocks add up to {counted:,.0f} instructions per inference, its count to "
+                          f"{instructions:,.0f}: rebuild it with `python3 -m edgepack.devices.qemu build`")
+    return estimate(blocks, cpu).to_cost()

@@ -232,7 +232,7 @@ class QemuUser:
         return {"instructions_per_inference": round(per),
                 "vector_share": round(vector / per, 4) if per > 0 else None,
                 "qemu_cpu": self.cpu, "method": COST_METHOD,
-                **mca.cost_figures(one.blocks, three.blocks, 2, self.mca_cpu or self.cpu)}
+                **mca.cost_figures(one.blocks, three.blocks, 2, self.mca_cpu or self.cpu, per)}
 
 
 class Runner(runner.Runner):
