@@ -77,7 +77,8 @@ def main() -> None:
         print("sweep:", flush=True)
         if not (work / "sweep" / "sweep.html").is_file():
             cli("sweep", *SWEEP, "-o", work / "sweep")
-        screenshot(work / "sweep" / "sweep.html", args.out / "sweep.png")
+        cli("report", work / "sweep", "-o", work / "sweep.html")  # the same page as sweep.html, from today's templates
+        screenshot(work / "sweep.html", args.out / "sweep.png", window="1280,1300")  # a shorter page
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 """Regression gate: baselines (exit 1 with a table naming what regressed), JUnit, per-layer
 debug, sweeps, and the HTML report rendered in headless Chromium."""
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -97,6 +98,11 @@ def test_sweep_and_report_render_in_chromium(tmp_path, capsys):
     assert code == 0
     dom = _render(tmp_path / "sw" / "report.html")
     assert 'data-images-loaded="2"' in dom and "<table" in dom and "accuracy vs Mult-Adds" in dom
+    # the sweep page as users read it: percents, separators, times in ms, PASS badges, the Pareto front marked
+    assert re.search(r"<td>\d{1,3}\.\d{2}%</td>", dom) and re.search(r"<td>\d{1,3}(,\d{3})+</td>", dom)
+    assert re.search(r"<td>[\d.]+ ms</td>", dom) and dom.count('<span class="badge pass">PASS</span>') == 4
+    assert dom.count('<span class="badge front">time</span>') >= 2 and not re.search(r"<th>[^<]*_", dom)
+    assert '"badge front">flash' not in dom  # host measures no flash: no flash front is announced
 
 
 def test_artifact_report_renders(host_artifact, tmp_path, capsys):
@@ -105,6 +111,10 @@ def test_artifact_report_renders(host_artifact, tmp_path, capsys):
     dom = _render(tmp_path / "a.html")
     # Summary, Bench checks, Device report and its per-layer table, Latency, Per-layer error, Files
     assert 'data-images-loaded="1"' in dom and 'data-tables="7"' in dom and "Bench checks" in dom
+    from tests.e2e.test_report_pages import assert_report_page  # the checks every artifact page passes
+
+    rows = assert_report_page(dom, layers=29)
+    assert re.fullmatch(r"[\d,]+\.\d+ ms", rows["Measured latency (median)"]), rows
 
 
 @pytest.mark.slow
