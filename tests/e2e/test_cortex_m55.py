@@ -26,6 +26,7 @@ HELIUM_CASES = {  # shapes the Helium kernels split differently from the DSP one
                                                               out_zp=11, relu=True),
     "conv3x3 3 in s2, 17 wide": dict(kind="conv", c=3, h=11, w=17, out_c=4, stride=2, in_zp=-1, out_zp=-5, relu=True),
     "conv3x3 7 in s1, positive shifts": dict(kind="conv", c=7, h=6, w=6, out_c=3, in_zp=3, out_zp=1, small=True),
+    "conv3x3 1 in (grayscale) s2": dict(kind="conv", c=1, h=9, w=10, out_c=5, stride=2, in_zp=-128, out_zp=-7),
 }
 
 

@@ -173,8 +173,13 @@ class _Conv(_Weighted):
 
     def helium(self, layer: Layer) -> tuple[str, int] | None:
         """3x3, equal strides up to 4, fewer than 8 input planes (a first conv): ep_conv_helium, 4 outputs of a row
-        per VMLA over the framed planes (EP_3X3_HELIUM_SCRATCH); wider convs take the fast set's kernel."""
-        return self.helium_3x3(layer, "ep_conv_helium") if self.groups_in(layer) < 8 else None
+        per VMLA over the framed planes, plane by plane with int32 partial sums of one output plane
+        (EP_CONV_HELIUM_SCRATCH); wider convs take the fast set's kernel."""
+        chosen = self.helium_3x3(layer, "ep_conv_helium") if self.groups_in(layer) < 8 else None
+        if chosen is None:
+            return None
+        _, out_h, out_w = layer.output_shape
+        return chosen[0], (chosen[1] + 3) // 4 * 4 + 4 * out_h * ((out_w + 3) // 4 * 4)
 
     def helium_3x3(self, layer: Layer, fn: str) -> tuple[str, int] | None:
         (sh, sw), (_, h, w), (top, left, bottom, right) = layer.strides, layer.input_shape, layer.pads

@@ -122,8 +122,9 @@ void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* Helium kernels (kernels_helium.c, Armv8.1-M MVE; elsewhere their kernels_fast.c twins), bit-exact with the
- * portable ones: pointwise 1x1 stride 1 (scratch: per channel folded bias and requantization, 8 pixels of in_c channels packed in 16-channel
- * chunks), 3x3 depthwise (multiplier 1) and 3x3 conv over fewer than 8 planes, equal strides up to 4
+ * portable ones: pointwise 1x1 stride 1 (scratch: per channel folded bias and requantization, 8 pixels of in_c
+ * channels packed in 16-channel chunks), 3x3 depthwise (multiplier 1) and 3x3 conv over fewer than 8 planes, equal
+ * strides up to 4
  * (scratch: the framed planes and slack for 4-pixel loads past a row's end) */
 #define EP_HELIUM_SLACK 16
 #define EP_POINTWISE_HELIUM_SCRATCH(in_c, out_c) (16 * (out_c) + 128 * (((in_c) + 15) / 16))
@@ -132,6 +133,9 @@ void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *ou
 /* a depthwise with at most EP_HELIUM_FLAT_MAX outputs per plane runs them in flat order: its scratch adds a table of
  * their input offsets, 4-byte aligned, padded to a multiple of 4 entries */
 #define EP_HELIUM_FLAT_MAX 64
+/* a conv adds the int32 partial sums of one output plane (rows padded to 4 values), 4-byte aligned */
+#define EP_CONV_HELIUM_SCRATCH(planes, h, w, top, left, bottom, right, out_h, out_w) \
+    (((EP_3X3_HELIUM_SCRATCH(planes, h, w, top, left, bottom, right) + 3) & ~3) + 4 * (out_h) * (((out_w) + 3) & ~3))
 #define EP_DEPTHWISE_HELIUM_SCRATCH(h, w, top, left, bottom, right, out_h, out_w) \
     (((EP_3X3_HELIUM_SCRATCH(1, h, w, top, left, bottom, right) + 3) & ~3) \
      + ((out_h) * (out_w) <= EP_HELIUM_FLAT_MAX ? 16 * (((out_h) * (out_w) + 3) / 4) : 0))

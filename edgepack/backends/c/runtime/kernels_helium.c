@@ -317,21 +317,27 @@ static void dw_plane_strided(const ep_layer *l, const int8_t *xp, const int8_t *
     dw_plane(l, xp, w, bias, c, 0, o);
 }
 
-/* a conv's output plane over `planes` framed planes (weights planes x 9, read per pass) */
-EP_MVE_INLINE void conv_plane(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
-                              int32_t c, int32_t unit, int8_t *o)
+/* One input plane's share of a conv's output plane, its 9 taps in registers: the int32 partial sums of the output
+ * plane wait in `part` (row pitch 4 * ceil(out_w / 4)) between planes; `stage` (a constant where this is inlined)
+ * says whether this plane starts from the bias (bit 0) and whether it requantizes and stores (bit 1). */
+EP_MVE_INLINE void conv_pass(const ep_layer *l, const int8_t *xp, const int8_t *w, int32_t bias, int32_t c,
+                             int32_t unit, int32_t stage, int32_t *part, int8_t *o)
 {
     const ep_plane g = plane_of(l, c);
-    int32_t oy, ox, p;
-    for (oy = 0; oy < g.out_h; oy++, o += g.out_w) {
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    const int32_t ow4 = (g.out_w + 3) & ~3;
+    int32_t oy, ox;
+    for (oy = 0; oy < g.out_h; oy++, o += g.out_w, part += ow4) {
         const int8_t *row = xp + oy * g.stride * g.wp;
         for (ox = 0; ox < g.out_w; ox += 4) {
-            int32x4_t acc = vdupq_n_s32(bias);
-            const int8_t *x = row + ox * g.stride, *k = w;
-            for (p = 0; p < planes; p++, x += g.pitch, k += 9) {
-                acc = taps3(x, unit, g.gather, k[0], k[1], k[2], acc);
-                acc = taps3(x + g.wp, unit, g.gather, k[3], k[4], k[5], acc);
-                acc = taps3(x + 2 * g.wp, unit, g.gather, k[6], k[7], k[8], acc);
+            const int8_t *x = row + ox * g.stride;
+            int32x4_t acc = (stage & 1) ? vdupq_n_s32(bias) : vldrwq_s32(part + ox);
+            acc = taps3(x, unit, g.gather, w0, w1, w2, acc);
+            acc = taps3(x + g.wp, unit, g.gather, w3, w4, w5, acc);
+            acc = taps3(x + 2 * g.wp, unit, g.gather, w6, w7, w8, acc);
+            if (!(stage & 2)) {
+                vstrwq_s32(part + ox, acc);
+                continue;
             }
             acc = rq4_apply(acc, &g.q, g.rmask, g.lo, g.hi);
             if (g.out_w - ox >= 4) {
@@ -343,16 +349,32 @@ EP_MVE_INLINE void conv_plane(const ep_layer *l, const int8_t *xp, int32_t plane
     }
 }
 
-static void plane3x3_unit(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
-                          int32_t c, int8_t *o)
+/* a conv's output plane over `planes` framed planes (pitch apart, weights planes x 9) */
+EP_MVE_INLINE void conv_plane(const ep_layer *l, const int8_t *xp, int32_t planes, int32_t pitch, const int8_t *w,
+                              int32_t bias, int32_t c, int32_t unit, int32_t *part, int8_t *o)
 {
-    conv_plane(l, xp, planes, w, bias, c, 1, o);
+    int32_t p;
+    if (planes == 1) {
+        conv_pass(l, xp, w, bias, c, unit, 3, part, o);
+        return;
+    }
+    conv_pass(l, xp, w, bias, c, unit, 1, part, o);
+    for (p = 1; p + 1 < planes; p++) {
+        conv_pass(l, xp + p * pitch, w + 9 * p, bias, c, unit, 0, part, o);
+    }
+    conv_pass(l, xp + p * pitch, w + 9 * p, bias, c, unit, 2, part, o);
 }
 
-static void plane3x3_strided(const ep_layer *l, const int8_t *xp, int32_t planes, const int8_t *w, int32_t bias,
-                             int32_t c, int8_t *o)
+static void plane3x3_unit(const ep_layer *l, const int8_t *xp, int32_t planes, int32_t pitch, const int8_t *w,
+                          int32_t bias, int32_t c, int32_t *part, int8_t *o)
 {
-    conv_plane(l, xp, planes, w, bias, c, 0, o);
+    conv_plane(l, xp, planes, pitch, w, bias, c, 1, part, o);
+}
+
+static void plane3x3_strided(const ep_layer *l, const int8_t *xp, int32_t planes, int32_t pitch, const int8_t *w,
+                             int32_t bias, int32_t c, int32_t *part, int8_t *o)
+{
+    conv_plane(l, xp, planes, pitch, w, bias, c, 0, part, o);
 }
 
 static int32_t sum_weights(const int8_t *w, int32_t n)
@@ -443,6 +465,7 @@ void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scra
     const int32_t plane = l->in_h * l->in_w, oplane = l->out_h * l->out_w, planes = l->in_c;
     const int32_t pitch = (l->pad_left + l->in_w + l->pad_right) * (l->pad_top + l->in_h + l->pad_bottom);
     int8_t *xp = (int8_t *)scratch;
+    int32_t *part = (int32_t *)(void *)(xp + ((planes * pitch + EP_HELIUM_SLACK + 3) & ~3));
     int32_t c;
     if (l->kh != 3 || l->kw != 3 || l->sh != l->sw || planes > EP_HELIUM_MAX_PLANES) {
         ep_conv(l, in, out);
@@ -456,9 +479,9 @@ void ep_conv_helium(const ep_layer *l, const int8_t *in, int8_t *out, void *scra
         const int8_t *w = l->weight + 9 * planes * c;
         const int32_t bias = l->bias[c] - l->in_zp * sum_weights(w, 9 * planes);
         if (l->sh == 1) {
-            plane3x3_unit(l, xp, planes, w, bias, c, out + c * oplane);
+            plane3x3_unit(l, xp, planes, pitch, w, bias, c, part, out + c * oplane);
         } else {
-            plane3x3_strided(l, xp, planes, w, bias, c, out + c * oplane);
+            plane3x3_strided(l, xp, planes, pitch, w, bias, c, part, out + c * oplane);
         }
     }
 }
