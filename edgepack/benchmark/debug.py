@@ -275,6 +275,7 @@ def plot_debug(d: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = d["layers"]
     colours = _kind_colours(rows)
@@ -291,7 +292,10 @@ def plot_debug(d: dict, path: Path) -> Path:
         b.bar(xs, [r.get("weight_range_spread_before_equalization") or 0 for r in rows], fill=False,
               edgecolor="black", linewidth=0.6, label="before equalization")
     if any(r["weight_range_spread"] for r in rows):
-        b.set_yscale("log")
+        b.set_yscale("log")  # ticks as ratios (20x), not 2x10^1; no labelled minor ticks
+        b.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        b.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        b.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     b.set_ylabel("per-channel weight range spread")
     b.set_xticks(xs, [f"{i} {r.get('module') or r['layer']}" for i, r in enumerate(rows)], rotation=90, fontsize=7)
     for i, r in enumerate(rows):
@@ -302,7 +306,7 @@ def plot_debug(d: dict, path: Path) -> Path:
     fig.suptitle(f"edgepack debug: {Path(d['artifact']).name} ({d['quantization']})")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # the rotated layer names in full
     plt.close(fig)
     return path
 

@@ -37,7 +37,7 @@ HEADERS = {"macs": "Mult-Adds", "params": "Parameters", "passed": "Result", "fp3
            "int8_accuracy": "int8 accuracy", "top1_agreement": "Top-1 agreement", "latency_median_ms": "Latency median (ms)",
            "sha256": "SHA-256", "name": "Check", "isolated_sqnr_db": "Isolated SQNR (dB)", "throughput_fps": "Throughput (fps)",
            "cumulative_sqnr_db": "Cumulative SQNR (dB)", "first_inference_ms": "First inference (ms)"}
-UNITS = (("_ms", " (ms)"), ("_db", " (dB)"), ("_bytes", " (B)"), ("_fps", " (fps)"))
+UNITS = (("_ms", " (ms)"), ("_db", " (dB)"), ("_bytes", " (B)"), ("_fps", " (fps)"), ("_s", " (s)"))
 FRACTIONS = ("accuracy", "agreement")  # columns holding a fraction: shown as a percent
 
 
@@ -113,9 +113,9 @@ def _summary(manifest, bench: dict) -> list[dict]:
                    ("device accuracy (bench)", bench["accuracy"])]
     # a user model's alpha is not a width multiplier of anything: name the model instead
     shape = [("alpha", m.alpha)] if m.name == "MobileNetV1" else [("model", f"{m.name} ({m.weights})")]
-    return [{"field": k, "value": _cell(k, v)} for k, v in (
+    return [{"item": k[:1].upper() + k[1:], "value": _cell(k, v)} for k, v in (
         ("target", manifest.target.name), ("backend", manifest.backend), *shape,
-        ("resolution", m.resolution), ("classes", m.classes), ("params", manifest.params),
+        ("resolution", m.resolution), ("classes", m.classes), ("parameters", manifest.params),
         ("Mult-Adds", manifest.macs), ("quantization", manifest.quantization.summary),
         *quality, ("bench result", bench["passed"]))]
 
