@@ -316,11 +316,24 @@ def _target_from_data(data: dict, path: Path, where: str) -> Target:
                               f"tables {', '.join(TABLES)}")
     tables = {name: _parse_table(cls, data.get(name, {}), name, backend, where) for name, cls in TABLES.items()}
     check_run_commands(tables["run"], where)
+    _check_helium(tables["compiler"], tables["toolchain"], where)
     _check_board(tables["board"], where)
     _check_accuracy_gate(tables["accuracy_gate"], where)
     aliases = _parse_aliases(data.get("aliases", []), data["name"], where)
     return Target(name=data["name"], description=data["description"], backend=backend, path=path, aliases=aliases,
                   **tables)
+
+
+MVE_CORES = ("-mcpu=cortex-m55", "-mcpu=cortex-m85")  # Armv8.1-M cores with Helium (or -march=...+mve)
+
+
+def _check_helium(compiler: "Compiler", toolchain: "Toolchain", where: str) -> None:
+    """The helium kernel set is MVE code: on a core without it the build would quietly run the fast twins while
+    the manifest named Helium kernels."""
+    flags = toolchain.arch_flags or ()
+    if compiler.kernels == "helium" and not any(f in MVE_CORES or f.endswith("+mve") for f in flags):
+        raise TargetError(f"{where}: kernels = \"helium\" needs a Helium (MVE) core in [toolchain] arch_flags "
+                          "(-mcpu=cortex-m55 or -mcpu=cortex-m85): use kernels = \"fast\" for this core")
 
 
 def _parse_aliases(value, name: str, where: str) -> tuple[str, ...]:

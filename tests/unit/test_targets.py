@@ -253,3 +253,17 @@ def test_every_backend_has_the_same_parts(backend):
     assert package.lower is lower.lower and package.Runner is runs.Runner
     assert issubclass(package.Runner, runner.Runner)
     assert inspect.signature(lower.lower).return_annotation == "Lowered"
+
+
+def test_helium_kernels_on_a_core_without_mve_are_refused_when_the_file_is_read(tmp_path):
+    """kernels = "helium" builds MVE code only for an MVE core: elsewhere the build would quietly fall back to the
+    fast twins while the manifest named Helium kernels, so the file itself is refused, naming the fix."""
+    text = (BUILTIN_DIR / "cortex-m7.toml").read_text().replace('name = "cortex-m7"', 'name = "m7-helium"')
+    (tmp_path / "m7-helium.toml").write_text(text.replace('kernels = "fast"', 'kernels = "helium"'))
+    with pytest.raises(TargetError, match='kernels = "helium" needs a Helium \\(MVE\\) core .* use kernels = "fast"'):
+        parse_target(tmp_path / "m7-helium.toml")
+    m55 = (BUILTIN_DIR / "cortex-m55.toml").read_text()
+    assert parse_target(BUILTIN_DIR / "cortex-m55.toml").compiler.kernels == "helium"
+    (tmp_path / "m55-march.toml").write_text(m55.replace('name = "cortex-m55"', 'name = "m55-march"').replace(
+        '"-mcpu=cortex-m55"', '"-march=armv8.1-m.main+mve"'))
+    assert parse_target(tmp_path / "m55-march.toml").toolchain.arch_flags[0] == "-march=armv8.1-m.main+mve"
