@@ -18,7 +18,7 @@ from torch import nn
 from edgepack import evaldata, ops, provenance
 from edgepack.artifact import verify
 from edgepack.data import Dataset
-from edgepack.errors import ArtifactError, ConfigError
+from edgepack.errors import ArtifactError, CheckpointError, ConfigError
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
 from edgepack.inputs import check_shape, inputs_of
@@ -314,3 +314,15 @@ def plot_debug(d: dict, path: Path) -> Path:
 def write_json(d: dict, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(d, indent=1) + "\n")
+
+
+def module_names(manifest, folder, plan: Plan) -> list[str] | None:
+    """Each plan layer's module path (debug's names, so bench, report and debug name a layer alike), "" for a
+    layer no module call makes (an add); None where the fp32 model cannot be rebuilt without being handed in
+    (an imported .tflite, a --model's code, an in-memory model): there the plan's names stay."""
+    try:
+        model = provenance.rebuild_model(manifest, folder)
+        probe = np.zeros((1, *plan.layers[0].input_shape), np.float32)
+        return [io[2] if io else "" for io in fp32_layer_io(fold(model.eval()), plan, probe)]
+    except (ConfigError, ArtifactError, CheckpointError):
+        return None

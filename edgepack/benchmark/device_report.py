@@ -69,8 +69,9 @@ def _plan_bytes(layer) -> int:
     return int(sum(a.nbytes for k, a in layer.arrays.items() if k != "weight_scale"))
 
 
-def layers(manifest: Manifest, plan: Plan) -> tuple[list[dict], str]:
-    """One row per plan layer, and what its byte column counts."""
+def layers(manifest: Manifest, plan: Plan, names: list[str] | None = None) -> tuple[list[dict], str]:
+    """One row per plan layer, and what its byte column counts; a layer is named by its module path where
+    ``names`` gives one (debug's names), by its plan name otherwise."""
     raw = manifest.raw
     ticks = (raw.get("cost") or {}).get("per_layer_ticks")
     if not (isinstance(ticks, list) and len(ticks) == len(plan.layers)):
@@ -81,7 +82,8 @@ def layers(manifest: Manifest, plan: Plan) -> tuple[list[dict], str]:
     total_macs, total_ticks = sum(macs), sum(ticks) if ticks else 0
     rows = []
     for i, layer in enumerate(plan.layers):
-        rows.append({"index": i, "name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape),
+        rows.append({"index": i, "name": (names[i] if names and names[i] else layer.name), "plan_name": layer.name,
+                     "kind": layer.kind, "output_shape": list(layer.output_shape),
                      "macs": macs[i], "macs_share": macs[i] / total_macs if total_macs else None,
                      "ticks": ticks[i] if ticks else None,
                      "ticks_share": ticks[i] / total_ticks if ticks and total_ticks else None,
@@ -161,15 +163,17 @@ def mca_line(comp: dict) -> str | None:
     return comp.get("mca_note")
 
 
-def block(manifest: Manifest, plan: Plan | None, cost: dict | None, latency: dict | None = None) -> dict:
-    """The device report of one artifact as plain data (bench's JSON ``device_report``)."""
+def block(manifest: Manifest, plan: Plan | None, cost: dict | None, latency: dict | None = None,
+          names: list[str] | None = None) -> dict:
+    """The device report of one artifact as plain data (bench's JSON ``device_report``); ``names``: each plan
+    layer's module path (debug.module_names), where the model has one."""
     cost = cost or {}
     board = manifest.target.board.to_json()
     out = {"target": manifest.target.name, "board": board or None, "memory": memory(manifest, cost),
            "compute": compute(manifest, cost), "macs": manifest.macs, "params": manifest.params,
            "latency_median_ms": (latency or {}).get("median_ms")}
     if plan is not None:
-        out["layers"], out["layer_bytes"] = layers(manifest, plan)
+        out["layers"], out["layer_bytes"] = layers(manifest, plan, names)
     return out
 
 
