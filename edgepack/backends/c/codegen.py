@@ -217,6 +217,8 @@ class _Depthwise(_Conv):
         if layer.output_shape[0] != layer.input_shape[0]:
             return None
         chosen = self.fast_3x3(layer)
+        if chosen is None:
+            return dw_kxk_fast(layer, self.window(layer))
         out_plane = layer.output_shape[1] * layer.output_shape[2]
         if chosen is None or layer.input_shape[1] * layer.input_shape[2] > DW_SMALL_MAX_PLANE:
             return chosen
@@ -464,6 +466,15 @@ def gemm_fast(layer: Layer) -> tuple[str, int]:
     """ep_conv_gemm_fast and its scratch (EP_CONV_GEMM_FAST_SCRATCH): one block of 4 packed im2col columns and a raw one."""
     k = int(np.prod(layer.arrays["weight"].shape[1:]))
     return "ep_conv_gemm_fast", (k + 3) // 4 * 36
+
+
+def dw_kxk_fast(layer: Layer, window: tuple[int, int]) -> tuple[str, int] | None:
+    """ep_depthwise_kxk_fast for depthwise windows up to 8x8 the 3x3 kernels do not take (MobileNetV3's 5x5, any
+    strides), with its scratch (EP_DW_KXK_FAST_SCRATCH: the framed plane, 8 slack bytes, the plane's int32 sums)."""
+    if max(window) > 8:
+        return None
+    (_, h, w), (top, left, bottom, right), (_, oh, ow) = layer.input_shape, layer.pads, layer.output_shape
+    return "ep_depthwise_kxk_fast", ((h + top + bottom) * (w + left + right) + 8 + 3) // 4 * 4 + 4 * oh * ow
 
 
 def has_fast_kernel(kind: str) -> bool:

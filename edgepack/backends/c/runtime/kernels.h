@@ -109,6 +109,11 @@ void ep_depthwise_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *s
 #define EP_DW_SMALL_FAST_SCRATCH(h, w, top, left, bottom, right, out_h, out_w) \
     ((EP_3X3_FAST_SCRATCH(1, h, w, top, left, bottom, right) + 3) / 4 * 4 + 4 * (out_h) * (out_w))
 void ep_depthwise_small_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
+/* depthwise (multiplier 1) of any window up to 8x8, any strides and pads (MobileNetV3's 5x5): the frame and raw sums
+ * as ep_depthwise_small_fast, each window row in word loads against weights zero-padded to quads (8 slack bytes) */
+#define EP_DW_KXK_FAST_SCRATCH(h, w, top, left, bottom, right, out_h, out_w) \
+    ((((h) + (top) + (bottom)) * ((w) + (left) + (right)) + 8 + 3) / 4 * 4 + 4 * (out_h) * (out_w))
+void ep_depthwise_kxk_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 void ep_conv_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch);
 /* any convolution (kernel, strides, pads, input channels; a strided pointwise too) as an im2col GEMM over
  * blocks of 4 output pixels: the scratch holds one block's packed columns of k = in_c * kh * kw values

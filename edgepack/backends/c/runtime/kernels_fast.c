@@ -801,3 +801,100 @@ void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *ou
         out[i] = (int8_t)(v > hi ? hi : v);
     }
 }
+
+/* ---------------------------------------------------------------- depthwise of any window up to 8x8 */
+
+/* one channel's kh x kw weights as SMLAD lanes, each row zero-padded to nq quads: per row and quad the words
+ * (w0, w2), (w1, w3); returns sum(w) for the zero point fold */
+static int32_t ep_split_rows(const int8_t *w, int32_t kh, int32_t kw, int32_t nq, uint32_t *k)
+{
+    int32_t r, q, i, sum = 0;
+    for (r = 0; r < kh; r++, w += kw) {
+        for (q = 0; q < nq; q++, k += 2) {
+            int8_t v[4];
+            for (i = 0; i < 4; i++) {
+                v[i] = 4 * q + i < kw ? w[4 * q + i] : 0;
+                sum += v[i];
+            }
+            k[0] = ep_pair(v[0], v[2]);
+            k[1] = ep_pair(v[1], v[3]);
+        }
+    }
+    return sum;
+}
+
+/* The raw sums of one zero-point-framed plane (xp, row pitch wp) for kh rows of nq weight quads (k, ep_split_rows)
+ * into acc (oh x ow). Each quad is one word load split by SXTB16 / SXTB16 ROR 8 into (x0, x2), (x1, x3), two SMLAD;
+ * the padded weights are 0, so the up to 3 values read past a window's row add nothing. At stride 1 two outputs
+ * share the loads: the ROR 8 half of a quad, (x1, x3), is the next output's first pair, and one more load at x + 2
+ * gives its (x2, x4). Reads end at most 4 bytes past the frame (EP_DW_KXK_FAST_SCRATCH's slack). */
+EP_INLINE void ep_sums_kxk(const int8_t *xp, int32_t wp, int32_t sh, int32_t sw, int32_t oh, int32_t ow, int32_t kh,
+                           int32_t nq, const uint32_t *k, int32_t bias_raw, int32_t *acc)
+{
+    int32_t oy, ox, r, q;
+    for (oy = 0; oy < oh; oy++, acc += ow) {
+        const int8_t *row = xp + oy * sh * wp;
+        ox = 0;
+        for (; sw == 1 && ox + 2 <= ow; ox += 2) {
+            const int8_t *x = row + ox;
+            const uint32_t *kr = k;
+            int32_t a0 = bias_raw, a1 = bias_raw;
+            for (r = 0; r < kh; r++, x += wp) {
+                for (q = 0; q < nq; q++, kr += 2) {
+                    const uint32_t v = ep_read32(x + 4 * q), d = EP_SXTB16_ROR8(v);
+                    const uint32_t f = EP_SXTB16(ep_read32(x + 4 * q + 2));
+                    a0 = EP_SMLAD(d, kr[1], EP_SMLAD(EP_SXTB16(v), kr[0], a0));
+                    a1 = EP_SMLAD(f, kr[1], EP_SMLAD(d, kr[0], a1));
+                }
+            }
+            acc[ox] = a0;
+            acc[ox + 1] = a1;
+        }
+        for (; ox < ow; ox++) {
+            const int8_t *x = row + ox * sw;
+            const uint32_t *kr = k;
+            int32_t a = bias_raw;
+            for (r = 0; r < kh; r++, x += wp) {
+                for (q = 0; q < nq; q++, kr += 2) {
+                    const uint32_t v = ep_read32(x + 4 * q);
+                    a = EP_SMLAD(EP_SXTB16_ROR8(v), kr[1], EP_SMLAD(EP_SXTB16(v), kr[0], a));
+                }
+            }
+            acc[ox] = a;
+        }
+    }
+}
+
+/* Depthwise (depth multiplier 1) of any window up to 8x8 and any strides and pads: MobileNetV3's 5x5 layers
+ * (3x3 ones keep ep_depthwise_fast / ep_depthwise_small_fast). As ep_depthwise_small_fast: the zero-point frame
+ * written once per layer, per channel its interior copied in, the raw sums of the plane formed (ep_sums_kxk; the
+ * zero point folded into the bias), then requantized in one pass (ep_rq_run). Scratch: EP_DW_KXK_FAST_SCRATCH. */
+void ep_depthwise_kxk_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t ih = l->in_h, iw = l->in_w, plane = ih * iw, oh = l->out_h, ow = l->out_w, kh = l->kh, kw = l->kw;
+    const int32_t wp = l->pad_left + iw + l->pad_right, hp = l->pad_top + ih + l->pad_bottom, zp = l->in_zp;
+    const int32_t nq = (kw + 3) / 4;
+    int8_t *xp = (int8_t *)scratch, *interior = xp + l->pad_top * wp + l->pad_left;
+    int32_t *acc = (int32_t *)scratch + (hp * wp + 8 + 3) / 4;
+    int32_t c;
+    if (kh > 8 || kw > 8 || l->out_c != l->in_c) {
+        ep_depthwise(l, in, out);
+        return;
+    }
+    memset(xp, (int)(int8_t)zp, (size_t)(hp * wp + 8));
+    for (c = 0; c < l->out_c; c++, in += plane, out += oh * ow) {
+        uint32_t k[8 * 2 * 2];
+        const int32_t bias_raw = l->bias[c] - zp * ep_split_rows(l->weight + c * kh * kw, kh, kw, nq, k);
+        ep_copy_interior(in, ih, iw, wp, interior);
+        if (kh == 5 && nq == 2 && l->sh == 1 && l->sw == 1) { /* MobileNetV3's: constant loops unroll */
+            ep_sums_kxk(xp, wp, 1, 1, oh, ow, 5, 2, k, bias_raw, acc);
+        } else if (kh == 5 && nq == 2 && l->sh == 2 && l->sw == 2) {
+            ep_sums_kxk(xp, wp, 2, 2, oh, ow, 5, 2, k, bias_raw, acc);
+        } else if (nq == 1) {
+            ep_sums_kxk(xp, wp, l->sh, l->sw, oh, ow, kh, 1, k, bias_raw, acc);
+        } else {
+            ep_sums_kxk(xp, wp, l->sh, l->sw, oh, ow, kh, 2, k, bias_raw, acc);
+        }
+        ep_rq_run(l, c, acc, oh * ow, out);
+    }
+}
