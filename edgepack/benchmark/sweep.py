@@ -309,16 +309,38 @@ def pareto_front(rows: list[dict], x_key: str, y_key: str) -> set[int]:
             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for _, x2, y2 in pts)}
 
 
-def _axis_plain(axis) -> None:
-    """Log-axis ticks as plain numbers (3, 10, 30), never 3x10^0."""
-    from matplotlib.ticker import FuncFormatter
+LOG_TICK_STEPS = ((1,), (1, 2, 5), (1, 2, 3, 5))
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """At least three labelled values within [lo, hi] for a log axis: whole decades, 1-2-5 or 1-2-3-5 when the
+    points span a decade or more, evenly spaced values (0.08, 0.10, ... 0.16) when they span less. Matplotlib's
+    own log ticks label a single value when the points sit inside one decade (0.07-0.17 ms: just 0.1)."""
+    import math
+
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = min(lo, hi), max(lo, hi)
+    if lo > 0 and hi / lo >= 10:
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for steps in LOG_TICK_STEPS:
+            ticks = [float(f"{m}e{d}") for d in decades for m in steps if lo * 0.999 <= m * 10.0 ** d <= hi * 1.001]
+            if len(ticks) >= 3:
+                return ticks
+    inside = [v for v in MaxNLocator(5).tick_values(lo, hi) if lo * 0.999 <= v <= hi * 1.001 and v > 0]
+    return sorted({round(float(v), 12) for v in inside}) or [lo]
+
+
+def _axis_plain(axis, values: list[float]) -> None:
+    """Log-axis ticks as plain numbers (3, 10, 30), never 3x10^0, and at least three of them (log_ticks)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     def plain(v) -> str:
-        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+        return f"{v:,.0f}" if v >= 100 else f"{v:.4g}"
 
+    axis.set_major_locator(FixedLocator(log_ticks(min(values), max(values))))
     axis.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
-    # between decades only 2, 3 and 5 are labelled: all eight would overlap
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: plain(v) if f"{v:.0e}"[0] in "235" else ""))
+    axis.set_minor_formatter(NullFormatter())  # the unlabelled minor ticks stay as grid lines
 
 
 def _series(rows: list[dict]) -> tuple[list, bool]:
@@ -351,7 +373,7 @@ def _plot_one(rows: list[dict], key: str, xlabel: str, y: tuple[str, str], title
     ax.scatter([r[key] / scale for r in front], [r[y_key] * 100 for r in front], s=110, facecolors="none",
                edgecolors="k", linewidths=1)
     ax.set_xscale("log")
-    _axis_plain(ax.xaxis)
+    _axis_plain(ax.xaxis, [r[key] / scale for r in rows])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=10)
@@ -426,4 +448,4 @@ def sweep_page(data: dict, folder: Path | None = None) -> str:
     return env.get_template("sweep.html.j2").render(
         target=data["target"], headers=[PAGE_HEADERS[k] for k in keys], rows=table, plots=plots,
         fronts={"time": TIME_KEYS[speed].split(" (")[0] if speed else None, "flash": "flash" if "flash" in fronts else None},
-        quality=quality_key(rows)[1].split(" (")[0], folder=str(folder) if folder else None) + "\n"
+        quality=quality_key(rows)[1].split(" (")[0], folder=Path(folder).resolve().name if folder else None) + "\n"
