@@ -252,3 +252,51 @@ def test_wide_depthwise_layers_equal_the_reference_portable_and_fast(tmp_path):
     for kernels in ("portable", "fast"):
         got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
         assert int((got != want).sum()) == 0, kernels
+
+
+def _squeeze_excite_plan(width: int = 16, res: int = 6):
+    """MobileNetV3's squeeze-and-excite tail with the gate on either side: 5x5 depthwise -> global mean (TFLite's
+    MEAN, (C, 1, 1)) -> pointwise -> map * gate (ep_mul_channel_fast, the gate second) and gate * map (first), the
+    two products multiplied (ep_mul_fast) -> global average (ep_avgpool_fast, a 6x6 plane: 9 words) -> fc."""
+    from edgepack.ops.mul import MulParams, mul_requantization
+    from edgepack.plan.plan import Layer, Plan, QParams
+    from tests.conformance.plans import conv_layer, fc_layer, pool_layer
+
+    rng = np.random.default_rng(35)
+    q = QParams(0.03, -7)
+    layers = [conv_layer(rng, "depthwise0", "depthwise", q, (width, res, res), width, 5, 1, (2, 2, 2, 2))]
+    layers.append(pool_layer(rng, "pool1", layers[0].output_q, layers[0].output_shape, "mean", flat=False))
+    layers.append(conv_layer(rng, "gate2", "pointwise", layers[1].output_q, layers[1].output_shape, width, 1))
+
+    def mul(name, a, b, steps):
+        qa, qb = layers[a].output_q, layers[b].output_q
+        qo = QParams(float(np.float32(qa.scale * qb.scale * steps)), int(rng.integers(-30, 30)))
+        multiplier, shift = mul_requantization(qa, qb, qo)
+        shape_a, shape_b = layers[a].output_shape, layers[b].output_shape
+        out_shape = shape_a if shape_a[1:] != (1, 1) else shape_b
+        return Layer(name, "mul", shape_a, out_shape, qa, qo, -128, 127, inputs=(a, b), params=MulParams(qb, shape_b),
+                     arrays={"multiplier": multiplier, "shift": shift})
+
+    layers.append(mul("mul3", 0, 2, 60.0))
+    layers.append(mul("mul4", 2, 0, 45.0))
+    layers.append(mul("mul5", 3, 4, 80.0))
+    layers.append(pool_layer(rng, "pool6", layers[-1].output_q, layers[-1].output_shape, "average", flat=True))
+    layers.append(fc_layer(rng, "fc7", layers[-1].output_q, width, 5, "double"))
+    return Plan(q, (width, res, res), layers)
+
+
+def test_squeeze_excite_gates_and_global_pools_equal_the_reference_portable_and_fast(tmp_path):
+    """ep_mul_channel_fast (gate second and first), ep_mul_fast, ep_mean_pool_fast and ep_avgpool_fast, bit-exact
+    with the reference on the host as their portable twins, the products spread over int8."""
+    plan = _squeeze_excite_plan()
+    assert plan.problems() == []
+    kernels = [r["kernel"] for r in codegen.kernel_choices(plan, "fast")]
+    assert kernels[:7] == ["ep_depthwise_kxk_fast", "ep_mean_pool_fast", "ep_pointwise_fast", "ep_mul_channel_fast",
+                           "ep_mul_channel_fast", "ep_mul_fast", "ep_avgpool_fast"]
+    x = np.random.default_rng(14).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
+    want, outputs = reference.run(plan, x, collect=True)
+    for layer, out in zip(plan.layers[:7], outputs):
+        assert len(np.unique(out)) >= 8 and np.isin(out, (-128, 127)).mean() < 0.5, layer.name
+    for kernels in ("portable", "fast"):
+        got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
+        assert int((got != want).sum()) == 0, kernels

@@ -278,6 +278,10 @@ class _AvgPool(CLowering):
     def portable_kernel(self, layer: Layer) -> str:
         return "ep_mean_pool" if layer.params.pool == "mean" else self.portable
 
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """The same sums a word at a time (SXTB16 + SMLAD): MobileNetV3's SE pools."""
+        return self.portable_kernel(layer) + "_fast", 0
+
 
 class _Add(CLowering):
     """TFLite's int8 ADD of two tensors (ep_add)."""
@@ -338,6 +342,11 @@ class _Mul(CLowering):
 
     def portable_kernel(self, layer: Layer) -> str:
         return "ep_mul" if tuple(layer.input_shape) == tuple(layer.params.input2_shape) else "ep_mul_channel"
+
+    def fast(self, layer: Layer) -> tuple[str, int] | None:
+        """32-bit requantization (SMMULR) where the shifted products stay below 2^29, which the kernel tests (else it
+        runs its portable twin): MobileNetV3's SE gates (cortex-m4, about 100 instructions a value portable)."""
+        return self.portable_kernel(layer) + "_fast", 0
 
 
 class _Concat(CLowering):

@@ -898,3 +898,101 @@ void ep_depthwise_kxk_fast(const ep_layer *l, const int8_t *in, int8_t *out, voi
         ep_rq_run(l, c, acc, oh * ow, out);
     }
 }
+
+/* ---------------------------------------------------------------- mul (the SE gate) and global pools */
+
+/* ep_rq_apply's short path for a value already scaled by pow2 (acc * 2^(max(shift, 0) + 1)) */
+EP_INLINE int8_t ep_rq_scaled(const ep_rq *r, int32_t scaled)
+{
+    int32_t x = ep_smmulr(scaled, r->multiplier);
+    x = ((x + r->round + ((x >> 31) & r->sign)) >> r->exponent) + r->out_zp;
+    x = x < r->act_min ? r->act_min : x;
+    return (int8_t)(x > r->act_max ? r->act_max : x);
+}
+
+/* A mul's requantization (one multiplier and shift). The short path is exact when every product, shifted left,
+ * stays below 2^29 (proof 2 at ep_rq_apply): |(a - in_zp)(b - in2_zp)| <= max|a - in_zp| * max|b - in2_zp|, with
+ * max|q - zp| = zp + 128 (zp >= 0) or 127 - zp; the product is below 2^16 and the shift at most 15 (the generator's
+ * MUL_MAX_LEFT_SHIFT), so the test fits uint32. Returns 0 when the short path does not apply. */
+EP_INLINE int ep_mul_rq(const ep_layer *l, ep_rq *q)
+{
+    const uint32_t ma = (uint32_t)(l->in_zp >= 0 ? l->in_zp + 128 : 127 - l->in_zp);
+    const uint32_t mb = (uint32_t)(l->in2_zp >= 0 ? l->in2_zp + 128 : 127 - l->in2_zp);
+    ep_rq_init(q, l, 0);
+    return ((ma * mb) << (q->shift > 0 ? q->shift : 0)) < ((uint32_t)1 << 29);
+}
+
+/* TFLite's int8 MUL of two tensors of one shape in 32-bit arithmetic (SMMULR), bit-exact with ep_mul */
+void ep_mul_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t n = l->out_c * l->out_h * l->out_w, za = l->in_zp, zb = l->in2_zp;
+    ep_rq q;
+    int32_t i, pow2;
+    if (!ep_mul_rq(l, &q)) {
+        ep_mul(l, a, b, out);
+        return;
+    }
+    pow2 = q.pow2;
+    for (i = 0; i < n; i++) {
+        out[i] = ep_rq_scaled(&q, ((int32_t)a[i] - za) * pow2 * ((int32_t)b[i] - zb));
+    }
+}
+
+/* the SE gate: a (C, 1, 1) gate times a (C, H, W) map, bit-exact with ep_mul_channel. Per channel the centred gate
+ * is scaled by pow2 once; per value one multiply, SMMULR and the rounding shift (no 64-bit ep_output). */
+void ep_mul_channel_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t plane = l->out_h * l->out_w, gate_is_a = l->in_h * l->in_w == 1;
+    const int8_t *gate = gate_is_a ? a : b, *map = gate_is_a ? b : a;
+    const int32_t zg = gate_is_a ? l->in_zp : l->in2_zp, zm = gate_is_a ? l->in2_zp : l->in_zp;
+    ep_rq q;
+    int32_t c, p;
+    if (!ep_mul_rq(l, &q)) {
+        ep_mul_channel(l, a, b, out);
+        return;
+    }
+    for (c = 0; c < l->out_c; c++, map += plane, out += plane) {
+        const int32_t g = ((int32_t)gate[c] - zg) * q.pow2;
+        for (p = 0; p < plane; p++) {
+            out[p] = ep_rq_scaled(&q, g * ((int32_t)map[p] - zm));
+        }
+    }
+}
+
+/* the raw sum of n int8 values: a word at a time, SXTB16 / SXTB16 ROR 8 halves added by SMLAD with (1, 1) */
+EP_INLINE int32_t ep_sum8(const int8_t *x, int32_t n)
+{
+    int32_t i, s = 0;
+    for (i = 0; i + 4 <= n; i += 4) {
+        const uint32_t v = ep_read32(x + i);
+        s = EP_SMLAD(EP_SXTB16_ROR8(v), 0x00010001u, EP_SMLAD(EP_SXTB16(v), 0x00010001u, s));
+    }
+    for (; i < n; i++) {
+        s += x[i];
+    }
+    return s;
+}
+
+/* global average pool (TFLite's AVERAGE_POOL_2D), bit-exact with ep_avgpool: the plane summed by ep_sum8, the
+ * zero point taken out once (count * in_zp), the same rounding division */
+void ep_avgpool_fast(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t count = l->in_h * l->in_w, centre = count * l->in_zp;
+    int32_t c;
+    for (c = 0; c < l->in_c; c++, in += count) {
+        const int32_t total = ep_sum8(in, count) - centre;
+        const int32_t mean = total >= 0 ? (total + count / 2) / count : -((-total + count / 2) / count);
+        const int32_t v = mean + l->out_zp;
+        out[c] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    }
+}
+
+/* TFLite's int8 MEAN over the plane, bit-exact with ep_mean_pool: ep_sum8's sums, requantized by ep_output */
+void ep_mean_pool_fast(const ep_layer *l, const int8_t *in, int8_t *out)
+{
+    const int32_t count = l->in_h * l->in_w, centre = count * l->in_zp;
+    int32_t c;
+    for (c = 0; c < l->in_c; c++, in += count) {
+        out[c] = ep_output(l, c, ep_sum8(in, count) - centre);
+    }
+}
