@@ -78,11 +78,17 @@ def _shipped_plan(model: str, alpha: float, resolution: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,alpha", [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35)])
+@pytest.mark.parametrize("model,alpha", [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35), ("mobilenet_v3_small", 0.75),
+                                         ("mobilenet_v3_large", 0.75)])
 def test_no_layer_of_the_shipped_mobilenets_falls_back_to_portable_in_fast_mode(model, alpha):
+    """Kernel choices of the plan only (no C build). MobileNetV3's 5x5 depthwise layers and its squeeze-and-excite
+    pools and gates run fast kernels too; only its hard-swish / hard-sigmoid tables (lut) have none."""
     rows = codegen.kernel_choices(_shipped_plan(model, alpha, 96), "fast")
     assert [r["name"] for r in rows if r["fallback"]] == []
     assert {r["kind"] for r in rows} >= {"conv", "depthwise", "pointwise", "fc"}
+    assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] != "lut"), model
+    if model.startswith("mobilenet_v3"):
+        assert {"ep_depthwise_kxk_fast", "ep_mul_channel_fast", "ep_avgpool_fast"} <= {r["kernel"] for r in rows}
 
 
 CONVERTER = ["kws_ds_cnn", "conv1d", "residual_add", "resnet_maxpool"]
