@@ -168,7 +168,8 @@ def artifact_report(folder: Path, eval_data=None, model=None, bench=None, eval_s
                 png = plot_debug(d, Path(tmp) / "debug.png")
                 sections += [f"<h2>Per-layer error (int8 vs fp32, {d['images']} inputs from {html.escape(d['inputs'])})</h2>",
                              _img(png, "per-layer SQNR"),
-                             _table(d["layers"], ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
+                             _table([{**r, "layer": r.get("module") or r["layer"]} for r in d["layers"]],  # debug's names
+                                    ["layer", "kind", "isolated_sqnr_db", "cumulative_sqnr_db", "weight_range_spread"])]
     sections += ["<h2>Files</h2>", _table([{"file": f, "bytes": v.bytes, "sha256": v.sha256} for f, v in manifest.files.items()])]
     return _page(f"edgepack report: {folder.name}", sections)
 

@@ -33,3 +33,12 @@ def test_device_block_keeps_plan_names_without_a_model(small_artifacts):
     plan, manifest = Plan.load(folder), load_artifact(folder)
     block = device_report.block(manifest, plan, None, None, None)  # what an imported .tflite gets
     assert [r["name"] for r in block["layers"]] == [layer.name for layer in plan.layers]
+
+
+def test_report_page_names_layers_like_debug(small_artifacts, tmp_path):
+    folder = small_artifacts("host")
+    out = tmp_path / "r.html"
+    edgepack.report(str(folder), output=str(out), eval_size=4, images=2, rebench=True)
+    page = out.read_text()
+    assert "<td>features.0.0</td>" in page and "<td>features.13.1.0</td>" in page
+    assert "conv2d" not in page  # neither the device block nor the per-layer error table uses the plan's names
