@@ -102,6 +102,11 @@ DISTRIBUTIONS = {"tvm": "apache-tvm", "tvm_ffi": "apache-tvm-ffi", "ai_edge_lite
                  "sklearn": "scikit-learn"}
 
 
+class StopForward(Exception):
+    """Control flow, never shown to a user: a forward hook raises it once the layer of interest has run, so the
+    rest of the forward pass is skipped (edgepack.quantize.bias_correction)."""
+
+
 def missing_dependency(e: BaseException, needed_by: str = "edgepack") -> ToolchainError | None:
     """The one-line error for a third-party module missing from this environment, naming the pip command
     (edgepack's own pinned requirement, from the installed package metadata); None for anything else."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edgepack.config import WeightGranularity
+from edgepack.errors import StopForward
 from edgepack.quantize.quantizer import weight_spec
 
 STATS_BATCH = 32
@@ -28,10 +29,6 @@ ONE_PASS_BYTES = 2 << 30  # activations the one-pass correction may hold for the
 LIVE_TENSORS = 4
 LAYERS = (nn.Conv2d, nn.Linear)  # the modules the quantizer gives int8 weights (quantizer.COMPUTE_OPS)
 METHOD = "empirical bias correction on the calibration set (Nagel et al. 2019 sec. 4.2)"
-
-
-class _Stop(Exception):
-    """Raised by a hook once the layer of interest has run: the rest of the forward pass is not needed."""
 
 
 def quantized_weight(weight: torch.Tensor, granularity: WeightGranularity) -> torch.Tensor:
@@ -88,7 +85,7 @@ def output_means(model: nn.Module, names: list[str], images: np.ndarray, stop_af
             old_total, old_count = sums.get(name, (0, 0))
             sums[name] = (old_total + total, old_count + count)
             if name == stop_after:
-                raise _Stop
+                raise StopForward
         return record
 
     handles = [modules[n].register_forward_hook(hook(n)) for n in names]
@@ -96,7 +93,7 @@ def output_means(model: nn.Module, names: list[str], images: np.ndarray, stop_af
         for start in range(0, len(images), STATS_BATCH):
             try:
                 model(torch.from_numpy(np.ascontiguousarray(images[start:start + STATS_BATCH])))
-            except _Stop:
+            except StopForward:
                 pass
     finally:
         for h in handles:
