@@ -223,10 +223,24 @@ def test_model_h_says_how_many_layers_run_each_kernel_and_which_fell_back():
     assert "Layers per kernel: ep_depthwise x1, ep_depthwise_small_fast x3, ep_pointwise_fast x2," in header
 
 
+def _assert_each_layer_bit_exact(plan, x, layers: int, tmp_path):
+    """The plan cut after each of its first ``layers`` layers, portable and fast C against the reference: a wrong
+    value of an early layer can vanish in the pool and fc at the end, so every layer's own output is compared."""
+    from edgepack.plan.plan import Plan
+
+    for k in range(1, layers + 1):
+        cut = Plan(plan.input_q, plan.input_shape, plan.layers[:k])
+        want = reference.run(cut, x)
+        for kernels in ("portable", "fast"):
+            got = executors.run_c(cut, x, kernels, tmp_path / f"{k}{kernels}").reshape(want.shape)
+            assert int((got != want).sum()) == 0, f"{kernels}: {plan.layers[k - 1].name}"
+
+
 def _wide_depthwise_plan(width: int = 10):
     """Depthwise layers ep_depthwise_kxk_fast takes, between pointwise ones: MobileNetV3's 5x5 at stride 2 (12x12 ->
     6x6, TFLite's SAME pads (1, 1, 2, 2)) and stride 1 (6x6, an odd 3x3 plane), a 7x7 at stride 1 (a 2-quad row,
-    odd output width 3) and a 3x3 with strides (1, 2), which the 3x3 kernels (equal strides) leave to it (one quad)."""
+    odd output width 3), a 3x3 with strides (1, 2), which the 3x3 kernels (equal strides) leave to it (one quad), and a
+    3x5 (the 5-wide rows of other heights)."""
     from edgepack.plan.plan import Plan, QParams
     from tests.conformance.plans import conv_layer, fc_layer, pool_layer
 
@@ -235,29 +249,27 @@ def _wide_depthwise_plan(width: int = 10):
     layers = []
     for kind, out_c, k, stride, pads in (("depthwise", width, 5, 2, (1, 1, 2, 2)), ("depthwise", width, 5, 1, (2, 2, 2, 2)),
                                          ("pointwise", 16, 1, 1, (0, 0, 0, 0)), ("depthwise", 16, 7, 1, (3, 2, 3, 1)),
-                                         ("depthwise", 16, 3, (1, 2), (1, 1, 1, 1)),
+                                         ("depthwise", 16, 3, (1, 2), (1, 1, 1, 1)), ("depthwise", 16, (3, 5), 1, (1, 2, 1, 2)),
                                          ("depthwise", 16, 5, 2, (2, 2, 2, 2)), ("depthwise", 16, 5, 1, (2, 2, 2, 2))):
         in_q, shape = (layers[-1].output_q, layers[-1].output_shape) if layers else (q, (width, 12, 12))
         layers.append(conv_layer(rng, f"{kind}{len(layers)}", kind, in_q, shape, out_c, k, stride, pads))
-    layers.append(pool_layer(rng, "pool7", layers[-1].output_q, layers[-1].output_shape, "average", flat=True))
-    layers.append(fc_layer(rng, "fc8", layers[-1].output_q, 16, 5, "double"))
+    layers.append(pool_layer(rng, "pool8", layers[-1].output_q, layers[-1].output_shape, "average", flat=True))
+    layers.append(fc_layer(rng, "fc9", layers[-1].output_q, 16, 5, "double"))
     return Plan(q, (width, 12, 12), layers)
 
 
 def test_wide_depthwise_layers_equal_the_reference_portable_and_fast(tmp_path):
-    """ep_depthwise_kxk_fast (5x5 at strides 1 and 2, 7x7, a 3x3 of unequal strides; planes 12x12 down to 3x1)
+    """ep_depthwise_kxk_fast (5x5 at strides 1 and 2, 7x7, 3x5, a 3x3 of unequal strides; planes 12x12 down to 3x1)
     bit-exact with the reference on the host (the C emulations of the DSP instructions), as the portable kernel."""
     plan = _wide_depthwise_plan()
     assert plan.problems() == []
     rows = codegen.kernel_choices(plan, "fast")
-    assert [r["kernel"] for r in rows if r["kind"] == "depthwise"] == ["ep_depthwise_kxk_fast"] * 6
+    assert [r["kernel"] for r in rows if r["kind"] == "depthwise"] == ["ep_depthwise_kxk_fast"] * 7
     x = np.random.default_rng(12).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
     want, outputs = reference.run(plan, x, collect=True)
-    for layer, out in zip(plan.layers[:7], outputs):
+    for layer, out in zip(plan.layers[:8], outputs):
         assert len(np.unique(out)) >= 8 and np.isin(out, (-128, 127)).mean() < 0.5, layer.name
-    for kernels in ("portable", "fast"):
-        got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
-        assert int((got != want).sum()) == 0, kernels
+    _assert_each_layer_bit_exact(plan, x, len(plan.layers), tmp_path)
 
 
 def _squeeze_excite_plan(width: int = 16, res: int = 6):
@@ -303,6 +315,4 @@ def test_squeeze_excite_gates_and_global_pools_equal_the_reference_portable_and_
     want, outputs = reference.run(plan, x, collect=True)
     for layer, out in zip(plan.layers[:7], outputs):
         assert len(np.unique(out)) >= 8 and np.isin(out, (-128, 127)).mean() < 0.5, layer.name
-    for kernels in ("portable", "fast"):
-        got = executors.run_c(plan, x, kernels, tmp_path / kernels).reshape(want.shape)
-        assert int((got != want).sum()) == 0, kernels
+    _assert_each_layer_bit_exact(plan, x, len(plan.layers), tmp_path)
