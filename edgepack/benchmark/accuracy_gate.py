@@ -28,7 +28,8 @@ def enforce(folder, model=None, calibration=None) -> None:
     error = AccuracyGateError(f"accuracy gate failed: {describe(record)}; worst layer "
                               f"{worst_layer(folder, model, calibration)}; the artifact {folder} is written and "
                               "records the failure: fix the quantization (--weight-granularity per-channel, "
-                              f"equalization on, --quant qat) or raise the limit with {flag}")
+                              "equalization on, --bias-correction, --calibration-method auto, --quant qat) or raise "
+                              f"the limit with {flag}")
     error.artifact, error.gate = folder, record
     raise error
 
