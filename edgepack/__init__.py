@@ -32,7 +32,9 @@ def compile(model=None, target: str = "host", calibration=None, eval_data=None, 
     Other options are the fields of :class:`edgepack.compiler.CompileConfig` (architecture: the built-in
     model when ``model`` is None, "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small" or
     "mobilenet_v3_large"; alpha, resolution, quant, weight_granularity, equalize (PTQ's cross-layer
-    equalization, default True), calib_size, eval_size, qat_epochs, output, mean, std, target_dirs: folders
+    equalization, default True), bias_correction (PTQ: empirical bias correction on the calibration set, default
+    False), calibration_method ("histogram" by default, "minmax", "moving-average", "percentile", or "auto": the
+    first meeting the accuracy gate), keep_softmax (a model's trailing softmax kept as TFLite's), calib_size, eval_size, qat_epochs, output, mean, std, target_dirs: folders
     of your own target files, searched before the built-in ones (see edgepack.targets), sign_key: an
     Ed25519 private key file that signs the manifest, see edgepack.signing). Returns the artifact folder.
 
