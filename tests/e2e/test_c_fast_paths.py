@@ -316,3 +316,22 @@ def test_squeeze_excite_gates_and_global_pools_equal_the_reference_portable_and_
     for layer, out in zip(plan.layers[:7], outputs):
         assert len(np.unique(out)) >= 8 and np.isin(out, (-128, 127)).mean() < 0.5, layer.name
     _assert_each_layer_bit_exact(plan, x, len(plan.layers), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["wide_depthwise", "squeeze_excite"])
+def test_wide_depthwise_and_squeeze_excite_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(name, tmp_path):
+    """The two plans above as a .tflite compiled for cortex-m4 (the DSP instructions, not their C emulations): bench
+    PASS with its two bit-exact checks, and model.c calls the new kernels."""
+    plan = {"wide_depthwise": _wide_depthwise_plan, "squeeze_excite": _squeeze_excite_plan}[name]()
+    model = write_tflite(plan, tmp_path / f"{name}.tflite")
+    images = np.random.default_rng(6).integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
+    np.savez(tmp_path / "eval.npz", images=images, labels=np.arange(12) % plan.output_shape[0])
+    out = edgepack.compile(str(model), "cortex-m4", eval_data=str(tmp_path / "eval.npz"), output=str(tmp_path / "m4"))
+    report = edgepack.bench(out, count=1, warmup=0)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
+    model_c = (tmp_path / "m4" / "c" / "model.c").read_text()
+    wanted = ["ep_depthwise_kxk_fast("] + (["ep_mul_channel_fast(", "ep_mul_fast(", "ep_mean_pool_fast(",
+                                             "ep_avgpool_fast("] if name == "squeeze_excite" else [])
+    assert all(fn in model_c for fn in wanted), [fn for fn in wanted if fn not in model_c]
