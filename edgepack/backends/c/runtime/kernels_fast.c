@@ -809,6 +809,14 @@ void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *ou
 static int32_t ep_split_rows(const int8_t *w, int32_t kh, int32_t kw, int32_t nq, uint32_t *k)
 {
     int32_t r, q, i, sum = 0;
+    if (kw == 5) { /* a word and a byte a row: SXTB16 splits the word, SMLAD with (1, 1) sums it */
+        for (r = 0; r < kh; r++, w += 5, k += 4) {
+            const uint32_t v = ep_read32(w);
+            k[0] = EP_SXTB16(v), k[1] = EP_SXTB16_ROR8(v), k[2] = ep_pair(w[4], 0), k[3] = 0;
+            sum = EP_SMLAD(k[1], 0x00010001u, EP_SMLAD(k[0], 0x00010001u, sum)) + w[4];
+        }
+        return sum;
+    }
     for (r = 0; r < kh; r++, w += kw) {
         for (q = 0; q < nq; q++, k += 2) {
             int8_t v[4];
