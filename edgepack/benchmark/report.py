@@ -19,7 +19,7 @@ from edgepack.errors import ArtifactError, ConfigError, OutputError
 
 log = logging.getLogger("edgepack.benchmark")
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}h1{overflow-wrap:anywhere}
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}h1,h2{overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
 th{background:#eee}td:first-child{text-align:left}table.kv th{text-align:left}table.kv td{text-align:left}
 .badge{display:inline-block;padding:0 6px;border-radius:3px;font-weight:bold;color:#fff}.badge.pass{background:#1a7f37}

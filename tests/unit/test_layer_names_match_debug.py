@@ -42,3 +42,4 @@ def test_report_page_names_layers_like_debug(small_artifacts, tmp_path):
     page = out.read_text()
     assert "<td>features.0.0</td>" in page and "<td>features.13.1.0</td>" in page
     assert "conv2d" not in page  # neither the device block nor the per-layer error table uses the plan's names
+    assert "h1,h2{overflow-wrap:anywhere}" in page  # a long calibration path in the per-layer heading wraps
