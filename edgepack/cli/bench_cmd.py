@@ -82,11 +82,23 @@ def _against_baseline(report: dict, baseline: dict, notes: list[str], args) -> s
     return compare.format_section(args.baseline, deltas, notes)
 
 
+def _check_not_kept_path(json_path, artifact) -> None:
+    """--json naming ARTIFACT.bench.json would overwrite the result bench keeps there for `edgepack report`
+    with one report cannot check (no manifest sha256), so the next report and bench ignore it: refused first."""
+    from pathlib import Path
+
+    kept = saved.path_for(artifact)
+    if json_path not in (None, output.STDOUT) and Path(json_path).resolve() == kept:
+        raise ConfigError(f"--json {json_path} is where bench keeps its result for `edgepack report` ({kept.name}, "
+                          "written anyway): pass another --json path, or drop --json")
+
+
 def run(args) -> int:
     check_key(args.key, args.rpc)
     args.artifact = absolute(args.artifact)  # libraries run programs from other folders: never hand them a relative path
     args.eval_data = absolute(args.eval_data)
     output.check_json_file(args.json)
+    _check_not_kept_path(args.json, args.artifact)
     for flag in ("junit", "update_baseline"):
         check_output_file(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.verify_key:  # before torch is imported, and before anything in the artifact is loaded
