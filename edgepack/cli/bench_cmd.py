@@ -89,8 +89,8 @@ def _check_not_kept_path(json_path, artifact) -> None:
 
     kept = saved.path_for(artifact)
     if json_path not in (None, output.STDOUT) and Path(json_path).resolve() == kept:
-        raise ConfigError(f"--json {json_path} is where bench keeps its result for `edgepack report` ({kept.name}, "
-                          "written anyway): pass another --json path, or drop --json")
+        raise ConfigError(f"--json {json_path} is where bench keeps its result for `edgepack report` ({kept.name}, on every "
+                          "run): pass another --json path, or drop --json")
 
 
 def run(args) -> int:
