@@ -82,13 +82,13 @@ def _shipped_plan(model: str, alpha: float, resolution: int):
                                          ("mobilenet_v3_large", 0.75)])
 def test_no_layer_of_the_shipped_mobilenets_falls_back_to_portable_in_fast_mode(model, alpha):
     """Kernel choices of the plan only (no C build). MobileNetV3's 5x5 depthwise layers and its squeeze-and-excite
-    pools and gates run fast kernels too; only its hard-swish / hard-sigmoid tables (lut) have none."""
+    gates run fast kernels too; only its hard-swish / hard-sigmoid tables (lut) and global pools have none."""
     rows = codegen.kernel_choices(_shipped_plan(model, alpha, 96), "fast")
     assert [r["name"] for r in rows if r["fallback"]] == []
     assert {r["kind"] for r in rows} >= {"conv", "depthwise", "pointwise", "fc"}
-    assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] != "lut"), model
+    assert all(r["kernel"].endswith("_fast") for r in rows if r["kind"] not in ("lut", "avgpool")), model
     if model.startswith("mobilenet_v3"):
-        assert {"ep_depthwise_kxk_fast", "ep_mul_channel_fast", "ep_avgpool_fast"} <= {r["kernel"] for r in rows}
+        assert {"ep_depthwise_kxk_fast", "ep_mul_channel_fast"} <= {r["kernel"] for r in rows}
 
 
 CONVERTER = ["kws_ds_cnn", "conv1d", "residual_add", "resnet_maxpool"]
@@ -275,7 +275,7 @@ def test_wide_depthwise_layers_equal_the_reference_portable_and_fast(tmp_path):
 def _squeeze_excite_plan(width: int = 16, res: int = 6):
     """MobileNetV3's squeeze-and-excite tail with the gate on either side: 5x5 depthwise -> global mean (TFLite's
     MEAN, (C, 1, 1)) -> pointwise -> map * gate (ep_mul_channel_fast, the gate second) and gate * map (first), the
-    two products multiplied (ep_mul_fast) -> global average (ep_avgpool_fast, a 6x6 plane: 9 words) -> fc."""
+    two products multiplied (ep_mul_fast) -> global average -> fc."""
     from edgepack.ops.mul import MulParams, mul_requantization
     from edgepack.plan.plan import Layer, Plan, QParams
     from tests.conformance.plans import conv_layer, fc_layer, pool_layer
@@ -304,13 +304,13 @@ def _squeeze_excite_plan(width: int = 16, res: int = 6):
 
 
 def test_squeeze_excite_gates_and_global_pools_equal_the_reference_portable_and_fast(tmp_path):
-    """ep_mul_channel_fast (gate second and first), ep_mul_fast, ep_mean_pool_fast and ep_avgpool_fast, bit-exact
-    with the reference on the host as their portable twins, the products spread over int8."""
+    """ep_mul_channel_fast (gate second and first) and ep_mul_fast, bit-exact with the reference on the host as their
+    portable twins, the products spread over int8."""
     plan = _squeeze_excite_plan()
     assert plan.problems() == []
     kernels = [r["kernel"] for r in codegen.kernel_choices(plan, "fast")]
-    assert kernels[:7] == ["ep_depthwise_kxk_fast", "ep_mean_pool_fast", "ep_pointwise_fast", "ep_mul_channel_fast",
-                           "ep_mul_channel_fast", "ep_mul_fast", "ep_avgpool_fast"]
+    assert kernels[:7] == ["ep_depthwise_kxk_fast", "ep_mean_pool", "ep_pointwise_fast", "ep_mul_channel_fast",
+                           "ep_mul_channel_fast", "ep_mul_fast", "ep_avgpool"]
     x = np.random.default_rng(14).integers(-128, 128, (16, *plan.input_shape)).astype(np.int8)
     want, outputs = reference.run(plan, x, collect=True)
     for layer, out in zip(plan.layers[:7], outputs):
@@ -332,6 +332,5 @@ def test_wide_depthwise_and_squeeze_excite_kernels_are_bit_exact_on_a_cortex_m4_
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
     model_c = (tmp_path / "m4" / "c" / "model.c").read_text()
-    wanted = ["ep_depthwise_kxk_fast("] + (["ep_mul_channel_fast(", "ep_mul_fast(", "ep_mean_pool_fast(",
-                                             "ep_avgpool_fast("] if name == "squeeze_excite" else [])
+    wanted = ["ep_depthwise_kxk_fast("] + (["ep_mul_channel_fast(", "ep_mul_fast("] if name == "squeeze_excite" else [])
     assert all(fn in model_c for fn in wanted), [fn for fn in wanted if fn not in model_c]

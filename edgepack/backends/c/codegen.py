@@ -278,10 +278,6 @@ class _AvgPool(CLowering):
     def portable_kernel(self, layer: Layer) -> str:
         return "ep_mean_pool" if layer.params.pool == "mean" else self.portable
 
-    def fast(self, layer: Layer) -> tuple[str, int] | None:
-        """The same sums a word at a time (SXTB16 + SMLAD): MobileNetV3's SE pools."""
-        return self.portable_kernel(layer) + "_fast", 0
-
 
 class _Add(CLowering):
     """TFLite's int8 ADD of two tensors (ep_add)."""

@@ -126,11 +126,9 @@ void ep_fc_fast(const ep_layer *l, const int8_t *in, int8_t *out, void *scratch)
 /* TFLite's int8 ADD in 32-bit arithmetic (SMMULR), bit-exact with ep_add */
 void ep_add_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 /* TFLite's int8 MUL (both forms) in 32-bit arithmetic (SMMULR) where every shifted product stays below 2^29 (else
- * the portable kernel), and the global pools with word-at-a-time sums: bit-exact with their portable twins */
+ * the portable kernel): bit-exact with ep_mul / ep_mul_channel */
 void ep_mul_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
 void ep_mul_channel_fast(const ep_layer *l, const int8_t *a, const int8_t *b, int8_t *out);
-void ep_avgpool_fast(const ep_layer *l, const int8_t *in, int8_t *out);
-void ep_mean_pool_fast(const ep_layer *l, const int8_t *in, int8_t *out);
 
 /* Helium kernels (kernels_helium.c, Armv8.1-M MVE; elsewhere their kernels_fast.c twins), bit-exact with the
  * portable ones: pointwise 1x1 stride 1 (scratch: per channel folded bias and requantization, 8 pixels of in_c

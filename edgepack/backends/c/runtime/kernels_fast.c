@@ -946,7 +946,7 @@ void ep_depthwise_kxk_fast(const ep_layer *l, const int8_t *in, int8_t *out, voi
     }
 }
 
-/* ---------------------------------------------------------------- mul (the SE gate) and global pools */
+/* ---------------------------------------------------------------- mul (the SE gate) */
 
 /* ep_rq_apply's short path for a value already scaled by pow2 (acc * 2^(max(shift, 0) + 1)) */
 EP_INLINE int8_t ep_rq_scaled(const ep_rq *r, int32_t scaled)
@@ -1003,43 +1003,5 @@ void ep_mul_channel_fast(const ep_layer *l, const int8_t *a, const int8_t *b, in
         for (p = 0; p < plane; p++) {
             out[p] = ep_rq_scaled(&q, g * ((int32_t)map[p] - zm));
         }
-    }
-}
-
-/* the raw sum of n int8 values: a word at a time, SXTB16 / SXTB16 ROR 8 halves added by SMLAD with (1, 1) */
-EP_INLINE int32_t ep_sum8(const int8_t *x, int32_t n)
-{
-    int32_t i, s = 0;
-    for (i = 0; i + 4 <= n; i += 4) {
-        const uint32_t v = ep_read32(x + i);
-        s = EP_SMLAD(EP_SXTB16_ROR8(v), 0x00010001u, EP_SMLAD(EP_SXTB16(v), 0x00010001u, s));
-    }
-    for (; i < n; i++) {
-        s += x[i];
-    }
-    return s;
-}
-
-/* global average pool (TFLite's AVERAGE_POOL_2D), bit-exact with ep_avgpool: the plane summed by ep_sum8, the
- * zero point taken out once (count * in_zp), the same rounding division */
-void ep_avgpool_fast(const ep_layer *l, const int8_t *in, int8_t *out)
-{
-    const int32_t count = l->in_h * l->in_w, centre = count * l->in_zp;
-    int32_t c;
-    for (c = 0; c < l->in_c; c++, in += count) {
-        const int32_t total = ep_sum8(in, count) - centre;
-        const int32_t mean = total >= 0 ? (total + count / 2) / count : -((-total + count / 2) / count);
-        const int32_t v = mean + l->out_zp;
-        out[c] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
-    }
-}
-
-/* TFLite's int8 MEAN over the plane, bit-exact with ep_mean_pool: ep_sum8's sums, requantized by ep_output */
-void ep_mean_pool_fast(const ep_layer *l, const int8_t *in, int8_t *out)
-{
-    const int32_t count = l->in_h * l->in_w, centre = count * l->in_zp;
-    int32_t c;
-    for (c = 0; c < l->in_c; c++, in += count) {
-        out[c] = ep_output(l, c, ep_sum8(in, count) - centre);
     }
 }
