@@ -192,6 +192,19 @@ def _cost_text(key: str, value) -> str:
     return compare.value_text(value)
 
 
+COST_WORDS = {"systick": "SysTick", "ram": "RAM", "cpu": "CPU", "qemu": "QEMU", "mca": "llvm-mca", "approx": "approx."}
+
+
+def cost_label(key: str) -> str:
+    """A cost key as bench's text names it ('systick_ticks_per_inference' -> 'SysTick ticks / inference',
+    'model_ram_bytes' -> 'Model RAM': the value carries the B); bench's JSON keeps the key."""
+    words = key.replace("_per_", "_/_").split("_")
+    if len(words) > 1 and words[-1] == "bytes":
+        words = words[:-1]
+    text = " ".join(COST_WORDS.get(w, w) for w in words)
+    return text if text.startswith("llvm-mca") else text[:1].upper() + text[1:]
+
+
 def _figure_lines(r: dict) -> list[str]:
     """Header, accuracy (and why it differs from the compile's), fidelity and latency."""
     lines = [f"artifact {r['artifact']}  target {r['target']}  backend {r['backend']}  device {r['device']}",
@@ -238,7 +251,7 @@ def format_report(r: dict, baseline: tuple[str, str] | None = None) -> str:
     lines = _figure_lines(r)
     for key, value in (r.get("cost") or {}).items():
         if value is not None:  # a figure this device does not have (no stack bound off Cortex-M) is left out
-            lines.append(f"cost: {key} = {_cost_text(key, value)}")
+            lines.append(f"cost: {cost_label(key)} = {_cost_text(key, value)}")
     mca = device_report.mca_line((r.get("device_report") or {}).get("compute") or {})
     if mca:  # beside the instruction count: the llvm-mca cycle estimate, or how to install llvm-mca
         lines.append(mca)

@@ -13,6 +13,7 @@ import pytest
 import edgepack
 from edgepack.backends.tvm import runner as tvm_runner
 from edgepack.backends.tvm.runner import Runner
+from edgepack.benchmark.run import cost_label
 from edgepack.devices import qemu, tools
 from edgepack.errors import ArtifactError, DeviceError, ToolchainError
 from edgepack.targets import get_target, load_targets
@@ -254,7 +255,7 @@ def test_rpi4_bench_reports_instructions_per_inference(rpi4_artifact, tmp_path, 
     assert isinstance(cost[INSTR], int) and cost[INSTR] > 100_000
     assert 0 < cost["vector_share"] < 1 and cost["qemu_cpu"] == "cortex-a72"
     assert cost["method"] == "qemu TCG plugin, (3 images - 1 image) / 2, 1 thread"
-    assert f"cost: {INSTR} = {cost[INSTR]:,}\n" in out and "latency: not measured" in out
+    assert f"cost: {cost_label(INSTR)} = {cost[INSTR]:,}\n" in out and "latency: not measured" in out
     assert f'<property name="cost.{INSTR}" value="{cost[INSTR]}"/>' in junit.read_text()
     assert json.loads(baseline.read_text())["cost"][INSTR] == cost[INSTR]
 

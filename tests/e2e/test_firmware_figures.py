@@ -84,6 +84,6 @@ def test_bench_reports_model_ram_beside_the_harness_total(m4):
     code, out, err, _ = edgepack("bench", folder, "--eval-size", "4")
     assert code == 0, err
     fp = manifest["footprint"]
-    assert f"cost: model_ram_bytes = {fp['model_ram_bytes']:,} B" in out  # bytes with separators (then KiB)
-    assert f"cost: ram_bytes = {fp['ram_bytes']:,} B" in out
-    assert f"cost: stack_bytes = {fp['stack_bytes']:,} B" in out
+    assert f"cost: Model RAM = {fp['model_ram_bytes']:,} B" in out  # bytes with separators (then KiB)
+    assert f"cost: RAM = {fp['ram_bytes']:,} B" in out
+    assert f"cost: Stack = {fp['stack_bytes']:,} B" in out

@@ -31,7 +31,7 @@ def test_bench_of_an_rpi4_artifact_estimates_its_cycles_with_llvm_mca(small_arti
     line = re.search(r"^estimated cycles per inference \(llvm-mca cortex-a72, L1-resident\): [\d,.]+( M)?, "
                      r"[\d.,]+ ms at 1500 MHz$", out, re.M)
     assert line, out
-    assert out.index("cost: instructions_per_inference") < line.start()  # beside the instruction count
+    assert out.index("cost: Instructions / inference") < line.start()  # beside the instruction count
     assert "Estimated cycles (llvm-mca cortex-a72, L1-resident)" in out
     code, _, err, _ = edgepack("report", folder, "--bench", tmp_path / "b.json", "-o", tmp_path / "r.html")
     assert code == 0, err

@@ -83,7 +83,7 @@ def test_accuracy_and_agreement_change_in_points_latency_and_cost_in_percent():
 def test_a_cost_reads_the_same_with_separators_in_the_cost_line_table_and_junit():
     r = report()
     text = against(r, REGRESSED)
-    assert f"cost: systick_ticks_per_inference = {TICKS:,}\n" in text
+    assert f"cost: SysTick ticks / inference = {TICKS:,}\n" in text
     table_row = next(line for line in text.splitlines() if line.startswith("cost systick_ticks_per_inference"))
     assert "1,600,000" in table_row and f"{TICKS:,}" in table_row
     assert not re.search(r"\d\.\d+e[+-]\d", text) and str(TICKS) not in text
@@ -93,8 +93,8 @@ def test_a_cost_reads_the_same_with_separators_in_the_cost_line_table_and_junit(
 def test_no_python_none_or_booleans_and_fractions_as_percent():
     text = format_report(report())
     assert not re.search(r"\b(None|True|False)\b", text)
-    assert "cost: same_as_compile = yes" in text and "stack_bytes" not in text  # not measured: left out
-    assert "cost: ram_bytes = 282,436 B (275.8 KiB)" in text and "cost: vector_share = 43.21%" in text
+    assert "cost: Same as compile = yes" in text and "cost: Stack" not in text  # not measured: left out
+    assert "cost: RAM = 282,436 B (275.8 KiB)" in text and "cost: Vector share = 43.21%" in text
     assert "top-1 agreement with int8 reference 100.00%" in text  # fidelity line and check agree
     assert f"[PASS] {compare.AGREEMENT}: 100.00% (expected >= 99%)" in text
 
