@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from edgepack.errors import CheckpointError, ConfigError, EdgepackError, UnsupportedModelError
+from edgepack.model.builtin import BUILTIN
 
 SPEC_FORMAT = "FILE.py:NAME or package.module:NAME (NAME an nn.Module class or a function returning one)"
 
@@ -22,7 +23,9 @@ SPEC_FORMAT = "FILE.py:NAME or package.module:NAME (NAME an nn.Module class or a
 def parse_model_spec(spec: str) -> tuple[str, str]:
     """(file or module, name) of a --model spec; a missing file or a malformed spec is a ConfigError."""
     where, sep, name = str(spec).rpartition(":")
-    if not sep or not where or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not sep:  # a bare name: most likely a built-in model's, misspelt
+        raise ConfigError(f"--model {spec!r} is neither a built-in model ({', '.join(BUILTIN)}) nor {SPEC_FORMAT}")
+    if not where or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigError(f"--model {spec!r} is not {SPEC_FORMAT}")
     if where.endswith(".py"):
         if not Path(where).is_file():
