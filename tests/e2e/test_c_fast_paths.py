@@ -189,19 +189,23 @@ def test_large_depthwise_planes_keep_the_framed_kernel_whose_scratch_is_smaller(
     assert kernels[25] == ("ep_depthwise_fast", 27 * 27 + 4)
 
 
-@pytest.mark.slow
-def test_small_plane_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(tmp_path):
-    """The small-plane plan as a .tflite compiled for cortex-m4 (the DSP instructions themselves): bench PASS with
-    its two bit-exact checks, and model.c calls ep_depthwise_small_fast."""
-    plan = _small_plane_plan(7)
-    model = write_tflite(plan, tmp_path / "small_planes.tflite")
-    images = np.random.default_rng(4).integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
+def _bench_on_cortex_m4(plan, name: str, seed: int, tmp_path) -> str:
+    """``plan`` as a .tflite compiled for cortex-m4 (the DSP instructions themselves, not their C emulations): bench
+    PASS with its two bit-exact checks; returns the generated model.c."""
+    model = write_tflite(plan, tmp_path / f"{name}.tflite")
+    images = np.random.default_rng(seed).integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
     np.savez(tmp_path / "eval.npz", images=images, labels=np.arange(12) % plan.output_shape[0])
     out = edgepack.compile(str(model), "cortex-m4", eval_data=str(tmp_path / "eval.npz"), output=str(tmp_path / "m4"))
     report = edgepack.bench(out, count=1, warmup=0)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
-    assert "ep_depthwise_small_fast(" in (tmp_path / "m4" / "c" / "model.c").read_text()
+    return (tmp_path / "m4" / "c" / "model.c").read_text()
+
+
+@pytest.mark.slow
+def test_small_plane_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(tmp_path):
+    """The small-plane plan on cortex-m4: bit-exact, and model.c calls ep_depthwise_small_fast."""
+    assert "ep_depthwise_small_fast(" in _bench_on_cortex_m4(_small_plane_plan(7), "small_planes", 4, tmp_path)
 
 
 def test_model_h_says_how_many_layers_run_each_kernel_and_which_fell_back():
@@ -321,16 +325,8 @@ def test_squeeze_excite_gates_and_global_pools_equal_the_reference_portable_and_
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["wide_depthwise", "squeeze_excite"])
 def test_wide_depthwise_and_squeeze_excite_kernels_are_bit_exact_on_a_cortex_m4_under_qemu(name, tmp_path):
-    """The two plans above as a .tflite compiled for cortex-m4 (the DSP instructions, not their C emulations): bench
-    PASS with its two bit-exact checks, and model.c calls the new kernels."""
+    """The two plans above on cortex-m4: bit-exact, and model.c calls the new kernels."""
     plan = {"wide_depthwise": _wide_depthwise_plan, "squeeze_excite": _squeeze_excite_plan}[name]()
-    model = write_tflite(plan, tmp_path / f"{name}.tflite")
-    images = np.random.default_rng(6).integers(0, 256, (12, *plan.input_shape)).astype(np.uint8)
-    np.savez(tmp_path / "eval.npz", images=images, labels=np.arange(12) % plan.output_shape[0])
-    out = edgepack.compile(str(model), "cortex-m4", eval_data=str(tmp_path / "eval.npz"), output=str(tmp_path / "m4"))
-    report = edgepack.bench(out, count=1, warmup=0)
-    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
-    assert len([c for c in report["checks"] if "bit-exact" in c["name"]]) == 2
-    model_c = (tmp_path / "m4" / "c" / "model.c").read_text()
+    model_c = _bench_on_cortex_m4(plan, name, 6, tmp_path)
     wanted = ["ep_depthwise_kxk_fast("] + (["ep_mul_channel_fast(", "ep_mul_fast("] if name == "squeeze_excite" else [])
     assert all(fn in model_c for fn in wanted), [fn for fn in wanted if fn not in model_c]
