@@ -75,7 +75,7 @@ def test_report_of_a_checkpoint_artifact(checkpoint_artifact, capsys):
     code, stdout, err = run_cli(capsys, "report", str(out), "-o", str(tmp / "r.html"))
     assert code == 0, err
     page = (tmp / "r.html").read_text()
-    assert "Per-layer error" in page and "calib.npz" in page and "device accuracy (bench)" in page
+    assert "Per-layer error" in page and "calib.npz" in page and "Device accuracy (bench)" in page
 
 
 def test_debug_refuses_a_changed_or_missing_checkpoint_or_calibration(checkpoint_artifact, tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_debug_and_report_of_a_user_model_artifact(user_model_artifact, capsys):
     code, _, err = run_cli(capsys, "report", str(tmp / "art"), "--model", spec)
     assert code == 0, err
     page = (tmp / "art.report.html").read_text()
-    assert "Per-layer error" in page and "SevenClassNet" in page and "top-1 agreement with int8 reference" in page
+    assert "Per-layer error" in page and "SevenClassNet" in page and "Top-1 agreement with int8 reference" in page
     assert "device accuracy" not in page and "fp32 accuracy" not in page  # unlabelled: fidelity, no accuracy
     (tmp / "net.py").write_text(NET_SOURCE + "\n# edited\n")
     try:
