@@ -113,11 +113,16 @@ def _summary(manifest, bench: dict) -> list[dict]:
                    ("device accuracy (bench)", bench["accuracy"])]
     # a user model's alpha is not a width multiplier of anything: name the model instead
     shape = [("alpha", m.alpha)] if m.name == "MobileNetV1" else [("model", f"{m.name} ({m.weights})")]
-    return [{"item": k[:1].upper() + k[1:], "value": _cell(k, v)} for k, v in (
+    return [{"item": _label(k), "value": _cell(k, v)} for k, v in (
         ("target", manifest.target.name), ("backend", manifest.backend), *shape,
         ("resolution", m.resolution), ("classes", m.classes), ("parameters", manifest.params),
         ("Mult-Adds", manifest.macs), ("quantization", manifest.quantization.summary),
         *quality, ("bench result", bench["passed"]))]
+
+
+def _label(key: str) -> str:
+    """A Summary row's label as a sentence starts ("Device accuracy"), keeping the names fp32 and int8 as written."""
+    return key if key.startswith(("fp32", "int8")) else key[:1].upper() + key[1:]
 
 
 def bench_for(folder: Path, bench=None, eval_size=None, eval_data=None, rebench: bool = False) -> dict:
