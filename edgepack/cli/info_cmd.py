@@ -26,20 +26,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    model, shape = _user_model(args) if args.model not in BUILTIN else _builtin_model(args)
+    own = args.model not in BUILTIN  # the user's --model FILE.py:NAME
+    model, shape = _user_model(args) if own else _builtin_model(args)
     from edgepack.model.profile import format_summary, summary  # imports torch
 
     name = type(model).__name__
     size = "x".join(map(str, shape))
     s = call_user_code(lambda: summary(model, shape), f"{name} on a {size} input", "pass the input it takes with "
-                       "--input-shape C,H,W or F", ConfigError) if args.model not in BUILTIN else summary(model, shape)
+                       "--input-shape C,H,W or F", ConfigError) if own else summary(model, shape)
     alpha, resolution, classes = (getattr(model, k, None) for k in ("alpha", "resolution", "num_classes"))
     s = {"model": name, "alpha": alpha, "resolution": resolution, "classes": classes, **s}
     if args.json:
         output.write_json(args.json, json.dumps(s, indent=1))
     if args.json != output.STDOUT:
-        title = (f"{name} alpha={alpha:g} resolution={resolution} classes={classes}" if args.model in BUILTIN
-                 else f"{name} ({args.model}) input {size}")
+        title = (f"{name} ({args.model}) input {size}" if own
+                 else f"{name} alpha={alpha:g} resolution={resolution} classes={classes}")
         print(format_summary(s, title))
     return 0
 
