@@ -212,17 +212,17 @@ def compare(report: dict, baseline: dict, tolerances: dict) -> list[Delta]:
     deltas = []
     if baseline.get("accuracy") is not None:
         drop = (baseline["accuracy"] - report["accuracy"]) * 100
-        deltas.append(Delta("accuracy (%)", baseline["accuracy"] * 100, report["accuracy"] * 100,
+        deltas.append(Delta("accuracy", baseline["accuracy"] * 100, report["accuracy"] * 100,
                             f"drop <= {tol['accuracy_drop_points']:g} points", drop > tol["accuracy_drop_points"] + 1e-9,
                             POINTS))
     b_f, r_f = baseline.get("fidelity") or {}, report.get("fidelity") or {}
     if "top1_agreement_vs_reference" in b_f and "top1_agreement_vs_reference" in r_f:
         b, r = b_f["top1_agreement_vs_reference"] * 100, r_f["top1_agreement_vs_reference"] * 100
-        deltas.append(Delta(f"{AGREEMENT} (%)", b, r, f"drop <= {tol['agreement_drop_points']:g} points",
+        deltas.append(Delta(AGREEMENT, b, r, f"drop <= {tol['agreement_drop_points']:g} points",
                             b - r > tol["agreement_drop_points"] + 1e-9, POINTS))
     if (baseline.get("latency") or {}).get("median_ms") and (report.get("latency") or {}).get("median_ms"):
         b, r = baseline["latency"]["median_ms"], report["latency"]["median_ms"]
-        deltas.append(Delta("latency median (ms)", b, r, f"increase <= {tol['latency_increase'] * 100:g}%",
+        deltas.append(Delta("latency median", b, r, f"increase <= {tol['latency_increase'] * 100:g}%",
                             r > b * (1 + tol["latency_increase"]), MS))
     for key, b in (baseline.get("cost") or {}).items():
         r = (report.get("cost") or {}).get(key)
