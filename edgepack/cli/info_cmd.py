@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 1.0)")
     p.add_argument("--resolution", help="input resolution: a multiple of 32 for the built-in models (default 224); "
                    "your own model's 3xRxR input")
-    p.add_argument("--classes", help="number of classes of a built-in model (default 1000, as in the paper)")
+    p.add_argument("--classes", help="number of classes of a built-in model (default 10, as compile: the digits; "
+                   "the paper's figures: --classes 1000)")
     p.add_argument("--input-shape", metavar="C,H,W|F", help="your own model's input: C,H,W maps (e.g. 1,49,10) or F "
                    "values (e.g. 640); default 3,R,R with R = --resolution")
     output.add_json_flag(p, "the report")
@@ -51,7 +52,7 @@ def _builtin_model(args):
         raise ConfigError("--input-shape is for your own --model FILE.py:NAME: a built-in model's input is "
                           "3 x --resolution x --resolution")
     alpha = check_alpha(args.alpha or "1.0", max_alpha(args.model))
-    resolution, classes = check_resolution(args.resolution or "224"), check_classes(args.classes or "1000")
+    resolution, classes = check_resolution(args.resolution or "224"), check_classes(args.classes or "10")
     output.check_json_file(args.json)
     check_memory(alpha, resolution, images=1, architecture=check_builtin(args.model), batch=1)  # one forward pass
     model = build(args.model, alpha, resolution, classes)

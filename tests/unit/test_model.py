@@ -50,6 +50,14 @@ def test_table2_shares():
     assert round(s["Conv DW 3x3"]["params_share"] * 100, 2) == 1.06
 
 
+def test_info_default_classes_are_compiles(capsys):
+    """info reports the model compile builds: a built-in model without --classes has compile's 10 (the digits)."""
+    from edgepack.config import CompileConfig
+
+    code, out, _ = run_cli(capsys, "info", "--alpha", "0.25", "--resolution", "32", "--json")
+    assert code == 0 and json.loads(out)["classes"] == CompileConfig.classes == 10
+
+
 def test_info_human_readable(capsys):
     code, out, _ = run_cli(capsys, "info", "--alpha", "0.5", "--resolution", "160")
     assert code == 0 and "Conv DW 3x3" in out and "Mult-Adds" in out
