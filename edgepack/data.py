@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.devices.tools import cache_dir
+from edgepack.devices.tools import cache_dir, replace_atomically
 from edgepack.errors import DataError
 from edgepack.validate import check_regular_file, file_kind
 
@@ -67,9 +67,12 @@ def make_digits_file(path: Path) -> Path:
     train_idx, calib_idx = train_test_split(rest, test_size=CALIBRATION_SIZE, stratify=labels[rest], random_state=0)
     split = np.zeros(len(labels), np.uint8)
     split[calib_idx], split[eval_idx] = SPLITS["calibration"], SPLITS["eval"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=images, labels=labels, split=split)
-    return path
+
+    def fill(tmp: Path) -> None:
+        np.savez_compressed(tmp, images=images, labels=labels, split=split)
+        tmp.chmod(0o644)
+
+    return replace_atomically(path, fill)  # two first compiles at once: neither reads the other's half-written file
 
 
 def digits_file() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from edgepack.errors import ToolchainError
@@ -27,3 +28,23 @@ def cache_dir() -> Path:
     """Where built helpers live: EDGEPACK_CACHE, else ~/.cache/edgepack. Read at each call, so a test or a
     user setting EDGEPACK_CACHE after import is honoured."""
     return Path(os.environ.get("EDGEPACK_CACHE", Path.home() / ".cache" / "edgepack"))
+
+
+def replace_atomically(dest: Path, fill) -> Path:
+    """``fill(tmp)`` writes the file under a temporary name beside ``dest``, which is then renamed onto it:
+    a concurrent compile (two users, two test workers) sees the old file or the whole new one, never half of
+    one, and a program that has the old file loaded keeps its copy (a new inode, not a rewrite in place)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
+    os.close(fd)
+    try:
+        fill(Path(tmp))
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+def copy_atomically(source: Path, dest: Path) -> Path:
+    """shutil.copy2 (bytes and mode) by way of replace_atomically."""
+    return replace_atomically(dest, lambda tmp: shutil.copy2(source, tmp))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from edgepack import devices
+from edgepack.devices.tools import copy_atomically
 from edgepack.errors import ToolchainError
 
 CACHE = devices.cache_dir()  # read at import: tvm/lower.py and benchmarks/bench_tvm.py take tuning records from here
@@ -53,13 +53,12 @@ def runtime_dir(arch: str) -> Path:
     """Folder holding libtvm_runtime.so and libtvm_ffi.so for ``arch``."""
     if arch == HOST_ARCH:
         folder = CACHE / "tvm-runtime" / f"{arch}-host"
-        if not (folder / "libtvm_runtime.so").exists():
+        if not ((folder / "libtvm_runtime.so").exists() and (folder / "libtvm_ffi.so").exists()):
             import tvm
             import tvm_ffi
 
-            folder.mkdir(parents=True, exist_ok=True)
             for lib in (Path(tvm.__file__).parent / "lib" / "libtvm_runtime.so", Path(tvm_ffi.__file__).parent / "lib" / "libtvm_ffi.so"):
-                shutil.copy2(lib, folder / lib.name)
+                copy_atomically(lib, folder / lib.name)  # a concurrent compile never loads half a library
         return folder
     tvm_v, ffi_v = versions()
     folder = CACHE / "tvm-runtime" / f"{arch}-{tvm_v}-{ffi_v}"
@@ -94,9 +93,8 @@ def fetch(arch: str = "aarch64") -> Path:
                         (staging / Path(name).name).write_bytes(z.read(name))
         if not ((staging / "libtvm_runtime.so").exists() and (staging / "libtvm_ffi.so").exists()):
             raise ToolchainError(f"the {arch} wheels of apache-tvm {tvm_v} / apache-tvm-ffi {ffi_v} lack the runtime libraries")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(staging, folder)
+        for lib in staging.glob("*.so"):  # renamed into place one by one: a bench running meanwhile keeps its copy
+            copy_atomically(lib, folder / lib.name)
     return folder
 
 
@@ -111,8 +109,8 @@ def runner(arch: str) -> Path:
     cxx = require("g++", "g++") if arch == HOST_ARCH else require(f"{arch}-linux-gnu-g++", PACKAGES[arch])
     include, dlpack = ffi_dirs()
     out.mkdir(parents=True, exist_ok=True)
-    for lib in libs.glob("*.so"):
-        shutil.copy2(lib, out / lib.name)
+    for lib in libs.glob("*.so"):  # not rewritten in place: another process's runner may have them loaded
+        copy_atomically(lib, out / lib.name)
     tmp = out / f"runner.{os.getpid()}"
     cmd = [cxx, "-std=c++17", "-O2", f"-I{include}", f"-I{dlpack}", str(RUNNER_SOURCE), "-o", str(tmp), f"-L{out}",
            "-Wl,--no-as-needed", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN"]

@@ -6,13 +6,13 @@ run correctly on the A72, though they were timed on x86).
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 from edgepack.backends.tvm.runner import use_all_cores
 from edgepack.backends.tvm.lower import database_dir, tvm_target
 from edgepack.backends.tvm.spec import TvmSpec
+from edgepack.devices.tools import copy_atomically
 from edgepack.errors import ConfigError, DeviceUnavailable
 from edgepack.targets import Target
 
@@ -103,8 +103,7 @@ def retarget(source: Target, target: Target, log=print) -> Path:
     src, dst = database_dir(source), database_dir(target)
     if not (src / "database_workload.json").exists():
         raise ConfigError(f"no tuning records for {source_name} in {src}: run `edgepack tune --target {source_name}` first")
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("database_workload.json", "database_tuning_record.json"):
-        shutil.copy2(src / name, dst / name)
+    for name in ("database_workload.json", "database_tuning_record.json"):  # a compile reading meanwhile sees whole files
+        copy_atomically(src / name, dst / name)
     log(f"copied {source_name} records to {dst}: compiles for {target_name} now use them (timed on {source_name}, not measured on the board)")
     return dst
