@@ -263,7 +263,8 @@ def _manifest(config: CompileConfig, target: Target, source: Source, folder: Pat
         "metrics": metrics,
         "golden": {**golden, "source": source.golden_source} if source.golden_source else golden,
         "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
-                 "input": asdict(plan.input_q), "output": asdict(plan.output_q)} if plan else None,
+                 "input": asdict(plan.input_q), "output": asdict(plan.output_q),
+                 **({"module_paths": source.module_paths} if source.module_paths else {})} if plan else None,
         "tflite": tflite,
     }
 

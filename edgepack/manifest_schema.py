@@ -52,7 +52,8 @@ SCHEMA = {
             "images": {"type": "integer", "minimum": 1}, "input": _NAME, "output": _NAME}},
         "plan": {"type": ["object", "null"], "required": ["file", "arrays", "layers", "input", "output"], "properties": {
             "file": _NAME, "arrays": _NAME, "layers": {"type": "integer", "minimum": 1},
-            "input": _QPARAMS, "output": _QPARAMS}},
+            "input": _QPARAMS, "output": _QPARAMS,
+            "module_paths": {"type": "array", "items": {"type": "string"}}}},  # optional: older artifacts lack it
         "tflite": {"type": ["object", "null"], "properties": {"file": _NAME}},
         "memory_plan": _OBJECT, "footprint": _OBJECT, "cost": _OBJECT,
         "files": {"type": "object", "additionalProperties": {
@@ -100,6 +101,10 @@ def _checked_target(manifest, where: str) -> Target:
             raise ArtifactError(f"{where}: {section}.{key} names {value!r}, which is not a file listed in the artifact: "
                                 "recompile it, do not edit artifacts")
 
+    paths = (manifest.get("plan") or {}).get("module_paths")
+    if paths is not None and len(paths) != manifest["plan"]["layers"]:
+        raise ArtifactError(f"{where}: plan.module_paths names {len(paths)} layers, the plan has "
+                            f"{manifest['plan']['layers']}: recompile the artifact")
     if manifest["backend"] not in BACKENDS:
         raise ArtifactError(f"{where}: backend {manifest['backend']!r} is unknown (edgepack has {', '.join(BACKENDS)}): "
                             "recompile the artifact")
@@ -268,12 +273,16 @@ class PlanRecord:
     layers: int
     input: QParams
     output: QParams
+    # each layer's fp32 module path as compile recorded it ("" where no module makes the layer); None for an
+    # imported .tflite and for artifacts from before compile recorded them: the plan's layer names stand instead
+    module_paths: tuple[str, ...] | None = None
 
     @classmethod
     def from_json(cls, p: dict) -> "PlanRecord":
         q_in, q_out = p["input"], p["output"]
+        paths = p.get("module_paths")
         return cls(p["file"], p["arrays"], p["layers"], QParams(q_in["scale"], q_in["zero_point"]),
-                   QParams(q_out["scale"], q_out["zero_point"]))
+                   QParams(q_out["scale"], q_out["zero_point"]), tuple(paths) if paths is not None else None)
 
 
 @dataclass(frozen=True)

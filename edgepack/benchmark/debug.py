@@ -12,96 +12,36 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from edgepack import evaldata, ops, provenance
+from edgepack import evaldata, provenance
 from edgepack.artifact import verify
 from edgepack.data import Dataset
-from edgepack.errors import ArtifactError, ConfigError, EdgepackError
+from edgepack.errors import ArtifactError
 from edgepack.evaluate import sqnr_db
 from edgepack.fold import fold
+from edgepack.frontends.module_paths import fp32_layer_io
 from edgepack.inputs import check_shape, inputs_of
 from edgepack.plan import reference
 from edgepack.plan.plan import PLAN_INPUT, Plan
 from edgepack.quantize.equalize import equalize, range_spread
-from edgepack.quantize.layers import FUNCTIONAL_KINDS, PLAN_KIND_MODULES
 from edgepack.validate import check_count, check_model, check_path_argument
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6)
-FUNCTIONAL_ACTIVATIONS = {"relu": torch.relu, "relu6": lambda t: t.clamp(0, 6)}  # a fused clamp's fp32 twin
 # An int8 layer that keeps its fp32 function scores 30-50 dB isolated; under 15 dB (a noise a sixth of the signal)
 # its output no longer carries its input's information: the layers a collapse starts from.
 BREAKING_SQNR_DB = 15.0
 
 
-MISMATCH_FIX = "pass the model the artifact was compiled from"
-
-
-def _module_calls(folded: nn.Module, images: np.ndarray, name: str) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]:
-    """(module path, module, input, output) of every leaf module call, in call order."""
-    paths = {m: p for p, m in folded.named_modules()}
-    calls = []
-    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((paths[m], m, i[0].detach(), o.detach())))
-             for m in folded.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            folded(torch.from_numpy(images))
-    except Exception as e:  # the user's model, not edgepack: its own words, one line
-        raise ConfigError(f"model {name} cannot run the artifact's {tuple(images.shape[1:])} inputs ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:200]}): {MISMATCH_FIX}") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    return calls
-
-
-def fp32_layer_io(folded: nn.Module, plan: Plan, images: np.ndarray,
-                  name: str | None = None) -> list[tuple[np.ndarray, np.ndarray, str] | None]:
-    """(input, output, module path) of the fp32 counterpart of each plan layer, matched by call order; None for
-    a layer no module call makes (an add's tensor sum, a functional pool). A model that cannot run the plan's
-    inputs, or whose layers do not line up with the plan's, is a ConfigError naming the layer."""
-    name = name or type(folded).__name__
-    calls = _module_calls(folded, images, name)
-    pairs, pos = [], 0
-    for layer in plan.layers:
-        if ops.get(layer.kind).arity > 1:  # e.g. an add: a tensor sum, not a module call, so no hook sees it
-            pairs.append(None)
-            continue
-        modules, start = PLAN_KIND_MODULES.get(layer.kind, ()), pos
-        while pos < len(calls) and not isinstance(calls[pos][1], modules):
-            pos += 1
-        if pos == len(calls) and layer.kind in FUNCTIONAL_KINDS:  # e.g. F.max_pool2d: no module to hook
-            pairs.append(None)
-            pos = start
-            continue
-        if pos == len(calls):
-            raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) has no "
-                              f"counterpart among its modules: {MISMATCH_FIX}")
-        path, _, x, y = calls[pos]
-        pos += 1
-        if layer.activation != "none" and pos < len(calls) and isinstance(calls[pos][1], ACTIVATIONS):
-            y = calls[pos][3]
-            pos += 1
-        elif layer.activation in FUNCTIONAL_ACTIVATIONS:  # torch.relu / F.relu6 in forward: no module to hook
-            y = FUNCTIONAL_ACTIVATIONS[layer.activation](y)
-        if (x[0].numel(), y[0].numel()) != (int(np.prod(layer.input_shape)), int(np.prod(layer.output_shape))):
-            raise ConfigError(f"model {name} does not match the artifact: plan layer {layer.name} ({layer.kind}) maps "
-                              f"{tuple(layer.input_shape)} to {tuple(layer.output_shape)}, the model's layer maps "
-                              f"{tuple(x.shape[1:])} to {tuple(y.shape[1:])}: {MISMATCH_FIX}")
-        pairs.append((x.numpy(), y.numpy(), path))
-    return pairs
-
-
-def _derived_io(plan: Plan, io: list, images: np.ndarray, i: int) -> tuple[list, np.ndarray] | None:
-    """For a layer no module call makes (an add, a functional pool): its fp32 inputs (what its sources output)
-    and its fp32 output (what its first reader takes in), when both are known."""
+def _derived_io(plan: Plan, io: list, images: np.ndarray, i: int, derived: dict) -> tuple[list, np.ndarray] | None:
+    """For a layer no module call makes (an add, a functional pool): its fp32 inputs (what its sources output;
+    ``derived`` holds the outputs of earlier such layers, so an add that reads an add has them) and its fp32
+    output (what its first reader takes in), when both are known."""
     sources = []
     for j in plan.inputs_of(i):
         if j == PLAN_INPUT:
             sources.append(images)
-        elif io[j] is not None:
-            sources.append(io[j][1])
+        elif io[j] is not None or j in derived:
+            sources.append(io[j][1] if io[j] is not None else derived[j])
         else:
             return None
     reader = next((k for k in range(i + 1, len(plan.layers)) if plan.inputs_of(k)[0] == i), None)
@@ -199,15 +139,16 @@ def worst_count(layers: int) -> int:
 def _rows(plan: Plan, io: list, images: np.ndarray, cumulative: list) -> list[dict]:
     """One row per plan layer: isolated and cumulative SQNR against its fp32 counterpart (None where the model
     has none to compare with), its module path, the weight spread of weighted layers."""
-    rows = []
+    rows, outputs = [], {}  # outputs: the fp32 outputs of the layers no module call makes
     for i, (layer, q_out) in enumerate(zip(plan.layers, cumulative)):
         if io[i] is not None:
             x, y, module = io[i]
             sources = [layer.input_q.quantize(x)]
         else:
-            derived, module = _derived_io(plan, io, images, i), ""
+            derived, module = _derived_io(plan, io, images, i, outputs), ""
             sources = y = None
             if derived is not None:
+                outputs[i] = derived[1]
                 sources = [q.quantize(t.reshape((-1, *shape))) for q, t, shape in zip(
                     layer.inputs_q(), derived[0], (plan.input_shape if j == PLAN_INPUT else plan.layers[j].output_shape
                                                    for j in plan.inputs_of(i)))]
@@ -314,15 +255,3 @@ def plot_debug(d: dict, path: Path) -> Path:
 def write_json(d: dict, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(d, indent=1) + "\n")
-
-
-def module_names(manifest, folder, plan: Plan) -> list[str] | None:
-    """Each plan layer's module path (debug's names, so bench, report and debug name a layer alike), "" for a
-    layer no module call makes (an add); None where the fp32 model cannot be rebuilt without being handed in
-    (an imported .tflite, a --model's code, an in-memory model): there the plan's names stay."""
-    try:
-        model = provenance.rebuild_model(manifest, folder)
-        probe = np.zeros((1, *plan.layers[0].input_shape), np.float32)
-        return [io[2] if io else "" for io in fp32_layer_io(fold(model.eval()), plan, probe)]
-    except EdgepackError:  # any reason the model cannot be rebuilt or run: the names are no reason to fail a bench
-        return None

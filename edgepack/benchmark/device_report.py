@@ -69,9 +69,16 @@ def _plan_bytes(layer) -> int:
     return int(sum(a.nbytes for k, a in layer.arrays.items() if k != "weight_scale"))
 
 
+def recorded_names(manifest: Manifest, plan: Plan) -> list[str] | None:
+    """Each plan layer's module path as compile recorded it (manifest plan.module_paths, the names debug shows);
+    None for an imported .tflite or an artifact from before the record: its plan names stand (no model rebuilt)."""
+    paths = manifest.plan.module_paths if manifest.plan is not None else None
+    return list(paths) if paths is not None and len(paths) == len(plan.layers) else None
+
+
 def layers(manifest: Manifest, plan: Plan, names: list[str] | None = None) -> tuple[list[dict], str]:
     """One row per plan layer, and what its byte column counts; a layer is named by its module path where
-    ``names`` gives one (debug's names), by its plan name otherwise."""
+    ``names`` gives one (recorded_names), by its plan name otherwise."""
     raw = manifest.raw
     ticks = (raw.get("cost") or {}).get("per_layer_ticks")
     if not (isinstance(ticks, list) and len(ticks) == len(plan.layers)):
@@ -166,7 +173,7 @@ def mca_line(comp: dict) -> str | None:
 def block(manifest: Manifest, plan: Plan | None, cost: dict | None, latency: dict | None = None,
           names: list[str] | None = None) -> dict:
     """The device report of one artifact as plain data (bench's JSON ``device_report``); ``names``: each plan
-    layer's module path (debug.module_names), where the model has one."""
+    layer's module path (recorded_names), where the model has one."""
     cost = cost or {}
     board = manifest.target.board.to_json()
     out = {"target": manifest.target.name, "board": board or None, "memory": memory(manifest, cost),

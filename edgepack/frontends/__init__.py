@@ -40,6 +40,7 @@ class Source:
     golden_source: str | None = None  # the manifest's golden "source" when not the int8 reference
     folded: object = None  # the folded fp32 torch model and its eval logits (backends lower them for fp32)
     fp32_logits: np.ndarray | None = None
+    module_paths: list[str] | None = None  # each plan layer's fp32 module path (frontends.module_paths), if known
 
     def write_model(self, folder: Path, times: dict) -> str | None:
         """Write the front end's own model file into the artifact (its name), before the checks."""

@@ -17,6 +17,7 @@ from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.frontends import Source, load_data, percent, timed
 from edgepack.frontends.calibration_search import describe as describe_search, search_calibration
+from edgepack.frontends.module_paths import module_paths
 from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.inputs import split_held_out
 from edgepack.model import builtin
@@ -246,7 +247,8 @@ def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: 
         log(describe_search(quantization["calibration_search"]))
     source = TorchSource(plan, evalset, config.classes, profile, {**_model_entry(config, named, weights), **softmax},
                          {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
-                         quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32)
+                         quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32,
+                         module_paths=module_paths(folded, plan) if plan is not None else None)
     source.converted = converted
     return source
 
