@@ -1,3 +1,9 @@
+"""Fixtures shared across the tiers. Under pytest-xdist (`-n 2`; pyproject's `--dist loadfile` keeps each test
+file on one worker) every worker is its own process with its own tmp_path_factory folder: a session fixture
+below is built once by each worker that uses it (every build takes under a minute; sharing one through a lock
+would save CPU but leave a worker waiting), and nothing here writes outside that folder. What the workers do
+share, the edgepack cache folder (QEMU plugin, TVM runtime and runner, digits split, stage estimates), is
+written by renaming whole files into place, never rewritten in place."""
 import os
 
 import pytest
