@@ -3,10 +3,20 @@
 The unfolded model is exported in training mode; the quantizer annotates conv -> BatchNorm ->
 ReLU chains, so ``prepare_qat_pt2e`` rewrites each into the fused conv-bn QAT pattern (weights
 scaled by gamma/sigma before fake-quantization). ``convert_pt2e`` then folds BN for good.
+
+The recipe (issue 24: one epoch at a fixed LR fell below PTQ): start from the cross-layer-equalized
+model (the scales CLE picks on the folded model, moved onto conv weights and BatchNorm gamma/beta, so
+the unfolded model computes the same function); SGD with cosine LR decay over all steps; BatchNorm
+statistics frozen after the first epoch (the fused pattern then uses the running statistics, as the
+folded int8 model will); observers frozen after the second (scales stop moving, weights adapt to them).
+After every epoch the fake-quant model is scored on the CALIBRATION split (never the eval split) and the
+best epoch is kept, epoch 0 (observers just initialised, no training) included, so QAT never returns a
+model worse on that split than its own starting point.
 """
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -15,11 +25,17 @@ from torch import nn
 
 from edgepack.data import Dataset
 from edgepack.progress import progress
+from edgepack.quantize.equalize import equalize, find_pairs
 from edgepack.quantize.layers import remove_no_ops
 from edgepack.quantize.ptq import check_calibration, export
 from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
 
 ZERO_GAMMA = 1e-6
+DEFAULT_EPOCHS = 4
+DEFAULT_LR = 1e-3
+FREEZE_BN_AFTER = 1  # epochs of batch statistics, then running statistics
+FREEZE_OBSERVERS_AFTER = 2  # epochs of moving observer ranges, then fixed scales
+BATCHNORM_OPS = ("aten.batch_norm.default", "aten._native_batch_norm_legit.default", "aten.cudnn_batch_norm.default")
 
 
 def guard_zero_batchnorm(model: nn.Module) -> int:
@@ -34,38 +50,185 @@ def guard_zero_batchnorm(model: nn.Module) -> int:
     return fixed
 
 
+def _batchnorm_after(model: nn.Module) -> dict[str, str]:
+    """conv name -> name of the BatchNorm2d that reads its output (as the fold pairs them)."""
+    traced = torch.fx.symbolic_trace(model)
+    modules = dict(traced.named_modules())
+    pairs = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.BatchNorm2d):
+            src = node.args[0]
+            if isinstance(src, torch.fx.Node) and src.op == "call_module" and isinstance(modules[src.target], nn.Conv2d):
+                pairs[src.target] = node.target
+    return pairs
+
+
+def _in_channel(conv: nn.Conv2d, s: torch.Tensor) -> torch.Tensor:
+    """``s`` (one per input channel) shaped to multiply ``conv``'s weight along its input channels."""
+    return s.view(-1, 1, 1, 1) if conv.groups > 1 else s.view(1, -1, 1, 1)
+
+
+@torch.no_grad()
+def equalization_scales(before: nn.Module, after: nn.Module, pairs) -> list[torch.Tensor]:
+    """Per pair, the s_i CLE divided A's output channel i by (and multiplied B's input channel i by), read back
+    from the folded weights before/after equalization (least squares per output channel, in graph order so A's
+    own input scale is known before A's output scale is read)."""
+    old, new = dict(before.named_modules()), dict(after.named_modules())
+    s_in: dict[str, torch.Tensor] = {}
+    scales = []
+    for pair in pairs:
+        conv = old[pair.first]
+        w = conv.weight * _in_channel(conv, s_in[pair.first]) if pair.first in s_in else conv.weight
+        num, den = (new[pair.first].weight * w).flatten(1).sum(1), (w * w).flatten(1).sum(1)
+        ratio = torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(den))
+        s = torch.where(ratio > 0, 1 / ratio.clamp_min(1e-30), torch.ones_like(ratio))
+        scales.append(s)
+        s_in[pair.second] = s
+    return scales
+
+
+@torch.no_grad()
+def equalize_unfolded(model: nn.Module, images: np.ndarray) -> tuple[nn.Module, dict]:
+    """A copy of the unfolded ``model`` carrying the cross-layer equalization the compile applies to the folded
+    one: A's BatchNorm gamma and beta (or A's own weight and bias) / s, B's conv input channels * s. Exact in
+    train and eval mode (BatchNorm A's output scales by 1/s either way); high-bias absorption is left out (it
+    would not survive batch statistics). Untraceable models are returned as they are."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        bn_of = _batchnorm_after(model)
+        folded = fuse(copy.deepcopy(model).eval(), inplace=True)
+    except Exception as e:  # data-dependent control flow: no graph to find pairs in
+        return model, {"applied": False, "reason": f"not traceable ({type(e).__name__})"}
+    pairs = find_pairs(folded)
+    equalized, record = equalize(folded, images, absorb_bias=False)
+    model = copy.deepcopy(model)
+    modules = dict(model.named_modules())
+    for pair, s in zip(pairs, equalization_scales(folded, equalized, pairs)):
+        owner = modules[bn_of[pair.first]] if pair.first in bn_of else modules[pair.first]
+        if isinstance(owner, nn.Conv2d):
+            owner.weight.div_(s.view(-1, 1, 1, 1))
+        else:
+            owner.weight.div_(s)
+        if owner.bias is not None:
+            owner.bias.div_(s)
+        second = modules[pair.second]
+        second.weight.mul_(_in_channel(second, s))
+    return model, record
+
+
+def learning_rates(base: float, steps: int) -> list[float]:
+    """The cosine decay the recipe follows: base at step 0 down towards 0 at the last step (never increasing)."""
+    return [0.5 * base * (1 + math.cos(math.pi * i / steps)) for i in range(steps)]
+
+
+def freeze_batchnorm_stats(prepared: torch.fx.GraphModule) -> int:
+    """Switch every BatchNorm of an exported QAT graph to its running statistics (the PT2E QAT tutorial's
+    training=False rewrite): no more updates, and the fused conv-bn computes what the folded int8 model will.
+    Returns the number of BatchNorm nodes switched."""
+    switched = 0
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and str(node.target) in BATCHNORM_OPS and node.args[5] is True:
+            args = list(node.args)
+            args[5] = False
+            node.args = tuple(args)
+            switched += 1
+    prepared.recompile()
+    return switched
+
+
+def freeze_observers(prepared: torch.fx.GraphModule) -> None:
+    """Stop every fake-quantize observer: scales and zero points stay as they are, fake quantization goes on."""
+    from torchao.quantization.pt2e import disable_observer
+
+    prepared.apply(disable_observer)
+
+
+@torch.no_grad()
+def _snapshot(prepared: torch.fx.GraphModule, calibration: Dataset, batch: int) -> tuple[float, torch.fx.GraphModule]:
+    """An eval-mode copy of ``prepared`` with observers off, and its fake-quant accuracy on the calibration split
+    (-1 when unlabelled: every epoch ties, so the last one is kept)."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+
+    snap = copy.deepcopy(prepared)
+    freeze_observers(snap)
+    move_exported_model_to_eval(snap)
+    if calibration.labels is None:
+        return -1.0, snap
+    images = torch.from_numpy(np.ascontiguousarray(calibration.images))
+    logits = torch.cat([snap(images[i:i + batch]) for i in range(0, len(images), batch)])
+    return float((logits.argmax(1).numpy() == calibration.labels).mean()), snap
+
+
+def _train_epoch(prepared, opt, sched, images, labels, batch: int, gen: torch.Generator) -> None:
+    order = torch.randperm(len(labels), generator=gen)
+    for start in range(0, len(labels), batch):
+        idx = order[start:start + batch]
+        loss = F.cross_entropy(prepared(images[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+def _prepare(model: nn.Module, calibration: Dataset, example: torch.Tensor, granularity, batch: int):
+    """The exported QAT graph with observer ranges initialised on the calibration set, in train mode."""
+    from torchao.quantization.pt2e import move_exported_model_to_train
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    exported = remove_no_ops(export(model, example).module())
+    check_graph_ops(exported)
+    prepared = prepare_qat_pt2e(exported, EdgepackQuantizer(granularity, qat=True))
+    with torch.no_grad():
+        calib = torch.from_numpy(np.ascontiguousarray(calibration.images))
+        for start in range(0, len(calib), batch):
+            prepared(calib[start:start + batch])
+    move_exported_model_to_train(prepared)
+    return prepared
+
+
 def quantize_qat(
-    model: nn.Module, train: Dataset, calibration: Dataset, input_shape: tuple[int, ...], epochs: int = 1,
-    granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, lr: float = 1e-4, batch: int = 32, seed: int = 0,
+    model: nn.Module, train: Dataset, calibration: Dataset, input_shape: tuple[int, ...], epochs: int = DEFAULT_EPOCHS,
+    granularity: WeightGranularity = WeightGranularity.PER_CHANNEL, lr: float = DEFAULT_LR, batch: int = 32, seed: int = 0,
+    equalize_first: bool = True, record: dict | None = None,
 ) -> tuple[torch.fx.GraphModule, int]:
-    """Fine-tune with fake quantization; return the converted graph and the count of guarded BN weights."""
-    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    """Fine-tune with fake quantization (the module docstring's recipe); return the converted graph of the epoch
+    best on the calibration split and the count of guarded BN weights. ``record``, if given, receives the recipe,
+    the calibration accuracy of each epoch and the epoch kept (for the manifest)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     check_calibration(calibration, input_shape)
     check_calibration(train, input_shape)
     model = copy.deepcopy(model).train()
     guarded = guard_zero_batchnorm(model)
+    eq = {"applied": False}
+    if equalize_first:
+        model, eq = equalize_unfolded(model.eval(), calibration.images)
+        model.train()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    images = torch.from_numpy(np.ascontiguousarray(train.images))
-    labels = torch.from_numpy(train.labels)
-    exported = remove_no_ops(export(model, images[:2]).module())
-    check_graph_ops(exported)
-    prepared = prepare_qat_pt2e(exported, EdgepackQuantizer(granularity, qat=True))
-    with torch.no_grad():  # initialise observer ranges on the calibration set before training
-        calib = torch.from_numpy(np.ascontiguousarray(calibration.images))
-        for start in range(0, len(calib), batch):
-            prepared(calib[start:start + batch])
+    images, labels = torch.from_numpy(np.ascontiguousarray(train.images)), torch.from_numpy(train.labels)
+    prepared = _prepare(model, calibration, images[:2], granularity, batch)
+    steps = max(1, epochs * math.ceil(len(labels) / batch))
     opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
-    move_exported_model_to_train(prepared)
-    for _ in progress(range(epochs), "QAT", unit="epoch"):
-        order = torch.randperm(len(labels), generator=gen)
-        for start in range(0, len(labels), batch):
-            idx = order[start:start + batch]
-            loss = F.cross_entropy(prepared(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared), guarded
+    factors = learning_rates(1.0, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: factors[min(i, steps - 1)])
+    best_acc, best = _snapshot(prepared, calibration, batch)
+    scores, kept = [best_acc], 0
+    for epoch in progress(range(1, epochs + 1), "QAT", unit="epoch"):
+        _train_epoch(prepared, opt, sched, images, labels, batch, gen)
+        if epoch == FREEZE_BN_AFTER:
+            freeze_batchnorm_stats(prepared)
+        if epoch == FREEZE_OBSERVERS_AFTER:
+            freeze_observers(prepared)
+        acc, snap = _snapshot(prepared, calibration, batch)
+        scores.append(acc)
+        if acc >= best_acc:
+            best_acc, best, kept = acc, snap, epoch
+    if record is not None:
+        record.update(epochs=epochs, lr=lr, lr_schedule="cosine to 0 over all steps", optimizer="SGD momentum 0.9",
+                      batch=batch, seed=seed, batchnorm_frozen_after_epoch=FREEZE_BN_AFTER,
+                      observers_frozen_after_epoch=FREEZE_OBSERVERS_AFTER, equalization=eq,
+                      calibration_accuracy_by_epoch=[round(a, 4) for a in scores], kept_epoch=kept,
+                      kept_by="best fake-quant accuracy on the calibration split (ties: the later epoch)")
+    return convert_pt2e(best), guarded
