@@ -110,7 +110,7 @@ def _torch_config(args):
         checkpoint=args.checkpoint, quant=args.quant, weight_granularity=args.weight_granularity,
         calibration_method=args.calibration_method,
         calibration=args.calibration, calib_size=args.calib_size, eval_data=args.eval_data,
-        eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=str(_output(args)), force=args.force,
+        eval_size=args.eval_size, qat_epochs=args.qat_epochs, output=_output(args), force=args.force,
         sign_key=args.sign_key, mean=_pixels(args.mean), std=_pixels(args.std), random_head=args.random_head, model_spec=user_model,
         target_dirs=tuple(args.targets or ()), architecture=architecture, equalize=not args.no_equalize,
         max_accuracy_drop=args.max_accuracy_drop, min_fp32_agreement=args.min_fp32_agreement,
@@ -139,7 +139,7 @@ def _tflite_config(args):
         raise ConfigError(f"--classes {args.classes} but {args.model} has {imported.classes} outputs: drop --classes")
     pixels = {name: value for name, value in (("mean", args.mean), ("std", args.std)) if value is not None}
     return compile_config(imported, args.target, eval_data=args.eval_data, eval_size=args.eval_size,
-                          output=str(_output(args)), force=args.force, sign_key=args.sign_key,
+                          output=_output(args), force=args.force, sign_key=args.sign_key,
                           target_dirs=tuple(getattr(args, "targets", None) or ()), keep_softmax=args.keep_softmax, **pixels)
 
 
@@ -149,5 +149,6 @@ def _pixels(value):
 
 
 def _output(args):
-    """Absolute at the CLI edge: the manifest and messages never depend on where compile ran."""
-    return Path(args.output).absolute() if args.output else None
+    """Absolute at the CLI edge: the manifest and messages never depend on where compile ran; None (no -o)
+    leaves the default folder to CompileConfig (str(None) made a folder named "None")."""
+    return str(Path(args.output).absolute()) if args.output else None

@@ -8,74 +8,16 @@ import contextlib
 import io
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
 from edgepack.cli.main import build_parser
+from tests.doc_commands import DOCS, FENCE, REPO, documented, fenced_commands, simple_commands
 
-REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-SHELL_LANGS = {"sh", "bash", "shell", "console"}
 # folders of this repository: a path under one of them, named by a documented command, must exist
 REPO_DIRS = ("benchmarks/", "docs/", "scripts/", "edgepack/", "tests/", ".ci/")
 # flags whose value is a file or folder the command writes, not one it reads
 OUTPUT_FLAGS = {"-o", "--output", "--update-baseline", "--json", "--junit", "--plot"}
-FENCE = re.compile(r"^```(\S*)\s*$")
-
-
-def fenced_commands(text: str) -> list[tuple[int, str]]:
-    """(line number, command) for each command line of the shell blocks, `\\` continuations joined, and for
-    each `run:` step of a YAML block (a CI job is a command list too), its more indented lines joined."""
-    commands, lang, run_indent = [], None, None
-    for number, line in enumerate(text.splitlines(), 1):
-        fence = FENCE.match(line)
-        if fence:
-            lang, run_indent = (None if lang is not None else fence.group(1).lower()), None
-            continue
-        if lang in SHELL_LANGS:
-            if commands and commands[-1][1].endswith("\\"):
-                commands[-1] = (commands[-1][0], commands[-1][1][:-1].rstrip() + " " + line.strip())
-            else:
-                commands.append((number, line.strip()))
-        elif lang in {"yaml", "yml"}:
-            step = re.match(r"^(\s*)(?:- )?run: (.*)$", line)
-            indent = len(line) - len(line.lstrip())
-            if step:
-                commands.append((number, step.group(2).strip()))
-                run_indent = len(step.group(1))
-            elif run_indent is not None and line.strip() and indent > run_indent + 2:
-                commands[-1] = (commands[-1][0], commands[-1][1] + " " + line.strip())
-            else:
-                run_indent = None
-    return [(n, c) for n, c in commands if c and not c.startswith("#")]
-
-
-def simple_commands(command: str) -> list[list[str]]:
-    """The words of each simple command of a line (split at && || ; |), comments, `time` and leading
-    VAR=value assignments removed."""
-    words = shlex.split(command, comments=True)
-    out, current = [], []
-    for word in words + ["&&"]:
-        if word in {"&&", "||", ";", "|"}:
-            while current and (re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", current[0]) or current[0] == "time"):
-                current.pop(0)
-            if current:
-                out.append(current)
-            current = []
-        else:
-            current.append(word)
-    return out
-
-
-def documented() -> list[tuple[str, list[str]]]:
-    """(where, words) for every simple command in every doc's shell blocks, where = "README.md:17"."""
-    found = []
-    for doc in DOCS:
-        for number, line in fenced_commands(doc.read_text()):
-            for words in simple_commands(line):
-                found.append((f"{doc.relative_to(REPO)}:{number}", words))
-    return found
 
 
 def edgepack_commands() -> list[tuple[str, list[str]]]:
@@ -191,3 +133,13 @@ def test_a_broken_command_is_caught():
     first, second = simple_commands(line)
     assert number == 2 and "--no-such-flag" in parse_error(first[1:])
     assert second[1] == "scripts/nope.py" and not (REPO / second[1]).exists()
+
+
+def test_a_compile_without_o_writes_its_default_folder(tmp_path, monkeypatch):
+    """README's `edgepack compile --target cortex-m4 --alpha 0.25 --resolution 96` has no -o: it must write compile's
+    --help default artifacts/<model>_<alpha>_<res>_<target>_<quant>, not a folder named "None" (it did)."""
+    from edgepack.cli.compile_cmd import _torch_config
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["compile", "--target", "cortex-m4", "--alpha", "0.25", "--resolution", "96"])
+    assert _torch_config(args).output_path() == tmp_path / "artifacts" / "mobilenet_v1_0.25_96_cortex-m4_ptq"
