@@ -17,6 +17,9 @@ from edgepack.backends.tvm.rpc_local import LocalRPC, free_port
 from edgepack.errors import ConfigError, DeviceError
 
 HANG = 120  # a subprocess still running after this long hangs (the bug); the test fails instead of waiting
+START = 25  # seconds a bench process may take to start and fail (Python, numpy, TVM's import) beside a busy neighbour:
+# 18-21 s measured with another pytest-xdist worker and other work on 2 cores; the bugs these tests guard
+# against take 62 s (TVM's connect retries) or hang
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_no_server_for_key_times_out_and_leaves_nothing_queued(artifact):
     with LocalRPC(key="x86") as rpc:
         code, err, seconds = bench(artifact, "--rpc", rpc.tracker, "--key", "nosuchboard", "--timeout", "10")
         line = one_error_line(err)
-        assert code == 2 and seconds < 20, (code, seconds)
+        assert code == 2 and seconds < 10 + START, (code, seconds)
         assert "'nosuchboard'" in line and "registered keys: x86" in line and "--key" in line
         assert queued_requests(rpc.tracker) == {}
 
@@ -68,7 +71,7 @@ def test_server_that_died_before_the_session_times_out(artifact):
         rpc.kill_servers()
         code, err, seconds = bench(artifact, "--rpc", rpc.tracker, "--key", "x86", "--timeout", "5")
         line = one_error_line(err)
-        assert code == 2 and seconds < 15, (code, seconds)
+        assert code == 2 and seconds < 5 + START, (code, seconds)
         assert "'x86'" in line and "within 5s" in line
         assert queued_requests(rpc.tracker) == {}
 
@@ -83,7 +86,7 @@ def test_server_that_stopped_answering_is_given_up_after_timeout(artifact, throu
         address = ["--rpc", rpc.tracker, "--key", "x86"] if through == "tracker" else ["--rpc", f"127.0.0.1:{rpc.server_ports[0]}"]
         code, err, seconds = bench(artifact, *address, "--timeout", "4")
         line = one_error_line(err)
-        assert code == 2 and seconds < 15, (code, seconds)
+        assert code == 2 and seconds < 4 + START, (code, seconds)
         assert "did not answer within 4s while opening the session" in line
 
 
@@ -125,7 +128,7 @@ def test_nothing_listening_fails_at_once(artifact, with_key):
     flags = ["--rpc", f"127.0.0.1:{free_port()}", "--timeout", "60"] + (["--key", "x86"] if with_key else [])
     code, err, seconds = bench(artifact, *flags)
     line = one_error_line(err)
-    assert code == 2 and seconds < 15, (code, seconds)
+    assert code == 2 and seconds < START, (code, seconds)  # not --timeout 60's wait
     assert ("nothing listens at" if with_key else "nothing accepts connections at") in line
 
 
