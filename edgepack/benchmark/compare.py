@@ -81,7 +81,9 @@ def baseline_from(report: dict) -> dict:
 
 
 def write_baseline(path, report: dict) -> None:
+    """Missing folders are created (docs/ci.md records benchmarks/baselines/X.json in a checkout that may lack them)."""
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(baseline_from(report), indent=1) + "\n")
     except OSError as e:
         raise OutputError(f"cannot write baseline {path} ({e.strerror or type(e).__name__}): pass a file path in a writable folder")

@@ -4,6 +4,7 @@ appear, no Python None / True, fractions as percent, and a reason when bench's a
 Reports are built by hand: nothing is compiled or run."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from types import SimpleNamespace
@@ -137,3 +138,11 @@ def test_the_badge_colours_only_the_verdict_word(monkeypatch):
     assert _with_badge("x\nresult: FAIL (regressed against B.json)") == \
         "x\nresult: \033[31mFAIL\033[0m (regressed against B.json)"
     assert _with_badge("x\nresult: PASS") == "x\nresult: \033[32mPASS\033[0m"
+
+
+def test_update_baseline_creates_the_folders_it_names(tmp_path):
+    """docs/ci.md records `--update-baseline benchmarks/baselines/X.json` in a checkout that may lack that folder:
+    bench accepted the path before the bench, then refused to write it after."""
+    path = tmp_path / "benchmarks" / "baselines" / "cortex-m4.json"
+    compare.write_baseline(path, report())
+    assert json.loads(path.read_text())["target"] == "cortex-m4"
