@@ -29,8 +29,8 @@ def _on_stop(signum, frame):
     """SIGTERM (what `timeout` and CI cancellation send) and Ctrl-C: remove this process's partial
     artifact and lock, print one line, exit 143 / 130 at once. Raising an exception here instead can
     cross a C++ extension that calls back into Python (onnx's import did: std::terminate, exit -6)."""
-    if artifact.defer_signal(signum):
-        return  # an artifact is being renamed into place: the signal comes again when it is done
+    if artifact.defer_signal(signum) or devices.defer_signal(signum):
+        return  # an artifact is being renamed into place, or a device program started: the signal comes again
     artifact.abandon()
     devices.abandon()  # device programs' process groups, sweep workers, run folders
     what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"

@@ -6,8 +6,8 @@ compilers, local RPC servers) goes through here, so a hung one never outlives it
 itself. qemu-user runs with instruction counts are edgepack.devices.qemu; host-clock latency statistics
 are edgepack.devices.timing (each imported on its own: numpy)."""
 from edgepack.devices.device import NATIVE, Device, Ran, emulated
-from edgepack.devices.process import Finished, abandon, adopt, pause, release, run, run_folder, run_tool, start, stop
+from edgepack.devices.process import Finished, abandon, adopt, defer_signal, pause, release, run, run_folder, run_tool, start, stop
 from edgepack.devices.tools import DEBIAN, SETUP, cache_dir, require
 
-__all__ = ["DEBIAN", "NATIVE", "SETUP", "Device", "Finished", "Ran", "abandon", "adopt", "cache_dir", "emulated",
+__all__ = ["DEBIAN", "NATIVE", "SETUP", "Device", "Finished", "Ran", "abandon", "adopt", "defer_signal", "cache_dir", "emulated",
            "pause", "release", "require", "run", "run_folder", "run_tool", "start", "stop"]

@@ -24,6 +24,7 @@ STOP_GRACE_S = 10.0  # how long adopted workers get to clean up after SIGTERM be
 _GROUPS: dict[int, subprocess.Popen] = {}  # running device programs, each the leader of its own process group
 _ADOPTED: dict[int, tuple] = {}  # other children to stop with edgepack (sweep's workers): pid -> (owner pid, psutil.Process)
 _FOLDERS: set[Path] = set()  # run folders in use
+_STARTING = {"active": False, "signal": None}  # a program is starting: a stop signal waits until its group is registered
 
 
 @dataclass
@@ -41,11 +42,12 @@ def run(cmd: list, *, timeout: float | None, what: str, fix: str, cwd=None, env:
     killed; a timeout raises DeviceTimeout "``what`` did not finish within N s ...: ``fix``". A non-zero
     exit is returned, not raised. OSError (the program cannot start) is left to the caller, who knows
     the fix."""
-    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, start_new_session=True, text=text,
-                            errors="replace" if text else None,  # a crashing program may print any bytes
-                            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _GROUPS[proc.pid] = proc
+    with _registering():
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, start_new_session=True, text=text,
+                                errors="replace" if text else None,  # a crashing program may print any bytes
+                                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _GROUPS[proc.pid] = proc
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -69,9 +71,32 @@ def start(cmd: list, *, quiet: bool = True) -> subprocess.Popen:
     """A program left running in the background (a local TVM RPC tracker or server) in its own session,
     registered so that a stop signal ends its group; ``quiet`` discards its output. End it with :func:`stop`."""
     sink = subprocess.DEVNULL if quiet else None
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=sink, stderr=sink, start_new_session=True)
-    _GROUPS[proc.pid] = proc
+    with _registering():
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=sink, stderr=sink, start_new_session=True)
+        _GROUPS[proc.pid] = proc
     return proc
+
+
+def defer_signal(signum: int) -> bool:
+    """True (and the signal is re-sent once the group is registered) while a program is being started:
+    a stop handled between Popen and the registry would leave that program's group running."""
+    if _STARTING["active"]:
+        _STARTING["signal"] = signum
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _registering():
+    """Start a program and register its group with stop signals held back (see :func:`defer_signal`)."""
+    _STARTING["active"] = True
+    try:
+        yield
+    finally:
+        _STARTING["active"] = False
+        signum, _STARTING["signal"] = _STARTING["signal"], None
+        if signum is not None:
+            os.kill(os.getpid(), signum)  # the group is registered: now stop as asked
 
 
 def stop(proc: subprocess.Popen, wait: float = 10.0) -> None:
