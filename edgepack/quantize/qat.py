@@ -171,7 +171,7 @@ def _train_epoch(prepared, opt, sched, images, labels, batch: int, gen: torch.Ge
         sched.step()
 
 
-def _prepare(model: nn.Module, calibration: Dataset, example: torch.Tensor, granularity, batch: int):
+def prepare_qat_graph(model: nn.Module, calibration: Dataset, example: torch.Tensor, granularity, batch: int):
     """The exported QAT graph with observer ranges initialised on the calibration set, in train mode."""
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
@@ -208,7 +208,7 @@ def quantize_qat(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     images, labels = torch.from_numpy(np.ascontiguousarray(train.images)), torch.from_numpy(train.labels)
-    prepared = _prepare(model, calibration, images[:2], granularity, batch)
+    prepared = prepare_qat_graph(model, calibration, images[:2], granularity, batch)
     steps = max(1, epochs * math.ceil(len(labels) / batch))
     opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
     factors = learning_rates(1.0, steps)
