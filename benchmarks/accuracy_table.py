@@ -6,7 +6,7 @@ PTQ columns come from ``edgepack.frontends.torch.to_plan``, the compile's own fo
 integer reference running the plan (what every integer backend reproduces bit for bit). QAT keeps the epoch
 best on the calibration split (never the eval split); the table says which.
     python benchmarks/accuracy_table.py [--model mobilenet_v1|mobilenet_v2] [--resolution 96] [--alpha 1 0.5]
-        [--weight-granularity per-channel|per-tensor] [--qat-epochs 4] [--seed 0]
+        [--weight-granularity per-channel|per-tensor] [--qat-epochs 4] [--lr 1e-3] [--seed 0]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from edgepack.frontends.torch import to_plan
 from edgepack.model.builtin import shipped_alphas
 from edgepack.model.weights import pretrained
 from edgepack.plan import reference
-from edgepack.quantize.qat import DEFAULT_EPOCHS, quantize_qat
+from edgepack.quantize.qat import DEFAULT_EPOCHS, DEFAULT_LR, quantize_qat
 from edgepack.quantize.quantizer import WeightGranularity
 
 
@@ -44,7 +44,8 @@ def row(alpha: float, data, args) -> str:
     plain, cle = ptq_accuracy(model, data, args, False), ptq_accuracy(model, data, args, True)
     t, record = time.perf_counter(), {}
     qat, _ = quantize_qat(model, data["train"], data["calibration"], shape, epochs=args.qat_epochs,
-                          granularity=WeightGranularity(args.weight_granularity), seed=args.seed, record=record)
+                          granularity=WeightGranularity(args.weight_granularity), lr=args.lr, seed=args.seed,
+                          record=record)
     qat_acc, qat_s = plan_accuracy(build_plan(qat, shape), data["eval"]), time.perf_counter() - t
     calib = " ".join(f"{a:.1%}" for a in record["calibration_accuracy_by_epoch"])
     return (f"| {alpha:g} | {fp32:.2%} | {plain:.2%} | {cle:.2%} | {qat_acc:.2%} | {qat_acc - max(plain, cle):+.2%} "
@@ -58,13 +59,14 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, nargs="+", default=None, help="default: every shipped width")
     ap.add_argument("--weight-granularity", default="per-channel", choices=["per-channel", "per-tensor"])
     ap.add_argument("--qat-epochs", type=int, default=DEFAULT_EPOCHS)
+    ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="QAT base learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=0, help="QAT shuffling and initialisation")
     args = ap.parse_args()
     r = args.resolution
     data = {s: load_digits_split(s, r) for s in ("train", "calibration", "eval")}
     print(f"{args.model}, {args.weight_granularity} weights, resolution {r}: digits eval split ({len(data['eval'])} "
           f"images), calibration {len(data['calibration'])}, QAT train {len(data['train'])} images, "
-          f"{args.qat_epochs} epochs, seed {args.seed}")
+          f"{args.qat_epochs} epochs, lr {args.lr:g}, seed {args.seed}")
     print("| alpha | fp32 | PTQ (no CLE) | PTQ+CLE | QAT | QAT - best PTQ | QAT kept epoch (calibration acc. by epoch) "
           "| QAT time s |")
     print("|---:|---:|---:|---:|---:|---:|---|---:|")
