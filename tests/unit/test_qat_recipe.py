@@ -77,6 +77,7 @@ def test_equalized_unfolded_model_folds_to_the_compiles_equalized_weights():
     assert len(equalization_scales(folded, expected, find_pairs(folded))) == 2
 
 
+@pytest.mark.slow  # torch.export + prepare_qat_pt2e: 15 s on a loaded 2-core machine
 def test_batchnorm_statistics_stop_moving_once_frozen():
     d = data()
     prepared = prepare_qat_graph(tiny_model().train(), d, torch.from_numpy(d.images[:2]), WeightGranularity.PER_CHANNEL, 16)
@@ -90,6 +91,7 @@ def test_batchnorm_statistics_stop_moving_once_frozen():
     assert all(torch.equal(moved[n], b) for n, b in buffers(prepared, "running_mean").items())
 
 
+@pytest.mark.slow  # torch.export + prepare_qat_pt2e: 15 s on a loaded 2-core machine
 def test_observer_scales_stop_moving_once_frozen():
     d = data()
     prepared = prepare_qat_graph(tiny_model().train(), d, torch.from_numpy(d.images[:2]), WeightGranularity.PER_TENSOR, 16)
