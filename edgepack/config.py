@@ -137,7 +137,7 @@ class CompileConfig:
     calib_size: int | None = None
     eval_data: str | None = None  # None = bundled digits eval split
     eval_size: int | None = None
-    qat_epochs: int = 1
+    qat_epochs: int = 4  # the QAT recipe (quantize/qat.py): BatchNorm frozen after epoch 1, observers after 2, best epoch kept
     output: str | None = None
     force: bool = False  # replace an artifact folder even if files in it were added or changed
     sign_key: str | None = None  # Ed25519 private key (PEM): write manifest.sig (edgepack.signing)

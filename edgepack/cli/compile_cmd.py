@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
                    "as the shipped weights expect; an imported .tflite without --mean/--std: pixels to the range of "
                    "its input quantization); recorded in the manifest, reused by bench and debug")
     p.add_argument("--std", help="see --mean; one value or three, > 0 (default 0.5), e.g. 0.229,0.224,0.225")
-    p.add_argument("--qat-epochs", type=positive_int, default=1, help="QAT fine-tuning epochs (default 1)")
+    p.add_argument("--qat-epochs", type=positive_int, default=4, help="QAT fine-tuning epochs (default 4: the recipe freezes BatchNorm after 1, observers after 2)")
     p.add_argument("--calibration-method", metavar="METHOD",
                    help="PTQ activation ranges: histogram (default: the range with the least quantization error), "
                         "minmax, moving-average or percentile (99.99%%: outliers clipped), or auto: try them (and "

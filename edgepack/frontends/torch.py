@@ -151,7 +151,7 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
     granularity, searching = config.weight_granularity, config.calibration_method == CalibrationMethod.AUTO
-    if config.quant == QuantMode.PTQ:  # QAT fine-tunes the unfolded model: nothing to equalize
+    if config.quant == QuantMode.PTQ:  # QAT equalizes the unfolded model itself (quantize_qat)
         with timed(times, "equalize"):
             folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
                                                     else (folded, {"applied": False}))
@@ -169,9 +169,11 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
             quantization["activation_calibration"] = config.calibration_method.value
         elif config.quant == QuantMode.QAT:
             train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
+            recipe: dict = {}  # what the QAT recipe did: epochs, schedule, freezes, calibration accuracy per epoch
             converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
-                                              config.weight_granularity)
-            quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded)
+                                              config.weight_granularity, equalize_first=config.equalize, record=recipe)
+            quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded,
+                                qat_recipe=recipe)
     if converted is not None:
         quantization.update(
             weights=f"int8 symmetric [-127, 127], {granularity.value}",
