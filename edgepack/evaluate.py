@@ -1,8 +1,12 @@
 """Accuracy and fidelity figures shared by compile, bench and debug."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -30,10 +34,13 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
 
 
-@torch.no_grad()
 def torch_logits(model: torch.nn.Module, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+    """fp32 logits of a torch model (torch imported here: bench's figures above need numpy only)."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
 
 
 def compare(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> dict:
