@@ -78,31 +78,28 @@ def test_equalized_unfolded_model_folds_to_the_compiles_equalized_weights():
 
 
 @pytest.mark.slow  # torch.export + prepare_qat_pt2e: 15 s on a loaded 2-core machine
-def test_batchnorm_statistics_stop_moving_once_frozen():
+@pytest.mark.parametrize("granularity, buffer, freeze", [
+    (WeightGranularity.PER_CHANNEL, "running_mean", freeze_batchnorm_stats),  # BatchNorm statistics
+    (WeightGranularity.PER_TENSOR, "scale", freeze_observers),  # observer scales
+], ids=["batchnorm statistics", "observer scales"])
+def test_what_the_recipe_freezes_stops_moving(granularity, buffer, freeze):
+    d = data()
+    prepared = prepare_qat_graph(tiny_model().train(), d, torch.from_numpy(d.images[:2]), granularity, 16)
+    start = buffers(prepared, buffer)
+    assert start
+    train_steps(prepared, d)
+    moved = buffers(prepared, buffer)
+    assert any(not torch.equal(start[n], moved[n]) for n in start)
+    freeze(prepared)
+    train_steps(prepared, d)
+    assert all(torch.equal(moved[n], b) for n, b in buffers(prepared, buffer).items())
+
+
+@pytest.mark.slow  # torch.export + prepare_qat_pt2e
+def test_batchnorm_freeze_switches_every_batchnorm():
     d = data()
     prepared = prepare_qat_graph(tiny_model().train(), d, torch.from_numpy(d.images[:2]), WeightGranularity.PER_CHANNEL, 16)
-    start = buffers(prepared, "running_mean")
-    assert start
-    train_steps(prepared, d)
-    moved = buffers(prepared, "running_mean")
-    assert any(not torch.equal(start[n], moved[n]) for n in start)
     assert freeze_batchnorm_stats(prepared) == 3
-    train_steps(prepared, d)
-    assert all(torch.equal(moved[n], b) for n, b in buffers(prepared, "running_mean").items())
-
-
-@pytest.mark.slow  # torch.export + prepare_qat_pt2e: 15 s on a loaded 2-core machine
-def test_observer_scales_stop_moving_once_frozen():
-    d = data()
-    prepared = prepare_qat_graph(tiny_model().train(), d, torch.from_numpy(d.images[:2]), WeightGranularity.PER_TENSOR, 16)
-    start = buffers(prepared, "scale")
-    assert start
-    train_steps(prepared, d)
-    moved = buffers(prepared, "scale")
-    assert any(not torch.equal(start[n], moved[n]) for n in start)
-    freeze_observers(prepared)
-    train_steps(prepared, d)
-    assert all(torch.equal(moved[n], b) for n, b in buffers(prepared, "scale").items())
 
 
 def test_learning_rate_decays_from_base_towards_zero():
