@@ -19,6 +19,7 @@ from edgepack.backends import backend_module
 from edgepack.backends.tflm import interpreter as tflm_interpreter
 from edgepack.config import CompileConfig
 from edgepack.data import Dataset
+from edgepack.evaluate import accuracy
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
 from edgepack.frontends import tflite as tflite_front
 from edgepack.interop import litert, tflite_export
@@ -200,8 +201,6 @@ def _int8_checks(source: Source, folder: Path, metrics: dict, times: dict, log):
     """The plan saved, its reference run on the eval images and checked against the front end's peers and
     LiteRT (model.tflite); fills ``metrics``. Returns (golden input, golden output, reference logits, the
     manifest's tflite entry)."""
-    from edgepack.evaluate import accuracy  # edgepack.evaluate imports torch
-
     plan, evalset = source.plan, source.evalset
     plan.save(folder)
     with timed(times, "reference"):
