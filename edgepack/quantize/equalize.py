@@ -166,13 +166,14 @@ def _apply(pair: Pair, first: nn.Conv2d, second: nn.Conv2d, s: torch.Tensor, sta
         state.high[pair.first] = state.high[pair.first] / s
 
 
-def _sweep(pairs: list[Pair], modules: dict, state: _State | None) -> float:
-    """One pass over every pair; the largest |log s| it applied."""
+def _sweep(pairs: list[Pair], modules: dict, state: _State | None, totals: list[torch.Tensor]) -> float:
+    """One pass over every pair, each pair's s multiplied into its ``totals`` entry; the largest |log s| applied."""
     worst = 0.0
-    for pair in pairs:
+    for k, pair in enumerate(pairs):
         first, second = modules[pair.first], modules[pair.second]
         s = _scales(pair, first, second, state)
         _apply(pair, first, second, s, state)
+        totals[k] = totals[k] * s
         worst = max(worst, float(s.log().abs().max()))
     return worst
 
@@ -210,20 +211,24 @@ def _pads(conv: nn.Conv2d) -> bool:
     return any(p != 0 for p in conv.padding)
 
 
-def equalize(model: torch.fx.GraphModule, images: np.ndarray | None = None,
-             absorb_bias: bool = True) -> tuple[torch.fx.GraphModule, dict]:
+def equalize(model: torch.fx.GraphModule, images: np.ndarray | None = None, absorb_bias: bool = True,
+             scales: list | None = None) -> tuple[torch.fx.GraphModule, dict]:
     """A copy of the folded ``model`` with cross-layer equalization (and high-bias absorption) applied, and the
-    record the manifest keeps. ``images`` (calibration inputs) unlock ReLU6 pairs and bias absorption."""
+    record the manifest keeps. ``images`` (calibration inputs) unlock ReLU6 pairs and bias absorption. ``scales``,
+    if given, receives (pair, s) per pair: A's output channel i was divided by s_i overall, B's input channel i
+    multiplied by it (what QAT moves onto the unfolded model)."""
     model = copy.deepcopy(model).eval()
     pairs = find_pairs(model)
     modules = dict(model.named_modules())
     spread_before = max((range_spread(modules[n]) for p in pairs for n in (p.first, p.second)), default=1.0)
     state = preactivation_bounds(model, [p.first for p in pairs], images) if images is not None and pairs else None
-    iterations, change = 0, 0.0
+    iterations, change, totals = 0, 0.0, [torch.tensor(1.0)] * len(pairs)
     for iterations in range(1, MAX_ITERATIONS + 1):
-        change = _sweep(pairs, modules, state)
+        change = _sweep(pairs, modules, state, totals)
         if change < CONVERGED:
             break
+    if scales is not None:
+        scales.extend(zip(pairs, totals))
     moved = absorb_high_bias(pairs, modules, state) if absorb_bias and state is not None else 0
     spread_after = max((range_spread(modules[n]) for p in pairs for n in (p.first, p.second)), default=1.0)
     record = {

@@ -25,7 +25,7 @@ from torch import nn
 
 from edgepack.data import Dataset
 from edgepack.progress import progress
-from edgepack.quantize.equalize import equalize, find_pairs
+from edgepack.quantize.equalize import equalize
 from edgepack.quantize.layers import remove_no_ops
 from edgepack.quantize.ptq import check_calibration, export
 from edgepack.quantize.quantizer import EdgepackQuantizer, WeightGranularity, check_graph_ops
@@ -69,25 +69,6 @@ def _in_channel(conv: nn.Conv2d, s: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def equalization_scales(before: nn.Module, after: nn.Module, pairs) -> list[torch.Tensor]:
-    """Per pair, the s_i CLE divided A's output channel i by (and multiplied B's input channel i by), read back
-    from the folded weights before/after equalization (least squares per output channel, in graph order so A's
-    own input scale is known before A's output scale is read)."""
-    old, new = dict(before.named_modules()), dict(after.named_modules())
-    s_in: dict[str, torch.Tensor] = {}
-    scales = []
-    for pair in pairs:
-        conv = old[pair.first]
-        w = conv.weight * _in_channel(conv, s_in[pair.first]) if pair.first in s_in else conv.weight
-        num, den = (new[pair.first].weight * w).flatten(1).sum(1), (w * w).flatten(1).sum(1)
-        ratio = torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(den))
-        s = torch.where(ratio > 0, 1 / ratio.clamp_min(1e-30), torch.ones_like(ratio))
-        scales.append(s)
-        s_in[pair.second] = s
-    return scales
-
-
-@torch.no_grad()
 def equalize_unfolded(model: nn.Module, images: np.ndarray) -> tuple[nn.Module, dict]:
     """A copy of the unfolded ``model`` carrying the cross-layer equalization the compile applies to the folded
     one: A's BatchNorm gamma and beta (or A's own weight and bias) / s, B's conv input channels * s. Exact in
@@ -100,11 +81,11 @@ def equalize_unfolded(model: nn.Module, images: np.ndarray) -> tuple[nn.Module, 
         folded = fuse(copy.deepcopy(model).eval(), inplace=True)
     except Exception as e:  # data-dependent control flow: no graph to find pairs in
         return model, {"applied": False, "reason": f"not traceable ({type(e).__name__})"}
-    pairs = find_pairs(folded)
-    equalized, record = equalize(folded, images, absorb_bias=False)
+    scales: list = []
+    _, record = equalize(folded, images, absorb_bias=False, scales=scales)
     model = copy.deepcopy(model)
     modules = dict(model.named_modules())
-    for pair, s in zip(pairs, equalization_scales(folded, equalized, pairs)):
+    for pair, s in scales:
         owner = modules[bn_of[pair.first]] if pair.first in bn_of else modules[pair.first]
         if isinstance(owner, nn.Conv2d):
             owner.weight.div_(s.view(-1, 1, 1, 1))
