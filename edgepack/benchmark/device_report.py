@@ -69,11 +69,12 @@ def _plan_bytes(layer) -> int:
     return int(sum(a.nbytes for k, a in layer.arrays.items() if k != "weight_scale"))
 
 
-def recorded_names(manifest: Manifest, plan: Plan) -> list[str] | None:
+def recorded_names(manifest: Manifest) -> list[str] | None:
     """Each plan layer's module path as compile recorded it (manifest plan.module_paths, the names debug shows);
-    None for an imported .tflite or an artifact from before the record: its plan names stand (no model rebuilt)."""
+    None for an imported .tflite or an artifact from before the record: its plan names stand (no model rebuilt).
+    Its length was checked against the plan's when the manifest was read (manifest_schema)."""
     paths = manifest.plan.module_paths if manifest.plan is not None else None
-    return list(paths) if paths is not None and len(paths) == len(plan.layers) else None
+    return list(paths) if paths is not None else None
 
 
 def layers(manifest: Manifest, plan: Plan, names: list[str] | None = None) -> tuple[list[dict], str]:

@@ -89,7 +89,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
     for key, value in (("cost", runner.cost()), ("device_details", runner.details())):
         if value is not None:
             report[key] = value
-    names = device_report.recorded_names(manifest, plan) if plan is not None else None  # compile's, no model rebuilt
+    names = device_report.recorded_names(manifest)  # compile's, no model rebuilt
     report["device_report"] = device_report.block(manifest, plan, report.get("cost"), report["latency"], names)
     report["checks"] = [c.to_json() for c in checks]
     report["passed"] = all(c.passed for c in checks)

@@ -33,7 +33,7 @@ def _edited(folder, tmp_path, edit):
 def test_device_block_names_layers_like_debug(small_artifacts):
     folder = small_artifacts("host")
     plan, manifest = Plan.load(folder), load_artifact(folder)
-    names = device_report.recorded_names(manifest, plan)
+    names = device_report.recorded_names(manifest)
     assert names is not None and len(names) == len(plan.layers)
     block = device_report.block(manifest, plan, None, None, names)
     shown = [r["name"] for r in block["layers"]]
