@@ -112,7 +112,8 @@ class TfliteSource(Source):
                 f"{int((lite_q != litert_ref).sum())} of {lite_q.size} logits ({len(differ)} of {count} images): this "
                 "model uses arithmetic the int8 plan does not reproduce (e.g. MEAN's double rounding); please report it")
         self.checked_images = count
-        record = {"bit_exact": True, "images": count, "eval_images_total": len(q_in), "litert_version": litert.version()}
+        record = {"bit_exact": True, "images": count, "eval_images_total": len(q_in), "litert_version": litert.version(),
+                  **litert.reference_resolver(imported.path)}  # what ran the file (an int8 TILE: module litert)
         if self.litert_plan is not None:  # the golden outputs are TFLM's arithmetic, checked at the export
             differing = int((lite_q != ref_q[:count]).sum())
             record.update(bit_exact=differing == 0, import_bit_exact_in_litert_arithmetic=True,

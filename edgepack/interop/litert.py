@@ -6,11 +6,19 @@ LiteRT is imported on first use (compile needs it, ``edgepack verify`` and the f
 It logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ when the default path
 prepares a model; LiteRT 2.3 reads no environment variable for that logger (TF_CPP_MIN_LOG_LEVEL is
 TensorFlow's) and exports no setter, so the native stderr is pointed at /dev/null for that one call.
+
+One op the reference resolver refuses by version only: TILE. LiteRT 2.3 registers kernels/tile.cc's one kernel
+(Register_TILE, no _REF variant) for versions 1-3 in its default resolver but 1-2 in BUILTIN_REF, and the converter
+writes an int8 TILE (Keras 3's UpSampling2D) as version 3, which only records the int8 input: the kernel copies
+elements by their size in bits and never reads the version. So the reference resolver is given the file with each
+TILE opcode's version set to 2 in place, every other byte the file's: the same ops on the same tensors, TILE run by
+the kernel LiteRT runs for it anyway, every other op by its reference kernel (reference_resolver says so).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import sys
 from pathlib import Path
 
@@ -19,6 +27,10 @@ import numpy as np
 from edgepack.errors import ToolchainError, VerificationError
 
 PACKAGE = "ai-edge-litert"
+TILE_REFERENCE_VERSION = 2  # the highest TILE version LiteRT 2.3's BUILTIN_REF registers (its default resolver: 3)
+TILE_NOTE = ("each TILE opcode of version 3 (int8) is given to BUILTIN_REF as version 2, the highest it registers: "
+             "both resolvers run tile.cc's one kernel (a copy by element size that never reads the version); "
+             "every other op ran its reference kernel")
 
 
 def _litert():
@@ -49,8 +61,36 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
+def _tile_lowered(model: bytes) -> tuple[bytes, int]:
+    """``model`` as BUILTIN_REF is given it (module docstring): each TILE opcode above version 2 set to 2 in
+    place, and how many were set."""
+    import tflite
+    root, data, lowered = tflite.Model.GetRootAs(model, 0), bytearray(model), 0
+    for i in range(root.OperatorCodesLength()):
+        code = root.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # TFLite's GetBuiltinCode
+        if builtin == tflite.BuiltinOperator.TILE and code.Version() > TILE_REFERENCE_VERSION:
+            field = code._tab.Offset(8)  # OperatorCode.version's slot: stored, as it is not the default 1
+            struct.pack_into("<i", data, code._tab.Pos + field, TILE_REFERENCE_VERSION)
+            lowered += 1
+    return bytes(data), lowered
+
+
+def reference_model(model: bytes | str | Path) -> bytes:
+    """The bytes LiteRT's reference kernels run for ``model`` (a .tflite's bytes or path)."""
+    return _tile_lowered(model if isinstance(model, bytes) else Path(model).read_bytes())[0]
+
+
+def reference_resolver(model: bytes | str | Path) -> dict:
+    """The manifest's account of what run_reference* ran ``model`` with."""
+    lowered = _tile_lowered(model if isinstance(model, bytes) else Path(model).read_bytes())[1]
+    return {"op_resolver": "BUILTIN_REF (LiteRT's reference kernels)", **({"tile": TILE_NOTE} if lowered else {})}
+
+
 def _interpreter(model: bytes | str | Path, reference_kernels: bool, preserve_all_tensors: bool = False):
     lite = _litert()
+    if reference_kernels:
+        model = reference_model(model)
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     resolver = lite.OpResolverType.BUILTIN_REF if reference_kernels else lite.OpResolverType.AUTO
     try:

@@ -56,6 +56,7 @@ import numpy as np
 
 from edgepack import ops
 from edgepack.errors import ConfigError, DataError, ToolchainError
+from edgepack.interop import litert
 from edgepack.interop.tflite_ops import IMPORTS
 from edgepack.interop.tflite_ops.avgpool import global_pool
 from edgepack.interop.tflite_ops.resize import tiled_upsample
@@ -165,14 +166,15 @@ def _check_litert_prepares(path: Path, data: bytes) -> None:
     """compile checks the plan against LiteRT's reference kernels on this very file: a file LiteRT itself
     refuses (its flatbuffer verifier, an op version it lacks, a kernel's Prepare check) is bad input, refused
     here with LiteRT's reason. Run after the checks above, which also keep LiteRT from aborting on what
-    it does not check (a SOFTMAX's beta)."""
+    it does not check (a SOFTMAX's beta). It is given the bytes compile's check runs (litert.reference_model: an
+    int8 TILE's opcode version as BUILTIN_REF registers it)."""
     try:
         from ai_edge_litert import interpreter as lite
     except ImportError as e:
         raise ToolchainError(f"importing .tflite models needs LiteRT ({e.name} is missing): pip install ai-edge-litert")
     try:
-        lite.Interpreter(model_content=data, experimental_op_resolver_type=lite.OpResolverType.BUILTIN_REF,
-                         num_threads=1).allocate_tensors()
+        lite.Interpreter(model_content=litert.reference_model(data),
+                         experimental_op_resolver_type=lite.OpResolverType.BUILTIN_REF, num_threads=1).allocate_tensors()
     except (ValueError, RuntimeError) as e:
         reason = "; ".join(" ".join(line.split()) for line in str(e).splitlines() if line.strip())
         raise DataError(f"--model {path}: LiteRT's reference kernels refuse it ({reason}): convert the model again "

@@ -72,9 +72,10 @@ def test_a_fractional_upsample_scale_is_refused_by_layer_name(tmp_path):
 def test_keras3_upsampling2d_imports_as_the_resize_its_reshape_tile_chain_is(tmp_path):
     """Keras 3's UpSampling2D((2, 3)) is RESHAPE, TILE, RESHAPE, TILE, RESHAPE in the converter's file: the import
     reads the chain as a resize_nearest by (2, 3) whose output equals the chain's under LiteRT on 32 random inputs
-    (its BUILTIN kernels: LiteRT 2.3's reference kernels, which compile checks whole models against, lack TILE v3,
-    so compile still refuses the file with LiteRT's reason; the optimized conv kernels round apart from the
-    reference, so the chain is compared on the tensor LiteRT fed it)."""
+    (its BUILTIN kernels, which register TILE v3: LiteRT 2.3's reference kernels, which compile checks whole models
+    against, register the same TILE kernel up to v2 only and are given the file with that version lowered,
+    edgepack.interop.litert; the optimized conv kernels round apart from the reference, so the chain is compared
+    on the tensor LiteRT fed it)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgepack.interop.tflite_import import _Graph
