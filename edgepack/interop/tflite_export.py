@@ -39,7 +39,8 @@ from edgepack.plan.plan import PLAN_INPUT, Plan
 
 
 def plan_to_tflite(plan: Plan) -> bytes:
-    """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) or (1, F) -> int8 logits (1, classes)."""
+    """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) or (1, F) -> int8 logits (1, classes); a plan with
+    several outputs has as many subgraph outputs, in its order (a map NHWC, a vector (1, F))."""
     EXPORTS.check(plan)
     if not plan.layers or not ops.get(plan.layers[-1].kind).classifier:
         raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
@@ -55,7 +56,7 @@ def plan_to_tflite(plan: Plan) -> bytes:
                 raise UnsupportedModelError(f"{layer.name}: its input quantization differs from its producer's output: "
                                             "the plan has no requantize op to express that in .tflite")
         produced[i] = EXPORTS[layer.kind](g, sources, layer, f"{i}.{layer.name}")
-    g.output = produced[len(plan.layers) - 1]
+    g.output, *g.more_outputs = (produced[i] for i in plan.output_layers)
     return serialize(g)
 
 

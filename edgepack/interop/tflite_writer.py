@@ -54,6 +54,7 @@ class Graph:
         self.quant: dict[int, QParams] = {}
         self.input = self.output = -1
         self.more_inputs: list[int] = []  # further subgraph inputs (one-op test models)
+        self.more_outputs: list[int] = []  # further subgraph outputs (a plan with several outputs)
 
     def activation(self, name: str, shape: tuple[int, ...], q: QParams, dtype: str = "int8") -> int:
         self.tensors.append(Tensor(name, tuple(shape), dtype, np.array([q.scale], np.float32),
@@ -170,7 +171,7 @@ def serialize(g: Graph) -> bytes:
     operators = _operators(w, tfl, g, codes)
 
     tensor_vec, op_vec = w.tables(tensors), w.tables(operators)
-    inputs, outputs, name = w.vector([g.input] + g.more_inputs, np.int32), w.vector([g.output], np.int32), b.CreateString("main")
+    inputs, outputs, name = w.vector([g.input] + g.more_inputs, np.int32), w.vector([g.output] + g.more_outputs, np.int32), b.CreateString("main")
     tfl.SubGraphStart(b)
     tfl.SubGraphAddTensors(b, tensor_vec)
     tfl.SubGraphAddInputs(b, inputs)

@@ -40,7 +40,7 @@ def load_golden(folder: Path, plan: Plan | None) -> tuple[np.ndarray, np.ndarray
     folder = Path(folder)
     if plan is not None:
         x = load_npy(folder / INPUT, np.int8, tuple(plan.input_shape))
-        y = load_npy(folder / OUTPUT, np.int8, tuple(plan.output_shape))
+        y = load_npy(folder / OUTPUT, np.int8, plan.output_row_shape)
     else:
         x, y = load_npy(folder / INPUT, np.float32), load_npy(folder / OUTPUT, np.float32)
         if x.ndim != 4 or y.ndim != 2:

@@ -18,6 +18,9 @@ Format on disk (documented in README "Int8 plan format"):
              A layer's "stride" (and a maxpool's "window") is one int when H and W agree, as every
              earlier plan wrote it, else [along H, along W] (a 1-D conv's [1, 2]); a conv's kernel is
              its weight's (KH, KW), any rectangle (keyword spotting's 10x4).
+             Version 5 is written only by a plan with several outputs (a detector's heads, an autoencoder's code
+             and reconstruction): "outputs": [{layer, shape, scale, zero_point}...] in order, "output" the first.
+             Every other plan is still written as version 4, byte for byte: its one output is the last layer.
   plan.npz   per layer i: "i.weight" int8 (O, I/groups, KH, KW) or (O, I); "i.bias" int32 (O);
              "i.multiplier" int32 (O) Q31 in [2^30, 2^31); "i.shift" int32 (O), M = M0 * 2^shift;
              "i.weight_scale" float32 (O). Pooling layers have no arrays; an add has "i.multiplier"
@@ -44,8 +47,9 @@ from edgepack.ops.arith import ADD_LEFT_SHIFT, add_multipliers, mean_requantizat
 from edgepack.ops.base import (  # noqa: F401
     ARRAYS, MAX_TENSOR_ELEMENTS, PLAN_INPUT, Layer, Params, QParams)
 
-FORMAT, VERSION = "edgepack-int8-plan", 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT, VERSION = "edgepack-int8-plan", 5
+SINGLE_OUTPUT_VERSION = 4  # what a plan whose one output is its last layer is written as (older edgepacks read it)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # Versions 1-3: an op's parameters were flat layer keys, with these defaults on every kind
 FLAT_PARAMS = {"rounding": "double", "pool": "average", "input2_q": None}
 
@@ -55,14 +59,48 @@ class Plan:
     input_q: QParams
     input_shape: tuple[int, ...]
     layers: list[Layer]
+    outputs: tuple[int, ...] = ()  # the layers whose tensors the plan outputs, in order; () = the last layer
+
+    @property
+    def output_layers(self) -> tuple[int, ...]:
+        return tuple(self.outputs) or (len(self.layers) - 1,)
 
     @property
     def output_q(self) -> QParams:
-        return self.layers[-1].output_q
+        """The first (usually only) output's quantization."""
+        return self.layers[self.output_layers[0]].output_q
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return self.layers[-1].output_shape
+        return self.layers[self.output_layers[0]].output_shape
+
+    @property
+    def output_qs(self) -> tuple[QParams, ...]:
+        return tuple(self.layers[i].output_q for i in self.output_layers)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(self.layers[i].output_shape) for i in self.output_layers)
+
+    def multi_output(self) -> bool:
+        return len(self.output_layers) > 1
+
+    @property
+    def output_row_shape(self) -> tuple[int, ...]:
+        """One image's output as executors hand it over: the output's shape, or for several outputs each one
+        flattened and concatenated in plan order (as TFLite Micro's output tensors follow one another)."""
+        return tuple(self.output_shape) if not self.multi_output() else (sum(map(math.prod, self.output_shapes)),)
+
+    def output_segments(self) -> list[tuple[int, int]]:
+        """(start, stop) of each output in a row of output_row_shape."""
+        stops = np.cumsum([math.prod(s) for s in self.output_shapes]).tolist()
+        return list(zip([0] + stops[:-1], stops))
+
+    def dequantize_outputs(self, q: np.ndarray) -> np.ndarray:
+        """Real values of int8 rows of output_row_shape, each output segment with its own scale and zero point."""
+        if not self.multi_output():
+            return self.output_q.dequantize(q)
+        return np.concatenate([oq.dequantize(q[:, a:b]) for oq, (a, b) in zip(self.output_qs, self.output_segments())], axis=1)
 
     def inputs_of(self, i: int) -> tuple[int, ...]:
         """The tensors layer ``i`` reads: layer indices, PLAN_INPUT for the plan input."""
@@ -83,12 +121,17 @@ class Plan:
         return tuple(self.input_shape) if j == PLAN_INPUT else tuple(self.layers[j].output_shape)
 
     def to_json(self) -> dict:
-        return {
-            "format": FORMAT, "version": VERSION, "layout": "NCHW",
+        meta = {
+            "format": FORMAT, "version": SINGLE_OUTPUT_VERSION, "layout": "NCHW",
             "input": {"shape": list(self.input_shape), **asdict(self.input_q)},
             "output": {"shape": list(self.output_shape), **asdict(self.output_q)},
             "layers": [layer.meta() for layer in self.layers],
         }
+        if self.output_layers != (len(self.layers) - 1,):
+            meta["version"] = VERSION
+            meta["outputs"] = [{"layer": i, "shape": list(self.layers[i].output_shape), **asdict(self.layers[i].output_q)}
+                               for i in self.output_layers]
+        return meta
 
     def save(self, folder: Path) -> list[str]:
         folder = Path(folder)
@@ -104,12 +147,23 @@ class Plan:
         missing or mistyped arrays, multipliers outside [2^30, 2^31), shifts outside [-31, 30],
         accumulators that can leave int32, conv output sizes that do not follow from the input, pads,
         kernel and stride. Every executor trusts a plan that has none of these."""
-        found = self._header_problems()
+        found = self._header_problems() or self._output_problems()
         if found:
             return found
         for i in range(len(self.layers)):
             found += self._layer_problems(i)
         return found
+
+    def _output_problems(self) -> list[str]:
+        """Outputs are distinct layers, and the last layer is one of them (else its work is never used)."""
+        outputs, last = self.outputs, len(self.layers) - 1
+        if not isinstance(outputs, (tuple, list)) or any(type(i) is not int or not 0 <= i <= last for i in outputs):
+            return [f"outputs {outputs!r} are not layer indices in [0, {last}]"]
+        if len(set(outputs)) != len(outputs):
+            return [f"outputs {list(outputs)} name a layer twice"]
+        if outputs and last not in outputs:
+            return [f"outputs {list(outputs)} leave out the last layer {last}, whose result would be unused"]
+        return []
 
     def _header_problems(self) -> list[str]:
         if not isinstance(self.layers, list) or not self.layers:
@@ -200,7 +254,8 @@ class Plan:
                 arrays=own,
             ))
         inp = meta["input"]
-        return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers)
+        outputs = tuple(int(o["layer"]) for o in meta["outputs"]) if meta["version"] >= 5 else ()
+        return cls(QParams(inp["scale"], inp["zero_point"]), tuple(inp["shape"]), layers, outputs)
 
 
 def _is_shape(shape) -> bool:

@@ -30,10 +30,13 @@ def kernel(layer: Layer, *inputs: np.ndarray) -> np.ndarray:
 
 
 def run(plan: Plan, x: np.ndarray, collect: bool = False):
-    """int8 input (N, C, H, W) -> int8 logits (N, classes); with ``collect`` also every layer's output."""
+    """int8 input (N, C, H, W) -> int8 outputs (N, *output_shape); for a plan with several outputs each one
+    flattened and concatenated in plan order (N, sum of sizes), the buffer every executor hands over.
+    With ``collect`` also every layer's output."""
     if x.dtype != np.int8 or tuple(x.shape[1:]) != tuple(plan.input_shape):
         raise ValueError(f"reference input must be int8 (N, {', '.join(map(str, plan.input_shape))}), got {x.dtype} {x.shape}")
     outputs, alive, last_reader = [], {PLAN_INPUT: x}, plan.last_readers()
+    wanted, kept = set(plan.output_layers), {}
     for i, layer in enumerate(plan.layers):
         sources = plan.inputs_of(i)
         x = kernel(layer, *(alive[j] for j in sources))
@@ -41,8 +44,12 @@ def run(plan: Plan, x: np.ndarray, collect: bool = False):
             if last_reader[j] == i:
                 del alive[j]
         alive[i] = x
+        if i in wanted:
+            kept[i] = x
         if collect:
             outputs.append(x)
+    if plan.multi_output():
+        x = np.concatenate([kept[i].reshape(len(kept[i]), -1) for i in plan.output_layers], axis=1)
     return (x, outputs) if collect else x
 
 

@@ -36,7 +36,7 @@ def run_c(plan: Plan, x: np.ndarray, kernels: str, work: Path) -> np.ndarray:
     subprocess.run(["gcc", *CFLAGS, "-fPIC", "-shared", f"-I{RUNTIME}", f"-I{work}", *sources, "-o", str(lib)],
                    check=True, capture_output=True, text=True)
     model = ctypes.CDLL(str(lib))
-    out = np.zeros((len(x), codegen.numel(plan.output_shape)), np.int8)
+    out = np.zeros((len(x), codegen.numel(plan.output_row_shape)), np.int8)
     for image, row in zip(np.ascontiguousarray(x), out):
         assert model.edgepack_invoke(image.ctypes.data_as(ctypes.c_void_p), row.ctypes.data_as(ctypes.c_void_p)) == 0
     return out
@@ -109,7 +109,7 @@ def run_neon(plan: Plan, x: np.ndarray, work: Path, cpu: str = "cortex-a72") -> 
     work.mkdir(parents=True, exist_ok=True)
     lib = work / "model-neon.so"
     aarch64_neon.build(plan, tgt).export_library(str(lib), fcompile=cross_compiler("aarch64-linux-gnu-g++"))
-    out, _ = run_on_qemu(lib, "aarch64", cpu, x, codegen.numel(plan.output_shape), threads=1)
+    out, _ = run_on_qemu(lib, "aarch64", cpu, x, codegen.numel(plan.output_row_shape), threads=1)
     return np.asarray(out)
 
 
@@ -120,7 +120,8 @@ def check_tflite(plan: Plan) -> None:
 
 
 def run_tflite(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """The .tflite export under LiteRT's reference kernels (BUILTIN_REF), one NHWC image at a time."""
+    """The .tflite export under LiteRT's reference kernels (BUILTIN_REF), one NHWC image at a time; several
+    outputs are flattened (a map as the plan's C, H, W) and concatenated in the file's output order."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgepack.interop.tflite_export import plan_to_tflite
@@ -128,12 +129,16 @@ def run_tflite(plan: Plan, x: np.ndarray) -> np.ndarray:
     it = Interpreter(model_content=plan_to_tflite(plan), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                      num_threads=1)
     it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    inp, outs = it.get_input_details()[0], it.get_output_details()
     logits = []
     for image in x:
         it.set_tensor(inp["index"], np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
         it.invoke()
-        logits.append(it.get_tensor(out["index"])[0].copy())
+        got = [it.get_tensor(out["index"])[0].copy() for out in outs]
+        if len(got) == 1:
+            logits.append(got[0])
+        else:
+            logits.append(np.concatenate([(g.transpose(2, 0, 1) if g.ndim == 3 else g).reshape(-1) for g in got]))
     return np.array(logits)
 
 

@@ -571,3 +571,41 @@ def fast_path_case(name: str) -> tuple[Plan, np.ndarray]:
     plan = fast_path_plan(**spec)
     x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
     return plan, x
+
+
+def multi_output_plan(seed: int, res: int, width: int = 10, code: int = 8, classes: int = 5,
+                      order: tuple[int, ...] = (4, 2, 5)) -> Plan:
+    """A plan with three outputs, listed out of layer order (``order``): conv 3x3/2 SAME (l0) -> depthwise 3x3/1
+    (l1) -> pointwise to 4 planes (l2, a detector-style map head: an output nobody reads) | global pool of l1
+    (l3) -> fc to ``code`` (l4, an autoencoder-style code: an output the next layer reads) -> fc (l5, the last
+    layer). Executors hand over every output flattened, concatenated in ``order``."""
+    rng = np.random.default_rng(seed)
+    q = QParams(float(np.float32(rng.uniform(0.01, 0.05))), int(rng.integers(-20, 20)))
+    same = (1, 1, 1, 1) if res % 2 else (0, 0, 1, 1)  # TensorFlow's SAME for a 3x3/2 on an odd / even map
+    layers = [conv_layer(rng, "conv0", "conv", q, (3, res, res), width, 3, 2, same)]
+    shape = layers[0].output_shape
+    layers.append(conv_layer(rng, "depthwise1", "depthwise", layers[0].output_q, shape, width, 3, 1, (1,) * 4))
+    layers.append(conv_layer(rng, "pointwise2", "pointwise", layers[1].output_q, shape, 4, 1))
+    layers.append(pool_layer(rng, "pool3", layers[1].output_q, shape, "average", flat=True))
+    layers[-1].inputs = (1,)
+    layers.append(fc_layer(rng, "fc4", layers[3].output_q, width, code, "double"))
+    layers.append(weighted_layer(rng, "fc5", "fc", layers[4].output_q, (code,), (classes,), (classes, code), spread=20.0))
+    layers[-1].params = FcParams("single" if seed % 2 else "double")
+    plan = Plan(q, (3, res, res), layers, outputs=order)
+    assert plan.problems() == [], plan.problems()
+    return plan
+
+
+# Plans with several outputs (a separate table: the plans above stay as they were), on an even and an odd map
+MULTI_OUTPUT_CASES = {
+    "three outputs out of layer order (code, map head, logits), 12x12": dict(seed=81, res=12),
+    "three outputs (map head, code, logits), 9x9": dict(seed=82, res=9, width=12, order=(2, 4, 5)),
+}
+
+
+def multi_output_case(name: str) -> tuple[Plan, np.ndarray]:
+    """The plan of MULTI_OUTPUT_CASES[name] and IMAGES random int8 inputs for it."""
+    spec = MULTI_OUTPUT_CASES[name]
+    plan = multi_output_plan(**spec)
+    x = np.random.default_rng(100 + spec["seed"]).integers(-128, 128, (IMAGES, *plan.input_shape)).astype(np.int8)
+    return plan, x

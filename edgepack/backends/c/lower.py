@@ -122,7 +122,7 @@ def lower(build, folder: Path) -> Lowered:
     c_build.require_tools(spec)
     memory = plan_memory(plan, spec.kernels)
     golden_x, golden_y = build.golden_input, build.golden_output
-    out_size = codegen.numel(plan.output_shape)
+    out_size = codegen.numel(plan.output_row_shape)
     with tempfile.TemporaryDirectory(prefix="edgepack-build-") as tmp:
         for attempt in range(2):
             step = _build_and_run(spec, build, folder, Path(tmp) / f"build{attempt}", memory)
@@ -179,7 +179,7 @@ def _build_and_run(spec: BuildSpec, build, folder: Path, work: Path, memory) -> 
     flash_max, ram_max = spec.budget.flash_bytes, spec.budget.ram_bytes
     if (flash_max is not None and measured["flash"] > flash_max) or (ram_max is not None and measured["ram"] > ram_max):
         return step  # constants and static RAM alone are already over budget: nothing to run
-    main = _golden_runs(spec, folder, build.golden_input, build.golden_output, codegen.numel(plan.output_shape))
+    main = _golden_runs(spec, folder, build.golden_input, build.golden_output, codegen.numel(plan.output_row_shape))
     margin = stack_margin(spec, built.work) if cortex_m else None
     stack = (main.stack_bytes or 0) + (margin["total_bytes"] if margin else 0)
     return {**step, "main": main, "margin": margin, "stack": stack, "ram": measured["ram"] + stack,

@@ -15,7 +15,9 @@ Two planners run and the smaller arena wins (both sizes are reported):
 The lower bound and the naive sum (no reuse at all) are reported with the arena.
 
 The model input and output are the caller's buffers (edgepack_invoke's arguments), not arena
-tensors: layer 0 reads the input in place and the last layer writes the output in place.
+tensors: layer 0 reads the input in place and the last layer writes the output in place. A plan with several
+outputs has each output layer write its segment of the output buffer (where later layers read it), so no
+output is ever in the arena: each stays intact to the end of the invoke.
 """
 from __future__ import annotations
 
@@ -148,10 +150,10 @@ def scratch_bytes(layer, kernels: str) -> int:
 def tensor_buffers(plan: Plan, kernels: str, portable_layers=()) -> list[Buffer]:
     """The arena's buffers: layer i's output lives from step i to its last reader (i + 1 in a chain;
     a residual input until its add); the layers in ``portable_layers`` keep no scratch."""
-    n, last_reader = len(plan.layers), plan.last_readers()
+    outputs, last_reader = set(plan.output_layers), plan.last_readers()
     buffers = []
     for i, layer in enumerate(plan.layers):
-        if i < n - 1:
+        if i not in outputs:  # a plan output lives in the caller's output buffer to the end
             size = 1
             for d in layer.output_shape:
                 size *= int(d)

@@ -351,7 +351,8 @@ def emit_generic(bb, layer: Layer, inputs: list):
 
 
 def plan_to_relax(plan: Plan, batch: int = 1):
-    """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]``: the plan's graph, each
+    """An IRModule with ``main(x: int8[batch, C, H, W]) -> int8[batch, classes]`` (for several outputs int8[batch,
+    their sizes' sum], see joined_outputs): the plan's graph, each
     layer reading its input tensors by layer index (a residual input stays bound until its add)."""
     from tvm import relax
 
@@ -363,6 +364,18 @@ def plan_to_relax(plan: Plan, batch: int = 1):
             tensors = {PLAN_INPUT: x}
             for i, layer in enumerate(plan.layers):
                 tensors[i] = emit_generic(bb, layer, [tensors[j] for j in plan.inputs_of(i)])
-            out = bb.emit_output(tensors[len(plan.layers) - 1])
+            out = bb.emit_output(joined_outputs(bb, plan, tensors.get, batch))
         bb.emit_func_output(out)
     return bb.get()
+
+
+def joined_outputs(bb, plan: Plan, tensor, batch: int = 1):
+    """The plan's output: its one output layer's tensor, or for several outputs each flattened (the plan's C, H, W
+    order) and concatenated in plan order, the buffer every executor hands over (Plan.output_row_shape)."""
+    from tvm import relax
+
+    if not plan.multi_output():
+        return tensor(plan.output_layers[0])
+    flat = [bb.emit(relax.op.reshape(tensor(i), (batch, int(np.prod(plan.layers[i].output_shape)))))
+            for i in plan.output_layers]
+    return bb.emit(relax.op.concat(flat, axis=1))

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgepack.backends.tvm.relax_int8 import TVM_LOWERINGS, emit_generic
+from edgepack.backends.tvm.relax_int8 import TVM_LOWERINGS, emit_generic, joined_outputs
 from edgepack.errors import UnsupportedModelError
 from edgepack.ops import Lowerings
 from edgepack.ops.avgpool import pool_zero_points
@@ -289,7 +289,7 @@ def plan_function(plan: Plan, low):
             tensors = _Tensors(plan, low, x)
             for i, route in enumerate(routes):
                 _emit_layer(plan, low, tensors, i, route)
-            out = bb.emit_output(tensors.get(len(plan.layers) - 1, GENERIC))
+            out = bb.emit_output(joined_outputs(bb, plan, lambda j: tensors.get(j, GENERIC)))
         bb.emit_func_output(out)
     return bb.get()
 
