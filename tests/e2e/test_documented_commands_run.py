@@ -123,24 +123,17 @@ class Rpc:
 
     def start(self, where: str, words: list[str]) -> None:
         from edgepack import devices
-        from edgepack.backends.tvm.rpc_local import wait_port
+        from edgepack.backends.tvm.rpc_local import wait_port, wait_registered
 
         proc = devices.start(self.argv(words))
         self.procs.append(proc)
         if "rpc_tracker" in words[2]:
             wait_port(self.port, proc)
-        else:
-            self.wait_registered(where, words[words.index("--key") + 1], proc)
-
-    def wait_registered(self, where: str, key: str, proc, timeout: float = 60.0) -> None:
-        from tvm import rpc
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and proc.poll() is None:
-            if rpc.connect_tracker("127.0.0.1", self.port).summary().get("queue_info", {}).get(key, {}).get("free"):
-                return
-            time.sleep(0.5)
-        pytest.fail(f"{where}: the server did not register under key {key!r} at the tracker (exit {proc.poll()})")
+            return
+        try:
+            wait_registered("127.0.0.1", self.port, words[words.index("--key") + 1], [proc])
+        except (RuntimeError, TimeoutError) as e:
+            pytest.fail(f"{where}: {e}")
 
     def stop(self) -> None:
         from edgepack import devices

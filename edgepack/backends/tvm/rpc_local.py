@@ -32,6 +32,23 @@ def wait_port(port: int, proc, timeout: float = 60.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
+def wait_registered(host: str, port: int, key: str, procs: list, n: int = 1, timeout: float = 60.0) -> None:
+    """Until the tracker at ``host:port`` lists ``n`` free servers under ``key``: a server registers a while after it
+    starts, and a job sent before then queues. One of ``procs`` (devices.start processes) exiting first is an error."""
+    from tvm import rpc
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{' '.join(map(str, p.args[1:3]))} exited with code {p.returncode}")
+        summary = rpc.connect_tracker(host, port).summary()
+        if summary.get("queue_info", {}).get(key, {}).get("free", 0) >= n:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"servers did not register with the tracker under key {key!r}")
+
+
 class LocalRPC:
     """``with LocalRPC(key="rpi4") as rpc: rpc.tracker -> "127.0.0.1:PORT"``; servers register under ``key``."""
 
@@ -50,10 +67,10 @@ class LocalRPC:
     def __enter__(self) -> "LocalRPC":
         try:
             if self.use_tracker:
-                port = free_port()
-                wait_port(port, self._start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
-                                             "--port-end", str(port + 1)]))
-                self.tracker = f"127.0.0.1:{port}"
+                tracker_port = free_port()
+                wait_port(tracker_port, self._start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
+                                                     str(tracker_port), "--port-end", str(tracker_port + 1)]))
+                self.tracker = f"127.0.0.1:{tracker_port}"
             for _ in range(self.n_servers):
                 port = free_port()
                 args = ["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)]
@@ -64,26 +81,11 @@ class LocalRPC:
                     wait_port(port, server)
                 self.server_ports.append(port)
             if self.tracker:
-                self._wait_registered()
+                wait_registered("127.0.0.1", tracker_port, self.key, self.procs, self.n_servers)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait_registered(self, timeout: float = 60.0) -> None:
-        from tvm import rpc
-
-        host, port = self.tracker.split(":")
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for p in self.procs:
-                if p.poll() is not None:
-                    raise RuntimeError(f"{' '.join(map(str, p.args[1:3]))} exited with code {p.returncode}")
-            summary = rpc.connect_tracker(host, int(port)).summary()
-            if summary.get("queue_info", {}).get(self.key, {}).get("free", 0) >= self.n_servers:
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"servers did not register with the tracker under key {self.key!r}")
 
     def kill_servers(self) -> None:
         """Kill the device servers only (to test a device that dies mid-run)."""
