@@ -7,6 +7,9 @@ In-memory inputs given to the Python API are used as given (edgepack.inputs).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ SPLITS = {"train": 0, "calibration": 1, "eval": 2}
 EVAL_SIZE, CALIBRATION_SIZE = 360, 180
 DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+RESIZE_CACHE_VERSION = 1  # in the resized digits' cache key: bump it when resized_digits changes what it stores
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,41 @@ def resize(pixels: np.ndarray, resolution: int) -> np.ndarray:
     return F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False).numpy()
 
 
+def resized_digits(images: np.ndarray, resolution: int) -> np.ndarray:
+    """(N, 1, R, R) float32: the (N, H, W) digits bilinearly resized by torch (``resize``) once, then read back from
+    the edgepack cache bit for bit, keyed by R, the pixels' sha256 and torch's version: bench of a built-in
+    artifact reloads its eval images without importing torch (over a second of its start)."""
+    pixels = images[:, None]
+    if images.shape[-2:] == (resolution, resolution):
+        return pixels.astype(np.float32)
+    key = hashlib.sha256(repr((RESIZE_CACHE_VERSION, _torch_version(), resolution, pixels.dtype.str,
+                               pixels.shape)).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
+    path = cache_dir() / "resized-digits" / f"{key[:32]}.npy"
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.dtype == np.float32 and cached.shape == (*pixels.shape[:2], resolution, resolution):
+            return cached
+    except (OSError, ValueError, EOFError):  # not there yet, or unreadable: made again
+        pass
+    resized = resize(pixels, resolution)
+
+    def fill(tmp: Path) -> None:
+        np.save(tmp, resized)
+        tmp.chmod(0o644)
+
+    with contextlib.suppress(OSError):  # a read-only cache folder costs the next call the torch import, nothing else
+        replace_atomically(path, fill)  # two compiles at once: neither reads the other's half-written file
+    return resized
+
+
+def _torch_version() -> str:
+    """torch's installed version, read without importing it (the resize it computes is what the cache keeps)."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def digits_source(split: str, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The 8x8 uint8 source pixels and int64 labels of a bundled digits split (labels < ``classes``)."""
     if split not in SPLITS:
@@ -108,8 +147,8 @@ def digits_source(split: str, classes: int = 10) -> tuple[np.ndarray, np.ndarray
 def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
     """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
     images, labels = digits_source(split, classes)
-    pixels = np.repeat(images[:, None], 3, axis=1)
-    return Dataset(normalise(resize(pixels, resolution), mean, std), labels, f"digits:{split}")
+    pixels = np.repeat(resized_digits(images, resolution), 3, axis=1)  # one channel resized: the three are equal
+    return Dataset(normalise(pixels, mean, std), labels, f"digits:{split}")
 
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # Pillow's modes for 16-bit grayscale (PNG, TIFF)
