@@ -6,7 +6,7 @@ import json
 
 from edgepack.cli import output
 from edgepack.errors import ConfigError
-from edgepack.model.builtin import BUILTIN, build, check_builtin, max_alpha
+from edgepack.model.builtin import BUILTIN, build, check_builtin, default_alpha, max_alpha
 from edgepack.model.user import call_user_code, load_user_model, parse_model_spec
 from edgepack.validate import check_alpha, check_classes, check_count, check_memory, check_resolution
 
@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print a built-in model's report (params, Mult-Adds per layer)")
     p.add_argument("--model", default="mobilenet_v1", metavar="NAME|FILE.py:NAME", help="mobilenet_v1 (default), "
                    "mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, or your own model as for compile")
-    p.add_argument("--alpha", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 1.0)")
+    p.add_argument("--alpha", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default compile's, 0.75: "
+                   "the shipped weights' width; the papers' tables: --alpha 1.0)")
     p.add_argument("--resolution", help="input resolution: a multiple of 32 for the built-in models (default 224); "
                    "your own model's 3xRxR input")
     p.add_argument("--classes", help="number of classes of a built-in model (default 10, as compile: the digits; "
@@ -51,10 +52,11 @@ def _builtin_model(args):
     if args.input_shape:
         raise ConfigError("--input-shape is for your own --model FILE.py:NAME: a built-in model's input is "
                           "3 x --resolution x --resolution")
-    alpha = check_alpha(args.alpha or "1.0", max_alpha(args.model))
+    architecture = check_builtin(args.model)
+    alpha = check_alpha(args.alpha or default_alpha(architecture), max_alpha(architecture))  # compile's default
     resolution, classes = check_resolution(args.resolution or "224"), check_classes(args.classes or "10")
     output.check_json_file(args.json)
-    check_memory(alpha, resolution, images=1, architecture=check_builtin(args.model), batch=1)  # one forward pass
+    check_memory(alpha, resolution, images=1, architecture=architecture, batch=1)  # one forward pass
     model = build(args.model, alpha, resolution, classes)
     return model, (3, model.resolution, model.resolution)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from edgepack.errors import ConfigError
+from edgepack.model.builtin import BUILTIN
 from edgepack.model.mobilenet import MobileNetV1, scaled_channels
 from edgepack.model.profile import summary
 from tests.conftest import run_cli
@@ -56,6 +57,16 @@ def test_info_default_classes_are_compiles(capsys):
 
     code, out, _ = run_cli(capsys, "info", "--alpha", "0.25", "--resolution", "32", "--json")
     assert code == 0 and json.loads(out)["classes"] == CompileConfig.classes == 10
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_info_default_alpha_is_compiles(capsys, name):
+    """info without --alpha reports the width compile builds without it (model.builtin.default_alpha)."""
+    from edgepack.config import CompileConfig
+
+    code, out, err = run_cli(capsys, "info", "--model", name, "--resolution", "32", "--json")
+    assert code == 0, err
+    assert json.loads(out)["alpha"] == CompileConfig(architecture=name).alpha
 
 
 def test_info_human_readable(capsys):

@@ -33,7 +33,7 @@ def info(capsys, *flags) -> dict:
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_info_parameters_equal_torchvision(capsys, name):
-    report = info(capsys, "--model", name, "--classes", "1000")
+    report = info(capsys, "--model", name, "--alpha", "1.0", "--classes", "1000")
     params, _ = PUBLISHED[name]
     assert report["params"] + report["batchnorm_params"] == params
     assert abs(report["params"] / params - 1) < 0.01  # the figure `info` prints, BatchNorm apart
@@ -42,7 +42,7 @@ def test_info_parameters_equal_torchvision(capsys, name):
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_info_mult_adds_within_ten_percent_of_the_paper(capsys, name):
     _, macs = PUBLISHED[name]
-    assert abs(info(capsys, "--model", name, "--classes", "1000")["macs"] / 1e6 / macs - 1) < 0.10
+    assert abs(info(capsys, "--model", name, "--alpha", "1.0", "--classes", "1000")["macs"] / 1e6 / macs - 1) < 0.10
 
 
 @pytest.mark.parametrize("cls, blocks, se, residual, dw5, channels", [
