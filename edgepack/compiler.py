@@ -19,6 +19,7 @@ from edgepack.backends import backend_module
 from edgepack.backends.tflm import interpreter as tflm_interpreter
 from edgepack.config import CompileConfig
 from edgepack.data import Dataset
+from edgepack.errors import UnsupportedModelError
 from edgepack.evaluate import accuracy
 from edgepack.frontends import GOLDEN_IMAGES, Source, litert_images, timed
 from edgepack.frontends import tflite as tflite_front
@@ -89,10 +90,23 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
                         config.eval_size, config.model_spec or config.model_name or config.tflite_model), \
             progress.stage("compile"):
         source = front_end(config, target, model, calibration_data, eval_set, times, log)
+        if source.plan is not None and source.plan.multi_output():
+            check_multi_output(target, source.plan)
         check = budget_check(config, target)
         if config.tflite_model and source.plan is not None and check is not None:
             check(plan_layers(source.plan))  # an imported plan: before the reference and LiteRT runs
         return run_pipeline(config, target, source, times, log)
+
+
+MULTI_OUTPUT_BACKENDS = ("c", "tvm")  # the executors whose output buffer holds every output (Plan.output_row_shape)
+
+
+def check_multi_output(target: Target, plan: Plan) -> None:
+    """A plan with several outputs runs on the C and TVM backends; another target is refused before any work."""
+    if target.backend not in MULTI_OUTPUT_BACKENDS:
+        raise UnsupportedModelError(
+            f"target {target.name}: the {target.backend} backend runs models with one output, this one has "
+            f"{len(plan.output_layers)}: use a target of the c or tvm backend (c-host, cortex-m4, rpi4, x86-tvm)")
 
 
 def front_end(config: CompileConfig, target: Target, model, calibration_data: Dataset | None, eval_set: Dataset | None,
@@ -128,10 +142,10 @@ def plan_layers(plan: Plan) -> list[WeightedLayer]:
     output, the plan input and output being the caller's buffers; weights and biases where it has them."""
     def size(j: int) -> int:
         return 0 if j == PLAN_INPUT else int(np.prod(plan.layers[j].output_shape))
-    last = len(plan.layers) - 1
+    outputs = plan.output_layers
     return [WeightedLayer(int(layer.arrays["weight"].size) if "weight" in layer.arrays else 0,
                           int(layer.arrays["bias"].size) if "bias" in layer.arrays else 0,
-                          sum(size(j) for j in set(plan.inputs_of(i))), 0 if i == last else size(i))
+                          sum(size(j) for j in set(plan.inputs_of(i)) if j not in outputs), 0 if i in outputs else size(i))
             for i, layer in enumerate(plan.layers)]
 
 
@@ -206,8 +220,9 @@ def _int8_checks(source: Source, folder: Path, metrics: dict, times: dict, log):
     with timed(times, "reference"):
         q_in = plan.input_q.quantize(evalset.images)
         ref_q = reference.run_batched(plan, q_in)
-        ref = plan.output_q.dequantize(ref_q)
-    metrics["int8_accuracy"] = None if evalset.labels is None else accuracy(ref, evalset.labels)
+        ref = plan.dequantize_outputs(ref_q)
+    labelled = evalset.labels is not None and not plan.multi_output()  # labels are one output's classes
+    metrics["int8_accuracy"] = accuracy(ref, evalset.labels) if labelled else None
     golden_x, golden_y = q_in[:GOLDEN_IMAGES], source.peer_checks(folder, q_in, ref_q, ref, metrics, times)[:GOLDEN_IMAGES]
     with timed(times, "litert_verify"):
         tflite = _export_tflite(plan, folder, q_in, ref_q, len(golden_x), source.profile["macs"])
@@ -263,6 +278,8 @@ def _manifest(config: CompileConfig, target: Target, source: Source, folder: Pat
         "golden": {**golden, "source": source.golden_source} if source.golden_source else golden,
         "plan": {"file": "plan.json", "arrays": "plan.npz", "layers": len(plan.layers),
                  "input": asdict(plan.input_q), "output": asdict(plan.output_q),
+                 **({"outputs": [{"layer": i, "shape": list(shape), **asdict(q)} for i, shape, q in
+                                 zip(plan.output_layers, plan.output_shapes, plan.output_qs)]} if plan.multi_output() else {}),
                  **({"module_paths": source.module_paths} if source.module_paths else {})} if plan else None,
         "tflite": tflite,
     }

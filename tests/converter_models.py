@@ -37,6 +37,7 @@ MODELS = {
     "upsampling2d": "Keras 3 UpSampling2D((2, 3)) between convs (RESHAPE / TILE ops)",
     "zero_padding": "Keras ZeroPadding2D before a 'valid' stride-2 conv (PAD) and before a max pool, on 15x13",
     "softmax_head": "a dense classifier on a 32-value vector ending in SOFTMAX with spread logits (--keep-softmax)",
+    "two_heads": "two outputs: a detector-style 1x1 conv map head and a dense classifier on one conv trunk, 16x16x3",
 }
 FLOAT_INTERFACE = {"float_io"}  # converted without inference_input_type / inference_output_type = int8
 
@@ -249,6 +250,16 @@ def softmax_head(keras, layers):
     x = layers.Dense(32, activation="relu")(inp)
     logits = layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))(x)
     return keras.Model(inp, layers.Softmax()(logits))
+
+
+def two_heads(keras, layers):
+    """A shared trunk, then a map head (box-like, 4 values per pixel) and a classifier head: two int8 outputs."""
+    inp = keras.Input((16, 16, 3), batch_size=1)
+    x = _conv_bn(layers, inp, 8, 3, strides=2)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    boxes = layers.Conv2D(4, 1)(x)
+    x = layers.Flatten()(layers.AveragePooling2D(pool_size=x.shape[1:3])(x))
+    return keras.Model(inp, [boxes, layers.Dense(6)(x)])
 
 
 def _convert(model, float_interface: bool = False) -> bytes:

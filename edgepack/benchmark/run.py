@@ -65,7 +65,7 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
         checks.append(_exact("golden: reference == recorded output", ref_golden, golden_y))
         with scope, progress.stage(f"int8 reference on {len(data):,} eval images"):
             ref_q = reference.run_batched(plan, plan.input_q.quantize(data.images))
-        ref = plan.output_q.dequantize(ref_q)
+        ref = plan.dequantize_outputs(ref_q)
         with scope:
             logits = _device_int8(runner, plan, golden_x, golden_y, data, ref_q, checks)
     else:
@@ -73,10 +73,14 @@ def bench_artifact(artifact, eval_size: int | None = None, count: int = 50, warm
             logits = runner.logits(data.images)
         checks.append(Check("golden: fp32 max |diff| to recorded output", max_abs_diff(runner.logits(golden_x), golden_y) < 1e-4,
                             max_abs_diff(runner.logits(golden_x), golden_y), "< 1e-4"))
-    report["accuracy"] = None if data.labels is None else accuracy(logits, data.labels)  # None: unlabelled eval inputs
+    several = plan is not None and plan.multi_output()  # labels are one output's classes: fidelity per output only
+    report["accuracy"] = None if data.labels is None or several else accuracy(logits, data.labels)
+    if several:
+        report["outputs"] = len(plan.output_layers)
     if ref is not None:
-        agree = agreement(logits, ref)
-        report["fidelity"] = _fidelity(manifest, agree, logits, ref)
+        per_output = _per_output(plan, logits, ref) if several else None
+        agree = min(o["top1_agreement_vs_reference"] for o in per_output) if several else agreement(logits, ref)
+        report["fidelity"] = {**_fidelity(manifest, agree, logits, ref), **({"outputs": per_output} if several else {})}
         checks.append(Check(compare.AGREEMENT, agree >= MIN_AGREEMENT, agree, f">= {MIN_AGREEMENT:.0%}"))
         note = _accuracy_note(manifest, report["accuracy"], logits, ref)
         if note:
@@ -110,7 +114,18 @@ def _device_int8(runner, plan: Plan, golden_x, golden_y, data, ref_q: np.ndarray
     with progress.stage(f"{len(data):,} eval images on {runner.device}", per_input * len(data)):
         dev_q = runner.run_int8(plan.input_q.quantize(data.images))
     checks.append(_exact(f"eval: {runner.device} == reference (bit-exact)", dev_q, ref_q))
-    return plan.output_q.dequantize(dev_q)
+    return plan.dequantize_outputs(dev_q)
+
+
+def _per_output(plan: Plan, logits: np.ndarray, ref: np.ndarray) -> list[dict]:
+    """A plan with several outputs: the device's fidelity to the reference on each output's segment."""
+    rows = []
+    for i, (a, b) in zip(plan.output_layers, plan.output_segments()):
+        got, want = logits[:, a:b], ref[:, a:b]
+        rows.append({"layer": i, "name": plan.layers[i].name, "values": b - a,
+                     "top1_agreement_vs_reference": agreement(got, want), "max_abs_diff_vs_reference": max_abs_diff(got, want),
+                     "sqnr_db_vs_reference": _sqnr_or_none(want, got)})
+    return rows
 
 
 def _gate_check(manifest: Manifest, device_accuracy: float | None, images: int) -> list[Check]:
@@ -211,6 +226,7 @@ def _figure_lines(r: dict) -> list[str]:
              f"accuracy {r['accuracy']:.2%} on {r['eval_images']:,} eval images "
              f"(fp32 at compile {_fp32(r['fp32_accuracy_at_compile'])})"
              if r["accuracy"] is not None else
+             f"accuracy: none (the model has {r['outputs']} outputs: fidelity per output below)" if r.get("outputs") else
              f"accuracy: none (the artifact's {r['eval_images']:,} eval inputs have no labels; fidelity below)"]
     if r.get("accuracy_note"):
         lines.append(f"  note: {r['accuracy_note']}")
@@ -222,6 +238,10 @@ def _figure_lines(r: dict) -> list[str]:
                      + ("" if f["sqnr_db_vs_fp32_at_compile"] is None else f", int8 vs fp32 SQNR {f['sqnr_db_vs_fp32_at_compile']:.1f} dB")
                      + ("" if not f.get("litert_bit_exact_inputs_at_compile") else
                         f", reference bit-exact with LiteRT on {f['litert_bit_exact_inputs_at_compile']:,} inputs at compile"))
+        for k, o in enumerate(f.get("outputs") or ()):
+            lines.append(f"  output {k} ({o['name']}, {o['values']:,} values): top-1 agreement {o['top1_agreement_vs_reference']:.2%}, "
+                         f"max |diff| {o['max_abs_diff_vs_reference']:.4g}, SQNR vs reference "
+                         + ("inf (identical)" if o["sqnr_db_vs_reference"] is None else f"{o['sqnr_db_vs_reference']:.1f} dB"))
     lat = r["latency"]
     if lat:
         first = f"  first {lat['first_inference_ms']:.2f} ms" if lat.get("first_inference_ms") is not None else ""

@@ -102,7 +102,7 @@ class TfliteSource(Source):
         imported = self.imported
         count = litert_images(len(q_in), self.profile["macs"])
         with timed(times, "litert_import_check"):
-            lite_q = litert.run_reference_tensor(imported.path, q_in[:count], imported.logits_tensor,
+            lite_q = litert.run_reference_tensor(imported.path, q_in[:count], imported.litert_tensors(),
                                                  imported.litert_input(), imported.channels_first)
         litert_ref = ref_q[:count] if self.litert_plan is None else reference.run_batched(self.litert_plan, q_in[:count])
         if not np.array_equal(lite_q, litert_ref):

@@ -111,6 +111,8 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
     model's output, or its tensor number ``tensor`` (then every tensor is kept readable after invoke).
     ``float_input`` (scale, zero point): the model takes float32 and quantizes it with these, so it is fed
     the int8 values dequantized, which its QUANTIZE maps back exactly."""
+    if isinstance(tensor, tuple) or tensor is None and _outputs(model) > 1:
+        return _run_outputs(model, x_nchw_int8, reference_kernels, tensor, float_input, channels_first)
     it = _interpreter(model, reference_kernels, preserve_all_tensors=tensor is not None)
     inp = it.get_input_details()[0]
     out = it.get_output_details()[0] if tensor is None else next(t for t in it.get_tensor_details() if t["index"] == tensor)
@@ -128,6 +130,26 @@ def _run(model: bytes | str | Path, x_nchw_int8: np.ndarray, reference_kernels: 
         it.invoke()
         outputs.append(it.get_tensor(out["index"])[0].copy())
     return np.array(outputs, dtype=np.int8).reshape((n,) + tuple(out["shape"][1:]))
+
+
+def _outputs(model: bytes | str | Path) -> int:
+    return len(_interpreter(model, True).get_output_details())
+
+
+def _run_outputs(model, x_nchw_int8: np.ndarray, reference_kernels: bool, tensors: tuple[int, ...] | None,
+                 float_input, channels_first: bool) -> np.ndarray:
+    """A model with several outputs (the model's, or the tensors numbered ``tensors``): per image each output
+    flattened in the plan's (C, H, W) order (an NHWC map transposed, a (L, C) signal too), concatenated in order,
+    the buffer edgepack's executors hand over (Plan.output_row_shape)."""
+    it = _interpreter(model, reference_kernels)
+    tensors = tensors or tuple(t["index"] for t in it.get_output_details())
+    parts = [_run(model, x_nchw_int8, reference_kernels, t, float_input, channels_first) for t in tensors]
+    return np.concatenate([_plan_order(part).reshape(len(part), -1) for part in parts], axis=1)
+
+
+def _plan_order(part: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C, H, W) and (N, L, C) -> (N, C, L): a file's output in the plan's order."""
+    return part.transpose(0, 3, 1, 2) if part.ndim == 4 else part.transpose(0, 2, 1) if part.ndim == 3 else part
 
 
 def _file_layout(shape: tuple[int, ...], file_shape: tuple[int, ...], channels_first: bool = False) -> tuple[int, ...] | None:

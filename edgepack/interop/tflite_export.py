@@ -42,8 +42,9 @@ def plan_to_tflite(plan: Plan) -> bytes:
     """The plan as .tflite bytes: int8 NHWC input (1, H, W, C) or (1, F) -> int8 logits (1, classes); a plan with
     several outputs has as many subgraph outputs, in its order (a map NHWC, a vector (1, F))."""
     EXPORTS.check(plan)
-    if not plan.layers or not ops.get(plan.layers[-1].kind).classifier:
-        raise UnsupportedModelError("only plans that end in an fc classifier can be written as .tflite")
+    if not plan.layers or not plan.multi_output() and not ops.get(plan.layers[-1].kind).classifier:
+        raise UnsupportedModelError("only plans that end in an fc classifier (or have several outputs) can be written "
+                                    "as .tflite")
     g = Graph()
     shape = plan.input_shape  # (C, H, W) as NHWC; a vector (F,) as (1, F)
     nhwc = (1, shape[1], shape[2], shape[0]) if len(shape) == 3 else (1, *shape)

@@ -94,6 +94,11 @@ class ImportedModel:
     op_counts: dict[str, int] = field(default_factory=dict)
     channels_first: bool = False  # the file takes NCHW and TRANSPOSEs it to NHWC first: the plan's own layout
     float_output: bool = False  # the file ends in a DEQUANTIZE to float32 (absorbed): the plan gives the int8 before it
+    output_tensors: tuple[int, ...] = ()  # a file with several outputs: its output tensors, the plan's outputs in order
+
+    def litert_tensors(self) -> int | tuple[int, ...]:
+        """The file's tensor(s) LiteRT's run is compared on: the logits tensor, or every output in order."""
+        return self.output_tensors or self.logits_tensor
 
     @property
     def resolution(self) -> int:
@@ -153,13 +158,15 @@ def read_tflite(path, keep_softmax: bool = False) -> ImportedModel:
     graph = _Graph(path, data)
     graph.keep_softmax = keep_softmax
     plan, logits, softmax, float_input = graph.to_plan()
+    outputs = tuple(graph.outputs) if plan.multi_output() else ()
     problems = plan.problems()
     if problems:
         raise ConfigError(f"--model {path}: the int8 plan read from it is invalid ({problems[0]}): "
                           "convert the model with int8 weights in [-127, 127] and int32 biases")
     _check_litert_prepares(path, data)
     return ImportedModel(path.absolute(), hashlib.sha256(data).hexdigest(), plan, logits, softmax, float_input,
-                         graph.op_counts, channels_first=graph.channels_first, float_output=graph.float_output)
+                         graph.op_counts, channels_first=graph.channels_first, float_output=graph.float_output,
+                         output_tensors=outputs)
 
 
 def _check_litert_prepares(path: Path, data: bytes) -> None:
@@ -215,11 +222,15 @@ class _Graph(Reader):
                               f"only {', '.join(supported)}")
 
     def to_plan(self) -> tuple[Plan, int, str | None, bool]:
-        if len(self.inputs) != 1 or len(self.outputs) != 1:
+        if len(self.inputs) != 1 or not self.outputs:
             raise ConfigError(f"--model {self.path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs: "
-                              "import a model with one image input and one output")
+                              "import a model with one image input and at least one output")
         inp, start = self._plan_input()
         end, softmax = self._dropped_tail()
+        if len(self.outputs) > 1 and end < len(self.ops):
+            raise ConfigError(f"--model {self.path} has {len(self.outputs)} outputs and ends in {self.op_names[end]}: a model "
+                              "with several outputs is imported with int8 outputs straight from its ops (convert with "
+                              "inference_output_type=tf.int8 and no SOFTMAX at the end)")
         self.channels_first = self._input_transpose(start, inp)
         shape = tuple(inp.shape[1:]) if self.channels_first else self._plan_input_shape(inp)
         input_q = inp.qparams(f"--model {self.path}: the model input")
@@ -234,7 +245,8 @@ class _Graph(Reader):
         while i < end:
             current, used = self._step(i)
             i += used
-        self._check_dropped_tail(end, current)
+        if len(self.outputs) == 1:
+            self._check_dropped_tail(end, current)
         return self._finished_plan(input_q, shape), current, softmax, start == 1
 
     def _plan_input_shape(self, inp: Tensor) -> tuple[int, ...]:
@@ -342,17 +354,35 @@ class _Graph(Reader):
                               "model whose last op gives the output")
 
     def _finished_plan(self, input_q: QParams, shape: tuple[int, int, int]) -> Plan:
-        """The plan, refused unless it ends in a classifier and every layer leads to the output."""
+        """The plan, refused unless it ends in a classifier (one output) and every layer leads to an output."""
         layers = self._layers
-        if not layers or not ops.get(layers[-1].kind).classifier:
+        outputs = self._output_layers() if len(self.outputs) > 1 else ()
+        if not outputs and (not layers or not ops.get(layers[-1].kind).classifier):
             raise ConfigError(f"--model {self.path} does not end in a classifier (FULLY_CONNECTED, or a CONV_2D over the "
                               "whole map): the int8 plan ends in an fc layer")
-        plan = Plan(input_q, shape, layers)
-        unread = sorted(set(range(len(layers) - 1)) - set(plan.last_readers()))
+        plan = Plan(input_q, shape, layers, outputs)
+        unread = sorted(set(range(len(layers) - 1)) - set(plan.last_readers()) - set(outputs))
         if unread:  # a branch that never reaches the output: the plan would compute it for nothing
             raise ConfigError(f"--model {self.path}: the output of {layers[unread[0]].name} is never used: import a "
                               "model whose every op leads to the output")
         return plan
+
+    def _output_layers(self) -> tuple[int, ...]:
+        """The plan layer of each of the file's outputs, in the file's order: each a layer's own output (not the plan
+        input, a folded PAD, a flattened map or a signal, whose byte order the plan's differs from), no two alike,
+        the last layer among them."""
+        found = []
+        for t in self.outputs:
+            value, tensor = self.values.get(t), self.tensor(t)
+            if value is None or value.producer < 0 or value.pads != NO_PADS or value.flattened_map is not None \
+                    or value.signal or len(tensor.shape) != len(value.shape) + 1:
+                raise ConfigError(f"--model {self.path}: output '{tensor.name}' is not a layer's own int8 (1, H, W, C) map "
+                                  "or (1, F) vector: import a model whose every output is an op's result as that op wrote it")
+            found.append(value.producer)
+        if len(set(found)) != len(found) or len(self._layers) - 1 not in found:
+            raise ConfigError(f"--model {self.path}: its outputs are layers {found} of {len(self._layers)}: import a model "
+                              "whose outputs are distinct and whose last op gives one of them")
+        return tuple(found)
 
     def _plan_input(self) -> tuple[Tensor, int]:
         """The int8 (1, H, W, C) tensor the plan takes, and the first op the plan computes."""

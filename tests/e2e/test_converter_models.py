@@ -37,6 +37,7 @@ EXPECTED = {
     "upsampling2d": ACCEPTED,  # its int8 TILE (v3) runs under LiteRT 2.3's reference kernels as v2: litert.TILE_NOTE
     "zero_padding": ACCEPTED,
     "softmax_head": ACCEPTED,
+    "two_heads": ACCEPTED,
 }
 RANDOM_INPUTS = 32
 # (model, target) accepted on C but refused elsewhere today -> the words of that one-line refusal (exit 2); none
@@ -78,6 +79,8 @@ CONVERTED = {
     "zero_padding": ((1, 15, 13, 3), (8, 3, 3, 3), ["PAD", "CONV_2D", "PAD", "MAX_POOL_2D", "CONV_2D", "MEAN",
                                                     "FULLY_CONNECTED"]),
     "softmax_head": ((1, 32), None, ["FULLY_CONNECTED", "FULLY_CONNECTED", "SOFTMAX"]),
+    "two_heads": ((1, 16, 16, 3), (8, 3, 3, 3), ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
+                                                 "CONV_2D"]),
 }
 
 
@@ -106,7 +109,7 @@ def test_converter_model_is_accepted_or_refused_as_the_table_says(name, converte
         imported = read_tflite(source)
         _compile_and_bench(source, "c-host", tmp_path, softmax=imported.softmax)
         x = np.random.default_rng(21).integers(-128, 128, (RANDOM_INPUTS, *imported.plan.input_shape), dtype=np.int8)
-        want = litert.run_reference_tensor(source, x, imported.logits_tensor, imported.litert_input(),
+        want = litert.run_reference_tensor(source, x, imported.litert_tensors(), imported.litert_input(),
                                            imported.channels_first)
         assert np.array_equal(reference.run(imported.plan, x), want.reshape(RANDOM_INPUTS, -1))
         assert ("tile" in litert.reference_resolver(source)) == ("TILE" in CONVERTED[name][2])  # only TILE is lowered

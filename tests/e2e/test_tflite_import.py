@@ -151,7 +151,7 @@ def _compile_and_bench(source, target, tmp_path, softmax: str | None):
     assert manifest["metrics"]["reference_vs_litert_import"]["bit_exact"] is True
     imported = read_tflite(source)
     golden_x, golden_y = np.load(out / "golden_input.npy"), np.load(out / "golden_output.npy")
-    assert np.array_equal(golden_y, litert.run_reference_tensor(source, golden_x, imported.logits_tensor,
+    assert np.array_equal(golden_y, litert.run_reference_tensor(source, golden_x, imported.litert_tensors(),
                                                                  imported.litert_input(), imported.channels_first))
     report = tmp_path / f"bench-{target}.json"
     r = _cli("bench", out, "--json", report)

@@ -1,0 +1,68 @@
+"""A converter-made model with two outputs (tests/converter_models.py "two_heads": a 1x1 conv map head and a dense
+classifier on one trunk) imported, compiled and benched: the plan keeps the file's outputs in its order, the
+reference is bit-exact with LiteRT's reference kernels on every output, the C and TVM targets run it bit-exact on
+their devices (bench PASS, fidelity per output, no accuracy), and a backend without several outputs refuses it.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgepack.interop import litert
+from edgepack.interop.tflite_import import read_tflite
+from edgepack.plan import reference
+from tests import converter_models
+from tests.cli import assert_one_line, edgepack
+
+RANDOM_INPUTS = 32
+
+
+@pytest.fixture(scope="module")
+def two_heads(tmp_path_factory):
+    return converter_models.build(tmp_path_factory.mktemp("converted"), ["two_heads"])["two_heads"]
+
+
+@pytest.mark.slow
+def test_both_outputs_are_imported_in_the_files_order_and_match_litert_bit_for_bit(two_heads):
+    imported = read_tflite(two_heads)
+    plan = imported.plan
+    shapes = [tuple(int(d) for d in t["shape"]) for t in litert._interpreter(two_heads, True).get_output_details()]
+    assert [(1, *s[1:]) for s in shapes] == [(1, s[1], s[2], s[0]) if len(s) == 3 else (1, *s) for s in plan.output_shapes]
+    assert sorted(plan.output_shapes) == [(4, 8, 8), (6,)] and plan.multi_output()
+    x = np.random.default_rng(21).integers(-128, 128, (RANDOM_INPUTS, *plan.input_shape), dtype=np.int8)
+    want = litert.run_reference_tensor(two_heads, x, imported.litert_tensors(), imported.litert_input(),
+                                       imported.channels_first)
+    got = reference.run(plan, x)
+    assert got.shape == (RANDOM_INPUTS, 4 * 8 * 8 + 6) and np.array_equal(got, want)
+    for a, b in plan.output_segments():  # neither output is constant: each decides something
+        assert len(np.unique(got[:, a:b])) >= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["c-host", "cortex-m4", "rpi4", "x86-tvm"])
+def test_a_two_output_model_compiles_and_benches_bit_exact(two_heads, target, tmp_path):
+    out = tmp_path / "artifact"
+    code, _, err, _ = edgepack("compile", "--model", two_heads, "--target", target, "--eval-size", "16", "-o", out,
+                               timeout=900)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"]["reference_vs_litert_import"]["bit_exact"] is True
+    assert [o["shape"] for o in manifest["plan"]["outputs"]] == [list(s) for s in read_tflite(two_heads).plan.output_shapes]
+    assert np.load(out / "golden_output.npy").shape[1:] == (4 * 8 * 8 + 6,)
+    code, text, err, _ = edgepack("bench", out, "--json", tmp_path / "bench.json", timeout=900)
+    assert code == 0, text + err
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["passed"] and report["accuracy"] is None and report["outputs"] == 2
+    assert [c["passed"] for c in report["checks"] if "bit-exact" in c["name"]] == [True, True]
+    assert [o["sqnr_db_vs_reference"] for o in report["fidelity"]["outputs"]] == [None, None]  # identical
+    assert "accuracy: none (the model has 2 outputs" in text and "  output 1 (" in text and "result: PASS" in text
+
+
+@pytest.mark.slow
+def test_a_backend_without_several_outputs_refuses_the_model_before_any_work(two_heads, tmp_path):
+    out = tmp_path / "refused"
+    code, _, err, _ = edgepack("compile", "--model", two_heads, "--target", "tflm", "-o", out)
+    assert_one_line(code, err, 2, "edgepack compile: error:", "target tflm", "runs models with one output", "has 2")
+    assert not out.exists()
