@@ -16,6 +16,7 @@ from edgepack.errors import CheckpointError, ConfigError, UnsupportedModelError
 from edgepack.evaluate import accuracy, compare, sqnr_db, torch_logits
 from edgepack.fold import fold, folding_error
 from edgepack.frontends import Source, load_data, percent, timed
+from edgepack.frontends import qat_fallback
 from edgepack.frontends.calibration_search import describe as describe_search, search_calibration
 from edgepack.frontends.module_paths import module_paths
 from edgepack.frontends.pt2e_plan import build_plan
@@ -144,36 +145,62 @@ def _inputs(config: CompileConfig, calibration_data: Dataset | None, eval_set: D
     return calibration, evalset
 
 
+def _ptq(config: CompileConfig, folded: nn.Module, calibration: Dataset, quantization: dict, times: dict,
+         gate_limits: tuple | None):
+    """(converted graph, weight granularity): equalize, correct biases, calibrate as the config says, filling
+    ``quantization`` with what was done."""
+    searching = config.calibration_method == CalibrationMethod.AUTO
+    with timed(times, "equalize"):
+        folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
+                                                else (folded, {"applied": False}))
+    quantization["bias_correction"] = {"applied": False}
+    if config.bias_correction and not searching:  # the search corrects for each granularity it tries
+        with timed(times, "bias_correction"):
+            folded, quantization["bias_correction"] = correct_biases(folded, calibration.images,
+                                                                     config.weight_granularity)
+    with timed(times, "quantize"):
+        if searching:
+            return search_calibration(config, folded, calibration, quantization, gate_limits)
+        method = config.calibration_method or CalibrationMethod.HISTOGRAM  # None: QAT's PTQ fallback
+        quantization["activation_calibration"] = method.value
+        return quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity,
+                            calibration_method=method), config.weight_granularity
+
+
+def _qat(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, quantization: dict,
+         times: dict):
+    """(converted graph, its plan): QAT's, or PTQ's when QAT's is not more accurate on the calibration split
+    (edgepack.frontends.qat_fallback); ``quantization`` records the recipe and the choice."""
+    train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
+    recipe: dict = {}  # what the QAT recipe did: epochs, schedule, freezes, calibration accuracy per epoch
+    with timed(times, "quantize"):
+        converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
+                                          config.weight_granularity, equalize_first=config.equalize, record=recipe)
+    quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded,
+                        qat_recipe=recipe)
+    ptq_record: dict = {}
+    ptq_converted, _ = _ptq(config, folded, calibration, ptq_record, times, None)
+    with timed(times, "plan"):
+        plans = build_plan(converted, config.input_shape), build_plan(ptq_converted, config.input_shape)
+    with timed(times, "qat_fallback"):
+        keep_qat, quantization["qat_fallback"] = qat_fallback.choose(*plans, calibration)
+    if keep_qat:
+        return converted, plans[0]
+    quantization.update(ptq_record)
+    return ptq_converted, plans[1]
+
+
 def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, in_memory: bool,
               times: dict, gate_limits: tuple | None = None):
     """(converted PT2E graph, int8 plan, the manifest's quantization entry); None, None for --quant none.
     ``gate_limits``: the target's accuracy gate, which --calibration-method auto's search must meet."""
     quantization: dict = {"mode": config.quant.value}
     plan = converted = None
-    granularity, searching = config.weight_granularity, config.calibration_method == CalibrationMethod.AUTO
-    if config.quant == QuantMode.PTQ:  # QAT equalizes the unfolded model itself (quantize_qat)
-        with timed(times, "equalize"):
-            folded, quantization["equalization"] = (equalize(folded, calibration.images) if config.equalize
-                                                    else (folded, {"applied": False}))
-        quantization["bias_correction"] = {"applied": False}
-        if config.bias_correction and not searching:  # the search corrects for each granularity it tries
-            with timed(times, "bias_correction"):
-                folded, quantization["bias_correction"] = correct_biases(folded, calibration.images,
-                                                                         config.weight_granularity)
-    with timed(times, "quantize"):
-        if config.quant == QuantMode.PTQ and searching:
-            converted, granularity = search_calibration(config, folded, calibration, quantization, gate_limits)
-        elif config.quant == QuantMode.PTQ:
-            converted = quantize_ptq(folded, calibration, config.input_shape, config.weight_granularity,
-                                     calibration_method=config.calibration_method)
-            quantization["activation_calibration"] = config.calibration_method.value
-        elif config.quant == QuantMode.QAT:
-            train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
-            recipe: dict = {}  # what the QAT recipe did: epochs, schedule, freezes, calibration accuracy per epoch
-            converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
-                                              config.weight_granularity, equalize_first=config.equalize, record=recipe)
-            quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded,
-                                qat_recipe=recipe)
+    granularity = config.weight_granularity
+    if config.quant == QuantMode.PTQ:
+        converted, granularity = _ptq(config, folded, calibration, quantization, times, gate_limits)
+    elif config.quant == QuantMode.QAT:  # QAT equalizes the unfolded model itself (quantize_qat)
+        converted, plan = _qat(config, model, folded, calibration, quantization, times)
     if converted is not None:
         quantization.update(
             weights=f"int8 symmetric [-127, 127], {granularity.value}",
@@ -182,8 +209,9 @@ def _quantize(config: CompileConfig, model: nn.Module, folded: nn.Module, calibr
                 None if in_memory else (config.calibration or "digits"), calibration, config.classes),
             framework="torchao PT2E",
         )
-        with timed(times, "plan"):
-            plan = build_plan(converted, config.input_shape)
+        if plan is None:
+            with timed(times, "plan"):
+                plan = build_plan(converted, config.input_shape)
     return converted, plan, quantization
 
 
@@ -247,6 +275,8 @@ def to_source(config: CompileConfig, model: nn.Module | None, calibration_data: 
                                               gate_limits)
     if "calibration_search" in quantization:
         log(describe_search(quantization["calibration_search"]))
+    if "qat_fallback" in quantization:
+        log(qat_fallback.describe(quantization["qat_fallback"]))
     source = TorchSource(plan, evalset, config.classes, profile, {**_model_entry(config, named, weights), **softmax},
                          {**config.preprocessing, **({"in_memory": "Python API inputs, used as given"} if in_memory else {})},
                          quantization, {"max_abs_logit_diff": fold_err}, fp32_accuracy, folded=folded, fp32_logits=fp32,

@@ -83,3 +83,28 @@ def test_to_plan_is_the_plan_the_torch_front_end_builds(data):
     assert all(np.array_equal(l.arrays["weight"], s.arrays["weight"]) for l, s in zip(plan.layers, steps.layers)
                if "weight" in l.arrays)
     assert to_plan(model, calibration, CompileConfig(alpha=ALPHA, resolution=RES, quant="none")) is None
+
+
+@pytest.mark.slow  # a whole QAT compile (one epoch at 32x32)
+def test_qat_compile_holds_the_plan_its_fallback_record_names(tmp_path):
+    """A QAT compile makes PTQ's plan too and keeps the one more accurate on the calibration split: the plan in
+    the artifact scores, on those images, the figure the manifest gives for the side it says it kept."""
+    import json
+
+    import edgepack
+    from edgepack.frontends.qat_fallback import int8_accuracy
+    from edgepack.plan.plan import Plan
+
+    out = tmp_path / "qat"
+    edgepack.compile(target="host", quant="qat", alpha=0.25, resolution=32, qat_epochs=1, eval_size=16, calib_size=32,
+                     output=str(out))
+    quantization = json.loads((out / "manifest.json").read_text())["quantization"]
+    record = quantization["qat_fallback"]
+    kept = record["kept"]
+    assert kept in ("qat", "ptq") and record["images"] == 32
+    calibration = load_digits_split("calibration", 32).take(32)
+    assert int8_accuracy(Plan.load(out), calibration) == pytest.approx(record[f"{kept}_calibration_accuracy"], abs=1e-4)
+    other = "ptq" if kept == "qat" else "qat"
+    assert (record["qat_calibration_accuracy"] > record["ptq_calibration_accuracy"]) == (kept == "qat")
+    assert ("activation_calibration" in quantization) == (kept == "ptq")  # PTQ's record comes with its plan
+    assert other != kept
