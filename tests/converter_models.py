@@ -38,6 +38,7 @@ MODELS = {
     "zero_padding": "Keras ZeroPadding2D before a 'valid' stride-2 conv (PAD) and before a max pool, on 15x13",
     "softmax_head": "a dense classifier on a 32-value vector ending in SOFTMAX with spread logits (--keep-softmax)",
     "two_heads": "two outputs: a detector-style 1x1 conv map head and a dense classifier on one conv trunk, 16x16x3",
+    "autoencoder_code": "two outputs: a 64-32-8-32-64 autoencoder's reconstruction and its code (read on by the decoder)",
 }
 FLOAT_INTERFACE = {"float_io"}  # converted without inference_input_type / inference_output_type = int8
 
@@ -260,6 +261,14 @@ def two_heads(keras, layers):
     boxes = layers.Conv2D(4, 1)(x)
     x = layers.Flatten()(layers.AveragePooling2D(pool_size=x.shape[1:3])(x))
     return keras.Model(inp, [boxes, layers.Dense(6)(x)])
+
+
+def autoencoder_code(keras, layers):
+    """The code is an output and the decoder's input: an output tensor that a later layer reads."""
+    inp = keras.Input((64,), batch_size=1)
+    code = layers.Dense(8, activation="relu")(layers.Dense(32, activation="relu")(inp))
+    x = layers.Dense(32, activation="relu")(code)
+    return keras.Model(inp, [code, layers.Dense(64)(x)])
 
 
 def _convert(model, float_interface: bool = False) -> bytes:

@@ -38,6 +38,7 @@ EXPECTED = {
     "zero_padding": ACCEPTED,
     "softmax_head": ACCEPTED,
     "two_heads": ACCEPTED,
+    "autoencoder_code": ACCEPTED,
 }
 RANDOM_INPUTS = 32
 # (model, target) accepted on C but refused elsewhere today -> the words of that one-line refusal (exit 2); none
@@ -81,6 +82,7 @@ CONVERTED = {
     "softmax_head": ((1, 32), None, ["FULLY_CONNECTED", "FULLY_CONNECTED", "SOFTMAX"]),
     "two_heads": ((1, 16, 16, 3), (8, 3, 3, 3), ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
                                                  "CONV_2D"]),
+    "autoencoder_code": ((1, 64), None, ["FULLY_CONNECTED"] * 4),
 }
 
 

@@ -1,7 +1,8 @@
-"""A converter-made model with two outputs (tests/converter_models.py "two_heads": a 1x1 conv map head and a dense
-classifier on one trunk) imported, compiled and benched: the plan keeps the file's outputs in its order, the
-reference is bit-exact with LiteRT's reference kernels on every output, the C and TVM targets run it bit-exact on
-their devices (bench PASS, fidelity per output, no accuracy), and a backend without several outputs refuses it.
+"""Converter-made models with two outputs (tests/converter_models.py): "two_heads", a 1x1 conv map head and a dense
+classifier on one trunk, and "autoencoder_code", an autoencoder's code (also the decoder's input: an output a later
+layer reads) and reconstruction. Imported, compiled and benched: the plan keeps the file's outputs in its order, the
+reference is bit-exact with LiteRT's reference kernels on every output, the C and TVM targets run them bit-exact on
+their devices (bench PASS, fidelity per output, no accuracy), and a backend without several outputs refuses them.
 """
 from __future__ import annotations
 
@@ -17,40 +18,53 @@ from tests import converter_models
 from tests.cli import assert_one_line, edgepack
 
 RANDOM_INPUTS = 32
+MODELS = {"two_heads": [(6,), (4, 8, 8)], "autoencoder_code": [(8,), (64,)]}  # name -> its outputs' plan shapes
 
 
 @pytest.fixture(scope="module")
-def two_heads(tmp_path_factory):
-    return converter_models.build(tmp_path_factory.mktemp("converted"), ["two_heads"])["two_heads"]
+def converted(tmp_path_factory):
+    return converter_models.build(tmp_path_factory.mktemp("converted"), list(MODELS))
 
 
 @pytest.mark.slow
-def test_both_outputs_are_imported_in_the_files_order_and_match_litert_bit_for_bit(two_heads):
-    imported = read_tflite(two_heads)
+@pytest.mark.parametrize("name", MODELS)
+def test_both_outputs_are_imported_in_the_files_order_and_match_litert_bit_for_bit(name, converted):
+    imported = read_tflite(converted[name])
     plan = imported.plan
-    shapes = [tuple(int(d) for d in t["shape"]) for t in litert._interpreter(two_heads, True).get_output_details()]
-    assert [(1, *s[1:]) for s in shapes] == [(1, s[1], s[2], s[0]) if len(s) == 3 else (1, *s) for s in plan.output_shapes]
-    assert sorted(plan.output_shapes) == [(4, 8, 8), (6,)] and plan.multi_output()
+    file_shapes = [tuple(int(d) for d in t["shape"]) for t in litert._interpreter(converted[name], True).get_output_details()]
+    nhwc = [(1, s[1], s[2], s[0]) if len(s) == 3 else (1, *s) for s in plan.output_shapes]
+    assert file_shapes == nhwc and set(plan.output_shapes) == set(MODELS[name])
     x = np.random.default_rng(21).integers(-128, 128, (RANDOM_INPUTS, *plan.input_shape), dtype=np.int8)
-    want = litert.run_reference_tensor(two_heads, x, imported.litert_tensors(), imported.litert_input(),
+    want = litert.run_reference_tensor(converted[name], x, imported.litert_tensors(), imported.litert_input(),
                                        imported.channels_first)
     got = reference.run(plan, x)
-    assert got.shape == (RANDOM_INPUTS, 4 * 8 * 8 + 6) and np.array_equal(got, want)
+    assert got.shape == (RANDOM_INPUTS, sum(int(np.prod(s)) for s in MODELS[name])) and np.array_equal(got, want)
     for a, b in plan.output_segments():  # neither output is constant: each decides something
         assert len(np.unique(got[:, a:b])) >= 8
 
 
 @pytest.mark.slow
+def test_the_autoencoders_code_is_an_output_its_decoder_reads(converted):
+    """What sets autoencoder_code apart from two_heads: an output tensor with a reader (the C keeps it in the output
+    buffer, where the next layer reads it)."""
+    plan = read_tflite(converted["autoencoder_code"]).plan
+    code = next(i for i in plan.output_layers if plan.layers[i].output_shape == (8,))
+    assert code in plan.last_readers() and code != len(plan.layers) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("target", ["c-host", "cortex-m4", "rpi4", "x86-tvm"])
-def test_a_two_output_model_compiles_and_benches_bit_exact(two_heads, target, tmp_path):
+def test_a_two_output_model_compiles_and_benches_bit_exact(name, target, converted, tmp_path):
     out = tmp_path / "artifact"
-    code, _, err, _ = edgepack("compile", "--model", two_heads, "--target", target, "--eval-size", "16", "-o", out,
-                               timeout=900)
+    code, _, err, _ = edgepack("compile", "--model", converted[name], "--target", target, "--eval-size", "16",
+                               "-o", out, timeout=900)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["metrics"]["reference_vs_litert_import"]["bit_exact"] is True
-    assert [o["shape"] for o in manifest["plan"]["outputs"]] == [list(s) for s in read_tflite(two_heads).plan.output_shapes]
-    assert np.load(out / "golden_output.npy").shape[1:] == (4 * 8 * 8 + 6,)
+    plan = read_tflite(converted[name]).plan
+    assert [o["shape"] for o in manifest["plan"]["outputs"]] == [list(s) for s in plan.output_shapes]
+    assert np.load(out / "golden_output.npy").shape[1:] == plan.output_row_shape
     code, text, err, _ = edgepack("bench", out, "--json", tmp_path / "bench.json", timeout=900)
     assert code == 0, text + err
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -61,8 +75,8 @@ def test_a_two_output_model_compiles_and_benches_bit_exact(two_heads, target, tm
 
 
 @pytest.mark.slow
-def test_a_backend_without_several_outputs_refuses_the_model_before_any_work(two_heads, tmp_path):
+def test_a_backend_without_several_outputs_refuses_the_model_before_any_work(converted, tmp_path):
     out = tmp_path / "refused"
-    code, _, err, _ = edgepack("compile", "--model", two_heads, "--target", "tflm", "-o", out)
+    code, _, err, _ = edgepack("compile", "--model", converted["two_heads"], "--target", "tflm", "-o", out)
     assert_one_line(code, err, 2, "edgepack compile: error:", "target tflm", "runs models with one output", "has 2")
     assert not out.exists()
