@@ -98,15 +98,16 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
         return run_pipeline(config, target, source, times, log)
 
 
-MULTI_OUTPUT_BACKENDS = ("c", "tvm")  # the executors whose output buffer holds every output (Plan.output_row_shape)
+MULTI_OUTPUT_BACKENDS = ("c", "tvm", "tflm")  # the executors that hand over every output (Plan.output_row_shape)
 
 
 def check_multi_output(target: Target, plan: Plan) -> None:
-    """A plan with several outputs runs on the C and TVM backends; another target is refused before any work."""
+    """A plan with several outputs runs on the C, TVM and tflm backends; another target (onnxruntime and openvino
+    run qdq.onnx, which only a PyTorch model gives, with one output) is refused before any work."""
     if target.backend not in MULTI_OUTPUT_BACKENDS:
         raise UnsupportedModelError(
             f"target {target.name}: the {target.backend} backend runs models with one output, this one has "
-            f"{len(plan.output_layers)}: use a target of the c or tvm backend (c-host, cortex-m4, rpi4, x86-tvm)")
+            f"{len(plan.output_layers)}: use a target of the c, tvm or tflm backend (c-host, cortex-m4, rpi4, x86-tvm, tflm)")
 
 
 def front_end(config: CompileConfig, target: Target, model, calibration_data: Dataset | None, eval_set: Dataset | None,

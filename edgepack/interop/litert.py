@@ -144,10 +144,10 @@ def _run_outputs(model, x_nchw_int8: np.ndarray, reference_kernels: bool, tensor
     it = _interpreter(model, reference_kernels)
     tensors = tensors or tuple(t["index"] for t in it.get_output_details())
     parts = [_run(model, x_nchw_int8, reference_kernels, t, float_input, channels_first) for t in tensors]
-    return np.concatenate([_plan_order(part).reshape(len(part), -1) for part in parts], axis=1)
+    return np.concatenate([plan_order(part).reshape(len(part), -1) for part in parts], axis=1)
 
 
-def _plan_order(part: np.ndarray) -> np.ndarray:
+def plan_order(part: np.ndarray) -> np.ndarray:
     """(N, H, W, C) -> (N, C, H, W) and (N, L, C) -> (N, C, L): a file's output in the plan's order."""
     return part.transpose(0, 3, 1, 2) if part.ndim == 4 else part.transpose(0, 2, 1) if part.ndim == 3 else part
 

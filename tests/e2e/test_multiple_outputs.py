@@ -1,8 +1,8 @@
 """Converter-made models with two outputs (tests/converter_models.py): "two_heads", a 1x1 conv map head and a dense
 classifier on one trunk, and "autoencoder_code", an autoencoder's code (also the decoder's input: an output a later
 layer reads) and reconstruction. Imported, compiled and benched: the plan keeps the file's outputs in its order, the
-reference is bit-exact with LiteRT's reference kernels on every output, the C and TVM targets run them bit-exact on
-their devices (bench PASS, fidelity per output, no accuracy), and a backend without several outputs refuses them.
+reference is bit-exact with LiteRT's reference kernels on every output, the C, TVM and tflm targets run them bit-exact
+on their devices (bench PASS, fidelity per output, no accuracy), and the qdq.onnx backends refuse them.
 """
 from __future__ import annotations
 
@@ -54,14 +54,16 @@ def test_the_autoencoders_code_is_an_output_its_decoder_reads(converted):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("target", ["c-host", "cortex-m4", "rpi4", "x86-tvm"])
+@pytest.mark.parametrize("target", ["c-host", "cortex-m4", "rpi4", "x86-tvm", "tflm"])
 def test_a_two_output_model_compiles_and_benches_bit_exact(name, target, converted, tmp_path):
     out = tmp_path / "artifact"
     code, _, err, _ = edgepack("compile", "--model", converted[name], "--target", target, "--eval-size", "16",
                                "-o", out, timeout=900)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["metrics"]["reference_vs_litert_import"]["bit_exact"] is True
+    record = manifest["metrics"]["reference_vs_litert_import"]
+    # tflm: the plan is in TFLM's arithmetic (its FULLY_CONNECTED rounds twice), LiteRT's reproduced by the import's plan
+    assert record["bit_exact"] is True or target == "tflm" and record["import_bit_exact_in_litert_arithmetic"] is True
     plan = read_tflite(converted[name]).plan
     assert [o["shape"] for o in manifest["plan"]["outputs"]] == [list(s) for s in plan.output_shapes]
     assert np.load(out / "golden_output.npy").shape[1:] == plan.output_row_shape
@@ -75,8 +77,27 @@ def test_a_two_output_model_compiles_and_benches_bit_exact(name, target, convert
 
 
 @pytest.mark.slow
-def test_a_backend_without_several_outputs_refuses_the_model_before_any_work(converted, tmp_path):
+@pytest.mark.parametrize("target", ["host", "intel-cpu"])
+def test_a_qdq_onnx_target_refuses_the_model_before_any_work(target, converted, tmp_path):
+    """onnxruntime and openvino run qdq.onnx, which an imported .tflite (the only source of several outputs) does not
+    give: one line, exit 2, no artifact."""
     out = tmp_path / "refused"
-    code, _, err, _ = edgepack("compile", "--model", converted["two_heads"], "--target", "tflm", "-o", out)
-    assert_one_line(code, err, 2, "edgepack compile: error:", "target tflm", "runs models with one output", "has 2")
+    code, _, err, _ = edgepack("compile", "--model", converted["two_heads"], "--target", target, "-o", out)
+    assert_one_line(code, err, 2, "edgepack compile: error:", f"target {target} runs qdq.onnx")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["host", "intel-cpu"])
+def test_a_backend_without_several_outputs_refuses_such_a_plan_by_name(target):
+    """The guard compile applies once a plan is read, whatever its source: the qdq.onnx backends hand over one output."""
+    from edgepack.compiler import check_multi_output
+    from edgepack.errors import UnsupportedModelError
+    from edgepack.targets import get_target
+    from tests.conformance.plans import MULTI_OUTPUT_CASES, multi_output_case
+
+    plan, _ = multi_output_case(next(iter(MULTI_OUTPUT_CASES)))
+    with pytest.raises(UnsupportedModelError, match=f"target {target}: the .* backend runs models with one output, this "
+                       "one has 3: use a target of the c, tvm or tflm backend"):
+        check_multi_output(get_target(target), plan)
+    for runs in ("c-host", "rpi4", "tflm"):
+        check_multi_output(get_target(runs), plan)

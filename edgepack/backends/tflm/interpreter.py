@@ -82,20 +82,26 @@ def minimum_arena(model: bytes, start: int = 1 << 14) -> int:
     return high
 
 
-def run(interpreter, x_int8: np.ndarray) -> np.ndarray:
-    """int8 (N, C, H, W) (or (N, F)) in, int8 (N, ...) out, one image at a time (the model has batch 1)."""
+def run(interpreter, x_int8: np.ndarray, outputs: int = 1) -> np.ndarray:
+    """int8 (N, C, H, W) (or (N, F)) in, int8 (N, ...) out, one image at a time (the model has batch 1); a model
+    with several ``outputs`` gives each flattened in the plan's (C, H, W) order, one after another (as LiteRT's)."""
     details = interpreter.get_input_details(0)
     shape = tuple(int(d) for d in details["shape"])
     layout = litert._file_layout(  # the same input layouts LiteRT is fed
         x_int8.shape[1:], shape)
     if layout is None:
         raise DeviceError(f"model.tflite takes {shape}, not {x_int8.shape[1:]} as NHWC or as it is")
-    outputs = []
+    rows = []
     for image in x_int8:
         interpreter.set_input(np.ascontiguousarray(image.transpose(layout)).reshape(shape), 0)
         interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
-    return np.array(outputs, dtype=np.int8)
+        parts = [np.array(interpreter.get_output(k)) for k in range(outputs)]
+        rows.append(np.concatenate([(litert.plan_order(part) if outputs > 1 else part).reshape(-1) for part in parts]))
+    return np.array(rows, dtype=np.int8)
+
+
+def output_count(model: bytes) -> int:
+    return len(tflm_arena.read_graph(model).outputs)
 
 
 def verify(model_path, images: np.ndarray, want: np.ndarray) -> dict:
@@ -104,7 +110,7 @@ def verify(model_path, images: np.ndarray, want: np.ndarray) -> dict:
     checked against TFLM itself. Returns how far LiteRT's reference kernels are from it (reported, not refused)."""
     model = open(model_path, "rb").read()
     arena = tflm_arena.arena_bytes(model, 8)["arena_bytes"] * 2 + (1 << 16)  # room: the estimate is checked by bench
-    got = run(load(model, arena), images).reshape(want.shape)
+    got = run(load(model, arena), images, output_count(model)).reshape(want.shape)
     if not np.array_equal(got, want):
         raise VerificationError(
             f"model.tflite is not bit-exact with the int8 reference under TensorFlow Lite Micro's interpreter: "

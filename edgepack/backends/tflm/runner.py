@@ -31,7 +31,7 @@ class Runner(runner.Runner):
         self.litert_differs: int | None = None
 
     def run_int8(self, x: np.ndarray) -> np.ndarray:
-        got = interpreter.run(self.interpreter, x)
+        got = interpreter.run(self.interpreter, x, interpreter.output_count(self.model))
         litert_out = litert.run_reference(self.model, x).reshape(len(x), -1)
         self.litert_differs = int((got != litert_out).sum())  # TFLM's kernels against LiteRT's, same bytes
         return got
