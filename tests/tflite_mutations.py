@@ -170,18 +170,10 @@ def mutations(data: bytes, seed: int, count: int):
 
 
 def converter_like(**kwargs) -> bytes:
-    """tests.e2e.test_tflite_import._converter_like (a TensorFlow-converter-style MobileNet, with SOFTMAX), outside
-    a test: edgepack's writer taught the ops its exporter never writes for as long as it runs."""
-    import pytest
-
-    from edgepack.interop import tflite_writer
+    """tests.e2e.test_tflite_import._converter_like: a TensorFlow-converter-style MobileNet, with SOFTMAX."""
     from tests.e2e import test_tflite_import as t
 
-    with pytest.MonkeyPatch.context() as mp:
-        for code, version, options in (("SOFTMAX", 2, t._softmax_options), ("DEQUANTIZE", 2, t._dequantize_options)):
-            mp.setitem(tflite_writer.OP_VERSIONS, code, version)
-            mp.setitem(tflite_writer.OPTIONS, code, options)
-        return t._converter_like(**kwargs)
+    return t._converter_like(**kwargs)
 
 
 def edited(data: bytes, **values) -> bytes:

@@ -108,10 +108,15 @@ def builtin_options(code: str, version: int):
     """Register how op ``code``'s builtin options are written and the version its opcode is marked with."""
     def add(fn: Callable) -> Callable:
         if code in OPTIONS and OPTIONS[code] is not fn:
-            raise ValueError(f"TFLite op {code} has its options writer registered twice")
+            raise ValueError(f"TFLite op {code} has its options writer registered twice: {_where(OPTIONS[code])} "
+                             f"and {_where(fn)}")
         OPTIONS[code], OP_VERSIONS[code] = fn, version
         return fn
     return add
+
+
+def _where(fn: Callable) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def pool2d_options(b, tfl, o, vector):

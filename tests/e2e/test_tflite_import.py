@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgepack.interop import litert, tflite_writer
+from edgepack.interop import litert, tflite_ops, tflite_writer
 from edgepack.interop.tflite_export import _serialize
 from edgepack.interop.tflite_writer import Graph, Tensor, bias_scale
 from edgepack.interop.tflite_import import SOFTMAX_DROPPED, read_tflite
@@ -25,31 +25,21 @@ def _cli(*args, timeout=900):
                           timeout=timeout)
 
 
-def _softmax_options(b, tfl, o, vector):
-    tfl.SoftmaxOptionsStart(b)
-    tfl.SoftmaxOptionsAddBeta(b, 1.0)
-    return tfl.BuiltinOptions.SoftmaxOptions, tfl.SoftmaxOptionsEnd(b)
-
-
-def _concat_options(b, tfl, o, vector):
-    tfl.ConcatenationOptionsStart(b)
-    tfl.ConcatenationOptionsAddAxis(b, 3)
-    return tfl.BuiltinOptions.ConcatenationOptions, tfl.ConcatenationOptionsEnd(b)
-
-
 def _dequantize_options(b, tfl, o, vector):
     tfl.DequantizeOptionsStart(b)
     return tfl.BuiltinOptions.DequantizeOptions, tfl.DequantizeOptionsEnd(b)
 
 
-@pytest.fixture
-def schema_writer(monkeypatch):
-    """edgepack's flatbuffer writer, taught the three ops its exporter never writes (for converter-like files)."""
-    for code, version, options in (("SOFTMAX", 2, _softmax_options), ("CONCATENATION", 2, _concat_options),
-                                   ("DEQUANTIZE", 2, _dequantize_options)):
-        monkeypatch.setitem(tflite_writer.OP_VERSIONS, code, version)
-        monkeypatch.setitem(tflite_writer.OPTIONS, code, options)
-    return _serialize
+def _serialize_converted(g: Graph) -> bytes:
+    """_serialize with edgepack's writer taught DEQUANTIZE while it runs: a converter's float32 output ends in one,
+    which edgepack imports but never writes. Every other op is written by the op modules' own registered writers;
+    the modules are loaded first, so no writer of theirs is shadowed (or registered twice) whatever ran before."""
+    tflite_ops.load()
+    assert "DEQUANTIZE" not in tflite_writer.OPTIONS, "edgepack writes DEQUANTIZE now: use its writer, drop this one"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(tflite_writer.OP_VERSIONS, "DEQUANTIZE", 2)
+        mp.setitem(tflite_writer.OPTIONS, "DEQUANTIZE", _dequantize_options)
+        return _serialize(g)
 
 
 def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
@@ -90,9 +80,9 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
         g.op(code, [x, wt, bias], [y], padding="SAME", stride=s, activation=act, **extra)
         if ending == "concat" and i == 1:
             joined = g.activation("joined", shape[:3] + (2 * o,), out_q)
-            g.op("CONCATENATION", [y, x], [joined])
+            g.op("CONCATENATION", [y, x], [joined], axis=3)
             g.output = joined
-            return _serialize(g)
+            return _serialize_converted(g)
         x, q = y, out_q
     features = shape[3]
     w_scale = rng.uniform(0.004, 0.02, 10).astype(np.float32)
@@ -123,13 +113,13 @@ def _converter_like(ending: str = "dense", float_io: bool = False) -> bytes:
              padding="VALID", stride=1, activation="NONE")
         g.op("RESHAPE", [preds, g.constant("reshape_2", np.array([1, 10], np.int32))], [logits], new_shape=[1, 10])
     probs = g.activation("predictions", (1, 10), QParams(1 / 256, -128))
-    g.op("SOFTMAX", [logits], [probs])
+    g.op("SOFTMAX", [logits], [probs], beta=1.0)
     g.output = probs
     if float_io:
         g.tensors.append(Tensor("float_predictions", (1, 10), "float32"))
         g.output = len(g.tensors) - 1
         g.op("DEQUANTIZE", [probs], [g.output])
-    return _serialize(g)
+    return _serialize_converted(g)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +158,7 @@ def test_edgepack_written_tflite_compiles_and_benches(edgepack_tflite, target, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
-def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_path):
+def test_converter_like_tflite_compiles_and_benches(target, tmp_path):
     source = tmp_path / "converted_net.tflite"
     source.write_bytes(_converter_like())
     imported = read_tflite(source)
@@ -184,7 +174,7 @@ def test_converter_like_tflite_compiles_and_benches(schema_writer, target, tmp_p
 
 
 @pytest.mark.slow
-def test_converter_float_interface_is_dropped(schema_writer, tmp_path):
+def test_converter_float_interface_is_dropped(tmp_path):
     """The converter's default float32 in/out (QUANTIZE first, DEQUANTIZE last): the plan runs the int8 inside."""
     source = tmp_path / "float_io_net.tflite"
     source.write_bytes(_converter_like(float_io=True))
@@ -241,7 +231,7 @@ def test_python_api_compiles_a_tflite_path(edgepack_tflite, tmp_path):
 
 
 @pytest.mark.parametrize("ending", ["flat_mean", "conv"])
-def test_other_converter_heads_match_litert(schema_writer, ending, tmp_path):
+def test_other_converter_heads_match_litert(ending, tmp_path):
     """MEAN without keep_dims straight into FULLY_CONNECTED, and keras.applications.MobileNet's AVERAGE_POOL_2D
     and 1x1 CONV_2D classifier: the imported plan's logits are LiteRT's reference kernels' on every value."""
     source = tmp_path / f"{ending}.tflite"
@@ -256,7 +246,7 @@ def test_other_converter_heads_match_litert(schema_writer, ending, tmp_path):
     assert len(np.unique(want)) > 10 and np.array_equal(got, want.reshape(got.shape))
 
 
-def test_fully_connected_after_a_flattened_map_matches_litert(schema_writer, tmp_path):
+def test_fully_connected_after_a_flattened_map_matches_litert(tmp_path):
     """RESHAPE of a 2x2 map to (1, F) flattens in NHWC order; the imported fc's weights follow the plan's CHW
     order, and the fc rounds acc * M once (rounding "single"), as LiteRT's kernel."""
     rng = np.random.default_rng(3)
