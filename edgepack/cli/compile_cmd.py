@@ -11,16 +11,26 @@ from edgepack.data import npz_map_shape, npz_vector_length
 from edgepack.errors import ConfigError
 from edgepack.frontends.tflite import compile_config
 from edgepack.interop.tflite_import import is_tflite_spec, read_tflite
-from edgepack.model.builtin import BUILTIN, DEFAULT
+from edgepack.model.builtin import BUILTIN, DEFAULT, default_alpha, max_alpha
 from edgepack.model.user import load_user_model, parse_model_spec
 from edgepack.validate import check_model
+
+
+def alpha_help() -> str:
+    """--alpha's help read from the built-in table, whose widths compile and info take, so it cannot drift."""
+    wider = "".join(f"; {name}: (0, {max_alpha(name):g}]" for name in BUILTIN if max_alpha(name) != 1.0)
+    defaults = {name: f"{default_alpha(name):g}" for name in BUILTIN}
+    if len(set(defaults.values())) == 1:
+        default = f"{defaults[DEFAULT]} for every built-in model"
+    else:
+        default = ", ".join(f"{name} {alpha}" for name, alpha in defaults.items())
+    return f"width multiplier in (0, 1]{wider} (default {default})"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="build a verified artifact folder for a target")
     p.add_argument("--target", required=True, help="target name (see `edgepack targets`)")
-    p.add_argument("--alpha", help="width multiplier in (0, 1] (mobilenet_v2: (0, 1.4]; default 0.75, "
-                   "mobilenet_v3_small 1.0: the shipped weights' width)")
+    p.add_argument("--alpha", help=alpha_help())
     p.add_argument("--resolution", default="224", help="input resolution (default 224); a multiple of 32 for the built-in MobileNets")
     p.add_argument("--classes", help="classes of the model (default 10, the digits; with --model, its last Linear); "
                    "another count needs --checkpoint (or --random-head)")
