@@ -79,8 +79,8 @@ _ACTIVATION_OBSERVERS = {
 
 
 def activation_spec(qat: bool, method: CalibrationMethod = CalibrationMethod.HISTOGRAM) -> QuantizationSpec:
-    if qat:
-        ctr = FakeQuantize.with_args(observer=obs.MovingAverageMinMaxObserver)
+    if qat:  # PTQ's histogram ranges, observed once on the calibration set and then fixed (edgepack.quantize.qat)
+        ctr = FakeQuantize.with_args(observer=obs.HistogramObserver, eps=2**-12)
     else:
         ctr = _ACTIVATION_OBSERVERS[CalibrationMethod(method)].with_args(eps=2**-12)
     return QuantizationSpec(

@@ -87,7 +87,7 @@ def test_to_plan_is_the_plan_the_torch_front_end_builds(data):
 
 @pytest.mark.slow  # a whole QAT compile (one epoch at 32x32)
 def test_qat_compile_holds_the_plan_its_fallback_record_names(tmp_path):
-    """A QAT compile makes PTQ's plan too and keeps the one more accurate on the calibration split: the plan in
+    """A QAT compile makes PTQ's plan too and keeps it when it is more accurate on the calibration split: the plan in
     the artifact scores, on those images, the figure the manifest gives for the side it says it kept."""
     import json
 
@@ -104,7 +104,5 @@ def test_qat_compile_holds_the_plan_its_fallback_record_names(tmp_path):
     assert kept in ("qat", "ptq") and record["images"] == 32
     calibration = load_digits_split("calibration", 32).take(32)
     assert int8_accuracy(Plan.load(out), calibration) == pytest.approx(record[f"{kept}_calibration_accuracy"], abs=1e-4)
-    other = "ptq" if kept == "qat" else "qat"
-    assert (record["qat_calibration_accuracy"] > record["ptq_calibration_accuracy"]) == (kept == "qat")
+    assert (record["qat_calibration_accuracy"] >= record["ptq_calibration_accuracy"]) == (kept == "qat")
     assert ("activation_calibration" in quantization) == (kept == "ptq")  # PTQ's record comes with its plan
-    assert other != kept

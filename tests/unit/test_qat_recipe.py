@@ -115,7 +115,42 @@ def test_qat_keeps_the_epoch_best_on_the_calibration_split():
     record: dict = {}
     quantize_qat(tiny_model(), data(64, 1), data(32, 2), SHAPE, epochs=3, batch=16, record=record)
     scores = record["calibration_accuracy_by_epoch"]
-    assert len(scores) == 4  # epoch 0 (before training) and each epoch
-    assert scores[record["kept_epoch"]] == max(scores)
+    losses = record["calibration_loss_by_epoch"]
+    assert len(scores) == len(losses) == 4  # epoch 0 (before training) and each epoch
+    kept = record["kept_epoch"]
+    assert scores[kept] == max(scores)
+    assert losses[kept] == min(loss for a, loss in zip(scores, losses) if a == max(scores))  # accuracy ties: the loss
     assert record["equalization"]["applied"]
     assert (record["batchnorm_frozen_after_epoch"], record["observers_frozen_after_epoch"]) == (1, 2)
+
+
+@pytest.mark.slow  # torch.export + prepare_qat_pt2e + prepare_pt2e
+def test_activation_ranges_start_at_ptqs_and_do_not_move():
+    """QAT starts from PTQ's model: its activation ranges are PTQ's histogram ranges on the calibration set (with
+    BatchNorm's running statistics, as the folded model computes), and training leaves them where they are."""
+    from torchao.quantization.pt2e import observer as obs
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantize
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from edgepack.fold import fold
+    from edgepack.frontends.pt2e_plan import build_plan
+    from edgepack.quantize.ptq import quantize_ptq
+
+    d, model = data(), tiny_model()
+    running_mean = model[1].running_mean.clone()
+    prepared = prepare_qat_graph(copy.deepcopy(model).train(), d, torch.from_numpy(d.images[:2]),
+                                 WeightGranularity.PER_CHANNEL, 32)  # PTQ's batch: the histograms merge alike
+    activations = [m for m in prepared.modules()
+                   if isinstance(m, FakeQuantize) and isinstance(m.activation_post_process, obs.HistogramObserver)]
+    assert len(activations) >= 4  # at least the input and each conv-bn-relu's output
+    start = [m.scale.clone() for m in activations]
+    bn_means = [b for n, b in prepared.named_buffers() if "running_mean" in n]
+    assert any(torch.equal(b, running_mean) for b in bn_means)  # calibration did not touch the statistics
+    train_steps(prepared, d)
+    assert all(torch.equal(a, m.scale) for a, m in zip(start, activations))
+    qat_plan = build_plan(convert_pt2e(copy.deepcopy(prepared)), SHAPE)
+    ptq_plan = build_plan(quantize_ptq(fold(model), d, SHAPE), SHAPE)
+    for qat_layer, ptq_layer in zip(qat_plan.layers, ptq_plan.layers):
+        if qat_layer.kind != "fc":  # the fc's output is not an activation of this model's convs
+            assert qat_layer.output_q.scale == pytest.approx(ptq_layer.output_q.scale, rel=1e-4)
+            assert qat_layer.output_q.zero_point == ptq_layer.output_q.zero_point
