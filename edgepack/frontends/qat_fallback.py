@@ -1,11 +1,12 @@
 """QAT's safety net: a QAT compile also makes the PTQ plan (the same cross-layer equalization, PTQ's histogram
-calibration) and keeps it instead of QAT's when it is strictly more accurate on the CALIBRATION split, measured
-on the int8 reference (what every device runs bit for bit), not on torch's fake-quant graph.
+calibration) and ships QAT's plan only when it gets at least two more CALIBRATION images right, measured on the
+int8 reference (what every device runs bit for bit), not on torch's fake-quant graph; else PTQ's.
 
-Why: QAT starts from PTQ's model (edgepack.quantize.qat) and keeps its best epoch on the same split, so QAT's plan
-falls below PTQ's there only if the fake-quant graph and the int8 plan part ways; the net catches that without
-second-guessing a tie (the user asked for QAT). The eval images stay out of the choice, as in
---calibration-method auto (frontends.calibration_search).
+Why: on the digits, PTQ with CLE is already within about a point of fp32 on every shipped width, and QAT epochs
+that tie PTQ on the 180 calibration images, or beat it by one, scored up to 5 of 360 eval images lower
+(MobileNetV2 0.35-224: 96.94% vs 98.33%; 0.75-96: 97.50% vs 97.78%). A one-image win is noise, not evidence
+that fine-tuning helped, so the plan that needs no training keeps it. The eval images stay out of the choice,
+as in --calibration-method auto (frontends.calibration_search).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from edgepack.evaluate import accuracy
 from edgepack.plan import reference
 from edgepack.plan.plan import Plan
 
-RULE = "QAT's plan kept unless PTQ's is strictly more accurate on the calibration split (int8 reference; a tie keeps QAT)"
+MIN_GAIN_IMAGES = 2  # what QAT must win by: one image either way is the noise of a few hundred images
+RULE = (f"QAT's plan kept only when it gets at least {MIN_GAIN_IMAGES} more calibration images right than PTQ's "
+        "(int8 reference); else PTQ's")
 
 
 def int8_accuracy(plan: Plan, data: Dataset) -> float:
@@ -25,9 +28,11 @@ def int8_accuracy(plan: Plan, data: Dataset) -> float:
 def choose(qat_plan: Plan, ptq_plan: Plan, calibration: Dataset) -> tuple[bool, dict]:
     """(keep QAT's plan?, the manifest's record of the comparison)."""
     qat, ptq = int8_accuracy(qat_plan, calibration), int8_accuracy(ptq_plan, calibration)
-    keep_qat = qat >= ptq
+    gain = round((qat - ptq) * len(calibration))
+    keep_qat = gain >= MIN_GAIN_IMAGES
     return keep_qat, {"kept": "qat" if keep_qat else "ptq", "qat_calibration_accuracy": round(qat, 4),
-                      "ptq_calibration_accuracy": round(ptq, 4), "images": len(calibration), "rule": RULE}
+                      "ptq_calibration_accuracy": round(ptq, 4), "gain_images": gain, "images": len(calibration),
+                      "rule": RULE}
 
 
 def describe(record: dict) -> str:
@@ -36,4 +41,4 @@ def describe(record: dict) -> str:
                f"PTQ {record['ptq_calibration_accuracy']:.1%}")
     if record["kept"] == "qat":
         return f"QAT kept ({figures})"
-    return f"QAT fell below PTQ, so the artifact holds PTQ's plan ({figures}; the manifest's quantization.qat_fallback)"
+    return f"QAT did not beat PTQ by {MIN_GAIN_IMAGES} images, so the artifact holds PTQ's plan ({figures}; the manifest's quantization.qat_fallback)"

@@ -87,12 +87,12 @@ def test_to_plan_is_the_plan_the_torch_front_end_builds(data):
 
 @pytest.mark.slow  # a whole QAT compile (one epoch at 32x32)
 def test_qat_compile_holds_the_plan_its_fallback_record_names(tmp_path):
-    """A QAT compile makes PTQ's plan too and keeps it when it is more accurate on the calibration split: the plan in
+    """A QAT compile makes PTQ's plan too and ships it unless QAT's wins on the calibration split: the plan in
     the artifact scores, on those images, the figure the manifest gives for the side it says it kept."""
     import json
 
     import edgepack
-    from edgepack.frontends.qat_fallback import int8_accuracy
+    from edgepack.frontends.qat_fallback import MIN_GAIN_IMAGES, int8_accuracy
     from edgepack.plan.plan import Plan
 
     out = tmp_path / "qat"
@@ -104,5 +104,7 @@ def test_qat_compile_holds_the_plan_its_fallback_record_names(tmp_path):
     assert kept in ("qat", "ptq") and record["images"] == 32
     calibration = load_digits_split("calibration", 32).take(32)
     assert int8_accuracy(Plan.load(out), calibration) == pytest.approx(record[f"{kept}_calibration_accuracy"], abs=1e-4)
-    assert (record["qat_calibration_accuracy"] >= record["ptq_calibration_accuracy"]) == (kept == "qat")
+    assert (record["gain_images"] >= MIN_GAIN_IMAGES) == (kept == "qat")
+    gain = (record["qat_calibration_accuracy"] - record["ptq_calibration_accuracy"]) * 32
+    assert record["gain_images"] == pytest.approx(gain, abs=0.01)
     assert ("activation_calibration" in quantization) == (kept == "ptq")  # PTQ's record comes with its plan

@@ -1,9 +1,9 @@
-"""QAT's safety net: the compile keeps PTQ's plan instead of QAT's only when its int8 accuracy on the calibration
-split is strictly higher; a tie keeps QAT's (edgepack.frontends.qat_fallback)."""
+"""QAT's safety net: the compile ships QAT's plan only when it gets at least MIN_GAIN_IMAGES more calibration
+images right than PTQ's, on the int8 reference; else PTQ's (edgepack.frontends.qat_fallback)."""
 import numpy as np
 
 from edgepack.data import Dataset
-from edgepack.frontends.qat_fallback import choose, describe, int8_accuracy
+from edgepack.frontends.qat_fallback import MIN_GAIN_IMAGES, choose, describe, int8_accuracy
 from edgepack.plan import reference
 from tests.conformance.plans import random_plan
 
@@ -27,7 +27,17 @@ def test_the_more_accurate_plan_is_kept_on_either_side():
     assert "PTQ's plan" in describe(record)
 
 
-def test_a_tie_keeps_qat():
-    plan = random_plan(0)
-    keep_qat, record = choose(plan, plan, labelled_by(random_plan(2)))
-    assert keep_qat and record["qat_calibration_accuracy"] == record["ptq_calibration_accuracy"] < 1.0
+def predictions(plan, images):
+    return reference.run_batched(plan, plan.input_q.quantize(images)).argmax(1)
+
+
+def test_a_tie_or_a_one_image_win_keeps_ptq():
+    plan, other = random_plan(0), random_plan(2)
+    images = labelled_by(plan).images
+    mine, theirs = predictions(plan, images), predictions(other, images)
+    assert (mine != theirs).all()
+    for gain in range(MIN_GAIN_IMAGES + 2):  # `plan` right on 10 + gain images, `other` on the other 10
+        labels = np.concatenate([mine[:10 + gain], theirs[10 + gain:20 + gain]])
+        keep_qat, record = choose(plan, other, Dataset(images[:20 + gain], labels, "labels split between two plans"))
+        assert record["gain_images"] == gain
+        assert keep_qat == (gain >= MIN_GAIN_IMAGES)
