@@ -25,7 +25,9 @@ TICK_S = 0.5
 HISTORY_SIZE = 500  # stage times kept for estimates (about 40 KB)
 # the compile's stage keys (frontends.timed) as a user reads them
 STAGE_NAMES = {"compile": "compile, all stages", "import_torch": "loading torch", "fold": "folding BatchNorm", "fp32_eval": "fp32 model on the eval images",
-               "equalize": "cross-layer equalization", "bias_correction": "bias correction", "quantize": "quantizing (calibration)", "plan": "building the int8 plan",
+               "equalize": "cross-layer equalization", "bias_correction": "bias correction", "quantize": "quantizing (calibration)",
+               "qat": "quantization-aware training", "qat_fallback": "QAT's plan vs PTQ's on the calibration images",
+               "plan": "building the int8 plan",
                "export": "exporting the QDQ ONNX model", "torch_int8_eval": "PT2E int8 model on the eval images",
                "onnxruntime_eval": "ONNX Runtime on the eval images", "reference": "int8 reference on the eval images",
                "litert_verify": "checking model.tflite under LiteRT", "lower": "lowering for the target"}

@@ -169,11 +169,11 @@ def _ptq(config: CompileConfig, folded: nn.Module, calibration: Dataset, quantiz
 
 def _qat(config: CompileConfig, model: nn.Module, folded: nn.Module, calibration: Dataset, quantization: dict,
          times: dict):
-    """(converted graph, its plan): QAT's, or PTQ's when QAT's is not more accurate on the calibration split
-    (edgepack.frontends.qat_fallback); ``quantization`` records the recipe and the choice."""
+    """(converted graph, its plan): QAT's, or PTQ's unless QAT's wins on the calibration split by
+    qat_fallback.MIN_GAIN_IMAGES; ``quantization`` records the recipe and the choice."""
     train = load_data(config.calibration, "train", None, config) if config.calibration is None else calibration
     recipe: dict = {}  # what the QAT recipe did: epochs, schedule, freezes, calibration accuracy per epoch
-    with timed(times, "quantize"):
+    with timed(times, "qat"):
         converted, guarded = quantize_qat(model, train, calibration, config.input_shape, config.qat_epochs,
                                           config.weight_granularity, equalize_first=config.equalize, record=recipe)
     quantization.update(qat_epochs=config.qat_epochs, qat_train_images=len(train), guarded_zero_batchnorm_weights=guarded,
