@@ -31,7 +31,7 @@ def predictions(plan, images):
     return reference.run_batched(plan, plan.input_q.quantize(images)).argmax(1)
 
 
-def test_a_tie_or_a_one_image_win_keeps_ptq():
+def test_a_tie_keeps_ptq_and_a_win_ships_qat():
     plan, other = random_plan(0), random_plan(2)
     images = labelled_by(plan).images
     mine, theirs = predictions(plan, images), predictions(other, images)
