@@ -29,6 +29,7 @@ from edgepack.plan import reference
 from edgepack.plan.plan import PLAN_INPUT, Plan
 from edgepack.signing import load_private_key, sign_folder
 from edgepack.targets import Target, get_target, load_targets
+from edgepack.targets.backends import PLAN_BACKENDS
 from edgepack.validate import (FootprintEstimate, WeightedLayer, budget_file_fix, check_budget_estimate,
                                estimate_footprint)
 from edgepack.version import __version__
@@ -98,16 +99,16 @@ def compile_locked(config: CompileConfig, target: Target, model=None, log=None,
         return run_pipeline(config, target, source, times, log)
 
 
-MULTI_OUTPUT_BACKENDS = ("c", "tvm", "tflm")  # the executors that hand over every output (Plan.output_row_shape)
-
-
 def check_multi_output(target: Target, plan: Plan) -> None:
-    """A plan with several outputs runs on the C, TVM and tflm backends; another target (onnxruntime and openvino
-    run qdq.onnx, which only a PyTorch model gives, with one output) is refused before any work."""
-    if target.backend not in MULTI_OUTPUT_BACKENDS:
+    """A plan with several outputs runs on every backend that lowers the plan itself (PLAN_BACKENDS, each hands
+    over every output: Plan.output_row_shape); the others run qdq.onnx, which only a PyTorch model gives, with one
+    output, so such a target is refused before any work."""
+    if target.backend not in PLAN_BACKENDS:
+        plan_targets = ", ".join(name for name, entry in load_targets().items() if entry.backend in PLAN_BACKENDS)
         raise UnsupportedModelError(
             f"target {target.name}: the {target.backend} backend runs models with one output, this one has "
-            f"{len(plan.output_layers)}: use a target of the c, tvm or tflm backend (c-host, cortex-m4, rpi4, x86-tvm, tflm)")
+            f"{len(plan.output_layers)}: use a target of the {', '.join(PLAN_BACKENDS[:-1])} or {PLAN_BACKENDS[-1]} "
+            f"backend ({plan_targets})")
 
 
 def front_end(config: CompileConfig, target: Target, model, calibration_data: Dataset | None, eval_set: Dataset | None,

@@ -128,17 +128,14 @@ def freeze_observers(prepared: torch.fx.GraphModule) -> None:
     prepared.apply(disable_observer)
 
 
-def freeze_activation_ranges(prepared: torch.fx.GraphModule) -> int:
-    """Stop the activation observers (the histogram ones; weight observers go on): returns how many."""
+def freeze_activation_ranges(prepared: torch.fx.GraphModule) -> None:
+    """Stop the activation observers (the histogram ones; weight observers go on)."""
     from torchao.quantization.pt2e import observer as obs
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
 
-    frozen = 0
     for m in prepared.modules():
         if isinstance(m, FakeQuantize) and isinstance(m.activation_post_process, obs.HistogramObserver):
             m.disable_observer()
-            frozen += 1
-    return frozen
 
 
 @torch.no_grad()

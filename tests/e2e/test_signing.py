@@ -5,7 +5,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -172,10 +171,8 @@ def test_bad_sign_key_fails_fast_with_one_line(signed, tmp_path):
     """From a fresh process: nothing heavy (torch) is imported before the key is checked."""
     probe = ("import sys; from edgepack.cli.main import main; code = main(sys.argv[1:]); "
              "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(code)")
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", probe, "compile", *SMALL, "-o", str(tmp_path / "art"),
                            "--sign-key", str(signed / "release.pub")], capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 2 and proc.stdout == "torch not imported\n", (proc.stdout, proc.stderr)
     assert len(proc.stderr.splitlines()) == 1 and "is a public key" in proc.stderr, proc.stderr
-    assert elapsed < 2.0
+    assert not (tmp_path / "art").exists()
