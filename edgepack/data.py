@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ EVAL_SIZE, CALIBRATION_SIZE = 360, 180
 DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 RESIZE_CACHE_VERSION = 1  # in the resized digits' cache key: bump it when resized_digits changes what it stores
+RESIZE_CACHE_BYTES = 256 << 20  # the resized digits kept: the eval and calibration splits of two resolutions at 224
+RESIZE_CACHE_NAME = re.compile(r"[0-9a-f]{32}\.npy")  # the files resized_digits writes, the only ones it prunes
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def resized_digits(images: np.ndarray, resolution: int) -> np.ndarray:
     try:
         cached = np.load(path, allow_pickle=False)
         if cached.dtype == np.float32 and cached.shape == (*pixels.shape[:2], resolution, resolution):
+            with contextlib.suppress(OSError):
+                os.utime(path)  # most recently used: pruned last
             return cached
     except (OSError, ValueError, EOFError):  # not there yet, or unreadable: made again
         pass
@@ -124,7 +130,26 @@ def resized_digits(images: np.ndarray, resolution: int) -> np.ndarray:
 
     with contextlib.suppress(OSError):  # a read-only cache folder costs the next call the torch import, nothing else
         replace_atomically(path, fill)  # two compiles at once: neither reads the other's half-written file
+        prune_resize_cache(path.parent, keep=path)
     return resized
+
+
+def prune_resize_cache(folder: Path, keep: Path) -> None:
+    """Delete the least recently used resized digits until the folder's own files fit RESIZE_CACHE_BYTES (``keep``,
+    the one just written, stays): one resolution's eval and calibration splits at 224 are about 100 MB. Files it
+    did not name are left alone; a file another process deletes first is skipped."""
+    entries = []
+    for f in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if RESIZE_CACHE_NAME.fullmatch(f.name) and f != keep:
+                entries.append((f.stat().st_mtime, f.stat().st_size, f))
+    total = sum(size for _, size, _ in entries) + keep.stat().st_size
+    for _, size, f in sorted(entries):
+        if total <= RESIZE_CACHE_BYTES:
+            break
+        with contextlib.suppress(OSError):
+            f.unlink()
+        total -= size
 
 
 def _torch_version() -> str:
@@ -147,7 +172,9 @@ def digits_source(split: str, classes: int = 10) -> tuple[np.ndarray, np.ndarray
 def load_digits_split(split: str, resolution: int, classes: int = 10, mean=None, std=None) -> Dataset:
     """The bundled digits data, resized to ``resolution``; ``classes`` < 10 keeps labels 0..classes-1."""
     images, labels = digits_source(split, classes)
-    pixels = np.repeat(resized_digits(images, resolution), 3, axis=1)  # one channel resized: the three are equal
+    # the train split (QAT's, which imports torch anyway) is resized each time: at 224 it alone is 250 MB
+    one_channel = resize(images[:, None], resolution) if split == "train" else resized_digits(images, resolution)
+    pixels = np.repeat(one_channel, 3, axis=1)  # one channel resized: the three are equal
     return Dataset(normalise(pixels, mean, std), labels, f"digits:{split}")
 
 

@@ -2,6 +2,7 @@
 images torch's bilinear resize of the three-channel split gives, bit for bit, whether computed or cached; a warm
 cache loads them without importing torch (what keeps torch off bench of a built-in artifact)."""
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,27 @@ def test_a_truncated_cache_file_is_made_again(cache):
     path.write_bytes(path.read_bytes()[:1000])  # as a full disk would leave a file written in place
     assert load_digits_split("eval", 32).images.tobytes() == want.tobytes()
     assert path.stat().st_size > 1000
+
+
+def test_the_least_recently_used_entries_go_first_and_foreign_files_stay(cache, monkeypatch):
+    from edgepack import data
+
+    for resolution in (32, 48, 64):
+        load_digits_split("eval", resolution)
+    by_resolution = {np.load(f).shape[-1]: f for f in cache.glob("*.npy")}
+    assert sorted(by_resolution) == [32, 48, 64]
+    for age, resolution in enumerate((48, 32, 64)):  # 48 is the oldest, then 32
+        os.utime(by_resolution[resolution], (1_000_000 + age, 1_000_000 + age))
+    load_digits_split("eval", 48)  # a read makes 48 the most recently used
+    foreign = cache / "notes.npy"
+    foreign.write_bytes(b"not edgepack's")
+    sizes = {r: f.stat().st_size for r, f in by_resolution.items()}
+    monkeypatch.setattr(data, "RESIZE_CACHE_BYTES", 2 * sizes[48] + sizes[64])  # 40, 48, 64 fit; not 32 too
+    load_digits_split("eval", 40)  # written, then 32 (least recently used) is deleted to fit the budget
+    left = {np.load(f).shape[-1] for f in cache.glob("*.npy") if f != foreign}
+    assert left == {40, 48, 64} and foreign.read_bytes() == b"not edgepack's"
+
+
+def test_the_train_split_is_not_cached(cache):
+    load_digits_split("train", 32)
+    assert not cache.exists() or list(cache.glob("*.npy")) == []
