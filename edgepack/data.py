@@ -142,7 +142,8 @@ def prune_resize_cache(folder: Path, keep: Path) -> None:
     for f in folder.iterdir():
         with contextlib.suppress(OSError):
             if RESIZE_CACHE_NAME.fullmatch(f.name) and f != keep:
-                entries.append((f.stat().st_mtime, f.stat().st_size, f))
+                st = f.stat()
+                entries.append((st.st_mtime, st.st_size, f))
     total = sum(size for _, size, _ in entries) + keep.stat().st_size
     for _, size, f in sorted(entries):
         if total <= RESIZE_CACHE_BYTES:
