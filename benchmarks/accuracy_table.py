@@ -19,7 +19,6 @@ from edgepack.data import load_digits_split
 from edgepack.evaluate import accuracy, torch_logits
 from edgepack.fold import fold
 from edgepack.frontends import qat_fallback
-from edgepack.frontends.qat_fallback import int8_accuracy
 from edgepack.frontends.pt2e_plan import build_plan
 from edgepack.frontends.torch import to_plan
 from edgepack.model.builtin import shipped_alphas
@@ -40,13 +39,14 @@ def row(alpha: float, data, args) -> str:
     model = pretrained(alpha, args.resolution, model=args.model)
     fp32 = accuracy(torch_logits(fold(model), data["eval"].images), data["eval"].labels)
     cle_plan = ptq_plan(model, data, args, True)
-    plain, cle = int8_accuracy(ptq_plan(model, data, args, False), data["eval"]), int8_accuracy(cle_plan, data["eval"])
+    plain = qat_fallback.int8_accuracy(ptq_plan(model, data, args, False), data["eval"])
+    cle = qat_fallback.int8_accuracy(cle_plan, data["eval"])
     t, record = time.perf_counter(), {}
     qat, _ = quantize_qat(model, data["train"], data["calibration"], shape, epochs=args.qat_epochs,
                           granularity=WeightGranularity(args.weight_granularity), lr=args.lr, seed=args.seed,
                           record=record)
     qat_plan, qat_s = build_plan(qat, shape), time.perf_counter() - t
-    qat_acc = int8_accuracy(qat_plan, data["eval"])
+    qat_acc = qat_fallback.int8_accuracy(qat_plan, data["eval"])
     keep_qat, choice = qat_fallback.choose(qat_plan, cle_plan, data["calibration"])  # what the compile keeps
     kept = (f"QAT {qat_acc:.2%}" if keep_qat else f"PTQ {cle:.2%}") + (
         f" ({choice['qat_calibration_accuracy']:.1%} vs {choice['ptq_calibration_accuracy']:.1%})")
